@@ -1,0 +1,95 @@
+/*
+ * cache.h: which blocks of a file are on local disk, and their bytes.
+ *
+ * (1) A block is present only after its bytes are written and its XXH3
+ *     recorded; a present block is never rewritten. After a restart a
+ *     block's XXH3 is checked at its first read: a mismatch drops the
+ *     block (the caller fetches it again) and no byte of it is returned.
+ * (2) A file's block_size is fixed at first use and stored with it.
+ * (3) Space is reserved before a block is written: the bytes of present
+ *     and reserved blocks never exceed the size limit, and free space on
+ *     the cache filesystem never drops below the min-free watermark.
+ *     Least-recently-used blocks of unpinned files are evicted to make
+ *     room; blocks being read or written are never evicted.
+ * (4) One process owns a cache dir at a time (an flock on DIR/lock).
+ * Layout: DIR/index.sqlite, DIR/data/<file id> (sparse, full size).
+ * Ownership: cache_open()/cache_close(); cache_file_open() gives a file
+ * handle that the cache owns and frees at cache_close().
+ * Threads: all functions are thread-safe, never touch the network and
+ * return with no lock held. Lock order: cache space lock, then a file's
+ * lock, then the store's.
+ */
+#ifndef MODELFS_CACHE_H
+#define MODELFS_CACHE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "modelfs/store.h"
+
+struct cache;
+struct cache_file;
+
+struct cache_limits {
+	int64_t max_bytes;		/* > 0: limit in bytes */
+	double max_percent;		/* > 0 and max_bytes <= 0: of the cache filesystem */
+	int64_t min_free_bytes;		/* >= 0: keep this much free */
+	double min_free_percent;	/* when min_free_bytes < 0 */
+};
+
+struct cache_usage {
+	uint64_t used;			/* bytes of present blocks */
+	uint64_t limit;			/* effective size limit */
+	uint64_t fs_free;		/* free bytes on the cache filesystem */
+	uint64_t min_free;		/* effective watermark */
+};
+
+/* Create or open the cache at dir. -EBUSY (logged with the holder's pid)
+ * when another process holds it. */
+int cache_open(const char *dir, const struct cache_limits *lim, struct cache **out);
+void cache_close(struct cache *c);
+struct store *cache_store(struct cache *c);
+int cache_usage_get(struct cache *c, struct cache_usage *u);
+
+int cache_file_open(struct cache *c, const char *key, uint64_t size, uint32_t block_size,
+		    struct cache_file **out);
+int64_t cache_file_id(const struct cache_file *f);
+uint64_t cache_file_size(const struct cache_file *f);
+uint32_t cache_file_block_size(const struct cache_file *f);
+uint64_t cache_file_nblocks(const struct cache_file *f);
+/* Length of block idx (the last one may be short). */
+uint32_t cache_block_len(const struct cache_file *f, uint64_t idx);
+bool cache_block_present(struct cache_file *f, uint64_t idx);
+uint64_t cache_file_cached_bytes(struct cache_file *f);
+bool cache_file_complete(struct cache_file *f);
+int cache_file_set_pinned(struct cache_file *f, bool pinned);
+
+/* State as recorded in the store; *sha256 and *error are copies the
+ * caller frees (either out-pointer may be NULL). */
+enum store_file_state cache_file_state(struct cache_file *f, char **sha256, char **error);
+int cache_file_set_state(struct cache_file *f, enum store_file_state st,
+			 const char *sha256, const char *error);
+/* Drop every block (a corrupt file). */
+int cache_file_drop(struct cache_file *f);
+
+/* Writing block idx: reserve (may evict; -ENOSPC when no room can be
+ * made), write its bytes in any order, then commit with their XXH3 or
+ * abort. Only the fetcher that owns idx calls these. A committed block
+ * is held (it cannot be evicted) until cache_block_release(), so the
+ * fetcher can hand it to its waiters first. */
+int cache_block_reserve(struct cache_file *f, uint64_t idx);
+int cache_block_write(struct cache_file *f, uint64_t idx, uint32_t off, const void *data, size_t len);
+int cache_block_commit(struct cache_file *f, uint64_t idx, uint64_t xxh3);
+void cache_block_abort(struct cache_file *f, uint64_t idx);
+void cache_block_release(struct cache_file *f, uint64_t idx);
+
+/* Copy [off, off+len) into buf; every block it touches must be present.
+ * Returns len, or -ENODATA when a block is absent (or was just dropped
+ * by its checksum check), or -EIO. */
+ssize_t cache_read(struct cache_file *f, void *buf, uint64_t off, size_t len);
+
+/* Evict until the limits hold again (e.g. after they were lowered). */
+int cache_trim(struct cache *c);
+
+#endif

@@ -1,0 +1,115 @@
+/*
+ * config.h: the modelfs TOML config, read, validated and laid out.
+ *
+ * (1) A config that loads is complete: every entry has a source, a
+ *     category folder and (for sources whose file name is known without
+ *     the network) a file name; sizes, durations and enums are parsed.
+ * (2) Every error names the place: "FILE:LINE:COL: what is wrong", the
+ *     key for an unknown key, the variable for an unset ${VAR}, both
+ *     entries for two entries with the same path in the mount.
+ * (3) ${VAR} is expanded in every string value of an entry (and in the
+ *     [modelfs] strings); each expanded value is registered with
+ *     log_add_secret(), so it never reaches a log line. "$${" writes a
+ *     literal "${".
+ * Ownership: config_load() gives a struct config; config_free() frees it
+ * and everything it points to.
+ * Threads: a loaded config is immutable and may be read from any thread.
+ */
+#ifndef MODELFS_CONFIG_H
+#define MODELFS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum config_source {
+	CONFIG_SOURCE_URL,		/* plain http(s), incl. Drive and presigned links */
+	CONFIG_SOURCE_HUGGINGFACE,
+	CONFIG_SOURCE_CIVITAI,
+	CONFIG_SOURCE_S3,
+};
+
+enum config_verify {
+	CONFIG_VERIFY_LAZY,		/* serve blocks as they arrive, hash at completion */
+	CONFIG_VERIFY_STRICT,		/* serve nothing until the whole file is verified */
+};
+
+struct config_header {
+	char *name;
+	char *value;			/* may hold a secret: never log it */
+};
+
+struct config_entry {
+	char *category;			/* table name under [models]: "checkpoints" */
+	char *name;			/* key in that table: "sdxl-base" */
+	char *id;			/* "checkpoints/sdxl-base": unique, stable */
+	char *dir;			/* folder in the mount from the layout: "Stable-diffusion" */
+	char *filename;			/* name in dir; NULL when only the source knows it */
+	enum config_source source;
+
+	char *url;			/* url, s3: as written, ${VAR} expanded */
+	char *repo, *file, *revision, *repo_type;	/* huggingface */
+	char **include, **exclude;	/* huggingface repo folders; NULL-terminated or NULL */
+	char *model_id, *version_id, *file_id;		/* civitai */
+	char *endpoint, *region;	/* s3 */
+	char **mirrors;			/* NULL-terminated or NULL */
+
+	struct config_header *headers;	/* sent to the entry's own host only */
+	size_t n_headers;
+	char *auth_header;		/* Authorization value, or NULL */
+
+	char *sha256;			/* expected, 64 lowercase hex, or NULL */
+	int64_t size;			/* expected size in bytes, or -1 */
+	bool gated, prefetch, pin;
+	enum config_verify verify;
+	int line, col;			/* where the entry is written */
+};
+
+struct config {
+	char *path;			/* as given to config_load() */
+	char *cache_dir;		/* NULL: the caller's default */
+	int64_t cache_max_size;		/* bytes, or -1 when given as a percentage */
+	double cache_max_percent;	/* of the cache filesystem, when size is -1; 0 = no limit */
+	int64_t cache_min_free;		/* bytes, or -1 when given as a percentage */
+	double cache_min_free_percent;
+	uint32_t block_size;		/* power of two, 64 KiB .. 256 MiB; default 8 MiB */
+	char *layout;			/* "forge", "comfyui", "flat" */
+	enum config_verify verify;
+	int connections;		/* 1 .. 64, default 16 */
+	int retry_timeout_sec;		/* how long transient failures are retried, default 120 */
+	char *mountpoint;		/* NULL: /workspace/models */
+	char *hf_endpoint, *civitai_endpoint, *gdrive_endpoint;	/* no trailing '/' */
+
+	char **dirs;			/* every folder the layout always shows, NULL-terminated */
+	struct config_entry *entries;
+	size_t n_entries;
+};
+
+struct config_error {
+	char msg[512];			/* "FILE:LINE:COL: what is wrong" */
+};
+
+/* Read and validate the config at path. 0 and *out; -EINVAL with err
+ * filled for a bad config; -errno (err filled) when the file can't be
+ * read. */
+int config_load(const char *path, struct config **out, struct config_error *err);
+
+/* The same from text already in memory; name is used in messages. */
+int config_parse(const char *text, size_t len, const char *name,
+		 struct config **out, struct config_error *err);
+
+void config_free(struct config *cfg);
+
+/* "42G", "512MiB", "8M", "1024" -> bytes; "80%" -> *percent.
+ * 0, or -EINVAL for anything else (negative, overflow, unknown unit). */
+int config_parse_size(const char *text, int64_t *bytes, double *percent);
+
+/* "90s", "2m", "1h", "45" (seconds) -> seconds; 0 or -EINVAL. */
+int config_parse_duration(const char *text, int *seconds);
+
+/* The folder for a category under a layout ("lora" -> "Lora" in forge). */
+const char *config_layout_dir(const char *layout, const char *category);
+
+const char *config_source_name(enum config_source source);
+
+#endif

@@ -1,0 +1,34 @@
+/*
+ * fs.h: the FUSE front: a read-only, low-level filesystem over a tree
+ * and an engine. Every handler makes exactly one reply; reads that miss
+ * the cache are replied later by the engine's worker, so FUSE threads
+ * never wait on the network.
+ * Ownership: fs_mount() gives a session that fs_unmount() frees; the
+ * tree and engine stay the caller's.
+ * Threads: fs_run() runs FUSE's multi-threaded loop until unmount or
+ * SIGTERM/SIGINT/SIGHUP.
+ */
+#ifndef MODELFS_FS_H
+#define MODELFS_FS_H
+
+#include <stdbool.h>
+
+#include "modelfs/engine.h"
+#include "modelfs/tree.h"
+
+struct fs;
+
+struct fs_options {
+	const char *mountpoint;
+	const char *fuse_opts;		/* -o text from the command line, or NULL */
+	bool allow_other;
+	bool debug;
+};
+
+int fs_mount(struct tree *tree, struct engine *engine, const struct fs_options *opts,
+	     struct fs **out);
+/* Run until unmounted; 0 or -errno. */
+int fs_run(struct fs *fs);
+void fs_unmount(struct fs *fs);
+
+#endif

@@ -1,0 +1,42 @@
+/*
+ * tree.h: the mount's directory tree, built once at mount and never
+ * changed, so lookups need no lock and no network.
+ *
+ * (1) Inode numbers are a hash of the path: the same path has the same
+ *     inode across remounts. The root is inode 1.
+ * (2) A folder's mtime is the newest mtime of its entries (or the
+ *     cache's creation time when empty), so it changes only when they do.
+ * Ownership: tree_build() gives the tree; tree_free() frees it. Nodes
+ * point at engine files, which the engine owns.
+ * Threads: read-only after build; safe from any thread.
+ */
+#ifndef MODELFS_TREE_H
+#define MODELFS_TREE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "modelfs/engine.h"
+
+struct tree_node {
+	uint64_t ino;
+	char *name;
+	struct tree_node *parent;
+	struct tree_node **children;	/* sorted by name */
+	size_t nchildren;
+	struct engine_file *file;	/* NULL for a folder */
+	int64_t mtime;
+};
+
+struct tree;
+
+/* Folders dirs (always shown) plus every file of e. */
+int tree_build(struct engine *e, char *const *dirs, int64_t empty_mtime, struct tree **out);
+void tree_free(struct tree *t);
+
+struct tree_node *tree_root(struct tree *t);
+struct tree_node *tree_get(struct tree *t, uint64_t ino);
+struct tree_node *tree_child(const struct tree_node *dir, const char *name);
+
+#endif

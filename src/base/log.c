@@ -1,0 +1,175 @@
+/*
+ * log.c: the only place that writes log lines. Each line is formatted,
+ * redacted (secrets, URL query strings) and written with one write(2).
+ */
+#include "modelfs/log.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_LINE_MAX 2048
+
+static int log_fd = 2;
+static int log_console = -1;	/* a second copy of each line, e.g. the terminal while mounting */
+static int log_syslog;
+static atomic_int log_level = LOG_LVL_INFO;
+
+/* protected by secrets_lock */
+static pthread_mutex_t secrets_lock = PTHREAD_MUTEX_INITIALIZER;
+static char **secrets;
+static size_t n_secrets;
+
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+int log_level_parse(const char *name)
+{
+	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
+		if (strcasecmp(name, level_names[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
+void log_init(int fd, int use_syslog, enum log_level level)
+{
+	const char *env = getenv("MODELFS_LOG");
+	int from_env = env ? log_level_parse(env) : -1;
+
+	log_fd = fd;
+	log_syslog = use_syslog;
+	if (use_syslog)
+		openlog("modelfs", LOG_PID, LOG_DAEMON);
+	atomic_store(&log_level, from_env >= 0 ? from_env : (int)level);
+}
+
+void log_set_console(int fd)
+{
+	log_console = fd;
+}
+
+void log_set_level(enum log_level level)
+{
+	atomic_store(&log_level, level);
+}
+
+enum log_level log_get_level(void)
+{
+	return atomic_load(&log_level);
+}
+
+void log_add_secret(const char *value)
+{
+	char **grown;
+	char *copy;
+
+	if (!value || strlen(value) < 4)
+		return;
+	pthread_mutex_lock(&secrets_lock);
+	for (size_t i = 0; i < n_secrets; i++)
+		if (strcmp(secrets[i], value) == 0)
+			goto out;
+	copy = strdup(value);
+	grown = realloc(secrets, (n_secrets + 1) * sizeof(*secrets));
+	if (!copy || !grown) {
+		free(copy);
+		if (grown)
+			secrets = grown;
+		goto out;
+	}
+	secrets = grown;
+	secrets[n_secrets++] = copy;
+out:
+	pthread_mutex_unlock(&secrets_lock);
+}
+
+/* Copy in to out, cutting the query of every http(s) URL. */
+static void redact_queries(const char *in, char *out, size_t outlen)
+{
+	size_t o = 0;
+	int in_url = 0;
+
+	for (const char *p = in; *p && o + 1 < outlen; p++) {
+		if (!in_url && (strncmp(p, "http://", 7) == 0 || strncmp(p, "https://", 8) == 0))
+			in_url = 1;
+		if (in_url && (*p == ' ' || *p == '"' || *p == '\'' || *p == '\n'))
+			in_url = 0;
+		if (in_url && *p == '?') {
+			static const char mark[] = "?<redacted>";
+			for (size_t k = 0; mark[k] && o + 1 < outlen; k++)
+				out[o++] = mark[k];
+			while (p[1] && p[1] != ' ' && p[1] != '"' && p[1] != '\'' && p[1] != '\n')
+				p++;
+			in_url = 0;
+			continue;
+		}
+		out[o++] = *p;
+	}
+	out[o] = '\0';
+}
+
+void log_redact(const char *in, char *out, size_t outlen)
+{
+	char *work = malloc(outlen);
+
+	if (!outlen)
+		return;
+	if (!work) {
+		snprintf(out, outlen, "<log line dropped: out of memory>");
+		return;
+	}
+	redact_queries(in, work, outlen);
+	pthread_mutex_lock(&secrets_lock);
+	for (size_t i = 0; i < n_secrets; i++) {
+		size_t slen = strlen(secrets[i]);
+		char *hit;
+
+		while ((hit = strstr(work, secrets[i])) != NULL) {
+			memmove(hit + 3, hit + slen, strlen(hit + slen) + 1);
+			memcpy(hit, "***", 3);
+		}
+	}
+	pthread_mutex_unlock(&secrets_lock);
+	snprintf(out, outlen, "%s", work);
+	free(work);
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+	char raw[LOG_LINE_MAX], line[LOG_LINE_MAX + 64], clean[LOG_LINE_MAX];
+	struct timespec ts;
+	struct tm tm;
+	va_list ap;
+	int n;
+
+	if ((int)level > atomic_load(&log_level))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	va_end(ap);
+	log_redact(raw, clean, sizeof(clean));
+	if (log_syslog) {
+		static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+		syslog(prio[level], "%s", clean);
+	}
+	if (log_fd < 0 && log_console < 0)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s\n",
+		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+		     tm.tm_sec, ts.tv_nsec / 1000000, level_names[level], clean);
+	if (n > (int)sizeof(line) - 1)
+		n = sizeof(line) - 1;
+	/* A failed write has nowhere left to be reported. */
+	if (log_fd >= 0 && write(log_fd, line, n) < 0)
+		return;
+	if (log_console >= 0 && log_console != log_fd && write(log_console, line, n) < 0)
+		return;
+}

@@ -1,0 +1,751 @@
+/*
+ * cache.c: the block cache on local disk. Each cached file is one sparse
+ * data file of its full size; which blocks hold valid bytes is known from
+ * the store (with each block's XXH3) and mirrored in memory per open file.
+ *
+ * Block states, per file, guarded by the file's lock:
+ *
+ *   ABSENT --reserve--> WRITING --commit--> PRESENT_UNCHECKED? no: PRESENT
+ *     ^                    |abort                |
+ *     +--------------------+----- evict/drop ----+
+ *
+ *   A block loaded from the store at open starts UNCHECKED; its first
+ *   read hashes it and makes it PRESENT, or drops it on a mismatch.
+ *
+ * Readers copy bytes with no lock held; a per-block reader count keeps
+ * eviction from punching a hole under them.
+ */
+#include "modelfs/cache.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "modelfs/log.h"
+
+#define CHECK_CHUNK (256 * 1024)
+#define LRU_BATCH 256
+#define TOUCH_INTERVAL_SEC 60
+
+enum block_state { BLOCK_ABSENT, BLOCK_WRITING, BLOCK_UNCHECKED, BLOCK_PRESENT };
+
+struct block {
+	uint8_t state;
+	uint16_t readers;	/* copies in progress */
+	uint64_t xxh3;
+	int64_t touched;	/* last atime written to the store */
+};
+
+struct cache_file {
+	struct cache *cache;
+	int64_t id;
+	uint64_t size;
+	uint32_t block_size;
+	uint64_t nblocks;
+	int fd;
+	pthread_mutex_t lock;
+	struct block *blocks;		/* protected by lock */
+	uint64_t present_bytes;		/* protected by lock */
+	enum store_file_state state;	/* protected by lock */
+	char *sha256, *error;		/* protected by lock */
+	bool pinned;			/* protected by lock */
+	struct cache_file *next;	/* c->files list, protected by c->space_lock */
+};
+
+struct cache {
+	char *dir;
+	int lock_fd;
+	struct store *store;
+	struct cache_limits limits;
+	pthread_mutex_t space_lock;
+	uint64_t used;			/* present blocks; protected by space_lock */
+	uint64_t reserved;		/* blocks being written; protected by space_lock */
+	struct cache_file *files;	/* protected by space_lock */
+};
+
+static int mkdir_p(const char *path)
+{
+	char buf[PATH_MAX];
+	size_t len = strlen(path);
+
+	if (len >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, len + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0755) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* The flock is held for the life of the process; the pid in the file
+ * tells the next one who holds it. */
+static int lock_dir(struct cache *c)
+{
+	char path[PATH_MAX], pid[32], holder[32] = "";
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/lock", c->dir);
+	c->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (c->lock_fd < 0)
+		return -errno;
+	if (flock(c->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		int err = errno == EWOULDBLOCK ? -EBUSY : -errno;
+
+		n = pread(c->lock_fd, holder, sizeof(holder) - 1, 0);
+		holder[n > 0 ? n : 0] = '\0';
+		holder[strcspn(holder, "\n")] = '\0';
+		log_error("event=cache_locked dir=%s holder_pid=%s error=\"another modelfs uses "
+			  "this cache dir; stop it or use --cache-dir\"", c->dir,
+			  holder[0] ? holder : "unknown");
+		return err;
+	}
+	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(c->lock_fd, 0) == 0 && pwrite(c->lock_fd, pid, n, 0) != n)
+		log_warn("event=cache_lock_pid dir=%s error=\"%s\"", c->dir, strerror(errno));
+	return 0;
+}
+
+int cache_open(const char *dir, const struct cache_limits *lim, struct cache **out)
+{
+	struct cache *c = calloc(1, sizeof(*c));
+	char path[PATH_MAX];
+	int rc;
+
+	if (!c)
+		return -ENOMEM;
+	c->lock_fd = -1;
+	pthread_mutex_init(&c->space_lock, NULL);
+	c->limits = *lim;
+	c->dir = strdup(dir);
+	if (!c->dir) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	snprintf(path, sizeof(path), "%s/data", dir);
+	rc = mkdir_p(path);
+	if (rc) {
+		log_error("event=cache_open dir=%s error=\"cannot create: %s\"", dir, strerror(-rc));
+		goto fail;
+	}
+	rc = lock_dir(c);
+	if (rc)
+		goto fail;
+	snprintf(path, sizeof(path), "%s/index.sqlite", dir);
+	rc = store_open(path, &c->store);
+	if (rc)
+		goto fail;
+	rc = store_bytes_used(c->store, &c->used);
+	if (rc)
+		goto fail;
+	*out = c;
+	return 0;
+fail:
+	cache_close(c);
+	return rc;
+}
+
+static void file_free(struct cache_file *f)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	pthread_mutex_destroy(&f->lock);
+	free(f->blocks);
+	free(f->sha256);
+	free(f->error);
+	free(f);
+}
+
+void cache_close(struct cache *c)
+{
+	struct cache_file *f, *next;
+
+	if (!c)
+		return;
+	for (f = c->files; f; f = next) {
+		next = f->next;
+		file_free(f);
+	}
+	store_close(c->store);
+	if (c->lock_fd >= 0)
+		close(c->lock_fd);
+	pthread_mutex_destroy(&c->space_lock);
+	free(c->dir);
+	free(c);
+}
+
+struct store *cache_store(struct cache *c)
+{
+	return c->store;
+}
+
+static int fs_stats(struct cache *c, uint64_t *total, uint64_t *avail)
+{
+	struct statvfs sv;
+
+	if (statvfs(c->dir, &sv) != 0)
+		return -errno;
+	*total = (uint64_t)sv.f_blocks * sv.f_frsize;
+	*avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	return 0;
+}
+
+static void effective_limits(struct cache *c, uint64_t fs_total, uint64_t *limit,
+			     uint64_t *min_free)
+{
+	const struct cache_limits *l = &c->limits;
+
+	if (l->max_bytes > 0)
+		*limit = (uint64_t)l->max_bytes;
+	else if (l->max_percent > 0)
+		*limit = (uint64_t)((double)fs_total * l->max_percent / 100.0);
+	else
+		*limit = UINT64_MAX;
+	if (l->min_free_bytes >= 0)
+		*min_free = (uint64_t)l->min_free_bytes;
+	else
+		*min_free = (uint64_t)((double)fs_total * l->min_free_percent / 100.0);
+}
+
+int cache_usage_get(struct cache *c, struct cache_usage *u)
+{
+	uint64_t total = 0;
+	int rc = fs_stats(c, &total, &u->fs_free);
+
+	if (rc)
+		return rc;
+	effective_limits(c, total, &u->limit, &u->min_free);
+	pthread_mutex_lock(&c->space_lock);
+	u->used = c->used;
+	pthread_mutex_unlock(&c->space_lock);
+	return 0;
+}
+
+static void load_block(void *ctx, const struct store_block *sb)
+{
+	struct cache_file *f = ctx;
+
+	if (sb->idx >= f->nblocks || sb->len != cache_block_len(f, sb->idx))
+		return;		/* geometry changed: the row is ignored and overwritten later */
+	f->blocks[sb->idx].state = BLOCK_UNCHECKED;
+	f->blocks[sb->idx].xxh3 = sb->xxh3;
+	f->present_bytes += sb->len;
+}
+
+static struct cache_file *find_file_locked(struct cache *c, int64_t id)
+{
+	for (struct cache_file *f = c->files; f; f = f->next)
+		if (f->id == id)
+			return f;
+	return NULL;
+}
+
+int cache_file_open(struct cache *c, const char *key, uint64_t size, uint32_t block_size,
+		    struct cache_file **out)
+{
+	struct cache_file *f, *known;
+	struct store_file sf;
+	char path[PATH_MAX];
+	struct stat st;
+	int rc;
+
+	rc = store_file_get_or_create(c->store, key, size, block_size, &sf);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&c->space_lock);
+	known = find_file_locked(c, sf.id);
+	pthread_mutex_unlock(&c->space_lock);
+	if (known) {
+		/* Two entries with the same content share one cached file. */
+		store_file_clear(&sf);
+		*out = known;
+		return 0;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		store_file_clear(&sf);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&f->lock, NULL);
+	f->cache = c;
+	f->fd = -1;
+	f->id = sf.id;
+	f->size = sf.size;
+	f->block_size = sf.block_size;
+	f->nblocks = (f->size + f->block_size - 1) / f->block_size;
+	f->state = sf.state;
+	f->sha256 = sf.sha256;
+	f->error = sf.error;
+	f->pinned = sf.pinned;
+	sf.sha256 = sf.error = NULL;
+	store_file_clear(&sf);
+	f->blocks = calloc(f->nblocks ? f->nblocks : 1, sizeof(*f->blocks));
+	if (!f->blocks) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	snprintf(path, sizeof(path), "%s/data/%lld", c->dir, (long long)f->id);
+	f->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (f->fd < 0 || fstat(f->fd, &st) != 0) {
+		rc = -errno;
+		log_error("event=cache_open_file path=%s error=\"%s\"", path, strerror(errno));
+		goto fail;
+	}
+	if ((uint64_t)st.st_size != f->size && ftruncate(f->fd, (off_t)f->size) != 0) {
+		rc = -errno;
+		goto fail;
+	}
+	rc = store_blocks_load(c->store, f->id, load_block, f);
+	if (rc)
+		goto fail;
+	pthread_mutex_lock(&c->space_lock);
+	f->next = c->files;
+	c->files = f;
+	pthread_mutex_unlock(&c->space_lock);
+	*out = f;
+	return 0;
+fail:
+	file_free(f);
+	return rc;
+}
+
+int64_t cache_file_id(const struct cache_file *f) { return f->id; }
+uint64_t cache_file_size(const struct cache_file *f) { return f->size; }
+uint32_t cache_file_block_size(const struct cache_file *f) { return f->block_size; }
+uint64_t cache_file_nblocks(const struct cache_file *f) { return f->nblocks; }
+
+uint32_t cache_block_len(const struct cache_file *f, uint64_t idx)
+{
+	uint64_t start = idx * f->block_size;
+
+	if (start >= f->size)
+		return 0;
+	return (uint32_t)(f->size - start < f->block_size ? f->size - start : f->block_size);
+}
+
+static bool state_present(uint8_t st)
+{
+	return st == BLOCK_PRESENT || st == BLOCK_UNCHECKED;
+}
+
+bool cache_block_present(struct cache_file *f, uint64_t idx)
+{
+	bool present;
+
+	pthread_mutex_lock(&f->lock);
+	present = idx < f->nblocks && state_present(f->blocks[idx].state);
+	pthread_mutex_unlock(&f->lock);
+	return present;
+}
+
+uint64_t cache_file_cached_bytes(struct cache_file *f)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&f->lock);
+	n = f->present_bytes;
+	pthread_mutex_unlock(&f->lock);
+	return n;
+}
+
+bool cache_file_complete(struct cache_file *f)
+{
+	return cache_file_cached_bytes(f) == f->size;
+}
+
+int cache_file_set_pinned(struct cache_file *f, bool pinned)
+{
+	pthread_mutex_lock(&f->lock);
+	f->pinned = pinned;
+	pthread_mutex_unlock(&f->lock);
+	return store_file_set_pinned(f->cache->store, f->id, pinned);
+}
+
+enum store_file_state cache_file_state(struct cache_file *f, char **sha256, char **error)
+{
+	enum store_file_state st;
+
+	pthread_mutex_lock(&f->lock);
+	st = f->state;
+	if (sha256)
+		*sha256 = f->sha256 ? strdup(f->sha256) : NULL;
+	if (error)
+		*error = f->error ? strdup(f->error) : NULL;
+	pthread_mutex_unlock(&f->lock);
+	return st;
+}
+
+int cache_file_set_state(struct cache_file *f, enum store_file_state st,
+			 const char *sha256, const char *error)
+{
+	char *s = sha256 ? strdup(sha256) : NULL;
+	char *e = error ? strdup(error) : NULL;
+
+	if ((sha256 && !s) || (error && !e)) {
+		free(s);
+		free(e);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&f->lock);
+	f->state = st;
+	free(f->sha256);
+	free(f->error);
+	f->sha256 = s;
+	f->error = e;
+	pthread_mutex_unlock(&f->lock);
+	return store_file_set_state(f->cache->store, f->id, st, sha256, error);
+}
+
+static void punch(struct cache_file *f, uint64_t idx, uint32_t len)
+{
+	if (fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)(idx * f->block_size), len) != 0)
+		log_debug("event=punch_hole file=%lld idx=%llu error=\"%s\"", (long long)f->id,
+			  (unsigned long long)idx, strerror(errno));
+}
+
+/* Forget block idx (held present, no readers) and return its length;
+ * the caller holds f->lock and then fixes the space accounting. */
+static uint32_t drop_block_locked(struct cache_file *f, uint64_t idx)
+{
+	uint32_t len = cache_block_len(f, idx);
+
+	f->blocks[idx].state = BLOCK_ABSENT;
+	f->present_bytes -= len;
+	store_block_delete(f->cache->store, f->id, idx);
+	punch(f, idx, len);
+	return len;
+}
+
+static void space_release(struct cache *c, uint64_t used, uint64_t reserved)
+{
+	pthread_mutex_lock(&c->space_lock);
+	c->used -= used;
+	c->reserved -= reserved;
+	pthread_mutex_unlock(&c->space_lock);
+}
+
+int cache_file_drop(struct cache_file *f)
+{
+	uint64_t freed = 0;
+
+	pthread_mutex_lock(&f->lock);
+	for (uint64_t i = 0; i < f->nblocks; i++)
+		if (state_present(f->blocks[i].state) && f->blocks[i].readers == 0)
+			freed += drop_block_locked(f, i);
+	pthread_mutex_unlock(&f->lock);
+	space_release(f->cache, freed, 0);
+	return 0;
+}
+
+/* A block of a file this process does not have open (from an older
+ * config): forget it in the store and free its bytes. */
+static void evict_foreign_locked(struct cache *c, const struct store_block *b)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	store_block_delete(c->store, b->file_id, b->idx);
+	snprintf(path, sizeof(path), "%s/data/%lld", c->dir, (long long)b->file_id);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			  (off_t)(b->idx * b->block_size), b->len);
+		close(fd);
+	}
+	c->used -= b->len;
+}
+
+/* Evict one LRU batch; the caller holds c->space_lock. Returns bytes freed. */
+static uint64_t evict_batch_locked(struct cache *c)
+{
+	struct store_block victims[LRU_BATCH];
+	uint64_t freed = 0;
+	int n = 0;
+
+	if (store_lru_blocks(c->store, victims, LRU_BATCH, &n) != 0)
+		return 0;
+	for (int i = 0; i < n; i++) {
+		struct cache_file *f = find_file_locked(c, victims[i].file_id);
+		struct block *b;
+
+		if (!f) {
+			evict_foreign_locked(c, &victims[i]);
+			freed += victims[i].len;
+			continue;
+		}
+		pthread_mutex_lock(&f->lock);
+		b = victims[i].idx < f->nblocks ? &f->blocks[victims[i].idx] : NULL;
+		if (b && state_present(b->state) && b->readers == 0 && !f->pinned) {
+			uint32_t len = drop_block_locked(f, victims[i].idx);
+
+			c->used -= len;
+			freed += len;
+			log_debug("event=evict file=%lld idx=%llu bytes=%u", (long long)f->id,
+				  (unsigned long long)victims[i].idx, len);
+		}
+		pthread_mutex_unlock(&f->lock);
+	}
+	return freed;
+}
+
+/* Make room for extra more bytes: 0 or -ENOSPC. Caller holds space_lock. */
+static int make_room_locked(struct cache *c, uint64_t extra)
+{
+	for (;;) {
+		uint64_t total = 0, avail = 0, limit, min_free;
+
+		if (fs_stats(c, &total, &avail) != 0)
+			return -EIO;
+		effective_limits(c, total, &limit, &min_free);
+		if (c->used + c->reserved + extra <= limit &&
+		    avail >= min_free + c->reserved + extra)
+			return 0;
+		if (evict_batch_locked(c) == 0)
+			return -ENOSPC;
+	}
+}
+
+int cache_trim(struct cache *c)
+{
+	int rc;
+
+	pthread_mutex_lock(&c->space_lock);
+	rc = make_room_locked(c, 0);
+	pthread_mutex_unlock(&c->space_lock);
+	return rc;
+}
+
+int cache_block_reserve(struct cache_file *f, uint64_t idx)
+{
+	struct cache *c = f->cache;
+	uint32_t len = cache_block_len(f, idx);
+	int rc;
+
+	pthread_mutex_lock(&c->space_lock);
+	rc = make_room_locked(c, len);
+	if (rc == 0)
+		c->reserved += len;
+	pthread_mutex_unlock(&c->space_lock);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&f->lock);
+	f->blocks[idx].state = BLOCK_WRITING;
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
+int cache_block_write(struct cache_file *f, uint64_t idx, uint32_t off, const void *data, size_t len)
+{
+	off_t pos = (off_t)(idx * f->block_size + off);
+	const char *p = data;
+
+	if ((uint64_t)off + len > cache_block_len(f, idx))
+		return -EINVAL;
+	while (len > 0) {
+		ssize_t n = pwrite(f->fd, p, len, pos);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		pos += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int cache_block_commit(struct cache_file *f, uint64_t idx, uint64_t xxh3)
+{
+	uint32_t len = cache_block_len(f, idx);
+	int64_t now = time(NULL);
+	struct store_block sb = { .file_id = f->id, .idx = idx, .len = len, .xxh3 = xxh3 };
+	int rc = store_block_put(f->cache->store, &sb, now);
+
+	if (rc) {
+		cache_block_abort(f, idx);
+		return rc;
+	}
+	pthread_mutex_lock(&f->lock);
+	f->blocks[idx].state = BLOCK_PRESENT;
+	f->blocks[idx].readers++;	/* held until cache_block_release() */
+	f->blocks[idx].xxh3 = xxh3;
+	f->blocks[idx].touched = now;
+	f->present_bytes += len;
+	pthread_mutex_unlock(&f->lock);
+	pthread_mutex_lock(&f->cache->space_lock);
+	f->cache->reserved -= len;
+	f->cache->used += len;
+	pthread_mutex_unlock(&f->cache->space_lock);
+	return 0;
+}
+
+void cache_block_abort(struct cache_file *f, uint64_t idx)
+{
+	uint32_t len = cache_block_len(f, idx);
+
+	pthread_mutex_lock(&f->lock);
+	f->blocks[idx].state = BLOCK_ABSENT;
+	pthread_mutex_unlock(&f->lock);
+	punch(f, idx, len);
+	space_release(f->cache, 0, len);
+}
+
+static int pread_all(int fd, void *buf, size_t len, off_t off)
+{
+	char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pread(fd, p, len, off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;	/* the data file is shorter than it must be */
+		p += n;
+		off += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* XXH3 of block idx as it is on disk: 0 or -errno. */
+static int hash_block(struct cache_file *f, uint64_t idx, uint64_t *out)
+{
+	uint32_t len = cache_block_len(f, idx);
+	XXH3_state_t *st = XXH3_createState();
+	char *buf = malloc(CHECK_CHUNK);
+	int rc = 0;
+
+	if (!st || !buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	XXH3_64bits_reset(st);
+	for (uint32_t done = 0; done < len && rc == 0;) {
+		uint32_t n = len - done < CHECK_CHUNK ? len - done : CHECK_CHUNK;
+
+		rc = pread_all(f->fd, buf, n, (off_t)(idx * f->block_size + done));
+		XXH3_64bits_update(st, buf, n);
+		done += n;
+	}
+	*out = XXH3_64bits_digest(st);
+out:
+	free(buf);
+	XXH3_freeState(st);
+	return rc;
+}
+
+/* Take a reader reference on a present block, checking an unchecked one
+ * first. 0, or -ENODATA when it is (now) absent. */
+static int block_get(struct cache_file *f, uint64_t idx)
+{
+	struct block *b = &f->blocks[idx];
+	uint64_t sum;
+	int rc;
+
+	pthread_mutex_lock(&f->lock);
+	if (!state_present(b->state)) {
+		pthread_mutex_unlock(&f->lock);
+		return -ENODATA;
+	}
+	b->readers++;
+	if (b->state == BLOCK_PRESENT) {
+		pthread_mutex_unlock(&f->lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&f->lock);
+
+	rc = hash_block(f, idx, &sum);
+	pthread_mutex_lock(&f->lock);
+	b->readers--;
+	if (rc == 0 && sum == b->xxh3) {
+		if (b->state == BLOCK_UNCHECKED)
+			b->state = BLOCK_PRESENT;
+		b->readers++;
+		pthread_mutex_unlock(&f->lock);
+		return 0;
+	}
+	if (state_present(b->state) && b->readers == 0) {
+		uint32_t len = drop_block_locked(f, idx);
+
+		pthread_mutex_unlock(&f->lock);
+		space_release(f->cache, len, 0);
+	} else {
+		pthread_mutex_unlock(&f->lock);
+	}
+	log_warn("event=block_checksum_mismatch file=%lld idx=%llu action=refetch%s%s",
+		 (long long)f->id, (unsigned long long)idx, rc ? " error=" : "",
+		 rc ? strerror(-rc) : "");
+	return -ENODATA;
+}
+
+static void block_put(struct cache_file *f, uint64_t idx)
+{
+	struct block *b = &f->blocks[idx];
+	int64_t now = time(NULL), touched = 0;
+
+	pthread_mutex_lock(&f->lock);
+	b->readers--;
+	if (now - b->touched >= TOUCH_INTERVAL_SEC) {
+		b->touched = now;
+		touched = now;
+	}
+	pthread_mutex_unlock(&f->lock);
+	/* LRU order is kept at minute grain: one store write per block per minute. */
+	if (touched)
+		store_block_touch(f->cache->store, f->id, idx, touched);
+}
+
+void cache_block_release(struct cache_file *f, uint64_t idx)
+{
+	block_put(f, idx);
+}
+
+ssize_t cache_read(struct cache_file *f, void *buf, uint64_t off, size_t len)
+{
+	char *p = buf;
+	uint64_t end;
+
+	if (off >= f->size || len == 0)
+		return 0;
+	if (len > f->size - off)
+		len = (size_t)(f->size - off);
+	end = off + len;
+	while (off < end) {
+		uint64_t idx = off / f->block_size;
+		uint64_t block_end = (idx + 1) * f->block_size;
+		size_t n = (size_t)((block_end < end ? block_end : end) - off);
+		int rc = block_get(f, idx);
+
+		if (rc)
+			return rc;
+		rc = pread_all(f->fd, p, n, (off_t)off);
+		block_put(f, idx);
+		if (rc)
+			return -EIO;
+		p += n;
+		off += n;
+	}
+	return (ssize_t)len;
+}

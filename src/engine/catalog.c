@@ -1,0 +1,433 @@
+/*
+ * catalog.c: from config entries to the engine's files. Every entry is
+ * resolved once, in parallel, at open. A resolution that succeeds is
+ * stored; when the origin cannot be reached the stored one is used
+ * instead (offline remount), so unreachable never reads as deleted.
+ * Also the engine's life cycle and the per-file accessors.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine_i.h"
+#include "modelfs/http.h"
+#include "modelfs/log.h"
+
+struct resolve_job {
+	const struct config *cfg;
+	struct store *store;
+	const struct config_entry *entry;
+	struct source_file *files;
+	size_t n;
+	int rc;
+};
+
+struct resolve_pool {
+	struct resolve_job *jobs;
+	size_t njobs;
+	size_t next;			/* protected by lock */
+	pthread_mutex_t lock;
+};
+
+/* Build files from a stored resolution of e: 0, or -ENOENT when none
+ * matches the entry as configured now. */
+static int from_store(struct resolve_job *job, struct source_file **files, size_t *n)
+{
+	const struct config_entry *e = job->entry;
+	struct store_resolution *r = NULL;
+	struct source_file *out;
+	char spec[65];
+	int nr = 0, rc;
+
+	source_spec_hash(e, spec);
+	rc = store_resolution_get(job->store, e->id, &r, &nr);
+	if (rc)
+		return rc;
+	if (nr == 0 || strcmp(r[0].spec_hash, spec) != 0) {
+		store_resolutions_free(r, nr);
+		return -ENOENT;
+	}
+	out = calloc(nr, sizeof(*out));
+	for (int i = 0; out && i < nr; i++) {
+		out[i].entry = e;
+		out[i].path = r[i].path;
+		out[i].size = r[i].size;
+		out[i].mtime = r[i].mtime;
+		out[i].validator = r[i].validator;
+		out[i].sha256 = r[i].sha256;
+		r[i].path = r[i].validator = r[i].sha256 = NULL;
+	}
+	store_resolutions_free(r, nr);
+	if (!out)
+		return -ENOMEM;
+	*files = out;
+	*n = (size_t)nr;
+	return 0;
+}
+
+/* Keep mtimes stable across remounts: the origin's, else the first
+ * resolution's. Then store what was resolved. */
+static void remember(struct resolve_job *job)
+{
+	const struct config_entry *e = job->entry;
+	struct store_resolution *old = NULL, *rows;
+	int nold = 0;
+	char spec[65];
+	int64_t now = time(NULL);
+
+	source_spec_hash(e, spec);
+	store_resolution_get(job->store, e->id, &old, &nold);
+	rows = calloc(job->n ? job->n : 1, sizeof(*rows));
+	for (size_t i = 0; rows && i < job->n; i++) {
+		struct source_file *f = &job->files[i];
+		char *key = NULL;
+
+		if (f->mtime < 0) {
+			f->mtime = now;
+			for (int k = 0; k < nold; k++)
+				if (strcmp(old[k].path, f->path) == 0 && strcmp(old[k].spec_hash, spec) == 0)
+					f->mtime = old[k].mtime;
+		}
+		if (f->err || source_content_key(f, &key) != 0)
+			continue;
+		rows[i] = (struct store_resolution){
+			.path = f->path, .spec_hash = spec, .file_key = key, .size = f->size,
+			.mtime = f->mtime, .validator = f->validator, .sha256 = f->sha256,
+			.resolved_at = now,
+		};
+	}
+	if (rows) {
+		size_t k = 0;
+
+		for (size_t i = 0; i < job->n; i++)	/* keep only resolved rows */
+			if (rows[i].file_key)
+				rows[k++] = rows[i];
+		if (k)
+			store_resolution_put(job->store, e->id, rows, (int)k);
+		for (size_t i = 0; i < k; i++)
+			free(rows[i].file_key);
+	}
+	free(rows);
+	store_resolutions_free(old, nold);
+}
+
+static void resolve_one(struct resolve_job *job, struct http_client *http)
+{
+	struct source_file *stored = NULL;
+	size_t nstored = 0;
+	int rc;
+
+	/* A few quick tries: a mount should not hang for long on one origin. */
+	for (int attempt = 0; attempt < 3; attempt++) {
+		source_files_free(job->files, job->n);
+		job->files = NULL;
+		job->n = 0;
+		rc = source_resolve(http, job->cfg, job->entry, &job->files, &job->n);
+		if (rc != -EAGAIN)
+			break;
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = 300000000L << attempt };
+		nanosleep(&ts, NULL);
+	}
+	job->rc = rc;
+	if (rc == 0) {
+		remember(job);
+		return;
+	}
+	if (rc == -EAGAIN && from_store(job, &stored, &nstored) == 0) {
+		log_warn("event=resolve_offline entry=%s reason=\"%s\" action=\"using the stored "
+			 "resolution\"", job->entry->id,
+			 job->n && job->files[0].error ? job->files[0].error : "origin unreachable");
+		source_files_free(job->files, job->n);
+		job->files = stored;
+		job->n = nstored;
+		job->rc = 0;
+	}
+}
+
+static void *resolve_main(void *arg)
+{
+	struct resolve_pool *pool = arg;
+	struct http_client *http = NULL;
+
+	if (http_client_new(&http) != 0)
+		return NULL;
+	for (;;) {
+		size_t i;
+
+		pthread_mutex_lock(&pool->lock);
+		i = pool->next++;
+		pthread_mutex_unlock(&pool->lock);
+		if (i >= pool->njobs)
+			break;
+		resolve_one(&pool->jobs[i], http);
+	}
+	http_client_free(http);
+	return NULL;
+}
+
+static int resolve_all(struct resolve_pool *pool, int nthreads)
+{
+	pthread_t *th = calloc(nthreads > 0 ? (size_t)nthreads : 1, sizeof(*th));
+	int started = 0;
+
+	if (!th)
+		return -ENOMEM;
+	for (; started < nthreads; started++)
+		if (pthread_create(&th[started], NULL, resolve_main, pool) != 0)
+			break;
+	if (started == 0)
+		resolve_main(pool);
+	for (int i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	free(th);
+	return 0;
+}
+
+static void file_free(struct engine_file *f)
+{
+	if (!f)
+		return;
+	source_file_clear(&f->src);
+	free(f->inflight);
+	free(f->error);
+	pthread_cond_destroy(&f->resolved);
+	pthread_mutex_destroy(&f->lock);
+	free(f);
+}
+
+/* An engine file for src (moved in). The failure of one file never
+ * fails the mount: it is listed with its error. */
+static int add_file(struct engine *e, struct source_file *src)
+{
+	struct engine_file *f = calloc(1, sizeof(*f));
+	uint32_t bs = e->cfg->block_size;
+	char *key = NULL;
+	int rc = 0;
+
+	if (!f)
+		return -ENOMEM;
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->resolved, NULL);
+	f->eng = e;
+	f->src = *src;
+	memset(src, 0, sizeof(*src));
+	f->mtime = f->src.mtime >= 0 ? f->src.mtime : time(NULL);
+	if (f->src.size < 0)
+		f->src.size = 0;
+	if (f->src.err && f->src.err != -EAGAIN) {
+		f->err = f->src.err == -EACCES ? -EACCES : -EIO;
+		f->error = strdup(f->src.error ? f->src.error : strerror(-f->src.err));
+		log_error("event=entry_failed entry=%s path=%s error=\"%s\"", f->src.entry->id,
+			  f->src.path, f->error);
+	} else if (f->src.err) {
+		log_warn("event=entry_unresolved entry=%s path=%s error=\"%s\" action=\"listed with "
+			 "its configured size; resolved at first read\"", f->src.entry->id,
+			 f->src.path, f->src.error ? f->src.error : "origin unreachable");
+		if (f->src.entry->size < 0) {
+			f->err = -EIO;
+			f->error = strdup("origin unreachable at mount and no size in the config");
+		}
+	} else {
+		rc = source_content_key(&f->src, &key);
+		if (rc == 0)
+			rc = cache_file_open(e->cache, key, (uint64_t)f->src.size, bs, &f->cf);
+		free(key);
+		if (rc) {
+			file_free(f);
+			return rc;
+		}
+		bs = cache_file_block_size(f->cf);
+		if (cache_file_state(f->cf, NULL, NULL) == STORE_CORRUPT) {
+			f->err = -EIO;
+			f->error = NULL;
+			cache_file_state(f->cf, NULL, &f->error);
+		}
+	}
+	f->nblocks = ((uint64_t)f->src.size + bs - 1) / bs;
+	f->inflight = calloc(f->nblocks ? f->nblocks : 1, sizeof(*f->inflight));
+	if (!f->inflight) {
+		file_free(f);
+		return -ENOMEM;
+	}
+	e->files[e->nfiles++] = f;
+	return 0;
+}
+
+/* Two entries may not show the same path; the later one is dropped. */
+static bool path_taken(struct engine *e, const struct source_file *src)
+{
+	for (size_t i = 0; i < e->nfiles; i++)
+		if (strcmp(e->files[i]->src.path, src->path) == 0) {
+			log_error("event=duplicate_path path=%s entries=\"%s,%s\" action=\"%s is not "
+				  "shown; give one of them another filename\"", src->path,
+				  e->files[i]->src.entry->id, src->entry->id, src->entry->id);
+			return true;
+		}
+	return false;
+}
+
+int engine_open(const struct config *cfg, struct cache *cache, struct engine **out)
+{
+	struct engine *e = calloc(1, sizeof(*e));
+	struct resolve_pool pool = { .njobs = cfg->n_entries };
+	size_t total = 0;
+	int rc;
+
+	if (!e)
+		return -ENOMEM;
+	e->cfg = cfg;
+	e->cache = cache;
+	pthread_mutex_init(&e->qlock, NULL);
+	pthread_cond_init(&e->qcond, NULL);
+	pthread_cond_init(&e->stop_cond, NULL);
+	pthread_mutex_init(&e->mem_lock, NULL);
+	pthread_cond_init(&e->mem_cond, NULL);
+	pthread_mutex_init(&e->vlock, NULL);
+	pthread_cond_init(&e->vcond, NULL);
+	pthread_mutex_init(&pool.lock, NULL);
+	pool.jobs = calloc(cfg->n_entries ? cfg->n_entries : 1, sizeof(*pool.jobs));
+	if (!pool.jobs) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < cfg->n_entries; i++)
+		pool.jobs[i] = (struct resolve_job){ .cfg = cfg, .store = cache_store(cache),
+						     .entry = &cfg->entries[i] };
+	rc = resolve_all(&pool, cfg->connections < (int)cfg->n_entries ? cfg->connections
+								      : (int)cfg->n_entries);
+	if (rc)
+		goto out;
+	for (size_t i = 0; i < pool.njobs; i++)
+		total += pool.jobs[i].n;
+	e->files = calloc(total ? total : 1, sizeof(*e->files));
+	if (!e->files) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < pool.njobs && rc == 0; i++)
+		for (size_t k = 0; k < pool.jobs[i].n && rc == 0; k++)
+			if (!path_taken(e, &pool.jobs[i].files[k]))
+				rc = add_file(e, &pool.jobs[i].files[k]);
+out:
+	for (size_t i = 0; pool.jobs && i < pool.njobs; i++)
+		source_files_free(pool.jobs[i].files, pool.jobs[i].n);
+	free(pool.jobs);
+	pthread_mutex_destroy(&pool.lock);
+	if (rc) {
+		engine_close(e);
+		return rc;
+	}
+	*out = e;
+	return 0;
+}
+
+int engine_start(struct engine *e)
+{
+	int rc = fetch_start(e);
+
+	return rc ? rc : verify_start(e);
+}
+
+void engine_close(struct engine *e)
+{
+	if (!e)
+		return;
+	verify_stop(e);
+	fetch_stop(e);
+	for (size_t i = 0; i < e->nfiles; i++)
+		file_free(e->files[i]);
+	free(e->files);
+	pthread_mutex_destroy(&e->qlock);
+	pthread_cond_destroy(&e->qcond);
+	pthread_cond_destroy(&e->stop_cond);
+	pthread_mutex_destroy(&e->mem_lock);
+	pthread_cond_destroy(&e->mem_cond);
+	pthread_mutex_destroy(&e->vlock);
+	pthread_cond_destroy(&e->vcond);
+	free(e);
+}
+
+size_t engine_nfiles(const struct engine *e) { return e->nfiles; }
+struct engine_file *engine_file_at(const struct engine *e, size_t i) { return e->files[i]; }
+const char *engine_file_path(const struct engine_file *f) { return f->src.path; }
+uint64_t engine_file_size(const struct engine_file *f) { return (uint64_t)f->src.size; }
+int64_t engine_file_mtime(const struct engine_file *f) { return f->mtime; }
+
+static struct cache_file *file_cf(struct engine_file *f)
+{
+	struct cache_file *cf;
+
+	pthread_mutex_lock(&f->lock);
+	cf = f->cf;
+	pthread_mutex_unlock(&f->lock);
+	return cf;
+}
+
+const char *engine_file_state(struct engine_file *f)
+{
+	struct cache_file *cf = file_cf(f);
+	enum store_file_state st;
+	int err;
+
+	pthread_mutex_lock(&f->lock);
+	err = f->err;
+	pthread_mutex_unlock(&f->lock);
+	if (!cf)
+		return err ? "error" : "remote";
+	st = cache_file_state(cf, NULL, NULL);
+	if (st == STORE_CORRUPT)
+		return "corrupt";
+	if (err)
+		return "error";
+	if (st == STORE_COMPLETE || st == STORE_VERIFIED)
+		return store_state_name(st);
+	if (cache_file_complete(cf))
+		return "complete";	/* hashing is under way */
+	return cache_file_cached_bytes(cf) ? "partial" : "remote";
+}
+
+uint64_t engine_file_cached(struct engine_file *f)
+{
+	struct cache_file *cf = file_cf(f);
+
+	return cf ? cache_file_cached_bytes(cf) : 0;
+}
+
+char *engine_file_sha256(struct engine_file *f)
+{
+	struct cache_file *cf = file_cf(f);
+	char *sha = NULL;
+
+	if (cf)
+		cache_file_state(cf, &sha, NULL);
+	if (!sha && f->src.sha256)
+		sha = strdup(f->src.sha256);
+	return sha;
+}
+
+char *engine_file_error(struct engine_file *f)
+{
+	char *err;
+
+	pthread_mutex_lock(&f->lock);
+	err = f->error ? strdup(f->error) : NULL;
+	pthread_mutex_unlock(&f->lock);
+	return err;
+}
+
+char *engine_file_source(struct engine_file *f)
+{
+	const struct config_entry *e = f->src.entry;
+	char *s = NULL;
+
+	if (e->url)
+		s = strndup(e->url, strcspn(e->url, "?#"));
+	else if (e->repo && asprintf(&s, "%s:%s@%s/%s", config_source_name(e->source), e->repo,
+				     e->revision ? e->revision : "main", e->file ? e->file : "") < 0)
+		s = NULL;
+	else if (!e->repo && asprintf(&s, "%s:%s", config_source_name(e->source), e->id) < 0)
+		s = NULL;
+	return s;
+}

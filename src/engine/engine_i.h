@@ -1,0 +1,96 @@
+/*
+ * engine_i.h: what catalog.c, fetch.c and verify.c share about the
+ * engine's state. Private to src/engine/.
+ *
+ * Lock order (the only one): engine_file.lock, then the cache's locks
+ * (taken inside cache_* calls). engine.qlock and engine.vlock are never
+ * held together with an engine_file.lock. No lock is held across the
+ * network, a disk hash, or a callback.
+ */
+#ifndef MODELFS_ENGINE_I_H
+#define MODELFS_ENGINE_I_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "modelfs/engine.h"
+#include "modelfs/source.h"
+
+struct pending_read;
+
+struct waiter {
+	struct pending_read *pr;
+	struct waiter *next;
+};
+
+/* One block being fetched: created by the first reader that misses it,
+ * completed by the worker that fetched it. */
+struct inflight {
+	struct engine_file *file;
+	uint64_t idx;
+	struct waiter *waiters;		/* protected by file->lock */
+	bool demand;			/* protected by engine.qlock */
+	bool queued;			/* protected by engine.qlock */
+	struct inflight *qnext;		/* protected by engine.qlock */
+};
+
+struct engine_file {
+	struct engine *eng;
+	struct source_file src;		/* path, size, sha256 fixed; data_url, validator under lock */
+	int64_t mtime;
+	uint64_t nblocks;
+	pthread_mutex_t lock;
+	struct cache_file *cf;		/* NULL until resolved; protected by lock */
+	bool resolving;			/* a worker resolves it; protected by lock */
+	pthread_cond_t resolved;	/* with lock: resolving ended */
+	atomic_bool verify_queued;
+	struct inflight **inflight;	/* [nblocks]; protected by lock */
+	uint64_t ra_last;		/* last block read; protected by lock */
+	uint32_t ra_window;		/* blocks fetched ahead; protected by lock */
+	bool ra_seen;			/* protected by lock */
+	int err;			/* final error that fails every read; protected by lock */
+	char *error;			/* its reason; protected by lock */
+};
+
+struct engine {
+	const struct config *cfg;
+	struct cache *cache;
+	struct engine_file **files;
+	size_t nfiles;
+
+	pthread_mutex_t qlock;
+	pthread_cond_t qcond;		/* work queued, or stopping */
+	struct inflight *demand_head, *demand_tail;	/* protected by qlock */
+	struct inflight *ra_head, *ra_tail;		/* protected by qlock */
+	pthread_t *workers;
+	int nworkers;
+	atomic_int stop;
+	pthread_cond_t stop_cond;	/* with qlock: backoff sleeps wake at stop */
+
+	pthread_mutex_t mem_lock;
+	pthread_cond_t mem_cond;
+	int mem_blocks;			/* uncached block buffers in use; protected by mem_lock */
+
+	pthread_mutex_t vlock;
+	pthread_cond_t vcond;
+	struct engine_file **vqueue;	/* files to hash; protected by vlock */
+	size_t vqueue_len, vqueue_cap;	/* protected by vlock */
+	pthread_t verifier;
+	bool verifier_started;
+};
+
+/* verify.c */
+int verify_start(struct engine *e);
+void verify_stop(struct engine *e);
+void verify_enqueue(struct engine_file *f);
+
+/* fetch.c */
+int fetch_start(struct engine *e);
+void fetch_stop(struct engine *e);
+/* Sleep up to ms, waking early at stop: false when stopping. */
+bool engine_sleep_ms(struct engine *e, int64_t ms);
+/* Set f's final error (first one wins) and log it once. */
+void engine_file_fail(struct engine_file *f, int err, const char *reason);
+
+#endif

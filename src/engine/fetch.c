@@ -1,0 +1,708 @@
+/*
+ * fetch.c: answering reads. A read is split into blocks; present blocks
+ * are copied from the cache, missing ones are fetched once each by a
+ * bounded pool of workers (one HTTP connection each), and the read is
+ * answered by whichever thread completes its last block. So a FUSE
+ * thread never waits on the network, and eight readers of one cold block
+ * cause one request.
+ *
+ * Queues: demand blocks (a reader waits) are taken before readahead
+ * blocks; a readahead block that a reader starts waiting for is moved to
+ * the demand queue.
+ *
+ * Readahead is per file, not per handle: when reads move from block b to
+ * b+1 the window doubles (2, 4, ... 32 blocks ahead); a jump elsewhere
+ * resets it to none. A read that stays in one block (a safetensors
+ * header, Forge's 64 KiB probe at 1 MiB) fetches only that block.
+ *
+ * Lock order: see engine_i.h.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+
+#include "engine_i.h"
+#include "modelfs/http.h"
+#include "modelfs/log.h"
+
+#define RA_MAX_WINDOW 32
+#define MEM_BLOCKS_MAX 4		/* uncached block buffers when the cache is full */
+#define BACKOFF_FIRST_MS 500
+#define BACKOFF_MAX_MS 30000
+
+struct pending_read {
+	struct engine_file *file;
+	char *buf;
+	uint64_t off;
+	size_t len;
+	atomic_int remaining;		/* blocks outstanding + 1 while being set up */
+	atomic_int err;
+	engine_read_cb cb;
+	void *arg;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool engine_sleep_ms(struct engine *e, int64_t ms)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (ms % 1000) * 1000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&e->qlock);
+	while (!atomic_load(&e->stop) &&
+	       pthread_cond_timedwait(&e->stop_cond, &e->qlock, &until) == 0)
+		;
+	pthread_mutex_unlock(&e->qlock);
+	return !atomic_load(&e->stop);
+}
+
+void engine_file_fail(struct engine_file *f, int err, const char *reason)
+{
+	bool first;
+
+	pthread_mutex_lock(&f->lock);
+	first = f->err == 0;
+	if (first) {
+		f->err = err;
+		f->error = strdup(reason);
+	}
+	pthread_mutex_unlock(&f->lock);
+	if (first)
+		log_error("event=file_failed path=%s error=\"%s\"", f->src.path, reason);
+}
+
+/* ---- pending reads ---------------------------------------------------- */
+
+static void read_finish(struct pending_read *pr)
+{
+	int err = atomic_load(&pr->err);
+
+	if (atomic_fetch_sub(&pr->remaining, 1) != 1)
+		return;
+	pr->cb(pr->arg, err ? NULL : pr->buf, err ? err : (ssize_t)pr->len);
+	free(pr->buf);
+	free(pr);
+}
+
+static void read_error(struct pending_read *pr, int err)
+{
+	int none = 0;
+
+	atomic_compare_exchange_strong(&pr->err, &none, err);
+}
+
+/* The part of pr that lies in block idx. */
+static void block_overlap(const struct pending_read *pr, uint64_t idx, uint64_t *off, size_t *len)
+{
+	uint32_t bs = cache_file_block_size(pr->file->cf);
+	uint64_t start = idx * bs, end = start + bs;
+	uint64_t rend = pr->off + pr->len;
+
+	*off = pr->off > start ? pr->off : start;
+	*len = (size_t)((rend < end ? rend : end) - *off);
+}
+
+/* Fill pr's part of block idx from a memory copy of the block. */
+static void deliver_mem(struct pending_read *pr, uint64_t idx, const char *block)
+{
+	uint32_t bs = cache_file_block_size(pr->file->cf);
+	uint64_t off;
+	size_t len;
+
+	block_overlap(pr, idx, &off, &len);
+	memcpy(pr->buf + (off - pr->off), block + (off - idx * bs), len);
+}
+
+/* Copy pr's part of block idx from the cache: 0 or -ENODATA when the
+ * block is not (or no longer) there. */
+static int deliver_cached(struct pending_read *pr, uint64_t idx)
+{
+	uint64_t off;
+	size_t len;
+	ssize_t n;
+
+	block_overlap(pr, idx, &off, &len);
+	n = cache_read(pr->file->cf, pr->buf + (off - pr->off), off, len);
+	if (n == -ENODATA)
+		return -ENODATA;
+	if (n < 0) {
+		read_error(pr, (int)n);
+		return 0;
+	}
+	return 0;
+}
+
+/* ---- the queues ------------------------------------------------------- */
+
+static void queue_push_locked(struct engine *e, struct inflight *inf)
+{
+	struct inflight **head = inf->demand ? &e->demand_head : &e->ra_head;
+	struct inflight **tail = inf->demand ? &e->demand_tail : &e->ra_tail;
+
+	inf->qnext = NULL;
+	inf->queued = true;
+	if (*tail)
+		(*tail)->qnext = inf;
+	else
+		*head = inf;
+	*tail = inf;
+}
+
+static void enqueue(struct engine *e, struct inflight *inf, bool demand)
+{
+	pthread_mutex_lock(&e->qlock);
+	inf->demand = demand;
+	queue_push_locked(e, inf);
+	pthread_cond_signal(&e->qcond);
+	pthread_mutex_unlock(&e->qlock);
+}
+
+/* A reader now waits on a readahead block still queued: serve it first. */
+static void promote(struct engine *e, struct inflight *inf)
+{
+	struct inflight **pp, *prev = NULL;
+
+	pthread_mutex_lock(&e->qlock);
+	if (inf->queued && !inf->demand) {
+		for (pp = &e->ra_head; *pp && *pp != inf; pp = &(*pp)->qnext)
+			prev = *pp;
+		if (*pp) {
+			*pp = inf->qnext;
+			if (e->ra_tail == inf)
+				e->ra_tail = prev;
+			inf->demand = true;
+			queue_push_locked(e, inf);
+		}
+	}
+	inf->demand = true;
+	pthread_mutex_unlock(&e->qlock);
+}
+
+static struct inflight *queue_pop(struct engine *e)
+{
+	struct inflight *inf = NULL;
+
+	pthread_mutex_lock(&e->qlock);
+	while (!atomic_load(&e->stop) && !e->demand_head && !e->ra_head)
+		pthread_cond_wait(&e->qcond, &e->qlock);
+	if (!atomic_load(&e->stop)) {
+		struct inflight **head = e->demand_head ? &e->demand_head : &e->ra_head;
+		struct inflight **tail = e->demand_head ? &e->demand_tail : &e->ra_tail;
+
+		inf = *head;
+		*head = inf->qnext;
+		if (!*head)
+			*tail = NULL;
+		inf->queued = false;
+	}
+	pthread_mutex_unlock(&e->qlock);
+	return inf;
+}
+
+/* ---- wanting a block -------------------------------------------------- */
+
+/* Make pr's part of block idx arrive: now from the cache, or later from
+ * the worker that fetches it. */
+static void want_block(struct pending_read *pr, uint64_t idx)
+{
+	struct engine_file *f = pr->file;
+	struct inflight *inf;
+	struct waiter *w;
+	bool created = false;
+
+	for (;;) {
+		pthread_mutex_lock(&f->lock);
+		if (!f->cf || !cache_block_present(f->cf, idx))
+			break;
+		pthread_mutex_unlock(&f->lock);
+		if (deliver_cached(pr, idx) == 0)
+			return;
+		/* Evicted or failed its checksum just now: fetch it. */
+	}
+	w = malloc(sizeof(*w));
+	inf = f->inflight[idx];
+	if (!inf && w) {
+		inf = calloc(1, sizeof(*inf));
+		if (inf) {
+			inf->file = f;
+			inf->idx = idx;
+			f->inflight[idx] = inf;
+			created = true;
+		}
+	}
+	if (!w || !inf) {
+		pthread_mutex_unlock(&f->lock);
+		free(w);
+		read_error(pr, -ENOMEM);
+		return;
+	}
+	w->pr = pr;
+	w->next = inf->waiters;
+	inf->waiters = w;
+	atomic_fetch_add(&pr->remaining, 1);
+	pthread_mutex_unlock(&f->lock);
+	if (created)
+		enqueue(f->eng, inf, true);
+	else
+		promote(f->eng, inf);
+}
+
+/* Queue blocks after last for a sequential reader; see the file comment. */
+static void readahead(struct engine_file *f, uint64_t first, uint64_t last)
+{
+	struct inflight *batch[RA_MAX_WINDOW];
+	int n = 0;
+
+	pthread_mutex_lock(&f->lock);
+	if (f->ra_seen && first == f->ra_last + 1)
+		f->ra_window = f->ra_window ? f->ra_window * 2 : 2;
+	else if (!f->ra_seen || first > f->ra_last + 1 || last < f->ra_last)
+		f->ra_window = 0;
+	if (f->ra_window > RA_MAX_WINDOW)
+		f->ra_window = RA_MAX_WINDOW;
+	f->ra_seen = true;
+	f->ra_last = last;
+	for (uint64_t i = last + 1; i <= last + f->ra_window && i < f->nblocks; i++) {
+		struct inflight *inf;
+
+		if (f->inflight[i] || (f->cf && cache_block_present(f->cf, i)))
+			continue;
+		inf = calloc(1, sizeof(*inf));
+		if (!inf)
+			break;
+		inf->file = f;
+		inf->idx = i;
+		f->inflight[i] = inf;
+		batch[n++] = inf;
+	}
+	pthread_mutex_unlock(&f->lock);
+	for (int i = 0; i < n; i++)
+		enqueue(f->eng, batch[i], false);
+}
+
+void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb cb, void *arg)
+{
+	struct pending_read *pr;
+	uint64_t size = f->src.size < 0 ? 0 : (uint64_t)f->src.size;
+	uint32_t bs;
+	int err;
+
+	pthread_mutex_lock(&f->lock);
+	err = f->err;
+	pthread_mutex_unlock(&f->lock);
+	if (err) {
+		cb(arg, NULL, err == -EACCES ? -EACCES : -EIO);
+		return;
+	}
+	if (off >= size || len == 0) {
+		cb(arg, "", 0);
+		return;
+	}
+	if (len > size - off)
+		len = (size_t)(size - off);
+	pr = calloc(1, sizeof(*pr));
+	if (pr)
+		pr->buf = malloc(len);
+	if (!pr || !pr->buf) {
+		if (pr)
+			free(pr);
+		cb(arg, NULL, -ENOMEM);
+		return;
+	}
+	pr->file = f;
+	pr->off = off;
+	pr->len = len;
+	pr->cb = cb;
+	pr->arg = arg;
+	atomic_init(&pr->remaining, 1);
+	atomic_init(&pr->err, 0);
+	bs = f->eng->cfg->block_size;
+	pthread_mutex_lock(&f->lock);
+	if (f->cf)
+		bs = cache_file_block_size(f->cf);
+	pthread_mutex_unlock(&f->lock);
+	for (uint64_t idx = off / bs; idx <= (off + len - 1) / bs; idx++)
+		want_block(pr, idx);
+	readahead(f, off / bs, (off + len - 1) / bs);
+	read_finish(pr);
+}
+
+/* ---- fetching a block ------------------------------------------------- */
+
+struct block_sink {
+	struct cache_file *cf;
+	uint64_t idx;
+	uint64_t start;			/* file offset of the block */
+	char *mem;			/* uncached: the block's bytes go here */
+	XXH3_state_t *xxh;
+};
+
+static int sink_write(void *ctx, uint64_t offset, const void *data, size_t len)
+{
+	struct block_sink *s = ctx;
+	uint32_t at = (uint32_t)(offset - s->start);
+
+	if (s->mem) {
+		memcpy(s->mem + at, data, len);
+		return 0;
+	}
+	XXH3_64bits_update(s->xxh, data, len);
+	return cache_block_write(s->cf, s->idx, at, data, len);
+}
+
+/* The file's cache, resolving the file first if it was listed without a
+ * resolution (its origin was down at mount). One thread resolves; the
+ * others wait for it without holding a lock. */
+static int file_cache(struct engine_file *f, struct http_client *http, struct cache_file **out)
+{
+	struct engine *e = f->eng;
+	struct source_file scratch = { .entry = f->src.entry, .size = f->src.size };
+	struct cache_file *cf = NULL;
+	char *key = NULL;
+	int rc;
+
+	pthread_mutex_lock(&f->lock);
+	while (!f->cf && f->resolving)
+		pthread_cond_wait(&f->resolved, &f->lock);
+	*out = f->cf;
+	rc = f->cf ? 0 : f->err;
+	if (!f->cf && !f->err)
+		f->resolving = true;
+	pthread_mutex_unlock(&f->lock);
+	if (*out || rc)
+		return *out ? 0 : rc;
+
+	if (f->src.sha256)
+		scratch.sha256 = strdup(f->src.sha256);
+	rc = source_refresh(http, e->cfg, &scratch);
+	if (rc == 0)
+		rc = source_content_key(&scratch, &key);
+	if (rc == 0)
+		rc = cache_file_open(e->cache, key, (uint64_t)f->src.size, e->cfg->block_size, &cf);
+	if (rc == 0 && cache_file_nblocks(cf) != f->nblocks)
+		rc = -EIO;	/* stored with another block size: this mount's blocks don't map */
+	pthread_mutex_lock(&f->lock);
+	f->resolving = false;
+	if (rc == 0) {
+		f->cf = cf;
+		free(f->src.data_url);
+		free(f->src.validator);
+		f->src.data_url = scratch.data_url;
+		f->src.validator = scratch.validator;
+		scratch.data_url = scratch.validator = NULL;
+		log_info("event=resolved_late path=%s", f->src.path);
+	}
+	pthread_cond_broadcast(&f->resolved);
+	pthread_mutex_unlock(&f->lock);
+	if (rc && rc != -EAGAIN) {
+		char reason[256];
+
+		snprintf(reason, sizeof(reason), "cannot resolve: %s",
+			 scratch.error ? scratch.error : strerror(-rc));
+		engine_file_fail(f, rc == -EACCES ? -EACCES : -EIO, reason);
+	}
+	free(key);
+	source_file_clear(&scratch);
+	*out = cf;
+	return rc;
+}
+
+/* Get a fresh data URL from the origin (an expired signature, or none). */
+static int refresh_url(struct engine_file *f, struct http_client *http)
+{
+	struct source_file scratch = {
+		.entry = f->src.entry,
+		.size = f->src.size,
+	};
+	int rc;
+
+	pthread_mutex_lock(&f->lock);
+	scratch.validator = f->src.validator ? strdup(f->src.validator) : NULL;
+	pthread_mutex_unlock(&f->lock);
+	rc = source_refresh(http, f->eng->cfg, &scratch);
+	if (rc == 0) {
+		pthread_mutex_lock(&f->lock);
+		free(f->src.data_url);
+		f->src.data_url = scratch.data_url;
+		scratch.data_url = NULL;
+		pthread_mutex_unlock(&f->lock);
+		log_info("event=url_refreshed path=%s", f->src.path);
+	}
+	source_file_clear(&scratch);
+	return rc;
+}
+
+static int64_t backoff_ms(int attempt, int retry_after_sec)
+{
+	int64_t ms;
+
+	if (retry_after_sec >= 0)
+		return (int64_t)retry_after_sec * 1000 + 250;
+	ms = (int64_t)BACKOFF_FIRST_MS << (attempt < 6 ? attempt : 6);
+	if (ms > BACKOFF_MAX_MS)
+		ms = BACKOFF_MAX_MS;
+	return ms / 2 + rand() % (ms / 2 + 1);	/* jitter: retries of many blocks spread out */
+}
+
+/* Download block idx of f into the cache (or into mem when mem is set):
+ * 0 or -errno, retrying transient failures until retry_timeout. */
+static int download_block(struct engine_file *f, struct http_client *http, struct cache_file *cf,
+			  uint64_t idx, char *mem, uint64_t *xxh3)
+{
+	struct engine *e = f->eng;
+	uint32_t len = cache_block_len(cf, idx);
+	int64_t deadline = now_ms() + (int64_t)e->cfg->retry_timeout_sec * 1000;
+	int64_t started = now_ms();
+	bool refreshed = false;
+	int rc = -EIO, attempt = 0;
+	char reason[256] = "";
+
+	for (;;) {
+		struct block_sink sink = { .cf = cf, .idx = idx, .mem = mem,
+					   .start = idx * cache_file_block_size(cf) };
+		struct http_meta meta;
+		struct http_request rq = {
+			.origin_url = f->src.entry->url,
+			.headers = f->src.entry->headers,
+			.n_headers = f->src.entry->n_headers,
+			.authorization = f->src.entry->auth_header,
+			.range_first = sink.start,
+			.range_len = len,
+			.follow_redirects = true,
+			.cancel = (volatile int *)&e->stop,
+		};
+		char *url, *validator;
+
+		pthread_mutex_lock(&f->lock);
+		url = f->src.data_url ? strdup(f->src.data_url) : NULL;
+		validator = f->src.validator && http_etag_is_strong(f->src.validator)
+			? strdup(f->src.validator) : NULL;
+		pthread_mutex_unlock(&f->lock);
+		if (!url) {
+			rc = refresh_url(f, http);
+			refreshed = true;
+			if (rc == 0)
+				continue;
+			free(validator);
+			snprintf(reason, sizeof(reason), "cannot resolve: %s", strerror(-rc));
+			if (rc == -EAGAIN && now_ms() < deadline && engine_sleep_ms(e, backoff_ms(attempt++, -1)))
+				continue;
+			break;
+		}
+		rq.url = url;
+		rq.if_range = validator;
+		sink.xxh = XXH3_createState();
+		if (!sink.xxh) {
+			free(url);
+			free(validator);
+			rc = -ENOMEM;
+			break;
+		}
+		XXH3_64bits_reset(sink.xxh);
+		rc = http_get(http, &rq, sink_write, &sink, &meta);
+		*xxh3 = XXH3_64bits_digest(sink.xxh);
+		XXH3_freeState(sink.xxh);
+		snprintf(reason, sizeof(reason), "%s", meta.error_text ? meta.error_text : strerror(-rc));
+		free(url);
+		free(validator);
+		if (rc == -EACCES && !refreshed && f->src.entry->url &&
+		    meta.final_url && strcmp(meta.final_url, f->src.entry->url) != 0) {
+			/* A signed link expired: ask the origin for a fresh one, once. */
+			http_meta_clear(&meta);
+			refreshed = true;
+			if (refresh_url(f, http) == 0)
+				continue;
+			rc = -EACCES;
+			break;
+		}
+		if (rc == -EAGAIN && now_ms() < deadline) {
+			int64_t wait = backoff_ms(attempt++, meta.retry_after_sec);
+
+			log_warn("event=fetch_retry path=%s block=%llu attempt=%d wait_ms=%lld error=\"%s\"",
+				 f->src.path, (unsigned long long)idx, attempt, (long long)wait, reason);
+			http_meta_clear(&meta);
+			if (engine_sleep_ms(e, wait))
+				continue;
+			rc = -ECANCELED;
+			break;
+		}
+		http_meta_clear(&meta);
+		break;
+	}
+	store_log_fetch(cache_store(e->cache), cache_file_id(cf), idx * cache_file_block_size(cf), len,
+			now_ms() - started, rc, rc ? reason : NULL);
+	if (rc == -ESTALE)
+		engine_file_fail(f, -EIO, "the file changed at the origin since it was resolved; "
+				 "remount to pick up the new version");
+	else if (rc && rc != -ECANCELED)
+		log_error("event=fetch_failed path=%s block=%llu error=\"%s\"", f->src.path,
+			  (unsigned long long)idx, reason);
+	return rc;
+}
+
+/* Fetch inf's block, then wake its waiters. */
+static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct http_client *http)
+{
+	struct engine *e = f->eng;
+	struct cache_file *cf = NULL;
+	struct waiter *w, *next;
+	char *mem = NULL;
+	uint64_t xxh3 = 0;
+	bool held = false, have_mem = false;
+	int rc;
+
+	rc = file_cache(f, http, &cf);
+	for (int attempt = 0; rc == -EAGAIN; attempt++) {
+		if (attempt * (int64_t)BACKOFF_MAX_MS >= e->cfg->retry_timeout_sec * 1000LL ||
+		    !engine_sleep_ms(e, backoff_ms(attempt, -1)))
+			break;
+		rc = file_cache(f, http, &cf);
+	}
+	if (rc == 0 && cache_block_present(cf, inf->idx))
+		goto done;
+	if (rc == 0) {
+		rc = cache_block_reserve(cf, inf->idx);
+		if (rc == -ENOSPC && inf->demand) {
+			/* No room can be made: serve this read from the network
+			 * without caching, within a small memory budget. */
+			pthread_mutex_lock(&e->mem_lock);
+			while (e->mem_blocks >= MEM_BLOCKS_MAX)
+				pthread_cond_wait(&e->mem_cond, &e->mem_lock);
+			e->mem_blocks++;
+			pthread_mutex_unlock(&e->mem_lock);
+			have_mem = true;
+			mem = malloc(cache_block_len(cf, inf->idx));
+			rc = mem ? 0 : -ENOMEM;
+			log_debug("event=uncached_read path=%s block=%llu", f->src.path,
+				  (unsigned long long)inf->idx);
+		}
+	}
+	if (rc == 0) {
+		rc = download_block(f, http, cf, inf->idx, mem, &xxh3);
+		if (!mem && rc == 0) {
+			rc = cache_block_commit(cf, inf->idx, xxh3);
+			held = rc == 0;
+		} else if (!mem) {
+			cache_block_abort(cf, inf->idx);
+		}
+	}
+done:
+	pthread_mutex_lock(&f->lock);
+	f->inflight[inf->idx] = NULL;
+	w = inf->waiters;
+	pthread_mutex_unlock(&f->lock);
+	for (; w; w = next) {
+		next = w->next;
+		if (rc)
+			read_error(w->pr, rc == -EACCES ? -EACCES : -EIO);
+		else if (mem)
+			deliver_mem(w->pr, inf->idx, mem);
+		else if (deliver_cached(w->pr, inf->idx) == -ENODATA)
+			read_error(w->pr, -EIO);	/* not reachable while held */
+		read_finish(w->pr);
+		free(w);
+	}
+	if (held) {
+		cache_block_release(cf, inf->idx);
+		if (cache_file_complete(cf))
+			verify_enqueue(f);
+	}
+	free(mem);
+	if (have_mem) {
+		pthread_mutex_lock(&e->mem_lock);
+		e->mem_blocks--;
+		pthread_cond_signal(&e->mem_cond);
+		pthread_mutex_unlock(&e->mem_lock);
+	}
+	free(inf);
+}
+
+static void *worker_main(void *arg)
+{
+	struct engine *e = arg;
+	struct http_client *http = NULL;
+	struct inflight *inf;
+
+	if (http_client_new(&http) != 0) {
+		log_error("event=worker_start error=\"cannot create an HTTP client\"");
+		return NULL;
+	}
+	while ((inf = queue_pop(e)) != NULL)
+		fetch_inflight(inf->file, inf, http);
+	http_client_free(http);
+	return NULL;
+}
+
+int fetch_start(struct engine *e)
+{
+	e->nworkers = e->cfg->connections;
+	e->workers = calloc(e->nworkers, sizeof(*e->workers));
+	if (!e->workers)
+		return -ENOMEM;
+	for (int i = 0; i < e->nworkers; i++) {
+		int rc = pthread_create(&e->workers[i], NULL, worker_main, e);
+
+		if (rc) {
+			e->nworkers = i;
+			return -rc;
+		}
+	}
+	return 0;
+}
+
+/* Fail every queued block: nobody will fetch it. */
+static void drain_queue(struct engine *e, struct inflight **head)
+{
+	struct inflight *inf, *next;
+
+	for (inf = *head; inf; inf = next) {
+		struct engine_file *f = inf->file;
+		struct waiter *w, *wn;
+
+		next = inf->qnext;
+		pthread_mutex_lock(&f->lock);
+		f->inflight[inf->idx] = NULL;
+		w = inf->waiters;
+		pthread_mutex_unlock(&f->lock);
+		for (; w; w = wn) {
+			wn = w->next;
+			read_error(w->pr, -EIO);
+			read_finish(w->pr);
+			free(w);
+		}
+		free(inf);
+	}
+	*head = NULL;
+}
+
+void fetch_stop(struct engine *e)
+{
+	atomic_store(&e->stop, 1);
+	pthread_mutex_lock(&e->qlock);
+	pthread_cond_broadcast(&e->qcond);
+	pthread_cond_broadcast(&e->stop_cond);
+	pthread_mutex_unlock(&e->qlock);
+	for (int i = 0; i < e->nworkers; i++)
+		pthread_join(e->workers[i], NULL);
+	free(e->workers);
+	e->workers = NULL;
+	e->nworkers = 0;
+	drain_queue(e, &e->demand_head);
+	drain_queue(e, &e->ra_head);
+	e->demand_tail = e->ra_tail = NULL;
+}

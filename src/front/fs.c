@@ -1,0 +1,404 @@
+/*
+ * fs.c: the FUSE low-level operations. The tree answers metadata with no
+ * lock and no network; reads go to the engine, which replies when the
+ * bytes are there. The table at the bottom is the file's index.
+ *
+ * Model files are immutable once resolved, so the kernel may cache
+ * everything for long: entries, attributes and pages (keep_cache). Reads
+ * are never direct_io: that would break mmap, which safetensors uses.
+ */
+#include "modelfs/fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "modelfs/log.h"
+
+#define FS_TIMEOUT 86400.0		/* the tree never changes while mounted */
+#define XATTR_PREFIX "user.modelfs."
+
+struct fs {
+	struct tree *tree;
+	struct engine *engine;
+	struct fuse_session *se;
+	bool mounted;
+};
+
+static struct fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void node_stat(const struct tree_node *node, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = node->ino;
+	st->st_uid = 0;
+	st->st_gid = 0;
+	st->st_mtime = st->st_ctime = st->st_atime = node->mtime;
+	if (node->file) {
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		st->st_size = (off_t)engine_file_size(node->file);
+		st->st_blocks = (st->st_size + 511) / 512;
+		st->st_blksize = 1 << 20;	/* hints large reads to stdio and cp */
+	} else {
+		st->st_mode = S_IFDIR | 0555;
+		st->st_nlink = 2;
+		for (size_t i = 0; i < node->nchildren; i++)
+			st->st_nlink += node->children[i]->file == NULL;
+	}
+}
+
+static void fill_entry(const struct tree_node *node, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = node->ino;
+	e->generation = 1;
+	e->attr_timeout = FS_TIMEOUT;
+	e->entry_timeout = FS_TIMEOUT;
+	node_stat(node, &e->attr);
+}
+
+static void fs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	/* Large kernel readahead and reads: fewer, bigger requests. */
+	conn->max_readahead = conn->max_readahead > (1u << 20) ? conn->max_readahead : (1u << 20);
+	if (conn->capable & FUSE_CAP_ASYNC_READ)
+		conn->want |= FUSE_CAP_ASYNC_READ;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;	/* files never change under us */
+}
+
+static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct tree_node *dir = tree_get(fs_of(req)->tree, parent), *node;
+	struct fuse_entry_param e;
+
+	if (!dir || dir->file) {
+		fuse_reply_err(req, dir ? ENOTDIR : ENOENT);
+		return;
+	}
+	node = strcmp(name, "..") == 0 ? (dir->parent ? dir->parent : dir)
+	     : strcmp(name, ".") == 0 ? dir : tree_child(dir, name);
+	if (!node) {
+		/* A negative entry, cached as long as the tree lives: webuis
+		 * probe many sidecar names (.yaml, .preview.png) per model. */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = FS_TIMEOUT;
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	fill_entry(node, &e);
+	fuse_reply_entry(req, &e);
+}
+
+static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct tree_node *node = tree_get(fs_of(req)->tree, ino);
+	struct stat st;
+
+	if (!node) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	node_stat(node, &st);
+	fuse_reply_attr(req, &st, FS_TIMEOUT);
+}
+
+static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct tree_node *node = tree_get(fs_of(req)->tree, ino);
+
+	if (!node || node->file) {
+		fuse_reply_err(req, node ? ENOTDIR : ENOENT);
+		return;
+	}
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
+	fuse_reply_open(req, fi);
+}
+
+/* One page of a listing: ".", "..", then the children from off. */
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
+{
+	struct tree_node *dir = tree_get(fs_of(req)->tree, ino);
+	char *buf;
+	size_t used = 0;
+
+	if (!dir || dir->file) {
+		fuse_reply_err(req, dir ? ENOTDIR : ENOENT);
+		return;
+	}
+	buf = malloc(size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (size_t i = (size_t)off; i < dir->nchildren + 2; i++) {
+		const struct tree_node *node = i == 0 ? dir : i == 1 ? (dir->parent ? dir->parent : dir)
+					     : dir->children[i - 2];
+		const char *name = i == 0 ? "." : i == 1 ? ".." : node->name;
+		struct fuse_entry_param e;
+		size_t n;
+
+		fill_entry(node, &e);
+		if (plus)
+			n = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t)i + 1);
+		else
+			n = fuse_add_direntry(req, buf + used, size - used, name, &e.attr, (off_t)i + 1);
+		if (n > size - used)
+			break;
+		used += n;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, false);
+}
+
+static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, true);
+}
+
+static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct tree_node *node = tree_get(fs_of(req)->tree, ino);
+
+	if (!node) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (!node->file) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	fi->keep_cache = 1;
+	fuse_reply_open(req, fi);
+}
+
+static void read_done(void *arg, const char *buf, ssize_t len)
+{
+	fuse_req_t req = arg;
+
+	if (len < 0)
+		fuse_reply_err(req, (int)-len);
+	else
+		fuse_reply_buf(req, buf, (size_t)len);
+}
+
+static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct tree_node *node = tree_get(fs_of(req)->tree, ino);
+
+	if (!node || !node->file) {
+		fuse_reply_err(req, node ? EISDIR : ENOENT);
+		return;
+	}
+	engine_read(node->file, (uint64_t)off, size, read_done, req);
+}
+
+/* The value of user.modelfs.<name>: a string the caller frees, NULL with
+ * *err set when there is none. */
+static char *xattr_value(struct engine_file *f, const char *name, int *err)
+{
+	char *v = NULL;
+
+	*err = ENODATA;
+	if (strcmp(name, "state") == 0)
+		v = strdup(engine_file_state(f));
+	else if (strcmp(name, "cached") == 0 &&
+		 asprintf(&v, "%llu", (unsigned long long)engine_file_cached(f)) < 0)
+		v = NULL;
+	else if (strcmp(name, "sha256") == 0)
+		v = engine_file_sha256(f);
+	else if (strcmp(name, "source") == 0)
+		v = engine_file_source(f);
+	else if (strcmp(name, "error") == 0)
+		v = engine_file_error(f);
+	return v;
+}
+
+static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct tree_node *node = tree_get(fs_of(req)->tree, ino);
+	char *value;
+	size_t len;
+	int err;
+
+	if (!node || !node->file || strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) != 0) {
+		fuse_reply_err(req, node ? ENODATA : ENOENT);
+		return;
+	}
+	value = xattr_value(node->file, name + strlen(XATTR_PREFIX), &err);
+	if (!value) {
+		fuse_reply_err(req, err);
+		return;
+	}
+	len = strlen(value);
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, value, len);
+	free(value);
+}
+
+static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	static const char *const names[] = { "state", "cached", "sha256", "source", "error" };
+	struct tree_node *node = tree_get(fs_of(req)->tree, ino);
+	char list[256];
+	size_t len = 0;
+
+	if (!node) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	for (size_t i = 0; node->file && i < sizeof(names) / sizeof(names[0]); i++) {
+		char *v;
+		int err;
+
+		if (strcmp(names[i], "sha256") == 0 || strcmp(names[i], "error") == 0) {
+			v = xattr_value(node->file, names[i], &err);
+			free(v);
+			if (!v)
+				continue;	/* only listed when it has a value */
+		}
+		len += (size_t)snprintf(list + len, sizeof(list) - len, XATTR_PREFIX "%s", names[i]) + 1;
+	}
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, list, len);
+}
+
+static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = fs_of(req);
+	struct statvfs sv;
+	uint64_t total = 0;
+
+	for (size_t i = 0; i < engine_nfiles(fs->engine); i++)
+		total += engine_file_size(engine_file_at(fs->engine, i));
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = sv.f_frsize = 4096;
+	sv.f_blocks = (total + 4095) / 4096;
+	sv.f_files = engine_nfiles(fs->engine);
+	sv.f_namemax = 255;
+	sv.f_flag = ST_RDONLY;
+	fuse_reply_statfs(req, &sv);
+}
+
+static const struct fuse_lowlevel_ops fs_ops = {
+	.init = fs_init,
+	.lookup = fs_lookup,
+	.getattr = fs_getattr,
+	.opendir = fs_opendir,
+	.readdir = fs_readdir,
+	.readdirplus = fs_readdirplus,
+	.open = fs_open,
+	.read = fs_read,
+	.getxattr = fs_getxattr,
+	.listxattr = fs_listxattr,
+	.statfs = fs_statfs,
+};
+
+int fs_mount(struct tree *tree, struct engine *engine, const struct fs_options *opts,
+	     struct fs **out)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fs *fs = calloc(1, sizeof(*fs));
+	char base[256];
+	int rc = -EIO;
+
+	if (!fs)
+		return -ENOMEM;
+	fs->tree = tree;
+	fs->engine = engine;
+	snprintf(base, sizeof(base), "ro,fsname=modelfs,subtype=modelfs,default_permissions%s",
+		 opts->allow_other ? ",allow_other" : "");
+	if (fuse_opt_add_arg(&args, "modelfs") || fuse_opt_add_arg(&args, "-o") ||
+	    fuse_opt_add_arg(&args, base) ||
+	    (opts->fuse_opts && (fuse_opt_add_arg(&args, "-o") ||
+				 fuse_opt_add_arg(&args, opts->fuse_opts))) ||
+	    (opts->debug && fuse_opt_add_arg(&args, "-d"))) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	fs->se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), fs);
+	if (!fs->se) {
+		log_error("event=mount_failed mountpoint=%s error=\"bad FUSE options: %s\"",
+			  opts->mountpoint, opts->fuse_opts ? opts->fuse_opts : "");
+		rc = -EINVAL;
+		goto fail;
+	}
+	if (fuse_set_signal_handlers(fs->se) != 0)
+		goto fail;
+	if (fuse_session_mount(fs->se, opts->mountpoint) != 0) {
+		log_error("event=mount_failed mountpoint=%s error=\"fuse_session_mount failed; is "
+			  "/dev/fuse available (in a container: --device /dev/fuse --cap-add "
+			  "SYS_ADMIN)?\"", opts->mountpoint);
+		goto fail;
+	}
+	fs->mounted = true;
+	fuse_opt_free_args(&args);
+	*out = fs;
+	return 0;
+fail:
+	fuse_opt_free_args(&args);
+	fs_unmount(fs);
+	return rc;
+}
+
+int fs_run(struct fs *fs)
+{
+	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+	int rc;
+
+	if (!cfg)
+		return -ENOMEM;
+	/* Metadata and cached reads are quick; misses don't hold a thread. */
+	fuse_loop_cfg_set_max_threads(cfg, 32);
+	fuse_loop_cfg_set_idle_threads(cfg, 8);
+	rc = fuse_session_loop_mt(fs->se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+	return rc < 0 ? rc : 0;
+}
+
+void fs_unmount(struct fs *fs)
+{
+	if (!fs)
+		return;
+	if (fs->se) {
+		fuse_remove_signal_handlers(fs->se);
+		if (fs->mounted)
+			fuse_session_unmount(fs->se);
+		fuse_session_destroy(fs->se);
+	}
+	free(fs);
+}

@@ -1,0 +1,220 @@
+/*
+ * tree.c: the static directory tree of a mount, with inodes that are a
+ * hash of each path so they stay the same across remounts.
+ */
+#include "modelfs/tree.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+struct tree {
+	struct tree_node *root;
+	struct tree_node **by_ino;	/* sorted by ino */
+	size_t n, cap;
+};
+
+static int register_node(struct tree *t, struct tree_node *node)
+{
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 64;
+		struct tree_node **grown = realloc(t->by_ino, cap * sizeof(*grown));
+
+		if (!grown)
+			return -ENOMEM;
+		t->by_ino = grown;
+		t->cap = cap;
+	}
+	t->by_ino[t->n++] = node;
+	return 0;
+}
+
+static struct tree_node *new_node(struct tree *t, struct tree_node *parent, const char *name)
+{
+	struct tree_node *node = calloc(1, sizeof(*node));
+	struct tree_node **grown;
+
+	if (!node || !(node->name = strdup(name))) {
+		free(node);
+		return NULL;
+	}
+	node->parent = parent;
+	if (parent) {
+		grown = realloc(parent->children, (parent->nchildren + 1) * sizeof(*grown));
+		if (!grown) {
+			free(node->name);
+			free(node);
+			return NULL;
+		}
+		parent->children = grown;
+		parent->children[parent->nchildren++] = node;
+	}
+	if (register_node(t, node) != 0)
+		return NULL;	/* freed with the tree: it is already a child */
+	return node;
+}
+
+static struct tree_node *find_child(const struct tree_node *dir, const char *name)
+{
+	for (size_t i = 0; i < dir->nchildren; i++)
+		if (strcmp(dir->children[i]->name, name) == 0)
+			return dir->children[i];
+	return NULL;
+}
+
+/* The folder at path (created along the way), or NULL on ENOMEM. */
+static struct tree_node *mkdirs(struct tree *t, const char *path, size_t len)
+{
+	struct tree_node *dir = t->root;
+	char *copy = strndup(path, len), *save = NULL;
+
+	if (!copy)
+		return NULL;
+	for (char *part = strtok_r(copy, "/", &save); part && dir; part = strtok_r(NULL, "/", &save)) {
+		struct tree_node *next = find_child(dir, part);
+
+		dir = next ? next : new_node(t, dir, part);
+	}
+	free(copy);
+	return dir;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp((*(struct tree_node *const *)a)->name, (*(struct tree_node *const *)b)->name);
+}
+
+static int cmp_ino(const void *a, const void *b)
+{
+	uint64_t x = (*(struct tree_node *const *)a)->ino, y = (*(struct tree_node *const *)b)->ino;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Sort children, give inodes and folder mtimes, depth first. */
+static int64_t finish(struct tree_node *node, const char *path, int64_t empty_mtime)
+{
+	int64_t newest = 0;
+
+	qsort(node->children, node->nchildren, sizeof(*node->children), cmp_name);
+	for (size_t i = 0; i < node->nchildren; i++) {
+		struct tree_node *c = node->children[i];
+		size_t len = strlen(path) + strlen(c->name) + 2;
+		char *sub = malloc(len);
+		int64_t m;
+
+		if (!sub)
+			return newest;
+		snprintf(sub, len, "%s/%s", path, c->name);
+		c->ino = XXH3_64bits(sub, strlen(sub));
+		m = c->file ? c->mtime : finish(c, sub, empty_mtime);
+		if (m > newest)
+			newest = m;
+		free(sub);
+	}
+	if (!node->file)
+		node->mtime = node->nchildren ? newest : empty_mtime;
+	return node->mtime;
+}
+
+int tree_build(struct engine *e, char *const *dirs, int64_t empty_mtime, struct tree **out)
+{
+	struct tree *t = calloc(1, sizeof(*t));
+	int rc = -ENOMEM;
+
+	if (!t)
+		return -ENOMEM;
+	t->root = new_node(t, NULL, "");
+	if (!t->root)
+		goto fail;
+	for (size_t i = 0; dirs && dirs[i]; i++)
+		if (dirs[i][0] && !mkdirs(t, dirs[i], strlen(dirs[i])))
+			goto fail;
+	for (size_t i = 0; i < engine_nfiles(e); i++) {
+		struct engine_file *f = engine_file_at(e, i);
+		const char *path = engine_file_path(f), *slash = strrchr(path, '/');
+		struct tree_node *dir = slash ? mkdirs(t, path, (size_t)(slash - path)) : t->root;
+		struct tree_node *node;
+
+		if (!dir)
+			goto fail;
+		if (find_child(dir, slash ? slash + 1 : path))
+			continue;	/* the engine already refused duplicates; a file vs folder clash */
+		node = new_node(t, dir, slash ? slash + 1 : path);
+		if (!node)
+			goto fail;
+		node->file = f;
+		node->mtime = engine_file_mtime(f);
+	}
+	finish(t->root, "", empty_mtime);
+	t->root->ino = 1;
+	/* Inode 0 and 1 are taken, and two paths may hash alike: nudge. */
+	qsort(t->by_ino, t->n, sizeof(*t->by_ino), cmp_ino);
+	for (size_t i = 1; i < t->n; i++) {
+		if (t->by_ino[i]->ino <= 1)
+			t->by_ino[i]->ino = 2;
+		if (t->by_ino[i]->ino <= t->by_ino[i - 1]->ino && t->by_ino[i] != t->root)
+			t->by_ino[i]->ino = t->by_ino[i - 1]->ino + 1;
+	}
+	qsort(t->by_ino, t->n, sizeof(*t->by_ino), cmp_ino);
+	*out = t;
+	return 0;
+fail:
+	tree_free(t);
+	return rc;
+}
+
+void tree_free(struct tree *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->n; i++) {
+		free(t->by_ino[i]->name);
+		free(t->by_ino[i]->children);
+		free(t->by_ino[i]);
+	}
+	free(t->by_ino);
+	free(t);
+}
+
+struct tree_node *tree_root(struct tree *t)
+{
+	return t->root;
+}
+
+struct tree_node *tree_get(struct tree *t, uint64_t ino)
+{
+	size_t lo = 0, hi = t->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (t->by_ino[mid]->ino == ino)
+			return t->by_ino[mid];
+		if (t->by_ino[mid]->ino < ino)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+struct tree_node *tree_child(const struct tree_node *dir, const char *name)
+{
+	size_t lo = 0, hi = dir->nchildren;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(dir->children[mid]->name, name);
+
+		if (c == 0)
+			return dir->children[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}

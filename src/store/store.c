@@ -1,0 +1,609 @@
+/*
+ * store.c: the cache index in SQLite. One connection behind one mutex:
+ * every call is short (no call waits on the network or on another lock),
+ * so a single connection is simpler than a pool and fast enough for an
+ * index written once per block (8 MiB by default).
+ */
+#include "modelfs/store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "modelfs/log.h"
+
+#define STORE_SCHEMA_VERSION 1
+
+struct store {
+	pthread_mutex_t lock;
+	sqlite3 *db;		/* protected by lock */
+	int64_t created;
+};
+
+static const char schema[] =
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS files("
+	"  id INTEGER PRIMARY KEY,"
+	"  key TEXT NOT NULL UNIQUE,"
+	"  size INTEGER NOT NULL,"
+	"  block_size INTEGER NOT NULL,"
+	"  state INTEGER NOT NULL DEFAULT 0,"
+	"  sha256 TEXT,"
+	"  error TEXT,"
+	"  pinned INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE IF NOT EXISTS blocks("
+	"  file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,"
+	"  idx INTEGER NOT NULL,"
+	"  len INTEGER NOT NULL,"
+	"  xxh3 INTEGER NOT NULL,"
+	"  atime INTEGER NOT NULL,"
+	"  PRIMARY KEY(file_id, idx)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS blocks_atime ON blocks(atime);"
+	"CREATE TABLE IF NOT EXISTS resolutions("
+	"  entry_id TEXT NOT NULL,"
+	"  path TEXT NOT NULL,"
+	"  spec_hash TEXT NOT NULL,"
+	"  file_key TEXT NOT NULL,"
+	"  size INTEGER NOT NULL,"
+	"  mtime INTEGER NOT NULL,"
+	"  validator TEXT,"
+	"  sha256 TEXT,"
+	"  resolved_at INTEGER NOT NULL,"
+	"  PRIMARY KEY(entry_id, path));"
+	"CREATE TABLE IF NOT EXISTS fetch_log("
+	"  id INTEGER PRIMARY KEY,"
+	"  ts INTEGER NOT NULL,"
+	"  file_id INTEGER NOT NULL,"
+	"  first INTEGER NOT NULL,"
+	"  len INTEGER NOT NULL,"
+	"  ms INTEGER NOT NULL,"
+	"  rc INTEGER NOT NULL,"
+	"  error TEXT);";
+
+/* The one translation of SQLite result codes. */
+static int sql_errno(struct store *s, int rc, const char *what)
+{
+	switch (rc) {
+	case SQLITE_OK:
+	case SQLITE_DONE:
+	case SQLITE_ROW:
+		return 0;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_FULL:
+		log_error("event=store_error what=%s error=\"disk full\"", what);
+		return -ENOSPC;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		log_error("event=store_error what=%s error=\"database is locked by another process\"", what);
+		return -EBUSY;
+	case SQLITE_READONLY:
+	case SQLITE_PERM:
+	case SQLITE_CANTOPEN:
+		log_error("event=store_error what=%s error=\"%s\"", what, sqlite3_errmsg(s->db));
+		return -EACCES;
+	case SQLITE_CONSTRAINT:
+		return -EEXIST;
+	default:
+		log_error("event=store_error what=%s error=\"%s\"", what, sqlite3_errmsg(s->db));
+		return -EIO;
+	}
+}
+
+static char *col_strdup(sqlite3_stmt *st, int col)
+{
+	const unsigned char *t = sqlite3_column_text(st, col);
+
+	return t ? strdup((const char *)t) : NULL;
+}
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+/* Run sql with no result rows; the caller holds s->lock. */
+static int exec_locked(struct store *s, const char *sql, const char *what)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
+
+	sqlite3_free(msg);
+	return sql_errno(s, rc, what);
+}
+
+static int prepare(struct store *s, const char *sql, sqlite3_stmt **st)
+{
+	return sql_errno(s, sqlite3_prepare_v2(s->db, sql, -1, st, NULL), "prepare");
+}
+
+static int64_t meta_created_locked(struct store *s)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t v = 0;
+
+	if (prepare(s, "SELECT value FROM meta WHERE key='created'", &st) == 0 &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		v = strtoll((const char *)sqlite3_column_text(st, 0), NULL, 10);
+	sqlite3_finalize(st);
+	return v;
+}
+
+int store_open(const char *db_path, struct store **out)
+{
+	struct store *s = calloc(1, sizeof(*s));
+	char sql[256];
+	int rc;
+
+	if (!s)
+		return -ENOMEM;
+	pthread_mutex_init(&s->lock, NULL);
+	rc = sqlite3_open_v2(db_path, &s->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		log_error("event=store_open path=%s error=\"%s\"", db_path,
+			  s->db ? sqlite3_errmsg(s->db) : "out of memory");
+		rc = -EIO;
+		goto fail;
+	}
+	sqlite3_busy_timeout(s->db, 5000);
+	rc = exec_locked(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+			 "PRAGMA foreign_keys=ON;", "pragma");
+	if (rc)
+		goto fail;
+	rc = exec_locked(s, "BEGIN IMMEDIATE", "begin");
+	if (rc)
+		goto fail;
+	rc = exec_locked(s, schema, "schema");
+	if (rc == 0) {
+		snprintf(sql, sizeof(sql),
+			 "INSERT OR IGNORE INTO meta VALUES('schema_version','%d');"
+			 "INSERT OR IGNORE INTO meta VALUES('created','%lld');",
+			 STORE_SCHEMA_VERSION, (long long)time(NULL));
+		rc = exec_locked(s, sql, "meta");
+	}
+	if (rc) {
+		exec_locked(s, "ROLLBACK", "rollback");
+		goto fail;
+	}
+	rc = exec_locked(s, "COMMIT", "commit");
+	if (rc)
+		goto fail;
+	s->created = meta_created_locked(s);
+	*out = s;
+	return 0;
+fail:
+	sqlite3_close(s->db);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+	return rc;
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	sqlite3_close(s->db);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+int64_t store_created(struct store *s)
+{
+	return s->created;
+}
+
+const char *store_state_name(enum store_file_state st)
+{
+	static const char *const names[] = { "remote", "partial", "complete", "verified", "corrupt" };
+
+	return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "unknown";
+}
+
+static void file_from_row(sqlite3_stmt *st, struct store_file *f)
+{
+	f->id = sqlite3_column_int64(st, 0);
+	f->key = col_strdup(st, 1);
+	f->size = (uint64_t)sqlite3_column_int64(st, 2);
+	f->block_size = (uint32_t)sqlite3_column_int64(st, 3);
+	f->state = (enum store_file_state)sqlite3_column_int(st, 4);
+	f->sha256 = col_strdup(st, 5);
+	f->error = col_strdup(st, 6);
+	f->pinned = sqlite3_column_int(st, 7) != 0;
+}
+
+static int file_find_locked(struct store *s, const char *key, struct store_file *out)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = prepare(s, "SELECT id,key,size,block_size,state,sha256,error,pinned "
+			 "FROM files WHERE key=?", &st);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		file_from_row(st, out);
+		rc = out->key ? 0 : -ENOMEM;
+	} else {
+		rc = rc == SQLITE_DONE ? -ENOENT : sql_errno(s, rc, "file_find");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int store_file_get_or_create(struct store *s, const char *key, uint64_t size,
+			     uint32_t block_size, struct store_file *out)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&s->lock);
+	rc = file_find_locked(s, key, out);
+	if (rc == 0 && out->size != size) {
+		/* The same key with another size cannot hold valid blocks. */
+		log_warn("event=cache_reset key=%s old_size=%llu new_size=%llu", key,
+			 (unsigned long long)out->size, (unsigned long long)size);
+		rc = prepare(s, "UPDATE files SET size=?, state=0, sha256=NULL, error=NULL WHERE id=?", &st);
+		if (rc == 0) {
+			sqlite3_bind_int64(st, 1, (int64_t)size);
+			sqlite3_bind_int64(st, 2, out->id);
+			rc = sql_errno(s, sqlite3_step(st), "file_resize");
+		}
+		sqlite3_finalize(st);
+		st = NULL;
+		if (rc == 0) {
+			char sql[96];
+
+			snprintf(sql, sizeof(sql), "DELETE FROM blocks WHERE file_id=%lld",
+				 (long long)out->id);
+			rc = exec_locked(s, sql, "file_resize_blocks");
+		}
+		out->size = size;
+		out->state = STORE_REMOTE;
+		free(out->sha256);
+		out->sha256 = NULL;
+		goto out;
+	}
+	if (rc != -ENOENT)
+		goto out;
+	rc = prepare(s, "INSERT INTO files(key,size,block_size) VALUES(?,?,?)", &st);
+	if (rc)
+		goto out;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (int64_t)size);
+	sqlite3_bind_int64(st, 3, block_size);
+	rc = sql_errno(s, sqlite3_step(st), "file_create");
+	if (rc)
+		goto out;
+	out->id = sqlite3_last_insert_rowid(s->db);
+	out->key = strdup(key);
+	out->size = size;
+	out->block_size = block_size;
+	out->state = STORE_REMOTE;
+	rc = out->key ? 0 : -ENOMEM;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->lock);
+	if (rc)
+		store_file_clear(out);
+	return rc;
+}
+
+void store_file_clear(struct store_file *f)
+{
+	free(f->key);
+	free(f->sha256);
+	free(f->error);
+	memset(f, 0, sizeof(*f));
+}
+
+int store_file_set_state(struct store *s, int64_t file_id, enum store_file_state state,
+			 const char *sha256, const char *error)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = prepare(s, "UPDATE files SET state=?, sha256=?, error=? WHERE id=?", &st);
+	if (rc == 0) {
+		sqlite3_bind_int(st, 1, state);
+		bind_text_or_null(st, 2, sha256);
+		bind_text_or_null(st, 3, error);
+		sqlite3_bind_int64(st, 4, file_id);
+		rc = sql_errno(s, sqlite3_step(st), "file_state");
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+int store_file_set_pinned(struct store *s, int64_t file_id, bool pinned)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = prepare(s, "UPDATE files SET pinned=? WHERE id=?", &st);
+	if (rc == 0) {
+		sqlite3_bind_int(st, 1, pinned);
+		sqlite3_bind_int64(st, 2, file_id);
+		rc = sql_errno(s, sqlite3_step(st), "file_pin");
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+int store_blocks_load(struct store *s, int64_t file_id,
+		      void (*fn)(void *ctx, const struct store_block *b), void *ctx)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = prepare(s, "SELECT idx,len,xxh3 FROM blocks WHERE file_id=?", &st);
+	if (rc)
+		goto out;
+	sqlite3_bind_int64(st, 1, file_id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_block b = {
+			.file_id = file_id,
+			.idx = (uint64_t)sqlite3_column_int64(st, 0),
+			.len = (uint32_t)sqlite3_column_int64(st, 1),
+			.xxh3 = (uint64_t)sqlite3_column_int64(st, 2),
+		};
+		fn(ctx, &b);
+	}
+	rc = sql_errno(s, rc, "blocks_load");
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+/* One statement with (file_id, idx) bound first and an optional third
+ * integer; the common shape of the small block updates. */
+static int exec_block_stmt(struct store *s, const char *sql, int64_t file_id,
+			   uint64_t idx, const int64_t *third, const char *what)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = prepare(s, sql, &st);
+	if (rc == 0) {
+		sqlite3_bind_int64(st, 1, file_id);
+		sqlite3_bind_int64(st, 2, (int64_t)idx);
+		if (third)
+			sqlite3_bind_int64(st, 3, *third);
+		rc = sql_errno(s, sqlite3_step(st), what);
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+int store_block_put(struct store *s, const struct store_block *b, int64_t atime)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = prepare(s, "INSERT OR REPLACE INTO blocks(file_id,idx,len,xxh3,atime) "
+		     "VALUES(?,?,?,?,?)", &st);
+	if (rc == 0) {
+		sqlite3_bind_int64(st, 1, b->file_id);
+		sqlite3_bind_int64(st, 2, (int64_t)b->idx);
+		sqlite3_bind_int64(st, 3, b->len);
+		sqlite3_bind_int64(st, 4, (int64_t)b->xxh3);
+		sqlite3_bind_int64(st, 5, atime);
+		rc = sql_errno(s, sqlite3_step(st), "block_put");
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+int store_block_touch(struct store *s, int64_t file_id, uint64_t idx, int64_t atime)
+{
+	return exec_block_stmt(s, "UPDATE blocks SET atime=?3 WHERE file_id=?1 AND idx=?2",
+			       file_id, idx, &atime, "block_touch");
+}
+
+int store_block_delete(struct store *s, int64_t file_id, uint64_t idx)
+{
+	return exec_block_stmt(s, "DELETE FROM blocks WHERE file_id=?1 AND idx=?2",
+			       file_id, idx, NULL, "block_delete");
+}
+
+int store_blocks_delete_all(struct store *s, int64_t file_id)
+{
+	char sql[96];
+	int rc;
+
+	snprintf(sql, sizeof(sql), "DELETE FROM blocks WHERE file_id=%lld", (long long)file_id);
+	pthread_mutex_lock(&s->lock);
+	rc = exec_locked(s, sql, "blocks_delete_all");
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+int store_bytes_used(struct store *s, uint64_t *out)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = prepare(s, "SELECT COALESCE(SUM(len),0) FROM blocks", &st);
+	if (rc == 0) {
+		rc = sqlite3_step(st);
+		*out = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+		rc = sql_errno(s, rc, "bytes_used");
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+int store_lru_blocks(struct store *s, struct store_block *out, int max, int *n)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	*n = 0;
+	pthread_mutex_lock(&s->lock);
+	rc = prepare(s, "SELECT b.file_id,b.idx,b.len,b.xxh3,f.block_size FROM blocks b "
+		     "JOIN files f ON f.id=b.file_id WHERE f.pinned=0 "
+		     "ORDER BY b.atime LIMIT ?", &st);
+	if (rc)
+		goto out;
+	sqlite3_bind_int(st, 1, max);
+	while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		out[*n].file_id = sqlite3_column_int64(st, 0);
+		out[*n].idx = (uint64_t)sqlite3_column_int64(st, 1);
+		out[*n].len = (uint32_t)sqlite3_column_int64(st, 2);
+		out[*n].xxh3 = (uint64_t)sqlite3_column_int64(st, 3);
+		out[*n].block_size = (uint32_t)sqlite3_column_int64(st, 4);
+		(*n)++;
+	}
+	rc = sql_errno(s, rc, "lru_blocks");
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+int store_resolution_get(struct store *s, const char *entry_id,
+			 struct store_resolution **out, int *n)
+{
+	struct store_resolution *r = NULL, *grown;
+	sqlite3_stmt *st = NULL;
+	int rc, count = 0;
+
+	pthread_mutex_lock(&s->lock);
+	rc = prepare(s, "SELECT entry_id,path,spec_hash,file_key,size,mtime,validator,sha256,"
+		     "resolved_at FROM resolutions WHERE entry_id=? ORDER BY path", &st);
+	if (rc)
+		goto out;
+	sqlite3_bind_text(st, 1, entry_id, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		grown = realloc(r, (count + 1) * sizeof(*r));
+		if (!grown) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		r = grown;
+		r[count] = (struct store_resolution){
+			.entry_id = col_strdup(st, 0),
+			.path = col_strdup(st, 1),
+			.spec_hash = col_strdup(st, 2),
+			.file_key = col_strdup(st, 3),
+			.size = sqlite3_column_int64(st, 4),
+			.mtime = sqlite3_column_int64(st, 5),
+			.validator = col_strdup(st, 6),
+			.sha256 = col_strdup(st, 7),
+			.resolved_at = sqlite3_column_int64(st, 8),
+		};
+		count++;
+	}
+	rc = sql_errno(s, rc, "resolution_get");
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->lock);
+	if (rc) {
+		store_resolutions_free(r, count);
+		return rc;
+	}
+	*out = r;
+	*n = count;
+	return 0;
+}
+
+int store_resolution_put(struct store *s, const char *entry_id,
+			 const struct store_resolution *r, int n)
+{
+	sqlite3_stmt *del = NULL, *ins = NULL;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = exec_locked(s, "BEGIN IMMEDIATE", "begin");
+	if (rc)
+		goto out;
+	rc = prepare(s, "DELETE FROM resolutions WHERE entry_id=?", &del);
+	if (rc == 0) {
+		sqlite3_bind_text(del, 1, entry_id, -1, SQLITE_STATIC);
+		rc = sql_errno(s, sqlite3_step(del), "resolution_delete");
+	}
+	if (rc == 0)
+		rc = prepare(s, "INSERT INTO resolutions(entry_id,path,spec_hash,file_key,size,"
+			     "mtime,validator,sha256,resolved_at) VALUES(?,?,?,?,?,?,?,?,?)", &ins);
+	for (int i = 0; rc == 0 && i < n; i++) {
+		sqlite3_reset(ins);
+		sqlite3_bind_text(ins, 1, entry_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins, 2, r[i].path, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins, 3, r[i].spec_hash, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins, 4, r[i].file_key, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(ins, 5, r[i].size);
+		sqlite3_bind_int64(ins, 6, r[i].mtime);
+		bind_text_or_null(ins, 7, r[i].validator);
+		bind_text_or_null(ins, 8, r[i].sha256);
+		sqlite3_bind_int64(ins, 9, r[i].resolved_at);
+		rc = sql_errno(s, sqlite3_step(ins), "resolution_put");
+	}
+	exec_locked(s, rc ? "ROLLBACK" : "COMMIT", "end");
+out:
+	sqlite3_finalize(del);
+	sqlite3_finalize(ins);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+void store_resolutions_free(struct store_resolution *r, int n)
+{
+	for (int i = 0; i < n; i++) {
+		free(r[i].entry_id);
+		free(r[i].path);
+		free(r[i].spec_hash);
+		free(r[i].file_key);
+		free(r[i].validator);
+		free(r[i].sha256);
+	}
+	free(r);
+}
+
+int store_log_fetch(struct store *s, int64_t file_id, uint64_t first, uint64_t len,
+		    int64_t ms, int rc_fetch, const char *error)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = prepare(s, "INSERT INTO fetch_log(ts,file_id,first,len,ms,rc,error) "
+		     "VALUES(?,?,?,?,?,?,?)", &st);
+	if (rc == 0) {
+		sqlite3_bind_int64(st, 1, (int64_t)time(NULL));
+		sqlite3_bind_int64(st, 2, file_id);
+		sqlite3_bind_int64(st, 3, (int64_t)first);
+		sqlite3_bind_int64(st, 4, (int64_t)len);
+		sqlite3_bind_int64(st, 5, ms);
+		sqlite3_bind_int(st, 6, rc_fetch);
+		bind_text_or_null(st, 7, error);
+		rc = sql_errno(s, sqlite3_step(st), "log_fetch");
+	}
+	/* Keep the log bounded: the newest 10000 rows are plenty for status --history. */
+	if (rc == 0 && sqlite3_last_insert_rowid(s->db) % 1000 == 0)
+		exec_locked(s, "DELETE FROM fetch_log WHERE id <= (SELECT MAX(id) - 10000 FROM fetch_log)",
+			    "log_trim");
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
