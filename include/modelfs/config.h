@@ -43,8 +43,12 @@ struct config_entry {
 	char *category;			/* table name under [models]: "checkpoints" */
 	char *name;			/* key in that table: "sdxl-base" */
 	char *id;			/* "checkpoints/sdxl-base": unique, stable */
-	char *dir;			/* folder in the mount from the layout: "Stable-diffusion" */
-	char *filename;			/* name in dir; NULL when only the source knows it */
+	char *dir;			/* folder in the mount from the layout: "Stable-diffusion";
+					 * "" in the flat layout; a huggingface repo without
+					 * file is the folder itself: "Stable-diffusion/NAME" */
+	char *filename;			/* name in dir; NULL when only the source knows it
+					 * (Drive links, civitai, URLs ending in '/') and for
+					 * a repo folder */
 	enum config_source source;
 
 	char *url;			/* url, s3: as written, ${VAR} expanded */
@@ -69,9 +73,10 @@ struct config {
 	char *path;			/* as given to config_load() */
 	char *cache_dir;		/* NULL: the caller's default */
 	int64_t cache_max_size;		/* bytes, or -1 when given as a percentage */
-	double cache_max_percent;	/* of the cache filesystem, when size is -1; 0 = no limit */
+	double cache_max_percent;	/* of the cache filesystem, when size is -1;
+					 * size -1 with 0 here (the default): no limit */
 	int64_t cache_min_free;		/* bytes, or -1 when given as a percentage */
-	double cache_min_free_percent;
+	double cache_min_free_percent;	/* default 5 */
 	uint32_t block_size;		/* power of two, 64 KiB .. 256 MiB; default 8 MiB */
 	char *layout;			/* "forge", "comfyui", "flat" */
 	enum config_verify verify;
@@ -80,7 +85,10 @@ struct config {
 	char *mountpoint;		/* NULL: /workspace/models */
 	char *hf_endpoint, *civitai_endpoint, *gdrive_endpoint;	/* no trailing '/' */
 
-	char **dirs;			/* every folder the layout always shows, NULL-terminated */
+	char **dirs;			/* every folder of the mount, NULL-terminated, sorted
+					 * (parents first), no root: the layout's folders
+					 * (shown even when empty), [layout]'s, and every
+					 * folder an entry uses (a repo folder too) */
 	struct config_entry *entries;
 	size_t n_entries;
 };
@@ -100,14 +108,19 @@ int config_parse(const char *text, size_t len, const char *name,
 
 void config_free(struct config *cfg);
 
-/* "42G", "512MiB", "8M", "1024" -> bytes; "80%" -> *percent.
- * 0, or -EINVAL for anything else (negative, overflow, unknown unit). */
+/* "42G", "512MiB", "8 m", "1024" -> *bytes (binary units, K = 1024);
+ * "80%", "12.5%" -> *percent (0 < p <= 100) and *bytes = -1. With percent
+ * NULL a percentage is refused. 0, or -EINVAL for anything else
+ * (negative, fraction, overflow, unknown unit). */
 int config_parse_size(const char *text, int64_t *bytes, double *percent);
 
-/* "90s", "2m", "1h", "45" (seconds) -> seconds; 0 or -EINVAL. */
+/* "90s", "2m", "1h", "1h30m", "45" (seconds) -> seconds; 0 or -EINVAL. */
 int config_parse_duration(const char *text, int *seconds);
 
-/* The folder for a category under a layout ("lora" -> "Lora" in forge). */
+/* The folder for a category under a layout ("lora" -> "Lora" in forge);
+ * a category the layout doesn't know is a folder of its own name; "" in
+ * flat. layout NULL means forge; an unknown layout gives NULL. Ignores a
+ * config's [layout] table: use entry->dir for a loaded entry. */
 const char *config_layout_dir(const char *layout, const char *category);
 
 const char *config_source_name(enum config_source source);

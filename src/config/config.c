@@ -368,10 +368,14 @@ static const char *shown(const struct toml_value *v, char *buf, size_t n)
 	for (size_t i = 0; i < len && o + 5 < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 
-		if (c < 0x20 || c == 0x7f || c == '"' || c == '\\')
-			o += (size_t)snprintf(buf + o, n - o, c == '"' ? "\\\"" : c == '\\' ? "\\\\" : "\\x%02x", c);
-		else
+		if (c == '"' || c == '\\') {
+			buf[o++] = '\\';
 			buf[o++] = (char)c;
+		} else if (c < 0x20 || c == 0x7f) {
+			o += (size_t)snprintf(buf + o, n - o, "\\x%02x", c);
+		} else {
+			buf[o++] = (char)c;
+		}
 	}
 	if (cut && o + 4 < n) {
 		memcpy(buf + o, "...", 3);
@@ -450,9 +454,11 @@ static const char *choice_list(const char *const *choices, char *buf, size_t n)
 	size_t o = 0;
 
 	buf[0] = '\0';
-	for (size_t i = 0; choices[i] && o < n; i++)
-		o += (size_t)snprintf(buf + o, n - o, "%s\"%s\"", i == 0 ? "" : choices[i + 1] ? ", " : " or ",
-				      choices[i]);
+	for (size_t i = 0; choices[i] && o < n; i++) {
+		const char *sep = i == 0 ? "" : choices[i + 1] ? ", " : " or ";
+
+		o += (size_t)snprintf(buf + o, n - o, "%s\"%s\"", sep, choices[i]);
+	}
 	return buf;
 }
 
@@ -510,8 +516,9 @@ static int expand_var(struct parser *p, const struct toml_value *v, const char *
 	if (len == 0 || isdigit((unsigned char)*s) || len >= sizeof(name) ||
 	    (name_end != close && (close - name_end < 2 || memcmp(name_end, ":-", 2) != 0)))
 		return fail(p, v->line, v->col,
-			    "bad variable reference \"${%.*s}\" in %s: write ${NAME} or ${NAME:-default} "
-			    "(NAME: letters, digits, '_'), or \"$${\" for a literal \"${\"",
+			    "bad variable reference \"${%.*s}\" in %s: write ${NAME} or "
+			    "${NAME:-default} (NAME: letters, digits, '_'), or \"$${\" for a "
+			    "literal \"${\"",
 			    (int)(close - s > 60 ? 60 : close - s), s, where);
 	memcpy(name, s, len);
 	name[len] = '\0';
@@ -522,9 +529,8 @@ static int expand_var(struct parser *p, const struct toml_value *v, const char *
 		if (buf_add(b, name_end + 2, (size_t)(close - name_end - 2)))
 			return nomem(p);
 	} else if (!val) {
-		return fail(p, v->line, v->col,
-			    "environment variable %s is not set (used in %s); export it or remove the reference",
-			    name, where);
+		return fail(p, v->line, v->col, "environment variable %s is not set (used in %s); "
+			    "export it or remove the reference", name, where);
 	} else {
 		log_add_secret(val);
 		if (buf_add(b, val, strlen(val)))
@@ -665,6 +671,7 @@ static int hexval(char c)
 static int url_file_name(const char *url, char **out)
 {
 	const char *s = strstr(url, "://"), *path, *end, *seg;
+	bool bad = false;
 	char *name;
 	size_t o = 0;
 
@@ -685,16 +692,19 @@ static int url_file_name(const char *url, char **out)
 	if (!name)
 		return -ENOMEM;
 	for (const char *c = seg; c < end; c++) {
+		unsigned char byte = (unsigned char)*c;
+
 		if (*c == '%' && end - c >= 3 && hexval(c[1]) >= 0 && hexval(c[2]) >= 0) {
-			name[o++] = (char)(hexval(c[1]) * 16 + hexval(c[2]));
+			byte = (unsigned char)(hexval(c[1]) * 16 + hexval(c[2]));
 			c += 2;
-		} else {
-			name[o++] = *c;
 		}
+		if (byte < 0x20 || byte == 0x7f)
+			bad = true;	/* "%00", "%0A": not in a name */
+		name[o++] = (char)byte;
 	}
 	name[o] = '\0';
-	if (strlen(name) != o || !valid_name(name)) {
-		free(name);		/* "%2F", "%00", "..": not a name */
+	if (bad || !valid_name(name)) {
+		free(name);		/* also "%2F", "..": not a name */
 		return 0;
 	}
 	*out = name;
@@ -788,8 +798,10 @@ static const char *const repo_types[] = { "model", "dataset", "space", NULL };
 #define CFG(f) offsetof(struct config, f)
 static const struct key_spec modelfs_keys[] = {
 	{ "cache_dir", K_PATH, .off = CFG(cache_dir) },
-	{ "cache_max_size", K_SIZE_PCT, .off = CFG(cache_max_size), .off2 = CFG(cache_max_percent), .min = 1 },
-	{ "cache_min_free", K_SIZE_PCT, .off = CFG(cache_min_free), .off2 = CFG(cache_min_free_percent) },
+	{ "cache_max_size", K_SIZE_PCT, .off = CFG(cache_max_size),
+	  .off2 = CFG(cache_max_percent), .min = 1 },
+	{ "cache_min_free", K_SIZE_PCT, .off = CFG(cache_min_free),
+	  .off2 = CFG(cache_min_free_percent) },
 	{ "block_size", K_BLOCK_SIZE, .off = CFG(block_size) },
 	{ "layout", K_LAYOUT, .choices = layout_names },
 	{ "verify", K_CHOICE, .off = CFG(verify), .choices = verify_names },
@@ -817,7 +829,8 @@ enum entry_key {
 
 #define ENT(f) offsetof(struct config_entry, f)
 static const struct key_spec entry_keys[N_ENTRY_KEYS] = {
-	[E_SOURCE] = { "source", K_CHOICE, .off = ENT(source), .choices = source_names, .sources = S_ALL },
+	[E_SOURCE] = { "source", K_CHOICE, .off = ENT(source), .choices = source_names,
+			.sources = S_ALL },
 	[E_URL] = { "url", K_STRING, .off = ENT(url), .sources = S_URL | S_S3 },
 	[E_REPO] = { "repo", K_STRING, .off = ENT(repo), .sources = S_HF },
 	[E_FILE] = { "file", K_STRING, .off = ENT(file), .sources = S_HF },
@@ -835,12 +848,13 @@ static const struct key_spec entry_keys[N_ENTRY_KEYS] = {
 	[E_FILENAME] = { "filename", K_FILENAME, .off = ENT(filename), .sources = S_ALL },
 	[E_SHA256] = { "sha256", K_SHA256, .off = ENT(sha256), .sources = S_ALL },
 	[E_SIZE] = { "size", K_SIZE, .off = ENT(size), .sources = S_ALL },
-	[E_HEADERS] = { "headers", K_HEADERS, .off = ENT(headers), .off2 = ENT(n_headers), .sources = S_ALL,
-			.secret = true },
+	[E_HEADERS] = { "headers", K_HEADERS, .off = ENT(headers), .off2 = ENT(n_headers),
+			 .sources = S_ALL, .secret = true },
 	[E_AUTH_HEADER] = { "auth_header", K_STRING, .off = ENT(auth_header), .sources = S_ALL,
 			    .secret = true },
 	[E_GATED] = { "gated", K_BOOL, .off = ENT(gated), .sources = S_ALL },
-	[E_VERIFY] = { "verify", K_CHOICE, .off = ENT(verify), .choices = verify_names, .sources = S_ALL },
+	[E_VERIFY] = { "verify", K_CHOICE, .off = ENT(verify), .choices = verify_names,
+			.sources = S_ALL },
 	[E_PREFETCH] = { "prefetch", K_BOOL, .off = ENT(prefetch), .sources = S_ALL },
 	[E_PIN] = { "pin", K_BOOL, .off = ENT(pin), .sources = S_ALL },
 };
@@ -1060,9 +1074,9 @@ static int add_overrides(struct parser *p, const struct toml_value *t, const cha
 				    item_where, shown(v, show, sizeof(show)));
 		for (size_t j = 0; j < p->n_ov; j++)
 			if (strcmp(p->ov[j].category, kv->key) == 0)
-				return fail(p, kv->line, kv->col,
-					    "the folder of category \"%.60s\" is set twice (also at line %d:%d)",
-					    kv->key, p->ov[j].line, p->ov[j].col);
+				return fail(p, kv->line, kv->col, "the folder of category \"%.60s\" "
+					    "is set twice (also at line %d:%d)", kv->key, p->ov[j].line,
+					    p->ov[j].col);
 		p->ov[p->n_ov++] = (struct override){ kv->key, v->u.str.ptr, kv->line, kv->col };
 	}
 	return 0;
@@ -1086,7 +1100,8 @@ static int set_value(struct parser *p, const struct key_spec *ks, const struct t
 			return rc;
 		if (ks->kind == K_PATH && s[0] != '/') {
 			rc = fail(p, v->line, v->col, "%s must be an absolute path, not \"%s\" "
-				  "(for a home folder write \"${HOME}/...\")", where, shown(v, show, sizeof(show)));
+				  "(for a home folder write \"${HOME}/...\")", where,
+				  shown(v, show, sizeof(show)));
 		} else if (ks->kind == K_BASE_URL &&
 			   (!valid_http_url(s) || strpbrk(s, "?#"))) {
 			rc = fail(p, v->line, v->col, "%s must be an http:// or https:// URL like "
@@ -1113,12 +1128,15 @@ static int set_value(struct parser *p, const struct key_spec *ks, const struct t
 	case K_SIZE:
 		rc = get_size(p, ks, v, where, FIELD(obj, ks->off, int64_t), NULL);
 		break;
-	case K_SIZE_PCT:
-		rc = get_size(p, ks, v, where, FIELD(obj, ks->off, int64_t), FIELD(obj, ks->off2, double));
-		if (!rc && *FIELD(obj, ks->off, int64_t) >= 0 && *FIELD(obj, ks->off, int64_t) < ks->min)
-			rc = fail(p, v->line, v->col, "%s must be more than 0 (leave it out for no limit)",
-				  where);
+	case K_SIZE_PCT: {
+		int64_t *bytes = FIELD(obj, ks->off, int64_t);
+
+		rc = get_size(p, ks, v, where, bytes, FIELD(obj, ks->off2, double));
+		if (!rc && *bytes >= 0 && *bytes < ks->min)
+			rc = fail(p, v->line, v->col,
+				  "%s must be more than 0 (leave it out for no limit)", where);
 		break;
+	}
 	case K_BLOCK_SIZE:
 		rc = get_size(p, ks, v, where, &n, NULL);
 		if (!rc && (n < (64 << 10) || n > (256 << 20) || (n & (n - 1))))
@@ -1186,8 +1204,9 @@ static int set_value(struct parser *p, const struct key_spec *ks, const struct t
 				break;
 			if (!s[0] || strspn(s, "0123456789") != strlen(s) || strlen(s) > 19 ||
 			    strspn(s, "0") == strlen(s)) {
-				rc = fail(p, v->line, v->col, "%s must be a positive number like \"58390\", "
-					  "not \"%s\"", where, shown(v, show, sizeof(show)));
+				rc = fail(p, v->line, v->col, "%s must be a positive number "
+					  "like \"58390\", not \"%s\"", where,
+					  shown(v, show, sizeof(show)));
 				break;
 			}
 		} else {
@@ -1203,9 +1222,9 @@ static int set_value(struct parser *p, const struct key_spec *ks, const struct t
 		if (rc)
 			break;
 		if (strlen(s) != 64 || strspn(s, "0123456789abcdefABCDEF") != 64) {
-			rc = fail(p, v->line, v->col, "%s must be the file's SHA-256 as 64 hex digits, "
-				  "not \"%s\" (%zu characters); leave it out if you don't know it", where,
-				  shown(v, show, sizeof(show)), strlen(s));
+			rc = fail(p, v->line, v->col, "%s must be the file's SHA-256 as 64 hex "
+				  "digits, not \"%s\" (%zu characters); leave it out if you don't "
+				  "know it", where, shown(v, show, sizeof(show)), strlen(s));
 			break;
 		}
 		for (char *c = s; *c; c++)
@@ -1314,8 +1333,9 @@ static int default_endpoints(struct parser *p)
 		if (*fields[i])
 			continue;
 		if (!valid_http_url(values[i]) || strpbrk(values[i], "?#"))
-			return fail(p, 0, 0, "HF_ENDPOINT in the environment is not an http(s) URL like "
-				    "\"https://huggingface.co\"; fix it or set hf_endpoint in [modelfs]");
+			return fail(p, 0, 0, "HF_ENDPOINT in the environment is not an http(s) "
+				    "URL like \"https://huggingface.co\"; fix it or set hf_endpoint "
+				    "in [modelfs]");
 		*fields[i] = strdup(values[i]);
 		if (!*fields[i])
 			return nomem(p);
@@ -1356,7 +1376,8 @@ static int entry_source(struct parser *p, const char *prefix, const struct toml_
 	if (seen[E_SOURCE]) {
 		if (e->source == CONFIG_SOURCE_URL && e->url && strncasecmp(e->url, "s3://", 5) == 0)
 			return fail(p, seen[E_URL]->value->line, seen[E_URL]->value->col,
-				    "%s: an s3:// URL needs source = \"s3\" (or leave source out)", prefix);
+				    "%s: an s3:// URL needs source = \"s3\" (or leave source out)",
+				    prefix);
 		return 0;
 	}
 	if (e->url)
@@ -1372,92 +1393,104 @@ static int entry_source(struct parser *p, const char *prefix, const struct toml_
 	return 0;
 }
 
+/* A huggingface entry: a repo, then either one file or the whole repo
+ * as a folder, and keys that make sense only for the other one. */
+static int check_hf(struct parser *p, const char *prefix, const struct toml_keyval **seen,
+		    const struct config_entry *e, int line, int col)
+{
+	static const enum entry_key folder_only[] = { E_INCLUDE, E_EXCLUDE };
+	static const enum entry_key file_only[] = { E_FILENAME, E_SHA256, E_SIZE };
+	const struct toml_value *v;
+	char show[128];
+
+	if (!e->repo)
+		return fail(p, line, col,
+			    "entry %s (source huggingface) needs repo = \"owner/name\"", prefix);
+	v = seen[E_REPO]->value;
+	if (!valid_repo(e->repo))
+		return fail(p, v->line, v->col, "%s.repo must be \"owner/name\", like "
+			    "\"stabilityai/stable-diffusion-xl-base-1.0\", not \"%s\"",
+			    prefix, shown(v, show, sizeof(show)));
+	if (e->file && !valid_repo_path(e->file)) {
+		v = seen[E_FILE]->value;
+		return fail(p, v->line, v->col, "%s.file must be a path inside the repo like "
+			    "\"unet/model.safetensors\" (no leading '/', no \".\" or \"..\"), "
+			    "not \"%s\"", prefix, shown(v, show, sizeof(show)));
+	}
+	if (e->revision && !e->revision[0]) {
+		v = seen[E_REVISION]->value;
+		return fail(p, v->line, v->col,
+			    "%s.revision is empty (leave it out for \"main\")", prefix);
+	}
+	for (size_t i = 0; e->file && i < 2; i++) {
+		const struct toml_keyval *kv = seen[folder_only[i]];
+
+		if (kv)
+			return fail(p, kv->line, kv->col, "%s.%s picks files of a whole repo, "
+				    "but this entry names one file (file = ...); remove one of "
+				    "the two", prefix, kv->key);
+	}
+	for (size_t i = 0; !e->file && i < 3; i++) {
+		const struct toml_keyval *kv = seen[file_only[i]];
+
+		if (kv)
+			return fail(p, kv->line, kv->col, "%s.%s is about one file, but this "
+				    "entry has no file = ... and mounts the whole repo as a "
+				    "folder; add file or remove %s", prefix, kv->key, kv->key);
+	}
+	return 0;
+}
+
 /* What each source needs, and keys that make no sense together. */
 static int entry_checks(struct parser *p, const char *prefix, const struct toml_keyval **seen,
 			struct config_entry *e, int line, int col)
 {
-	const struct toml_value *v;
+	const struct toml_value *v = seen[E_URL] ? seen[E_URL]->value : NULL;
+	const struct toml_keyval *auth = seen[E_AUTH_HEADER];
+	const char *key;
 	char show[128];
+	int rc = 0;
 
 	switch (e->source) {
 	case CONFIG_SOURCE_URL:
 		if (!e->url)
-			return fail(p, line, col, "entry %s (source url) needs url = \"https://...\"", prefix);
-		v = seen[E_URL]->value;
+			return fail(p, line, col,
+				    "entry %s (source url) needs url = \"https://...\"", prefix);
 		if (!valid_http_url(e->url))
-			return fail(p, v->line, v->col, "%s%s must be an http:// or https:// URL, not \"%s\"",
-				    prefix, seen[E_URL]->key[0] ? ".url" : "", shown(v, show, sizeof(show)));
+			return fail(p, v->line, v->col,
+				    "%s%s must be an http:// or https:// URL, not \"%s\"", prefix,
+				    seen[E_URL]->key[0] ? ".url" : "", shown(v, show, sizeof(show)));
 		break;
-	case CONFIG_SOURCE_S3: {
-		const char *key;
-
+	case CONFIG_SOURCE_S3:
 		if (!e->url)
-			return fail(p, line, col, "entry %s (source s3) needs url = \"s3://bucket/key\"", prefix);
-		v = seen[E_URL]->value;
+			return fail(p, line, col,
+				    "entry %s (source s3) needs url = \"s3://bucket/key\"", prefix);
 		key = strncasecmp(e->url, "s3://", 5) == 0 ? strchr(e->url + 5, '/') : NULL;
 		if (!key || key == e->url + 5 || !key[1])
-			return fail(p, v->line, v->col, "%s.url must be \"s3://bucket/key\" for an s3 entry, "
-				    "not \"%s\"", prefix, shown(v, show, sizeof(show)));
-		break;
-	}
-	case CONFIG_SOURCE_HUGGINGFACE:
-		if (!e->repo)
-			return fail(p, line, col, "entry %s (source huggingface) needs repo = \"owner/name\"",
-				    prefix);
-		v = seen[E_REPO]->value;
-		if (!valid_repo(e->repo))
-			return fail(p, v->line, v->col, "%s.repo must be \"owner/name\", like "
-				    "\"stabilityai/stable-diffusion-xl-base-1.0\", not \"%s\"", prefix,
+			return fail(p, v->line, v->col, "%s%s must be \"s3://bucket/key\" for an s3 "
+				    "entry, not \"%s\"", prefix, seen[E_URL]->key[0] ? ".url" : "",
 				    shown(v, show, sizeof(show)));
-		if (e->file && !valid_repo_path(e->file)) {
-			v = seen[E_FILE]->value;
-			return fail(p, v->line, v->col, "%s.file must be a path inside the repo like "
-				    "\"unet/model.safetensors\" (no leading '/', no \".\" or \"..\"), not \"%s\"",
-				    prefix, shown(v, show, sizeof(show)));
-		}
-		if (e->revision && !e->revision[0]) {
-			v = seen[E_REVISION]->value;
-			return fail(p, v->line, v->col, "%s.revision is empty (leave it out for \"main\")",
-				    prefix);
-		}
-		if (e->file) {
-			static const enum entry_key folder_only[] = { E_INCLUDE, E_EXCLUDE };
-
-			for (size_t i = 0; i < 2; i++)
-				if (seen[folder_only[i]])
-					return fail(p, seen[folder_only[i]]->line, seen[folder_only[i]]->col,
-						    "%s.%s picks files of a whole repo, but this entry names "
-						    "one file (file = ...); remove one of the two", prefix,
-						    entry_keys[folder_only[i]].name);
-		} else {
-			static const enum entry_key file_only[] = { E_FILENAME, E_SHA256, E_SIZE };
-
-			for (size_t i = 0; i < 3; i++)
-				if (seen[file_only[i]])
-					return fail(p, seen[file_only[i]]->line, seen[file_only[i]]->col,
-						    "%s.%s is about one file, but this entry has no file = ... "
-						    "and mounts the whole repo as a folder; add file or remove %s",
-						    prefix, entry_keys[file_only[i]].name,
-						    entry_keys[file_only[i]].name);
-		}
+		break;
+	case CONFIG_SOURCE_HUGGINGFACE:
+		rc = check_hf(p, prefix, seen, e, line, col);
 		break;
 	case CONFIG_SOURCE_CIVITAI:
 		if (!e->model_id && !e->version_id)
-			return fail(p, line, col, "entry %s (source civitai) needs model_id or version_id "
-				    "(the numbers in civitai.com/models/MODEL?modelVersionId=VERSION)", prefix);
+			return fail(p, line, col, "entry %s (source civitai) needs model_id or "
+				    "version_id (the numbers in "
+				    "civitai.com/models/MODEL?modelVersionId=VERSION)", prefix);
 		break;
 	}
-	if (e->auth_header) {
-		for (size_t i = 0; i < e->n_headers; i++)
-			if (strcasecmp(e->headers[i].name, "Authorization") == 0)
-				return fail(p, seen[E_AUTH_HEADER]->line, seen[E_AUTH_HEADER]->col,
-					    "%s sets Authorization twice, in auth_header and in headers; "
-					    "keep one", prefix);
-		if (!e->auth_header[0]) {
-			/* "${TOKEN:-}": the token is optional and absent. */
-			free(e->auth_header);
-			e->auth_header = NULL;
-		}
+	if (rc || !e->auth_header)
+		return rc;
+	for (size_t i = 0; i < e->n_headers; i++)
+		if (strcasecmp(e->headers[i].name, "Authorization") == 0)
+			return fail(p, auth->line, auth->col, "%s sets Authorization twice, in "
+				    "auth_header and in headers; keep one", prefix);
+	if (!e->auth_header[0]) {
+		/* "${TOKEN:-}": the token is optional and absent. */
+		free(e->auth_header);
+		e->auth_header = NULL;
 	}
 	return 0;
 }
@@ -1611,8 +1644,9 @@ static int parse_models(struct parser *p, const struct toml_value *models)
 				    "put entries under a category, e.g. [models.checkpoints] "
 				    "then \"%.60s\" = ...", name, cat->key);
 		if (!valid_name(cat->key))
-			return fail(p, cat->line, cat->col, "category %s must be usable as a folder "
-				    "name: 1 to %d bytes, no '/', not \".\" or \"..\"", name, NAME_MAX_BYTES);
+			return fail(p, cat->line, cat->col, "category %s must be usable as a "
+				    "folder name: 1 to %d bytes, no '/', not \".\" or \"..\"", name,
+				    NAME_MAX_BYTES);
 		total += cat->value->u.table.len;
 	}
 	if (total == 0)
@@ -1748,8 +1782,9 @@ static int check_paths(struct parser *p)
 			continue;
 		for (char **d = cfg->dirs; *d && !rc; d++)
 			if (strcmp(*d, paths[i]) == 0)
-				rc = fail(p, e->line, e->col, "entry %s would be the file \"%s\", which is "
-					  "a folder of this layout; give it another filename", a, paths[i]);
+				rc = fail(p, e->line, e->col, "entry %s would be the file \"%s\", "
+					  "which is a folder of this layout; give it another "
+					  "filename", a, paths[i]);
 	}
 	for (size_t i = 0; i < cfg->n_entries; i++)
 		free(paths[i]);
@@ -1791,9 +1826,9 @@ static int parse_tree(struct parser *p, const struct toml_value *root)
 	v = toml_table_get(root, "layout");
 	if (v) {
 		if (v->type != TOML_TABLE)
-			return fail(p, v->line, v->col, "layout must be a [layout] table of category = "
-				    "\"folder\" (the layout's name goes in [modelfs]: layout = \"comfyui\"), "
-				    "not %s", a_type(v->type));
+			return fail(p, v->line, v->col, "layout must be a [layout] table of "
+				    "category = \"folder\" (the layout's name goes in [modelfs]: "
+				    "layout = \"comfyui\"), not %s", a_type(v->type));
 		rc = add_overrides(p, v, "layout");
 		if (rc)
 			return rc;

@@ -13,7 +13,8 @@
  * Redefinition rules are flags on each node (see NODE_*): a [header]
  * defines a table at most once; tables made by dotted keys or written
  * inline can't be reopened by a header; dotted keys extend only tables
- * that dotted keys made; [[x]] appends only to arrays it made itself.
+ * that dotted keys made or a header merely implied; [[x]] appends only
+ * to arrays it made itself.
  *
  * Values are allocated as struct node, which starts with the public
  * struct toml_value, so the flags, the nesting depth and a hash index
@@ -24,6 +25,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <locale.h>
 #include <math.h>
 #include <stdarg.h>
@@ -98,7 +100,8 @@ static void advance(struct parser *p)
 {
 	assert(p->pos < p->end);
 	if (p->s[p->pos] == '\n') {
-		p->line++;
+		if (p->line < INT_MAX)	/* a 2^31-line "config": wrong lines, no UB */
+			p->line++;
 		p->line_start = p->pos + 1;
 	}
 	p->pos++;
@@ -731,12 +734,17 @@ static int parse_keyval(struct parser *p, struct node *t)
 				  toml_type_name(n->v.type));
 			goto out;
 		}
-		if (!(n->flags & NODE_DOTTED) || (n->flags & NODE_INLINE)) {
+		/* A table defined by a [header] or written inline is closed
+		 * to dotted keys (toml-lang/toml#846); one only implied by a
+		 * header is not, and from now on counts as made by them, so
+		 * no header may define it later. */
+		if (!(n->flags & (NODE_DOTTED | NODE_IMPLICIT))) {
 			rc = fail(p, &part->at, "%s '%s' (at %d:%d) cannot be extended by a dotted key",
 				  n->flags & NODE_INLINE ? "inline table" : "table",
 				  show_key(part->s, part->len, kb), kv->line, kv->col);
 			goto out;
 		}
+		n->flags = NODE_DOTTED;
 		t = n;
 	}
 	last = &kp.parts[kp.n - 1];

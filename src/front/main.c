@@ -251,7 +251,9 @@ static int daemonize(void)
 	return pfd[1];
 }
 
-static void detach_stdio(void)
+/* A daemon keeps no terminal; its stderr goes to the log file when there
+ * is one, so that a crash or a sanitizer report is not lost. */
+static void detach_stdio(int log_fd)
 {
 	int fd = open("/dev/null", O_RDWR);
 
@@ -259,7 +261,7 @@ static void detach_stdio(void)
 		return;
 	dup2(fd, 0);
 	dup2(fd, 1);
-	dup2(fd, 2);
+	dup2(log_fd >= 0 ? log_fd : fd, 2);
 	if (fd > 2)
 		close(fd);
 }
@@ -364,7 +366,7 @@ static int cli_mount(int argc, char **argv)
 		notify_fd = -1;
 		if (chdir("/") != 0)
 			log_warn("event=chdir error=\"%s\"", strerror(errno));
-		detach_stdio();
+		detach_stdio(log_fd);
 	}
 	rc = fs_run(fs);
 	code = rc ? EXIT_MODEL : 0;

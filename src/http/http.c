@@ -746,6 +746,10 @@ static int classify(struct xfer *x, CURLcode cc)
 		return x->verdict;
 	if (cc == CURLE_WRITE_ERROR && x->stopped)
 		cc = CURLE_OK;
+	/* Status and headers were complete: a cut in a body we do not keep
+	 * (an error page, a redirect's) changes nothing. */
+	if (x->mode == BODY_ERROR || x->mode == BODY_DISCARD)
+		cc = CURLE_OK;
 	expect = x->ranged ? (int64_t)x->rq->range_len : m->content_length;
 	switch (cc) {
 	case CURLE_OK:
@@ -996,7 +1000,7 @@ int http_get(struct http_client *c, const struct http_request *rq,
 {
 	struct http_meta local;
 	struct xfer x = { .c = c, .rq = rq, .sink = sink, .ctx = ctx };
-	char origin[ORIGIN_MAX], hop_origin[ORIGIN_MAX], range[48], logurl[512];
+	char origin[ORIGIN_MAX], hop_origin[ORIGIN_MAX], range[48], logurl[512] = "";
 	struct curl_slist *hdrs = NULL;
 	char *url = NULL, *next = NULL;
 	int64_t start = now_ms(), hop_start;

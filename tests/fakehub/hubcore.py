@@ -660,9 +660,12 @@ class HubHandler(BaseHTTPRequestHandler):
         if fault.get("down"):
             self.entry["outcome"] = "down"
             self.close_connection = True
-            if fault.get("down") == "reset":    # RST instead of FIN
+            if fault.get("down") == "reset":
+                # Linger 0 makes close() send RST; close now, before the
+                # server's shutdown(SHUT_WR) could send a FIN first.
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                            struct.pack("ii", 1, 0))
+                self.connection.close()
             return None
         if fault.get("hang"):
             self.entry["outcome"] = "hang"
@@ -747,19 +750,19 @@ class HubHandler(BaseHTTPRequestHandler):
             step = max(1, min(64 << 10, rate_bps // 20))
         with open(path, "rb") as f:
             while sent < count:
+                want = min(step, count - sent)
+                if rate_bps:            # a chunk leaves when its budget is earned
+                    ahead = t0 + (sent + want) / rate_bps - time.monotonic()
+                    if ahead > 0:
+                        time.sleep(ahead)
                 try:
-                    n = os.sendfile(sock.fileno(), f.fileno(), offset + sent,
-                                    min(step, count - sent))
+                    n = os.sendfile(sock.fileno(), f.fileno(), offset + sent, want)
                 except (ConnectionError, TimeoutError) as e:
                     raise ClientGone() from e
                 if n == 0:
                     break               # file shrank under us
                 sent += n
                 self.entry["bytes"] += n
-                if rate_bps:
-                    ahead = t0 + sent / rate_bps - time.monotonic()
-                    if ahead > 0:
-                        time.sleep(ahead)
         return sent
 
     # -- control API ----------------------------------------------------------

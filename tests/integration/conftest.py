@@ -333,7 +333,8 @@ class MountHarness:
         if m.pid is None:
             m.pid = find_daemon(self.binary, m.path)
         if m.is_mounted():
-            if m.pid is None and not m.expect_dead and not m.expect_fail:
+            alive = m.pid is not None and _proc_alive(m.pid)
+            if not alive and not m.expect_dead and not m.expect_fail:
                 problems.append("modelfs daemon for %s is gone but the mount is "
                                 "still there (crashed?)" % m.path)
             problems += [n for n in fusermount_unmount(m.path)

@@ -615,7 +615,8 @@ static void test_filenames(void)
 		 "g = { url = \"https://drive.google.com/file/d/ID/view\", filename = \"given.bin\" }\n"
 		 "h = \"https://e.x/%2e%2e\"\n"
 		 "i = \"https://e.x/x%00y\"\n"
-		 "j = \"https://e.x/100%\"\n");
+		 "j = \"https://e.x/100%\"\n"
+		 "k = \"https://e.x/a%0Ab\"\n");
 	if (cfg) {
 		CHECK_STR(cfg->entries[0].filename, "my lora+v2.safetensors");
 		for (size_t i = 1; i <= 5; i++)
@@ -623,6 +624,7 @@ static void test_filenames(void)
 		CHECK_STR(cfg->entries[6].filename, "given.bin");
 		CHECK(cfg->entries[7].filename == NULL && cfg->entries[8].filename == NULL);
 		CHECK_STR(cfg->entries[9].filename, "100%");
+		CHECK(cfg->entries[10].filename == NULL);
 		CHECK_STR(cfg->entries[0].dir, "Lora");
 	}
 	config_free(cfg);

@@ -443,6 +443,8 @@ static void test_live(void)
 	ROUTE(ra, na, "/missing", "HTTP/1.1 404 Not Found\r\nX-Error-Message: Entry not found\r\n"
 	      "Content-Length: 0\r\n\r\n", NULL, 0, F_NONE);
 #define BAD_CREDS "{\"error\":\"Invalid credentials in Authorization header\"}"
+	ROUTE(ra, na, "/gone-cut", "HTTP/1.1 410 Gone\r\nContent-Length: 100\r\n\r\n",
+	      "{\"error\":", 9, F_CLOSE);
 	ROUTE(ra, na, "/forbidden", "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\n"
 	      "Content-Length: 55\r\n\r\n", BAD_CREDS, sizeof(BAD_CREDS) - 1, F_NONE);
 	snprintf(other, sizeof(other), "http://127.0.0.1:%d/target", pb);
@@ -598,6 +600,11 @@ static void test_live(void)
 	CHECK(m.status == 403 && col.calls == 0);
 	CHECK(m.error_text && strcmp(m.error_text,
 		"HTTP 403: Invalid credentials in Authorization header") == 0);
+
+	/* An error page cut short is still the error it said. */
+	RQ("/gone-cut", 4, 8);
+	CHECK(http_get(c, &rq, collect_sink, &col, &m) == -ENOENT);
+	CHECK(m.status == 410 && col.calls == 0);
 
 	/* 416 carries the total. */
 	RQ("/416", 64, 8);

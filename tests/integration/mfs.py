@@ -1,0 +1,82 @@
+"""Helpers shared by the integration tests: configs, reads, hub counters."""
+
+import os
+import subprocess
+import time
+
+MiB = 1 << 20
+
+
+def config(entries, *, settings="", layout=None, block_size="1M"):
+    """A config text. entries: {category: {name: toml-value-text}}."""
+    lines = ["[modelfs]", 'block_size = "%s"' % block_size]
+    if layout:
+        lines.append('layout = "%s"' % layout)
+    lines.append(settings)
+    for category, items in entries.items():
+        lines.append("[models.%s]" % category)
+        for name, value in items.items():
+            lines.append('"%s" = %s' % (name, value))
+    return "\n".join(lines) + "\n"
+
+
+def url_entry(url, **keys):
+    """An inline table for a url entry; keys are written as TOML strings,
+    except ints and bools."""
+    parts = ['url = "%s"' % url]
+    for k, v in keys.items():
+        if isinstance(v, bool):
+            parts.append("%s = %s" % (k, "true" if v else "false"))
+        elif isinstance(v, int):
+            parts.append("%s = %d" % (k, v))
+        else:
+            parts.append('%s = "%s"' % (k, v))
+    return "{ " + ", ".join(parts) + " }"
+
+
+def pread(path, offset, length):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
+
+
+def file_slice(path, offset, length):
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(length)
+
+
+def data_requests(hub, name):
+    """Requests that carried bytes of file `name` (the 1-byte resolution
+    probe excluded)."""
+    return [r for r in hub.requests(path=name)
+            if r["method"] == "GET" and r["range"] != "bytes=0-0"]
+
+
+def bytes_fetched(hub, name):
+    return sum(r["bytes"] for r in data_requests(hub, name))
+
+
+def xattr(path, name):
+    return os.getxattr(path, "user.modelfs." + name).decode()
+
+
+def wait_for(predicate, timeout=20.0, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
+
+
+def wait_state(path, state, timeout=30.0):
+    return wait_for(lambda: xattr(path, "state") == state, timeout,
+                    what="%s to become %s (is %s)" % (path, state, xattr(path, "state")))
+
+
+def run(cmd, **kw):
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)

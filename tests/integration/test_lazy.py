@@ -1,0 +1,96 @@
+"""Reads are lazy, byte-exact, block-sized; readahead for sequential readers."""
+
+import hashlib
+import mmap
+import os
+import random
+
+from mfs import MiB, bytes_fetched, config, data_requests, file_slice, pread, url_entry
+
+
+def test_header_read_fetches_one_block(hub, mount):
+    src, _ = hub.add_file("big.safetensors", 512 * MiB, kind="safetensors")
+    m = mount(config({"checkpoints": {"big": '"%s"' % hub.url("big.safetensors")}},
+                     block_size="8M"))
+    path = m.path / "Stable-diffusion" / "big.safetensors"
+    assert path.stat().st_size == 512 * MiB
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = f.read(n)
+    assert header == file_slice(src, 8, n)
+    # Forge's short hash probe: 64 KiB at 1 MiB. Still the first block.
+    assert pread(path, 0x100000, 0x10000) == file_slice(src, 0x100000, 0x10000)
+    assert bytes_fetched(hub, "big.safetensors") <= 8 * MiB
+    assert len(data_requests(hub, "big.safetensors")) == 1
+
+
+def test_random_reads_are_byte_exact(hub, mount):
+    size = 40 * MiB + 12345
+    src, _ = hub.add_file("r.bin", size)
+    m = mount(config({"vae": {"r": '"%s"' % hub.url("r.bin")}}))
+    path = m.path / "VAE" / "r.bin"
+    rng = random.Random(7)
+    cases = [(0, 1), (size - 1, 1), (size - 10, 100), (MiB - 3, 6), (5 * MiB, 0),
+             (3 * MiB - 1, 2 * MiB + 2), (size, 10)]
+    cases += [(rng.randrange(size), rng.choice([1, 4096, 131072, 3 * MiB])) for _ in range(40)]
+    for off, length in cases:
+        assert pread(path, off, length) == file_slice(src, off, length), (off, length)
+
+
+def test_only_asked_blocks_are_fetched(hub, mount):
+    hub.add_file("sparse-read.bin", 64 * MiB)
+    m = mount(config({"vae": {"s": '"%s"' % hub.url("sparse-read.bin")}}))
+    path = m.path / "VAE" / "sparse-read.bin"
+    for off in (3 * MiB + 5, 40 * MiB, 63 * MiB):
+        pread(path, off, 4096)
+    reqs = data_requests(hub, "sparse-read.bin")
+    assert sorted(r["range"] for r in reqs) == sorted(
+        "bytes=%d-%d" % (b * MiB, (b + 1) * MiB - 1) for b in (3, 40, 63))
+
+
+def test_sequential_read_uses_readahead_and_fetches_once(hub, mount):
+    src, sha = hub.add_file("seq.bin", 96 * MiB)
+    m = mount(config({"vae": {"s": '"%s"' % hub.url("seq.bin")}}))
+    path = m.path / "VAE" / "seq.bin"
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(128 * 1024):
+            h.update(chunk)
+    assert h.hexdigest() == sha
+    reqs = data_requests(hub, "seq.bin")
+    assert sum(r["bytes"] for r in reqs) == 96 * MiB      # every byte once
+    assert len({r["range"] for r in reqs}) == len(reqs)   # no block twice
+    # Readahead keeps several connections busy: requests overlap in time.
+    spans = sorted((r["t_start"], r["t_end"]) for r in reqs)
+    overlapping = sum(1 for a, b in zip(spans, spans[1:]) if b[0] < a[1])
+    assert overlapping >= 3, spans
+
+
+def test_mmap_reads_match(hub, mount):
+    src, _ = hub.add_file("mm.safetensors", 24 * MiB, kind="safetensors")
+    m = mount(config({"checkpoints": {"mm": '"%s"' % hub.url("mm.safetensors")}}))
+    path = m.path / "Stable-diffusion" / "mm.safetensors"
+    want = src.read_bytes()
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)   # MAP_SHARED, as GGUF loaders do
+        try:
+            rng = random.Random(3)
+            for _ in range(200):
+                off = rng.randrange(len(want))
+                assert mm[off:off + 4096] == want[off:off + 4096]
+            assert mm[:] == want
+        finally:
+            mm.close()
+
+
+def test_redirected_url_reads_from_cdn_without_auth(hub, mount):
+    src, _ = hub.add_file("cdn.bin", 5 * MiB)
+    m = mount(config({"vae": {"c": url_entry(hub.redirect_url("cdn.bin"), filename="cdn.bin",
+                                             auth_header="Bearer sekrit-token-123")}}))
+    path = m.path / "VAE" / "cdn.bin"
+    assert path.read_bytes() == src.read_bytes()
+    cdn = hub.requests(server="cdn")
+    assert cdn and not any(r["authorization"] for r in cdn)
+    origin = hub.requests(server="origin", path="/redirect/*")
+    assert origin and all(r["authorization"] for r in origin)
+    assert "sekrit-token-123" not in m.log()

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Every test modelfs has, from a fresh clone: installs what is missing,
+# builds, runs the unit tests, the integration suite (real FUSE mounts
+# against the local fake hub), the integration suite again under
+# ASan/UBSan, and the concurrency tests under TSan. Ends with the line
+# "N passed, N failed". Exit status 0 only when nothing failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONDONTWRITEBYTECODE=1
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+PY=/usr/bin/python3
+status=0
+
+step() { echo; echo "=== $*"; }
+
+step "build"
+bash tools/build.sh || { echo "0 passed, 1 failed"; exit 1; }
+bash tools/build.sh asan || { echo "0 passed, 1 failed"; exit 1; }
+bash tools/build.sh tsan || { echo "0 passed, 1 failed"; exit 1; }
+
+step "unit tests"
+meson test -C build --print-errorlogs --suite unit || status=1
+cp build/meson-logs/testlog.json "$results/unit.json" 2>/dev/null
+
+step "integration tests"
+MODELFS_BIN=$PWD/build/modelfs $PY -m pytest -q -p no:cacheprovider \
+	--junitxml="$results/integration.xml" tests/integration || status=1
+
+step "integration tests under ASan/UBSan"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+MODELFS_BIN=$PWD/build-asan/modelfs $PY -m pytest -q -p no:cacheprovider \
+	--junitxml="$results/asan.xml" tests/integration || status=1
+
+step "concurrency tests under TSan"
+TSAN_OPTIONS=halt_on_error=0:second_deadlock_stack=1 \
+MODELFS_BIN=$PWD/build-tsan/modelfs $PY -m pytest -q -p no:cacheprovider -m concurrency \
+	--junitxml="$results/tsan.xml" tests/integration || status=1
+
+step "summary"
+$PY tools/testsummary.py "$results"/* || status=1
+exit $status
