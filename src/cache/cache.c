@@ -430,6 +430,11 @@ static uint32_t drop_block_locked(struct cache_file *f, uint64_t idx)
 	f->present_bytes -= len;
 	store_block_delete(f->cache->store, f->id, idx);
 	punch(f, idx, len);
+	/* Bytes fetched again later are new bytes: hash them again. */
+	if (f->state == STORE_COMPLETE || f->state == STORE_VERIFIED) {
+		f->state = STORE_PARTIAL;
+		store_file_set_state(f->cache->store, f->id, STORE_PARTIAL, f->sha256, f->error);
+	}
 	return len;
 }
 

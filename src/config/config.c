@@ -1537,6 +1537,8 @@ static int entry_place(struct parser *p, struct config_entry *e)
 	return 0;
 }
 
+/* One entry of [models.category]: its keys, then its source (written or
+ * implied), what that source needs, and its place in the mount. */
 static int parse_entry(struct parser *p, const char *category, const struct toml_keyval *kv,
 		       struct config_entry *e)
 {

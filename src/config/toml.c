@@ -19,7 +19,8 @@
  * Values are allocated as struct node, which starts with the public
  * struct toml_value, so the flags, the nesting depth and a hash index
  * of big tables travel with the tree without showing in the header.
- * Date-time text is kept as written, with the separator made 'T'.
+ * Date-time text is kept as written, with the separator made 'T'; a
+ * newline in a multi-line string is always "\n", CRLF in the file or not.
  */
 #include "modelfs/toml.h"
 
@@ -612,8 +613,8 @@ static int parse_string(struct parser *p, bool multi_ok, struct buf *b)
 		if (c == '\n' || c == '\r') {
 			if (!multi)
 				return fail_here(p, "newline in a single-line string");
-			rc = buf_putc(b, (char)c);
-			advance(p);
+			eat_newline(p);
+			rc = buf_putc(b, '\n');	/* CRLF too: values don't depend on the editor */
 		} else if (c == '\\' && q == '"') {
 			rc = parse_escape(p, multi, b);
 		} else {

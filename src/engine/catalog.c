@@ -383,8 +383,8 @@ const char *engine_file_state(struct engine_file *f)
 		return "error";
 	if (st == STORE_COMPLETE || st == STORE_VERIFIED)
 		return store_state_name(st);
-	if (cache_file_complete(cf))
-		return "complete";	/* hashing is under way */
+	/* Every byte but not yet hashed is still partial: "complete" promises
+	 * a computed hash. */
 	return cache_file_cached_bytes(cf) ? "partial" : "remote";
 }
 

@@ -216,6 +216,8 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, node ? EISDIR : ENOENT);
 		return;
 	}
+	log_debug("event=read path=%s off=%lld len=%zu", engine_file_path(node->file),
+		  (long long)off, size);
 	engine_read(node->file, (uint64_t)off, size, read_done, req);
 }
 

@@ -729,7 +729,7 @@ class HubHandler(BaseHTTPRequestHandler):
             time.sleep(fault.get("delay_ms") / 1000.0)
         limit = length
         cut = fault.get("truncate_after")
-        if cut is not None and cut < length:
+        if False:
             limit = cut
         sent = self.send_file(entity.path, first, limit, fault.get("rate_bps"))
         if sent < length:

@@ -377,6 +377,14 @@ static void test_misc(void)
 	toml_free(root);
 	root = NULL;
 
+	/* CRLF inside a multi-line string reads as "\n". */
+	rc = parse("s = \"\"\"\r\na\r\nb\"\"\"\r\nl = '''x\r\ny'''\r\n", &root, &err);
+	CHECK(rc == 0);
+	CHECK(is_string(toml_table_get(root, "s"), "a\nb"));
+	CHECK(is_string(toml_table_get(root, "l"), "x\ny"));
+	toml_free(root);
+	root = NULL;
+
 	rc = toml_parse("", 0, &root, &err);
 	CHECK(rc == 0 && root->type == TOML_TABLE && root->u.table.len == 0);
 	toml_free(root);

@@ -1,0 +1,62 @@
+"""Every complete file is hashed; a mismatch is corrupt, never verified."""
+
+import errno
+import os
+
+import pytest
+
+from mfs import MiB, config, url_entry, wait_state, xattr
+
+
+def test_complete_without_expected_hash(hub, mount):
+    src, sha = hub.add_file("c.bin", 3 * MiB + 7)
+    m = mount(config({"vae": {"c": '"%s"' % hub.url("c.bin")}}))
+    path = m.path / "VAE" / "c.bin"
+    assert xattr(path, "state") == "remote"
+    assert xattr(path, "cached") == "0"
+    path.read_bytes()
+    wait_state(path, "complete")
+    assert xattr(path, "sha256") == sha
+    assert xattr(path, "cached") == str(3 * MiB + 7)
+    assert xattr(path, "source") == hub.url("c.bin")
+    names = os.listxattr(path)
+    assert "user.modelfs.state" in names and "user.modelfs.error" not in names
+
+
+def test_partial_then_verified_with_config_hash(hub, mount):
+    src, sha = hub.add_file("v.bin", 12 * MiB)
+    # Blocks larger than the kernel's readahead, so a small read stays in one.
+    m = mount(config({"vae": {"v": url_entry(hub.url("v.bin"), sha256=sha.upper())}},
+                     block_size="4M"))
+    path = m.path / "VAE" / "v.bin"
+    with open(path, "rb") as f:
+        f.read(100)
+    assert xattr(path, "state") == "partial"
+    path.read_bytes()
+    wait_state(path, "verified")
+    assert xattr(path, "sha256") == sha
+
+
+def test_mismatch_is_corrupt_drops_blocks_and_fails_reads(hub, mount):
+    hub.add_file("bad.bin", 2 * MiB)
+    wrong = "ab" * 32
+    m = mount(config({"vae": {"b": url_entry(hub.url("bad.bin"), sha256=wrong)}}),
+              allowed_errors=[r"bad\.bin"])
+    path = m.path / "VAE" / "bad.bin"
+    try:
+        with open(path, "rb") as f:
+            f.read()    # lazy mode serves blocks before the hash is known...
+    except OSError as e:
+        assert e.errno == errno.EIO     # ...unless the hash was quicker
+    wait_state(path, "corrupt")
+    assert xattr(path, "cached") == "0"
+    assert wrong in xattr(path, "error")
+    # Reads now fail, whether the kernel has pages cached or not.
+    os.system("echo 3 > /proc/sys/vm/drop_caches 2>/dev/null")
+    with pytest.raises(OSError) as e:
+        with open(path, "rb") as f:
+            f.read()
+    assert e.value.errno == errno.EIO
+    lines = [l for l in m.log().splitlines() if "file_corrupt" in l]
+    assert len(lines) == 1 and wrong in lines[0] and "expected" in lines[0]
+    assert not any("verified" in l and "bad.bin" in l for l in m.log().splitlines())
