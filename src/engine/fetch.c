@@ -462,7 +462,7 @@ static int64_t backoff_ms(int attempt, int retry_after_sec)
 /* Download block idx of f into the cache (or into mem when mem is set):
  * 0 or -errno, retrying transient failures until retry_timeout. */
 static int download_block(struct engine_file *f, struct http_client *http, struct cache_file *cf,
-			  uint64_t idx, char *mem, uint64_t *xxh3)
+			  uint64_t idx, char *mem, uint64_t *xxh3, char *out_reason, size_t reason_len)
 {
 	struct engine *e = f->eng;
 	uint32_t len = cache_block_len(cf, idx);
@@ -499,7 +499,8 @@ static int download_block(struct engine_file *f, struct http_client *http, struc
 			if (rc == 0)
 				continue;
 			free(validator);
-			snprintf(reason, sizeof(reason), "cannot resolve: %s", strerror(-rc));
+			snprintf(reason, sizeof(reason), "cannot resolve: %s",
+				 rc == -EAGAIN ? "origin unreachable" : strerror(-rc));
 			if (rc == -EAGAIN && now_ms() < deadline && engine_sleep_ms(e, backoff_ms(attempt++, -1)))
 				continue;
 			break;
@@ -549,9 +550,8 @@ static int download_block(struct engine_file *f, struct http_client *http, struc
 	if (rc == -ESTALE)
 		engine_file_fail(f, -EIO, "the file changed at the origin since it was resolved; "
 				 "remount to pick up the new version");
-	else if (rc && rc != -ECANCELED)
-		log_error("event=fetch_failed path=%s block=%llu error=\"%s\"", f->src.path,
-			  (unsigned long long)idx, reason);
+	if (rc)
+		snprintf(out_reason, reason_len, "%s", reason);
 	return rc;
 }
 
@@ -564,6 +564,7 @@ static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct h
 	char *mem = NULL;
 	uint64_t xxh3 = 0;
 	bool held = false, have_mem = false;
+	char reason[256] = "";
 	int rc;
 
 	rc = file_cache(f, http, &cf);
@@ -593,7 +594,7 @@ static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct h
 		}
 	}
 	if (rc == 0) {
-		rc = download_block(f, http, cf, inf->idx, mem, &xxh3);
+		rc = download_block(f, http, cf, inf->idx, mem, &xxh3, reason, sizeof(reason));
 		if (!mem && rc == 0) {
 			rc = cache_block_commit(cf, inf->idx, xxh3);
 			held = rc == 0;
@@ -606,6 +607,12 @@ done:
 	f->inflight[inf->idx] = NULL;
 	w = inf->waiters;
 	pthread_mutex_unlock(&f->lock);
+	/* One line per failure a reader sees; a readahead block nobody waited
+	 * for is only worth a note. */
+	if (rc && rc != -ECANCELED)
+		log_msg(w ? LOG_LVL_ERROR : LOG_LVL_INFO,
+			"event=%s path=%s block=%llu error=\"%s\"", w ? "fetch_failed" : "readahead_failed",
+			f->src.path, (unsigned long long)inf->idx, reason[0] ? reason : strerror(-rc));
 	for (; w; w = next) {
 		next = w->next;
 		if (rc)

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +34,7 @@
 #define EXIT_MODEL 1
 #define EXIT_USAGE 2
 #define DEFAULT_MOUNTPOINT "/workspace/models"
+#define FUSE_SUPER_MAGIC 0x65735546
 
 extern char **environ;
 
@@ -166,21 +168,29 @@ static int lazy_unmount(const char *mnt)
 	return 0;
 }
 
-/* Make mnt a usable empty folder: create it, or clear a stale mount. */
+/* Make mnt a usable folder: create it, or clear a dead mount. stat()
+ * may still answer from the kernel's attribute cache on a dead FUSE
+ * mount; statfs() always asks the daemon, so it tells. */
 static int prepare_mountpoint(const char *mnt)
 {
+	struct statfs sfs;
 	struct stat st;
 
-	if (stat(mnt, &st) == 0) {
-		if (!S_ISDIR(st.st_mode)) {
+	if (statfs(mnt, &sfs) == 0) {
+		if (stat(mnt, &st) != 0 || !S_ISDIR(st.st_mode)) {
 			fprintf(stderr, "modelfs: mountpoint %s is not a folder\n", mnt);
 			return -ENOTDIR;
+		}
+		if (sfs.f_type == FUSE_SUPER_MAGIC) {
+			fprintf(stderr, "modelfs: %s is already a live FUSE mount; unmount it first: "
+				"fusermount3 -u %s\n", mnt, mnt);
+			return -EBUSY;
 		}
 		return 0;
 	}
 	if (errno == ENOTCONN) {
 		log_warn("event=stale_mount mountpoint=%s action=\"fusermount3 -uz\"", mnt);
-		if (lazy_unmount(mnt) != 0 || stat(mnt, &st) != 0) {
+		if (lazy_unmount(mnt) != 0 || statfs(mnt, &sfs) != 0) {
 			fprintf(stderr, "modelfs: %s is a dead mount (\"Transport endpoint is not "
 				"connected\") that could not be cleared; run: fusermount3 -uz %s\n",
 				mnt, mnt);
@@ -189,17 +199,17 @@ static int prepare_mountpoint(const char *mnt)
 		return 0;
 	}
 	if (errno == ENOENT) {
-		char cmd[PATH_MAX];
+		char path[PATH_MAX];
 
-		snprintf(cmd, sizeof(cmd), "%s", mnt);
-		for (char *p = cmd + 1; *p; p++) {
+		snprintf(path, sizeof(path), "%s", mnt);
+		for (char *p = path + 1; *p; p++) {
 			if (*p != '/')
 				continue;
 			*p = '\0';
-			mkdir(cmd, 0755);
+			mkdir(path, 0755);
 			*p = '/';
 		}
-		if (mkdir(cmd, 0755) == 0 || errno == EEXIST)
+		if (mkdir(path, 0755) == 0 || errno == EEXIST)
 			return 0;
 	}
 	fprintf(stderr, "modelfs: mountpoint %s: %s\n", mnt, strerror(errno));

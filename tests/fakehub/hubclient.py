@@ -6,6 +6,7 @@ wraps the /_control/ API.  fetch() is a one-shot HTTP client on http.client
 raw status and headers kept).
 """
 
+import hashlib
 import http.client
 import json
 import os
@@ -141,13 +142,18 @@ class FakeHub:
         `kind` ("raw", "safetensors", "sparse": sha256 is None)."""
         path = self.root / name
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Written aside and renamed in, so that replacing a file a client is
+        # reading gives it the old bytes or the new ones, never a mix.
+        tmp = path.with_name(".%s.tmp" % path.name)
         if data is not None:
-            path.write_bytes(data)
-            import hashlib
-            return path, hashlib.sha256(data).hexdigest()
-        if size is None:
+            tmp.write_bytes(data)
+            sha = hashlib.sha256(data).hexdigest()
+        elif size is None:
             raise ValueError("add_file needs size or data")
-        return path, genmodel.generate(kind, str(path), size, seed)
+        else:
+            sha = genmodel.generate(kind, str(tmp), size, seed)
+        os.replace(tmp, path)
+        return path, sha
 
     # -- control API -------------------------------------------------------------
     def control(self, method, name, body=None, server="origin"):

@@ -365,6 +365,7 @@ class Hub:
         self.secret = secret if secret is not None else os.urandom(16)
         self.faults = FaultTable()
         self.log = RequestLog()
+        self.config_defaults = dict(DEFAULT_CONFIG)
         self.config = dict(DEFAULT_CONFIG)
         self.servers = {}
         self.ports = {}
@@ -375,6 +376,11 @@ class Hub:
 
     # -- servers ------------------------------------------------------------
     def add_server(self, name, handler_cls):
+        """Listen for handler_cls on a fresh port; the class may declare
+        `config_defaults`, run-time settings of its own."""
+        for key, value in getattr(handler_cls, "config_defaults", {}).items():
+            self.config_defaults.setdefault(key, value)
+            self.config.setdefault(key, value)
         server = HubServer((self.bind, 0), handler_cls, self, name)
         self.servers[name] = server
         self.ports[name] = server.server_address[1]
@@ -407,7 +413,7 @@ class Hub:
         self.faults.clear()
         self.log.clear()
         with self._lock:
-            self.config = dict(DEFAULT_CONFIG)
+            self.config = dict(self.config_defaults)
         self.release_hangs()
 
     def release_hangs(self):
@@ -422,9 +428,9 @@ class Hub:
     def set_config(self, changes):
         with self._lock:
             for key, value in changes.items():
-                if key not in DEFAULT_CONFIG:
+                if key not in self.config_defaults:
                     raise ValueError("unknown config key: %s" % key)
-                want = type(DEFAULT_CONFIG[key])
+                want = type(self.config_defaults[key])
                 if isinstance(value, bool) or not isinstance(value, want):
                     raise ValueError("%s: a %s" % (key, want.__name__))
             self.config.update(changes)
@@ -504,10 +510,13 @@ class HubHandler(BaseHTTPRequestHandler):
     """Base class of every fake service.
 
     A service sets `rejects_authorization` if it stands for a host that must
-    never see an Authorization header (the leak is flagged in the log), and
-    implements route(), using begin() to apply the request-level faults and
-    serve_entity() to send file bytes.
+    never see an Authorization header (the leak is flagged in the log), may
+    set `config_defaults` (its run-time settings), and implements route(),
+    using begin() to apply the request-level faults, serve_entity() to send
+    file bytes and reply()/reply_json() for everything else.  Override
+    fault_status_reply() to give `fail` statuses the service's error body.
     """
+    config_defaults = {}
 
     protocol_version = "HTTP/1.1"
     server_version = "fakehub/1"
@@ -600,7 +609,14 @@ class HubHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.reply(411, error_page(400), "text/html")
             return None
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            self.reply(400, error_page(400), "text/html")
+            return None
         if length > (64 << 20):
             self.close_connection = True
             self.reply(413, error_page(400), "text/html")
@@ -646,14 +662,15 @@ class HubHandler(BaseHTTPRequestHandler):
         self.reply(fault.status, error_page(fault.status), "text/html", headers)
 
     # -- faults ---------------------------------------------------------------
-    def begin(self, key):
+    def begin(self, key, file=True):
         """Apply the request-level faults for fault key `key` (a relpath).
+        The log records key as the request's "file" unless file=False.
 
         Returns the Fault for the rest of the response, or None when the
         request has already been dealt with (down, hang, fail).
         """
         fault = self.hub.faults.take(self.server.name, self.command, key)
-        self.entry["file"] = key
+        self.entry["file"] = key if file else None
         self.entry["fault"] = fault.summary()
         if fault.get("header_delay_ms"):
             time.sleep(fault.get("header_delay_ms") / 1000.0)
@@ -729,7 +746,7 @@ class HubHandler(BaseHTTPRequestHandler):
             time.sleep(fault.get("delay_ms") / 1000.0)
         limit = length
         cut = fault.get("truncate_after")
-        if False:
+        if cut is not None and cut < length:
             limit = cut
         sent = self.send_file(entity.path, first, limit, fault.get("rate_bps"))
         if sent < length:
@@ -748,7 +765,11 @@ class HubHandler(BaseHTTPRequestHandler):
         step = SENDFILE_CHUNK
         if rate_bps:
             step = max(1, min(64 << 10, rate_bps // 20))
-        with open(path, "rb") as f:
+        try:
+            f = open(path, "rb")
+        except OSError:
+            return 0                    # gone since the headers: cut short
+        with f:
             while sent < count:
                 want = min(step, count - sent)
                 if rate_bps:            # a chunk leaves when its budget is earned

@@ -10,6 +10,7 @@
  *   FAIL       print a message on stderr and exit 2 without mounting
  *   LOGERROR   write an `error` line to the log
  *   SANITIZER  write a fake UBSan "runtime error:" line to the log
+ *   LINGER     linger 0.7 s after being unmounted (a clean but slow exit)
  *   SLOWEXIT   linger 30 s after being unmounted
  */
 #define FUSE_USE_VERSION 31
@@ -183,6 +184,8 @@ int main(int argc, char **argv)
 	fuse_destroy(fuse);
 	fuse_opt_free_args(&args);
 	log_line("info", "unmounted");
+	if (strstr(content, "LINGER"))
+		usleep(700 * 1000);
 	if (strstr(content, "SLOWEXIT"))
 		sleep(30);
 	fclose(logf);

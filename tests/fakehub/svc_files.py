@@ -45,7 +45,7 @@ class FileServiceHandler(HubHandler):
         return urllib.parse.unquote(self.url_path[len(prefix):])
 
     def not_found(self, key):
-        fault = self.begin(key)
+        fault = self.begin(key, file=False)
         if fault is not None:
             self.reply(404, error_page(404), "text/html")
 
@@ -59,10 +59,14 @@ class FileServiceHandler(HubHandler):
         if not self.check_access(relpath):
             return
         path = self.hub.file_path(relpath)
-        if path is None:
+        try:
+            entity = FileEntity.from_stat(path) if path else None
+        except FileNotFoundError:       # deleted since file_path()
+            entity = None
+        if entity is None:
             self.reply(404, error_page(404), "text/html")
             return
-        self.serve_entity(FileEntity.from_stat(path), fault)
+        self.serve_entity(entity, fault)
 
     def check_access(self, relpath):
         """Services that guard their files answer and return False here."""

@@ -10,12 +10,12 @@
 Every mount is undone in teardown (fusermount3 -u, retried while busy, then
 fusermount3 -uz), the daemon must exit within 10 s, and the test fails on
 sanitizer reports or unexpected `error` log lines.  A session finalizer and
-an atexit hook sweep any FUSE mount left under this run's temp dir; stale
-(disconnected) mounts of earlier runs are swept at session start.
+an atexit hook sweep any FUSE mount left under this run's temp dir; mounts
+left by earlier runs whose pytest process is dead (each run marks its temp
+dir with its pid) are swept at session start.
 """
 
 import atexit
-import errno
 import os
 import re
 import shutil
@@ -172,17 +172,32 @@ def sweep_mounts(under):
     return swept
 
 
-def sweep_stale(under):
-    """Unmount disconnected FUSE mounts below `under` (left by dead runs)."""
-    under = str(under).rstrip("/") + "/"
+OWNER_MARKER = ".modelfs-harness-pid"
+
+
+def sweep_dead_runs(parent):
+    """Lazily unmount FUSE mounts left in the temp dirs of test runs that are
+    gone: a dir directly under `parent` holding OWNER_MARKER whose pid is no
+    longer alive.  Dirs of live or unknown owners are never touched, so
+    parallel runs leave each other alone."""
+    parent = Path(parent)
+    owners = {}
     for mp, _ in fuse_mounts():
-        if not mp.startswith(under):
-            continue
         try:
-            os.stat(mp)
-        except OSError as e:
-            if e.errno == errno.ENOTCONN:
-                subprocess.run(["fusermount3", "-uz", mp], capture_output=True)
+            rel = Path(mp).relative_to(parent)
+        except ValueError:
+            continue
+        if not rel.parts:
+            continue
+        top = parent / rel.parts[0]
+        if top not in owners:
+            try:
+                owners[top] = int((top / OWNER_MARKER).read_text())
+            except (OSError, ValueError):
+                owners[top] = None
+        pid = owners[top]
+        if pid is not None and pid != os.getpid() and not _proc_alive(pid):
+            subprocess.run(["fusermount3", "-uz", mp], capture_output=True)
 
 
 # ---------------------------------------------------------------------------
@@ -401,7 +416,8 @@ def mount(modelfs_bin, hub, tmp_path):
 @pytest.fixture(scope="session", autouse=True)
 def _sweep_mounts(tmp_path_factory):
     base = tmp_path_factory.getbasetemp().resolve()
-    sweep_stale(base.parent)
+    (base / OWNER_MARKER).write_text(str(os.getpid()))
+    sweep_dead_runs(base.parent)
     atexit.register(sweep_mounts, base)
     yield
     left = sweep_mounts(base)
@@ -414,6 +430,9 @@ def _sigterm_to_interrupt(signum, frame):
 
 
 def pytest_configure(config):
+    # pytest empties a given --basetemp first: clear dead runs' mounts there.
+    if config.option.basetemp and shutil.which("fusermount3"):
+        sweep_dead_runs(Path(config.option.basetemp).resolve().parent)
     # Let fixture teardown (unmounts) run when the test run is terminated.
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _sigterm_to_interrupt)

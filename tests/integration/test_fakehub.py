@@ -319,10 +319,29 @@ def test_missing_and_bad_paths(hub, small):
         assert r.status == 404, p
         assert r.header("Content-Type") == "text/html"
         assert b"404" in r.body and r.header("Content-Length") == str(len(r.body))
+    assert hub.requests(path="/elsewhere")[0]["file"] is None
+    assert hub.requests(path="/files/nope.bin")[0]["file"] == "nope.bin"
     (hub.root / "sub").mkdir()
     assert fetch(hub.url("sub")).status == 404
     r = fetch(hub.url(small[0]), "POST", body=b"x")
     assert r.status == 405 and r.header("Allow") == "GET, HEAD"
+
+
+def test_bad_request_framing(hub, small):
+    s = socket.create_connection(("127.0.0.1", hub.ports["origin"]), timeout=5)
+    s.sendall(b"GET /files/small.bin HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+    assert s.recv(100).startswith(b"HTTP/1.1 400 ")
+    s.close()
+
+
+def test_replaced_file_is_a_new_representation(hub, small):
+    name, data, _ = small
+    old = fetch(hub.url(name), "HEAD").header("ETag")
+    _, sha = hub.add_file(name, SIZE, seed=8)
+    r = fetch(hub.url(name), headers={"Range": "bytes=0-9", "If-Range": old})
+    assert r.status == 200 and hashlib.sha256(r.body).hexdigest() == sha
+    assert r.header("ETag") != old
+    assert sorted(p.name for p in hub.root.iterdir()) == [name]
 
 
 def test_names_with_spaces_and_subdirs(hub):
@@ -346,7 +365,8 @@ def test_if_range(hub, small):
     older = email.utils.formatdate(email.utils.parsedate_to_datetime(lm).timestamp() - 1,
                                    usegmt=True)
     cases = [(etag, 206), ('"other"', 200), ("W/" + etag, 200), (lm, 206),
-             (older, 200), ("garbage", 200)]
+             (older, 200), ("garbage", 200), (etag.strip('"'), 200),
+             (etag[:5] + '"', 200), (etag + ", " + etag, 200)]
     for value, status in cases:
         r = fetch(hub.url(name), headers={"Range": "bytes=10-19", "If-Range": value})
         assert r.status == status, value
@@ -937,6 +957,27 @@ def test_harness_busy_mount_lazy_unmount(harness, monkeypatch):
     assert not m.is_mounted()
 
 
+def test_harness_busy_retry(harness):
+    m = harness.mount("busy for a while\n")
+    fd = os.open(m.path / "config.toml", os.O_RDONLY)
+    closer = threading.Timer(0.5, os.close, [fd])
+    closer.start()
+    try:
+        assert harness.finish(m) == [], "a briefly busy mount unmounts cleanly"
+    finally:
+        closer.join()
+    assert not m.is_mounted()
+
+
+def test_harness_waits_for_daemon_exit(harness):
+    m = harness.mount("LINGER\n")
+    t0 = time.monotonic()
+    assert harness.finish(m) == []
+    assert time.monotonic() - t0 >= 0.6
+    assert not conftest._proc_alive(m.pid)
+    assert m.log().rstrip().endswith("info unmounted")
+
+
 def test_harness_slow_exit(harness, monkeypatch):
     monkeypatch.setattr(conftest, "EXIT_TIMEOUT", 1)
     m = harness.mount("SLOWEXIT\n")
@@ -964,3 +1005,23 @@ def test_sweep_mounts(harness, tmp_path):
     assert not m.is_mounted()
     m.expect_dead = True
     assert harness.finish(m) == []
+
+
+def test_sweep_dead_runs_only_touches_dead_owners(harness, tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    live = subprocess.Popen(["sleep", "30"])
+    try:
+        m_dead = harness.mount("dead owner\n")
+        m_live = harness.mount("live owner\n")
+        m_unknown = harness.mount("no marker\n")
+        (m_dead.workdir / conftest.OWNER_MARKER).write_text(str(dead.pid))
+        (m_live.workdir / conftest.OWNER_MARKER).write_text(str(live.pid))
+        conftest.sweep_dead_runs(tmp_path)
+        assert not m_dead.is_mounted()
+        assert m_live.is_mounted() and m_unknown.is_mounted()
+        m_dead.expect_dead = True
+    finally:
+        live.kill()
+        live.wait()
+    assert harness.teardown() == []

@@ -1,0 +1,162 @@
+"""The cache survives remounts, works offline, is crash-safe and bounded."""
+
+import errno
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from mfs import (MiB, bytes_fetched, config, data_requests, file_slice, pread, run, url_entry,
+                 wait_for, wait_state, xattr)
+
+
+def data_bytes(cache_dir):
+    """Bytes the cache's data files really take on disk."""
+    total = 0
+    for p in (cache_dir / "data").iterdir():
+        total += p.stat().st_blocks * 512
+    return total
+
+
+def test_remount_fetches_nothing_again(hub, mount, tmp_path):
+    src, _ = hub.add_file("r.bin", 20 * MiB)
+    cfg = config({"vae": {"r": '"%s"' % hub.url("r.bin")}})
+    cache = tmp_path / "cache"
+    m = mount(cfg, cache_dir=cache)
+    path = m.path / "VAE" / "r.bin"
+    first = path.read_bytes()
+    inode, mtime = path.stat().st_ino, path.stat().st_mtime
+    dir_mtime = (m.path / "VAE").stat().st_mtime
+    wait_state(path, "complete")
+    m.unmount()
+    before = bytes_fetched(hub, "r.bin")
+    m2 = mount(cfg, cache_dir=cache)
+    path2 = m2.path / "VAE" / "r.bin"
+    assert path2.read_bytes() == first == src.read_bytes()
+    assert bytes_fetched(hub, "r.bin") == before
+    assert (path2.stat().st_ino, path2.stat().st_mtime) == (inode, mtime)
+    assert (m2.path / "VAE").stat().st_mtime == dir_mtime
+    assert xattr(path2, "state") == "complete"
+
+
+def test_offline_remount_lists_everything_and_serves_cached_bytes(hub, mount, tmp_path):
+    src, _ = hub.add_file("off.bin", 6 * MiB)
+    hub.add_file("never-read.bin", 3 * MiB)
+    cfg = config({"vae": {"a": '"%s"' % hub.url("off.bin"),
+                          "b": '"%s"' % hub.url("never-read.bin")}},
+                 settings="retry_timeout = 2")
+    cache = tmp_path / "cache"
+    m = mount(cfg, cache_dir=cache)
+    want = pread(m.path / "VAE" / "off.bin", MiB, 2 * MiB)
+    m.unmount()
+    hub.faults(down=True)       # the origin is unreachable
+    m2 = mount(cfg, cache_dir=cache, allowed_errors=[r"never-read\.bin"])
+    assert sorted(os.listdir(m2.path / "VAE")) == ["never-read.bin", "off.bin"]
+    assert (m2.path / "VAE" / "never-read.bin").stat().st_size == 3 * MiB
+    assert pread(m2.path / "VAE" / "off.bin", MiB, 2 * MiB) == want == file_slice(src, MiB, 2 * MiB)
+    with pytest.raises(OSError):
+        pread(m2.path / "VAE" / "never-read.bin", 0, 10)
+    assert "resolve_offline" in m2.log()
+
+
+def test_kill_9_mid_download_then_remount_serves_no_wrong_byte(hub, mount, tmp_path, modelfs_bin):
+    src, sha = hub.add_file("crash.bin", 32 * MiB)
+    cfg = config({"vae": {"c": url_entry(hub.url("crash.bin"), sha256=sha)}})
+    cache = tmp_path / "cache"
+    m = mount(cfg, cache_dir=cache)
+    path = m.path / "VAE" / "crash.bin"
+    hub.faults(path="crash.bin", rate_bps=8 * MiB)
+    reader = threading.Thread(target=lambda: subprocess.run(["cat", str(path)],
+                                                            capture_output=True), daemon=True)
+    reader.start()
+    wait_for(lambda: int(xattr(path, "cached")) >= 4 * MiB, what="some blocks")
+    m.kill()
+    reader.join(10)
+    mnt = m.path
+    with pytest.raises(OSError) as e:
+        os.listdir(mnt)
+    assert e.value.errno == errno.ENOTCONN
+    hub.clear_faults()
+    hub.reset()
+    # Remount on the dead mountpoint: mount clears it by itself.
+    r = run([modelfs_bin, "mount", "--cache-dir", cache, "--log-file", tmp_path / "m2.log",
+             m.config_path, mnt])
+    try:
+        assert r.returncode == 0, r.stderr
+        assert "stale_mount" in r.stderr
+        assert [mp for mp in open("/proc/self/mountinfo").read().split() if mp == str(mnt)] \
+            == [str(mnt)]           # one mount there, not one stacked on a dead one
+        assert (mnt / "VAE" / "crash.bin").read_bytes() == src.read_bytes()
+        wait_state(mnt / "VAE" / "crash.bin", "verified")
+        refetched = bytes_fetched(hub, "crash.bin")
+        assert refetched < 32 * MiB     # what was committed before the kill stayed
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)])
+        wait_for(lambda: not os.path.ismount(mnt), what="unmount")
+
+
+def test_damaged_block_is_caught_at_first_read_after_restart(hub, mount, tmp_path):
+    src, _ = hub.add_file("dmg.bin", 4 * MiB)
+    cfg = config({"vae": {"d": '"%s"' % hub.url("dmg.bin")}})
+    cache = tmp_path / "cache"
+    m = mount(cfg, cache_dir=cache)
+    (m.path / "VAE" / "dmg.bin").read_bytes()
+    m.unmount()
+    (datafile,) = list((cache / "data").iterdir())
+    with open(datafile, "r+b") as f:     # flip bytes inside block 2
+        f.seek(2 * MiB + 100)
+        f.write(b"\xff" * 16)
+    hub.reset()
+    m2 = mount(cfg, cache_dir=cache)
+    assert (m2.path / "VAE" / "dmg.bin").read_bytes() == src.read_bytes()
+    assert [r["range"] for r in data_requests(hub, "dmg.bin")] == ["bytes=2097152-3145727"]
+    assert "block_checksum_mismatch" in m2.log()
+
+
+def test_cache_max_size_is_never_exceeded(hub, mount, tmp_path):
+    src, sha = hub.add_file("huge.bin", 24 * MiB)
+    m = mount(config({"vae": {"h": '"%s"' % hub.url("huge.bin")}},
+                     settings='cache_max_size = "4M"\ncache_min_free = 0'))
+    path = m.path / "VAE" / "huge.bin"
+    peak = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(MiB):
+            peak = max(peak, data_bytes(m.cache_dir))
+    assert peak <= 4 * MiB
+    assert pread(path, 0, 24 * MiB) == src.read_bytes()
+    assert data_bytes(m.cache_dir) <= 4 * MiB
+    # The least recently used blocks went: the last ones read are cached.
+    assert int(xattr(path, "cached")) <= 4 * MiB
+
+
+def test_cache_min_free_is_kept_on_a_small_filesystem(hub, mount, tmp_path):
+    fsdir = tmp_path / "smallfs"
+    fsdir.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(fsdir)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        src, _ = hub.add_file("fill.bin", 40 * MiB)
+        m = mount(config({"vae": {"f": '"%s"' % hub.url("fill.bin")}},
+                         settings='cache_min_free = "20M"'), cache_dir=fsdir / "cache")
+        path = m.path / "VAE" / "fill.bin"
+        assert path.read_bytes() == src.read_bytes()       # served, cached or not
+        st = os.statvfs(fsdir)
+        assert st.f_bavail * st.f_frsize >= 20 * MiB - MiB   # a block of slack for SQLite
+        m.unmount()
+    finally:
+        subprocess.run(["umount", "-l", str(fsdir)])
+
+
+def test_daemon_rss_does_not_grow_with_file_size(hub, mount):
+    if any(v in os.environ for v in ("ASAN_OPTIONS", "TSAN_OPTIONS")):
+        pytest.skip("sanitizer builds keep freed memory in quarantine")
+    hub.add_file("rss.bin", 256 * MiB)
+    m = mount(config({"vae": {"r": '"%s"' % hub.url("rss.bin")}}, block_size="8M"))
+    with open(m.path / "VAE" / "rss.bin", "rb") as f:
+        while f.read(4 * MiB):
+            pass
+    with open("/proc/%d/status" % m.pid) as f:
+        hwm = [int(l.split()[1]) for l in f if l.startswith("VmHWM")][0] * 1024
+    assert hwm < 96 * MiB, hwm
