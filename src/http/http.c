@@ -553,7 +553,11 @@ static int check_2xx(struct xfer *x)
 	if (m->status != 206) {
 		if (m->status == 200)
 			m->range_ignored = true;
-		if (m->status == 200 && x->send_if_range) {
+		/* A 200 to If-Range means "changed" only when the validator
+		 * did change; with the same (or no) ETag the server merely
+		 * ignores Range, or answers with an error page. */
+		if (m->status == 200 && x->send_if_range && http_etag_is_strong(m->etag) &&
+		    strcmp(m->etag, rq->if_range) != 0) {
 			set_error_text(x, "HTTP 200 to If-Range: the file changed");
 			return -ESTALE;
 		}

@@ -496,7 +496,7 @@ class HubServer(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)):
+        if isinstance(exc, (ConnectionError, TimeoutError, ClientGone)):
             return                      # a client went away: normal
         sys.stderr.write("fakehub[%s]: unexpected error\n" % self.name)
         traceback.print_exc()

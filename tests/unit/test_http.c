@@ -459,6 +459,8 @@ static void test_live(void)
 	      NULL, 0, F_NONE);
 	ROUTE(ra, na, "/stale", "HTTP/1.1 200 OK\r\nETag: \"v2\"\r\nContent-Length: 64\r\n\r\n",
 	      BODY64, 64, F_NONE);
+	ROUTE(ra, na, "/sametag200", "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: 64\r\n\r\n",
+	      BODY64, 64, F_NONE);
 	ROUTE(ra, na, "/etag206", R206("4-11/64", "Content-Length: 8\r\nETag: \"v2\"\r\n"),
 	      BODY64 + 4, 8, F_NONE);
 	ROUTE(ra, na, "/stall", "", NULL, 0, F_STALL);
@@ -668,6 +670,14 @@ static void test_live(void)
 	CHECK(rc == -ESTALE);
 	CHECK(col.calls == 0);
 	CHECK(strstr(last_req(1, "/stale"), "ifrange=1"));
+
+	/* If-Range answered with 200 under the same ETag: Range is ignored,
+	 * the file did not change. */
+	RQ("/sametag200", 4, 8);
+	rq.if_range = "\"v1\"";
+	CHECK(http_get(c, &rq, collect_sink, &col, &m) == -EPROTO);
+	CHECK(m.range_ignored);
+	CHECK(col.calls == 0);
 
 	/* A 206 with another strong ETag than If-Range. */
 	RQ("/etag206", 4, 8);

@@ -1,0 +1,133 @@
+"""Bad answers never reach the cache; transient failures are retried."""
+
+import errno
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from mfs import MiB, bytes_fetched, config, data_requests, pread, url_entry, wait_for, xattr
+
+
+def cached_blocks(hub_unused, path):
+    return int(xattr(path, "cached"))
+
+
+def one_file(hub, mount, name, size=2 * MiB, settings="retry_timeout = 3", **kw):
+    src, _ = hub.add_file(name, size)
+    m = mount(config({"vae": {"x": '"%s"' % hub.url(name)}}, settings=settings), **kw)
+    return src, m, m.path / "VAE" / name
+
+
+@pytest.mark.parametrize("fault", [
+    {"ignore_range": True},
+    {"html_error": True},
+    {"wrong_content_range": True},
+])
+def test_wrong_answers_are_never_cached(hub, mount, fault):
+    src, m, path = one_file(hub, mount, "w.bin", allowed_errors=[r"w\.bin"])
+    hub.faults(path="w.bin", **fault)
+    with pytest.raises(OSError) as e:
+        pread(path, 0, 4096)
+    assert e.value.errno == errno.EIO
+    assert xattr(path, "cached") == "0"
+    hub.clear_faults()
+    # A later read gets the real bytes: nothing wrong was kept.
+    assert pread(path, 100, 4096) == src.read_bytes()[100:4196]
+
+
+@pytest.mark.parametrize("fault", [
+    {"truncate_after": 1000, "times": 2},
+    {"fail": [503, 429, 500]},
+    {"down": True, "times": 2},
+    {"down": "reset", "times": 1},
+])
+def test_transient_failures_are_retried(hub, mount, fault):
+    src, m, path = one_file(hub, mount, "t.bin", settings="retry_timeout = 30")
+    hub.faults(path="t.bin", **fault)
+    assert path.read_bytes() == src.read_bytes()
+    assert "fetch_retry" in m.log()
+
+
+def test_retry_after_is_honoured(hub, mount):
+    src, m, path = one_file(hub, mount, "ra.bin", settings="retry_timeout = 30")
+    hub.faults(path="ra.bin", fail=[429], retry_after=2)
+    t0 = time.monotonic()
+    assert pread(path, 0, 100) == src.read_bytes()[:100]
+    assert time.monotonic() - t0 >= 2.0
+
+
+def test_retries_stop_after_retry_timeout(hub, mount):
+    src, m, path = one_file(hub, mount, "gone.bin", settings="retry_timeout = 2",
+                            allowed_errors=[r"gone\.bin"])
+    hub.faults(path="gone.bin", fail=[503] * 1000)
+    t0 = time.monotonic()
+    with pytest.raises(OSError) as e:
+        pread(path, 0, 100)
+    assert e.value.errno == errno.EIO
+    assert time.monotonic() - t0 < 15
+
+
+def test_changed_file_at_origin_fails_cleanly(hub, mount):
+    src, m, path = one_file(hub, mount, "chg.bin", size=4 * MiB, allowed_errors=[r"chg\.bin"])
+    assert pread(path, 0, 100) == src.read_bytes()[:100]
+    hub.faults(path="chg.bin", etag='"v2"')
+    with pytest.raises(OSError) as e:
+        pread(path, 3 * MiB, 100)
+    assert e.value.errno == errno.EIO
+    assert "changed at the origin" in xattr(path, "error")
+
+
+def test_slow_origin_still_serves(hub, mount):
+    src, m, path = one_file(hub, mount, "slow.bin", size=3 * MiB)
+    hub.faults(path="slow.bin", header_delay_ms=300, rate_bps=4 * MiB)
+    assert path.read_bytes() == src.read_bytes()
+
+
+def test_origin_down_at_first_mount(hub, mount):
+    ok, _ = hub.add_file("fine.bin", MiB)
+    hub.add_file("down.bin", MiB)
+    hub.faults(path="down.bin", down=True)
+    hub.faults(path="missing.bin", fail=[404] * 100)
+    m = mount(config({"vae": {"ok": '"%s"' % hub.url("fine.bin"),
+                              "down": '"%s"' % hub.url("down.bin"),
+                              "sized": url_entry(hub.url("down.bin"), filename="sized.bin",
+                                                 size=MiB),
+                              "gone": '"%s"' % hub.url("missing.bin")}},
+                     settings="retry_timeout = 2"),
+              allowed_errors=[r"down\.bin|missing\.bin|sized\.bin"])
+    vae = m.path / "VAE"
+    assert sorted(os.listdir(vae)) == ["down.bin", "fine.bin", "missing.bin", "sized.bin"]
+    assert (vae / "fine.bin").read_bytes() == ok.read_bytes()
+    assert xattr(vae / "down.bin", "state") == "error"
+    assert "unreachable" in xattr(vae / "down.bin", "error")
+    assert "not found" in xattr(vae / "missing.bin", "error")
+    assert (vae / "sized.bin").stat().st_size == MiB       # listed with its configured size
+    hub.clear_faults()
+    # Resolved at first read once the origin is back.
+    assert (vae / "sized.bin").read_bytes() == (hub.root / "down.bin").read_bytes()
+
+
+def test_sigterm_unmounts_within_seconds_while_fetches_stall(hub, mount):
+    src, m, path = one_file(hub, mount, "hang.bin", settings="retry_timeout = 600",
+                            allowed_errors=[r"hang\.bin"])
+    hub.faults(path="hang.bin", hang=True)
+    threading.Thread(target=lambda: _quiet(pread, path, 0, 100), daemon=True).start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    os.kill(m.pid, signal.SIGTERM)
+    wait_for(lambda: not m.is_mounted(), timeout=10, what="unmount after SIGTERM")
+    wait_for(lambda: not os.path.exists("/proc/%d" % m.pid) or
+             open("/proc/%d/stat" % m.pid).read().split(")")[1].split()[0] == "Z",
+             timeout=10, what="daemon exit")
+    assert time.monotonic() - t0 < 5
+    hub.reset()
+
+
+def _quiet(fn, *args):
+    try:
+        return fn(*args)
+    except OSError:
+        return None
