@@ -709,14 +709,20 @@ static void block_put(struct cache_file *f, uint64_t idx)
 {
 	struct block *b = &f->blocks[idx];
 	int64_t now = time(NULL), touched = 0;
+	uint32_t dropped = 0;
 
 	pthread_mutex_lock(&f->lock);
 	b->readers--;
-	if (now - b->touched >= TOUCH_INTERVAL_SEC) {
+	if (f->state == STORE_CORRUPT && b->readers == 0 && state_present(b->state)) {
+		/* cache_file_drop() skipped it while it was being read. */
+		dropped = drop_block_locked(f, idx);
+	} else if (now - b->touched >= TOUCH_INTERVAL_SEC) {
 		b->touched = now;
 		touched = now;
 	}
 	pthread_mutex_unlock(&f->lock);
+	if (dropped)
+		space_release(f->cache, dropped, 0);
 	/* LRU order is kept at minute grain: one store write per block per minute. */
 	if (touched)
 		store_block_touch(f->cache->store, f->id, idx, touched);

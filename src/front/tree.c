@@ -98,7 +98,8 @@ static int64_t finish(struct tree_node *node, const char *path, int64_t empty_mt
 {
 	int64_t newest = 0;
 
-	qsort(node->children, node->nchildren, sizeof(*node->children), cmp_name);
+	if (node->nchildren > 1)
+		qsort(node->children, node->nchildren, sizeof(*node->children), cmp_name);
 	for (size_t i = 0; i < node->nchildren; i++) {
 		struct tree_node *c = node->children[i];
 		size_t len = strlen(path) + strlen(c->name) + 2;

@@ -64,7 +64,8 @@ DEFAULT_CONFIG = {
 # Body of the error pages, in nginx's shape.
 _STATUS_TEXT = {
     400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-    405: "Not Allowed", 408: "Request Time-out", 412: "Precondition Failed",
+    405: "Not Allowed", 408: "Request Time-out", 411: "Length Required",
+    412: "Precondition Failed", 413: "Request Entity Too Large",
     416: "Requested Range Not Satisfiable", 429: "Too Many Requests",
     500: "Internal Server Error", 502: "Bad Gateway",
     503: "Service Temporarily Unavailable", 504: "Gateway Time-out",
@@ -604,10 +605,10 @@ class HubHandler(BaseHTTPRequestHandler):
             self.entry = None
 
     def _read_body(self):
-        """The request body (bytes), or None after answering 411/413."""
+        """The request body (bytes), or None after answering 400/411/413."""
         if "Transfer-Encoding" in self.headers:
             self.close_connection = True
-            self.reply(411, error_page(400), "text/html")
+            self.reply(411, error_page(411), "text/html")
             return None
         try:
             length = int(self.headers.get("Content-Length") or 0)
@@ -619,7 +620,7 @@ class HubHandler(BaseHTTPRequestHandler):
             return None
         if length > (64 << 20):
             self.close_connection = True
-            self.reply(413, error_page(400), "text/html")
+            self.reply(413, error_page(413), "text/html")
             return None
         return self.rfile.read(length) if length else b""
 
