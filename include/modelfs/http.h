@@ -23,6 +23,7 @@
 #ifndef MODELFS_HTTP_H
 #define MODELFS_HTTP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -44,7 +45,7 @@ struct http_request {
 	const char *if_range;		/* validator to send as If-Range, or NULL */
 	bool follow_redirects;		/* false: a 3xx is returned as is (meta.location set) */
 	int timeout_sec;		/* whole transfer; 0: none (low-speed limit still applies) */
-	volatile int *cancel;		/* when *cancel becomes non-zero the transfer stops: -ECANCELED */
+	const atomic_int *cancel;	/* when it becomes non-zero the transfer stops: -ECANCELED */
 };
 
 struct http_meta {

@@ -193,6 +193,16 @@ static void promote(struct engine *e, struct inflight *inf)
 	pthread_mutex_unlock(&e->qlock);
 }
 
+static bool is_demand(struct engine *e, struct inflight *inf)
+{
+	bool demand;
+
+	pthread_mutex_lock(&e->qlock);
+	demand = inf->demand;
+	pthread_mutex_unlock(&e->qlock);
+	return demand;
+}
+
 static struct inflight *queue_pop(struct engine *e)
 {
 	struct inflight *inf = NULL;
@@ -484,7 +494,7 @@ static int download_block(struct engine_file *f, struct http_client *http, struc
 			.range_first = sink.start,
 			.range_len = len,
 			.follow_redirects = true,
-			.cancel = (volatile int *)&e->stop,
+			.cancel = &e->stop,
 		};
 		char *url, *validator;
 
@@ -578,7 +588,7 @@ static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct h
 		goto done;
 	if (rc == 0) {
 		rc = cache_block_reserve(cf, inf->idx);
-		if (rc == -ENOSPC && inf->demand) {
+		if (rc == -ENOSPC && is_demand(e, inf)) {
 			/* No room can be made: serve this read from the network
 			 * without caching, within a small memory budget. */
 			pthread_mutex_lock(&e->mem_lock);

@@ -634,7 +634,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 	uint64_t off;
 	int rc;
 
-	if (x->rq->cancel && *x->rq->cancel) {
+	if (x->rq->cancel && atomic_load(x->rq->cancel)) {
 		x->cancelled = true;
 		return 0;
 	}
@@ -694,7 +694,7 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
 	struct xfer *x = arg;
 
 	/* Also called while resolving and connecting, about once a second at worst. */
-	if (x->rq->cancel && *x->rq->cancel) {
+	if (x->rq->cancel && atomic_load(x->rq->cancel)) {
 		x->cancelled = true;
 		return 1;
 	}
@@ -1052,7 +1052,7 @@ int http_get(struct http_client *c, const struct http_request *rq,
 		bool to_origin, curl_said;
 
 		hop_reset(&x);
-		if (rq->cancel && *rq->cancel) {
+		if (rq->cancel && atomic_load(rq->cancel)) {
 			x.cancelled = true;
 			rc = classify(&x, CURLE_OK);
 			goto out;

@@ -361,7 +361,7 @@ static int discard_sink(void *ctx, uint64_t off, const void *data, size_t len)
 }
 
 struct canceller {
-	volatile int *flag;
+	atomic_int *flag;
 	int after_ms;
 };
 
@@ -371,7 +371,7 @@ static void *cancel_later(void *arg)
 	struct timespec ts = { k->after_ms / 1000, (k->after_ms % 1000) * 1000000L };
 
 	nanosleep(&ts, NULL);
-	*k->flag = 1;
+	atomic_store(k->flag, 1);
 	return NULL;
 }
 
@@ -730,7 +730,7 @@ static void test_live(void)
 
 	/* Cancelled while waiting for an answer. */
 	{
-		volatile int flag = 0;
+		atomic_int flag = 0;
 		struct canceller k = { .flag = &flag, .after_ms = 200 };
 		struct timespec t0;
 		pthread_t th;
