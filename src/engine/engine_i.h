@@ -2,10 +2,10 @@
  * engine_i.h: what catalog.c, fetch.c and verify.c share about the
  * engine's state. Private to src/engine/.
  *
- * Lock order (the only one): engine_file.lock, then the cache's locks
- * (taken inside cache_* calls). engine.qlock and engine.vlock are never
- * held together with an engine_file.lock. No lock is held across the
- * network, a disk hash, or a callback.
+ * Lock order (the only one): engine_file.lock, then engine.qlock or the
+ * cache's locks (taken inside cache_* calls). qlock, vlock and mem_lock
+ * are leaves: nothing else is taken while one is held. No lock is held
+ * across the network, a disk hash, or a callback.
  */
 #ifndef MODELFS_ENGINE_I_H
 #define MODELFS_ENGINE_I_H

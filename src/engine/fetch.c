@@ -15,7 +15,9 @@
  * resets it to none. A read that stays in one block (a safetensors
  * header, Forge's 64 KiB probe at 1 MiB) fetches only that block.
  *
- * Lock order: see engine_i.h.
+ * Lock order: see engine_i.h. An inflight lives while it is in its
+ * file's inflight[] array, which only its worker clears, under the file's
+ * lock: code that found it there may use it until it drops that lock.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -166,14 +168,15 @@ static void queue_push_locked(struct engine *e, struct inflight *inf)
 static void enqueue(struct engine *e, struct inflight *inf, bool demand)
 {
 	pthread_mutex_lock(&e->qlock);
-	inf->demand = demand;
+	inf->demand = inf->demand || demand;	/* a reader may have promoted it already */
 	queue_push_locked(e, inf);
 	pthread_cond_signal(&e->qcond);
 	pthread_mutex_unlock(&e->qlock);
 }
 
-/* A reader now waits on a readahead block still queued: serve it first. */
-static void promote(struct engine *e, struct inflight *inf)
+/* A reader now waits on a readahead block still queued: serve it first.
+ * The caller holds inf->file->lock, which keeps inf alive. */
+static void promote_locked(struct engine *e, struct inflight *inf)
 {
 	struct inflight **pp, *prev = NULL;
 
@@ -265,11 +268,11 @@ static void want_block(struct pending_read *pr, uint64_t idx)
 	w->next = inf->waiters;
 	inf->waiters = w;
 	atomic_fetch_add(&pr->remaining, 1);
+	if (!created)
+		promote_locked(f->eng, inf);
 	pthread_mutex_unlock(&f->lock);
 	if (created)
 		enqueue(f->eng, inf, true);
-	else
-		promote(f->eng, inf);
 }
 
 /* Queue blocks after last for a sequential reader; see the file comment. */
