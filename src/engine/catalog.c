@@ -222,12 +222,16 @@ static int add_file(struct engine *e, struct source_file *src)
 		log_error("event=entry_failed entry=%s path=%s error=\"%s\"", f->src.entry->id,
 			  f->src.path, f->error);
 	} else if (f->src.err) {
-		log_warn("event=entry_unresolved entry=%s path=%s error=\"%s\" action=\"listed with "
-			 "its configured size; resolved at first read\"", f->src.entry->id,
-			 f->src.path, f->src.error ? f->src.error : "origin unreachable");
 		if (f->src.entry->size < 0) {
 			f->err = -EIO;
-			f->error = strdup("origin unreachable at mount and no size in the config");
+			f->error = strdup("origin unreachable at mount and no size in the config; "
+					  "remount when it is back, or give size in the config");
+			log_error("event=entry_failed entry=%s path=%s error=\"%s\"", f->src.entry->id,
+				  f->src.path, f->error);
+		} else {
+			log_warn("event=entry_unresolved entry=%s path=%s error=\"%s\" action=\"listed "
+				 "with its configured size; resolved at first read\"", f->src.entry->id,
+				 f->src.path, f->src.error ? f->src.error : "origin unreachable");
 		}
 	} else {
 		rc = source_content_key(&f->src, &key);
@@ -307,9 +311,15 @@ int engine_open(const struct config *cfg, struct cache *cache, struct engine **o
 		goto out;
 	}
 	for (size_t i = 0; i < pool.njobs && rc == 0; i++)
-		for (size_t k = 0; k < pool.jobs[i].n && rc == 0; k++)
-			if (!path_taken(e, &pool.jobs[i].files[k]))
-				rc = add_file(e, &pool.jobs[i].files[k]);
+		for (size_t k = 0; k < pool.jobs[i].n && rc == 0; k++) {
+			struct source_file *src = &pool.jobs[i].files[k];
+
+			if (src->err == -ENOTSUP)	/* not shown: no file could ever be read */
+				log_warn("event=entry_skipped entry=%s reason=\"%s\"", src->entry->id,
+					 src->error);
+			else if (!path_taken(e, src))
+				rc = add_file(e, src);
+		}
 out:
 	for (size_t i = 0; pool.jobs && i < pool.njobs; i++)
 		source_files_free(pool.jobs[i].files, pool.jobs[i].n);

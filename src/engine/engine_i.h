@@ -19,6 +19,15 @@
 
 struct pending_read;
 
+/* A read of a strict file, parked until the file is verified. */
+struct parked_read {
+	uint64_t off;
+	size_t len;
+	engine_read_cb cb;
+	void *arg;
+	struct parked_read *next;
+};
+
 struct waiter {
 	struct pending_read *pr;
 	struct waiter *next;
@@ -49,6 +58,7 @@ struct engine_file {
 	uint64_t ra_last;		/* last block read; protected by lock */
 	uint32_t ra_window;		/* blocks fetched ahead; protected by lock */
 	bool ra_seen;			/* protected by lock */
+	struct parked_read *parked;	/* verify = strict: reads waiting; protected by lock */
 	int err;			/* final error that fails every read; protected by lock */
 	char *error;			/* its reason; protected by lock */
 };
@@ -90,6 +100,9 @@ int fetch_start(struct engine *e);
 void fetch_stop(struct engine *e);
 /* Sleep up to ms, waking early at stop: false when stopping. */
 bool engine_sleep_ms(struct engine *e, int64_t ms);
+/* verify = strict: answer the reads parked on f, afresh (err == 0, the
+ * file is now verified) or with err. */
+void strict_release(struct engine_file *f, int err);
 /* Set f's final error (first one wins) and log it once. */
 void engine_file_fail(struct engine_file *f, int err, const char *reason);
 

@@ -308,6 +308,74 @@ static void readahead(struct engine_file *f, uint64_t first, uint64_t last)
 		enqueue(f->eng, batch[i], false);
 }
 
+/* verify = strict and not verified yet: the caller holds f->lock. */
+static bool strict_waits(struct engine_file *f)
+{
+	enum store_file_state st;
+
+	if (f->src.entry->verify != CONFIG_VERIFY_STRICT)
+		return false;
+	if (!f->cf)
+		return true;
+	st = cache_file_state(f->cf, NULL, NULL);
+	return st != STORE_VERIFIED && st != STORE_COMPLETE;
+}
+
+/* Queue every missing block of f as demand: a strict reader waits for
+ * the whole file. */
+static void fetch_all(struct engine_file *f)
+{
+	struct inflight **batch = calloc(f->nblocks ? f->nblocks : 1, sizeof(*batch));
+	size_t n = 0;
+
+	if (!batch) {
+		strict_release(f, -ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&f->lock);
+	for (uint64_t i = 0; i < f->nblocks; i++) {
+		struct inflight *inf;
+
+		if (f->inflight[i]) {
+			promote_locked(f->eng, f->inflight[i]);
+			continue;
+		}
+		if (f->cf && cache_block_present(f->cf, i))
+			continue;
+		inf = calloc(1, sizeof(*inf));
+		if (!inf)
+			break;
+		inf->file = f;
+		inf->idx = i;
+		f->inflight[i] = inf;
+		batch[n++] = inf;
+	}
+	pthread_mutex_unlock(&f->lock);
+	for (size_t i = 0; i < n; i++)
+		enqueue(f->eng, batch[i], true);
+	free(batch);
+	if (n == 0 && f->cf && cache_file_complete(f->cf))
+		verify_enqueue(f);	/* all there, only the hash is missing */
+}
+
+void strict_release(struct engine_file *f, int err)
+{
+	struct parked_read *p, *next;
+
+	pthread_mutex_lock(&f->lock);
+	p = f->parked;
+	f->parked = NULL;
+	pthread_mutex_unlock(&f->lock);
+	for (; p; p = next) {
+		next = p->next;
+		if (err)
+			p->cb(p->arg, NULL, err);
+		else
+			engine_read(f, p->off, p->len, p->cb, p->arg);
+		free(p);
+	}
+}
+
 void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb cb, void *arg)
 {
 	struct pending_read *pr;
@@ -317,6 +385,22 @@ void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb
 
 	pthread_mutex_lock(&f->lock);
 	err = f->err;
+	if (!err && strict_waits(f)) {
+		struct parked_read *p = calloc(1, sizeof(*p));
+		bool first = !f->parked;
+
+		if (p) {
+			*p = (struct parked_read){ .off = off, .len = len, .cb = cb, .arg = arg,
+						   .next = f->parked };
+			f->parked = p;
+		}
+		pthread_mutex_unlock(&f->lock);
+		if (!p)
+			cb(arg, NULL, -ENOMEM);
+		else if (first)
+			fetch_all(f);
+		return;
+	}
 	pthread_mutex_unlock(&f->lock);
 	if (err) {
 		cb(arg, NULL, err == -EACCES ? -EACCES : -EIO);
@@ -637,6 +721,21 @@ done:
 		read_finish(w->pr);
 		free(w);
 	}
+	/* A strict file can only be verified from the cache. */
+	if (rc || mem) {
+		bool parked;
+
+		pthread_mutex_lock(&f->lock);
+		parked = f->parked != NULL;
+		pthread_mutex_unlock(&f->lock);
+		if (parked) {
+			if (mem)
+				log_error("event=strict_unservable path=%s error=\"verify = strict needs "
+					  "the whole file in the cache, and the cache has no room\"",
+					  f->src.path);
+			strict_release(f, rc == -EACCES ? -EACCES : -EIO);
+		}
+	}
 	if (held) {
 		cache_block_release(cf, inf->idx);
 		if (cache_file_complete(cf))
@@ -725,4 +824,6 @@ void fetch_stop(struct engine *e)
 	drain_queue(e, &e->demand_head);
 	drain_queue(e, &e->ra_head);
 	e->demand_tail = e->ra_tail = NULL;
+	for (size_t i = 0; i < e->nfiles; i++)
+		strict_release(e->files[i], -EIO);
 }

@@ -85,22 +85,29 @@ static void verify_file(struct engine_file *f)
 	if (!cf)
 		return;
 	st = cache_file_state(cf, NULL, NULL);
-	if (st == STORE_VERIFIED || st == STORE_COMPLETE || !cache_file_complete(cf))
+	if (st == STORE_VERIFIED || st == STORE_COMPLETE) {
+		strict_release(f, 0);
+		return;
+	}
+	if (!cache_file_complete(cf))
 		return;
 	rc = hash_file(f, cf, actual);
 	if (rc) {
 		log_info("event=verify_deferred path=%s reason=\"%s\"", f->src.path,
 			 rc == -ENODATA ? "a block is no longer cached" : strerror(-rc));
+		strict_release(f, -EIO);
 		return;
 	}
 	if (!f->src.sha256) {
 		cache_file_set_state(cf, STORE_COMPLETE, actual, NULL);
 		log_info("event=file_complete path=%s sha256=%s", f->src.path, actual);
+		strict_release(f, 0);
 		return;
 	}
 	if (strcmp(actual, f->src.sha256) == 0) {
 		cache_file_set_state(cf, STORE_VERIFIED, actual, NULL);
 		log_info("event=file_verified path=%s sha256=%s", f->src.path, actual);
+		strict_release(f, 0);
 		return;
 	}
 	snprintf(reason, sizeof(reason), "checksum mismatch: expected sha256 %s, got %s",
@@ -110,6 +117,7 @@ static void verify_file(struct engine_file *f)
 	log_error("event=file_corrupt path=%s expected=%s actual=%s action=\"blocks dropped; "
 		  "reads fail until the source is fixed\"", f->src.path, f->src.sha256, actual);
 	engine_file_fail(f, -EIO, reason);
+	strict_release(f, -EIO);
 }
 
 static void *verifier_main(void *arg)

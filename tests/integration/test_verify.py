@@ -60,3 +60,28 @@ def test_mismatch_is_corrupt_drops_blocks_and_fails_reads(hub, mount):
     lines = [l for l in m.log().splitlines() if "file_corrupt" in l]
     assert len(lines) == 1 and wrong in lines[0] and "expected" in lines[0]
     assert not any("verified" in l and "bad.bin" in l for l in m.log().splitlines())
+
+
+def test_strict_serves_nothing_until_verified(hub, mount):
+    src, sha = hub.add_file("s.bin", 12 * MiB)
+    m = mount(config({"vae": {"s": url_entry(hub.url("s.bin"), sha256=sha, verify="strict")}},
+                     block_size="4M"))
+    path = m.path / "VAE" / "s.bin"
+    with open(path, "rb") as f:
+        assert f.read(100) == src.read_bytes()[:100]
+    # The first byte needed the whole file, fetched and checked.
+    assert xattr(path, "state") == "verified"
+    assert sum(r["bytes"] for r in hub.requests(path="s.bin") if r["range"] != "bytes=0-0") \
+        == 12 * MiB
+
+
+def test_strict_with_wrong_hash_serves_no_byte(hub, mount):
+    hub.add_file("sw.bin", 3 * MiB)
+    m = mount(config({"vae": {"s": url_entry(hub.url("sw.bin"), sha256="cd" * 32,
+                                             verify="strict")}}),
+              allowed_errors=[r"sw\.bin"])
+    with pytest.raises(OSError) as e:
+        with open(m.path / "VAE" / "sw.bin", "rb") as f:
+            f.read(10)
+    assert e.value.errno == errno.EIO
+    assert xattr(m.path / "VAE" / "sw.bin", "state") == "corrupt"
