@@ -59,7 +59,8 @@ PYEOF
 fetched=$($PY - "$port" <<'PYEOF'
 import json, sys, urllib.request
 log = json.load(urllib.request.urlopen("http://127.0.0.1:%s/_control/requests" % sys.argv[1]))
-print(sum(e["bytes"] for e in log if e["file"] == "demo-xl.safetensors"))
+print(sum(e["bytes"] for e in log
+          if e["file"] == "demo-xl.safetensors" and e["range"] != "bytes=0-0"))
 PYEOF
 )
 echo "bytes fetched from the hub for that: $fetched (one 8 MiB block, of 256 MiB)"
