@@ -82,6 +82,7 @@ const char *store_state_name(enum store_file_state st);
 /* Calls fn for each block row of file_id (any order). */
 int store_blocks_load(struct store *s, int64_t file_id,
 		      void (*fn)(void *ctx, const struct store_block *b), void *ctx);
+/* atime: last use, ms since the epoch (orders eviction). */
 int store_block_put(struct store *s, const struct store_block *b, int64_t atime);
 int store_block_touch(struct store *s, int64_t file_id, uint64_t idx, int64_t atime);
 int store_block_delete(struct store *s, int64_t file_id, uint64_t idx);

@@ -35,7 +35,7 @@
 
 #define CHECK_CHUNK (256 * 1024)
 #define LRU_BATCH 256
-#define TOUCH_INTERVAL_SEC 60
+#define TOUCH_INTERVAL_MS 1000
 
 enum block_state { BLOCK_ABSENT, BLOCK_WRITING, BLOCK_UNCHECKED, BLOCK_PRESENT };
 
@@ -43,7 +43,7 @@ struct block {
 	uint8_t state;
 	uint16_t readers;	/* copies in progress */
 	uint64_t xxh3;
-	int64_t touched;	/* last atime written to the store */
+	int64_t touched;	/* last atime written to the store, ms */
 };
 
 struct cache_file {
@@ -72,6 +72,15 @@ struct cache {
 	uint64_t reserved;		/* blocks being written; protected by space_lock */
 	struct cache_file *files;	/* protected by space_lock */
 };
+
+/* Block atimes, in ms since the epoch. */
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static int mkdir_p(const char *path)
 {
@@ -581,7 +590,7 @@ int cache_block_write(struct cache_file *f, uint64_t idx, uint32_t off, const vo
 int cache_block_commit(struct cache_file *f, uint64_t idx, uint64_t xxh3)
 {
 	uint32_t len = cache_block_len(f, idx);
-	int64_t now = time(NULL);
+	int64_t now = now_ms();
 	struct store_block sb = { .file_id = f->id, .idx = idx, .len = len, .xxh3 = xxh3 };
 	int rc = store_block_put(f->cache->store, &sb, now);
 
@@ -708,7 +717,7 @@ static int block_get(struct cache_file *f, uint64_t idx)
 static void block_put(struct cache_file *f, uint64_t idx)
 {
 	struct block *b = &f->blocks[idx];
-	int64_t now = time(NULL), touched = 0;
+	int64_t now = now_ms(), touched = 0;
 	uint32_t dropped = 0;
 
 	pthread_mutex_lock(&f->lock);
@@ -716,14 +725,16 @@ static void block_put(struct cache_file *f, uint64_t idx)
 	if (f->state == STORE_CORRUPT && b->readers == 0 && state_present(b->state)) {
 		/* cache_file_drop() skipped it while it was being read. */
 		dropped = drop_block_locked(f, idx);
-	} else if (now - b->touched >= TOUCH_INTERVAL_SEC) {
+	} else if (now - b->touched >= TOUCH_INTERVAL_MS) {
 		b->touched = now;
 		touched = now;
 	}
 	pthread_mutex_unlock(&f->lock);
 	if (dropped)
 		space_release(f->cache, dropped, 0);
-	/* LRU order is kept at minute grain: one store write per block per minute. */
+	/* LRU order at a second's grain: at most one store write per block per
+	 * second, and a block fetched just now (readahead) ranks newer than
+	 * one read a second ago. */
 	if (touched)
 		store_block_touch(f->cache->store, f->id, idx, touched);
 }

@@ -652,6 +652,22 @@ static int download_block(struct engine_file *f, struct http_client *http, struc
 	return rc;
 }
 
+/* Forget inf if no reader waits for it (checked under the file lock, so
+ * a reader arriving later starts a new fetch): true when it was freed. */
+static bool drop_unwanted(struct engine_file *f, struct inflight *inf)
+{
+	bool unwanted;
+
+	pthread_mutex_lock(&f->lock);
+	unwanted = inf->waiters == NULL;
+	if (unwanted)
+		f->inflight[inf->idx] = NULL;
+	pthread_mutex_unlock(&f->lock);
+	if (unwanted)
+		free(inf);
+	return unwanted;
+}
+
 /* Fetch inf's block, then wake its waiters. */
 static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct http_client *http)
 {
@@ -675,7 +691,9 @@ static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct h
 		goto done;
 	if (rc == 0) {
 		rc = cache_block_reserve(cf, inf->idx);
-		if (rc == -ENOSPC && is_demand(e, inf)) {
+		if (rc == -ENOSPC && !is_demand(e, inf) && drop_unwanted(f, inf))
+			return;		/* readahead for a full cache: not worth fetching */
+		if (rc == -ENOSPC) {
 			/* No room can be made: serve this read from the network
 			 * without caching, within a small memory budget. */
 			pthread_mutex_lock(&e->mem_lock);
