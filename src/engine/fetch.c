@@ -40,6 +40,7 @@ struct pending_read {
 	char *buf;
 	uint64_t off;
 	size_t len;
+	uint32_t block_size;
 	atomic_int remaining;		/* blocks outstanding + 1 while being set up */
 	atomic_int err;
 	engine_read_cb cb;
@@ -111,7 +112,7 @@ static void read_error(struct pending_read *pr, int err)
 /* The part of pr that lies in block idx. */
 static void block_overlap(const struct pending_read *pr, uint64_t idx, uint64_t *off, size_t *len)
 {
-	uint32_t bs = cache_file_block_size(pr->file->cf);
+	uint32_t bs = pr->block_size;
 	uint64_t start = idx * bs, end = start + bs;
 	uint64_t rend = pr->off + pr->len;
 
@@ -122,7 +123,7 @@ static void block_overlap(const struct pending_read *pr, uint64_t idx, uint64_t 
 /* Fill pr's part of block idx from a memory copy of the block. */
 static void deliver_mem(struct pending_read *pr, uint64_t idx, const char *block)
 {
-	uint32_t bs = cache_file_block_size(pr->file->cf);
+	uint32_t bs = pr->block_size;
 	uint64_t off;
 	size_t len;
 
@@ -132,14 +133,14 @@ static void deliver_mem(struct pending_read *pr, uint64_t idx, const char *block
 
 /* Copy pr's part of block idx from the cache: 0 or -ENODATA when the
  * block is not (or no longer) there. */
-static int deliver_cached(struct pending_read *pr, uint64_t idx)
+static int deliver_cached(struct pending_read *pr, struct cache_file *cf, uint64_t idx)
 {
 	uint64_t off;
 	size_t len;
 	ssize_t n;
 
 	block_overlap(pr, idx, &off, &len);
-	n = cache_read(pr->file->cf, pr->buf + (off - pr->off), off, len);
+	n = cache_read(cf, pr->buf + (off - pr->off), off, len);
 	if (n == -ENODATA)
 		return -ENODATA;
 	if (n < 0) {
@@ -239,11 +240,14 @@ static void want_block(struct pending_read *pr, uint64_t idx)
 	bool created = false;
 
 	for (;;) {
+		struct cache_file *cf;
+
 		pthread_mutex_lock(&f->lock);
-		if (!f->cf || !cache_block_present(f->cf, idx))
+		cf = f->cf;
+		if (!cf || !cache_block_present(cf, idx))
 			break;
 		pthread_mutex_unlock(&f->lock);
-		if (deliver_cached(pr, idx) == 0)
+		if (deliver_cached(pr, cf, idx) == 0)
 			return;
 		/* Evicted or failed its checksum just now: fetch it. */
 	}
@@ -326,6 +330,7 @@ static bool strict_waits(struct engine_file *f)
 static void fetch_all(struct engine_file *f)
 {
 	struct inflight **batch = calloc(f->nblocks ? f->nblocks : 1, sizeof(*batch));
+	struct cache_file *cf;
 	size_t n = 0;
 
 	if (!batch) {
@@ -333,6 +338,7 @@ static void fetch_all(struct engine_file *f)
 		return;
 	}
 	pthread_mutex_lock(&f->lock);
+	cf = f->cf;
 	for (uint64_t i = 0; i < f->nblocks; i++) {
 		struct inflight *inf;
 
@@ -340,7 +346,7 @@ static void fetch_all(struct engine_file *f)
 			promote_locked(f->eng, f->inflight[i]);
 			continue;
 		}
-		if (f->cf && cache_block_present(f->cf, i))
+		if (cf && cache_block_present(cf, i))
 			continue;
 		inf = calloc(1, sizeof(*inf));
 		if (!inf)
@@ -354,7 +360,7 @@ static void fetch_all(struct engine_file *f)
 	for (size_t i = 0; i < n; i++)
 		enqueue(f->eng, batch[i], true);
 	free(batch);
-	if (n == 0 && f->cf && cache_file_complete(f->cf))
+	if (n == 0 && cf && cache_file_complete(cf))
 		verify_enqueue(f);	/* all there, only the hash is missing */
 }
 
@@ -433,6 +439,7 @@ void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb
 	if (f->cf)
 		bs = cache_file_block_size(f->cf);
 	pthread_mutex_unlock(&f->lock);
+	pr->block_size = bs;
 	for (uint64_t idx = off / bs; idx <= (off + len - 1) / bs; idx++)
 		want_block(pr, idx);
 	readahead(f, off / bs, (off + len - 1) / bs);
@@ -734,7 +741,7 @@ done:
 			read_error(w->pr, rc == -EACCES ? -EACCES : -EIO);
 		else if (mem)
 			deliver_mem(w->pr, inf->idx, mem);
-		else if (deliver_cached(w->pr, inf->idx) == -ENODATA)
+		else if (deliver_cached(w->pr, cf, inf->idx) == -ENODATA)
 			read_error(w->pr, -EIO);	/* not reachable while held */
 		read_finish(w->pr);
 		free(w);

@@ -152,8 +152,12 @@ int verify_start(struct engine *e)
 	/* Files completed before a restart but never hashed. */
 	for (size_t i = 0; i < e->nfiles; i++) {
 		struct engine_file *f = e->files[i];
+		struct cache_file *cf;
 
-		if (f->cf && cache_file_complete(f->cf))
+		pthread_mutex_lock(&f->lock);
+		cf = f->cf;
+		pthread_mutex_unlock(&f->lock);
+		if (cf && cache_file_complete(cf))
 			verify_enqueue(f);
 	}
 	return 0;
