@@ -448,25 +448,51 @@ void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb
 
 /* ---- fetching a block ------------------------------------------------- */
 
+/* Bytes of a block are gathered into writes of this size: many workers
+ * writing one data file contend for its inode lock once per write(2),
+ * and curl hands over 16 KiB at a time. */
+#define SINK_BUFFER (1024 * 1024)
+
 struct block_sink {
 	struct cache_file *cf;
 	uint64_t idx;
 	uint64_t start;			/* file offset of the block */
 	char *mem;			/* uncached: the block's bytes go here */
 	XXH3_state_t *xxh;
+	char *buf;			/* cached: bytes not written yet... */
+	uint32_t buf_at;		/* ...which start at this offset in the block */
+	uint32_t buf_len;
 };
+
+static int sink_flush(struct block_sink *s)
+{
+	int rc = s->buf_len ? cache_block_write(s->cf, s->idx, s->buf_at, s->buf, s->buf_len) : 0;
+
+	s->buf_at += s->buf_len;
+	s->buf_len = 0;
+	return rc;
+}
 
 static int sink_write(void *ctx, uint64_t offset, const void *data, size_t len)
 {
 	struct block_sink *s = ctx;
 	uint32_t at = (uint32_t)(offset - s->start);
+	int rc;
 
 	if (s->mem) {
 		memcpy(s->mem + at, data, len);
 		return 0;
 	}
 	XXH3_64bits_update(s->xxh, data, len);
-	return cache_block_write(s->cf, s->idx, at, data, len);
+	if (s->buf_len + len > SINK_BUFFER && (rc = sink_flush(s)) != 0)
+		return rc;
+	if (s->buf_len == 0)
+		s->buf_at = at;
+	if (len >= SINK_BUFFER)
+		return cache_block_write(s->cf, s->idx, at, data, len);
+	memcpy(s->buf + s->buf_len, data, len);
+	s->buf_len += (uint32_t)len;
+	return 0;
 }
 
 /* The file's cache, resolving the file first if it was listed without a
@@ -575,9 +601,12 @@ static int download_block(struct engine_file *f, struct http_client *http, struc
 	bool refreshed = false;
 	int rc = -EIO, attempt = 0;
 	char reason[256] = "";
+	char *buf = mem ? NULL : malloc(SINK_BUFFER);
 
+	if (!mem && !buf)
+		return -ENOMEM;
 	for (;;) {
-		struct block_sink sink = { .cf = cf, .idx = idx, .mem = mem,
+		struct block_sink sink = { .cf = cf, .idx = idx, .mem = mem, .buf = buf,
 					   .start = idx * cache_file_block_size(cf) };
 		struct http_meta meta;
 		struct http_request rq = {
@@ -620,6 +649,8 @@ static int download_block(struct engine_file *f, struct http_client *http, struc
 		}
 		XXH3_64bits_reset(sink.xxh);
 		rc = http_get(http, &rq, sink_write, &sink, &meta);
+		if (rc == 0 && !mem)
+			rc = sink_flush(&sink);
 		*xxh3 = XXH3_64bits_digest(sink.xxh);
 		XXH3_freeState(sink.xxh);
 		snprintf(reason, sizeof(reason), "%s", meta.error_text ? meta.error_text : strerror(-rc));
@@ -649,6 +680,7 @@ static int download_block(struct engine_file *f, struct http_client *http, struc
 		http_meta_clear(&meta);
 		break;
 	}
+	free(buf);
 	store_log_fetch(cache_store(e->cache), cache_file_id(cf), idx * cache_file_block_size(cf), len,
 			now_ms() - started, rc, rc ? reason : NULL);
 	if (rc == -ESTALE)
