@@ -63,6 +63,8 @@ uint32_t cache_block_len(const struct cache_file *f, uint64_t idx);
 bool cache_block_present(struct cache_file *f, uint64_t idx);
 uint64_t cache_file_cached_bytes(struct cache_file *f);
 bool cache_file_complete(struct cache_file *f);
+bool cache_file_pinned(struct cache_file *f);
+/* A pinned file's blocks are never evicted. */
 int cache_file_set_pinned(struct cache_file *f, bool pinned);
 
 /* State as recorded in the store; *sha256 and *error are copies the

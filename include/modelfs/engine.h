@@ -51,6 +51,11 @@ const char *engine_file_path(const struct engine_file *f);
 uint64_t engine_file_size(const struct engine_file *f);
 int64_t engine_file_mtime(const struct engine_file *f);
 
+/* -errno when f can never be read in this mount (it failed to resolve
+ * with a final answer, or it is corrupt): -ENOENT for a file the origin
+ * does not have, -EACCES when access was refused, else -EIO. */
+int engine_file_open_error(struct engine_file *f);
+
 /* Read len bytes at off; cb gets them (short only at EOF). */
 void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb cb, void *arg);
 

@@ -46,7 +46,8 @@ void log_init(int fd, int use_syslog, enum log_level level)
 	log_syslog = use_syslog;
 	if (use_syslog)
 		openlog("modelfs", LOG_PID, LOG_DAEMON);
-	atomic_store(&log_level, from_env >= 0 ? from_env : (int)level);
+	/* MODELFS_LOG sets the level unless the command line asked for debug. */
+	atomic_store(&log_level, from_env >= 0 && level != LOG_LVL_DEBUG ? from_env : (int)level);
 }
 
 void log_set_console(int fd)

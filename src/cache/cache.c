@@ -378,6 +378,16 @@ bool cache_file_complete(struct cache_file *f)
 	return cache_file_cached_bytes(f) == f->size;
 }
 
+bool cache_file_pinned(struct cache_file *f)
+{
+	bool pinned;
+
+	pthread_mutex_lock(&f->lock);
+	pinned = f->pinned;
+	pthread_mutex_unlock(&f->lock);
+	return pinned;
+}
+
 int cache_file_set_pinned(struct cache_file *f, bool pinned)
 {
 	pthread_mutex_lock(&f->lock);

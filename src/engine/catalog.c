@@ -244,10 +244,13 @@ static int add_file(struct engine *e, struct source_file *src)
 		}
 		bs = cache_file_block_size(f->cf);
 		if (cache_file_state(f->cf, NULL, NULL) == STORE_CORRUPT) {
-			f->err = -EIO;
-			f->error = NULL;
-			cache_file_state(f->cf, NULL, &f->error);
+			/* Its blocks were dropped; the origin may be fixed by now. */
+			log_warn("event=refetch_corrupt path=%s action=\"was corrupt at an earlier "
+				 "mount; fetched and checked afresh\"", f->src.path);
+			cache_file_set_state(f->cf, STORE_REMOTE, NULL, NULL);
 		}
+		if (f->src.entry->pin != cache_file_pinned(f->cf))
+			cache_file_set_pinned(f->cf, f->src.entry->pin);
 	}
 	f->nblocks = ((uint64_t)f->src.size + bs - 1) / bs;
 	f->inflight = calloc(f->nblocks ? f->nblocks : 1, sizeof(*f->inflight));
@@ -396,6 +399,18 @@ const char *engine_file_state(struct engine_file *f)
 	/* Every byte but not yet hashed is still partial: "complete" promises
 	 * a computed hash. */
 	return cache_file_cached_bytes(cf) ? "partial" : "remote";
+}
+
+int engine_file_open_error(struct engine_file *f)
+{
+	int err;
+
+	pthread_mutex_lock(&f->lock);
+	err = f->err;
+	pthread_mutex_unlock(&f->lock);
+	if (err && f->src.err == -ENOENT)
+		return -ENOENT;
+	return err;
 }
 
 uint64_t engine_file_cached(struct engine_file *f)

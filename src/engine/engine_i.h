@@ -59,6 +59,9 @@ struct engine_file {
 	uint32_t ra_window;		/* blocks fetched ahead; protected by lock */
 	bool ra_seen;			/* protected by lock */
 	struct parked_read *parked;	/* verify = strict: reads waiting; protected by lock */
+	uint64_t failed_idx;		/* the last block whose fetch failed for good... */
+	int64_t failed_until_ms;	/* ...fails again at once until then; protected by lock */
+	int failed_err;			/* protected by lock */
 	int err;			/* final error that fails every read; protected by lock */
 	char *error;			/* its reason; protected by lock */
 };

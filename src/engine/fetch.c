@@ -34,6 +34,9 @@
 #define MEM_BLOCKS_MAX 4		/* uncached block buffers when the cache is full */
 #define BACKOFF_FIRST_MS 500
 #define BACKOFF_MAX_MS 30000
+/* After retries for a block are exhausted, the kernel asks for it again
+ * at once (page by page); those reads fail at once for this long. */
+#define FAILED_BLOCK_MS 1000
 
 struct pending_read {
 	struct engine_file *file;
@@ -250,6 +253,13 @@ static void want_block(struct pending_read *pr, uint64_t idx)
 		if (deliver_cached(pr, cf, idx) == 0)
 			return;
 		/* Evicted or failed its checksum just now: fetch it. */
+	}
+	if (idx == f->failed_idx && now_ms() < f->failed_until_ms) {
+		int err = f->failed_err;
+
+		pthread_mutex_unlock(&f->lock);
+		read_error(pr, err);
+		return;
 	}
 	w = malloc(sizeof(*w));
 	inf = f->inflight[idx];
@@ -669,6 +679,9 @@ static int download_block(struct engine_file *f, struct http_client *http, struc
 		if (rc == -EAGAIN && now_ms() < deadline) {
 			int64_t wait = backoff_ms(attempt++, meta.retry_after_sec);
 
+			if (wait > deadline - now_ms())
+				wait = deadline - now_ms();	/* the last try is at the deadline */
+
 			log_warn("event=fetch_retry path=%s block=%llu attempt=%d wait_ms=%lld error=\"%s\"",
 				 f->src.path, (unsigned long long)idx, attempt, (long long)wait, reason);
 			http_meta_clear(&meta);
@@ -760,6 +773,11 @@ done:
 	pthread_mutex_lock(&f->lock);
 	f->inflight[inf->idx] = NULL;
 	w = inf->waiters;
+	if (rc && rc != -ECANCELED && rc != -ENOSPC) {
+		f->failed_idx = inf->idx;
+		f->failed_until_ms = now_ms() + FAILED_BLOCK_MS;
+		f->failed_err = rc == -EACCES ? -EACCES : -EIO;
+	}
 	pthread_mutex_unlock(&f->lock);
 	/* One line per failure a reader sees; a readahead block nobody waited
 	 * for is only worth a note. */

@@ -180,6 +180,7 @@ static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct tree_node *node = tree_get(fs_of(req)->tree, ino);
+	int err;
 
 	if (!node) {
 		fuse_reply_err(req, ENOENT);
@@ -191,6 +192,13 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
 		fuse_reply_err(req, EROFS);
+		return;
+	}
+	/* A file that can never be read says so at open, not as an empty read
+	 * (its listed size may be 0). */
+	err = engine_file_open_error(node->file);
+	if (err) {
+		fuse_reply_err(req, -err);
 		return;
 	}
 	fi->keep_cache = 1;

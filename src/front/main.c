@@ -82,7 +82,7 @@ static int parse_opts(int argc, char **argv, struct cli_opts *o)
 
 	memset(o, 0, sizeof(*o));
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, "+fo:dh", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "fo:dh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': o->cache_dir = optarg; break;
 		case 'l': o->log_file = optarg; break;
@@ -333,7 +333,7 @@ static int cli_mount(int argc, char **argv)
 	/* Until the mount is live the terminal sees every line too. */
 	log_init(log_fd >= 0 ? log_fd : (o.foreground ? 2 : -1), log_fd < 0 && !o.foreground,
 		 o.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
-	log_set_console(o.foreground || log_fd < 0 ? -1 : 2);
+	log_set_console(o.foreground ? -1 : 2);
 	raise_fd_limit();
 	if (http_global_init() != 0)
 		goto out;
@@ -408,6 +408,27 @@ static void print_entry_row(const char *path, const char *source, int64_t size,
 	printf("%-48s %-11s %10s  %-8s %s\n", path, source, sz, state, detail ? detail : "");
 }
 
+/* What check --offline can say of an entry without asking its origin. */
+static void print_entry_row_offline(const struct config_entry *e)
+{
+	char *path = NULL;
+	const char *detail = e->sha256 ? "sha256 pinned" : "not resolved (--offline)";
+	int rc;
+
+	if (e->filename)
+		rc = source_join_path(e->dir, e->filename, &path);
+	else if (e->source == CONFIG_SOURCE_HUGGINGFACE && !e->file)
+		rc = asprintf(&path, "%s/", e->dir) < 0 ? -ENOMEM : 0;	/* a repo as a folder */
+	else
+		rc = asprintf(&path, "%s%s(name from the source)", e->dir, e->dir[0] ? "/" : "") < 0
+			? -ENOMEM : 0;
+	if (e->source != CONFIG_SOURCE_URL)
+		detail = "valid; this build does not fetch this source yet";
+	if (rc == 0)
+		print_entry_row(path, config_source_name(e->source), e->size, "ok", detail);
+	free(path);
+}
+
 static int cli_check(int argc, char **argv)
 {
 	struct cli_opts o;
@@ -434,13 +455,9 @@ static int cli_check(int argc, char **argv)
 		const struct config_entry *e = &cfg->entries[i];
 		struct source_file *files = NULL;
 		size_t n = 0;
-		char *path = NULL;
 
 		if (o.offline) {
-			if (source_join_path(e->dir, e->filename ? e->filename : e->name, &path) == 0)
-				print_entry_row(path, config_source_name(e->source), e->size, "ok",
-						e->sha256 ? "sha256 pinned" : "not resolved (--offline)");
-			free(path);
+			print_entry_row_offline(e);
 			continue;
 		}
 		source_resolve(http, cfg, e, &files, &n);

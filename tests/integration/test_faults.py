@@ -34,6 +34,7 @@ def test_wrong_answers_are_never_cached(hub, mount, fault):
     assert e.value.errno == errno.EIO
     assert xattr(path, "cached") == "0"
     hub.clear_faults()
+    time.sleep(1.2)     # a block that just failed for good fails at once for a second
     # A later read gets the real bytes: nothing wrong was kept.
     assert pread(path, 100, 4096) == src.read_bytes()[100:4196]
 
@@ -131,3 +132,26 @@ def _quiet(fn, *args):
         return fn(*args)
     except OSError:
         return None
+
+
+def test_unreadable_entries_fail_at_open(hub, mount):
+    hub.faults(path="nothere.bin", fail=[404] * 100)
+    m = mount(config({"vae": {"n": '"%s"' % hub.url("nothere.bin")}}),
+              allowed_errors=[r"nothere\.bin"])
+    path = m.path / "VAE" / "nothere.bin"
+    assert path.exists()
+    with pytest.raises(OSError) as e:
+        open(path, "rb")
+    assert e.value.errno == errno.ENOENT
+
+
+def test_a_dead_origin_fails_a_read_within_retry_timeout(hub, mount):
+    src, m, path = one_file(hub, mount, "dead.bin", settings="retry_timeout = 3",
+                            allowed_errors=[r"dead\.bin"])
+    hub.faults(path="dead.bin", down=True)
+    t0 = time.monotonic()
+    with pytest.raises(OSError):
+        with open(path, "rb") as f:
+            f.read()
+    # Not twice the timeout: the kernel's immediate retries fail at once.
+    assert time.monotonic() - t0 < 3 + 2
