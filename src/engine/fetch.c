@@ -233,6 +233,24 @@ static struct inflight *queue_pop(struct engine *e)
 
 /* ---- wanting a block -------------------------------------------------- */
 
+/* Register a fetch of block idx in f->inflight: the new inflight, or NULL
+ * when the block is cached or already coming (or memory ran out). The
+ * caller holds f->lock and queues what it gets. */
+static struct inflight *inflight_add_locked(struct engine_file *f, uint64_t idx)
+{
+	struct inflight *inf;
+
+	if (f->inflight[idx] || (f->cf && cache_block_present(f->cf, idx)))
+		return NULL;
+	inf = calloc(1, sizeof(*inf));
+	if (!inf)
+		return NULL;
+	inf->file = f;
+	inf->idx = idx;
+	f->inflight[idx] = inf;
+	return inf;
+}
+
 /* Make pr's part of block idx arrive: now from the cache, or later from
  * the worker that fetches it. */
 static void want_block(struct pending_read *pr, uint64_t idx)
@@ -264,13 +282,8 @@ static void want_block(struct pending_read *pr, uint64_t idx)
 	w = malloc(sizeof(*w));
 	inf = f->inflight[idx];
 	if (!inf && w) {
-		inf = calloc(1, sizeof(*inf));
-		if (inf) {
-			inf->file = f;
-			inf->idx = idx;
-			f->inflight[idx] = inf;
-			created = true;
-		}
+		inf = inflight_add_locked(f, idx);
+		created = inf != NULL;
 	}
 	if (!w || !inf) {
 		pthread_mutex_unlock(&f->lock);
@@ -304,19 +317,9 @@ static void readahead(struct engine_file *f, uint64_t first, uint64_t last)
 		f->ra_window = RA_MAX_WINDOW;
 	f->ra_seen = true;
 	f->ra_last = last;
-	for (uint64_t i = last + 1; i <= last + f->ra_window && i < f->nblocks; i++) {
-		struct inflight *inf;
-
-		if (f->inflight[i] || (f->cf && cache_block_present(f->cf, i)))
-			continue;
-		inf = calloc(1, sizeof(*inf));
-		if (!inf)
-			break;
-		inf->file = f;
-		inf->idx = i;
-		f->inflight[i] = inf;
-		batch[n++] = inf;
-	}
+	for (uint64_t i = last + 1; i <= last + f->ra_window && i < f->nblocks; i++)
+		if ((batch[n] = inflight_add_locked(f, i)) != NULL)
+			n++;
 	pthread_mutex_unlock(&f->lock);
 	for (int i = 0; i < n; i++)
 		enqueue(f->eng, batch[i], false);
@@ -350,21 +353,10 @@ static void fetch_all(struct engine_file *f)
 	pthread_mutex_lock(&f->lock);
 	cf = f->cf;
 	for (uint64_t i = 0; i < f->nblocks; i++) {
-		struct inflight *inf;
-
-		if (f->inflight[i]) {
+		if (f->inflight[i])
 			promote_locked(f->eng, f->inflight[i]);
-			continue;
-		}
-		if (cf && cache_block_present(cf, i))
-			continue;
-		inf = calloc(1, sizeof(*inf));
-		if (!inf)
-			break;
-		inf->file = f;
-		inf->idx = i;
-		f->inflight[i] = inf;
-		batch[n++] = inf;
+		else if ((batch[n] = inflight_add_locked(f, i)) != NULL)
+			n++;
 	}
 	pthread_mutex_unlock(&f->lock);
 	for (size_t i = 0; i < n; i++)

@@ -853,19 +853,29 @@ static void finish_meta(struct xfer *x)
 	m->retry_after_sec = x->retry_after > x->ratelimit_t ? x->retry_after : x->ratelimit_t;
 }
 
+/* Append line to *list (curl copies it): 0 or -ENOMEM, *list intact. */
+static int slist_add(struct curl_slist **list, const char *line)
+{
+	struct curl_slist *grown = curl_slist_append(*list, line);
+
+	if (!grown)
+		return -ENOMEM;
+	*list = grown;
+	return 0;
+}
+
 /* Header lines for one hop; only an origin hop gets the request's own. */
 static int build_headers(const struct xfer *x, bool to_origin, struct curl_slist **out)
 {
 	const struct http_request *rq = x->rq;
-	struct curl_slist *list = NULL, *grown;
+	struct curl_slist *list = NULL;
 	char line[8192];
 	int rc = 0;
 
 	*out = NULL;
 	if (x->send_if_range) {
 		snprintf(line, sizeof(line), "If-Range: %s", rq->if_range);
-		list = curl_slist_append(list, line);
-		if (!list)
+		if (slist_add(&list, line))
 			return -ENOMEM;
 	}
 	for (size_t i = 0; to_origin && i < rq->n_headers; i++) {
@@ -881,12 +891,9 @@ static int build_headers(const struct xfer *x, bool to_origin, struct curl_slist
 			rc = -EINVAL;
 			goto out;
 		}
-		grown = curl_slist_append(list, line);
-		if (!grown) {
-			rc = -ENOMEM;
+		rc = slist_add(&list, line);
+		if (rc)
 			goto out;
-		}
-		list = grown;
 	}
 	if (to_origin && rq->authorization) {
 		if ((size_t)snprintf(line, sizeof(line), "Authorization: %s",
@@ -894,12 +901,9 @@ static int build_headers(const struct xfer *x, bool to_origin, struct curl_slist
 			rc = -EINVAL;
 			goto out;
 		}
-		grown = curl_slist_append(list, line);
-		if (!grown) {
-			rc = -ENOMEM;
+		rc = slist_add(&list, line);
+		if (rc)
 			goto out;
-		}
-		list = grown;
 	}
 out:
 	explicit_bzero(line, sizeof(line));	/* it held the Authorization value */

@@ -160,3 +160,15 @@ def test_daemon_rss_does_not_grow_with_file_size(hub, mount):
     with open("/proc/%d/status" % m.pid) as f:
         hwm = [int(l.split()[1]) for l in f if l.startswith("VmHWM")][0] * 1024
     assert hwm < 96 * MiB, hwm
+
+
+def test_pinned_files_are_not_evicted(hub, mount):
+    pinned, _ = hub.add_file("keep.bin", 2 * MiB)
+    hub.add_file("stream.bin", 12 * MiB)
+    m = mount(config({"vae": {"k": url_entry(hub.url("keep.bin"), pin=True),
+                              "s": '"%s"' % hub.url("stream.bin")}},
+                     settings='cache_max_size = "5M"\ncache_min_free = 0'))
+    keep = m.path / "VAE" / "keep.bin"
+    assert keep.read_bytes() == pinned.read_bytes()
+    (m.path / "VAE" / "stream.bin").read_bytes()
+    assert xattr(keep, "cached") == str(2 * MiB)
