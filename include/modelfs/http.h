@@ -39,6 +39,10 @@ struct http_request {
 	const struct config_header *headers;	/* extra headers, origin only */
 	size_t n_headers;
 	const char *authorization;	/* full Authorization value, origin only, or NULL */
+	const char *aws_sigv4;		/* "aws:amz:REGION:s3": SigV4-sign origin hops, or NULL */
+	const char *aws_credentials;	/* "KEY:SECRET" for aws_sigv4 */
+	const char *aws_session_token;	/* sent as x-amz-security-token on origin hops, or NULL */
+	bool cookies;			/* keep cookies across this request's hops (Google Drive) */
 	const char *user_agent;		/* NULL: "modelfs/VERSION" */
 	uint64_t range_first;		/* with range_len > 0: Range: bytes=first-(first+len-1) */
 	uint64_t range_len;		/* 0: no Range header */

@@ -24,26 +24,61 @@
 #include "modelfs/config.h"
 #include "modelfs/http.h"
 
+/* How to ask for a file's bytes: which origin may see credentials, and
+ * which ones. Requests to any other host (a CDN, a signed storage URL)
+ * carry none of them. */
+struct source_auth {
+	char *origin_url;		/* scheme://host:port that may see the rest */
+	char *authorization;		/* full Authorization value, or NULL; secret */
+	const struct config_header *headers;	/* the entry's own; not owned */
+	size_t n_headers;
+	char *aws_sigv4;		/* "aws:amz:REGION:s3": sign with SigV4, or NULL */
+	char *aws_credentials;		/* "KEY:SECRET" for SigV4; secret */
+	char *aws_session_token;	/* sent as x-amz-security-token, or NULL; secret */
+	char *token_name;		/* where the credential came from ("HF_TOKEN"), never its value */
+};
+
 struct source_file {
 	const struct config_entry *entry;
 	char *path;		/* in the mount: "Stable-diffusion/x.safetensors" */
+	char *remote_path;	/* its path at the source (repo path, object key), or NULL */
 	int64_t size;		/* bytes; -1 unknown */
 	int64_t mtime;		/* from the origin, -1 unknown */
 	char *validator;	/* strong ETag or Last-Modified (If-Range), or NULL */
+	char *revision;		/* what the name was pinned to (a commit, a version id), or NULL */
 	char *sha256;		/* expected, lowercase hex, or NULL */
+	char *git_sha1;		/* expected git blob SHA-1 when no sha256 is known, or NULL */
 	char *data_url;		/* where the bytes are now; secret */
+	char **mirror_urls;	/* the same bytes elsewhere, tried in order; NULL-terminated or NULL */
+	struct source_auth auth;
+	bool no_range;		/* the origin ignores Range: the file is streamed in order */
 	int err;		/* 0, or the -errno of a failed resolution */
 	char *error;		/* reason when err, safe to log */
 };
 
+/* What the resolutions of one config share: each service's token, looked
+ * up and validated once (a bad token is one clear error, not a 401 per
+ * file). */
+struct source_ctx;
+
+int source_ctx_new(const struct config *cfg, struct source_ctx **out);
+void source_ctx_free(struct source_ctx *ctx);
+
 /* Resolve e into *files (*n of them). Returns 0 when the entry could be
  * looked at (each file then carries its own err), or -EAGAIN when the
  * origin could not be reached (the caller may reuse an older resolution). */
-int source_resolve(struct http_client *c, const struct config *cfg,
+int source_resolve(struct source_ctx *ctx, struct http_client *c,
 		   const struct config_entry *e, struct source_file **files, size_t *n);
 
-/* Get a fresh data_url for f (a signed URL expired): 0 or -errno. */
-int source_refresh(struct http_client *c, const struct config *cfg, struct source_file *f);
+/* Fill f's data_url and auth afresh (a signed URL expired, or f came from
+ * a stored resolution): 0 or -errno; -ESTALE when the name now means
+ * other bytes (another size, validator or revision). */
+int source_refresh(struct source_ctx *ctx, struct http_client *c, struct source_file *f);
+
+/* The line `check` shows for the credential used, e.g. "HF_TOKEN (user
+ * alice)" or "none"; into out. */
+void source_auth_describe(struct source_ctx *ctx, const struct source_file *f,
+			  char *out, size_t outlen);
 
 /* A hash of what the entry asks for (source, URL without query, repo,
  * revision, file, sha256, size): a stored resolution is reused only
@@ -51,12 +86,16 @@ int source_refresh(struct http_client *c, const struct config *cfg, struct sourc
 void source_spec_hash(const struct config_entry *e, char out[65]);
 
 /* The cache key of a file's content: "sha256:<hex>" when the hash is
- * known, else a hash of its URL without query, validator and size. */
+ * known, "git:<sha1>" for a git blob, else a hash of its URL without
+ * query, validator and size. */
 int source_content_key(const struct source_file *f, char **out);
 
 /* The path of a file in the mount: dir + "/" + name, or name. */
 int source_join_path(const char *dir, const char *name, char **out);
 
+/* Copy src's auth into dst (dst's old one freed): 0 or -ENOMEM. */
+int source_auth_copy(struct source_auth *dst, const struct source_auth *src);
+void source_auth_clear(struct source_auth *a);
 void source_file_clear(struct source_file *f);
 void source_files_free(struct source_file *files, size_t n);
 

@@ -58,6 +58,9 @@ struct store_resolution {
 	int64_t mtime;
 	char *validator;
 	char *sha256;
+	char *remote_path;	/* at the source, or NULL */
+	char *revision;		/* pinned commit or version, or NULL */
+	char *git_sha1;		/* expected git blob hash, or NULL */
 	int64_t resolved_at;
 };
 

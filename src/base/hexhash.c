@@ -11,19 +11,29 @@ struct hexhash {
 	EVP_MD_CTX *ctx;
 };
 
-int hexhash_new(struct hexhash **out)
+static int hexhash_new_md(const EVP_MD *md, struct hexhash **out)
 {
 	struct hexhash *h = malloc(sizeof(*h));
 
 	if (!h)
 		return -ENOMEM;
 	h->ctx = EVP_MD_CTX_new();
-	if (!h->ctx || EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1) {
+	if (!h->ctx || EVP_DigestInit_ex(h->ctx, md, NULL) != 1) {
 		hexhash_free(h);
 		return -ENOMEM;
 	}
 	*out = h;
 	return 0;
+}
+
+int hexhash_new(struct hexhash **out)
+{
+	return hexhash_new_md(EVP_sha256(), out);
+}
+
+int hexhash_new_sha1(struct hexhash **out)
+{
+	return hexhash_new_md(EVP_sha1(), out);
 }
 
 void hexhash_update(struct hexhash *h, const void *data, size_t len)
@@ -42,7 +52,7 @@ void hexhash_final(struct hexhash *h, char out[65])
 		out[2 * i] = hex[md[i] >> 4];
 		out[2 * i + 1] = hex[md[i] & 15];
 	}
-	out[64] = '\0';
+	out[2 * (n < 32 ? n : 32)] = '\0';
 	hexhash_free(h);
 }
 

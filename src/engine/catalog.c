@@ -16,7 +16,7 @@
 #include "modelfs/log.h"
 
 struct resolve_job {
-	const struct config *cfg;
+	struct source_ctx *sources;
 	struct store *store;
 	const struct config_entry *entry;
 	struct source_file *files;
@@ -57,7 +57,11 @@ static int from_store(struct resolve_job *job, struct source_file **files, size_
 		out[i].mtime = r[i].mtime;
 		out[i].validator = r[i].validator;
 		out[i].sha256 = r[i].sha256;
+		out[i].remote_path = r[i].remote_path;
+		out[i].revision = r[i].revision;
+		out[i].git_sha1 = r[i].git_sha1;
 		r[i].path = r[i].validator = r[i].sha256 = NULL;
+		r[i].remote_path = r[i].revision = r[i].git_sha1 = NULL;
 	}
 	store_resolutions_free(r, nr);
 	if (!out)
@@ -95,7 +99,8 @@ static void remember(struct resolve_job *job)
 		rows[i] = (struct store_resolution){
 			.path = f->path, .spec_hash = spec, .file_key = key, .size = f->size,
 			.mtime = f->mtime, .validator = f->validator, .sha256 = f->sha256,
-			.resolved_at = now,
+			.remote_path = f->remote_path, .revision = f->revision,
+			.git_sha1 = f->git_sha1, .resolved_at = now,
 		};
 	}
 	if (rows) {
@@ -124,7 +129,7 @@ static void resolve_one(struct resolve_job *job, struct http_client *http)
 		source_files_free(job->files, job->n);
 		job->files = NULL;
 		job->n = 0;
-		rc = source_resolve(http, job->cfg, job->entry, &job->files, &job->n);
+		rc = source_resolve(job->sources, http, job->entry, &job->files, &job->n);
 		if (rc != -EAGAIN)
 			break;
 		struct timespec ts = { .tv_sec = 0, .tv_nsec = 300000000L << attempt };
@@ -294,13 +299,17 @@ int engine_open(const struct config *cfg, struct cache *cache, struct engine **o
 	pthread_mutex_init(&e->vlock, NULL);
 	pthread_cond_init(&e->vcond, NULL);
 	pthread_mutex_init(&pool.lock, NULL);
+	rc = source_ctx_new(cfg, &e->sources);
+	if (rc)
+		goto out;
 	pool.jobs = calloc(cfg->n_entries ? cfg->n_entries : 1, sizeof(*pool.jobs));
 	if (!pool.jobs) {
 		rc = -ENOMEM;
 		goto out;
 	}
 	for (size_t i = 0; i < cfg->n_entries; i++)
-		pool.jobs[i] = (struct resolve_job){ .cfg = cfg, .store = cache_store(cache),
+		pool.jobs[i] = (struct resolve_job){ .sources = e->sources,
+						     .store = cache_store(cache),
 						     .entry = &cfg->entries[i] };
 	rc = resolve_all(&pool, cfg->connections < (int)cfg->n_entries ? cfg->connections
 								      : (int)cfg->n_entries);
@@ -352,6 +361,7 @@ void engine_close(struct engine *e)
 	for (size_t i = 0; i < e->nfiles; i++)
 		file_free(e->files[i]);
 	free(e->files);
+	source_ctx_free(e->sources);
 	pthread_mutex_destroy(&e->qlock);
 	pthread_cond_destroy(&e->qcond);
 	pthread_cond_destroy(&e->stop_cond);

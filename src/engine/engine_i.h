@@ -69,6 +69,7 @@ struct engine_file {
 struct engine {
 	const struct config *cfg;
 	struct cache *cache;
+	struct source_ctx *sources;
 	struct engine_file **files;
 	size_t nfiles;
 

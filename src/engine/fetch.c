@@ -497,13 +497,65 @@ static int sink_write(void *ctx, uint64_t offset, const void *data, size_t len)
 	return 0;
 }
 
+/* A copy of what names f at its source, to resolve it again with. */
+static int scratch_of(struct engine_file *f, struct source_file *scratch)
+{
+	const struct source_file *src = &f->src;
+	bool oom = false;
+
+	memset(scratch, 0, sizeof(*scratch));
+	scratch->entry = src->entry;
+	scratch->size = src->size;
+	scratch->mtime = -1;
+	pthread_mutex_lock(&f->lock);
+#define COPY(field) \
+	do { if (src->field && !(scratch->field = strdup(src->field))) oom = true; } while (0)
+	COPY(path);
+	COPY(remote_path);
+	COPY(validator);
+	COPY(revision);
+	COPY(sha256);
+	COPY(git_sha1);
+#undef COPY
+	pthread_mutex_unlock(&f->lock);
+	if (oom) {
+		source_file_clear(scratch);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Take the fresh way to the bytes from a resolved scratch; the caller
+ * holds f->lock. */
+static void adopt_locked(struct engine_file *f, struct source_file *scratch)
+{
+	struct source_file *src = &f->src;
+
+	free(src->data_url);
+	src->data_url = scratch->data_url;
+	scratch->data_url = NULL;
+	source_auth_clear(&src->auth);
+	src->auth = scratch->auth;
+	memset(&scratch->auth, 0, sizeof(scratch->auth));
+	for (size_t i = 0; src->mirror_urls && src->mirror_urls[i]; i++)
+		free(src->mirror_urls[i]);
+	free(src->mirror_urls);
+	src->mirror_urls = scratch->mirror_urls;
+	scratch->mirror_urls = NULL;
+	if (!src->validator) {
+		src->validator = scratch->validator;
+		scratch->validator = NULL;
+	}
+	src->no_range = scratch->no_range;
+}
+
 /* The file's cache, resolving the file first if it was listed without a
  * resolution (its origin was down at mount). One thread resolves; the
  * others wait for it without holding a lock. */
 static int file_cache(struct engine_file *f, struct http_client *http, struct cache_file **out)
 {
 	struct engine *e = f->eng;
-	struct source_file scratch = { .entry = f->src.entry, .size = f->src.size };
+	struct source_file scratch;
 	struct cache_file *cf = NULL;
 	char *key = NULL;
 	int rc;
@@ -519,9 +571,9 @@ static int file_cache(struct engine_file *f, struct http_client *http, struct ca
 	if (*out || rc)
 		return *out ? 0 : rc;
 
-	if (f->src.sha256)
-		scratch.sha256 = strdup(f->src.sha256);
-	rc = source_refresh(http, e->cfg, &scratch);
+	rc = scratch_of(f, &scratch);
+	if (rc == 0)
+		rc = source_refresh(e->sources, http, &scratch);
 	if (rc == 0)
 		rc = source_content_key(&scratch, &key);
 	if (rc == 0)
@@ -532,11 +584,7 @@ static int file_cache(struct engine_file *f, struct http_client *http, struct ca
 	f->resolving = false;
 	if (rc == 0) {
 		f->cf = cf;
-		free(f->src.data_url);
-		free(f->src.validator);
-		f->src.data_url = scratch.data_url;
-		f->src.validator = scratch.validator;
-		scratch.data_url = scratch.validator = NULL;
+		adopt_locked(f, &scratch);
 		log_info("event=resolved_late path=%s", f->src.path);
 	}
 	pthread_cond_broadcast(&f->resolved);
@@ -557,21 +605,14 @@ static int file_cache(struct engine_file *f, struct http_client *http, struct ca
 /* Get a fresh data URL from the origin (an expired signature, or none). */
 static int refresh_url(struct engine_file *f, struct http_client *http)
 {
-	struct source_file scratch = {
-		.entry = f->src.entry,
-		.size = f->src.size,
-	};
-	int rc;
+	struct source_file scratch;
+	int rc = scratch_of(f, &scratch);
 
-	pthread_mutex_lock(&f->lock);
-	scratch.validator = f->src.validator ? strdup(f->src.validator) : NULL;
-	pthread_mutex_unlock(&f->lock);
-	rc = source_refresh(http, f->eng->cfg, &scratch);
+	if (rc == 0)
+		rc = source_refresh(f->eng->sources, http, &scratch);
 	if (rc == 0) {
 		pthread_mutex_lock(&f->lock);
-		free(f->src.data_url);
-		f->src.data_url = scratch.data_url;
-		scratch.data_url = NULL;
+		adopt_locked(f, &scratch);
 		pthread_mutex_unlock(&f->lock);
 		log_info("event=url_refreshed path=%s", f->src.path);
 	}
@@ -591,102 +632,181 @@ static int64_t backoff_ms(int attempt, int retry_after_sec)
 	return ms / 2 + rand() % (ms / 2 + 1);	/* jitter: retries of many blocks spread out */
 }
 
-/* Download block idx of f into the cache (or into mem when mem is set):
- * 0 or -errno, retrying transient failures until retry_timeout. */
-static int download_block(struct engine_file *f, struct http_client *http, struct cache_file *cf,
-			  uint64_t idx, char *mem, uint64_t *xxh3, char *out_reason, size_t reason_len)
+/* Where an attempt goes, copied under f->lock (a refresh may swap them). */
+struct attempt {
+	char *url;
+	char *validator;
+	struct source_auth auth;
+};
+
+static void attempt_clear(struct attempt *a)
+{
+	free(a->url);
+	free(a->validator);
+	source_auth_clear(&a->auth);
+}
+
+/* The target of try number `which` (0: the data URL, k: mirror k):
+ * 0, -ENOENT when there is no such mirror, -ENODATA when the data URL
+ * must be resolved first. */
+static int attempt_get(struct engine_file *f, int which, struct attempt *a)
+{
+	const struct source_file *src = &f->src;
+	const char *url;
+	int rc = 0;
+
+	memset(a, 0, sizeof(*a));
+	pthread_mutex_lock(&f->lock);
+	url = which == 0 ? src->data_url : NULL;
+	for (int k = 0; which > 0 && src->mirror_urls && src->mirror_urls[k]; k++)
+		if (k == which - 1)
+			url = src->mirror_urls[k];
+	if (!url)
+		rc = which == 0 ? -ENODATA : -ENOENT;
+	else if (!(a->url = strdup(url)) || source_auth_copy(&a->auth, &src->auth))
+		rc = -ENOMEM;
+	else if (src->validator && http_etag_is_strong(src->validator) &&
+		 !(a->validator = strdup(src->validator)))
+		rc = -ENOMEM;
+	pthread_mutex_unlock(&f->lock);
+	if (rc)
+		attempt_clear(a);
+	return rc;
+}
+
+/* One GET of block idx from a->url into sink: 0 or -errno (http.h). */
+static int attempt_run(struct engine_file *f, struct http_client *http, const struct attempt *a,
+		       struct block_sink *sink, uint32_t len, uint64_t *xxh3, struct http_meta *meta)
+{
+	struct http_request rq = {
+		.url = a->url,
+		.origin_url = a->auth.origin_url,
+		.headers = a->auth.headers,
+		.n_headers = a->auth.n_headers,
+		.authorization = a->auth.authorization,
+		.aws_sigv4 = a->auth.aws_sigv4,
+		.aws_credentials = a->auth.aws_credentials,
+		.aws_session_token = a->auth.aws_session_token,
+		.if_range = a->validator,
+		.range_first = sink->start,
+		.range_len = len,
+		.follow_redirects = true,
+		.cancel = &f->eng->stop,
+	};
+	int rc;
+
+	sink->xxh = XXH3_createState();
+	if (!sink->xxh)
+		return -ENOMEM;
+	XXH3_64bits_reset(sink->xxh);
+	sink->buf_len = 0;
+	rc = http_get(http, &rq, sink_write, sink, meta);
+	if (rc == 0 && !sink->mem)
+		rc = sink_flush(sink);
+	*xxh3 = XXH3_64bits_digest(sink->xxh);
+	XXH3_freeState(sink->xxh);
+	sink->xxh = NULL;
+	return rc;
+}
+
+/* Download block idx from try `which` (see attempt_get), retrying
+ * transient failures until the deadline: 0 or -errno, reason filled. */
+static int download_from(struct engine_file *f, struct http_client *http, struct block_sink *sink,
+			 uint32_t len, int which, uint64_t *xxh3, char *reason, size_t reason_len)
 {
 	struct engine *e = f->eng;
-	uint32_t len = cache_block_len(cf, idx);
 	int64_t deadline = now_ms() + (int64_t)e->cfg->retry_timeout_sec * 1000;
-	int64_t started = now_ms();
 	bool refreshed = false;
-	int rc = -EIO, attempt = 0;
-	char reason[256] = "";
-	char *buf = mem ? NULL : malloc(SINK_BUFFER);
+	int rc, attempt = 0;
 
-	if (!mem && !buf)
-		return -ENOMEM;
 	for (;;) {
-		struct block_sink sink = { .cf = cf, .idx = idx, .mem = mem, .buf = buf,
-					   .start = idx * cache_file_block_size(cf) };
 		struct http_meta meta;
-		struct http_request rq = {
-			.origin_url = f->src.entry->url,
-			.headers = f->src.entry->headers,
-			.n_headers = f->src.entry->n_headers,
-			.authorization = f->src.entry->auth_header,
-			.range_first = sink.start,
-			.range_len = len,
-			.follow_redirects = true,
-			.cancel = &e->stop,
-		};
-		char *url, *validator;
+		struct attempt a;
 
-		pthread_mutex_lock(&f->lock);
-		url = f->src.data_url ? strdup(f->src.data_url) : NULL;
-		validator = f->src.validator && http_etag_is_strong(f->src.validator)
-			? strdup(f->src.validator) : NULL;
-		pthread_mutex_unlock(&f->lock);
-		if (!url) {
-			rc = refresh_url(f, http);
+		rc = attempt_get(f, which, &a);
+		if (rc == -ENODATA) {
+			/* Listed from a stored resolution, or a signed URL to renew. */
 			refreshed = true;
+			rc = refresh_url(f, http);
 			if (rc == 0)
 				continue;
-			free(validator);
-			snprintf(reason, sizeof(reason), "cannot resolve: %s",
+			snprintf(reason, reason_len, "cannot resolve: %s",
 				 rc == -EAGAIN ? "origin unreachable" : strerror(-rc));
-			if (rc == -EAGAIN && now_ms() < deadline && engine_sleep_ms(e, backoff_ms(attempt++, -1)))
+			if (rc == -EAGAIN && now_ms() < deadline &&
+			    engine_sleep_ms(e, backoff_ms(attempt++, -1)))
 				continue;
-			break;
+			return rc;
 		}
-		rq.url = url;
-		rq.if_range = validator;
-		sink.xxh = XXH3_createState();
-		if (!sink.xxh) {
-			free(url);
-			free(validator);
-			rc = -ENOMEM;
-			break;
-		}
-		XXH3_64bits_reset(sink.xxh);
-		rc = http_get(http, &rq, sink_write, &sink, &meta);
-		if (rc == 0 && !mem)
-			rc = sink_flush(&sink);
-		*xxh3 = XXH3_64bits_digest(sink.xxh);
-		XXH3_freeState(sink.xxh);
-		snprintf(reason, sizeof(reason), "%s", meta.error_text ? meta.error_text : strerror(-rc));
-		free(url);
-		free(validator);
-		if (rc == -EACCES && !refreshed && f->src.entry->url &&
-		    meta.final_url && strcmp(meta.final_url, f->src.entry->url) != 0) {
+		if (rc)
+			return rc;
+		rc = attempt_run(f, http, &a, sink, len, xxh3, &meta);
+		snprintf(reason, reason_len, "%s", meta.error_text ? meta.error_text : strerror(-rc));
+		if (rc == -EACCES && which == 0 && !refreshed && meta.final_url &&
+		    a.auth.origin_url && strcmp(meta.final_url, a.auth.origin_url) != 0) {
 			/* A signed link expired: ask the origin for a fresh one, once. */
-			http_meta_clear(&meta);
 			refreshed = true;
-			if (refresh_url(f, http) == 0)
+			rc = refresh_url(f, http);
+			http_meta_clear(&meta);
+			attempt_clear(&a);
+			if (rc == 0)
 				continue;
-			rc = -EACCES;
-			break;
+			return -EACCES;
 		}
+		attempt_clear(&a);
 		if (rc == -EAGAIN && now_ms() < deadline) {
 			int64_t wait = backoff_ms(attempt++, meta.retry_after_sec);
 
 			if (wait > deadline - now_ms())
 				wait = deadline - now_ms();	/* the last try is at the deadline */
-
 			log_warn("event=fetch_retry path=%s block=%llu attempt=%d wait_ms=%lld error=\"%s\"",
-				 f->src.path, (unsigned long long)idx, attempt, (long long)wait, reason);
+				 f->src.path, (unsigned long long)sink->idx, attempt, (long long)wait,
+				 reason);
 			http_meta_clear(&meta);
 			if (engine_sleep_ms(e, wait))
 				continue;
-			rc = -ECANCELED;
-			break;
+			return -ECANCELED;
 		}
 		http_meta_clear(&meta);
-		break;
+		return rc;
 	}
-	free(buf);
-	store_log_fetch(cache_store(e->cache), cache_file_id(cf), idx * cache_file_block_size(cf), len,
+}
+
+static int mirror_count(struct engine_file *f)
+{
+	int n = 0;
+
+	pthread_mutex_lock(&f->lock);
+	while (f->src.mirror_urls && f->src.mirror_urls[n])
+		n++;
+	pthread_mutex_unlock(&f->lock);
+	return n;
+}
+
+/* Download block idx of f into the cache (or into mem when mem is set),
+ * from its data URL, then from each mirror in turn: 0 or -errno. */
+static int download_block(struct engine_file *f, struct http_client *http, struct cache_file *cf,
+			  uint64_t idx, char *mem, uint64_t *xxh3, char *out_reason, size_t reason_len)
+{
+	struct engine *e = f->eng;
+	uint32_t len = cache_block_len(cf, idx);
+	int64_t started = now_ms();
+	char reason[256] = "";
+	struct block_sink sink = { .cf = cf, .idx = idx, .mem = mem,
+				   .start = idx * cache_file_block_size(cf) };
+	int rc = -EIO;
+
+	if (!mem && !(sink.buf = malloc(SINK_BUFFER)))
+		return -ENOMEM;
+	for (int which = 0; which <= mirror_count(f); which++) {
+		if (which > 0)
+			log_warn("event=try_mirror path=%s block=%llu mirror=%d error=\"%s\"",
+				 f->src.path, (unsigned long long)idx, which, reason);
+		rc = download_from(f, http, &sink, len, which, xxh3, reason, sizeof(reason));
+		if (rc == 0 || rc == -ECANCELED || rc == -ENOMEM)
+			break;
+	}
+	free(sink.buf);
+	store_log_fetch(cache_store(e->cache), cache_file_id(cf), sink.start, len,
 			now_ms() - started, rc, rc ? reason : NULL);
 	if (rc == -ESTALE)
 		engine_file_fail(f, -EIO, "the file changed at the origin since it was resolved; "

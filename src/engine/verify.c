@@ -43,15 +43,25 @@ void verify_enqueue(struct engine_file *f)
 	pthread_mutex_unlock(&e->vlock);
 }
 
-/* SHA-256 of f's cached bytes: 0, -ENODATA when a block went missing
- * (evicted, or failed its checksum), -ECANCELED at stop. */
-static int hash_file(struct engine_file *f, struct cache_file *cf, char out[65])
+/* SHA-256 of f's cached bytes into sha256, and when git1 is not NULL its
+ * git blob id ("blob <size>\0" + bytes, SHA-1) into git1: 0, -ENODATA
+ * when a block went missing (evicted, or failed its checksum),
+ * -ECANCELED at stop. */
+static int hash_file(struct engine_file *f, struct cache_file *cf, char sha256[65], char *git1)
 {
 	uint64_t size = cache_file_size(cf);
 	char *buf = malloc(HASH_CHUNK);
-	struct hexhash *h = NULL;
+	struct hexhash *h = NULL, *g = NULL;
 	int rc = buf ? hexhash_new(&h) : -ENOMEM;
 
+	if (rc == 0 && git1) {
+		char head[40];
+		int n = snprintf(head, sizeof(head), "blob %llu", (unsigned long long)size);
+
+		rc = hexhash_new_sha1(&g);
+		if (rc == 0)
+			hexhash_update(g, head, (size_t)n + 1);	/* with its NUL */
+	}
 	for (uint64_t off = 0; rc == 0 && off < size;) {
 		size_t n = size - off < HASH_CHUNK ? (size_t)(size - off) : HASH_CHUNK;
 		ssize_t got = cache_read(cf, buf, off, n);
@@ -60,14 +70,21 @@ static int hash_file(struct engine_file *f, struct cache_file *cf, char out[65])
 			rc = -ECANCELED;
 		else if (got < 0)
 			rc = (int)got;
-		else
+		else {
 			hexhash_update(h, buf, (size_t)got);
+			if (g)
+				hexhash_update(g, buf, (size_t)got);
+		}
 		off += n;
 	}
-	if (rc == 0)
-		hexhash_final(h, out);
-	else
+	if (rc == 0) {
+		hexhash_final(h, sha256);
+		if (g)
+			hexhash_final(g, git1);
+	} else {
 		hexhash_free(h);
+		hexhash_free(g);
+	}
 	free(buf);
 	return rc;
 }
@@ -76,7 +93,8 @@ static void verify_file(struct engine_file *f)
 {
 	struct cache_file *cf;
 	enum store_file_state st;
-	char actual[65], reason[256];
+	char actual[65], git1[65], reason[256];
+	const char *expected, *got;
 	int rc;
 
 	pthread_mutex_lock(&f->lock);
@@ -91,31 +109,35 @@ static void verify_file(struct engine_file *f)
 	}
 	if (!cache_file_complete(cf))
 		return;
-	rc = hash_file(f, cf, actual);
+	rc = hash_file(f, cf, actual, f->src.git_sha1 && !f->src.sha256 ? git1 : NULL);
 	if (rc) {
 		log_info("event=verify_deferred path=%s reason=\"%s\"", f->src.path,
 			 rc == -ENODATA ? "a block is no longer cached" : strerror(-rc));
 		strict_release(f, -EIO);
 		return;
 	}
-	if (!f->src.sha256) {
+	/* The source's SHA-256 when it has one, else a git blob id. */
+	expected = f->src.sha256 ? f->src.sha256 : f->src.git_sha1;
+	got = f->src.sha256 ? actual : git1;
+	if (!expected) {
 		cache_file_set_state(cf, STORE_COMPLETE, actual, NULL);
 		log_info("event=file_complete path=%s sha256=%s", f->src.path, actual);
 		strict_release(f, 0);
 		return;
 	}
-	if (strcmp(actual, f->src.sha256) == 0) {
+	if (strcmp(got, expected) == 0) {
 		cache_file_set_state(cf, STORE_VERIFIED, actual, NULL);
-		log_info("event=file_verified path=%s sha256=%s", f->src.path, actual);
+		log_info("event=file_verified path=%s %s=%s", f->src.path,
+			 f->src.sha256 ? "sha256" : "git_sha1", got);
 		strict_release(f, 0);
 		return;
 	}
-	snprintf(reason, sizeof(reason), "checksum mismatch: expected sha256 %s, got %s",
-		 f->src.sha256, actual);
+	snprintf(reason, sizeof(reason), "checksum mismatch: expected %s %s, got %s",
+		 f->src.sha256 ? "sha256" : "git blob sha1", expected, got);
 	cache_file_set_state(cf, STORE_CORRUPT, actual, reason);
 	cache_file_drop(cf);
 	log_error("event=file_corrupt path=%s expected=%s actual=%s action=\"blocks dropped; "
-		  "reads fail until the source is fixed\"", f->src.path, f->src.sha256, actual);
+		  "reads fail until the source is fixed\"", f->src.path, expected, got);
 	engine_file_fail(f, -EIO, reason);
 	strict_release(f, -EIO);
 }

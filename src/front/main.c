@@ -434,6 +434,7 @@ static int cli_check(int argc, char **argv)
 	struct cli_opts o;
 	struct config *cfg = NULL;
 	struct http_client *http = NULL;
+	struct source_ctx *sources = NULL;
 	int failed = 0;
 
 	if (parse_opts(argc, argv, &o) != 0)
@@ -445,7 +446,8 @@ static int cli_check(int argc, char **argv)
 	log_init(2, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_WARN);
 	if (load_config(o.args[0], &cfg) != 0)
 		return EXIT_USAGE;
-	if (!o.offline && (http_global_init() != 0 || http_client_new(&http) != 0)) {
+	if (!o.offline && (http_global_init() != 0 || http_client_new(&http) != 0 ||
+			   source_ctx_new(cfg, &sources) != 0)) {
 		fprintf(stderr, "modelfs check: cannot start the HTTP client\n");
 		config_free(cfg);
 		return EXIT_MODEL;
@@ -460,13 +462,20 @@ static int cli_check(int argc, char **argv)
 			print_entry_row_offline(e);
 			continue;
 		}
-		source_resolve(http, cfg, e, &files, &n);
+		source_resolve(sources, http, e, &files, &n);
 		for (size_t k = 0; k < n; k++) {
 			const struct source_file *f = &files[k];
-			char detail[300];
+			char detail[400], auth[128];
 
-			snprintf(detail, sizeof(detail), "%s", f->err ? f->error : f->sha256 ?
-				 "sha256 pinned" : f->validator ? "validator from origin" : "");
+			source_auth_describe(sources, f, auth, sizeof(auth));
+			if (f->err)
+				snprintf(detail, sizeof(detail), "%s", f->error);
+			else
+				snprintf(detail, sizeof(detail), "%s%.12s%s%s%.12s auth=%s",
+					 f->revision ? "rev=" : "", f->revision ? f->revision : "",
+					 f->revision ? " " : "",
+					 f->sha256 ? "sha256=" : f->git_sha1 ? "git=" : "etag/date",
+					 f->sha256 ? f->sha256 : f->git_sha1 ? f->git_sha1 : "", auth);
 			print_entry_row(f->path, config_source_name(e->source), f->size,
 					f->err ? "error" : "ok", detail);
 			failed += f->err != 0;
@@ -474,6 +483,7 @@ static int cli_check(int argc, char **argv)
 		source_files_free(files, n);
 	}
 	http_client_free(http);
+	source_ctx_free(sources);
 	if (!o.offline)
 		http_global_cleanup();
 	config_free(cfg);

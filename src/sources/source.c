@@ -6,15 +6,129 @@
 #include "modelfs/source.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "modelfs/hexhash.h"
+#include "source_i.h"
 
-int source_url_resolve(struct http_client *c, const struct config *cfg,
-		       const struct config_entry *e, struct source_file **files, size_t *n);
-int source_url_refresh(struct http_client *c, const struct config *cfg, struct source_file *f);
+/* Every source this build can fetch; others are parsed but left out. */
+static const struct source_ops *const sources[] = {
+	&source_url_ops,
+};
+
+static const struct source_ops *ops_for(enum config_source kind)
+{
+	for (size_t i = 0; i < sizeof(sources) / sizeof(sources[0]); i++)
+		if (sources[i]->kind == kind)
+			return sources[i];
+	return NULL;
+}
+
+static void token_init(struct source_token *t)
+{
+	memset(t, 0, sizeof(*t));
+	pthread_mutex_init(&t->lock, NULL);
+}
+
+static void token_clear(struct source_token *t)
+{
+	if (t->value)
+		explicit_bzero(t->value, strlen(t->value));
+	free(t->value);
+	free(t->name);
+	free(t->user);
+	free(t->error);
+	pthread_mutex_destroy(&t->lock);
+}
+
+int source_ctx_new(const struct config *cfg, struct source_ctx **out)
+{
+	struct source_ctx *ctx = calloc(1, sizeof(*ctx));
+
+	if (!ctx)
+		return -ENOMEM;
+	ctx->cfg = cfg;
+	token_init(&ctx->hf);
+	token_init(&ctx->civitai);
+	*out = ctx;
+	return 0;
+}
+
+void source_ctx_free(struct source_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	token_clear(&ctx->hf);
+	token_clear(&ctx->civitai);
+	free(ctx);
+}
+
+static char *dup_or_null(const char *s, bool *oom)
+{
+	char *d = s ? strdup(s) : NULL;
+
+	if (s && !d)
+		*oom = true;
+	return d;
+}
+
+int source_token_get(struct source_token *t,
+		     int (*lookup)(struct source_token *t),
+		     int (*validate)(struct source_ctx *ctx, struct http_client *c,
+				     struct source_token *t),
+		     struct source_ctx *ctx, struct http_client *c,
+		     char **value, char **name, char **error)
+{
+	bool oom = false;
+	int rc;
+
+	pthread_mutex_lock(&t->lock);
+	if (!t->done) {
+		t->status = lookup(t);
+		if (t->status == 0 && t->value && validate)
+			t->status = validate(ctx, c, t);
+		/* An unreachable service is asked again by the next resolution. */
+		t->done = t->status != -EAGAIN;
+	}
+	rc = t->status;
+	*value = dup_or_null(t->value, &oom);
+	*name = dup_or_null(t->name, &oom);
+	if (error)
+		*error = dup_or_null(t->error, &oom);
+	pthread_mutex_unlock(&t->lock);
+	return oom ? -ENOMEM : rc;
+}
+
+int source_files_new(const struct config_entry *e, size_t n, struct source_file **out)
+{
+	struct source_file *f = calloc(n ? n : 1, sizeof(*f));
+
+	if (!f)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		f[i].entry = e;
+		f[i].size = -1;
+		f[i].mtime = -1;
+	}
+	*out = f;
+	return 0;
+}
+
+void source_set_error(struct source_file *f, int err, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	free(f->error);
+	f->error = strdup(buf);
+	f->err = err;
+}
 
 int source_join_path(const char *dir, const char *name, char **out)
 {
@@ -26,50 +140,61 @@ int source_join_path(const char *dir, const char *name, char **out)
 /* An entry of a source this build cannot fetch yet: listed with a reason. */
 static int unsupported(const struct config_entry *e, struct source_file **files, size_t *n)
 {
-	struct source_file *f = calloc(1, sizeof(*f));
-	char *reason = NULL;
+	struct source_file *f;
+	int rc = source_files_new(e, 1, &f);
 
-	if (!f)
-		return -ENOMEM;
-	f->entry = e;
+	if (rc)
+		return rc;
 	f->size = e->size;
-	f->mtime = -1;
-	f->err = -ENOTSUP;
-	if (asprintf(&reason, "%s entries are not supported yet by this modelfs",
-		     config_source_name(e->source)) < 0 ||
-	    (e->filename && source_join_path(e->dir, e->filename, &f->path)) ||
-	    (!e->filename && source_join_path(e->dir, e->name, &f->path))) {
-		free(reason);
+	source_set_error(f, -ENOTSUP, "%s entries are not supported yet by this modelfs",
+			 config_source_name(e->source));
+	rc = source_join_path(e->dir, e->filename ? e->filename : e->name, &f->path);
+	if (rc || !f->error) {
 		source_files_free(f, 1);
 		return -ENOMEM;
 	}
-	f->error = reason;
 	*files = f;
 	*n = 1;
 	return 0;
 }
 
-int source_resolve(struct http_client *c, const struct config *cfg,
+int source_resolve(struct source_ctx *ctx, struct http_client *c,
 		   const struct config_entry *e, struct source_file **files, size_t *n)
 {
+	const struct source_ops *ops = ops_for(e->source);
+
 	*files = NULL;
 	*n = 0;
-	switch (e->source) {
-	case CONFIG_SOURCE_URL:
-		return source_url_resolve(c, cfg, e, files, n);
-	default:
-		return unsupported(e, files, n);
-	}
+	return ops ? ops->resolve(ctx, c, e, files, n) : unsupported(e, files, n);
 }
 
-int source_refresh(struct http_client *c, const struct config *cfg, struct source_file *f)
+int source_refresh(struct source_ctx *ctx, struct http_client *c, struct source_file *f)
 {
-	switch (f->entry->source) {
-	case CONFIG_SOURCE_URL:
-		return source_url_refresh(c, cfg, f);
-	default:
-		return -ENOTSUP;
+	const struct source_ops *ops = ops_for(f->entry->source);
+
+	return ops ? ops->refresh(ctx, c, f) : -ENOTSUP;
+}
+
+void source_auth_describe(struct source_ctx *ctx, const struct source_file *f,
+			  char *out, size_t outlen)
+{
+	struct source_token *t = f->entry->source == CONFIG_SOURCE_HUGGINGFACE ? &ctx->hf
+			       : f->entry->source == CONFIG_SOURCE_CIVITAI ? &ctx->civitai : NULL;
+	char user[96] = "";
+
+	if (t) {
+		pthread_mutex_lock(&t->lock);
+		snprintf(user, sizeof(user), "%s", t->user ? t->user : "");
+		pthread_mutex_unlock(&t->lock);
 	}
+	if (f->auth.token_name && user[0])
+		snprintf(out, outlen, "%s (user %s)", f->auth.token_name, user);
+	else if (f->auth.token_name)
+		snprintf(out, outlen, "%s", f->auth.token_name);
+	else if (f->auth.authorization)
+		snprintf(out, outlen, "auth_header");
+	else
+		snprintf(out, outlen, "none");
 }
 
 static void spec_add(struct hexhash *h, const char *field, const char *value)
@@ -118,6 +243,8 @@ int source_content_key(const struct source_file *f, char **out)
 
 	if (f->sha256)
 		return asprintf(out, "sha256:%s", f->sha256) < 0 ? -ENOMEM : 0;
+	if (f->git_sha1)
+		return asprintf(out, "git:%s", f->git_sha1) < 0 ? -ENOMEM : 0;
 	/* The URL without its query: a presigned link changes its signature
 	 * on every resolution, not its content. */
 	if (asprintf(&text, "%.*s\n%s\n%lld", (int)strcspn(url, "?#"), url,
@@ -130,12 +257,57 @@ int source_content_key(const struct source_file *f, char **out)
 	return asprintf(out, "url:%s", hash) < 0 ? -ENOMEM : 0;
 }
 
+static void free_secret(char *s)
+{
+	if (s)
+		explicit_bzero(s, strlen(s));
+	free(s);
+}
+
+void source_auth_clear(struct source_auth *a)
+{
+	free(a->origin_url);
+	free_secret(a->authorization);
+	free(a->aws_sigv4);
+	free_secret(a->aws_credentials);
+	free_secret(a->aws_session_token);
+	free(a->token_name);
+	memset(a, 0, sizeof(*a));
+}
+
+int source_auth_copy(struct source_auth *dst, const struct source_auth *src)
+{
+	struct source_auth a = { .headers = src->headers, .n_headers = src->n_headers };
+	bool oom = false;
+
+	a.origin_url = dup_or_null(src->origin_url, &oom);
+	a.authorization = dup_or_null(src->authorization, &oom);
+	a.aws_sigv4 = dup_or_null(src->aws_sigv4, &oom);
+	a.aws_credentials = dup_or_null(src->aws_credentials, &oom);
+	a.aws_session_token = dup_or_null(src->aws_session_token, &oom);
+	a.token_name = dup_or_null(src->token_name, &oom);
+	if (oom) {
+		source_auth_clear(&a);
+		return -ENOMEM;
+	}
+	source_auth_clear(dst);
+	*dst = a;
+	return 0;
+}
+
 void source_file_clear(struct source_file *f)
 {
 	free(f->path);
+	free(f->remote_path);
 	free(f->validator);
+	free(f->revision);
 	free(f->sha256);
-	free(f->data_url);
+	free(f->git_sha1);
+	free_secret(f->data_url);
+	for (size_t i = 0; f->mirror_urls && f->mirror_urls[i]; i++)
+		free(f->mirror_urls[i]);
+	free(f->mirror_urls);
+	source_auth_clear(&f->auth);
 	free(f->error);
 	memset(f, 0, sizeof(*f));
 }

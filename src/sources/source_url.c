@@ -12,11 +12,7 @@
 #include <strings.h>
 
 #include "modelfs/log.h"
-#include "modelfs/source.h"
-
-int source_url_resolve(struct http_client *c, const struct config *cfg,
-		       const struct config_entry *e, struct source_file **files, size_t *n);
-int source_url_refresh(struct http_client *c, const struct config *cfg, struct source_file *f);
+#include "source_i.h"
 
 static int discard(void *ctx, uint64_t offset, const void *data, size_t len)
 {
@@ -63,18 +59,18 @@ static char *disposition_name(const char *cd)
 	return name;
 }
 
-static void __attribute__((format(printf, 3, 4)))
-set_error(struct source_file *f, int err, const char *fmt, ...)
+/* The entry's own headers and Authorization, for its own host only. */
+static int fill_auth(struct source_file *f)
 {
-	char buf[512];
-	va_list ap;
+	const struct config_entry *e = f->entry;
+	struct source_auth a = {
+		.origin_url = (char *)e->url,
+		.authorization = e->auth_header,
+		.headers = e->headers,
+		.n_headers = e->n_headers,
+	};
 
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	free(f->error);
-	f->error = strdup(buf);
-	f->err = err;
+	return source_auth_copy(&f->auth, &a);
 }
 
 /* Turn the probe's outcome into f's fields or its error. */
@@ -88,33 +84,33 @@ static int apply_probe(struct source_file *f, int rc, struct http_meta *m)
 	case 0:
 		break;
 	case -EAGAIN:
-		set_error(f, -EAGAIN, "origin unreachable: %s", m->error_text ? m->error_text : "no answer");
+		source_set_error(f, -EAGAIN, "origin unreachable: %s", m->error_text ? m->error_text : "no answer");
 		return -EAGAIN;
 	case -ENOENT:
-		set_error(f, -ENOENT, "not found at the origin (HTTP %ld): check the url", m->status);
+		source_set_error(f, -ENOENT, "not found at the origin (HTTP %ld): check the url", m->status);
 		return 0;
 	case -EACCES:
-		set_error(f, -EACCES, "access denied (HTTP %ld): check auth_header/headers or the "
+		source_set_error(f, -EACCES, "access denied (HTTP %ld): check auth_header/headers or the "
 			  "link's sharing settings", m->status);
 		return 0;
 	case -EPROTO:
 		if (m->range_ignored)
-			set_error(f, -EPROTO, "the server ignores Range requests, so modelfs "
+			source_set_error(f, -EPROTO, "the server ignores Range requests, so modelfs "
 				  "cannot read it lazily");
 		else
-			set_error(f, -EPROTO, "unusable answer: %s",
+			source_set_error(f, -EPROTO, "unusable answer: %s",
 				  m->error_text ? m->error_text : "malformed response");
 		return 0;
 	default:
-		set_error(f, rc, "resolution failed: %s", m->error_text ? m->error_text : strerror(-rc));
+		source_set_error(f, rc, "resolution failed: %s", m->error_text ? m->error_text : strerror(-rc));
 		return 0;
 	}
 	if (m->total_size < 0) {
-		set_error(f, -EPROTO, "the server gave no size (no Content-Range total)");
+		source_set_error(f, -EPROTO, "the server gave no size (no Content-Range total)");
 		return 0;
 	}
 	if (e->size >= 0 && e->size != m->total_size) {
-		set_error(f, -EPROTO, "size mismatch: the origin has %lld bytes but the config "
+		source_set_error(f, -EPROTO, "size mismatch: the origin has %lld bytes but the config "
 			  "says %lld", (long long)m->total_size, (long long)e->size);
 		return 0;
 	}
@@ -128,7 +124,7 @@ static int apply_probe(struct source_file *f, int rc, struct http_meta *m)
 		f->validator = strdup(m->last_modified);
 	free(f->data_url);
 	f->data_url = strdup(m->final_url ? m->final_url : e->url);
-	if (!f->data_url)
+	if (!f->data_url || fill_auth(f) != 0)
 		return -ENOMEM;
 	if (!e->filename) {
 		char *name = disposition_name(m->content_disposition);
@@ -171,17 +167,15 @@ static int probe(struct http_client *c, struct source_file *f)
 	return rc;
 }
 
-int source_url_resolve(struct http_client *c, const struct config *cfg,
+static int url_resolve(struct source_ctx *ctx, struct http_client *c,
 		       const struct config_entry *e, struct source_file **files, size_t *n)
 {
-	struct source_file *f = calloc(1, sizeof(*f));
-	int rc;
+	struct source_file *f;
+	int rc = source_files_new(e, 1, &f);
 
-	if (!f)
-		return -ENOMEM;
-	f->entry = e;
+	if (rc)
+		return rc;
 	f->size = e->size;
-	f->mtime = -1;
 	if ((e->sha256 && !(f->sha256 = strdup(e->sha256))) ||
 	    source_join_path(e->dir, e->filename ? e->filename : e->name, &f->path)) {
 		source_files_free(f, 1);
@@ -197,7 +191,7 @@ int source_url_resolve(struct http_client *c, const struct config *cfg,
 	return rc;
 }
 
-int source_url_refresh(struct http_client *c, const struct config *cfg, struct source_file *f)
+static int url_refresh(struct source_ctx *ctx, struct http_client *c, struct source_file *f)
 {
 	char *validator = f->validator ? strdup(f->validator) : NULL;
 	int64_t size = f->size;
@@ -212,3 +206,9 @@ int source_url_refresh(struct http_client *c, const struct config *cfg, struct s
 	free(validator);
 	return rc;
 }
+
+const struct source_ops source_url_ops = {
+	.kind = CONFIG_SOURCE_URL,
+	.resolve = url_resolve,
+	.refresh = url_refresh,
+};

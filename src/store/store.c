@@ -7,6 +7,7 @@
 #include "modelfs/store.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -16,7 +17,7 @@
 
 #include "modelfs/log.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 struct store {
 	pthread_mutex_t lock;
@@ -53,6 +54,9 @@ static const char schema[] =
 	"  validator TEXT,"
 	"  sha256 TEXT,"
 	"  resolved_at INTEGER NOT NULL,"
+	"  remote_path TEXT,"
+	"  revision TEXT,"
+	"  git_sha1 TEXT,"
 	"  PRIMARY KEY(entry_id, path));"
 	"CREATE TABLE IF NOT EXISTS fetch_log("
 	"  id INTEGER PRIMARY KEY,"
@@ -136,6 +140,44 @@ static int64_t meta_created_locked(struct store *s)
 	return v;
 }
 
+/* True when table has column; the caller holds s->lock. */
+static bool has_column(struct store *s, const char *table, const char *column)
+{
+	sqlite3_stmt *st = NULL;
+	char sql[128];
+	bool found = false;
+
+	snprintf(sql, sizeof(sql), "PRAGMA table_info(%s)", table);
+	if (prepare(s, sql, &st) == 0)
+		while (!found && sqlite3_step(st) == SQLITE_ROW)
+			found = strcmp((const char *)sqlite3_column_text(st, 1), column) == 0;
+	sqlite3_finalize(st);
+	return found;
+}
+
+/* Bring an index written by an older modelfs up to this schema, in the
+ * open transaction. Version 2 added what a repo file needs to be read
+ * again offline. */
+static int migrate_locked(struct store *s)
+{
+	static const char *const v2_columns[] = { "remote_path", "revision", "git_sha1" };
+	char sql[128];
+	int rc = 0;
+
+	for (size_t i = 0; rc == 0 && i < sizeof(v2_columns) / sizeof(v2_columns[0]); i++) {
+		if (has_column(s, "resolutions", v2_columns[i]))
+			continue;
+		snprintf(sql, sizeof(sql), "ALTER TABLE resolutions ADD COLUMN %s TEXT", v2_columns[i]);
+		rc = exec_locked(s, sql, "migrate");
+	}
+	if (rc == 0) {
+		snprintf(sql, sizeof(sql), "UPDATE meta SET value='%d' WHERE key='schema_version'",
+			 STORE_SCHEMA_VERSION);
+		rc = exec_locked(s, sql, "migrate_version");
+	}
+	return rc;
+}
+
 int store_open(const char *db_path, struct store **out)
 {
 	struct store *s = calloc(1, sizeof(*s));
@@ -162,6 +204,8 @@ int store_open(const char *db_path, struct store **out)
 	if (rc)
 		goto fail;
 	rc = exec_locked(s, schema, "schema");
+	if (rc == 0)
+		rc = migrate_locked(s);
 	if (rc == 0) {
 		snprintf(sql, sizeof(sql),
 			 "INSERT OR IGNORE INTO meta VALUES('schema_version','%d');"
@@ -491,7 +535,8 @@ int store_resolution_get(struct store *s, const char *entry_id,
 
 	pthread_mutex_lock(&s->lock);
 	rc = prepare(s, "SELECT entry_id,path,spec_hash,file_key,size,mtime,validator,sha256,"
-		     "resolved_at FROM resolutions WHERE entry_id=? ORDER BY path", &st);
+		     "resolved_at,remote_path,revision,git_sha1 FROM resolutions "
+		     "WHERE entry_id=? ORDER BY path", &st);
 	if (rc)
 		goto out;
 	sqlite3_bind_text(st, 1, entry_id, -1, SQLITE_STATIC);
@@ -512,6 +557,9 @@ int store_resolution_get(struct store *s, const char *entry_id,
 			.validator = col_strdup(st, 6),
 			.sha256 = col_strdup(st, 7),
 			.resolved_at = sqlite3_column_int64(st, 8),
+			.remote_path = col_strdup(st, 9),
+			.revision = col_strdup(st, 10),
+			.git_sha1 = col_strdup(st, 11),
 		};
 		count++;
 	}
@@ -545,7 +593,8 @@ int store_resolution_put(struct store *s, const char *entry_id,
 	}
 	if (rc == 0)
 		rc = prepare(s, "INSERT INTO resolutions(entry_id,path,spec_hash,file_key,size,"
-			     "mtime,validator,sha256,resolved_at) VALUES(?,?,?,?,?,?,?,?,?)", &ins);
+			     "mtime,validator,sha256,resolved_at,remote_path,revision,git_sha1) "
+			     "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)", &ins);
 	for (int i = 0; rc == 0 && i < n; i++) {
 		sqlite3_reset(ins);
 		sqlite3_bind_text(ins, 1, entry_id, -1, SQLITE_STATIC);
@@ -557,6 +606,9 @@ int store_resolution_put(struct store *s, const char *entry_id,
 		bind_text_or_null(ins, 7, r[i].validator);
 		bind_text_or_null(ins, 8, r[i].sha256);
 		sqlite3_bind_int64(ins, 9, r[i].resolved_at);
+		bind_text_or_null(ins, 10, r[i].remote_path);
+		bind_text_or_null(ins, 11, r[i].revision);
+		bind_text_or_null(ins, 12, r[i].git_sha1);
 		rc = sql_errno(s, sqlite3_step(ins), "resolution_put");
 	}
 	exec_locked(s, rc ? "ROLLBACK" : "COMMIT", "end");
@@ -576,6 +628,9 @@ void store_resolutions_free(struct store_resolution *r, int n)
 		free(r[i].file_key);
 		free(r[i].validator);
 		free(r[i].sha256);
+		free(r[i].remote_path);
+		free(r[i].revision);
+		free(r[i].git_sha1);
 	}
 	free(r);
 }

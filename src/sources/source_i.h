@@ -1,0 +1,56 @@
+/*
+ * source_i.h: what the sources share, private to src/sources/. Each
+ * source is a file with a struct source_ops; source.c dispatches on the
+ * entry's kind.
+ */
+#ifndef MODELFS_SOURCE_I_H
+#define MODELFS_SOURCE_I_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "modelfs/source.h"
+
+/* One service's credential, looked up and validated once per config.
+ * The lock is held while that happens (one request at start-up), so
+ * that every resolution of that service waits for the verdict. */
+struct source_token {
+	pthread_mutex_t lock;
+	bool done;			/* protected by lock */
+	char *value;			/* NULL: none found; secret; protected by lock */
+	char *name;			/* where it came from, e.g. "HF_TOKEN"; protected by lock */
+	char *user;			/* whom the service says it is; protected by lock */
+	int status;			/* 0 valid (or none), -EACCES refused, -EAGAIN unknown */
+	char *error;			/* why it was refused; protected by lock */
+};
+
+struct source_ctx {
+	const struct config *cfg;
+	struct source_token hf, civitai;
+};
+
+struct source_ops {
+	enum config_source kind;
+	int (*resolve)(struct source_ctx *ctx, struct http_client *c,
+		       const struct config_entry *e, struct source_file **files, size_t *n);
+	int (*refresh)(struct source_ctx *ctx, struct http_client *c, struct source_file *f);
+};
+
+extern const struct source_ops source_url_ops;
+
+/* A zeroed array of n files for e, each with entry set, size and mtime
+ * unknown: 0 or -ENOMEM. */
+int source_files_new(const struct config_entry *e, size_t n, struct source_file **out);
+/* Set f->err and f->error from a printf format. */
+void source_set_error(struct source_file *f, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* The token slot's value, name and status, looked up (and validated by
+ * validate, once) under its lock; copies the caller frees. */
+int source_token_get(struct source_token *t,
+		     int (*lookup)(struct source_token *t),
+		     int (*validate)(struct source_ctx *ctx, struct http_client *c,
+				     struct source_token *t),
+		     struct source_ctx *ctx, struct http_client *c,
+		     char **value, char **name, char **error);
+
+#endif
