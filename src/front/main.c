@@ -22,6 +22,7 @@
 
 #include "modelfs/cache.h"
 #include "modelfs/config.h"
+#include "modelfs/config_fetch.h"
 #include "modelfs/engine.h"
 #include "modelfs/fs.h"
 #include "modelfs/http.h"
@@ -41,9 +42,10 @@ extern char **environ;
 static const char usage_text[] =
 	"usage: modelfs COMMAND [OPTIONS]\n"
 	"\n"
-	"  mount [-f] [-o FUSEOPTS] CONFIG [MOUNTPOINT]\n"
+	"  mount [-f] [-o FUSEOPTS] [CONFIG [MOUNTPOINT]]\n"
 	"        mount the models of CONFIG (default mountpoint " DEFAULT_MOUNTPOINT ");\n"
 	"        returns when the mount is live; unmount with fusermount3 -u MOUNTPOINT\n"
+	"        CONFIG is a file or an http(s) URL; default $PROVISION_URL\n"
 	"  check [--offline] CONFIG\n"
 	"        validate CONFIG and resolve every entry; exit 1 if any fails\n"
 	"\n"
@@ -120,7 +122,7 @@ static const char *cache_dir_for(const struct cli_opts *o, const struct config *
 		return o->cache_dir;
 	if (env && env[0])
 		return env;
-	if (cfg->cache_dir)
+	if (cfg && cfg->cache_dir)
 		return cfg->cache_dir;
 	if (geteuid() == 0)
 		return "/var/cache/modelfs";
@@ -134,14 +136,37 @@ static const char *cache_dir_for(const struct cli_opts *o, const struct config *
 	return buf;
 }
 
-static int load_config(const char *path, struct config **cfg)
+/* Load the config named on the command line (or by $PROVISION_URL): a
+ * file, or a URL fetched into the cache dir. 0, -EINVAL for a bad config
+ * (exit 2), other -errno when a URL could not be had (exit 1). */
+static int load_config(const struct cli_opts *o, const char *arg, struct config **cfg)
 {
 	struct config_error err;
-	int rc = config_load(path, cfg, &err);
+	char cache_buf[PATH_MAX], *fetched = NULL;
+	const char *path = arg;
+	int rc;
 
+	if (config_is_url(arg)) {
+		rc = config_fetch(arg, cache_dir_for(o, NULL, cache_buf, sizeof(cache_buf)), &fetched);
+		if (rc)
+			return -EIO;	/* not the config's fault: exit 1, not 2 */
+		path = fetched;
+	}
+	rc = config_load(path, cfg, &err);
 	if (rc)
 		fprintf(stderr, "modelfs: %s\n", err.msg);
+	free(fetched);
 	return rc;
+}
+
+/* CONFIG from the command line, else $PROVISION_URL; NULL when neither. */
+static const char *config_arg(const struct cli_opts *o)
+{
+	const char *env = getenv("PROVISION_URL");
+
+	if (o->nargs >= 1)
+		return o->args[0];
+	return env && env[0] ? env : NULL;
 }
 
 static void limits_from_config(const struct config *cfg, struct cache_limits *lim)
@@ -302,15 +327,16 @@ static int cli_mount(int argc, char **argv)
 
 	if (parse_opts(argc, argv, &o) != 0)
 		return EXIT_USAGE;
-	if (o.nargs < 1 || o.nargs > 2) {
-		fputs(o.nargs < 1 ? "modelfs mount: CONFIG is missing\n" : "modelfs mount: too many "
-		      "arguments\n", stderr);
+	if (!config_arg(&o) || o.nargs > 2) {
+		fputs(o.nargs > 2 ? "modelfs mount: too many arguments\n" : "modelfs mount: CONFIG is "
+		      "missing (give a file or URL, or set PROVISION_URL)\n", stderr);
 		fputs(usage_text, stderr);
 		return EXIT_USAGE;
 	}
 	log_init(2, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
-	if (load_config(o.args[0], &cfg) != 0)
-		return EXIT_USAGE;
+	rc = load_config(&o, config_arg(&o), &cfg);
+	if (rc)
+		return rc == -EINVAL || rc == -ENOENT || rc == -EISDIR ? EXIT_USAGE : EXIT_MODEL;
 	mnt = o.nargs == 2 ? o.args[1] : cfg->mountpoint ? cfg->mountpoint : DEFAULT_MOUNTPOINT;
 	cache_dir = cache_dir_for(&o, cfg, cache_buf, sizeof(cache_buf));
 	if (prepare_mountpoint(mnt) != 0)
@@ -335,8 +361,6 @@ static int cli_mount(int argc, char **argv)
 		 o.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 	log_set_console(o.foreground ? -1 : 2);
 	raise_fd_limit();
-	if (http_global_init() != 0)
-		goto out;
 	limits_from_config(cfg, &lim);
 	rc = cache_open(cache_dir, &lim, &cache);
 	if (rc) {
@@ -390,7 +414,6 @@ out:
 	tree_free(tree);
 	cache_close(cache);
 	config_free(cfg);
-	http_global_cleanup();
 	if (log_fd >= 0)
 		close(log_fd);
 	return code;
@@ -435,19 +458,19 @@ static int cli_check(int argc, char **argv)
 	struct config *cfg = NULL;
 	struct http_client *http = NULL;
 	struct source_ctx *sources = NULL;
-	int failed = 0;
+	int failed = 0, rc;
 
 	if (parse_opts(argc, argv, &o) != 0)
 		return EXIT_USAGE;
-	if (o.nargs != 1) {
-		fputs("modelfs check: give exactly one CONFIG\n", stderr);
+	if (!config_arg(&o) || o.nargs > 1) {
+		fputs("modelfs check: give one CONFIG (a file or URL), or set PROVISION_URL\n", stderr);
 		return EXIT_USAGE;
 	}
 	log_init(2, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_WARN);
-	if (load_config(o.args[0], &cfg) != 0)
-		return EXIT_USAGE;
-	if (!o.offline && (http_global_init() != 0 || http_client_new(&http) != 0 ||
-			   source_ctx_new(cfg, &sources) != 0)) {
+	rc = load_config(&o, config_arg(&o), &cfg);
+	if (rc)
+		return rc == -EINVAL || rc == -ENOENT || rc == -EISDIR ? EXIT_USAGE : EXIT_MODEL;
+	if (!o.offline && (http_client_new(&http) != 0 || source_ctx_new(cfg, &sources) != 0)) {
 		fprintf(stderr, "modelfs check: cannot start the HTTP client\n");
 		config_free(cfg);
 		return EXIT_MODEL;
@@ -484,8 +507,6 @@ static int cli_check(int argc, char **argv)
 	}
 	http_client_free(http);
 	source_ctx_free(sources);
-	if (!o.offline)
-		http_global_cleanup();
 	config_free(cfg);
 	if (failed)
 		fprintf(stderr, "modelfs check: %d entr%s failed\n", failed, failed == 1 ? "y" : "ies");
@@ -494,6 +515,8 @@ static int cli_check(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	int code = EXIT_USAGE;
+
 	if (argc < 2) {
 		fputs(usage_text, stderr);
 		return EXIT_USAGE;
@@ -507,11 +530,19 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* Once, before any thread: libcurl's global state. */
+	if (http_global_init() != 0) {
+		fputs("modelfs: cannot initialise libcurl\n", stderr);
+		return EXIT_MODEL;
+	}
 	if (strcmp(argv[1], "mount") == 0)
-		return cli_mount(argc - 1, argv + 1);
-	if (strcmp(argv[1], "check") == 0)
-		return cli_check(argc - 1, argv + 1);
-	fprintf(stderr, "modelfs: unknown command '%s'\n\n", argv[1]);
-	fputs(usage_text, stderr);
-	return EXIT_USAGE;
+		code = cli_mount(argc - 1, argv + 1);
+	else if (strcmp(argv[1], "check") == 0)
+		code = cli_check(argc - 1, argv + 1);
+	else {
+		fprintf(stderr, "modelfs: unknown command '%s'\n\n", argv[1]);
+		fputs(usage_text, stderr);
+	}
+	http_global_cleanup();
+	return code;
 }

@@ -108,3 +108,25 @@ def test_check_reports_a_missing_file(hub, modelfs_bin, tmp_path):
     assert r.returncode == 1
     assert re.search(r"VAE/here\.bin\s+url\s+1000 B\s+ok", r.stdout), r.stdout
     assert re.search(r"VAE/gone\.bin.*error.*not found", r.stdout), r.stdout
+
+
+def test_config_from_a_url_and_provision_url_with_offline_copy(hub, mount, modelfs_bin, tmp_path):
+    src, _ = hub.add_file("pv.bin", 3 * MiB)
+    cfg_text = config({"vae": {"p": '"%s"' % hub.url("pv.bin")}})
+    hub.add_file("provision/models.toml", data=cfg_text.encode())
+    url = hub.url("provision/models.toml") + "?token=cfg-secret-7788"
+    cache = tmp_path / "cache"
+    # By URL on the command line.
+    r = run([modelfs_bin, "check", "--cache-dir", cache, url])
+    assert r.returncode == 0, r.stderr
+    assert "VAE/pv.bin" in r.stdout and "cfg-secret-7788" not in r.stdout + r.stderr
+    # By $PROVISION_URL, with the origin gone: the kept copy is used.
+    hub.faults(path="provision/*", down=True)
+    r = run([modelfs_bin, "check", "--offline", "--cache-dir", cache],
+            env={**os.environ, "PROVISION_URL": url})
+    assert r.returncode == 0, r.stderr
+    assert "using the copy" in r.stderr and "cfg-secret-7788" not in r.stderr
+    assert "VAE/pv.bin" in r.stdout
+    # No copy for another URL: a clear failure, exit 1.
+    r = run([modelfs_bin, "check", "--cache-dir", cache, hub.url("provision/other.toml")])
+    assert r.returncode == 1 and "cannot fetch the config" in r.stderr
