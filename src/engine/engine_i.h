@@ -52,6 +52,7 @@ struct engine_file {
 	pthread_mutex_t lock;
 	struct cache_file *cf;		/* NULL until resolved; protected by lock */
 	bool resolving;			/* a worker resolves it; protected by lock */
+	bool streaming;			/* no Range: a worker streams it; protected by lock */
 	pthread_cond_t resolved;	/* with lock: resolving ended */
 	atomic_bool verify_queued;
 	struct inflight **inflight;	/* [nblocks]; protected by lock */

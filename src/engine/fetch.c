@@ -309,6 +309,10 @@ static void readahead(struct engine_file *f, uint64_t first, uint64_t last)
 	int n = 0;
 
 	pthread_mutex_lock(&f->lock);
+	if (f->src.no_range) {
+		pthread_mutex_unlock(&f->lock);
+		return;		/* its one stream is in order anyway */
+	}
 	if (f->ra_seen && first == f->ra_last + 1)
 		f->ra_window = f->ra_window ? f->ra_window * 2 : 2;
 	else if (!f->ra_seen || first > f->ra_last + 1 || last < f->ra_last)
@@ -832,18 +836,246 @@ static bool drop_unwanted(struct engine_file *f, struct inflight *inf)
 	return unwanted;
 }
 
+/* Take inf out of whichever queue holds it (a streamer completes blocks
+ * that are still queued). */
+static void dequeue(struct engine *e, struct inflight *inf)
+{
+	pthread_mutex_lock(&e->qlock);
+	for (int q = 0; inf->queued && q < 2; q++) {
+		struct inflight **head = q ? &e->ra_head : &e->demand_head;
+		struct inflight **tail = q ? &e->ra_tail : &e->demand_tail;
+		struct inflight *prev = NULL;
+
+		for (struct inflight **pp = head; *pp; prev = *pp, pp = &(*pp)->qnext) {
+			if (*pp != inf)
+				continue;
+			*pp = inf->qnext;
+			if (*tail == inf)
+				*tail = prev;
+			inf->queued = false;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&e->qlock);
+}
+
+/* Block idx of f is done: rc, and its bytes are in the cache (held by
+ * the caller when held) or in mem. Take its inflight out and answer
+ * every reader waiting for it. */
+static void complete_block(struct engine_file *f, struct cache_file *cf, uint64_t idx, int rc,
+			   const char *mem, bool held, const char *reason)
+{
+	struct inflight *inf;
+	struct waiter *w, *next;
+
+	pthread_mutex_lock(&f->lock);
+	inf = f->inflight[idx];
+	f->inflight[idx] = NULL;
+	w = inf ? inf->waiters : NULL;
+	if (rc && rc != -ECANCELED && rc != -ENOSPC) {
+		f->failed_idx = idx;
+		f->failed_until_ms = now_ms() + FAILED_BLOCK_MS;
+		f->failed_err = rc == -EACCES ? -EACCES : -EIO;
+	}
+	pthread_mutex_unlock(&f->lock);
+	if (inf)
+		dequeue(f->eng, inf);
+	/* One line per failure a reader sees; a readahead block nobody waited
+	 * for is only worth a note. */
+	if (rc && rc != -ECANCELED)
+		log_msg(w ? LOG_LVL_ERROR : LOG_LVL_INFO,
+			"event=%s path=%s block=%llu error=\"%s\"", w ? "fetch_failed" : "readahead_failed",
+			f->src.path, (unsigned long long)idx, reason && reason[0] ? reason : strerror(-rc));
+	for (; w; w = next) {
+		next = w->next;
+		if (rc)
+			read_error(w->pr, rc == -EACCES ? -EACCES : -EIO);
+		else if (mem)
+			deliver_mem(w->pr, idx, mem);
+		else if (deliver_cached(w->pr, cf, idx) == -ENODATA)
+			read_error(w->pr, -EIO);	/* not reachable while held */
+		read_finish(w->pr);
+		free(w);
+	}
+	/* A strict file can only be verified from the cache. */
+	if (rc || (mem && !held)) {
+		bool parked;
+
+		pthread_mutex_lock(&f->lock);
+		parked = f->parked != NULL;
+		pthread_mutex_unlock(&f->lock);
+		if (parked) {
+			if (!rc)
+				log_error("event=strict_unservable path=%s error=\"verify = strict needs "
+					  "the whole file in the cache, and the cache has no room\"",
+					  f->src.path);
+			strict_release(f, rc == -EACCES ? -EACCES : -EIO);
+		}
+	}
+	if (held) {
+		cache_block_release(cf, idx);
+		if (cache_file_complete(cf))
+			verify_enqueue(f);
+	}
+	free(inf);
+}
+
+/* ---- origins without Range: one stream, in order ---------------------- */
+
+struct stream_sink {
+	struct engine_file *f;
+	struct cache_file *cf;
+	uint64_t idx;			/* the block being filled */
+	uint32_t fill;
+	char *block;			/* its bytes so far */
+};
+
+/* A whole block arrived: cache it if it is missing and there is room,
+ * and answer its readers from memory either way. */
+static void stream_block_done(struct stream_sink *s)
+{
+	uint32_t len = cache_block_len(s->cf, s->idx);
+	bool held = false;
+
+	if (!cache_block_present(s->cf, s->idx) && cache_block_reserve(s->cf, s->idx) == 0) {
+		if (cache_block_write(s->cf, s->idx, 0, s->block, len) == 0 &&
+		    cache_block_commit(s->cf, s->idx, XXH3_64bits(s->block, len)) == 0)
+			held = true;
+		else
+			cache_block_abort(s->cf, s->idx);
+	}
+	complete_block(s->f, s->cf, s->idx, 0, s->block, held, NULL);
+	s->idx++;
+	s->fill = 0;
+}
+
+static int stream_write(void *ctx, uint64_t offset, const void *data, size_t len)
+{
+	struct stream_sink *s = ctx;
+	const char *p = data;
+
+	while (len > 0) {
+		uint32_t want = cache_block_len(s->cf, s->idx) - s->fill;
+		uint32_t n = len < want ? (uint32_t)len : want;
+
+		if (want == 0)
+			return -EPROTO;		/* more bytes than the file has */
+		memcpy(s->block + s->fill, p, n);
+		s->fill += n;
+		p += n;
+		len -= n;
+		if (s->fill == cache_block_len(s->cf, s->idx))
+			stream_block_done(s);
+	}
+	return 0;
+}
+
+/* Stream the whole file once, retrying a broken stream from the start
+ * until the deadline: 0 or -errno (blocks not reached are the caller's). */
+static int stream_pass(struct engine_file *f, struct http_client *http, struct cache_file *cf,
+		       char *reason, size_t reason_len)
+{
+	struct engine *e = f->eng;
+	int64_t deadline = now_ms() + (int64_t)e->cfg->retry_timeout_sec * 1000;
+	struct stream_sink s = { .f = f, .cf = cf };
+	int rc, attempt = 0;
+
+	s.block = malloc(cache_file_block_size(cf));
+	if (!s.block)
+		return -ENOMEM;
+	for (;;) {
+		struct http_meta meta;
+		struct attempt a;
+		struct http_request rq = { .follow_redirects = true, .cancel = &e->stop };
+
+		rc = attempt_get(f, 0, &a);
+		if (rc)
+			break;
+		rq.url = a.url;
+		rq.origin_url = a.auth.origin_url;
+		rq.headers = a.auth.headers;
+		rq.n_headers = a.auth.n_headers;
+		rq.authorization = a.auth.authorization;
+		s.idx = 0;
+		s.fill = 0;
+		rc = http_get(http, &rq, stream_write, &s, &meta);
+		if (rc == 0 && s.idx != f->nblocks)
+			rc = -EAGAIN;		/* fewer bytes than the file has */
+		snprintf(reason, reason_len, "%s", meta.error_text ? meta.error_text : strerror(-rc));
+		attempt_clear(&a);
+		if (rc == -EAGAIN && now_ms() < deadline &&
+		    engine_sleep_ms(e, backoff_ms(attempt++, meta.retry_after_sec))) {
+			http_meta_clear(&meta);
+			continue;
+		}
+		http_meta_clear(&meta);
+		break;
+	}
+	free(s.block);
+	return rc;
+}
+
+/* inf's file ignores Range. One worker streams it; blocks come in order
+ * and readers wait for theirs. Blocks wanted after the stream passed
+ * them (evicted meanwhile) get another pass. */
+static void fetch_streamed(struct engine_file *f, struct inflight *inf, struct http_client *http)
+{
+	struct cache_file *cf = NULL;
+	char reason[256] = "";
+	bool pending = true;
+	int rc;
+
+	pthread_mutex_lock(&f->lock);
+	if (f->streaming) {
+		pthread_mutex_unlock(&f->lock);
+		return;		/* the streamer completes inf when it gets there */
+	}
+	f->streaming = true;
+	pthread_mutex_unlock(&f->lock);
+	log_info("event=stream_start path=%s reason=\"the origin ignores Range\"", f->src.path);
+	rc = file_cache(f, http, &cf);
+	for (int pass = 0; rc == 0 && pending && pass < 3; pass++) {
+		rc = stream_pass(f, http, cf, reason, sizeof(reason));
+		pending = false;
+		pthread_mutex_lock(&f->lock);
+		for (uint64_t i = 0; i < f->nblocks && !pending; i++)
+			pending = f->inflight[i] != NULL;
+		pthread_mutex_unlock(&f->lock);
+	}
+	if (rc == 0 && pending)
+		rc = -EIO;
+	for (uint64_t i = 0; rc && i < f->nblocks; i++) {
+		bool wanted;
+
+		pthread_mutex_lock(&f->lock);
+		wanted = f->inflight[i] != NULL;
+		pthread_mutex_unlock(&f->lock);
+		if (wanted)
+			complete_block(f, cf, i, rc, NULL, false, reason);
+	}
+	pthread_mutex_lock(&f->lock);
+	f->streaming = false;
+	pthread_mutex_unlock(&f->lock);
+}
+
 /* Fetch inf's block, then wake its waiters. */
 static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct http_client *http)
 {
 	struct engine *e = f->eng;
 	struct cache_file *cf = NULL;
-	struct waiter *w, *next;
 	char *mem = NULL;
 	uint64_t xxh3 = 0;
-	bool held = false, have_mem = false;
+	bool held = false, have_mem = false, no_range;
 	char reason[256] = "";
 	int rc;
 
+	pthread_mutex_lock(&f->lock);
+	no_range = f->src.no_range;
+	pthread_mutex_unlock(&f->lock);
+	if (no_range) {
+		fetch_streamed(f, inf, http);
+		return;
+	}
 	rc = file_cache(f, http, &cf);
 	for (int attempt = 0; rc == -EAGAIN; attempt++) {
 		if (attempt * (int64_t)BACKOFF_MAX_MS >= e->cfg->retry_timeout_sec * 1000LL ||
@@ -882,52 +1114,7 @@ static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct h
 		}
 	}
 done:
-	pthread_mutex_lock(&f->lock);
-	f->inflight[inf->idx] = NULL;
-	w = inf->waiters;
-	if (rc && rc != -ECANCELED && rc != -ENOSPC) {
-		f->failed_idx = inf->idx;
-		f->failed_until_ms = now_ms() + FAILED_BLOCK_MS;
-		f->failed_err = rc == -EACCES ? -EACCES : -EIO;
-	}
-	pthread_mutex_unlock(&f->lock);
-	/* One line per failure a reader sees; a readahead block nobody waited
-	 * for is only worth a note. */
-	if (rc && rc != -ECANCELED)
-		log_msg(w ? LOG_LVL_ERROR : LOG_LVL_INFO,
-			"event=%s path=%s block=%llu error=\"%s\"", w ? "fetch_failed" : "readahead_failed",
-			f->src.path, (unsigned long long)inf->idx, reason[0] ? reason : strerror(-rc));
-	for (; w; w = next) {
-		next = w->next;
-		if (rc)
-			read_error(w->pr, rc == -EACCES ? -EACCES : -EIO);
-		else if (mem)
-			deliver_mem(w->pr, inf->idx, mem);
-		else if (deliver_cached(w->pr, cf, inf->idx) == -ENODATA)
-			read_error(w->pr, -EIO);	/* not reachable while held */
-		read_finish(w->pr);
-		free(w);
-	}
-	/* A strict file can only be verified from the cache. */
-	if (rc || mem) {
-		bool parked;
-
-		pthread_mutex_lock(&f->lock);
-		parked = f->parked != NULL;
-		pthread_mutex_unlock(&f->lock);
-		if (parked) {
-			if (mem)
-				log_error("event=strict_unservable path=%s error=\"verify = strict needs "
-					  "the whole file in the cache, and the cache has no room\"",
-					  f->src.path);
-			strict_release(f, rc == -EACCES ? -EACCES : -EIO);
-		}
-	}
-	if (held) {
-		cache_block_release(cf, inf->idx);
-		if (cache_file_complete(cf))
-			verify_enqueue(f);
-	}
+	complete_block(f, cf, inf->idx, rc, mem, held, reason);
 	free(mem);
 	if (have_mem) {
 		pthread_mutex_lock(&e->mem_lock);
@@ -935,7 +1122,6 @@ done:
 		pthread_cond_signal(&e->mem_cond);
 		pthread_mutex_unlock(&e->mem_lock);
 	}
-	free(inf);
 }
 
 static void *worker_main(void *arg)

@@ -94,12 +94,14 @@ static int apply_probe(struct source_file *f, int rc, struct http_meta *m)
 			  "link's sharing settings", m->status);
 		return 0;
 	case -EPROTO:
-		if (m->range_ignored)
-			source_set_error(f, -EPROTO, "the server ignores Range requests, so modelfs "
-				  "cannot read it lazily");
-		else
-			source_set_error(f, -EPROTO, "unusable answer: %s",
-				  m->error_text ? m->error_text : "malformed response");
+		/* A server that ignores Range still serves the file: the engine
+		 * streams it once, in order. Nothing else is usable. */
+		if (m->range_ignored && m->total_size >= 0) {
+			f->no_range = true;
+			break;
+		}
+		source_set_error(f, -EPROTO, "unusable answer: %s",
+				 m->error_text ? m->error_text : "malformed response");
 		return 0;
 	default:
 		source_set_error(f, rc, "resolution failed: %s", m->error_text ? m->error_text : strerror(-rc));

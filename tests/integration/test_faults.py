@@ -22,7 +22,7 @@ def one_file(hub, mount, name, size=2 * MiB, settings="retry_timeout = 3", **kw)
 
 
 @pytest.mark.parametrize("fault", [
-    {"ignore_range": True},
+    {"ignore_range": True},     # after resolution: the file was resolved with Range
     {"html_error": True},
     {"wrong_content_range": True},
 ])
@@ -155,3 +155,17 @@ def test_a_dead_origin_fails_a_read_within_retry_timeout(hub, mount):
             f.read()
     # Not twice the timeout: the kernel's immediate retries fail at once.
     assert time.monotonic() - t0 < 3 + 2
+
+
+def test_origin_without_range_support_is_streamed_once(hub, mount):
+    src, sha = hub.add_file("norange.bin", 9 * MiB + 5)
+    hub.faults(path="norange.bin", ignore_range=True)
+    m = mount(config({"vae": {"n": url_entry(hub.url("norange.bin"), sha256=sha)}}))
+    path = m.path / "VAE" / "norange.bin"
+    # A read in the middle waits for the stream to get there.
+    assert pread(path, 6 * MiB + 3, 1000) == src.read_bytes()[6 * MiB + 3:6 * MiB + 1003]
+    assert path.read_bytes() == src.read_bytes()
+    gets = [r for r in hub.requests(path="norange.bin") if r["method"] == "GET"]
+    # One whole stream (the resolution probe stops after the headers).
+    assert sum(1 for r in gets if r["bytes"] == 9 * MiB + 5) == 1
+    wait_for(lambda: xattr(path, "state") == "verified", what="verified")
