@@ -64,6 +64,9 @@ struct source_ctx;
 int source_ctx_new(const struct config *cfg, struct source_ctx **out);
 void source_ctx_free(struct source_ctx *ctx);
 
+/* True when this build can fetch entries of this kind. */
+bool source_supported(enum config_source kind);
+
 /* Resolve e into *files (*n of them). Returns 0 when the entry could be
  * looked at (each file then carries its own err), or -EAGAIN when the
  * origin could not be reached (the caller may reuse an older resolution). */

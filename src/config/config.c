@@ -1537,6 +1537,166 @@ static int entry_place(struct parser *p, struct config_entry *e)
 	return 0;
 }
 
+/* ---- links people paste ---------------------------------------------- */
+
+/* The authority ("host[:port]") of an http(s) URL into out, lowercase;
+ * false when url is not one. */
+static bool url_authority(const char *url, char *out, size_t outlen)
+{
+	const char *s = strstr(url, "://");
+	size_t n;
+
+	if (!s || (strncasecmp(url, "http", 4) != 0))
+		return false;
+	s += 3;
+	n = strcspn(s, "/?#");
+	if (n == 0 || n >= outlen)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		out[i] = (char)tolower((unsigned char)s[i]);
+	out[n] = '\0';
+	return true;
+}
+
+/* True when url is on the service at endpoint, or on one of its public
+ * hosts (a pasted link keeps its public form whatever endpoint is set). */
+static bool on_service(const char *url, const char *endpoint, const char *const *hosts)
+{
+	char a[256], b[256];
+
+	if (!url_authority(url, a, sizeof(a)))
+		return false;
+	if (endpoint && url_authority(endpoint, b, sizeof(b)) && strcmp(a, b) == 0)
+		return true;
+	for (size_t i = 0; hosts[i]; i++)
+		if (strcmp(a, hosts[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Percent-decode [s, s+len) into a new string; NULL on ENOMEM. */
+static char *url_decode(const char *s, size_t len)
+{
+	char *out = malloc(len + 1);
+	size_t o = 0;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+			out[o++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+			i += 2;
+		} else {
+			out[o++] = s[i];
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/* The value of query parameter name in url, decoded; NULL if absent. */
+static char *query_param(const char *url, const char *name)
+{
+	const char *q = strchr(url, '?');
+	size_t nlen = strlen(name);
+
+	while (q) {
+		q++;
+		if (strncmp(q, name, nlen) == 0 && q[nlen] == '=')
+			return url_decode(q + nlen + 1, strcspn(q + nlen + 1, "&#"));
+		q = strchr(q, '&');
+	}
+	return NULL;
+}
+
+/* A Hugging Face file link: .../[datasets/|spaces/]OWNER/REPO/(resolve|blob)/REV/PATH. */
+static int hf_link(struct config_entry *e, const char *path, bool *matched)
+{
+	const char *seg[5], *p = path + 1;
+	const char *kind = "model";
+	size_t n = 0;
+
+	if (strncmp(p, "datasets/", 9) == 0 || strncmp(p, "spaces/", 7) == 0) {
+		kind = p[0] == 'd' ? "dataset" : "space";
+		p += p[0] == 'd' ? 9 : 7;
+	}
+	/* owner, repo, "resolve"|"blob", revision, then the rest is the file. */
+	for (seg[n++] = p; n < 5 && (p = strchr(p, '/')) != NULL; seg[n++] = ++p)
+		;
+	if (n < 5 || (strncmp(seg[2], "resolve/", 8) != 0 && strncmp(seg[2], "blob/", 5) != 0) ||
+	    seg[4][0] == '\0')
+		return 0;
+	*matched = true;
+	e->repo = strndup(seg[0], (size_t)(seg[2] - 1 - seg[0]));
+	e->revision = url_decode(seg[3], (size_t)(seg[4] - 1 - seg[3]));
+	e->file = url_decode(seg[4], strcspn(seg[4], "?#"));
+	e->repo_type = strdup(kind);
+	return e->repo && e->revision && e->file && e->repo_type ? 0 : -ENOMEM;
+}
+
+/* A CivitAI link: /models/ID[?modelVersionId=V] or /api/download/models/V[?fileId=F]. */
+static int civitai_link(struct config_entry *e, const char *path, bool *matched)
+{
+	const char *digits;
+
+	if (strncmp(path, "/api/download/models/", 21) == 0) {
+		digits = path + 21;
+		if (!isdigit((unsigned char)digits[0]))
+			return 0;
+		*matched = true;
+		e->version_id = strndup(digits, strspn(digits, "0123456789"));
+		e->file_id = query_param(path, "fileId");
+		return e->version_id ? 0 : -ENOMEM;
+	}
+	if (strncmp(path, "/models/", 8) != 0 || !isdigit((unsigned char)path[8]))
+		return 0;
+	*matched = true;
+	e->model_id = strndup(path + 8, strspn(path + 8, "0123456789"));
+	e->version_id = query_param(path, "modelVersionId");
+	return e->model_id ? 0 : -ENOMEM;
+}
+
+/* A bare URL that is a Hugging Face or CivitAI link becomes an entry of
+ * that source, so it gets the same hashes, token rules and errors as
+ * the long form. seen[] is updated so messages point at the link. */
+static int recognise_link(struct parser *p, const struct toml_keyval **seen, struct config_entry *e)
+{
+	static const char *const hf_hosts[] = { "huggingface.co", "www.huggingface.co", "hf.co", NULL };
+	static const char *const civitai_hosts[] = { "civitai.com", "www.civitai.com", NULL };
+	const char *path;
+	bool matched = false;
+	int rc = 0;
+
+	if (e->source != CONFIG_SOURCE_URL || seen[E_SOURCE] || !e->url)
+		return 0;
+	path = strstr(e->url, "://");
+	path = path ? path + 3 + strcspn(path + 3, "/?#") : NULL;
+	if (!path || *path != '/')
+		return 0;
+	if (on_service(e->url, p->cfg->hf_endpoint, hf_hosts)) {
+		rc = hf_link(e, path, &matched);
+		if (matched)
+			e->source = CONFIG_SOURCE_HUGGINGFACE;
+		if (matched)
+			seen[E_REPO] = seen[E_FILE] = seen[E_REVISION] = seen[E_URL];
+	} else if (on_service(e->url, p->cfg->civitai_endpoint, civitai_hosts)) {
+		rc = civitai_link(e, path, &matched);
+		if (matched)
+			e->source = CONFIG_SOURCE_CIVITAI;
+		if (matched)
+			seen[E_MODEL_ID] = seen[E_VERSION_ID] = seen[E_URL];
+	}
+	if (rc)
+		return nomem(p);
+	if (matched) {
+		/* The link's pieces are the entry now; its URL is not. */
+		free(e->url);
+		e->url = NULL;
+		seen[E_URL] = NULL;
+	}
+	return 0;
+}
+
 /* One entry of [models.category]: its keys, then its source (written or
  * implied), what that source needs, and its place in the mount. */
 static int parse_entry(struct parser *p, const char *category, const struct toml_keyval *kv,
@@ -1599,6 +1759,8 @@ static int parse_entry(struct parser *p, const char *category, const struct toml
 	}
 
 	rc = entry_source(p, prefix, seen, e, kv->line, kv->col);
+	if (rc == 0)
+		rc = recognise_link(p, seen, e);
 	if (rc)
 		return rc;
 	for (int k = 0; k < N_ENTRY_KEYS; k++) {

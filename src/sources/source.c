@@ -27,6 +27,11 @@ static const struct source_ops *ops_for(enum config_source kind)
 	return NULL;
 }
 
+bool source_supported(enum config_source kind)
+{
+	return ops_for(kind) != NULL;
+}
+
 static void token_init(struct source_token *t)
 {
 	memset(t, 0, sizeof(*t));

@@ -769,6 +769,55 @@ static void test_table_forms(void)
 	    "t.toml:3:1: unknown key \"sha265\" in entry models.vae.\"my vae\" (did you mean \"sha256\"?)");
 }
 
+/* Links people paste become entries of their source. */
+static void test_links(void)
+{
+	const struct config_entry *e;
+	struct config *cfg;
+
+	cfg = OK("[modelfs]\nhf_endpoint = \"http://127.0.0.1:8080\"\n"
+		 "[models.checkpoints]\n"
+		 "a = \"https://huggingface.co/o/r/resolve/main/sd.safetensors\"\n"
+		 "b = \"https://hf.co/datasets/o/d/blob/v1.0/sub%20dir/x.bin?download=true\"\n"
+		 "c = \"http://127.0.0.1:8080/o/r/resolve/abc/unet/m.safetensors\"\n"
+		 "[models.lora]\n"
+		 "d = \"https://civitai.com/models/58390?modelVersionId=62833\"\n"
+		 "e = \"https://civitai.com/api/download/models/62833?type=Model&fileId=123\"\n"
+		 "f = \"https://civitai.com/models/58390/detail-tweaker\"\n"
+		 "[models.vae]\n"
+		 "g = \"https://example.com/o/r/resolve/main/z.bin\"\n"
+		 "h = { source = \"url\", url = \"https://huggingface.co/o/r/resolve/main/k.bin\" }\n");
+	if (!cfg)
+		return;
+	e = find(cfg, "checkpoints/a");
+	CHECK(e && e->source == CONFIG_SOURCE_HUGGINGFACE && !e->url);
+	CHECK_STR(e ? e->repo : NULL, "o/r");
+	CHECK_STR(e ? e->revision : NULL, "main");
+	CHECK_STR(e ? e->file : NULL, "sd.safetensors");
+	CHECK_STR(e ? e->filename : NULL, "sd.safetensors");
+	e = find(cfg, "checkpoints/b");
+	CHECK_STR(e ? e->repo_type : NULL, "dataset");
+	CHECK_STR(e ? e->revision : NULL, "v1.0");
+	CHECK_STR(e ? e->file : NULL, "sub dir/x.bin");
+	e = find(cfg, "checkpoints/c");	/* on the configured endpoint */
+	CHECK(e && e->source == CONFIG_SOURCE_HUGGINGFACE);
+	CHECK_STR(e ? e->file : NULL, "unet/m.safetensors");
+	e = find(cfg, "lora/d");
+	CHECK(e && e->source == CONFIG_SOURCE_CIVITAI);
+	CHECK_STR(e ? e->model_id : NULL, "58390");
+	CHECK_STR(e ? e->version_id : NULL, "62833");
+	e = find(cfg, "lora/e");
+	CHECK_STR(e ? e->version_id : NULL, "62833");
+	CHECK_STR(e ? e->file_id : NULL, "123");
+	e = find(cfg, "lora/f");
+	CHECK(e && e->version_id == NULL && e->model_id && strcmp(e->model_id, "58390") == 0);
+	e = find(cfg, "vae/g");		/* another host: a plain URL */
+	CHECK(e && e->source == CONFIG_SOURCE_URL);
+	e = find(cfg, "vae/h");		/* source = "url" written: kept as a URL */
+	CHECK(e && e->source == CONFIG_SOURCE_URL);
+	config_free(cfg);
+}
+
 static void test_load(void)
 {
 	char path[] = "/tmp/test_config_XXXXXX";
@@ -820,6 +869,7 @@ int main(void)
 	test_duplicates();
 	test_layouts();
 	test_table_forms();
+	test_links();
 	test_load();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
