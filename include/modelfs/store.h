@@ -39,6 +39,7 @@ struct store_file {
 	char *sha256;		/* computed, or NULL */
 	char *error;		/* last error, or NULL */
 	bool pinned;
+	uint64_t dropped_bytes;	/* blocks dropped because the size changed */
 };
 
 struct store_block {
@@ -73,6 +74,7 @@ int64_t store_created(struct store *s);
 /* Find the file with key, or create it with size and block_size. An
  * existing file keeps its own block_size (a later config change must not
  * reinterpret stored blocks); if its size differs, its blocks are dropped
+ * (out->dropped_bytes says how many bytes they held), its state reset
  * and the size updated. */
 int store_file_get_or_create(struct store *s, const char *key, uint64_t size,
 			     uint32_t block_size, struct store_file *out);

@@ -67,6 +67,7 @@ struct cache {
 	int lock_fd;
 	struct store *store;
 	struct cache_limits limits;
+	pthread_mutex_t open_lock;	/* one cache_file_open at a time: one handle per file */
 	pthread_mutex_t space_lock;
 	uint64_t used;			/* present blocks; protected by space_lock */
 	uint64_t reserved;		/* blocks being written; protected by space_lock */
@@ -140,6 +141,7 @@ int cache_open(const char *dir, const struct cache_limits *lim, struct cache **o
 	if (!c)
 		return -ENOMEM;
 	c->lock_fd = -1;
+	pthread_mutex_init(&c->open_lock, NULL);
 	pthread_mutex_init(&c->space_lock, NULL);
 	c->limits = *lim;
 	c->dir = strdup(dir);
@@ -195,6 +197,7 @@ void cache_close(struct cache *c)
 	if (c->lock_fd >= 0)
 		close(c->lock_fd);
 	pthread_mutex_destroy(&c->space_lock);
+	pthread_mutex_destroy(&c->open_lock);
 	free(c->dir);
 	free(c);
 }
@@ -265,8 +268,9 @@ static struct cache_file *find_file_locked(struct cache *c, int64_t id)
 	return NULL;
 }
 
-int cache_file_open(struct cache *c, const char *key, uint64_t size, uint32_t block_size,
-		    struct cache_file **out)
+/* cache_file_open() under c->open_lock. */
+static int file_open_locked(struct cache *c, const char *key, uint64_t size, uint32_t block_size,
+			    struct cache_file **out)
 {
 	struct cache_file *f, *known;
 	struct store_file sf;
@@ -279,12 +283,16 @@ int cache_file_open(struct cache *c, const char *key, uint64_t size, uint32_t bl
 		return rc;
 	pthread_mutex_lock(&c->space_lock);
 	known = find_file_locked(c, sf.id);
+	if (sf.dropped_bytes)
+		c->used -= sf.dropped_bytes;	/* a new size: its old blocks are gone */
 	pthread_mutex_unlock(&c->space_lock);
 	if (known) {
-		/* Two entries with the same content share one cached file. */
+		/* Two entries with the same content share one cached file; the
+		 * same content cannot have two sizes while it is open. */
+		rc = known->size == size ? 0 : -ESTALE;
 		store_file_clear(&sf);
-		*out = known;
-		return 0;
+		*out = rc ? NULL : known;
+		return rc;
 	}
 	f = calloc(1, sizeof(*f));
 	if (!f) {
@@ -303,7 +311,6 @@ int cache_file_open(struct cache *c, const char *key, uint64_t size, uint32_t bl
 	f->error = sf.error;
 	f->pinned = sf.pinned;
 	sf.sha256 = sf.error = NULL;
-	store_file_clear(&sf);
 	f->blocks = calloc(f->nblocks ? f->nblocks : 1, sizeof(*f->blocks));
 	if (!f->blocks) {
 		rc = -ENOMEM;
@@ -316,7 +323,13 @@ int cache_file_open(struct cache *c, const char *key, uint64_t size, uint32_t bl
 		log_error("event=cache_open_file path=%s error=\"%s\"", path, strerror(errno));
 		goto fail;
 	}
-	if ((uint64_t)st.st_size != f->size && ftruncate(f->fd, (off_t)f->size) != 0) {
+	/* Dropped blocks of an old size leave no bytes behind. */
+	if (sf.dropped_bytes && ftruncate(f->fd, 0) != 0) {
+		rc = -errno;
+		goto fail;
+	}
+	if (((uint64_t)st.st_size != f->size || sf.dropped_bytes) &&
+	    ftruncate(f->fd, (off_t)f->size) != 0) {
 		rc = -errno;
 		goto fail;
 	}
@@ -327,10 +340,23 @@ int cache_file_open(struct cache *c, const char *key, uint64_t size, uint32_t bl
 	f->next = c->files;
 	c->files = f;
 	pthread_mutex_unlock(&c->space_lock);
+	store_file_clear(&sf);
 	*out = f;
 	return 0;
 fail:
+	store_file_clear(&sf);
 	file_free(f);
+	return rc;
+}
+
+int cache_file_open(struct cache *c, const char *key, uint64_t size, uint32_t block_size,
+		    struct cache_file **out)
+{
+	int rc;
+
+	pthread_mutex_lock(&c->open_lock);
+	rc = file_open_locked(c, key, size, block_size, out);
+	pthread_mutex_unlock(&c->open_lock);
 	return rc;
 }
 
@@ -496,8 +522,10 @@ static void evict_foreign_locked(struct cache *c, const struct store_block *b)
 	c->used -= b->len;
 }
 
-/* Evict one LRU batch; the caller holds c->space_lock. Returns bytes freed. */
-static uint64_t evict_batch_locked(struct cache *c)
+/* Evict least-recently-used blocks until at least need bytes are freed
+ * (or none is left to evict); the caller holds c->space_lock. Returns
+ * bytes freed. */
+static uint64_t evict_locked(struct cache *c, uint64_t need)
 {
 	struct store_block victims[LRU_BATCH];
 	uint64_t freed = 0;
@@ -505,7 +533,7 @@ static uint64_t evict_batch_locked(struct cache *c)
 
 	if (store_lru_blocks(c->store, victims, LRU_BATCH, &n) != 0)
 		return 0;
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < n && freed < need; i++) {
 		struct cache_file *f = find_file_locked(c, victims[i].file_id);
 		struct block *b;
 
@@ -538,10 +566,14 @@ static int make_room_locked(struct cache *c, uint64_t extra)
 		if (fs_stats(c, &total, &avail) != 0)
 			return -EIO;
 		effective_limits(c, total, &limit, &min_free);
-		if (c->used + c->reserved + extra <= limit &&
-		    avail >= min_free + c->reserved + extra)
+		uint64_t over_limit = c->used + c->reserved + extra > limit
+			? c->used + c->reserved + extra - limit : 0;
+		uint64_t under_free = min_free + c->reserved + extra > avail
+			? min_free + c->reserved + extra - avail : 0;
+
+		if (!over_limit && !under_free)
 			return 0;
-		if (evict_batch_locked(c) == 0)
+		if (evict_locked(c, over_limit > under_free ? over_limit : under_free) == 0)
 			return -ENOSPC;
 	}
 }
@@ -561,6 +593,11 @@ int cache_block_reserve(struct cache_file *f, uint64_t idx)
 	struct cache *c = f->cache;
 	uint32_t len = cache_block_len(f, idx);
 	int rc;
+
+	if (idx >= f->nblocks)
+		return -EINVAL;
+	if (cache_block_present(f, idx))
+		return -EEXIST;		/* a present block is never rewritten (1) */
 
 	pthread_mutex_lock(&c->space_lock);
 	rc = make_room_locked(c, len);

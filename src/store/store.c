@@ -283,10 +283,30 @@ static int file_find_locked(struct store *s, const char *key, struct store_file 
 	return rc;
 }
 
+/* Delete every block row of file_id, telling how many bytes they held;
+ * the caller holds s->lock. */
+static int blocks_drop_locked(struct store *s, int64_t file_id, uint64_t *bytes)
+{
+	sqlite3_stmt *st = NULL;
+	char sql[96];
+	int rc = prepare(s, "SELECT COALESCE(SUM(len),0) FROM blocks WHERE file_id=?", &st);
+
+	*bytes = 0;
+	if (rc == 0) {
+		sqlite3_bind_int64(st, 1, file_id);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			*bytes = (uint64_t)sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	snprintf(sql, sizeof(sql), "DELETE FROM blocks WHERE file_id=%lld", (long long)file_id);
+	return rc ? rc : exec_locked(s, sql, "blocks_drop");
+}
+
 int store_file_get_or_create(struct store *s, const char *key, uint64_t size,
 			     uint32_t block_size, struct store_file *out)
 {
 	sqlite3_stmt *st = NULL;
+	uint64_t dropped = 0;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -304,17 +324,14 @@ int store_file_get_or_create(struct store *s, const char *key, uint64_t size,
 		}
 		sqlite3_finalize(st);
 		st = NULL;
-		if (rc == 0) {
-			char sql[96];
-
-			snprintf(sql, sizeof(sql), "DELETE FROM blocks WHERE file_id=%lld",
-				 (long long)out->id);
-			rc = exec_locked(s, sql, "file_resize_blocks");
-		}
+		if (rc == 0)
+			rc = blocks_drop_locked(s, out->id, &dropped);
+		out->dropped_bytes = dropped;
 		out->size = size;
 		out->state = STORE_REMOTE;
 		free(out->sha256);
-		out->sha256 = NULL;
+		free(out->error);
+		out->sha256 = out->error = NULL;
 		goto out;
 	}
 	if (rc != -ENOENT)

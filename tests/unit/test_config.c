@@ -13,27 +13,10 @@
 #include <string.h>
 #include <unistd.h>
 
-static int passed, failed;
+#include "check.h"
 
-#define CHECK(cond) do {						\
-	if (cond) {							\
-		passed++;						\
-	} else {							\
-		failed++;						\
-		fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-	}								\
-} while (0)
 
-#define CHECK_STR(a, b) do {						\
-	const char *a_ = (a), *b_ = (b);				\
-	if (a_ && b_ && strcmp(a_, b_) == 0) {				\
-		passed++;						\
-	} else {							\
-		failed++;						\
-		fprintf(stderr, "%s:%d: %s is \"%s\", want \"%s\"\n", __FILE__, __LINE__, \
-			#a, a_ ? a_ : "(null)", b_ ? b_ : "(null)");	\
-	}								\
-} while (0)
+
 
 /* Parses text as "t.toml"; NULL (and a report) on failure. */
 static struct config *ok_at(const char *text, int line)
@@ -871,6 +854,5 @@ int main(void)
 	test_table_forms();
 	test_links();
 	test_load();
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return check_summary();
 }

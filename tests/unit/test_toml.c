@@ -11,18 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int passed, failed;
+#include "check.h"
 
-#define CHECK(cond)                                                              \
-	do {                                                                     \
-		if (cond) {                                                      \
-			passed++;                                                \
-		} else {                                                         \
-			failed++;                                                \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__,   \
-				__LINE__, #cond);                                \
-		}                                                                \
-	} while (0)
+
 
 static int parse(const char *text, struct toml_value **out, struct toml_error *err)
 {
@@ -403,6 +394,5 @@ int main(void)
 	test_int64();
 	test_big_table();
 	test_misc();
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return check_summary();
 }
