@@ -43,6 +43,20 @@ else
 	say "all packages present"
 fi
 
+# The official @huggingface/hub client checks the fake Hub
+# (tests/integration/test_fakehub_hf.py). Optional: without node, npm or the
+# npm registry that one test is skipped, so nothing here is fatal.
+js_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/fakehub/js"
+if [ -d "$js_dir/node_modules/@huggingface/hub" ]; then
+	say "tests/fakehub/js/node_modules present"
+elif command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+	say "installing tests/fakehub/js/node_modules (npm ci)"
+	npm ci --no-audit --no-fund --prefix "$js_dir" </dev/null >/dev/null 2>&1 \
+		|| say "warning: npm ci in tests/fakehub/js failed; the JS client check will be skipped"
+else
+	say "warning: node/npm not found; the JS client check of the fake Hub will be skipped"
+fi
+
 if [ ! -c /dev/fuse ]; then
 	die "/dev/fuse is missing, so FUSE mounts cannot work. In a container, start it with
   --device /dev/fuse --cap-add SYS_ADMIN (docker/podman run), and on a host, load the

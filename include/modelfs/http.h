@@ -43,6 +43,7 @@ struct http_request {
 	const char *aws_credentials;	/* "KEY:SECRET" for aws_sigv4 */
 	const char *aws_session_token;	/* sent as x-amz-security-token on origin hops, or NULL */
 	bool cookies;			/* keep cookies across this request's hops (Google Drive) */
+	bool file_body;			/* without a range: the body is a file, so HTML is refused */
 	const char *user_agent;		/* NULL: "modelfs/VERSION" */
 	uint64_t range_first;		/* with range_len > 0: Range: bytes=first-(first+len-1) */
 	uint64_t range_len;		/* 0: no Range header */
@@ -50,6 +51,8 @@ struct http_request {
 	bool follow_redirects;		/* false: a 3xx is returned as is (meta.location set) */
 	int timeout_sec;		/* whole transfer; 0: none (low-speed limit still applies) */
 	const atomic_int *cancel;	/* when it becomes non-zero the transfer stops: -ECANCELED */
+	const char *const *want_headers;	/* NULL-terminated header names whose values
+						 * meta->header_values returns, or NULL */
 };
 
 struct http_meta {
@@ -68,6 +71,10 @@ struct http_meta {
 	int retry_after_sec;		/* from Retry-After or RateLimit t=, -1 if none */
 	bool accept_ranges;		/* Accept-Ranges: bytes seen */
 	bool range_ignored;		/* a ranged request got a 200 */
+	char **header_values;		/* with rq->want_headers: the last hop's value of
+					 * want_headers[i] (repeated headers joined by ", "),
+					 * NULL if absent; the array is NULL when none came */
+	size_t n_header_values;		/* entries in header_values */
 };
 
 /* Receives body bytes in order; offset is the file offset of data[0].

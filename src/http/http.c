@@ -5,7 +5,9 @@
  * of one URL; a 3xx either ends the call (the caller asked to see it) or
  * gives the next hop's URL. libcurl never follows a Location itself, so
  * that we alone decide which hop may see the request's headers and
- * Authorization: only a hop whose origin equals the request's origin.
+ * Authorization: only a hop whose origin equals the request's origin
+ * (the same goes for SigV4, which libcurl computes per hop from
+ * rq->aws_*; and cookies, rq->cookies, live for one call: cookies_start()).
  * The body of a hop reaches the sink only after its status and headers
  * have passed the checks of (1) (check_2xx()), decided once at the first
  * body byte (decide()). CURLcodes and HTTP statuses become errnos in one
@@ -36,6 +38,8 @@
 #define ERROR_TEXT_MAX		200
 #define SERVER_TEXT_MAX		160	/* server-supplied reason inside error_text */
 #define RETRY_AFTER_MAX		86400	/* a day: anything longer is nonsense */
+/* SHA-256 of an empty body: the payload hash of every GET we sign. */
+#define EMPTY_SHA256	"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 struct http_client {
 	CURL *curl;			/* one handle: its connection cache is the keep-alive */
@@ -62,6 +66,7 @@ struct xfer {
 	bool ranged;
 	bool send_if_range;		/* rq->if_range is strong: sent and compared */
 	uint64_t range_last;
+	struct curl_slist *cookies;	/* rq->cookies: what the hops so far set (Netscape lines) */
 
 	/* per hop */
 	enum body_mode mode;
@@ -134,6 +139,9 @@ void http_meta_clear(struct http_meta *meta)
 	free(meta->location);
 	free(meta->final_url);
 	free(meta->error_text);
+	for (size_t i = 0; i < meta->n_header_values; i++)
+		free(meta->header_values[i]);
+	free(meta->header_values);
 	meta_reset(meta);
 }
 
@@ -414,6 +422,40 @@ static bool header_is(const char *name, size_t nlen, const char *want)
 	return strlen(want) == nlen && strncasecmp(name, want, nlen) == 0;
 }
 
+/* Keep the value of a header the caller listed in rq->want_headers, whole
+ * (a Link header with a long cursor must not be cut); a repeated header
+ * is joined with ", " as RFC 9110 5.3 allows. */
+static int take_wanted(struct xfer *x, const char *name, size_t nlen, const char *v, size_t vlen)
+{
+	const char *const *want = x->rq->want_headers;
+	struct http_meta *m = x->meta;
+	size_t n = 0;
+
+	if (!want)
+		return 0;
+	while (want[n])
+		n++;
+	for (size_t i = 0; i < n; i++) {
+		char *joined;
+
+		if (!header_is(name, nlen, want[i]))
+			continue;
+		if (!m->header_values) {
+			m->header_values = calloc(n, sizeof(*m->header_values));
+			if (!m->header_values)
+				return -ENOMEM;
+			m->n_header_values = n;
+		}
+		if (!m->header_values[i])
+			return set_str(&m->header_values[i], v, vlen);
+		if (asprintf(&joined, "%s, %.*s", m->header_values[i], (int)vlen, v) < 0)
+			return -ENOMEM;
+		free(m->header_values[i]);
+		m->header_values[i] = joined;
+	}
+	return 0;
+}
+
 /* One header line of the current hop. Values are never logged. */
 static int take_header(struct xfer *x, const char *line, size_t len)
 {
@@ -422,6 +464,7 @@ static int take_header(struct xfer *x, const char *line, size_t len)
 	size_t nlen, vlen;
 	char value[1024];
 	int64_t num;
+	int rc;
 
 	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == '\n'))
 		len--;
@@ -447,6 +490,9 @@ static int take_header(struct xfer *x, const char *line, size_t len)
 	}
 	while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
 		vlen--;
+	rc = take_wanted(x, line, nlen, v, vlen);
+	if (rc < 0)
+		return rc;
 	if (vlen >= sizeof(value))
 		vlen = sizeof(value) - 1;	/* none we read is legitimately longer */
 	memcpy(value, v, vlen);
@@ -546,6 +592,10 @@ static int check_2xx(struct xfer *x)
 		if (x->sink && !identity_encoding(m)) {
 			set_error_text(x, "compressed body (Content-Encoding %.32s)",
 				       m->content_encoding);
+			return -EPROTO;
+		}
+		if (x->sink && rq->file_body && is_html(m)) {
+			set_error_text(x, "an HTML page where a file was expected");
 			return -EPROTO;
 		}
 		return 0;
@@ -701,22 +751,94 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
 	return 0;
 }
 
-/* The reason an error body gives: {"error": "..."} (Hub, CivitAI) or "message". */
+/* The text of the first <tag>...</tag> in the error body, with the five
+ * XML entities decoded, into out (max bytes + NUL); "" if absent. */
+static void xml_element(const struct xfer *x, const char *tag, char *out, size_t max)
+{
+	const char *end = x->errbody + x->errbody_len, *p, *q;
+	char open[32], close[32];
+	static const char *const ent[][2] = {
+		{ "&amp;", "&" }, { "&lt;", "<" }, { "&gt;", ">" }, { "&quot;", "\"" }, { "&apos;", "'" },
+	};
+	char buf[SERVER_TEXT_MAX + 1];
+	size_t o = 0;
+
+	out[0] = '\0';
+	snprintf(open, sizeof(open), "<%s>", tag);
+	snprintf(close, sizeof(close), "</%s>", tag);
+	p = memmem(x->errbody, x->errbody_len, open, strlen(open));
+	if (!p)
+		return;
+	p += strlen(open);
+	q = memmem(p, (size_t)(end - p), close, strlen(close));
+	if (!q)
+		return;
+	while (p < q && o < sizeof(buf) - 1) {
+		size_t k;
+
+		for (k = 0; k < sizeof(ent) / sizeof(ent[0]); k++)
+			if ((size_t)(q - p) >= strlen(ent[k][0]) &&
+			    strncmp(p, ent[k][0], strlen(ent[k][0])) == 0)
+				break;
+		if (k < sizeof(ent) / sizeof(ent[0])) {
+			buf[o++] = ent[k][1][0];
+			p += strlen(ent[k][0]);
+		} else {
+			buf[o++] = *p++;
+		}
+	}
+	sanitize(out, max, buf, o);
+}
+
+/* An S3-style XML error, <Error><Code>C</Code><Message>M</Message>: "C: M".
+ * Callers (the S3 source) read C back from error_text after "HTTP nnn: ". */
+static void xml_reason(const struct xfer *x, char *out, size_t max)
+{
+	char code[64], msg[SERVER_TEXT_MAX + 1], both[sizeof(code) + 2 + sizeof(msg)];
+	size_t n;
+
+	out[0] = '\0';
+	if (max == 0 || !memmem(x->errbody, x->errbody_len, "<Error>", 7))
+		return;
+	xml_element(x, "Code", code, sizeof(code) - 1);
+	xml_element(x, "Message", msg, sizeof(msg) - 1);
+	if (!code[0])
+		return;
+	snprintf(both, sizeof(both), "%s%s%s", code, msg[0] ? ": " : "", msg);
+	n = strlen(both) < max - 1 ? strlen(both) : max - 1;
+	memcpy(out, both, n);
+	out[n] = '\0';
+}
+
+/* The reason an error body gives: {"error": "..."} (Hub, CivitAI) or
+ * "message", or an S3 XML <Error>. */
 static void errbody_reason(struct xfer *x, char *out, size_t max)
 {
-	json_t *root, *v;
+	json_t *root, *v, *msg;
 
 	out[0] = '\0';
 	if (x->errbody_len == 0)
 		return;
 	root = json_loadb(x->errbody, x->errbody_len, 0, NULL);
-	if (!root)
+	if (!root) {
+		xml_reason(x, out, max);
 		return;
+	}
+	/* {"error": ..., "message": ...}: CivitAI says the why in "message". */
 	v = json_is_object(root) ? json_object_get(root, "error") : NULL;
-	if (!json_is_string(v) && json_is_object(root))
-		v = json_object_get(root, "message");
+	msg = json_is_object(root) ? json_object_get(root, "message") : NULL;
+	if (!json_is_string(v)) {
+		v = msg;
+		msg = NULL;
+	}
 	if (json_is_string(v))
-		sanitize(out, max, json_string_value(v), json_string_length(v));
+		sanitize(out, max - 1, json_string_value(v), json_string_length(v));	/* + NUL */
+	if (json_is_string(v) && json_is_string(msg) && strlen(out) + 3 < max) {
+		size_t n = strlen(out);
+
+		memcpy(out + n, ": ", 2);
+		sanitize(out + n + 2, max - n - 3, json_string_value(msg), json_string_length(msg));
+	}
 	json_decref(root);
 }
 
@@ -864,6 +986,12 @@ static int slist_add(struct curl_slist **list, const char *line)
 	return 0;
 }
 
+/* Does rq ask for SigV4 signing (with credentials to sign with)? */
+static bool signs_aws(const struct http_request *rq)
+{
+	return rq->aws_sigv4 && rq->aws_credentials;
+}
+
 /* Header lines for one hop; only an origin hop gets the request's own. */
 static int build_headers(const struct xfer *x, bool to_origin, struct curl_slist **out)
 {
@@ -902,6 +1030,20 @@ static int build_headers(const struct xfer *x, bool to_origin, struct curl_slist
 			goto out;
 		}
 		rc = slist_add(&list, line);
+		if (rc)
+			goto out;
+	}
+	if (to_origin && signs_aws(rq)) {
+		/* Signed by libcurl as part of the request (SignedHeaders):
+		 * curl 7.88 adds no payload hash of its own, and R2 needs one. */
+		rc = slist_add(&list, "x-amz-content-sha256: " EMPTY_SHA256);
+		if (rc == 0 && rq->aws_session_token) {
+			if ((size_t)snprintf(line, sizeof(line), "x-amz-security-token: %s",
+					     rq->aws_session_token) >= sizeof(line))
+				rc = -EINVAL;
+			else
+				rc = slist_add(&list, line);
+		}
 		if (rc)
 			goto out;
 	}
@@ -944,7 +1086,10 @@ static int setup_hop(struct xfer *x, const char *url, const struct curl_slist *h
 	/* One stream per handle gains nothing from HTTP/2 and its flow control
 	 * windows cost throughput; HTTP/1.1 keep-alive is what we use. */
 	SETOPT(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-	SETOPT(h, CURLOPT_BUFFERSIZE, 512L * 1024);
+	/* Only a speed hint, so not checked: libcurl 7.88 refuses it on a
+	 * handle whose last transfer failed in name resolution, and that
+	 * must stay a transient failure (-EAGAIN), not "refused an option". */
+	curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024);
 	SETOPT(h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
 	SETOPT(h, CURLOPT_USERAGENT, ua);
 	SETOPT(h, CURLOPT_HTTPHEADER, hdrs);
@@ -963,6 +1108,84 @@ static int setup_hop(struct xfer *x, const char *url, const struct curl_slist *h
 fail:
 	set_error_text(x, "libcurl refused an option");
 	return -EIO;
+}
+
+/*
+ * Cookies (rq->cookies; Google Drive sets one on the redirect to its
+ * download host). libcurl's jar lives for one hop only: started here with
+ * the cookies the earlier hops of this request set, read back into
+ * x->cookies after the hop and torn down (cookies_stop()). So no cookie
+ * outlives its request or reaches a request without rq->cookies. Not kept
+ * across hops by libcurl itself: curl_easy_reset() keeps a jar alive for
+ * every later request of the handle, and (7.88) leaks the list that
+ * CURLOPT_COOKIEFILE started it with.
+ */
+static int cookies_start(struct xfer *x)
+{
+	CURL *h = x->c->curl;
+
+	if (curl_easy_setopt(h, CURLOPT_COOKIEFILE, "") != CURLE_OK)
+		return -EIO;
+	for (const struct curl_slist *l = x->cookies; l; l = l->next)
+		if (curl_easy_setopt(h, CURLOPT_COOKIELIST, l->data) != CURLE_OK)
+			return -EIO;
+	return 0;
+}
+
+/* After a hop: keep what the jar holds (keep) and drop the jar. */
+static void cookies_stop(struct xfer *x, bool keep)
+{
+	struct curl_slist *now = NULL;
+
+	if (keep && curl_easy_getinfo(x->c->curl, CURLINFO_COOKIELIST, &now) == CURLE_OK) {
+		curl_slist_free_all(x->cookies);
+		x->cookies = now;
+	}
+	curl_easy_setopt(x->c->curl, CURLOPT_COOKIEFILE, NULL);	/* frees jar and list */
+}
+
+/*
+ * What a hop adds to setup_hop(): SigV4 signing by libcurl, on origin hops
+ * only (a hop to another host is never signed, and UNRESTRICTED_AUTH stays
+ * off), and the request's cookies.
+ */
+static int setup_hop_extras(struct xfer *x, bool to_origin)
+{
+	const struct http_request *rq = x->rq;
+	CURL *h = x->c->curl;
+	char *cred = NULL, *colon;
+	size_t cred_len = 0;
+	int rc = 0;
+
+	if (to_origin && signs_aws(rq)) {
+		cred = strdup(rq->aws_credentials);
+		if (!cred)
+			return -ENOMEM;
+		cred_len = strlen(cred);
+		colon = strchr(cred, ':');
+		if (!colon) {
+			set_error_text(x, "AWS credentials are not KEY:SECRET");
+			rc = -EINVAL;
+			goto out;
+		}
+		*colon = '\0';		/* an access key id has no ':'; a secret may */
+		if (curl_easy_setopt(h, CURLOPT_AWS_SIGV4, rq->aws_sigv4) != CURLE_OK ||
+		    curl_easy_setopt(h, CURLOPT_USERNAME, cred) != CURLE_OK ||
+		    curl_easy_setopt(h, CURLOPT_PASSWORD, colon + 1) != CURLE_OK)
+			goto fail;
+	}
+	if (rq->cookies && cookies_start(x) < 0)
+		goto fail;
+	goto out;
+fail:
+	set_error_text(x, "libcurl refused an option");
+	rc = -EIO;
+out:
+	if (cred) {
+		explicit_bzero(cred, cred_len);
+		free(cred);
+	}
+	return rc;
 }
 
 static int64_t now_ms(void)
@@ -992,6 +1215,10 @@ static int check_request(const struct http_request *rq)
 	if (rq->if_range && !header_safe(rq->if_range))
 		return -EINVAL;
 	if (rq->user_agent && !header_safe(rq->user_agent))
+		return -EINVAL;
+	if ((rq->aws_sigv4 && !header_safe(rq->aws_sigv4)) ||
+	    (rq->aws_credentials && !header_safe(rq->aws_credentials)) ||
+	    (rq->aws_session_token && !header_safe(rq->aws_session_token)))
 		return -EINVAL;
 	for (size_t i = 0; i < rq->n_headers; i++) {
 		const struct config_header *h = &rq->headers[i];
@@ -1082,11 +1309,15 @@ int http_get(struct http_client *c, const struct http_request *rq,
 		if (rc < 0)
 			goto out;
 		rc = setup_hop(&x, url, hdrs, x.ranged ? range : NULL, timeout_ms);
+		if (rc == 0)
+			rc = setup_hop_extras(&x, to_origin);
 		if (rc < 0)
 			goto out;
 
 		hop_start = now_ms();
 		cc = curl_easy_perform(c->curl);
+		if (rq->cookies)
+			cookies_stop(&x, true);
 		if (cc == CURLE_OK && x.mode == BODY_UNDECIDED && !x.verdict)
 			decide(&x);	/* no body came: the checks still apply */
 		if (meta->status >= 300 && meta->status < 400) {
@@ -1144,6 +1375,9 @@ out:
 		set_error_text(&x, "out of memory");
 	curl_slist_free_all(hdrs);
 	free(url);
+	if (rq->cookies)
+		cookies_stop(&x, false);	/* a hop that failed before perform */
+	curl_slist_free_all(x.cookies);
 	if (meta == &local)
 		http_meta_clear(&local);
 	return rc;

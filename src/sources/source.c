@@ -17,6 +17,9 @@
 /* Every source this build can fetch; others are parsed but left out. */
 static const struct source_ops *const sources[] = {
 	&source_url_ops,
+	&source_civitai_ops,
+	&source_s3_ops,
+	&source_hf_ops,
 };
 
 static const struct source_ops *ops_for(enum config_source kind)
@@ -233,6 +236,8 @@ void source_spec_hash(const struct config_entry *e, char out[65])
 	spec_add(h, "model_id", e->model_id);
 	spec_add(h, "version_id", e->version_id);
 	spec_add(h, "file_id", e->file_id);
+	spec_add(h, "endpoint", e->endpoint);
+	spec_add(h, "region", e->region);
 	spec_add(h, "filename", e->filename);
 	spec_add(h, "sha256", e->sha256);
 	spec_add(h, "size", size);

@@ -37,6 +37,9 @@ struct source_ops {
 };
 
 extern const struct source_ops source_url_ops;
+extern const struct source_ops source_civitai_ops;
+extern const struct source_ops source_s3_ops;
+extern const struct source_ops source_hf_ops;
 
 /* A zeroed array of n files for e, each with entry set, size and mtime
  * unknown: 0 or -ENOMEM. */

@@ -8,8 +8,13 @@ or SIGINT.
 
 Hosts today (svc_files.py): "origin", a plain file server with byte ranges,
 and "cdn", which serves the same files behind presigned URLs handed out by
-origin's /redirect/.  Faults, the request log and settings are driven at run
-time through /_control/ on any server (hubcore.py documents the API).
+origin's /redirect/.  svc_hf.py: "hf", "hfcdn", "hfcdn2", "hfmirror", a fake
+Hugging Face Hub, its signed CDN (two hops) and a mirror.  svc_civitai.py:
+"civitai", a fake CivitAI API, and "civstore", its signed storage host.
+svc_gdrive.py: "gdrive" and "gdrive_uc", Google Drive's two hosts.  svc_s3.py:
+"s3", an S3 endpoint that verifies SigV4 signatures and presigned URLs.
+Faults, the request log and settings are driven at run time through
+/_control/ on any server (hubcore.py documents the API).
 
     /usr/bin/python3 tests/fakehub/fakehub.py --root DIR --port-file FILE \\
         [--bind 127.0.0.1] [--secret HEX] [--verbose] [--exit-with-parent]
@@ -29,9 +34,17 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import hubcore      # noqa: E402
+import svc_civitai  # noqa: E402
 import svc_files    # noqa: E402
+import svc_gdrive   # noqa: E402
+import svc_hf       # noqa: E402
+import svc_s3       # noqa: E402
 
 SERVICES = dict(svc_files.SERVICES)
+SERVICES.update(svc_hf.SERVICES)
+SERVICES.update(svc_civitai.SERVICES)   # "civitai" API, "civstore" storage
+SERVICES.update(svc_gdrive.SERVICES)    # "gdrive" (drive.google.com), "gdrive_uc" (usercontent)
+SERVICES.update(svc_s3.SERVICES)        # "s3", SigV4-checking S3 endpoint
 
 
 def write_port_file(path, ports):

@@ -79,24 +79,55 @@ def test_seed_config_parses_and_checks_offline(modelfs_bin, tmp_path):
     assert "tok-123456" not in r.stdout + r.stderr
 
 
-def test_seed_config_mounts_url_entries_and_reports_the_rest(hub, mount, modelfs_bin, tmp_path):
-    src, sha = hub.add_file("vae.safetensors", 2 * MiB, kind="safetensors")
-    text = seed(hub.url("vae.safetensors"), "0" * 64)
-    text = text.replace("https://drive.google.com/file/d/ID/view", hub.url("vae.safetensors"))
-    text = text.replace('sha256 = "%s"' % ("0" * 64), 'sha256 = "%s", filename = "drive.bin"' % sha)
+def test_seed_config_mounts_every_source_byte_exact(hub, mount, modelfs_bin, tmp_path):
+    """The provisioning seed's examples as written, with the endpoints
+    pointed at the fakes: huggingface (a file and a repo folder), civitai,
+    a bare URL, and a Drive link with headers and ${ENV} auth."""
+    import svc_civitai
+    hub.control("POST", "hf/repos", {
+        "stabilityai/stable-diffusion-xl-base-1.0": {"commits": [{
+            "sd_xl_base_1.0.safetensors": {"kind": "safetensors", "size": 3 * MiB + 17,
+                                           "seed": 21}}]},
+        "black-forest-labs/FLUX.1-schnell": {"commits": [{
+            "model_index.json": {"text": '{"_class_name": "FluxPipeline"}\n'},
+            "transformer/config.json": {"text": '{"_class_name": "Flux"}\n'},
+            "transformer/model.safetensors": {"kind": "safetensors", "size": 2 * MiB + 3,
+                                              "seed": 22},
+            "vae/model.safetensors": {"kind": "raw", "size": 4096, "seed": 23}}]}},
+        server="hf")
+    lora, lora_sha = hub.add_file("civitai/detail.bin", MiB + 7, seed=24)
+    svc_civitai.save_fixtures(hub.root, {"users": {}, "models": [
+        {"id": 58390, "name": "Detail Tweaker", "type": "LORA", "versions": [
+            {"id": 62833, "name": "v1", "publishedAt": "2024-01-01T00:00:00.000Z",
+             "files": [{"id": 5001, "name": "add_detail.safetensors", "type": "Model",
+                        "primary": True, "blob": "civitai/detail.bin",
+                        "metadata": {"format": "SafeTensor", "size": "pruned", "fp": "fp16"}}]}]}]})
+    vae, _ = hub.add_file("vae.safetensors", 2 * MiB, kind="safetensors")
+    drive, drive_sha = hub.add_file("gdrive/ID/drive.safetensors", MiB + 1, seed=25)
+    text = seed(hub.url("vae.safetensors"), drive_sha)
+    text = text.replace("connections = 16",
+                        'connections = 16\nhf_endpoint = "%s"\ncivitai_endpoint = "%s"\n'
+                        'gdrive_endpoint = "%s"' % (hub.base("hf"), hub.base("civitai"),
+                                                    hub.base("gdrive")))
     env = {"S3_TOKEN": "s3-secret-value-42"}
     m = mount(text, env=env)
-    assert (m.path / "VAE" / "vae.safetensors").read_bytes() == src.read_bytes()
-    assert (m.path / "VAE" / "drive.bin").read_bytes() == src.read_bytes()
-    sent = [r["headers"].get("authorization") for r in hub.requests(path="vae.safetensors")]
-    assert "Bearer s3-secret-value-42" in sent
+    repos = hub.control("GET", "hf/repos", server="hf")
+    sdxl = repos["stabilityai/stable-diffusion-xl-base-1.0"]["commits"][0]["files"]
+    flux = repos["black-forest-labs/FLUX.1-schnell"]["commits"][0]["files"]
+    from pathlib import Path
+    assert (m.path / "Stable-diffusion" / "sd_xl_base_1.0.safetensors").read_bytes() == \
+        Path(sdxl["sd_xl_base_1.0.safetensors"]["blob"]).read_bytes()
+    folder = m.path / "Stable-diffusion" / "flux-schnell"
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) == \
+        ["model_index.json", "transformer/config.json", "transformer/model.safetensors"]
+    assert (folder / "transformer" / "model.safetensors").read_bytes() == \
+        Path(flux["transformer/model.safetensors"]["blob"]).read_bytes()
+    assert (m.path / "Lora" / "detail.safetensors").read_bytes() == lora.read_bytes()
+    assert (m.path / "VAE" / "vae.safetensors").read_bytes() == vae.read_bytes()
+    assert (m.path / "VAE" / "drive.safetensors").read_bytes() == drive.read_bytes()
     assert "s3-secret-value-42" not in m.log()
-    # Sources this build cannot read yet are left out, with a warning.
-    assert os.listdir(m.path / "Lora") == []
-    assert "entry_skipped entry=lora/detail" in m.log()
     r = run([modelfs_bin, "check", m.config_path], env={**os.environ, **env})
-    assert r.returncode == 1
-    assert "not supported yet" in r.stdout and "VAE/drive.bin" in r.stdout
+    assert r.returncode == 0, r.stdout + r.stderr
     assert "s3-secret-value-42" not in r.stdout + r.stderr
 
 

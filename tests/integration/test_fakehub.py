@@ -188,8 +188,8 @@ def test_hub_starts_fast(tmp_path):
     h = FakeHub(tmp_path / "root", tmp_path / "hub").start()
     elapsed = time.monotonic() - t0
     try:
-        assert set(h.ports) == {"origin", "cdn"}
-        assert len(set(h.ports.values())) == 2
+        assert {"origin", "cdn"} <= set(h.ports)
+        assert len(set(h.ports.values())) == len(h.ports)    # one port per host
         assert elapsed < 1.0, "startup %.2f s" % elapsed
     finally:
         assert "Traceback" not in h.stop()
