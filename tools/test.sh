@@ -2,7 +2,8 @@
 # Every test modelfs has, from a fresh clone: installs what is missing,
 # builds, runs the unit tests, the integration suite (real FUSE mounts
 # against the local fake hub), the integration suite again under
-# ASan/UBSan and again under TSan (the fake hub's own tests run once). Ends with the line
+# ASan/UBSan, and the engine-heavy tests again under TSan (the fake hub's
+# own tests run once). Ends with the line
 # "N passed, N failed". Exit status 0 only when nothing failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -30,14 +31,15 @@ MODELFS_BIN=$PWD/build/modelfs $PY -m pytest -q -p no:cacheprovider \
 step "integration tests under ASan/UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 MODELFS_BIN=$PWD/build-asan/modelfs $PY -m pytest -q -p no:cacheprovider \
-	--ignore=tests/integration/test_fakehub.py \
+	--ignore=tests/integration/test_fakehub.py --ignore=tests/integration/test_fakehub_hf.py \
 	--junitxml="$results/asan.xml" tests/integration || status=1
 
-step "integration tests under TSan"
+step "engine tests under TSan"
 TSAN_OPTIONS=halt_on_error=0:second_deadlock_stack=1 \
 MODELFS_BIN=$PWD/build-tsan/modelfs $PY -m pytest -q -p no:cacheprovider \
-	--ignore=tests/integration/test_fakehub.py \
-	--junitxml="$results/tsan.xml" tests/integration || status=1
+	--junitxml="$results/tsan.xml" tests/integration/test_concurrency.py \
+	tests/integration/test_lazy.py tests/integration/test_cache.py \
+	tests/integration/test_faults.py tests/integration/test_verify.py || status=1
 
 step "summary"
 $PY tools/testsummary.py "$results"/* || status=1

@@ -22,6 +22,7 @@
 #ifndef MODELFS_CACHE_H
 #define MODELFS_CACHE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -64,7 +65,14 @@ bool cache_block_present(struct cache_file *f, uint64_t idx);
 uint64_t cache_file_cached_bytes(struct cache_file *f);
 bool cache_file_complete(struct cache_file *f);
 bool cache_file_pinned(struct cache_file *f);
-/* A pinned file's blocks are never evicted. */
+/* A pinned file's blocks are never evicted. A pin has owners: the config
+ * (pin = true, set and cleared by every mount) and the user (prefetch
+ * --pin, cleared only by evict --force); the file is pinned while either
+ * holds it. */
+#define CACHE_PIN_CONFIG 1u
+#define CACHE_PIN_USER 2u
+int cache_file_pin(struct cache_file *f, unsigned owner, bool pinned);
+/* cache_file_pin(f, CACHE_PIN_CONFIG, pinned). */
 int cache_file_set_pinned(struct cache_file *f, bool pinned);
 
 /* State as recorded in the store; *sha256 and *error are copies the
@@ -72,8 +80,48 @@ int cache_file_set_pinned(struct cache_file *f, bool pinned);
 enum store_file_state cache_file_state(struct cache_file *f, char **sha256, char **error);
 int cache_file_set_state(struct cache_file *f, enum store_file_state st,
 			 const char *sha256, const char *error);
-/* Drop every block (a corrupt file). */
+/* Drop every block (a corrupt file, or evict). Blocks being read or
+ * written at that moment are skipped: a reader never sees a hole. */
 int cache_file_drop(struct cache_file *f);
+
+/* Mark every present block unchecked, so that its next read hashes it
+ * again (cache.h (1)); returns how many were marked. */
+uint64_t cache_file_recheck(struct cache_file *f);
+/* Check block idx now if it is unchecked: 0 when it is present and its
+ * bytes match its XXH3, -ENODATA when it is absent or did not match (it
+ * is then dropped; one being read is dropped at its next read). Reads
+ * the block from disk; takes no lock across the read. */
+int cache_block_check(struct cache_file *f, uint64_t idx);
+
+/* SHA-256 of a complete file's cached bytes (64 hex + NUL into sha256)
+ * and, when git1 is not NULL, its git blob id ("blob <size>\0" + bytes,
+ * SHA-1) into git1. Every block read is checked on the way. 0, -ENODATA
+ * when a block is missing (or failed its check), -ECANCELED as soon as
+ * *cancel (if given) becomes non-zero. Reads the whole file; no lock is
+ * held across it. */
+int cache_file_hash(struct cache_file *f, char sha256[65], char *git1, const atomic_int *cancel);
+
+struct cache_verify {
+	uint64_t blocks;		/* present blocks checked */
+	uint64_t bad_blocks;		/* failed their XXH3: dropped */
+	uint64_t bad_bytes;
+	enum {
+		CACHE_HASH_SKIPPED,	/* not complete (or cancelled): not hashed */
+		CACHE_HASH_COMPLETE,	/* hashed; nothing to compare with */
+		CACHE_HASH_VERIFIED,	/* equals the expected hash */
+		CACHE_HASH_MISMATCH,	/* differs: the file is corrupt, its blocks dropped */
+	} hash;
+	char sha256[65];		/* computed, when hashed */
+	char reason[256];		/* for a mismatch */
+};
+
+/* Re-check every present block of f against its XXH3 (dropping bad
+ * ones), then, if f is complete, its whole-file hash against want_sha256
+ * or else want_git1 (either may be NULL), and record the outcome as f's
+ * state: verified or complete, or corrupt with every block dropped.
+ * 0 or -errno (-ECANCELED at *cancel); *out says what was found. */
+int cache_file_verify(struct cache_file *f, const char *want_sha256, const char *want_git1,
+		      const atomic_int *cancel, struct cache_verify *out);
 
 /* Writing block idx: reserve (may evict; -ENOSPC when no room can be
  * made), write its bytes in any order, then commit with their XXH3 or

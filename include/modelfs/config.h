@@ -84,6 +84,9 @@ struct config {
 	int retry_timeout_sec;		/* how long transient failures are retried, default 120 */
 	char *mountpoint;		/* NULL: /workspace/models */
 	char *hf_endpoint, *civitai_endpoint, *gdrive_endpoint;	/* no trailing '/' */
+	char **prefetch;		/* [modelfs] prefetch: entry ids, entry names or
+					 * paths in the mount to warm after mounting;
+					 * NULL-terminated or NULL */
 
 	char **dirs;			/* every folder of the mount, NULL-terminated, sorted
 					 * (parents first), no root: the layout's folders

@@ -21,6 +21,8 @@
 #ifndef MODELFS_ENGINE_H
 #define MODELFS_ENGINE_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -41,7 +43,11 @@ typedef void (*engine_read_cb)(void *arg, const char *buf, ssize_t len);
 int engine_open(const struct config *cfg, struct cache *cache, struct engine **out);
 /* Start the fetch workers and the verifier. */
 int engine_start(struct engine *e);
-/* Stop transfers (within a few seconds even when stalled), join, free. */
+/* Stop transfers (within a few seconds even when stalled) and the
+ * verifier, and join them; engine_prefetch() calls return -ECANCELED.
+ * The engine stays readable (state, sizes) until engine_close(). */
+void engine_stop(struct engine *e);
+/* engine_stop(), then free. */
 void engine_close(struct engine *e);
 
 size_t engine_nfiles(const struct engine *e);
@@ -50,6 +56,10 @@ struct engine_file *engine_file_at(const struct engine *e, size_t i);
 const char *engine_file_path(const struct engine_file *f);
 uint64_t engine_file_size(const struct engine_file *f);
 int64_t engine_file_mtime(const struct engine_file *f);
+/* The config entry f comes from. */
+const struct config_entry *engine_file_entry(const struct engine_file *f);
+/* f's cache file (owned by the cache), or NULL while f is unresolved. */
+struct cache_file *engine_file_cache(struct engine_file *f);
 
 /* -errno when f can never be read in this mount (it failed to resolve
  * with a final answer, or it is corrupt): -ENOENT for a file the origin
@@ -65,7 +75,37 @@ uint64_t engine_file_cached(struct engine_file *f);
 /* Copies the caller frees; NULL when none. */
 char *engine_file_sha256(struct engine_file *f);
 char *engine_file_error(struct engine_file *f);
-/* Where the bytes come from, safe to show: the URL without its query. */
+/* Where the bytes come from, safe to show: the URL without its query
+ * ("huggingface:org/repo@rev/file" for a repo file). A copy the caller
+ * frees. */
 char *engine_file_source(struct engine_file *f);
+char *engine_entry_source(const struct config_entry *e);
+
+struct engine_prefetch_opts {
+	bool pin;			/* pin f (CACHE_PIN_USER) before fetching */
+	int window;			/* blocks of f asked for at a time (default 4) */
+	const atomic_int *cancel;	/* stop early when it becomes non-zero; may be NULL */
+};
+
+/* Fetch every missing block of f at the lowest priority (blocks that
+ * readers wait for, and their readahead, always go first), then wait
+ * until f is hashed. 0 when f is verified (or complete, with nothing to
+ * compare with); else -errno with a one-line reason: the fetch's final
+ * error, -ENOSPC when the cache cannot hold f, -EIO for a checksum
+ * mismatch, -ECANCELED at *cancel or engine_stop(). Blocks the caller
+ * (never call it from a FUSE thread or an engine callback); what was
+ * fetched stays cached, so a later call resumes. */
+int engine_prefetch(struct engine_file *f, const struct engine_prefetch_opts *o,
+		    char *reason, size_t reason_len);
+/* How many workers prefetch leaves free for readers (default: a quarter
+ * of them); 0 when nothing but prefetch reads, as without a mount.
+ * Call before engine_start(). */
+void engine_set_prefetch_reserve(struct engine *e, int workers);
+
+/* Re-check f's cached blocks and, when it is complete, its whole-file
+ * hash (cache_file_verify()). A hash mismatch makes f corrupt: its reads
+ * fail until a remount fetches it afresh. Blocks the caller for the
+ * time it takes to read f's cached bytes. */
+int engine_file_verify(struct engine_file *f, struct cache_verify *out);
 
 #endif

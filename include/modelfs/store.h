@@ -38,8 +38,10 @@ struct store_file {
 	enum store_file_state state;
 	char *sha256;		/* computed, or NULL */
 	char *error;		/* last error, or NULL */
-	bool pinned;
+	bool pinned;		/* pin_mask != 0 */
+	unsigned pin_mask;	/* who pinned it (cache.h CACHE_PIN_*) */
 	uint64_t dropped_bytes;	/* blocks dropped because the size changed */
+	uint64_t cached_bytes;	/* bytes of its block rows; filled by store_files_list() */
 };
 
 struct store_block {
@@ -82,6 +84,12 @@ void store_file_clear(struct store_file *f);
 int store_file_set_state(struct store *s, int64_t file_id, enum store_file_state st,
 			 const char *sha256, const char *error);
 int store_file_set_pinned(struct store *s, int64_t file_id, bool pinned);
+/* The pin as a mask of owners (0: not pinned). */
+int store_file_set_pin_mask(struct store *s, int64_t file_id, unsigned mask);
+/* Every file, by id, with cached_bytes filled; *out is freed with
+ * store_files_free(). */
+int store_files_list(struct store *s, struct store_file **out, int *n);
+void store_files_free(struct store_file *files, int n);
 const char *store_state_name(enum store_file_state st);
 
 /* Calls fn for each block row of file_id (any order). */
@@ -103,8 +111,26 @@ int store_resolution_get(struct store *s, const char *entry_id,
 int store_resolution_put(struct store *s, const char *entry_id,
 			 const struct store_resolution *r, int n);
 void store_resolutions_free(struct store_resolution *r, int n);
+/* Every stored resolution of every entry, by path. */
+int store_resolutions_all(struct store *s, struct store_resolution **out, int *n);
 
 int store_log_fetch(struct store *s, int64_t file_id, uint64_t first, uint64_t len,
 		    int64_t ms, int rc, const char *error);
+
+/* One row of the fetch log. */
+struct store_fetch {
+	int64_t ts;		/* seconds since the epoch */
+	int64_t file_id;
+	char *file_key;		/* NULL when the file row is gone */
+	uint64_t first, len;	/* the byte range asked for */
+	int64_t ms;		/* how long it took */
+	int rc;			/* 0 or -errno */
+	char *error;		/* reason, or NULL */
+};
+
+/* The newest max rows of the fetch log, oldest first; freed with
+ * store_fetches_free(). */
+int store_fetch_log_recent(struct store *s, int max, struct store_fetch **out, int *n);
+void store_fetches_free(struct store_fetch *rows, int n);
 
 #endif

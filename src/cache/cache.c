@@ -31,6 +31,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "modelfs/hexhash.h"
 #include "modelfs/log.h"
 
 #define CHECK_CHUNK (256 * 1024)
@@ -58,7 +59,7 @@ struct cache_file {
 	uint64_t present_bytes;		/* protected by lock */
 	enum store_file_state state;	/* protected by lock */
 	char *sha256, *error;		/* protected by lock */
-	bool pinned;			/* protected by lock */
+	unsigned pin_mask;		/* CACHE_PIN_* owners; protected by lock */
 	struct cache_file *next;	/* c->files list, protected by c->space_lock */
 };
 
@@ -309,7 +310,7 @@ static int file_open_locked(struct cache *c, const char *key, uint64_t size, uin
 	f->state = sf.state;
 	f->sha256 = sf.sha256;
 	f->error = sf.error;
-	f->pinned = sf.pinned;
+	f->pin_mask = sf.pin_mask;
 	sf.sha256 = sf.error = NULL;
 	f->blocks = calloc(f->nblocks ? f->nblocks : 1, sizeof(*f->blocks));
 	if (!f->blocks) {
@@ -409,17 +410,28 @@ bool cache_file_pinned(struct cache_file *f)
 	bool pinned;
 
 	pthread_mutex_lock(&f->lock);
-	pinned = f->pinned;
+	pinned = f->pin_mask != 0;
 	pthread_mutex_unlock(&f->lock);
 	return pinned;
 }
 
+int cache_file_pin(struct cache_file *f, unsigned owner, bool pinned)
+{
+	unsigned old, mask;
+
+	pthread_mutex_lock(&f->lock);
+	old = f->pin_mask;
+	mask = pinned ? old | owner : old & ~owner;
+	f->pin_mask = mask;
+	pthread_mutex_unlock(&f->lock);
+	/* Two pins of one file race only on the store row, which ends with
+	 * one of the masks: both are recomputed from f->pin_mask next time. */
+	return mask == old ? 0 : store_file_set_pin_mask(f->cache->store, f->id, mask);
+}
+
 int cache_file_set_pinned(struct cache_file *f, bool pinned)
 {
-	pthread_mutex_lock(&f->lock);
-	f->pinned = pinned;
-	pthread_mutex_unlock(&f->lock);
-	return store_file_set_pinned(f->cache->store, f->id, pinned);
+	return cache_file_pin(f, CACHE_PIN_CONFIG, pinned);
 }
 
 enum store_file_state cache_file_state(struct cache_file *f, char **sha256, char **error)
@@ -544,7 +556,7 @@ static uint64_t evict_locked(struct cache *c, uint64_t need)
 		}
 		pthread_mutex_lock(&f->lock);
 		b = victims[i].idx < f->nblocks ? &f->blocks[victims[i].idx] : NULL;
-		if (b && state_present(b->state) && b->readers == 0 && !f->pinned) {
+		if (b && state_present(b->state) && b->readers == 0 && !f->pin_mask) {
 			uint32_t len = drop_block_locked(f, victims[i].idx);
 
 			c->used -= len;
@@ -761,7 +773,8 @@ static int block_get(struct cache_file *f, uint64_t idx)
 	return -ENODATA;
 }
 
-static void block_put(struct cache_file *f, uint64_t idx)
+/* Drop a reader reference; touch: record the use for LRU order. */
+static void block_unref(struct cache_file *f, uint64_t idx, bool touch)
 {
 	struct block *b = &f->blocks[idx];
 	int64_t now = now_ms(), touched = 0;
@@ -772,7 +785,7 @@ static void block_put(struct cache_file *f, uint64_t idx)
 	if (f->state == STORE_CORRUPT && b->readers == 0 && state_present(b->state)) {
 		/* cache_file_drop() skipped it while it was being read. */
 		dropped = drop_block_locked(f, idx);
-	} else if (now - b->touched >= TOUCH_INTERVAL_MS) {
+	} else if (touch && now - b->touched >= TOUCH_INTERVAL_MS) {
 		b->touched = now;
 		touched = now;
 	}
@@ -784,6 +797,11 @@ static void block_put(struct cache_file *f, uint64_t idx)
 	 * one read a second ago. */
 	if (touched)
 		store_block_touch(f->cache->store, f->id, idx, touched);
+}
+
+static void block_put(struct cache_file *f, uint64_t idx)
+{
+	block_unref(f, idx, true);
 }
 
 void cache_block_release(struct cache_file *f, uint64_t idx)
@@ -817,4 +835,120 @@ ssize_t cache_read(struct cache_file *f, void *buf, uint64_t off, size_t len)
 		off += n;
 	}
 	return (ssize_t)len;
+}
+
+/* ---- checking again: verify -------------------------------------------- */
+
+uint64_t cache_file_recheck(struct cache_file *f)
+{
+	uint64_t n = 0;
+
+	pthread_mutex_lock(&f->lock);
+	for (uint64_t i = 0; i < f->nblocks; i++)
+		if (f->blocks[i].state == BLOCK_PRESENT) {
+			f->blocks[i].state = BLOCK_UNCHECKED;
+			n++;
+		}
+	pthread_mutex_unlock(&f->lock);
+	return n;
+}
+
+int cache_block_check(struct cache_file *f, uint64_t idx)
+{
+	int rc;
+
+	if (idx >= f->nblocks)
+		return -ENODATA;
+	rc = block_get(f, idx);
+	if (rc == 0)
+		block_unref(f, idx, false);	/* checking is not a use: LRU order stays */
+	return rc;
+}
+
+#define HASH_CHUNK (1024 * 1024)
+
+int cache_file_hash(struct cache_file *f, char sha256[65], char *git1, const atomic_int *cancel)
+{
+	char *buf = malloc(HASH_CHUNK);
+	struct hexhash *h = NULL, *g = NULL;
+	int rc = buf ? hexhash_new(&h) : -ENOMEM;
+
+	if (rc == 0 && git1) {
+		char head[40];
+		int n = snprintf(head, sizeof(head), "blob %llu", (unsigned long long)f->size);
+
+		rc = hexhash_new_sha1(&g);
+		if (rc == 0)
+			hexhash_update(g, head, (size_t)n + 1);	/* with its NUL */
+	}
+	for (uint64_t off = 0; rc == 0 && off < f->size;) {
+		size_t n = f->size - off < HASH_CHUNK ? (size_t)(f->size - off) : HASH_CHUNK;
+		ssize_t got = cache_read(f, buf, off, n);
+
+		if (cancel && atomic_load(cancel))
+			rc = -ECANCELED;
+		else if (got < 0)
+			rc = (int)got;
+		else {
+			hexhash_update(h, buf, (size_t)got);
+			if (g)
+				hexhash_update(g, buf, (size_t)got);
+		}
+		off += n;
+	}
+	if (rc == 0) {
+		hexhash_final(h, sha256);
+		if (g)
+			hexhash_final(g, git1);
+	} else {
+		hexhash_free(h);
+		hexhash_free(g);
+	}
+	free(buf);
+	return rc;
+}
+
+int cache_file_verify(struct cache_file *f, const char *want_sha256, const char *want_git1,
+		      const atomic_int *cancel, struct cache_verify *out)
+{
+	char git1[65] = "";
+	const char *want, *got;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	cache_file_recheck(f);
+	for (uint64_t i = 0; i < f->nblocks; i++) {
+		if (cancel && atomic_load(cancel))
+			return -ECANCELED;
+		if (!cache_block_present(f, i))
+			continue;
+		out->blocks++;
+		if (cache_block_check(f, i) == -ENODATA) {
+			out->bad_blocks++;
+			out->bad_bytes += cache_block_len(f, i);
+		}
+	}
+	if (!cache_file_complete(f))
+		return 0;
+	rc = cache_file_hash(f, out->sha256, want_git1 && !want_sha256 ? git1 : NULL, cancel);
+	if (rc == -ENODATA)
+		return 0;	/* a block went just now (evicted): not complete any more */
+	if (rc)
+		return rc;
+	want = want_sha256 ? want_sha256 : want_git1;
+	got = want_sha256 ? out->sha256 : git1;
+	if (!want) {
+		out->hash = CACHE_HASH_COMPLETE;
+		return cache_file_set_state(f, STORE_COMPLETE, out->sha256, NULL);
+	}
+	if (strcmp(want, got) == 0) {
+		out->hash = CACHE_HASH_VERIFIED;
+		return cache_file_set_state(f, STORE_VERIFIED, out->sha256, NULL);
+	}
+	out->hash = CACHE_HASH_MISMATCH;
+	snprintf(out->reason, sizeof(out->reason), "checksum mismatch: expected %s %s, got %s",
+		 want_sha256 ? "sha256" : "git blob sha1", want, got);
+	rc = cache_file_set_state(f, STORE_CORRUPT, out->sha256, out->reason);
+	cache_file_drop(f);
+	return rc;
 }

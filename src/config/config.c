@@ -811,6 +811,7 @@ static const struct key_spec modelfs_keys[] = {
 	{ "hf_endpoint", K_BASE_URL, .off = CFG(hf_endpoint) },
 	{ "civitai_endpoint", K_BASE_URL, .off = CFG(civitai_endpoint) },
 	{ "gdrive_endpoint", K_BASE_URL, .off = CFG(gdrive_endpoint) },
+	{ "prefetch", K_STRINGS, .off = CFG(prefetch) },
 };
 #define N_MODELFS_KEYS (sizeof(modelfs_keys) / sizeof(modelfs_keys[0]))
 
@@ -2182,5 +2183,6 @@ void config_free(struct config *cfg)
 	free(cfg->hf_endpoint);
 	free(cfg->civitai_endpoint);
 	free(cfg->gdrive_endpoint);
+	free_strv(cfg->prefetch);
 	free(cfg);
 }

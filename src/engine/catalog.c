@@ -229,8 +229,10 @@ static int add_file(struct engine *e, struct source_file *src)
 	} else if (f->src.err) {
 		if (f->src.entry->size < 0) {
 			f->err = -EIO;
-			f->error = strdup("origin unreachable at mount and no size in the config; "
-					  "remount when it is back, or give size in the config");
+			if (asprintf(&f->error, "not resolved at mount (%s) and no size in the config; "
+				     "remount later, or give size in the config",
+				     f->src.error ? f->src.error : "origin unreachable") < 0)
+				f->error = NULL;
 			log_error("event=entry_failed entry=%s path=%s error=\"%s\"", f->src.entry->id,
 				  f->src.path, f->error);
 		} else {
@@ -254,8 +256,8 @@ static int add_file(struct engine *e, struct source_file *src)
 				 "mount; fetched and checked afresh\"", f->src.path);
 			cache_file_set_state(f->cf, STORE_REMOTE, NULL, NULL);
 		}
-		if (f->src.entry->pin != cache_file_pinned(f->cf))
-			cache_file_set_pinned(f->cf, f->src.entry->pin);
+		/* The config's pin only; one from prefetch --pin stays. */
+		cache_file_set_pinned(f->cf, f->src.entry->pin);
 	}
 	f->nblocks = ((uint64_t)f->src.size + bs - 1) / bs;
 	f->inflight = calloc(f->nblocks ? f->nblocks : 1, sizeof(*f->inflight));
@@ -291,6 +293,7 @@ int engine_open(const struct config *cfg, struct cache *cache, struct engine **o
 		return -ENOMEM;
 	e->cfg = cfg;
 	e->cache = cache;
+	e->prefetch_reserve = -1;	/* the default, set at start */
 	pthread_mutex_init(&e->qlock, NULL);
 	pthread_cond_init(&e->qcond, NULL);
 	pthread_cond_init(&e->stop_cond, NULL);
@@ -352,12 +355,17 @@ int engine_start(struct engine *e)
 	return rc ? rc : verify_start(e);
 }
 
+void engine_stop(struct engine *e)
+{
+	verify_stop(e);
+	fetch_stop(e);
+}
+
 void engine_close(struct engine *e)
 {
 	if (!e)
 		return;
-	verify_stop(e);
-	fetch_stop(e);
+	engine_stop(e);
 	for (size_t i = 0; i < e->nfiles; i++)
 		file_free(e->files[i]);
 	free(e->files);
@@ -377,6 +385,7 @@ struct engine_file *engine_file_at(const struct engine *e, size_t i) { return e-
 const char *engine_file_path(const struct engine_file *f) { return f->src.path; }
 uint64_t engine_file_size(const struct engine_file *f) { return (uint64_t)f->src.size; }
 int64_t engine_file_mtime(const struct engine_file *f) { return f->mtime; }
+const struct config_entry *engine_file_entry(const struct engine_file *f) { return f->src.entry; }
 
 static struct cache_file *file_cf(struct engine_file *f)
 {
@@ -386,6 +395,11 @@ static struct cache_file *file_cf(struct engine_file *f)
 	cf = f->cf;
 	pthread_mutex_unlock(&f->lock);
 	return cf;
+}
+
+struct cache_file *engine_file_cache(struct engine_file *f)
+{
+	return file_cf(f);
 }
 
 const char *engine_file_state(struct engine_file *f)
@@ -452,9 +466,8 @@ char *engine_file_error(struct engine_file *f)
 	return err;
 }
 
-char *engine_file_source(struct engine_file *f)
+char *engine_entry_source(const struct config_entry *e)
 {
-	const struct config_entry *e = f->src.entry;
 	char *s = NULL;
 
 	if (e->url)
@@ -465,4 +478,9 @@ char *engine_file_source(struct engine_file *f)
 	else if (!e->repo && asprintf(&s, "%s:%s", config_source_name(e->source), e->id) < 0)
 		s = NULL;
 	return s;
+}
+
+char *engine_file_source(struct engine_file *f)
+{
+	return engine_entry_source(f->src.entry);
 }

@@ -3,9 +3,9 @@
  * engine's state. Private to src/engine/.
  *
  * Lock order (the only one): engine_file.lock, then engine.qlock or the
- * cache's locks (taken inside cache_* calls). qlock, vlock and mem_lock
- * are leaves: nothing else is taken while one is held. No lock is held
- * across the network, a disk hash, or a callback.
+ * cache's locks (taken inside cache_* calls). qlock, vlock, mem_lock and
+ * prefetch_req.lock are leaves: nothing else is taken while one is held.
+ * No lock is held across the network, a disk hash, or a callback.
  */
 #ifndef MODELFS_ENGINE_I_H
 #define MODELFS_ENGINE_I_H
@@ -19,6 +19,23 @@
 
 struct pending_read;
 
+/* Which queue a block waits in; workers take the first non-empty one. */
+enum fetch_prio {
+	PRIO_DEMAND,		/* a reader waits for it */
+	PRIO_READAHEAD,		/* a sequential reader will want it soon */
+	PRIO_PREFETCH,		/* prefetch: only once readers have what they need */
+	PRIO_COUNT,
+};
+
+/* The blocks one engine_prefetch() call asked for (prefetch.c). */
+struct prefetch_req {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;		/* with lock: a block finished */
+	int outstanding;		/* asked for, not finished; protected by lock */
+	int err;			/* the first final failure; protected by lock */
+	char reason[256];		/* its reason; protected by lock */
+};
+
 /* A read of a strict file, parked until the file is verified. */
 struct parked_read {
 	uint64_t off;
@@ -28,8 +45,10 @@ struct parked_read {
 	struct parked_read *next;
 };
 
+/* Who waits for an inflight block: a read, or a prefetch (one is set). */
 struct waiter {
 	struct pending_read *pr;
+	struct prefetch_req *pf;
 	struct waiter *next;
 };
 
@@ -39,7 +58,7 @@ struct inflight {
 	struct engine_file *file;
 	uint64_t idx;
 	struct waiter *waiters;		/* protected by file->lock */
-	bool demand;			/* protected by engine.qlock */
+	uint8_t prio;			/* enum fetch_prio; protected by engine.qlock */
 	bool queued;			/* protected by engine.qlock */
 	struct inflight *qnext;		/* protected by engine.qlock */
 };
@@ -55,6 +74,7 @@ struct engine_file {
 	bool streaming;			/* no Range: a worker streams it; protected by lock */
 	pthread_cond_t resolved;	/* with lock: resolving ended */
 	atomic_bool verify_queued;
+	atomic_bool partial_logged;	/* "state=partial" was logged */
 	struct inflight **inflight;	/* [nblocks]; protected by lock */
 	uint64_t ra_last;		/* last block read; protected by lock */
 	uint32_t ra_window;		/* blocks fetched ahead; protected by lock */
@@ -76,10 +96,11 @@ struct engine {
 
 	pthread_mutex_t qlock;
 	pthread_cond_t qcond;		/* work queued, or stopping */
-	struct inflight *demand_head, *demand_tail;	/* protected by qlock */
-	struct inflight *ra_head, *ra_tail;		/* protected by qlock */
+	struct inflight *qhead[PRIO_COUNT], *qtail[PRIO_COUNT];	/* protected by qlock */
 	pthread_t *workers;
 	int nworkers;
+	int prefetch_busy;		/* workers on a prefetch block; protected by qlock */
+	int prefetch_reserve;		/* workers prefetch leaves to readers; protected by qlock */
 	atomic_int stop;
 	pthread_cond_t stop_cond;	/* with qlock: backoff sleeps wake at stop */
 
@@ -110,5 +131,14 @@ bool engine_sleep_ms(struct engine *e, int64_t ms);
 void strict_release(struct engine_file *f, int err);
 /* Set f's final error (first one wins) and log it once. */
 void engine_file_fail(struct engine_file *f, int err, const char *reason);
+/* Ask for block idx of f on behalf of pf, at prefetch priority: 1 when
+ * it is cached already (nothing asked), 0 when asked (pf->outstanding
+ * counts it until it finishes, with its outcome in pf->err), -ECANCELED
+ * when the engine is stopping, -ENOMEM. */
+int fetch_prefetch_block(struct engine_file *f, uint64_t idx, struct prefetch_req *pf);
+/* Take pf's waits off f's blocks; blocks nobody else wants that no
+ * worker has started are not fetched. Blocks being completed right now
+ * still count in pf->outstanding until they finish. */
+void fetch_prefetch_cancel(struct engine_file *f, struct prefetch_req *pf);
 
 #endif

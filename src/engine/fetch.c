@@ -7,8 +7,11 @@
  * cause one request.
  *
  * Queues: demand blocks (a reader waits) are taken before readahead
- * blocks; a readahead block that a reader starts waiting for is moved to
- * the demand queue.
+ * blocks, and those before prefetch blocks (engine_prefetch: warming the
+ * cache must never delay a program's reads). A queued block that someone
+ * starts wanting sooner moves to the earlier queue. Prefetch blocks also
+ * leave some workers idle (prefetch_reserve), so that a reader's block
+ * starts at once instead of after a prefetch download ends.
  *
  * Readahead is per file, not per handle: when reads move from block b to
  * b+1 the window doubles (2, 4, ... 32 blocks ahead); a jump elsewhere
@@ -155,48 +158,61 @@ static int deliver_cached(struct pending_read *pr, struct cache_file *cf, uint64
 
 /* ---- the queues ------------------------------------------------------- */
 
+/* Append inf to the queue of its priority; the caller holds qlock. */
 static void queue_push_locked(struct engine *e, struct inflight *inf)
 {
-	struct inflight **head = inf->demand ? &e->demand_head : &e->ra_head;
-	struct inflight **tail = inf->demand ? &e->demand_tail : &e->ra_tail;
+	int q = inf->prio;
 
 	inf->qnext = NULL;
 	inf->queued = true;
-	if (*tail)
-		(*tail)->qnext = inf;
+	if (e->qtail[q])
+		e->qtail[q]->qnext = inf;
 	else
-		*head = inf;
-	*tail = inf;
+		e->qhead[q] = inf;
+	e->qtail[q] = inf;
 }
 
-static void enqueue(struct engine *e, struct inflight *inf, bool demand)
+/* Take a queued inf out of its queue; the caller holds qlock. */
+static void queue_unlink_locked(struct engine *e, struct inflight *inf)
+{
+	int q = inf->prio;
+	struct inflight **pp, *prev = NULL;
+
+	for (pp = &e->qhead[q]; *pp && *pp != inf; pp = &(*pp)->qnext)
+		prev = *pp;
+	if (*pp) {
+		*pp = inf->qnext;
+		if (e->qtail[q] == inf)
+			e->qtail[q] = prev;
+	}
+	inf->queued = false;
+}
+
+/* Queue inf at its priority (a reader may have raised it since it was
+ * created). */
+static void enqueue(struct engine *e, struct inflight *inf)
 {
 	pthread_mutex_lock(&e->qlock);
-	inf->demand = inf->demand || demand;	/* a reader may have promoted it already */
 	queue_push_locked(e, inf);
 	pthread_cond_signal(&e->qcond);
 	pthread_mutex_unlock(&e->qlock);
 }
 
-/* A reader now waits on a readahead block still queued: serve it first.
- * The caller holds inf->file->lock, which keeps inf alive. */
-static void promote_locked(struct engine *e, struct inflight *inf)
+/* Someone wants inf sooner (a reader waits, or a sequential reader is
+ * close): move it to the queue of prio if it waits in a later one. The
+ * caller holds inf->file->lock, which keeps inf alive. */
+static void promote_locked(struct engine *e, struct inflight *inf, enum fetch_prio prio)
 {
-	struct inflight **pp, *prev = NULL;
-
 	pthread_mutex_lock(&e->qlock);
-	if (inf->queued && !inf->demand) {
-		for (pp = &e->ra_head; *pp && *pp != inf; pp = &(*pp)->qnext)
-			prev = *pp;
-		if (*pp) {
-			*pp = inf->qnext;
-			if (e->ra_tail == inf)
-				e->ra_tail = prev;
-			inf->demand = true;
+	if (inf->prio > prio) {
+		bool queued = inf->queued;
+
+		if (queued)
+			queue_unlink_locked(e, inf);
+		inf->prio = (uint8_t)prio;
+		if (queued)
 			queue_push_locked(e, inf);
-		}
 	}
-	inf->demand = true;
 	pthread_mutex_unlock(&e->qlock);
 }
 
@@ -205,30 +221,64 @@ static bool is_demand(struct engine *e, struct inflight *inf)
 	bool demand;
 
 	pthread_mutex_lock(&e->qlock);
-	demand = inf->demand;
+	demand = inf->prio == PRIO_DEMAND;
 	pthread_mutex_unlock(&e->qlock);
 	return demand;
 }
 
-static struct inflight *queue_pop(struct engine *e)
+/* The next block to fetch, and whether it is a prefetch one (*prefetch:
+ * the caller calls prefetch_slot_done() after it). Prefetch blocks may
+ * take all workers but prefetch_reserve: those stay free for readers,
+ * who then never wait for a worker behind a long prefetch. */
+static struct inflight *queue_pop(struct engine *e, bool *prefetch)
 {
 	struct inflight *inf = NULL;
+	int q = 0;
 
 	pthread_mutex_lock(&e->qlock);
-	while (!atomic_load(&e->stop) && !e->demand_head && !e->ra_head)
+	for (;;) {
+		for (q = 0; q < PRIO_COUNT && !e->qhead[q]; q++)
+			;
+		if (q == PRIO_PREFETCH && e->prefetch_busy >= e->nworkers - e->prefetch_reserve)
+			q = PRIO_COUNT;
+		if (atomic_load(&e->stop) || q < PRIO_COUNT)
+			break;
 		pthread_cond_wait(&e->qcond, &e->qlock);
+	}
 	if (!atomic_load(&e->stop)) {
-		struct inflight **head = e->demand_head ? &e->demand_head : &e->ra_head;
-		struct inflight **tail = e->demand_head ? &e->demand_tail : &e->ra_tail;
-
-		inf = *head;
-		*head = inf->qnext;
-		if (!*head)
-			*tail = NULL;
+		inf = e->qhead[q];
+		e->qhead[q] = inf->qnext;
+		if (!e->qhead[q])
+			e->qtail[q] = NULL;
 		inf->queued = false;
+		*prefetch = q == PRIO_PREFETCH;
+		e->prefetch_busy += *prefetch;
 	}
 	pthread_mutex_unlock(&e->qlock);
 	return inf;
+}
+
+static void prefetch_slot_done(struct engine *e)
+{
+	pthread_mutex_lock(&e->qlock);
+	e->prefetch_busy--;
+	pthread_cond_signal(&e->qcond);		/* a waiting prefetch block may go now */
+	pthread_mutex_unlock(&e->qlock);
+}
+
+/* A prefetch learns how its block ended. The last access to pf: once
+ * its lock is dropped the prefetch may return. */
+static void prefetch_done(struct prefetch_req *pf, int rc, const char *reason)
+{
+	pthread_mutex_lock(&pf->lock);
+	if (rc && !pf->err) {
+		pf->err = rc;
+		snprintf(pf->reason, sizeof(pf->reason), "%s",
+			 reason && reason[0] ? reason : strerror(-rc));
+	}
+	pf->outstanding--;
+	pthread_cond_broadcast(&pf->cond);
+	pthread_mutex_unlock(&pf->lock);
 }
 
 /* ---- wanting a block -------------------------------------------------- */
@@ -236,7 +286,8 @@ static struct inflight *queue_pop(struct engine *e)
 /* Register a fetch of block idx in f->inflight: the new inflight, or NULL
  * when the block is cached or already coming (or memory ran out). The
  * caller holds f->lock and queues what it gets. */
-static struct inflight *inflight_add_locked(struct engine_file *f, uint64_t idx)
+static struct inflight *inflight_add_locked(struct engine_file *f, uint64_t idx,
+					    enum fetch_prio prio)
 {
 	struct inflight *inf;
 
@@ -247,6 +298,7 @@ static struct inflight *inflight_add_locked(struct engine_file *f, uint64_t idx)
 		return NULL;
 	inf->file = f;
 	inf->idx = idx;
+	inf->prio = (uint8_t)prio;
 	f->inflight[idx] = inf;
 	return inf;
 }
@@ -279,10 +331,10 @@ static void want_block(struct pending_read *pr, uint64_t idx)
 		read_error(pr, err);
 		return;
 	}
-	w = malloc(sizeof(*w));
+	w = calloc(1, sizeof(*w));
 	inf = f->inflight[idx];
 	if (!inf && w) {
-		inf = inflight_add_locked(f, idx);
+		inf = inflight_add_locked(f, idx, PRIO_DEMAND);
 		created = inf != NULL;
 	}
 	if (!w || !inf) {
@@ -296,10 +348,10 @@ static void want_block(struct pending_read *pr, uint64_t idx)
 	inf->waiters = w;
 	atomic_fetch_add(&pr->remaining, 1);
 	if (!created)
-		promote_locked(f->eng, inf);
+		promote_locked(f->eng, inf, PRIO_DEMAND);
 	pthread_mutex_unlock(&f->lock);
 	if (created)
-		enqueue(f->eng, inf, true);
+		enqueue(f->eng, inf);
 }
 
 /* Queue blocks after last for a sequential reader; see the file comment. */
@@ -321,12 +373,15 @@ static void readahead(struct engine_file *f, uint64_t first, uint64_t last)
 		f->ra_window = RA_MAX_WINDOW;
 	f->ra_seen = true;
 	f->ra_last = last;
-	for (uint64_t i = last + 1; i <= last + f->ra_window && i < f->nblocks; i++)
-		if ((batch[n] = inflight_add_locked(f, i)) != NULL)
+	for (uint64_t i = last + 1; i <= last + f->ra_window && i < f->nblocks; i++) {
+		if (f->inflight[i])	/* a prefetch asked for it: the reader is nearer */
+			promote_locked(f->eng, f->inflight[i], PRIO_READAHEAD);
+		else if ((batch[n] = inflight_add_locked(f, i, PRIO_READAHEAD)) != NULL)
 			n++;
+	}
 	pthread_mutex_unlock(&f->lock);
 	for (int i = 0; i < n; i++)
-		enqueue(f->eng, batch[i], false);
+		enqueue(f->eng, batch[i]);
 }
 
 /* verify = strict and not verified yet: the caller holds f->lock. */
@@ -358,13 +413,13 @@ static void fetch_all(struct engine_file *f)
 	cf = f->cf;
 	for (uint64_t i = 0; i < f->nblocks; i++) {
 		if (f->inflight[i])
-			promote_locked(f->eng, f->inflight[i]);
-		else if ((batch[n] = inflight_add_locked(f, i)) != NULL)
+			promote_locked(f->eng, f->inflight[i], PRIO_DEMAND);
+		else if ((batch[n] = inflight_add_locked(f, i, PRIO_DEMAND)) != NULL)
 			n++;
 	}
 	pthread_mutex_unlock(&f->lock);
 	for (size_t i = 0; i < n; i++)
-		enqueue(f->eng, batch[i], true);
+		enqueue(f->eng, batch[i]);
 	free(batch);
 	if (n == 0 && cf && cache_file_complete(cf))
 		verify_enqueue(f);	/* all there, only the hash is missing */
@@ -821,41 +876,37 @@ static int download_block(struct engine_file *f, struct http_client *http, struc
 }
 
 /* Forget inf if no reader waits for it (checked under the file lock, so
- * a reader arriving later starts a new fetch): true when it was freed. */
-static bool drop_unwanted(struct engine_file *f, struct inflight *inf)
+ * a reader arriving later starts a new fetch): true when it was freed.
+ * Prefetches waiting for it learn err and reason. */
+static bool drop_unwanted(struct engine_file *f, struct inflight *inf, int err, const char *reason)
 {
-	bool unwanted;
+	struct waiter *w, *next;
+	bool unwanted = true;
 
 	pthread_mutex_lock(&f->lock);
-	unwanted = inf->waiters == NULL;
+	for (w = inf->waiters; w && unwanted; w = w->next)
+		unwanted = w->pr == NULL;
 	if (unwanted)
 		f->inflight[inf->idx] = NULL;
 	pthread_mutex_unlock(&f->lock);
-	if (unwanted)
-		free(inf);
-	return unwanted;
+	if (!unwanted)
+		return false;
+	for (w = inf->waiters; w; w = next) {
+		next = w->next;
+		prefetch_done(w->pf, err, reason);
+		free(w);
+	}
+	free(inf);
+	return true;
 }
 
-/* Take inf out of whichever queue holds it (a streamer completes blocks
- * that are still queued). */
+/* Take inf out of the queue that holds it, if any (a streamer completes
+ * blocks that are still queued). */
 static void dequeue(struct engine *e, struct inflight *inf)
 {
 	pthread_mutex_lock(&e->qlock);
-	for (int q = 0; inf->queued && q < 2; q++) {
-		struct inflight **head = q ? &e->ra_head : &e->demand_head;
-		struct inflight **tail = q ? &e->ra_tail : &e->demand_tail;
-		struct inflight *prev = NULL;
-
-		for (struct inflight **pp = head; *pp; prev = *pp, pp = &(*pp)->qnext) {
-			if (*pp != inf)
-				continue;
-			*pp = inf->qnext;
-			if (*tail == inf)
-				*tail = prev;
-			inf->queued = false;
-			break;
-		}
-	}
+	if (inf->queued)
+		queue_unlink_locked(e, inf);
 	pthread_mutex_unlock(&e->qlock);
 }
 
@@ -888,6 +939,11 @@ static void complete_block(struct engine_file *f, struct cache_file *cf, uint64_
 			f->src.path, (unsigned long long)idx, reason && reason[0] ? reason : strerror(-rc));
 	for (; w; w = next) {
 		next = w->next;
+		if (w->pf) {
+			prefetch_done(w->pf, rc, reason);
+			free(w);
+			continue;
+		}
 		if (rc)
 			read_error(w->pr, rc == -EACCES ? -EACCES : -EIO);
 		else if (mem)
@@ -914,6 +970,8 @@ static void complete_block(struct engine_file *f, struct cache_file *cf, uint64_
 	}
 	if (held) {
 		cache_block_release(cf, idx);
+		if (!atomic_exchange(&f->partial_logged, true))
+			log_info("event=file_state path=%s state=partial", f->src.path);
 		if (cache_file_complete(cf))
 			verify_enqueue(f);
 	}
@@ -996,6 +1054,10 @@ static int stream_pass(struct engine_file *f, struct http_client *http, struct c
 		rq.headers = a.auth.headers;
 		rq.n_headers = a.auth.n_headers;
 		rq.authorization = a.auth.authorization;
+		rq.aws_sigv4 = a.auth.aws_sigv4;
+		rq.aws_credentials = a.auth.aws_credentials;
+		rq.aws_session_token = a.auth.aws_session_token;
+		rq.file_body = true;
 		s.idx = 0;
 		s.fill = 0;
 		rc = http_get(http, &rq, stream_write, &s, &meta);
@@ -1087,8 +1149,10 @@ static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct h
 		goto done;
 	if (rc == 0) {
 		rc = cache_block_reserve(cf, inf->idx);
-		if (rc == -ENOSPC && !is_demand(e, inf) && drop_unwanted(f, inf))
-			return;		/* readahead for a full cache: not worth fetching */
+		if (rc == -ENOSPC && !is_demand(e, inf) &&
+		    drop_unwanted(f, inf, -ENOSPC, "no room in the cache: cache_max_size or "
+				  "cache_min_free is reached and nothing more can be evicted"))
+			return;		/* readahead or prefetch for a full cache: not worth fetching */
 		if (rc == -ENOSPC) {
 			/* No room can be made: serve this read from the network
 			 * without caching, within a small memory budget. */
@@ -1134,8 +1198,16 @@ static void *worker_main(void *arg)
 		log_error("event=worker_start error=\"cannot create an HTTP client\"");
 		return NULL;
 	}
-	while ((inf = queue_pop(e)) != NULL)
+	for (;;) {
+		bool prefetch = false;
+
+		inf = queue_pop(e, &prefetch);
+		if (!inf)
+			break;
 		fetch_inflight(inf->file, inf, http);
+		if (prefetch)
+			prefetch_slot_done(e);
+	}
 	http_client_free(http);
 	return NULL;
 }
@@ -1143,6 +1215,11 @@ static void *worker_main(void *arg)
 int fetch_start(struct engine *e)
 {
 	e->nworkers = e->cfg->connections;
+	/* A quarter of the workers wait for readers, unless told otherwise. */
+	if (e->prefetch_reserve < 0)
+		e->prefetch_reserve = e->nworkers / 4;
+	if (e->prefetch_reserve >= e->nworkers)
+		e->prefetch_reserve = e->nworkers - 1;
 	e->workers = calloc(e->nworkers, sizeof(*e->workers));
 	if (!e->workers)
 		return -ENOMEM;
@@ -1173,8 +1250,12 @@ static void drain_queue(struct engine *e, struct inflight **head)
 		pthread_mutex_unlock(&f->lock);
 		for (; w; w = wn) {
 			wn = w->next;
-			read_error(w->pr, -EIO);
-			read_finish(w->pr);
+			if (w->pf) {
+				prefetch_done(w->pf, -ECANCELED, "stopped");
+			} else {
+				read_error(w->pr, -EIO);
+				read_finish(w->pr);
+			}
 			free(w);
 		}
 		free(inf);
@@ -1194,9 +1275,124 @@ void fetch_stop(struct engine *e)
 	free(e->workers);
 	e->workers = NULL;
 	e->nworkers = 0;
-	drain_queue(e, &e->demand_head);
-	drain_queue(e, &e->ra_head);
-	e->demand_tail = e->ra_tail = NULL;
+	for (int q = 0; q < PRIO_COUNT; q++) {
+		drain_queue(e, &e->qhead[q]);
+		e->qtail[q] = NULL;
+	}
 	for (size_t i = 0; i < e->nfiles; i++)
 		strict_release(e->files[i], -EIO);
+}
+
+/* ---- prefetch --------------------------------------------------------- */
+
+int fetch_prefetch_block(struct engine_file *f, uint64_t idx, struct prefetch_req *pf)
+{
+	struct engine *e = f->eng;
+	struct inflight *inf;
+	struct waiter *w;
+	bool created = false, stopping;
+
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	pthread_mutex_lock(&f->lock);
+	if (f->cf && cache_block_present(f->cf, idx)) {
+		pthread_mutex_unlock(&f->lock);
+		free(w);
+		return 1;
+	}
+	inf = f->inflight[idx];
+	if (!inf) {
+		inf = inflight_add_locked(f, idx, PRIO_PREFETCH);
+		created = inf != NULL;
+	}
+	if (!inf) {
+		pthread_mutex_unlock(&f->lock);
+		free(w);
+		return -ENOMEM;
+	}
+	/* Queued under the file lock, so that a stop cannot slip in between:
+	 * after fetch_stop() drained the queues nothing may be left in one. */
+	pthread_mutex_lock(&e->qlock);
+	stopping = atomic_load(&e->stop);
+	if (created && !stopping) {
+		queue_push_locked(e, inf);
+		pthread_cond_signal(&e->qcond);
+	}
+	pthread_mutex_unlock(&e->qlock);
+	if (stopping) {
+		if (created) {
+			f->inflight[idx] = NULL;
+			free(inf);
+		}
+		pthread_mutex_unlock(&f->lock);
+		free(w);
+		return -ECANCELED;
+	}
+	w->pf = pf;
+	w->next = inf->waiters;
+	inf->waiters = w;
+	pthread_mutex_lock(&pf->lock);
+	pf->outstanding++;
+	pthread_mutex_unlock(&pf->lock);
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
+void fetch_prefetch_cancel(struct engine_file *f, struct prefetch_req *pf)
+{
+	struct engine *e = f->eng;
+	struct inflight *unqueued = NULL;
+	int removed = 0;
+
+	pthread_mutex_lock(&f->lock);
+	for (uint64_t i = 0; i < f->nblocks; i++) {
+		struct inflight *inf = f->inflight[i];
+		struct waiter **pp;
+		bool dropped = false;
+
+		if (!inf)
+			continue;
+		for (pp = &inf->waiters; *pp;) {
+			struct waiter *w = *pp;
+
+			if (w->pf != pf) {
+				pp = &w->next;
+				continue;
+			}
+			*pp = w->next;
+			free(w);
+			removed++;
+			dropped = true;
+		}
+		if (!dropped || inf->waiters)
+			continue;
+		/* Wanted by nobody now: if no worker took it yet, it never will. */
+		pthread_mutex_lock(&e->qlock);
+		if (inf->queued && inf->prio == PRIO_PREFETCH) {
+			queue_unlink_locked(e, inf);
+			f->inflight[i] = NULL;
+			inf->qnext = unqueued;
+			unqueued = inf;
+		}
+		pthread_mutex_unlock(&e->qlock);
+	}
+	pthread_mutex_unlock(&f->lock);
+	while (unqueued) {
+		struct inflight *next = unqueued->qnext;
+
+		free(unqueued);
+		unqueued = next;
+	}
+	pthread_mutex_lock(&pf->lock);
+	pf->outstanding -= removed;
+	pthread_cond_broadcast(&pf->cond);
+	pthread_mutex_unlock(&pf->lock);
+}
+
+void engine_set_prefetch_reserve(struct engine *e, int workers)
+{
+	pthread_mutex_lock(&e->qlock);
+	e->prefetch_reserve = workers;
+	pthread_mutex_unlock(&e->qlock);
 }

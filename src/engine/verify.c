@@ -12,10 +12,7 @@
 #include <string.h>
 
 #include "engine_i.h"
-#include "modelfs/hexhash.h"
 #include "modelfs/log.h"
-
-#define HASH_CHUNK (1024 * 1024)
 
 void verify_enqueue(struct engine_file *f)
 {
@@ -43,52 +40,6 @@ void verify_enqueue(struct engine_file *f)
 	pthread_mutex_unlock(&e->vlock);
 }
 
-/* SHA-256 of f's cached bytes into sha256, and when git1 is not NULL its
- * git blob id ("blob <size>\0" + bytes, SHA-1) into git1: 0, -ENODATA
- * when a block went missing (evicted, or failed its checksum),
- * -ECANCELED at stop. */
-static int hash_file(struct engine_file *f, struct cache_file *cf, char sha256[65], char *git1)
-{
-	uint64_t size = cache_file_size(cf);
-	char *buf = malloc(HASH_CHUNK);
-	struct hexhash *h = NULL, *g = NULL;
-	int rc = buf ? hexhash_new(&h) : -ENOMEM;
-
-	if (rc == 0 && git1) {
-		char head[40];
-		int n = snprintf(head, sizeof(head), "blob %llu", (unsigned long long)size);
-
-		rc = hexhash_new_sha1(&g);
-		if (rc == 0)
-			hexhash_update(g, head, (size_t)n + 1);	/* with its NUL */
-	}
-	for (uint64_t off = 0; rc == 0 && off < size;) {
-		size_t n = size - off < HASH_CHUNK ? (size_t)(size - off) : HASH_CHUNK;
-		ssize_t got = cache_read(cf, buf, off, n);
-
-		if (atomic_load(&f->eng->stop))
-			rc = -ECANCELED;
-		else if (got < 0)
-			rc = (int)got;
-		else {
-			hexhash_update(h, buf, (size_t)got);
-			if (g)
-				hexhash_update(g, buf, (size_t)got);
-		}
-		off += n;
-	}
-	if (rc == 0) {
-		hexhash_final(h, sha256);
-		if (g)
-			hexhash_final(g, git1);
-	} else {
-		hexhash_free(h);
-		hexhash_free(g);
-	}
-	free(buf);
-	return rc;
-}
-
 static void verify_file(struct engine_file *f)
 {
 	struct cache_file *cf;
@@ -109,7 +60,8 @@ static void verify_file(struct engine_file *f)
 	}
 	if (!cache_file_complete(cf))
 		return;
-	rc = hash_file(f, cf, actual, f->src.git_sha1 && !f->src.sha256 ? git1 : NULL);
+	rc = cache_file_hash(cf, actual, f->src.git_sha1 && !f->src.sha256 ? git1 : NULL,
+			     &f->eng->stop);
 	if (rc) {
 		log_info("event=verify_deferred path=%s reason=\"%s\"", f->src.path,
 			 rc == -ENODATA ? "a block is no longer cached" : strerror(-rc));
@@ -197,4 +149,31 @@ void verify_stop(struct engine *e)
 	free(e->vqueue);
 	e->vqueue = NULL;
 	e->vqueue_len = e->vqueue_cap = 0;
+}
+
+int engine_file_verify(struct engine_file *f, struct cache_verify *out)
+{
+	struct cache_file *cf;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&f->lock);
+	cf = f->cf;
+	pthread_mutex_unlock(&f->lock);
+	if (!cf)
+		return 0;	/* never resolved: nothing cached */
+	rc = cache_file_verify(cf, f->src.sha256, f->src.git_sha1, &f->eng->stop, out);
+	if (out->bad_blocks)
+		log_warn("event=verify_bad_blocks path=%s blocks=%llu bytes=%llu action=dropped",
+			 f->src.path, (unsigned long long)out->bad_blocks,
+			 (unsigned long long)out->bad_bytes);
+	if (out->hash == CACHE_HASH_MISMATCH) {
+		log_error("event=file_corrupt path=%s error=\"%s\" action=\"blocks dropped; "
+			  "reads fail until a remount fetches it afresh\"", f->src.path, out->reason);
+		engine_file_fail(f, -EIO, out->reason);
+		strict_release(f, -EIO);
+	} else if (out->hash == CACHE_HASH_VERIFIED || out->hash == CACHE_HASH_COMPLETE) {
+		log_info("event=file_reverified path=%s sha256=%s", f->src.path, out->sha256);
+	}
+	return rc;
 }

@@ -1,14 +1,14 @@
 /*
- * main.c: the modelfs command line. Each subcommand is a function
+ * main.c: the modelfs command line: mount and check here, the commands
+ * that work on a cache in cli_*.c (cli.h). Each subcommand is a function
  * cli_<name>(argc, argv) returning the process exit code:
- *   0 ok, 1 a model (or the mount) failed, 2 usage or config error.
+ *   0 ok, 1 a model (or the mount) failed, 2 usage or config error,
+ *   130 interrupted.
  * Nothing else in modelfs exits.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
-#include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -20,144 +20,25 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "modelfs/cache.h"
 #include "modelfs/config.h"
 #include "modelfs/config_fetch.h"
+#include "modelfs/control.h"
 #include "modelfs/engine.h"
 #include "modelfs/fs.h"
 #include "modelfs/http.h"
 #include "modelfs/humanize.h"
 #include "modelfs/log.h"
+#include "modelfs/prefetch_run.h"
+#include "modelfs/select.h"
 #include "modelfs/source.h"
 #include "modelfs/tree.h"
 #include "modelfs_config.h"
 
-#define EXIT_MODEL 1
-#define EXIT_USAGE 2
-#define DEFAULT_MOUNTPOINT "/workspace/models"
 #define FUSE_SUPER_MAGIC 0x65735546
 
 extern char **environ;
-
-static const char usage_text[] =
-	"usage: modelfs COMMAND [OPTIONS]\n"
-	"\n"
-	"  mount [-f] [-o FUSEOPTS] [CONFIG [MOUNTPOINT]]\n"
-	"        mount the models of CONFIG (default mountpoint " DEFAULT_MOUNTPOINT ");\n"
-	"        returns when the mount is live; unmount with fusermount3 -u MOUNTPOINT\n"
-	"        CONFIG is a file or an http(s) URL; default $PROVISION_URL\n"
-	"  check [--offline] CONFIG\n"
-	"        validate CONFIG and resolve every entry; exit 1 if any fails\n"
-	"\n"
-	"common options:\n"
-	"  --cache-dir DIR   cache location (default $MODELFS_CACHE_DIR, the config's\n"
-	"                    cache_dir, /var/cache/modelfs, or ~/.cache/modelfs)\n"
-	"  --log-file FILE   daemon log (default: syslog once daemonized)\n"
-	"  -d, --debug       debug logging (also MODELFS_LOG=debug)\n"
-	"  -h, --help        this text;  -V, --version  the version\n"
-	"\n"
-	"exit codes: 0 ok, 1 a model failed, 2 usage or config error\n";
-
-struct cli_opts {
-	const char *cache_dir;
-	const char *log_file;
-	const char *fuse_opts;
-	bool foreground;
-	bool offline;
-	bool debug;
-	int nargs;
-	char **args;
-};
-
-static int parse_opts(int argc, char **argv, struct cli_opts *o)
-{
-	static const struct option longopts[] = {
-		{ "cache-dir", required_argument, NULL, 'c' },
-		{ "log-file", required_argument, NULL, 'l' },
-		{ "offline", no_argument, NULL, 'n' },
-		{ "foreground", no_argument, NULL, 'f' },
-		{ "debug", no_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	int ch;
-
-	memset(o, 0, sizeof(*o));
-	optind = 1;
-	while ((ch = getopt_long(argc, argv, "fo:dh", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'c': o->cache_dir = optarg; break;
-		case 'l': o->log_file = optarg; break;
-		case 'n': o->offline = true; break;
-		case 'f': o->foreground = true; break;
-		case 'd': o->debug = true; break;
-		case 'o':
-			if (o->fuse_opts) {
-				fprintf(stderr, "modelfs: give -o once, with options separated by commas\n");
-				return -EINVAL;
-			}
-			o->fuse_opts = optarg;
-			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			exit(0);
-		default:
-			fputs(usage_text, stderr);
-			return -EINVAL;
-		}
-	}
-	o->nargs = argc - optind;
-	o->args = argv + optind;
-	return 0;
-}
-
-/* --cache-dir, $MODELFS_CACHE_DIR, the config's cache_dir, then the
- * system or the user's cache. */
-static const char *cache_dir_for(const struct cli_opts *o, const struct config *cfg,
-				 char *buf, size_t len)
-{
-	const char *env = getenv("MODELFS_CACHE_DIR"), *home;
-
-	if (o->cache_dir)
-		return o->cache_dir;
-	if (env && env[0])
-		return env;
-	if (cfg && cfg->cache_dir)
-		return cfg->cache_dir;
-	if (geteuid() == 0)
-		return "/var/cache/modelfs";
-	home = getenv("HOME");
-	if (!home || !home[0]) {
-		struct passwd *pw = getpwuid(geteuid());
-
-		home = pw ? pw->pw_dir : "/tmp";
-	}
-	snprintf(buf, len, "%s/.cache/modelfs", home);
-	return buf;
-}
-
-/* Load the config named on the command line (or by $PROVISION_URL): a
- * file, or a URL fetched into the cache dir. 0, -EINVAL for a bad config
- * (exit 2), other -errno when a URL could not be had (exit 1). */
-static int load_config(const struct cli_opts *o, const char *arg, struct config **cfg)
-{
-	struct config_error err;
-	char cache_buf[PATH_MAX], *fetched = NULL;
-	const char *path = arg;
-	int rc;
-
-	if (config_is_url(arg)) {
-		rc = config_fetch(arg, cache_dir_for(o, NULL, cache_buf, sizeof(cache_buf)), &fetched);
-		if (rc)
-			return -EIO;	/* not the config's fault: exit 1, not 2 */
-		path = fetched;
-	}
-	rc = config_load(path, cfg, &err);
-	if (rc)
-		fprintf(stderr, "modelfs: %s\n", err.msg);
-	free(fetched);
-	return rc;
-}
 
 /* CONFIG from the command line, else $PROVISION_URL; NULL when neither. */
 static const char *config_arg(const struct cli_opts *o)
@@ -167,14 +48,6 @@ static const char *config_arg(const struct cli_opts *o)
 	if (o->nargs >= 1)
 		return o->args[0];
 	return env && env[0] ? env : NULL;
-}
-
-static void limits_from_config(const struct config *cfg, struct cache_limits *lim)
-{
-	lim->max_bytes = cfg->cache_max_size;
-	lim->max_percent = cfg->cache_max_percent;
-	lim->min_free_bytes = cfg->cache_min_free;
-	lim->min_free_percent = cfg->cache_min_free_percent;
 }
 
 /* ---- mount ------------------------------------------------------------ */
@@ -311,6 +184,95 @@ static void raise_fd_limit(void)
 	}
 }
 
+/* Take "debug" out of the -o options into o->debug: the level of our
+ * log, not only FUSE's. Returns the options left (the caller frees), or
+ * NULL when none are. */
+static char *take_debug_opt(struct cli_opts *o)
+{
+	char *copy, *save = NULL, *out;
+	size_t used = 0;
+
+	if (!o->fuse_opts)
+		return NULL;
+	copy = strdup(o->fuse_opts);
+	out = calloc(1, strlen(o->fuse_opts) + 1);
+	if (!copy || !out) {
+		free(copy);
+		free(out);
+		return NULL;
+	}
+	for (char *opt = strtok_r(copy, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+		if (strcmp(opt, "debug") == 0) {
+			o->debug = true;
+			continue;
+		}
+		used += (size_t)sprintf(out + used, "%s%s", used ? "," : "", opt);
+	}
+	free(copy);
+	if (!used) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+/* The files the config wants warm: entries with prefetch = true and
+ * those [modelfs] prefetch names. */
+static int warm_files(struct engine *e, const struct config *cfg, const char *mnt,
+		      struct engine_file ***out, size_t *n)
+{
+	size_t nf = engine_nfiles(e), nargs = 0;
+	struct select_item *items = calloc(nf + 1, sizeof(*items));
+	bool *chosen = calloc(nf + 1, sizeof(*chosen));
+	const char *unmatched = NULL;
+	int rc = 0;
+
+	*out = calloc(nf + 1, sizeof(**out));
+	*n = 0;
+	if (!items || !chosen || !*out) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < nf; i++) {
+		struct engine_file *f = engine_file_at(e, i);
+
+		items[i] = (struct select_item){ engine_file_path(f), engine_file_entry(f)->id,
+						 engine_file_entry(f)->name };
+	}
+	while (cfg->prefetch && cfg->prefetch[nargs])
+		nargs++;
+	if (nargs) {
+		rc = select_match(items, nf, cfg->prefetch, nargs, mnt, chosen, &unmatched);
+		if (rc == -ENOENT) {
+			log_warn("event=warmup_unknown name=\"%s\" reason=\"[modelfs] prefetch names no "
+				 "file, folder or entry of the mount\"", unmatched);
+			/* The others still count: match them one by one. */
+			memset(chosen, 0, nf * sizeof(*chosen));
+			for (size_t a = 0; a < nargs; a++) {
+				bool *one = calloc(nf + 1, sizeof(*one));
+
+				if (one && select_match(items, nf, &cfg->prefetch[a], 1, mnt, one,
+							&unmatched) == 0)
+					for (size_t i = 0; i < nf; i++)
+						chosen[i] |= one[i];
+				free(one);
+			}
+			rc = 0;
+		}
+	}
+	for (size_t i = 0; i < nf; i++)
+		if (chosen[i] || engine_file_entry(engine_file_at(e, i))->prefetch)
+			(*out)[(*n)++] = engine_file_at(e, i);
+out:
+	free(items);
+	free(chosen);
+	if (rc) {
+		free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
 static int cli_mount(int argc, char **argv)
 {
 	struct cli_opts o;
@@ -319,28 +281,39 @@ static int cli_mount(int argc, char **argv)
 	struct engine *engine = NULL;
 	struct tree *tree = NULL;
 	struct fs *fs = NULL;
+	struct control_server *control = NULL;
+	struct prefetch_bg *warmup = NULL;
+	struct engine_file **warm = NULL;
 	struct cache_limits lim;
 	struct fs_options fo = { 0 };
-	char cache_buf[PATH_MAX];
+	char cache_buf[PATH_MAX], mnt_real[PATH_MAX], *fuse_opts = NULL;
 	const char *cache_dir, *mnt;
+	size_t nwarm = 0;
 	int notify_fd = -1, log_fd = -1, code = EXIT_MODEL, rc;
 
-	if (parse_opts(argc, argv, &o) != 0)
-		return EXIT_USAGE;
+	rc = cli_parse(argc, argv, "mount", &o);
+	if (rc)
+		return rc > 0 ? 0 : EXIT_USAGE;
 	if (!config_arg(&o) || o.nargs > 2) {
 		fputs(o.nargs > 2 ? "modelfs mount: too many arguments\n" : "modelfs mount: CONFIG is "
 		      "missing (give a file or URL, or set PROVISION_URL)\n", stderr);
-		fputs(usage_text, stderr);
+		fputs(cli_usage_text, stderr);
 		return EXIT_USAGE;
 	}
+	fuse_opts = take_debug_opt(&o);
 	log_init(2, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
-	rc = load_config(&o, config_arg(&o), &cfg);
-	if (rc)
-		return rc == -EINVAL || rc == -ENOENT || rc == -EISDIR ? EXIT_USAGE : EXIT_MODEL;
+	rc = cli_load_config(&o, config_arg(&o), &cfg);
+	if (rc) {
+		free(fuse_opts);
+		return cli_config_exit(rc);
+	}
 	mnt = o.nargs == 2 ? o.args[1] : cfg->mountpoint ? cfg->mountpoint : DEFAULT_MOUNTPOINT;
-	cache_dir = cache_dir_for(&o, cfg, cache_buf, sizeof(cache_buf));
+	cache_dir = cli_cache_dir(&o, cfg, cache_buf, sizeof(cache_buf));
 	if (prepare_mountpoint(mnt) != 0)
 		goto out;
+	/* Before mounting: afterwards realpath() would ask our own mount. */
+	if (!realpath(mnt, mnt_real))
+		snprintf(mnt_real, sizeof(mnt_real), "%s", mnt);
 	if (o.log_file) {
 		log_fd = open(o.log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 		if (log_fd < 0) {
@@ -361,7 +334,7 @@ static int cli_mount(int argc, char **argv)
 		 o.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 	log_set_console(o.foreground ? -1 : 2);
 	raise_fd_limit();
-	limits_from_config(cfg, &lim);
+	cli_limits(cfg, &lim);
 	rc = cache_open(cache_dir, &lim, &cache);
 	if (rc) {
 		log_error("event=mount_failed error=\"cache dir %s: %s\"", cache_dir, strerror(-rc));
@@ -373,6 +346,12 @@ static int cli_mount(int argc, char **argv)
 		code = EXIT_USAGE;
 		goto out;
 	}
+	/* Bound now, while the lock is ours and before the (slow) resolving:
+	 * a command that connects meanwhile waits for its answer. */
+	rc = control_server_open(cache_dir, &control);
+	if (rc)
+		log_warn("event=control_unavailable error=\"%s\" action=\"modelfs commands will not "
+			 "reach this mount\"", strerror(-rc));
 	rc = engine_open(cfg, cache, &engine);
 	if (rc == 0)
 		rc = tree_build(engine, cfg->dirs, store_created(cache_store(cache)), &tree);
@@ -381,7 +360,7 @@ static int cli_mount(int argc, char **argv)
 		goto out;
 	}
 	fo.mountpoint = mnt;
-	fo.fuse_opts = o.fuse_opts;
+	fo.fuse_opts = fuse_opts;
 	fo.allow_other = geteuid() == 0;
 	fo.debug = o.debug && o.foreground;
 	rc = fs_mount(tree, engine, &fo, &fs);
@@ -402,11 +381,27 @@ static int cli_mount(int argc, char **argv)
 			log_warn("event=chdir error=\"%s\"", strerror(errno));
 		detach_stdio(log_fd);
 	}
+	/* Their threads log: started once the log goes only where it stays
+	 * (a connection made meanwhile waits in the socket's backlog). */
+	if (control) {
+		struct control_ctx ctx = { .engine = engine, .cache = cache, .mountpoint = mnt_real,
+					   .cache_dir = cache_dir, .connections = cfg->connections };
+
+		rc = control_server_start(control, &ctx);
+		if (rc)
+			log_warn("event=control_unavailable error=\"%s\"", strerror(-rc));
+	}
+	if (warm_files(engine, cfg, mnt_real, &warm, &nwarm) == 0 && nwarm > 0 &&
+	    prefetch_bg_start(engine, warm, nwarm, cfg->connections, &warmup) != 0)
+		log_warn("event=warmup_failed error=\"cannot start the background prefetch\"");
 	rc = fs_run(fs);
 	code = rc ? EXIT_MODEL : 0;
 	log_info("event=unmounting mountpoint=%s", mnt);
 out:
 	notify_parent(notify_fd, code);
+	/* Commands and the warmup use the engine: they go first. */
+	control_server_stop(control);
+	prefetch_bg_stop(warmup);
 	/* Stop fetches first: their replies need the session. */
 	if (engine)
 		engine_close(engine);
@@ -414,6 +409,8 @@ out:
 	tree_free(tree);
 	cache_close(cache);
 	config_free(cfg);
+	free(warm);
+	free(fuse_opts);
 	if (log_fd >= 0)
 		close(log_fd);
 	return code;
@@ -460,16 +457,17 @@ static int cli_check(int argc, char **argv)
 	struct source_ctx *sources = NULL;
 	int failed = 0, rc;
 
-	if (parse_opts(argc, argv, &o) != 0)
-		return EXIT_USAGE;
+	rc = cli_parse(argc, argv, "check", &o);
+	if (rc)
+		return rc > 0 ? 0 : EXIT_USAGE;
 	if (!config_arg(&o) || o.nargs > 1) {
 		fputs("modelfs check: give one CONFIG (a file or URL), or set PROVISION_URL\n", stderr);
 		return EXIT_USAGE;
 	}
 	log_init(2, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_WARN);
-	rc = load_config(&o, config_arg(&o), &cfg);
+	rc = cli_load_config(&o, config_arg(&o), &cfg);
 	if (rc)
-		return rc == -EINVAL || rc == -ENOENT || rc == -EISDIR ? EXIT_USAGE : EXIT_MODEL;
+		return cli_config_exit(rc);
 	if (!o.offline && (http_client_new(&http) != 0 || source_ctx_new(cfg, &sources) != 0)) {
 		fprintf(stderr, "modelfs check: cannot start the HTTP client\n");
 		config_free(cfg);
@@ -518,7 +516,7 @@ int main(int argc, char **argv)
 	int code = EXIT_USAGE;
 
 	if (argc < 2) {
-		fputs(usage_text, stderr);
+		fputs(cli_usage_text, stderr);
 		return EXIT_USAGE;
 	}
 	if (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0) {
@@ -526,7 +524,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-		fputs(usage_text, stdout);
+		fputs(cli_usage_text, stdout);
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -539,9 +537,19 @@ int main(int argc, char **argv)
 		code = cli_mount(argc - 1, argv + 1);
 	else if (strcmp(argv[1], "check") == 0)
 		code = cli_check(argc - 1, argv + 1);
+	else if (strcmp(argv[1], "prefetch") == 0)
+		code = cli_prefetch(argc - 1, argv + 1);
+	else if (strcmp(argv[1], "status") == 0)
+		code = cli_status(argc - 1, argv + 1);
+	else if (strcmp(argv[1], "verify") == 0)
+		code = cli_verify(argc - 1, argv + 1);
+	else if (strcmp(argv[1], "evict") == 0)
+		code = cli_evict(argc - 1, argv + 1);
+	else if (strcmp(argv[1], "info") == 0)
+		code = cli_info(argc - 1, argv + 1);
 	else {
 		fprintf(stderr, "modelfs: unknown command '%s'\n\n", argv[1]);
-		fputs(usage_text, stderr);
+		fputs(cli_usage_text, stderr);
 	}
 	http_global_cleanup();
 	return code;

@@ -260,7 +260,8 @@ static void file_from_row(sqlite3_stmt *st, struct store_file *f)
 	f->state = (enum store_file_state)sqlite3_column_int(st, 4);
 	f->sha256 = col_strdup(st, 5);
 	f->error = col_strdup(st, 6);
-	f->pinned = sqlite3_column_int(st, 7) != 0;
+	f->pin_mask = (unsigned)sqlite3_column_int(st, 7);
+	f->pinned = f->pin_mask != 0;
 }
 
 static int file_find_locked(struct store *s, const char *key, struct store_file *out)
@@ -387,7 +388,7 @@ int store_file_set_state(struct store *s, int64_t file_id, enum store_file_state
 	return rc;
 }
 
-int store_file_set_pinned(struct store *s, int64_t file_id, bool pinned)
+int store_file_set_pin_mask(struct store *s, int64_t file_id, unsigned mask)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
@@ -395,13 +396,64 @@ int store_file_set_pinned(struct store *s, int64_t file_id, bool pinned)
 	pthread_mutex_lock(&s->lock);
 	rc = prepare(s, "UPDATE files SET pinned=? WHERE id=?", &st);
 	if (rc == 0) {
-		sqlite3_bind_int(st, 1, pinned);
+		sqlite3_bind_int(st, 1, (int)mask);
 		sqlite3_bind_int64(st, 2, file_id);
 		rc = sql_errno(s, sqlite3_step(st), "file_pin");
 	}
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&s->lock);
 	return rc;
+}
+
+int store_file_set_pinned(struct store *s, int64_t file_id, bool pinned)
+{
+	return store_file_set_pin_mask(s, file_id, pinned ? 1u : 0u);
+}
+
+int store_files_list(struct store *s, struct store_file **out, int *n)
+{
+	struct store_file *rows = NULL, *grown;
+	sqlite3_stmt *st = NULL;
+	int rc, count = 0;
+
+	*out = NULL;
+	*n = 0;
+	pthread_mutex_lock(&s->lock);
+	rc = prepare(s, "SELECT f.id,f.key,f.size,f.block_size,f.state,f.sha256,f.error,f.pinned,"
+		     "(SELECT COALESCE(SUM(b.len),0) FROM blocks b WHERE b.file_id=f.id) "
+		     "FROM files f ORDER BY f.id", &st);
+	if (rc)
+		goto out;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		grown = realloc(rows, (count + 1) * sizeof(*rows));
+		if (!grown) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		rows = grown;
+		memset(&rows[count], 0, sizeof(rows[count]));
+		file_from_row(st, &rows[count]);
+		rows[count].cached_bytes = (uint64_t)sqlite3_column_int64(st, 8);
+		count++;
+	}
+	rc = sql_errno(s, rc, "files_list");
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->lock);
+	if (rc) {
+		store_files_free(rows, count);
+		return rc;
+	}
+	*out = rows;
+	*n = count;
+	return 0;
+}
+
+void store_files_free(struct store_file *files, int n)
+{
+	for (int i = 0; i < n; i++)
+		store_file_clear(&files[i]);
+	free(files);
 }
 
 int store_blocks_load(struct store *s, int64_t file_id,
@@ -543,20 +595,21 @@ out:
 	return rc;
 }
 
-int store_resolution_get(struct store *s, const char *entry_id,
-			 struct store_resolution **out, int *n)
+/* Rows of a resolutions query (the columns of store_resolution_get);
+ * entry_id is bound when not NULL. */
+static int resolutions_query(struct store *s, const char *sql, const char *entry_id,
+			     struct store_resolution **out, int *n)
 {
 	struct store_resolution *r = NULL, *grown;
 	sqlite3_stmt *st = NULL;
 	int rc, count = 0;
 
 	pthread_mutex_lock(&s->lock);
-	rc = prepare(s, "SELECT entry_id,path,spec_hash,file_key,size,mtime,validator,sha256,"
-		     "resolved_at,remote_path,revision,git_sha1 FROM resolutions "
-		     "WHERE entry_id=? ORDER BY path", &st);
+	rc = prepare(s, sql, &st);
 	if (rc)
 		goto out;
-	sqlite3_bind_text(st, 1, entry_id, -1, SQLITE_STATIC);
+	if (entry_id)
+		sqlite3_bind_text(st, 1, entry_id, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		grown = realloc(r, (count + 1) * sizeof(*r));
 		if (!grown) {
@@ -591,6 +644,22 @@ out:
 	*out = r;
 	*n = count;
 	return 0;
+}
+
+#define RESOLUTION_COLUMNS "entry_id,path,spec_hash,file_key,size,mtime,validator,sha256," \
+	"resolved_at,remote_path,revision,git_sha1"
+
+int store_resolution_get(struct store *s, const char *entry_id,
+			 struct store_resolution **out, int *n)
+{
+	return resolutions_query(s, "SELECT " RESOLUTION_COLUMNS " FROM resolutions "
+				 "WHERE entry_id=? ORDER BY path", entry_id, out, n);
+}
+
+int store_resolutions_all(struct store *s, struct store_resolution **out, int *n)
+{
+	return resolutions_query(s, "SELECT " RESOLUTION_COLUMNS " FROM resolutions "
+				 "ORDER BY path, entry_id", NULL, out, n);
 }
 
 int store_resolution_put(struct store *s, const char *entry_id,
@@ -678,4 +747,66 @@ int store_log_fetch(struct store *s, int64_t file_id, uint64_t first, uint64_t l
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&s->lock);
 	return rc;
+}
+
+int store_fetch_log_recent(struct store *s, int max, struct store_fetch **out, int *n)
+{
+	struct store_fetch *rows = NULL;
+	sqlite3_stmt *st = NULL;
+	int rc, count = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (max <= 0)
+		return 0;
+	rows = calloc((size_t)max, sizeof(*rows));
+	if (!rows)
+		return -ENOMEM;
+	pthread_mutex_lock(&s->lock);
+	/* The newest max, then turned oldest first below. */
+	rc = prepare(s, "SELECT l.ts,l.file_id,f.key,l.first,l.len,l.ms,l.rc,l.error "
+		     "FROM fetch_log l LEFT JOIN files f ON f.id=l.file_id "
+		     "ORDER BY l.id DESC LIMIT ?", &st);
+	if (rc)
+		goto out;
+	sqlite3_bind_int(st, 1, max);
+	while (count < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		rows[count] = (struct store_fetch){
+			.ts = sqlite3_column_int64(st, 0),
+			.file_id = sqlite3_column_int64(st, 1),
+			.file_key = col_strdup(st, 2),
+			.first = (uint64_t)sqlite3_column_int64(st, 3),
+			.len = (uint64_t)sqlite3_column_int64(st, 4),
+			.ms = sqlite3_column_int64(st, 5),
+			.rc = sqlite3_column_int(st, 6),
+			.error = col_strdup(st, 7),
+		};
+		count++;
+	}
+	rc = sql_errno(s, rc, "fetch_log_recent");
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->lock);
+	if (rc) {
+		store_fetches_free(rows, count);
+		return rc;
+	}
+	for (int i = 0; i < count / 2; i++) {
+		struct store_fetch t = rows[i];
+
+		rows[i] = rows[count - 1 - i];
+		rows[count - 1 - i] = t;
+	}
+	*out = rows;
+	*n = count;
+	return 0;
+}
+
+void store_fetches_free(struct store_fetch *rows, int n)
+{
+	for (int i = 0; i < n; i++) {
+		free(rows[i].file_key);
+		free(rows[i].error);
+	}
+	free(rows);
 }

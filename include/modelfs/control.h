@@ -1,0 +1,88 @@
+/*
+ * control.h: the mount daemon's control channel, and its client side.
+ *
+ * A mount listens on the unix socket CACHE_DIR/control.sock, mode 0600,
+ * bound once the cache lock is held (so a socket file left by a dead
+ * daemon is stale and replaced) and removed when the daemon exits. A
+ * modelfs command that finds a daemon there asks it, so blocks are
+ * shared with the mount and single-flight holds; otherwise it opens the
+ * cache itself.
+ *
+ * Protocol: newline-delimited JSON, one object per line, each at most
+ * CONTROL_LINE_MAX bytes. The client sends a request and reads its
+ * answer: one reply, or for prefetch a stream of events (prefetch_run.h)
+ * that ends with "end"; then it may send the next request on the same
+ * connection (a command says hello first). Closing ends it.
+ *   {"cmd": "hello"}
+ *       -> {"ok": true, "version", "pid", "mountpoint", "cache_dir"}
+ *   {"cmd": "status", "history": N}          -> {"ok": true, "result": STATUS}
+ *   {"cmd": "verify", "paths": [...]}        -> {"ok": true, "result": VERIFY}
+ *   {"cmd": "evict", "paths": [...], "force": B} -> {"ok": true, "result": EVICT}
+ *   {"cmd": "prefetch", "paths": [...], "pin": B, "jobs": N} -> events
+ *   any failure -> {"ok": false, "error": "one line", "code": 1 or 2}
+ * STATUS, VERIFY and EVICT are ops.h's JSON. "paths" are arguments as
+ * select.h takes them; a client makes those that exist where it runs
+ * absolute (it may run inside the mount). Closing the connection
+ * cancels a prefetch: no more blocks are asked for (blocks already
+ * coming finish and stay cached).
+ * Only the daemon's own user (and root) may connect.
+ * Threads: one thread accepts; each connection is served on a thread of
+ * its own (at most CONTROL_MAX_CLIENTS at a time).
+ */
+#ifndef MODELFS_CONTROL_H
+#define MODELFS_CONTROL_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "modelfs/cache.h"
+#include "modelfs/engine.h"
+
+#define CONTROL_SOCKET "control.sock"
+#define CONTROL_LINE_MAX (1 << 20)
+#define CONTROL_MAX_CLIENTS 16
+
+/* What the daemon serves; the strings and objects must outlive the
+ * server. */
+struct control_ctx {
+	struct engine *engine;
+	struct cache *cache;
+	const char *mountpoint;		/* canonical (realpath) */
+	const char *cache_dir;
+	int connections;		/* the engine's workers (prefetch windows) */
+};
+
+struct control_server;
+
+/* Bind and listen on cache_dir's socket (replacing a stale one). A client
+ * that connects before control_server_start() waits for its answer. */
+int control_server_open(const char *cache_dir, struct control_server **out);
+/* Start answering (one accepting thread). */
+int control_server_start(struct control_server *s, const struct control_ctx *ctx);
+/* Stop accepting, cancel and join every connection, remove the socket,
+ * free. Call before the engine goes. NULL is fine. */
+void control_server_stop(struct control_server *s);
+
+/* ---- the client side ---- */
+
+/* Connect to the daemon of cache_dir: 0 and *fd, -ENOENT or
+ * -ECONNREFUSED when none listens there, other -errno. */
+int control_connect(const char *cache_dir, int *fd);
+/* Send msg as one line: 0 or -errno. */
+int control_send(int fd, json_t *msg);
+
+/* Reads lines from a connection. */
+struct control_reader {
+	int fd;
+	char *buf;
+	size_t len, cap;
+};
+void control_reader_init(struct control_reader *r, int fd);
+void control_reader_clear(struct control_reader *r);
+/* The next object: 0 and *out (a new reference); -ETIMEDOUT after
+ * timeout_ms (< 0: no limit); -EPIPE at the end of the stream; -EINTR
+ * when a signal came first; -EPROTO for a line that is not a JSON object
+ * or is too long. */
+int control_read(struct control_reader *r, int timeout_ms, json_t **out);
+
+#endif

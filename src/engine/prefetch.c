@@ -1,0 +1,201 @@
+/*
+ * prefetch.c: fetching a whole file ahead of its readers. A prefetch
+ * asks for a window of the file's missing blocks at the lowest priority
+ * (fetch.c takes them only when no reader waits and no readahead is
+ * due), tops the window up as blocks arrive, and then waits for the
+ * verifier's verdict. Everything goes through the same single-flight
+ * inflights as reads, so a block a reader and a prefetch both want is
+ * downloaded once; what arrives stays cached, so a prefetch that is
+ * stopped resumes where it was at the next call.
+ *
+ * A window, not the whole file at once: files prefetched side by side
+ * share the workers instead of queueing one after the other, and a
+ * cancelled prefetch has only a few queued blocks to take back.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine_i.h"
+#include "modelfs/log.h"
+
+#define DEFAULT_WINDOW 4
+#define TICK_MS 200		/* how often a waiting prefetch looks at cancel */
+/* A whole pass over the file that still leaves blocks missing means they
+ * are evicted (or fail their check) as fast as they arrive. */
+#define MAX_PASSES 3
+
+static bool cancelled(struct engine *e, const struct engine_prefetch_opts *o)
+{
+	return atomic_load(&e->stop) || (o->cancel && atomic_load(o->cancel));
+}
+
+/* Wait on pf->cond for up to ms; the caller holds pf->lock. */
+static void wait_tick(struct prefetch_req *pf, int ms)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_nsec += (long)ms * 1000000L;
+	while (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&pf->cond, &pf->lock, &until);
+}
+
+static void req_init(struct prefetch_req *pf)
+{
+	pthread_condattr_t ca;
+
+	memset(pf, 0, sizeof(*pf));
+	pthread_mutex_init(&pf->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&pf->cond, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
+/* Take pf's remaining waits back and wait for the blocks that are being
+ * completed right now to let go of pf. */
+static void req_finish(struct engine_file *f, struct prefetch_req *pf)
+{
+	fetch_prefetch_cancel(f, pf);
+	pthread_mutex_lock(&pf->lock);
+	while (pf->outstanding > 0)
+		wait_tick(pf, TICK_MS);
+	pthread_mutex_unlock(&pf->lock);
+	pthread_cond_destroy(&pf->cond);
+	pthread_mutex_destroy(&pf->lock);
+}
+
+/* f's final error as rc and reason, if it has one. */
+static int file_error(struct engine_file *f, char *reason, size_t len)
+{
+	int err;
+
+	pthread_mutex_lock(&f->lock);
+	err = f->err;
+	if (err)
+		snprintf(reason, len, "%s", f->error ? f->error : strerror(-err));
+	pthread_mutex_unlock(&f->lock);
+	return err;
+}
+
+/* All blocks are there: 1 when f is hashed and good, 0 while the verifier
+ * is still at it (queued again if it has not started), or -EIO. */
+static int hashed(struct engine_file *f, struct cache_file *cf, char *reason, size_t len)
+{
+	enum store_file_state st = cache_file_state(cf, NULL, NULL);
+
+	if (st == STORE_VERIFIED || st == STORE_COMPLETE)
+		return 1;
+	if (st == STORE_CORRUPT || file_error(f, reason, len)) {
+		if (!reason[0])
+			snprintf(reason, len, "checksum mismatch");
+		return -EIO;
+	}
+	verify_enqueue(f);
+	return 0;
+}
+
+int engine_prefetch(struct engine_file *f, const struct engine_prefetch_opts *o,
+		    char *reason, size_t reason_len)
+{
+	struct engine *e = f->eng;
+	struct prefetch_req pf;
+	uint64_t next = 0;
+	int window = o->window > 0 ? o->window : DEFAULT_WINDOW, passes = 0, rc;
+	bool pinned = false;
+
+	reason[0] = '\0';
+	rc = file_error(f, reason, reason_len);
+	if (rc)
+		return rc;
+	req_init(&pf);
+	for (;;) {
+		struct cache_file *cf;
+		bool no_range;
+		int limit;
+
+		if (cancelled(e, o)) {
+			rc = -ECANCELED;
+			break;
+		}
+		rc = file_error(f, reason, reason_len);
+		if (rc)
+			break;
+		pthread_mutex_lock(&f->lock);
+		cf = f->cf;
+		no_range = f->src.no_range;
+		pthread_mutex_unlock(&f->lock);
+		if (o->pin && cf && !pinned) {
+			cache_file_pin(cf, CACHE_PIN_USER, true);
+			pinned = true;
+		}
+		/* An origin without Range streams the whole file anyway: ask for
+		 * every block, so that one pass of the stream is enough. */
+		limit = no_range ? INT_MAX : window;
+		for (;;) {
+			int outstanding;
+
+			pthread_mutex_lock(&pf.lock);
+			outstanding = pf.outstanding;
+			pthread_mutex_unlock(&pf.lock);
+			if (next >= f->nblocks || outstanding >= limit)
+				break;
+			rc = fetch_prefetch_block(f, next, &pf);
+			if (rc < 0)
+				goto out;
+			next++;
+		}
+		rc = 0;
+		pthread_mutex_lock(&pf.lock);
+		if (pf.err) {
+			rc = pf.err;
+			snprintf(reason, reason_len, "%s", pf.reason);
+			pthread_mutex_unlock(&pf.lock);
+			break;
+		}
+		if (next < f->nblocks || pf.outstanding > 0) {
+			wait_tick(&pf, TICK_MS);
+			pthread_mutex_unlock(&pf.lock);
+			continue;
+		}
+		pthread_mutex_unlock(&pf.lock);
+
+		/* Every block was asked for and has arrived (or was there). */
+		pthread_mutex_lock(&f->lock);
+		cf = f->cf;
+		pthread_mutex_unlock(&f->lock);
+		if (cf && cache_file_complete(cf)) {
+			rc = hashed(f, cf, reason, reason_len);
+			if (rc)
+				break;
+			pthread_mutex_lock(&pf.lock);
+			wait_tick(&pf, TICK_MS);
+			pthread_mutex_unlock(&pf.lock);
+			continue;
+		}
+		if (++passes >= MAX_PASSES) {
+			rc = -ENOSPC;
+			snprintf(reason, reason_len, cf ? "blocks were evicted as fast as they arrived: "
+				 "the cache is too small to hold this file (cache_max_size, cache_min_free)"
+				 : "the file could not be resolved");
+			break;
+		}
+		next = 0;	/* evicted, or dropped by a failed check: again */
+	}
+out:
+	req_finish(f, &pf);
+	if (rc == 1)
+		rc = 0;
+	if (rc && rc != -ECANCELED)
+		log_warn("event=prefetch_failed path=%s error=\"%s\"", f->src.path,
+			 reason[0] ? reason : strerror(-rc));
+	else if (rc == 0)
+		log_info("event=prefetched path=%s state=%s", f->src.path, engine_file_state(f));
+	return rc;
+}

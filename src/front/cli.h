@@ -1,0 +1,98 @@
+/*
+ * cli.h: what the modelfs subcommands share (private to src/front):
+ * options, where the cache is, and finding a mount to ask. Each command
+ * is cli_<name>(argc, argv) returning the process's exit code; main.c
+ * dispatches and is the only place that exits.
+ *
+ * A command that works on the cache (prefetch, status, verify, evict,
+ * info) first looks for a mount using it: a daemon listening on
+ * CACHE_DIR/control.sock (control.h). Found, it asks the daemon; not
+ * found, it opens the cache itself, holding its lock for as long as it
+ * runs, so that no mount can start on it meanwhile.
+ */
+#ifndef MODELFS_FRONT_CLI_H
+#define MODELFS_FRONT_CLI_H
+
+#include <jansson.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "modelfs/cache.h"
+#include "modelfs/config.h"
+
+#define EXIT_MODEL 1
+#define EXIT_USAGE 2
+#define EXIT_INTERRUPTED 130		/* 128 + SIGINT, as shells report it */
+#define DEFAULT_MOUNTPOINT "/workspace/models"
+#define DEFAULT_HISTORY 50
+
+struct cli_opts {
+	const char *cache_dir;		/* --cache-dir */
+	const char *config;		/* --config */
+	const char *log_file;
+	const char *fuse_opts;
+	bool foreground, offline, debug, json, pin, force;
+	int jobs;			/* -j, 0: default */
+	int history;			/* --history[=N] rows, 0: none */
+	int nargs;
+	char **args;
+};
+
+/* Options of command cmd ("prefetch", "status", ...): 0, or -EINVAL with
+ * a message printed (exit 2). -h prints the usage and gives 1 (exit 0). */
+int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o);
+extern const char cli_usage_text[];
+
+/* --cache-dir, $MODELFS_CACHE_DIR, the config's cache_dir, then the
+ * system's or the user's cache. */
+const char *cli_cache_dir(const struct cli_opts *o, const struct config *cfg, char *buf,
+			  size_t len);
+/* A config from a file or URL: 0; -EINVAL for a bad one (exit 2, message
+ * printed); other -errno when it could not be had (exit 1). */
+int cli_load_config(const struct cli_opts *o, const char *arg, struct config **cfg);
+void cli_limits(const struct config *cfg, struct cache_limits *lim);
+/* The exit code for a cli_load_config() failure. */
+int cli_config_exit(int rc);
+
+/* Where a command runs. */
+struct cli_target {
+	int fd;				/* connected to the mount's daemon, or -1 */
+	char *mountpoint;		/* the daemon's, or NULL */
+	long pid;			/* the daemon's, or 0 */
+	struct cache *cache;		/* opened here when there is no daemon */
+	struct config *cfg;		/* --config, or NULL */
+	struct config *defaults;	/* an empty config's settings when no --config */
+	const char *cache_dir;
+	char cache_buf[PATH_MAX];
+};
+
+/* Find the daemon or open the cache: 0, or an exit code (message
+ * printed). With need_config, working without a daemon needs --config. */
+int cli_target_open(const struct cli_opts *o, bool need_config, const char *cmd,
+		    struct cli_target *t);
+void cli_target_close(struct cli_target *t);
+/* The settings in force: --config, else the defaults. */
+const struct config *cli_target_config(const struct cli_target *t);
+
+/* Send req to the daemon, read one reply: 0 and *result (a new reference
+ * to the reply's "result"), or an exit code with the message printed. */
+int cli_call(struct cli_target *t, json_t *req, json_t **result);
+/* The arguments as a daemon takes them: those that exist here, absolute. */
+json_t *cli_paths_json(char *const *args, int n);
+
+void cli_print_json(json_t *j);
+
+/* Ctrl-C: the first sets cli_interrupted (no restart of system calls, so
+ * a blocked poll returns); a second one kills as usual. */
+extern atomic_int cli_interrupted;
+void cli_catch_interrupt(void);
+
+/* The commands. */
+int cli_prefetch(int argc, char **argv);
+int cli_status(int argc, char **argv);
+int cli_verify(int argc, char **argv);
+int cli_evict(int argc, char **argv);
+int cli_info(int argc, char **argv);
+
+#endif

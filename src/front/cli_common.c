@@ -1,0 +1,433 @@
+/*
+ * cli_common.c: options, the cache's place, configs, and finding the
+ * mount's daemon; shared by every subcommand (see cli.h).
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "modelfs/config_fetch.h"
+#include "modelfs/control.h"
+#include "modelfs/log.h"
+
+#define HELLO_TIMEOUT_MS 120000		/* a daemon answers once its mount is up */
+#define BUSY_RETRIES 10			/* a daemon between its lock and its socket */
+
+const char cli_usage_text[] =
+	"usage: modelfs COMMAND [OPTIONS]\n"
+	"\n"
+	"  mount [-f] [-o FUSEOPTS] [CONFIG [MOUNTPOINT]]\n"
+	"        mount the models of CONFIG (default mountpoint " DEFAULT_MOUNTPOINT ");\n"
+	"        returns when the mount is live; unmount with fusermount3 -u MOUNTPOINT\n"
+	"        CONFIG is a file or an http(s) URL; default $PROVISION_URL\n"
+	"  check [--offline] CONFIG\n"
+	"        validate CONFIG and resolve every entry; exit 1 if any fails\n"
+	"  prefetch [--pin] [-j N] [--json] [--config CONFIG] [PATH|ENTRY ...]\n"
+	"        fetch and verify files (all when none named), through the mount\n"
+	"        using the cache, or without one when --config is given\n"
+	"  status [--json] [--history[=N]] [--config CONFIG]\n"
+	"        every file's size, cached bytes and state; cache totals\n"
+	"  verify [--json] [--config CONFIG] [PATH|ENTRY ...]\n"
+	"        re-check cached blocks and hashes; drop anything bad (exit 1)\n"
+	"  evict [--force] [--json] [--config CONFIG] [PATH|ENTRY ...]\n"
+	"        free the cache of files (pinned ones only with --force), or\n"
+	"        with none named, trim the cache to its limits\n"
+	"  info [--json] [--config CONFIG] FILE\n"
+	"        tensors, dtypes, parameters and GPU memory of a .safetensors\n"
+	"        or .gguf file, from its header only\n"
+	"\n"
+	"common options:\n"
+	"  --cache-dir DIR   cache location (default $MODELFS_CACHE_DIR, the config's\n"
+	"                    cache_dir, /var/cache/modelfs, or ~/.cache/modelfs)\n"
+	"  --log-file FILE   daemon log (default: syslog once daemonized)\n"
+	"  -d, --debug       debug logging (also -o debug, MODELFS_LOG=debug)\n"
+	"  -h, --help        this text;  -V, --version  the version\n"
+	"\n"
+	"exit codes: 0 ok, 1 a model failed, 2 usage or config error, 130 interrupted\n";
+
+/* Which options each command takes (by long name). */
+static const struct {
+	const char *cmd;
+	const char *opts;
+} allowed[] = {
+	{ "mount", " foreground fuse-opts log-file " },
+	{ "check", " offline " },
+	{ "prefetch", " pin jobs config json " },
+	{ "status", " json history config " },
+	{ "verify", " json config " },
+	{ "evict", " force json config " },
+	{ "info", " json config " },
+};
+
+static bool takes(const char *cmd, const char *opt)
+{
+	char word[40];
+
+	snprintf(word, sizeof(word), " %s ", opt);
+	for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
+		if (strcmp(allowed[i].cmd, cmd) == 0)
+			return strstr(allowed[i].opts, word) != NULL;
+	return false;
+}
+
+int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
+{
+	static const struct option longopts[] = {
+		{ "cache-dir", required_argument, NULL, 'c' },
+		{ "config", required_argument, NULL, 'C' },
+		{ "log-file", required_argument, NULL, 'l' },
+		{ "offline", no_argument, NULL, 'n' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "debug", no_argument, NULL, 'd' },
+		{ "json", no_argument, NULL, 'J' },
+		{ "pin", no_argument, NULL, 'p' },
+		{ "force", no_argument, NULL, 'F' },
+		{ "jobs", required_argument, NULL, 'j' },
+		{ "history", optional_argument, NULL, 'H' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static const struct { int ch; const char *name; } names[] = {
+		{ 'C', "config" }, { 'l', "log-file" }, { 'n', "offline" }, { 'f', "foreground" },
+		{ 'o', "fuse-opts" }, { 'J', "json" }, { 'p', "pin" }, { 'F', "force" },
+		{ 'j', "jobs" }, { 'H', "history" },
+	};
+	char *end;
+	int ch;
+
+	memset(o, 0, sizeof(*o));
+	optind = 1;
+	opterr = 1;
+	while ((ch = getopt_long(argc, argv, "fo:dhj:", longopts, NULL)) != -1) {
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (names[i].ch == ch && !takes(cmd, names[i].name)) {
+				fprintf(stderr, "modelfs %s: --%s is not an option of %s\n", cmd,
+					names[i].name, cmd);
+				return -EINVAL;
+			}
+		switch (ch) {
+		case 'c': o->cache_dir = optarg; break;
+		case 'C': o->config = optarg; break;
+		case 'l': o->log_file = optarg; break;
+		case 'n': o->offline = true; break;
+		case 'f': o->foreground = true; break;
+		case 'd': o->debug = true; break;
+		case 'J': o->json = true; break;
+		case 'p': o->pin = true; break;
+		case 'F': o->force = true; break;
+		case 'j':
+			o->jobs = (int)strtol(optarg, &end, 10);
+			if (*end || o->jobs < 1 || o->jobs > 64) {
+				fprintf(stderr, "modelfs %s: -j takes a number of files from 1 to 64\n",
+					cmd);
+				return -EINVAL;
+			}
+			break;
+		case 'H':
+			o->history = DEFAULT_HISTORY;
+			if (optarg) {
+				o->history = (int)strtol(optarg, &end, 10);
+				if (*end || o->history < 1 || o->history > 10000) {
+					fprintf(stderr, "modelfs %s: --history=N takes 1 to 10000\n", cmd);
+					return -EINVAL;
+				}
+			}
+			break;
+		case 'o':
+			if (o->fuse_opts) {
+				fprintf(stderr, "modelfs: give -o once, with options separated by commas\n");
+				return -EINVAL;
+			}
+			o->fuse_opts = optarg;
+			break;
+		case 'h':
+			fputs(cli_usage_text, stdout);
+			return 1;
+		default:
+			fputs(cli_usage_text, stderr);
+			return -EINVAL;
+		}
+	}
+	o->nargs = argc - optind;
+	o->args = argv + optind;
+	return 0;
+}
+
+const char *cli_cache_dir(const struct cli_opts *o, const struct config *cfg, char *buf,
+			  size_t len)
+{
+	const char *env = getenv("MODELFS_CACHE_DIR"), *home;
+
+	if (o->cache_dir)
+		return o->cache_dir;
+	if (env && env[0])
+		return env;
+	if (cfg && cfg->cache_dir)
+		return cfg->cache_dir;
+	if (geteuid() == 0)
+		return "/var/cache/modelfs";
+	home = getenv("HOME");
+	if (!home || !home[0]) {
+		struct passwd *pw = getpwuid(geteuid());
+
+		home = pw ? pw->pw_dir : "/tmp";
+	}
+	snprintf(buf, len, "%s/.cache/modelfs", home);
+	return buf;
+}
+
+int cli_load_config(const struct cli_opts *o, const char *arg, struct config **cfg)
+{
+	struct config_error err;
+	char cache_buf[PATH_MAX], *fetched = NULL;
+	const char *path = arg;
+	int rc;
+
+	if (config_is_url(arg)) {
+		rc = config_fetch(arg, cli_cache_dir(o, NULL, cache_buf, sizeof(cache_buf)), &fetched);
+		if (rc)
+			return -EIO;	/* not the config's fault: exit 1, not 2 */
+		path = fetched;
+	}
+	rc = config_load(path, cfg, &err);
+	if (rc)
+		fprintf(stderr, "modelfs: %s\n", err.msg);
+	free(fetched);
+	return rc;
+}
+
+int cli_config_exit(int rc)
+{
+	return rc == -EINVAL || rc == -ENOENT || rc == -EISDIR ? EXIT_USAGE : EXIT_MODEL;
+}
+
+void cli_limits(const struct config *cfg, struct cache_limits *lim)
+{
+	lim->max_bytes = cfg->cache_max_size;
+	lim->max_percent = cfg->cache_max_percent;
+	lim->min_free_bytes = cfg->cache_min_free;
+	lim->min_free_percent = cfg->cache_min_free_percent;
+}
+
+/* ---- finding the daemon ------------------------------------------------------ */
+
+/* Connected: say hello, learn where it is mounted. 0 or -errno. */
+static int hello(struct cli_target *t)
+{
+	struct control_reader r;
+	json_t *req = json_pack("{s:s}", "cmd", "hello"), *reply = NULL;
+	int rc = control_send(t->fd, req);
+
+	json_decref(req);
+	control_reader_init(&r, t->fd);
+	if (rc == 0)
+		rc = control_read(&r, HELLO_TIMEOUT_MS, &reply);
+	control_reader_clear(&r);
+	if (rc)
+		return rc;
+	if (!json_is_true(json_object_get(reply, "ok"))) {
+		fprintf(stderr, "modelfs: the mount using %s refused: %s\n", t->cache_dir,
+			json_string_value(json_object_get(reply, "error")) ?: "no reason given");
+		json_decref(reply);
+		return -EACCES;
+	}
+	t->mountpoint = json_string_value(json_object_get(reply, "mountpoint"))
+		? strdup(json_string_value(json_object_get(reply, "mountpoint"))) : NULL;
+	t->pid = (long)json_integer_value(json_object_get(reply, "pid"));
+	json_decref(reply);
+	return 0;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* cli_target_open() without the cleanup of a failure. */
+static int target_open(const struct cli_opts *o, bool need_config, const char *cmd,
+		       struct cli_target *t)
+{
+	struct config_error err;
+	struct cache_limits lim;
+	enum log_level level;
+	int rc;
+
+	memset(t, 0, sizeof(*t));
+	t->fd = -1;
+	if (o->config) {
+		rc = cli_load_config(o, o->config, &t->cfg);
+		if (rc)
+			return cli_config_exit(rc);
+	} else if (config_parse("", 0, "(defaults)", &t->defaults, &err) != 0) {
+		fprintf(stderr, "modelfs: %s\n", err.msg);
+		return EXIT_MODEL;
+	}
+	t->cache_dir = cli_cache_dir(o, t->cfg, t->cache_buf, sizeof(t->cache_buf));
+	for (int attempt = 0;; attempt++) {
+		rc = control_connect(t->cache_dir, &t->fd);
+		if (rc == 0) {
+			rc = hello(t);
+			if (rc == 0)
+				return 0;
+			close(t->fd);
+			t->fd = -1;
+			if (rc == -EACCES)
+				return EXIT_MODEL;
+			fprintf(stderr, "modelfs %s: the mount using %s does not answer: %s\n", cmd,
+				t->cache_dir, strerror(-rc));
+			return EXIT_MODEL;
+		}
+		if (rc != -ENOENT && rc != -ECONNREFUSED && rc != -ENOTDIR) {
+			fprintf(stderr, "modelfs %s: %s/%s: %s\n", cmd, t->cache_dir, CONTROL_SOCKET,
+				strerror(-rc));
+			return EXIT_MODEL;
+		}
+		/* No daemon: the cache is ours, unless a process holds its lock. */
+		if (need_config && !t->cfg) {
+			fprintf(stderr, "modelfs %s: nothing is mounted with the cache %s; give "
+				"--config CONFIG to %s without a mount (or --cache-dir of the mount)\n",
+				cmd, t->cache_dir, cmd);
+			return EXIT_USAGE;
+		}
+		cli_limits(cli_target_config(t), &lim);
+		/* Below the least level: cache_open's own line about a busy cache
+		 * would come before the retries; the message below says it. */
+		level = log_get_level();
+		log_set_level((enum log_level)(LOG_LVL_ERROR - 1));
+		rc = cache_open(t->cache_dir, &lim, &t->cache);
+		log_set_level(level);
+		if (rc == 0)
+			return 0;
+		if (rc != -EBUSY || attempt >= BUSY_RETRIES) {
+			if (rc == -EBUSY)
+				fprintf(stderr, "modelfs %s: the cache %s is in use by another modelfs "
+					"command (its pid is in %s/lock); wait for it to finish\n", cmd,
+					t->cache_dir, t->cache_dir);
+			else
+				fprintf(stderr, "modelfs %s: cannot open the cache %s: %s\n", cmd,
+					t->cache_dir, strerror(-rc));
+			return EXIT_MODEL;
+		}
+		sleep_ms(200);	/* perhaps a mount starting: its socket comes next */
+	}
+}
+
+int cli_target_open(const struct cli_opts *o, bool need_config, const char *cmd,
+		    struct cli_target *t)
+{
+	int code = target_open(o, need_config, cmd, t);
+
+	if (code)
+		cli_target_close(t);
+	return code;
+}
+
+void cli_target_close(struct cli_target *t)
+{
+	if (t->fd >= 0)
+		close(t->fd);
+	cache_close(t->cache);
+	config_free(t->cfg);
+	config_free(t->defaults);
+	free(t->mountpoint);
+	memset(t, 0, sizeof(*t));
+	t->fd = -1;
+}
+
+const struct config *cli_target_config(const struct cli_target *t)
+{
+	return t->cfg ? t->cfg : t->defaults;
+}
+
+int cli_call(struct cli_target *t, json_t *req, json_t **result)
+{
+	struct control_reader r;
+	json_t *reply = NULL;
+	int rc = control_send(t->fd, req), code = 0;
+
+	control_reader_init(&r, t->fd);
+	while (rc == 0) {
+		rc = control_read(&r, -1, &reply);
+		if (rc != -EINTR)
+			break;
+		if (atomic_load(&cli_interrupted)) {
+			control_reader_clear(&r);
+			return EXIT_INTERRUPTED;
+		}
+		rc = 0;
+	}
+	control_reader_clear(&r);
+	if (rc) {
+		fprintf(stderr, "modelfs: the mount did not answer: %s\n",
+			rc == -EPIPE ? "it closed the connection" : strerror(-rc));
+		return EXIT_MODEL;
+	}
+	if (!json_is_true(json_object_get(reply, "ok"))) {
+		json_int_t c = json_integer_value(json_object_get(reply, "code"));
+
+		fprintf(stderr, "modelfs: %s\n",
+			json_string_value(json_object_get(reply, "error")) ?: "the mount refused");
+		code = c == EXIT_USAGE ? EXIT_USAGE : EXIT_MODEL;
+	} else {
+		*result = json_incref(json_object_get(reply, "result"));
+	}
+	json_decref(reply);
+	return code;
+}
+
+json_t *cli_paths_json(char *const *args, int n)
+{
+	json_t *a = json_array();
+
+	for (int i = 0; i < n; i++) {
+		char real[PATH_MAX];
+		struct stat st;
+
+		/* Run inside the mount, "x.safetensors" means the file here. */
+		if (stat(args[i], &st) == 0 && realpath(args[i], real))
+			json_array_append_new(a, json_string(real));
+		else
+			json_array_append_new(a, json_string(args[i]));
+	}
+	return a;
+}
+
+void cli_print_json(json_t *j)
+{
+	json_dumpf(j, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+	fputc('\n', stdout);
+	fflush(stdout);
+}
+
+/* ---- Ctrl-C ------------------------------------------------------------------- */
+
+atomic_int cli_interrupted;
+
+static void on_interrupt(int sig)
+{
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+
+	atomic_store(&cli_interrupted, 1);
+	sigaction(sig, &dfl, NULL);	/* a second Ctrl-C ends it at once */
+}
+
+void cli_catch_interrupt(void)
+{
+	struct sigaction sa = { .sa_handler = on_interrupt };
+
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0;		/* no SA_RESTART: a blocked poll returns EINTR */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}

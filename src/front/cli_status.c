@@ -1,0 +1,341 @@
+/*
+ * cli_status.c: modelfs status, verify and evict. Each asks the mount's
+ * daemon when there is one, or works on the cache and its index here;
+ * either way the answer is ops.h's JSON, printed as it is (--json) or as
+ * a table for people.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "modelfs/humanize.h"
+#include "modelfs/log.h"
+#include "modelfs/ops.h"
+
+static const char *str(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "";
+}
+
+static uint64_t num(json_t *o, const char *key)
+{
+	json_int_t v = json_integer_value(json_object_get(o, key));
+
+	return v > 0 ? (uint64_t)v : 0;
+}
+
+static const char *bytes(json_t *o, const char *key, char *buf, size_t len)
+{
+	if (!json_is_integer(json_object_get(o, key)))
+		return "?";
+	return humanize_bytes(num(o, key), buf, len);
+}
+
+/* The mountpoint arguments are relative to without a daemon. */
+static const char *standalone_mountpoint(const struct cli_target *t)
+{
+	return t->cfg && t->cfg->mountpoint ? t->cfg->mountpoint : DEFAULT_MOUNTPOINT;
+}
+
+/* The list of files a command works on without a daemon. */
+static int standalone_list(struct cli_target *t, struct ops_list *l)
+{
+	int rc = ops_list_store(t->cache, t->cfg, l);
+
+	if (rc)
+		fprintf(stderr, "modelfs: cannot read the cache index in %s: %s\n", t->cache_dir,
+			strerror(-rc));
+	return rc ? EXIT_MODEL : 0;
+}
+
+/* ---- status ------------------------------------------------------------------- */
+
+static void print_files(json_t *files)
+{
+	char size[32], cached[32], state[48];
+	json_t *f;
+	size_t i;
+
+	printf("%-52s %10s %10s  %-16s %s\n", "PATH", "SIZE", "CACHED", "STATE", "SOURCE");
+	json_array_foreach(files, i, f) {
+		const char *path = json_is_string(json_object_get(f, "path")) ? str(f, "path")
+				 : json_is_string(json_object_get(f, "entry")) ? str(f, "entry")
+				 : str(f, "key");
+
+		snprintf(state, sizeof(state), "%s%s", str(f, "state"),
+			 json_is_true(json_object_get(f, "pinned")) ? ",pinned" : "");
+		printf("%-52s %10s %10s  %-16s %s\n", path, bytes(f, "size", size, sizeof(size)),
+		       bytes(f, "cached", cached, sizeof(cached)), state,
+		       json_is_string(json_object_get(f, "source")) ? str(f, "source") : "-");
+		if (json_is_string(json_object_get(f, "error")))
+			printf("    error: %s\n", str(f, "error"));
+	}
+}
+
+static void print_history(json_t *history)
+{
+	char when[32], size[32];
+	json_t *h;
+	size_t i;
+
+	printf("\nrecent fetches (oldest first):\n");
+	printf("%-19s  %-44s %10s %8s  %s\n", "TIME (UTC)", "FILE", "BYTES", "TOOK", "OUTCOME");
+	json_array_foreach(history, i, h) {
+		time_t t = (time_t)num(h, "time");
+		struct tm tm;
+		const char *file = json_is_string(json_object_get(h, "path")) ? str(h, "path")
+				 : str(h, "key");
+		char took[32];
+
+		gmtime_r(&t, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+		snprintf(took, sizeof(took), "%.2fs", (double)num(h, "ms") / 1000.0);
+		printf("%-19s  %-44s %10s %8s  %s%s%s\n", when, file, bytes(h, "bytes", size, sizeof(size)),
+		       took, str(h, "outcome"), json_is_string(json_object_get(h, "error")) ? ": " : "",
+		       str(h, "error"));
+	}
+	if (json_array_size(history) == 0)
+		printf("(none)\n");
+}
+
+static void print_status(json_t *st)
+{
+	json_t *cache = json_object_get(st, "cache");
+	char used[32], limit[32], free_[32], keep[32];
+
+	if (json_is_true(json_object_get(st, "mounted")))
+		printf("mounted at %s (pid %lld), cache %s\n", str(st, "mountpoint"),
+		       (long long)num(st, "pid"), str(st, "cache_dir"));
+	else
+		printf("not mounted; cache %s\n", str(st, "cache_dir"));
+	print_files(json_object_get(st, "files"));
+	printf("\ncache: %s used, limit %s, %s free on disk (keeps %s free)\n",
+	       bytes(cache, "used", used, sizeof(used)),
+	       json_is_integer(json_object_get(cache, "limit"))
+		       ? bytes(cache, "limit", limit, sizeof(limit)) : "none",
+	       bytes(cache, "fs_free", free_, sizeof(free_)),
+	       bytes(cache, "min_free", keep, sizeof(keep)));
+	if (json_is_array(json_object_get(st, "history")))
+		print_history(json_object_get(st, "history"));
+}
+
+int cli_status(int argc, char **argv)
+{
+	struct cli_opts o;
+	struct cli_target t;
+	json_t *st = NULL;
+	int code, rc;
+
+	rc = cli_parse(argc, argv, "status", &o);
+	if (rc)
+		return rc > 0 ? 0 : EXIT_USAGE;
+	if (o.nargs) {
+		fprintf(stderr, "modelfs status: takes no arguments (it lists every file)\n");
+		return EXIT_USAGE;
+	}
+	log_init(2, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_WARN);
+	code = cli_target_open(&o, false, "status", &t);
+	if (code)
+		return code;
+	if (t.fd >= 0) {
+		json_t *req = json_pack("{s:s, s:i}", "cmd", "status", "history", o.history);
+
+		code = cli_call(&t, req, &st);
+		json_decref(req);
+	} else {
+		struct ops_list l;
+
+		code = standalone_list(&t, &l);
+		if (code == 0) {
+			st = ops_status(&l, NULL, t.cache_dir, 0, o.history);
+			ops_list_free(&l);
+		}
+	}
+	if (code == 0 && o.json)
+		cli_print_json(st);
+	else if (code == 0)
+		print_status(st);
+	json_decref(st);
+	cli_target_close(&t);
+	return code;
+}
+
+/* ---- verify -------------------------------------------------------------------- */
+
+static void print_verify(json_t *res)
+{
+	json_t *f;
+	size_t i;
+
+	json_array_foreach(json_object_get(res, "files"), i, f) {
+		const char *hash = str(f, "hash");
+		char bad[32];
+
+		if (strcmp(hash, "mismatch") == 0)
+			printf("CORRUPT  %s: %s; its blocks were dropped\n", str(f, "path"), str(f, "error"));
+		else if (num(f, "bad_blocks"))
+			printf("BAD      %s: %llu of %llu blocks failed their checksum (%s), dropped; "
+			       "they are fetched again when read\n", str(f, "path"),
+			       (unsigned long long)num(f, "bad_blocks"),
+			       (unsigned long long)num(f, "checked_blocks"),
+			       bytes(f, "bad_bytes", bad, sizeof(bad)));
+		else if (json_is_string(json_object_get(f, "error")))
+			printf("ERROR    %s: %s\n", str(f, "path"), str(f, "error"));
+		else if (num(f, "checked_blocks") == 0)
+			printf("empty    %s: nothing cached\n", str(f, "path"));
+		else
+			printf("ok       %s: %llu blocks%s%s\n", str(f, "path"),
+			       (unsigned long long)num(f, "checked_blocks"),
+			       strcmp(hash, "skipped") == 0 ? "" : ", whole file ",
+			       strcmp(hash, "skipped") == 0 ? " (partial: no whole-file hash yet)"
+			       : strcmp(hash, "verified") == 0 ? "verified" : "hashed (nothing to compare)");
+	}
+	printf("%lld bad\n", (long long)num(res, "bad"));
+}
+
+/* Select the files named on the command line in a standalone list. */
+static int standalone_select(struct cli_target *t, const struct cli_opts *o, struct ops_list *l,
+			     bool **chosen)
+{
+	char err[512];
+	int code = standalone_list(t, l), rc;
+
+	if (code)
+		return code;
+	rc = ops_select(l, o->args, (size_t)o->nargs, standalone_mountpoint(t), chosen, err,
+			sizeof(err));
+	if (rc == 0)
+		return 0;
+	if (rc == -ENOENT)
+		fprintf(stderr, "modelfs: %s%s\n", err, t->cfg ? "" : " (give --config CONFIG to name "
+			"entries that were never fetched)");
+	ops_list_free(l);
+	return rc == -ENOENT ? EXIT_USAGE : EXIT_MODEL;
+}
+
+int cli_verify(int argc, char **argv)
+{
+	struct cli_opts o;
+	struct cli_target t;
+	json_t *res = NULL;
+	int code, rc;
+
+	rc = cli_parse(argc, argv, "verify", &o);
+	if (rc)
+		return rc > 0 ? 0 : EXIT_USAGE;
+	log_init(2, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_WARN);
+	code = cli_target_open(&o, false, "verify", &t);
+	if (code)
+		return code;
+	cli_catch_interrupt();
+	if (t.fd >= 0) {
+		json_t *req = json_pack("{s:s, s:o}", "cmd", "verify", "paths",
+					cli_paths_json(o.args, o.nargs));
+
+		code = cli_call(&t, req, &res);
+		json_decref(req);
+	} else {
+		struct ops_list l;
+		bool *chosen = NULL;
+
+		code = standalone_select(&t, &o, &l, &chosen);
+		if (code == 0) {
+			res = ops_verify(&l, chosen, &cli_interrupted);
+			free(chosen);
+			ops_list_free(&l);
+		}
+	}
+	if (code == 0) {
+		if (o.json)
+			cli_print_json(res);
+		else
+			print_verify(res);
+		code = atomic_load(&cli_interrupted) ? EXIT_INTERRUPTED
+		     : num(res, "bad") ? EXIT_MODEL : 0;
+	}
+	json_decref(res);
+	cli_target_close(&t);
+	return code;
+}
+
+/* ---- evict --------------------------------------------------------------------- */
+
+static void print_evict(json_t *res)
+{
+	char freed[32], kept[32];
+	json_t *f;
+	size_t i;
+
+	if (json_is_true(json_object_get(res, "trimmed"))) {
+		printf("trimmed to the cache limits: freed %s, %s used now\n",
+		       bytes(res, "freed", freed, sizeof(freed)), bytes(res, "used", kept, sizeof(kept)));
+		if (json_is_string(json_object_get(res, "error")))
+			printf("note: %s\n", str(res, "error"));
+		return;
+	}
+	json_array_foreach(json_object_get(res, "files"), i, f) {
+		const char *result = str(f, "result");
+
+		if (strcmp(result, "pinned") == 0)
+			printf("refused  %s: pinned (evict --force unpins and evicts it)\n", str(f, "path"));
+		else if (strcmp(result, "empty") == 0)
+			printf("empty    %s: nothing cached\n", str(f, "path"));
+		else
+			printf("evicted  %s: freed %s%s%s%s\n", str(f, "path"),
+			       bytes(f, "freed", freed, sizeof(freed)), num(f, "kept") ? " (" : "",
+			       num(f, "kept") ? bytes(f, "kept", kept, sizeof(kept)) : "",
+			       num(f, "kept") ? " kept: being read right now)" : "");
+	}
+	printf("freed %s\n", bytes(res, "freed", freed, sizeof(freed)));
+}
+
+int cli_evict(int argc, char **argv)
+{
+	struct cli_opts o;
+	struct cli_target t;
+	json_t *res = NULL;
+	int code, rc;
+
+	rc = cli_parse(argc, argv, "evict", &o);
+	if (rc)
+		return rc > 0 ? 0 : EXIT_USAGE;
+	log_init(2, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_WARN);
+	code = cli_target_open(&o, false, "evict", &t);
+	if (code)
+		return code;
+	if (t.fd >= 0) {
+		json_t *req = json_pack("{s:s, s:o, s:b}", "cmd", "evict", "paths",
+					cli_paths_json(o.args, o.nargs), "force", o.force);
+
+		code = cli_call(&t, req, &res);
+		json_decref(req);
+	} else if (o.nargs == 0) {
+		res = ops_trim(t.cache);
+	} else {
+		struct ops_list l;
+		bool *chosen = NULL;
+
+		code = standalone_select(&t, &o, &l, &chosen);
+		if (code == 0) {
+			res = ops_evict(&l, chosen, o.force);
+			free(chosen);
+			ops_list_free(&l);
+		}
+	}
+	if (code == 0) {
+		if (o.json)
+			cli_print_json(res);
+		else
+			print_evict(res);
+		code = num(res, "refused") ? EXIT_MODEL : 0;
+	}
+	json_decref(res);
+	cli_target_close(&t);
+	return code;
+}

@@ -1,0 +1,227 @@
+/*
+ * test_cache_ops.c: what verify, evict and status need of cache.c and
+ * store.c: re-checking present blocks (a damaged one is dropped, a good
+ * one stays), the whole-file verdict (complete, verified, corrupt), pins
+ * with two owners that survive a reopen, and the index's listings: files
+ * with their cached bytes, every resolution, the newest fetch-log rows.
+ */
+#include "modelfs/cache.h"
+#include "modelfs/hexhash.h"
+#include "modelfs/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "check.h"
+
+#define BS 4096u
+#define NBLOCKS 4
+
+static char tmpdir[64];
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st; (void)flag; (void)ftw;
+	return remove(path);
+}
+
+static struct cache *open_cache(void)
+{
+	struct cache_limits lim = { .max_bytes = 0, .min_free_bytes = 0 };
+	struct cache *c = NULL;
+
+	if (cache_open(tmpdir, &lim, &c) != 0) {
+		fprintf(stderr, "cache_open %s failed\n", tmpdir);
+		exit(2);
+	}
+	return c;
+}
+
+static void block_bytes(uint8_t *buf, uint64_t idx)
+{
+	for (uint32_t i = 0; i < BS; i++)
+		buf[i] = (uint8_t)(idx * 31 + i * 7 + 3);
+}
+
+/* Cache every block of f with its right checksum. */
+static void fill_file(struct cache_file *f)
+{
+	uint8_t buf[BS];
+
+	for (uint64_t i = 0; i < cache_file_nblocks(f); i++) {
+		if (cache_block_present(f, i))
+			continue;
+		block_bytes(buf, i);
+		CHECK(cache_block_reserve(f, i) == 0);
+		CHECK(cache_block_write(f, i, 0, buf, BS) == 0);
+		CHECK(cache_block_commit(f, i, XXH3_64bits(buf, BS)) == 0);
+		cache_block_release(f, i);
+	}
+}
+
+static void expected_sha(char out[65])
+{
+	uint8_t all[BS * NBLOCKS];
+
+	for (int i = 0; i < NBLOCKS; i++)
+		block_bytes(all + i * BS, (uint64_t)i);
+	hexhash_sha256(all, sizeof(all), out);
+}
+
+/* Flip a byte of the data file behind the cache's back. */
+static void damage(struct cache_file *f, off_t at)
+{
+	char path[128];
+	uint8_t b;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/data/%lld", tmpdir, (long long)cache_file_id(f));
+	fd = open(path, O_RDWR);
+	CHECK(fd >= 0 && pread(fd, &b, 1, at) == 1);
+	b ^= 0xff;
+	CHECK(pwrite(fd, &b, 1, at) == 1);
+	close(fd);
+}
+
+static void test_verify(void)
+{
+	struct cache *c = open_cache();
+	struct cache_file *f = NULL;
+	struct cache_verify v;
+	char sha[65];
+	atomic_int cancel = 0;
+
+	expected_sha(sha);
+	CHECK(cache_file_open(c, "k1", BS * NBLOCKS, BS, &f) == 0);
+	fill_file(f);
+
+	/* Nothing to compare with: complete, and the hash is recorded. */
+	CHECK(cache_file_verify(f, NULL, NULL, NULL, &v) == 0);
+	CHECK(v.blocks == NBLOCKS && v.bad_blocks == 0 && v.hash == CACHE_HASH_COMPLETE);
+	CHECK_STR(v.sha256, sha);
+	CHECK(cache_file_state(f, NULL, NULL) == STORE_COMPLETE);
+	/* The right hash: verified. */
+	CHECK(cache_file_verify(f, sha, NULL, &cancel, &v) == 0 && v.hash == CACHE_HASH_VERIFIED);
+	CHECK(cache_file_state(f, NULL, NULL) == STORE_VERIFIED);
+
+	/* A damaged block fails its check even though it was checked before,
+	 * and only it is dropped; a partial file is not hashed. */
+	damage(f, 2 * BS + 100);
+	CHECK(cache_file_verify(f, sha, NULL, NULL, &v) == 0);
+	CHECK(v.blocks == NBLOCKS && v.bad_blocks == 1 && v.bad_bytes == BS);
+	CHECK(v.hash == CACHE_HASH_SKIPPED);
+	CHECK(!cache_block_present(f, 2) && cache_block_present(f, 1));
+	CHECK(cache_file_cached_bytes(f) == 3 * BS);
+	CHECK(cache_file_state(f, NULL, NULL) == STORE_PARTIAL);
+	/* Checking is not a use, and a checked block reads fine. */
+	CHECK(cache_block_check(f, 1) == 0);
+	CHECK(cache_block_check(f, 2) == -ENODATA);
+	CHECK(cache_block_check(f, 99) == -ENODATA);
+
+	/* Fetched again: whole. Then the wrong expected hash: corrupt. */
+	fill_file(f);
+	CHECK(cache_file_verify(f, "ab" "ababababababababababababababababababababababababababababababab",
+				NULL, NULL, &v) == 0);
+	CHECK(v.hash == CACHE_HASH_MISMATCH && strstr(v.reason, "checksum mismatch") != NULL);
+	CHECK(cache_file_state(f, NULL, NULL) == STORE_CORRUPT);
+	CHECK(cache_file_cached_bytes(f) == 0);
+
+	/* Cancelled before it starts: nothing is decided. */
+	fill_file(f);
+	cancel = 1;
+	CHECK(cache_file_verify(f, sha, NULL, &cancel, &v) == -ECANCELED);
+	cache_close(c);
+}
+
+static void test_pins(void)
+{
+	struct cache *c = open_cache();
+	struct cache_file *f = NULL;
+	struct store_file *files = NULL;
+	int n = 0;
+
+	CHECK(cache_file_open(c, "k2", BS, BS, &f) == 0);
+	CHECK(!cache_file_pinned(f));
+	CHECK(cache_file_pin(f, CACHE_PIN_USER, true) == 0 && cache_file_pinned(f));
+	/* The config's owner letting go leaves the user's pin. */
+	CHECK(cache_file_set_pinned(f, false) == 0 && cache_file_pinned(f));
+	CHECK(cache_file_set_pinned(f, true) == 0);
+	CHECK(cache_file_pin(f, CACHE_PIN_USER, false) == 0 && cache_file_pinned(f));
+	CHECK(cache_file_pin(f, CACHE_PIN_USER, true) == 0);
+	cache_close(c);
+
+	/* Both owners are remembered. */
+	c = open_cache();
+	CHECK(cache_file_open(c, "k2", BS, BS, &f) == 0 && cache_file_pinned(f));
+	CHECK(store_files_list(cache_store(c), &files, &n) == 0);
+	for (int i = 0; i < n; i++)
+		if (strcmp(files[i].key, "k2") == 0)
+			CHECK(files[i].pin_mask == (CACHE_PIN_CONFIG | CACHE_PIN_USER) && files[i].pinned);
+	store_files_free(files, n);
+	CHECK(cache_file_pin(f, CACHE_PIN_CONFIG | CACHE_PIN_USER, false) == 0);
+	CHECK(!cache_file_pinned(f));
+	cache_close(c);
+}
+
+static void test_listings(void)
+{
+	struct cache *c = open_cache();
+	struct store *s = cache_store(c);
+	struct cache_file *f = NULL;
+	struct store_file *files = NULL;
+	struct store_resolution *res = NULL;
+	struct store_fetch *log = NULL;
+	struct store_resolution rows[2] = {
+		{ .path = "VAE/b.bin", .spec_hash = "s", .file_key = "k3", .size = BS * NBLOCKS },
+		{ .path = "VAE/a.bin", .spec_hash = "s", .file_key = "k3", .size = BS * NBLOCKS },
+	};
+	int n = 0;
+
+	CHECK(cache_file_open(c, "k3", BS * NBLOCKS, BS, &f) == 0);
+	fill_file(f);
+	CHECK(store_files_list(s, &files, &n) == 0);
+	for (int i = 0; i < n; i++)
+		if (strcmp(files[i].key, "k3") == 0)
+			CHECK(files[i].cached_bytes == BS * NBLOCKS && files[i].size == BS * NBLOCKS);
+		else if (strcmp(files[i].key, "k2") == 0)
+			CHECK(files[i].cached_bytes == 0);
+	store_files_free(files, n);
+
+	CHECK(store_resolution_put(s, "vae/x", rows, 2) == 0);
+	CHECK(store_resolutions_all(s, &res, &n) == 0 && n == 2);
+	CHECK(n == 2 && strcmp(res[0].path, "VAE/a.bin") == 0 && strcmp(res[0].entry_id, "vae/x") == 0);
+	store_resolutions_free(res, n);
+
+	for (int i = 0; i < 5; i++)
+		CHECK(store_log_fetch(s, cache_file_id(f), (uint64_t)i * BS, BS, i, i == 4 ? -EIO : 0,
+				      i == 4 ? "HTTP 500" : NULL) == 0);
+	CHECK(store_log_fetch(s, 999999, 0, 1, 1, 0, NULL) == 0);	/* a file that is gone */
+	CHECK(store_fetch_log_recent(s, 3, &log, &n) == 0 && n == 3);
+	/* The newest three, oldest first. */
+	CHECK(log[0].first == 3 * BS && log[1].first == 4 * BS && log[2].file_id == 999999);
+	CHECK(log[1].rc == -EIO && log[1].error && strcmp(log[1].error, "HTTP 500") == 0);
+	CHECK(log[0].file_key && strcmp(log[0].file_key, "k3") == 0 && log[2].file_key == NULL);
+	store_fetches_free(log, n);
+	CHECK(store_fetch_log_recent(s, 0, &log, &n) == 0 && n == 0);
+	cache_close(c);
+}
+
+int main(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/modelfs-ut-cacheops-XXXXXX");
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 2;
+	}
+	test_verify();
+	test_pins();
+	test_listings();
+	nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	return check_summary();
+}
