@@ -52,7 +52,9 @@ def test_offline_remount_lists_everything_and_serves_cached_bytes(hub, mount, tm
     want = pread(m.path / "VAE" / "off.bin", MiB, 2 * MiB)
     m.unmount()
     hub.faults(down=True)       # the origin is unreachable
-    m2 = mount(cfg, cache_dir=cache, allowed_errors=[r"never-read\.bin"])
+    # The kernel's readahead may ask for an uncached block past the read.
+    m2 = mount(cfg, cache_dir=cache,
+               allowed_errors=[r"never-read\.bin", r"fetch_failed path=VAE/off\.bin"])
     assert sorted(os.listdir(m2.path / "VAE")) == ["never-read.bin", "off.bin"]
     assert (m2.path / "VAE" / "never-read.bin").stat().st_size == 3 * MiB
     assert pread(m2.path / "VAE" / "off.bin", MiB, 2 * MiB) == want == file_slice(src, MiB, 2 * MiB)
