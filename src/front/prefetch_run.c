@@ -115,6 +115,11 @@ static bool report(struct run *r, const struct prefetch_run_opts *o, int *failed
 {
 	bool finished;
 
+	/* Looked at first: once no thread is left, every status read below is
+	 * final, so nothing that ended is left untold. */
+	pthread_mutex_lock(&r->lock);
+	finished = r->threads_left == 0;
+	pthread_mutex_unlock(&r->lock);
 	for (size_t i = 0; i < r->n; i++) {
 		struct job_file *jf = &r->files[i];
 		int status, rc;
@@ -142,9 +147,6 @@ static bool report(struct run *r, const struct prefetch_run_opts *o, int *failed
 					     "cancelled", rc == -ECANCELED));
 		}
 	}
-	pthread_mutex_lock(&r->lock);
-	finished = r->threads_left == 0;
-	pthread_mutex_unlock(&r->lock);
 	return finished;
 }
 
