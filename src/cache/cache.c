@@ -651,13 +651,16 @@ int cache_block_commit(struct cache_file *f, uint64_t idx, uint64_t xxh3)
 	uint32_t len = cache_block_len(f, idx);
 	int64_t now = now_ms();
 	struct store_block sb = { .file_id = f->id, .idx = idx, .len = len, .xxh3 = xxh3 };
-	int rc = store_block_put(f->cache->store, &sb, now);
+	int rc;
 
+	pthread_mutex_lock(&f->lock);
+	/* A file found corrupt while this block was on its way keeps none. */
+	rc = f->state == STORE_CORRUPT ? -EIO : store_block_put(f->cache->store, &sb, now);
 	if (rc) {
+		pthread_mutex_unlock(&f->lock);
 		cache_block_abort(f, idx);
 		return rc;
 	}
-	pthread_mutex_lock(&f->lock);
 	f->blocks[idx].state = BLOCK_PRESENT;
 	f->blocks[idx].readers++;	/* held until cache_block_release() */
 	f->blocks[idx].xxh3 = xxh3;

@@ -132,6 +132,12 @@ static void test_verify(void)
 	CHECK(cache_file_state(f, NULL, NULL) == STORE_CORRUPT);
 	CHECK(cache_file_cached_bytes(f) == 0);
 
+	/* A corrupt file keeps no block until it is started afresh. */
+	CHECK(cache_block_reserve(f, 0) == 0);
+	CHECK(cache_block_commit(f, 0, 0) == -EIO);
+	CHECK(cache_file_cached_bytes(f) == 0);
+	CHECK(cache_file_set_state(f, STORE_REMOTE, NULL, NULL) == 0);
+
 	/* Cancelled before it starts: nothing is decided. */
 	fill_file(f);
 	cancel = 1;
