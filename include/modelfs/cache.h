@@ -78,9 +78,11 @@ int cache_file_set_pinned(struct cache_file *f, bool pinned);
 /* State as recorded in the store; *sha256 and *error are copies the
  * caller frees (either out-pointer may be NULL). */
 enum store_file_state cache_file_state(struct cache_file *f, char **sha256, char **error);
+/* STORE_CORRUPT also drops the blocks in the same step (see below), so a
+ * corrupt file is never seen holding bytes. */
 int cache_file_set_state(struct cache_file *f, enum store_file_state st,
 			 const char *sha256, const char *error);
-/* Drop every block (a corrupt file, or evict). Blocks being read or
+/* Drop every block (evict). Blocks being read or
  * written at that moment are skipped: a reader never sees a hole. */
 int cache_file_drop(struct cache_file *f);
 

@@ -448,11 +448,18 @@ enum store_file_state cache_file_state(struct cache_file *f, char **sha256, char
 	return st;
 }
 
+static uint64_t drop_all_locked(struct cache_file *f);
+static void space_release(struct cache *c, uint64_t used, uint64_t reserved);
+
+/* Sets the state; a corrupt file also loses its blocks under the same
+ * lock, so nobody ever sees a corrupt file that still holds bytes. */
 int cache_file_set_state(struct cache_file *f, enum store_file_state st,
 			 const char *sha256, const char *error)
 {
 	char *s = sha256 ? strdup(sha256) : NULL;
 	char *e = error ? strdup(error) : NULL;
+	uint64_t freed = 0;
+	int rc;
 
 	if ((sha256 && !s) || (error && !e)) {
 		free(s);
@@ -465,8 +472,12 @@ int cache_file_set_state(struct cache_file *f, enum store_file_state st,
 	free(f->error);
 	f->sha256 = s;
 	f->error = e;
+	rc = store_file_set_state(f->cache->store, f->id, st, sha256, error);
+	if (st == STORE_CORRUPT)
+		freed = drop_all_locked(f);
 	pthread_mutex_unlock(&f->lock);
-	return store_file_set_state(f->cache->store, f->id, st, sha256, error);
+	space_release(f->cache, freed, 0);
+	return rc;
 }
 
 static void punch(struct cache_file *f, uint64_t idx, uint32_t len)
@@ -503,14 +514,23 @@ static void space_release(struct cache *c, uint64_t used, uint64_t reserved)
 	pthread_mutex_unlock(&c->space_lock);
 }
 
-int cache_file_drop(struct cache_file *f)
+/* Blocks being read are left to block_unref(). */
+static uint64_t drop_all_locked(struct cache_file *f)
 {
 	uint64_t freed = 0;
 
-	pthread_mutex_lock(&f->lock);
 	for (uint64_t i = 0; i < f->nblocks; i++)
 		if (state_present(f->blocks[i].state) && f->blocks[i].readers == 0)
 			freed += drop_block_locked(f, i);
+	return freed;
+}
+
+int cache_file_drop(struct cache_file *f)
+{
+	uint64_t freed;
+
+	pthread_mutex_lock(&f->lock);
+	freed = drop_all_locked(f);
 	pthread_mutex_unlock(&f->lock);
 	space_release(f->cache, freed, 0);
 	return 0;
@@ -951,7 +971,5 @@ int cache_file_verify(struct cache_file *f, const char *want_sha256, const char 
 	out->hash = CACHE_HASH_MISMATCH;
 	snprintf(out->reason, sizeof(out->reason), "checksum mismatch: expected %s %s, got %s",
 		 want_sha256 ? "sha256" : "git blob sha1", want, got);
-	rc = cache_file_set_state(f, STORE_CORRUPT, out->sha256, out->reason);
-	cache_file_drop(f);
-	return rc;
+	return cache_file_set_state(f, STORE_CORRUPT, out->sha256, out->reason);
 }

@@ -86,8 +86,7 @@ static void verify_file(struct engine_file *f)
 	}
 	snprintf(reason, sizeof(reason), "checksum mismatch: expected %s %s, got %s",
 		 f->src.sha256 ? "sha256" : "git blob sha1", expected, got);
-	cache_file_set_state(cf, STORE_CORRUPT, actual, reason);
-	cache_file_drop(cf);
+	cache_file_set_state(cf, STORE_CORRUPT, actual, reason);	/* drops its blocks */
 	log_error("event=file_corrupt path=%s expected=%s actual=%s action=\"blocks dropped; "
 		  "reads fail until the source is fixed\"", f->src.path, expected, got);
 	engine_file_fail(f, -EIO, reason);
