@@ -132,6 +132,10 @@ int cache_file_verify(struct cache_file *f, const char *want_sha256, const char 
  * fetcher can hand it to its waiters first. */
 int cache_block_reserve(struct cache_file *f, uint64_t idx);
 int cache_block_write(struct cache_file *f, uint64_t idx, uint32_t off, const void *data, size_t len);
+/* The fetcher reads back bytes it wrote to idx before the commit (to answer
+ * a reader early): 0 or -errno. */
+int cache_block_read_written(struct cache_file *f, uint64_t idx, uint32_t off, void *buf,
+			     size_t len);
 int cache_block_commit(struct cache_file *f, uint64_t idx, uint64_t xxh3);
 void cache_block_abort(struct cache_file *f, uint64_t idx);
 void cache_block_release(struct cache_file *f, uint64_t idx);

@@ -644,6 +644,26 @@ int cache_block_reserve(struct cache_file *f, uint64_t idx)
 	return 0;
 }
 
+static int pread_all(int fd, void *buf, size_t len, off_t off)
+{
+	char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pread(fd, p, len, off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;	/* the data file is shorter than it must be */
+		p += n;
+		off += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 int cache_block_write(struct cache_file *f, uint64_t idx, uint32_t off, const void *data, size_t len)
 {
 	off_t pos = (off_t)(idx * f->block_size + off);
@@ -664,6 +684,14 @@ int cache_block_write(struct cache_file *f, uint64_t idx, uint32_t off, const vo
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+int cache_block_read_written(struct cache_file *f, uint64_t idx, uint32_t off, void *buf,
+			     size_t len)
+{
+	if ((uint64_t)off + len > cache_block_len(f, idx))
+		return -EINVAL;
+	return pread_all(f->fd, buf, len, (off_t)(idx * f->block_size + off));
 }
 
 int cache_block_commit(struct cache_file *f, uint64_t idx, uint64_t xxh3)
@@ -703,26 +731,6 @@ void cache_block_abort(struct cache_file *f, uint64_t idx)
 	pthread_mutex_unlock(&f->lock);
 	punch(f, idx, len);
 	space_release(f->cache, 0, len);
-}
-
-static int pread_all(int fd, void *buf, size_t len, off_t off)
-{
-	char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = pread(fd, p, len, off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;	/* the data file is shorter than it must be */
-		p += n;
-		off += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 /* XXH3 of block idx as it is on disk: 0 or -errno. */

@@ -58,6 +58,10 @@ struct inflight {
 	struct engine_file *file;
 	uint64_t idx;
 	struct waiter *waiters;		/* protected by file->lock */
+	/* The least block-relative end of a waiting read: once the fetch
+	 * has that many bytes it answers early. Written under file->lock,
+	 * read by the fetching worker without it. UINT64_MAX: none. */
+	_Atomic uint64_t early_end;
 	uint8_t prio;			/* enum fetch_prio; protected by engine.qlock */
 	bool queued;			/* protected by engine.qlock */
 	struct inflight *qnext;		/* protected by engine.qlock */

@@ -4,7 +4,10 @@
  * bounded pool of workers (one HTTP connection each), and the read is
  * answered by whichever thread completes its last block. So a FUSE
  * thread never waits on the network, and eight readers of one cold block
- * cause one request.
+ * cause one request. A reader does not wait for the rest of a block it
+ * needs only the start of: a block's bytes arrive in order, and the
+ * fetcher answers each waiting read as soon as its bytes are in (a
+ * safetensors header, the first byte).
  *
  * Queues: demand blocks (a reader waits) are taken before readahead
  * blocks, and those before prefetch blocks (engine_prefetch: warming the
@@ -124,6 +127,16 @@ static void block_overlap(const struct pending_read *pr, uint64_t idx, uint64_t 
 
 	*off = pr->off > start ? pr->off : start;
 	*len = (size_t)((rend < end ? rend : end) - *off);
+}
+
+/* Where pr's part of block idx ends, counted from the block's start. */
+static uint64_t waiter_end(const struct pending_read *pr, uint64_t idx)
+{
+	uint64_t off;
+	size_t len;
+
+	block_overlap(pr, idx, &off, &len);
+	return off + len - idx * pr->block_size;
 }
 
 /* Fill pr's part of block idx from a memory copy of the block. */
@@ -299,6 +312,7 @@ static struct inflight *inflight_add_locked(struct engine_file *f, uint64_t idx,
 	inf->file = f;
 	inf->idx = idx;
 	inf->prio = (uint8_t)prio;
+	atomic_init(&inf->early_end, UINT64_MAX);
 	f->inflight[idx] = inf;
 	return inf;
 }
@@ -346,6 +360,8 @@ static void want_block(struct pending_read *pr, uint64_t idx)
 	w->pr = pr;
 	w->next = inf->waiters;
 	inf->waiters = w;
+	if (waiter_end(pr, idx) < atomic_load(&inf->early_end))
+		atomic_store(&inf->early_end, waiter_end(pr, idx));
 	atomic_fetch_add(&pr->remaining, 1);
 	if (!created)
 		promote_locked(f->eng, inf, PRIO_DEMAND);
@@ -515,6 +531,8 @@ void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb
 #define SINK_BUFFER (1024 * 1024)
 
 struct block_sink {
+	struct engine_file *f;
+	struct inflight *inf;
 	struct cache_file *cf;
 	uint64_t idx;
 	uint64_t start;			/* file offset of the block */
@@ -523,6 +541,7 @@ struct block_sink {
 	char *buf;			/* cached: bytes not written yet... */
 	uint32_t buf_at;		/* ...which start at this offset in the block */
 	uint32_t buf_len;
+	uint32_t arrived;		/* bytes of the block this attempt has had */
 };
 
 static int sink_flush(struct block_sink *s)
@@ -534,26 +553,77 @@ static int sink_flush(struct block_sink *s)
 	return rc;
 }
 
+/* Answer the reads waiting on s's block whose bytes have all arrived,
+ * from what this attempt wrote so far. */
+static int answer_arrived(struct block_sink *s)
+{
+	struct engine_file *f = s->f;
+	struct inflight *inf = s->inf;
+	struct waiter *ready = NULL, *w, **pp;
+	uint64_t next_end = UINT64_MAX;
+	int rc = s->mem ? 0 : sink_flush(s);
+
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&f->lock);
+	for (pp = &inf->waiters; (w = *pp) != NULL;) {
+		uint64_t end = w->pr ? waiter_end(w->pr, s->idx) : UINT64_MAX;
+
+		if (end <= s->arrived) {
+			*pp = w->next;
+			w->next = ready;
+			ready = w;
+			continue;
+		}
+		if (end < next_end)
+			next_end = end;
+		pp = &w->next;
+	}
+	atomic_store(&inf->early_end, next_end);
+	pthread_mutex_unlock(&f->lock);
+	for (; ready; ready = w) {
+		struct pending_read *pr = ready->pr;
+		uint64_t off;
+		size_t len;
+
+		w = ready->next;
+		block_overlap(pr, s->idx, &off, &len);
+		if (s->mem)
+			deliver_mem(pr, s->idx, s->mem);
+		else if (cache_block_read_written(s->cf, s->idx, (uint32_t)(off - s->start),
+						  pr->buf + (off - pr->off), len) != 0)
+			read_error(pr, -EIO);
+		read_finish(pr);
+		free(ready);
+	}
+	return 0;
+}
+
 static int sink_write(void *ctx, uint64_t offset, const void *data, size_t len)
 {
 	struct block_sink *s = ctx;
 	uint32_t at = (uint32_t)(offset - s->start);
-	int rc;
+	int rc = 0;
 
 	if (s->mem) {
 		memcpy(s->mem + at, data, len);
-		return 0;
+	} else {
+		XXH3_64bits_update(s->xxh, data, len);
+		if (s->buf_len + len > SINK_BUFFER && (rc = sink_flush(s)) != 0)
+			return rc;
+		if (s->buf_len == 0)
+			s->buf_at = at;
+		if (len >= SINK_BUFFER) {
+			rc = cache_block_write(s->cf, s->idx, at, data, len);
+		} else {
+			memcpy(s->buf + s->buf_len, data, len);
+			s->buf_len += (uint32_t)len;
+		}
 	}
-	XXH3_64bits_update(s->xxh, data, len);
-	if (s->buf_len + len > SINK_BUFFER && (rc = sink_flush(s)) != 0)
-		return rc;
-	if (s->buf_len == 0)
-		s->buf_at = at;
-	if (len >= SINK_BUFFER)
-		return cache_block_write(s->cf, s->idx, at, data, len);
-	memcpy(s->buf + s->buf_len, data, len);
-	s->buf_len += (uint32_t)len;
-	return 0;
+	s->arrived = at + (uint32_t)len;
+	if (rc == 0 && s->arrived >= atomic_load(&s->inf->early_end))
+		rc = answer_arrived(s);
+	return rc;
 }
 
 /* A copy of what names f at its source, to resolve it again with. */
@@ -759,6 +829,7 @@ static int attempt_run(struct engine_file *f, struct http_client *http, const st
 		return -ENOMEM;
 	XXH3_64bits_reset(sink->xxh);
 	sink->buf_len = 0;
+	sink->arrived = 0;	/* a retry starts the block again */
 	rc = http_get(http, &rq, sink_write, sink, meta);
 	if (rc == 0 && !sink->mem)
 		rc = sink_flush(sink);
@@ -844,13 +915,15 @@ static int mirror_count(struct engine_file *f)
 /* Download block idx of f into the cache (or into mem when mem is set),
  * from its data URL, then from each mirror in turn: 0 or -errno. */
 static int download_block(struct engine_file *f, struct http_client *http, struct cache_file *cf,
-			  uint64_t idx, char *mem, uint64_t *xxh3, char *out_reason, size_t reason_len)
+			  struct inflight *inf, char *mem, uint64_t *xxh3, char *out_reason,
+			  size_t reason_len)
 {
 	struct engine *e = f->eng;
+	uint64_t idx = inf->idx;
 	uint32_t len = cache_block_len(cf, idx);
 	int64_t started = now_ms();
 	char reason[256] = "";
-	struct block_sink sink = { .cf = cf, .idx = idx, .mem = mem,
+	struct block_sink sink = { .f = f, .inf = inf, .cf = cf, .idx = idx, .mem = mem,
 				   .start = idx * cache_file_block_size(cf) };
 	int rc = -EIO;
 
@@ -1169,7 +1242,7 @@ static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct h
 		}
 	}
 	if (rc == 0) {
-		rc = download_block(f, http, cf, inf->idx, mem, &xxh3, reason, sizeof(reason));
+		rc = download_block(f, http, cf, inf, mem, &xxh3, reason, sizeof(reason));
 		if (!mem && rc == 0) {
 			rc = cache_block_commit(cf, inf->idx, xxh3);
 			held = rc == 0;

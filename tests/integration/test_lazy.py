@@ -4,8 +4,9 @@ import hashlib
 import mmap
 import os
 import random
+from concurrent.futures import ThreadPoolExecutor
 
-from mfs import MiB, bytes_fetched, config, data_requests, file_slice, pread, url_entry
+from mfs import MiB, bytes_fetched, config, data_requests, file_slice, pread, url_entry, xattr
 
 
 def test_header_read_fetches_one_block(hub, mount):
@@ -22,6 +23,29 @@ def test_header_read_fetches_one_block(hub, mount):
     assert pread(path, 0x100000, 0x10000) == file_slice(src, 0x100000, 0x10000)
     assert bytes_fetched(hub, "big.safetensors") <= 8 * MiB
     assert len(data_requests(hub, "big.safetensors")) == 1
+
+
+def test_read_is_answered_before_its_block_is_complete(hub, mount):
+    # One 8 MiB block at 1 MiB/s takes 8 s; the header is in its first KiB.
+    src, _ = hub.add_file("early.safetensors", 8 * MiB, kind="safetensors")
+    hub.faults(path="early.safetensors", rate_bps=MiB)
+    m = mount(config({"checkpoints": {"e": '"%s"' % hub.url("early.safetensors")}},
+                     block_size="8M"))
+    path = m.path / "Stable-diffusion" / "early.safetensors"
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        assert f.read(n) == file_slice(src, 8, n)
+    # Answered from the bytes in so far: the block is still on its way.
+    assert xattr(path, "cached") == "0"
+    reqs = hub.requests(path="early.safetensors")
+    assert [r for r in reqs if r.get("t_end") is None or r["bytes"] < 8 * MiB]
+    # Readers further into the same block get theirs as the bytes arrive,
+    # each exactly once and byte-exact, while one request serves them all.
+    offsets = [3 * MiB, 64 * 1024, 6 * MiB + 17, 8 * MiB - 4096]
+    with ThreadPoolExecutor(len(offsets)) as pool:
+        got = list(pool.map(lambda off: pread(path, off, 4096), offsets))
+    assert got == [file_slice(src, off, 4096) for off in offsets]
+    assert len(data_requests(hub, "early.safetensors")) == 1
 
 
 def test_random_reads_are_byte_exact(hub, mount):
