@@ -83,6 +83,8 @@ struct engine_file {
 	uint64_t ra_last;		/* last block read; protected by lock */
 	uint32_t ra_window;		/* blocks fetched ahead; protected by lock */
 	bool ra_seen;			/* protected by lock */
+	uint64_t data_start;		/* where tensor data starts; 0: not known yet; under lock */
+	bool whole_queued;		/* a loader was seen: every block is queued; under lock */
 	struct parked_read *parked;	/* verify = strict: reads waiting; protected by lock */
 	uint64_t failed_idx;		/* the last block whose fetch failed for good... */
 	int64_t failed_until_ms;	/* ...fails again at once until then; protected by lock */

@@ -21,6 +21,10 @@
  * resets it to none. A read that stays in one block (a safetensors
  * header, Forge's 64 KiB probe at 1 MiB) fetches only that block.
  *
+ * Loaders read tensors in model order, not file order, which readahead
+ * cannot follow: once reads reach a model's tensor data, every missing
+ * block of the file is queued at prefetch priority (fetch_whole()).
+ *
  * Lock order: see engine_i.h. An inflight lives while it is in its
  * file's inflight[] array, which only its worker clears, under the file's
  * lock: code that found it there may use it until it drops that lock.
@@ -400,6 +404,84 @@ static void readahead(struct engine_file *f, uint64_t first, uint64_t last)
 		enqueue(f->eng, batch[i]);
 }
 
+/* ---- loaders: the whole file at once --------------------------------- */
+
+/* How far the kernel may read ahead of a header read or of Forge's probe
+ * (twice a read_ahead_kb of up to 1 MiB, and more): reads there are no
+ * sign of a loader. */
+#define KERNEL_READAHEAD_SLACK (4u << 20)
+#define FORGE_PROBE_OFFSET (1u << 20)
+#define FORGE_PROBE_LEN (64u << 10)
+
+/* Where f's tensor data starts, from its first bytes in the cache: 8 + N
+ * for a safetensors file (N, little-endian, then a JSON header). Other
+ * formats are left to readahead (NOT_A_MODEL): their loaders read in
+ * file order, or nothing tells a loader from a tool reading a few parts.
+ * 0 while the first block is not cached. */
+#define NOT_A_MODEL UINT64_MAX
+static uint64_t find_data_start(struct engine_file *f, struct cache_file *cf)
+{
+	unsigned char head[9];
+	uint64_t n = 0;
+
+	if (!cache_block_present(cf, 0) || cache_read(cf, head, 0, sizeof(head)) != sizeof(head))
+		return 0;
+	for (int i = 7; i >= 0; i--)
+		n = n << 8 | head[i];
+	return head[8] == '{' && n < (uint64_t)f->src.size - 8 ? 8 + n : NOT_A_MODEL;
+}
+
+/* A read at off: when it lies in tensor data, away from what a webui's
+ * header read and probe touch, a loader is at work. Queue every missing
+ * block, in file order from off, at prefetch priority: readers still
+ * come first, and workers are left for them. */
+static void fetch_whole(struct engine_file *f, uint64_t off)
+{
+	struct inflight **batch = NULL;
+	struct cache_file *cf;
+	uint64_t start;
+	size_t n = 0;
+
+	pthread_mutex_lock(&f->lock);
+	cf = f->cf;
+	start = f->data_start;
+	if (f->whole_queued || !cf || f->nblocks < 3 || f->src.no_range) {
+		pthread_mutex_unlock(&f->lock);
+		return;
+	}
+	pthread_mutex_unlock(&f->lock);
+	if (!start && !(start = find_data_start(f, cf)))
+		return;
+	if (start == NOT_A_MODEL || off < start + KERNEL_READAHEAD_SLACK ||
+	    (off >= FORGE_PROBE_OFFSET &&
+	     off < FORGE_PROBE_OFFSET + FORGE_PROBE_LEN + KERNEL_READAHEAD_SLACK)) {
+		pthread_mutex_lock(&f->lock);
+		f->data_start = start;
+		pthread_mutex_unlock(&f->lock);
+		return;
+	}
+	batch = calloc(f->nblocks, sizeof(*batch));
+	pthread_mutex_lock(&f->lock);
+	f->data_start = start;
+	if (f->whole_queued || !batch) {
+		pthread_mutex_unlock(&f->lock);
+		free(batch);
+		return;
+	}
+	f->whole_queued = true;
+	for (uint64_t k = 0, first = off / cache_file_block_size(cf); k < f->nblocks; k++)
+		if ((batch[n] = inflight_add_locked(f, (first + k) % f->nblocks,
+						    PRIO_PREFETCH)) != NULL)
+			n++;
+	pthread_mutex_unlock(&f->lock);
+	if (n)
+		log_info("event=loader_read path=%s offset=%llu action=\"fetching the other %zu "
+			 "missing blocks in parallel\"", f->src.path, (unsigned long long)off, n);
+	for (size_t i = 0; i < n; i++)
+		enqueue(f->eng, batch[i]);
+	free(batch);
+}
+
 /* verify = strict and not verified yet: the caller holds f->lock. */
 static bool strict_waits(struct engine_file *f)
 {
@@ -520,6 +602,7 @@ void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb
 	for (uint64_t idx = off / bs; idx <= (off + len - 1) / bs; idx++)
 		want_block(pr, idx);
 	readahead(f, off / bs, (off + len - 1) / bs);
+	fetch_whole(f, off);
 	read_finish(pr);
 }
 

@@ -73,6 +73,20 @@ def wait_for(predicate, timeout=20.0, interval=0.05, what="condition"):
     raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
 
 
+def stable(measure, quiet=1.0, timeout=20):
+    """measure() once it has not changed for `quiet` seconds."""
+    value, since = measure(), time.monotonic()
+    deadline = since + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = measure()
+        if now != value:
+            value, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return value
+
+
 def wait_state(path, state, timeout=30.0):
     return wait_for(lambda: xattr(path, "state") == state, timeout,
                     what="%s to become %s (is %s)" % (path, state, xattr(path, "state")))

@@ -173,4 +173,4 @@ def test_pinned_files_are_not_evicted(hub, mount):
     keep = m.path / "VAE" / "keep.bin"
     assert keep.read_bytes() == pinned.read_bytes()
     (m.path / "VAE" / "stream.bin").read_bytes()
-    assert xattr(keep, "cached") == str(2 * MiB)
+    wait_for(lambda: xattr(keep, "cached") == str(2 * MiB), what="the pinned file whole")

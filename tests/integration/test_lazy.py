@@ -6,7 +6,8 @@ import os
 import random
 from concurrent.futures import ThreadPoolExecutor
 
-from mfs import MiB, bytes_fetched, config, data_requests, file_slice, pread, url_entry, xattr
+from mfs import (MiB, bytes_fetched, config, data_requests, file_slice, pread, url_entry,
+                 wait_for, wait_state, xattr)
 
 
 def test_header_read_fetches_one_block(hub, mount):
@@ -46,6 +47,31 @@ def test_read_is_answered_before_its_block_is_complete(hub, mount):
         got = list(pool.map(lambda off: pread(path, off, 4096), offsets))
     assert got == [file_slice(src, off, 4096) for off in offsets]
     assert len(data_requests(hub, "early.safetensors")) == 1
+
+
+def test_loader_reads_fetch_the_whole_file_in_parallel(hub, mount):
+    size = 48 * MiB
+    src, sha = hub.add_file("load.safetensors", size, kind="safetensors")
+    m = mount(config({"checkpoints": {"l": '"%s"' % hub.url("load.safetensors")}}))
+    path = m.path / "Stable-diffusion" / "load.safetensors"
+    # What a webui does to every model at start: the header, then Forge's
+    # 64 KiB probe at 1 MiB. That must not fetch the whole file...
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        f.read(n)
+    pread(path, MiB, 64 * 1024)
+    # ...but a read among the tensors, as a loader's, does.
+    assert pread(path, 40 * MiB + 5, 4096) == file_slice(src, 40 * MiB + 5, 4096)
+    wait_for(lambda: xattr(path, "cached") == str(size), what="the whole file cached")
+    lines = [l for l in m.log().splitlines() if "event=loader_read" in l]
+    # The kernel asks for whole pages: the loader's read, not the probe's.
+    assert len(lines) == 1 and "offset=%d " % (40 * MiB) in lines[0], lines
+    reqs = data_requests(hub, "load.safetensors")
+    assert sum(r["bytes"] for r in reqs) == size        # every byte once
+    spans = sorted((r["t_start"], r["t_end"]) for r in reqs)
+    assert sum(1 for a, b in zip(spans, spans[1:]) if b[0] < a[1]) >= 3, spans
+    wait_state(path, "complete")
+    assert xattr(path, "sha256") == sha
 
 
 def test_random_reads_are_byte_exact(hub, mount):

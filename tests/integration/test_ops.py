@@ -21,7 +21,8 @@ import time
 import pytest
 
 from conftest import SANITIZER_RE
-from mfs import MiB, bytes_fetched, config, data_requests, file_slice, pread, url_entry, wait_for
+from mfs import (MiB, bytes_fetched, config, data_requests, file_slice, pread, stable, url_entry,
+                 wait_for, xattr)
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fakehub"))
 import genmodel  # noqa: E402
@@ -86,20 +87,6 @@ def one_file_config(hub, name, size, *, category="vae", entry="m", kind="raw", b
         keys["sha256"] = sha
     return config({category: {entry: url_entry(hub.url(name), **keys)}}, settings=settings,
                   block_size=block), sha
-
-
-def stable(measure, quiet=1.0, timeout=20):
-    """measure() once it has not changed for `quiet` seconds."""
-    value, since = measure(), time.monotonic()
-    deadline = since + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        now = measure()
-        if now != value:
-            value, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            break
-    return value
 
 
 def run_in_pty(argv, env, cols=120, timeout=120):
@@ -362,6 +349,8 @@ def test_status_of_a_partially_cached_mount(hub, mount, modelfs_bin, tmp_path):
     path = m.path / "VAE" / "st.bin"
     for off in (0, 5 * MiB, 9 * MiB):                 # three separate 1 MiB blocks
         assert pread(path, off, 100) == file_slice(hub.root / "st.bin", off, 100)
+    # A read is answered as its bytes arrive; its block is cached a moment later.
+    wait_for(lambda: xattr(path, "cached") == str(3 * MiB), what="three blocks cached")
     st = status(modelfs_bin, tmp_path, m.cache_dir)
     assert st["mounted"] is True and st["mountpoint"] == str(m.path)
     assert isinstance(st["pid"], int) and st["cache_dir"] == str(m.cache_dir)
