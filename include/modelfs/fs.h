@@ -19,7 +19,7 @@
 struct fs;
 
 struct fs_options {
-	const char *mountpoint;
+	const char *mountpoint;		/* absolute, no symlinks (realpath) */
 	const char *fuse_opts;		/* -o text from the command line, or NULL */
 	bool allow_other;
 	bool debug;

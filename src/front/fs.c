@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,9 @@
 #include "modelfs/log.h"
 
 #define FS_TIMEOUT 86400.0		/* the tree never changes while mounted */
+/* Kernel readahead for the mount: 1 MiB FUSE reads (max_pages caps them
+ * there) and 1 MiB mmap fault-around; 4 MiB measured no better. */
+#define FS_READAHEAD_KB 1024
 #define XATTR_PREFIX "user.modelfs."
 
 struct fs {
@@ -69,7 +73,8 @@ static void fill_entry(const struct tree_node *node, struct fuse_entry_param *e)
 
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
-	/* Large kernel readahead and reads: fewer, bigger requests. */
+	/* Large kernel readahead and reads: fewer, bigger requests (the bdi's
+	 * read_ahead_kb, raised at mount, still caps it). */
 	conn->max_readahead = conn->max_readahead > (1u << 20) ? conn->max_readahead : (1u << 20);
 	if (conn->capable & FUSE_CAP_ASYNC_READ)
 		conn->want |= FUSE_CAP_ASYNC_READ;
@@ -338,6 +343,64 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.statfs = fs_statfs,
 };
 
+/* The "MAJ:MIN" of the mount at mountpoint, from /proc/self/mountinfo
+ * (a stat() would ask this daemon, whose loop is not running yet). */
+static int mount_dev(const char *mountpoint, char *dev, size_t dev_len)
+{
+	FILE *mi = fopen("/proc/self/mountinfo", "re");
+	char line[4096], escaped[PATH_MAX * 4], *p = escaped;
+	int rc = -ENOENT;
+
+	if (!mi)
+		return -errno;
+	/* mountinfo writes space, tab, newline and backslash as \ooo. */
+	for (const char *c = mountpoint; *c && p < escaped + sizeof(escaped) - 5; c++)
+		p += strchr(" \t\n\\", *c) ? sprintf(p, "\\%03o", (unsigned char)*c)
+					   : sprintf(p, "%c", *c);
+	*p = '\0';
+	while (fgets(line, sizeof(line), mi)) {
+		char majmin[32], mnt[sizeof(line)];
+
+		/* id parent MAJ:MIN root mountpoint ...: the last match is on top. */
+		if (sscanf(line, "%*s %*s %31s %*s %4095s", majmin, mnt) == 2 &&
+		    strcmp(mnt, escaped) == 0) {
+			snprintf(dev, dev_len, "%s", majmin);
+			rc = 0;
+		}
+	}
+	fclose(mi);
+	return rc;
+}
+
+/* The kernel reads ahead of a file by its bdi's read_ahead_kb, 128 KiB
+ * unless raised, and FUSE's max_readahead can only lower it: reads then
+ * reach the daemon as 256 KiB requests and mmap faults as 128 KiB ones.
+ * Root may raise it for this mount; anyone else keeps the default. */
+static void raise_readahead(const char *mountpoint)
+{
+	char dev[32], path[96], now[32] = "";
+	FILE *fp;
+
+	if (mount_dev(mountpoint, dev, sizeof(dev)) != 0)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+	fp = fopen(path, "re");
+	if (fp) {
+		if (!fgets(now, sizeof(now), fp))
+			now[0] = '\0';
+		fclose(fp);
+	}
+	if (atoi(now) >= FS_READAHEAD_KB)
+		return;
+	fp = fopen(path, "we");
+	if (!fp || fprintf(fp, "%d\n", FS_READAHEAD_KB) < 0 || fclose(fp) != 0) {
+		log_debug("event=readahead_unchanged bdi=%s read_ahead_kb=%s error=\"%s\"", dev,
+			  now, strerror(errno));
+		return;
+	}
+	log_debug("event=readahead bdi=%s read_ahead_kb=%d", dev, FS_READAHEAD_KB);
+}
+
 int fs_mount(struct tree *tree, struct engine *engine, const struct fs_options *opts,
 	     struct fs **out)
 {
@@ -376,6 +439,7 @@ int fs_mount(struct tree *tree, struct engine *engine, const struct fs_options *
 		goto fail;
 	}
 	fs->mounted = true;
+	raise_readahead(opts->mountpoint);
 	fuse_opt_free_args(&args);
 	*out = fs;
 	return 0;

@@ -359,7 +359,7 @@ static int cli_mount(int argc, char **argv)
 		log_error("event=mount_failed error=\"%s\"", strerror(-rc));
 		goto out;
 	}
-	fo.mountpoint = mnt;
+	fo.mountpoint = mnt_real;
 	fo.fuse_opts = fuse_opts;
 	fo.allow_other = geteuid() == 0;
 	fo.debug = o.debug && o.foreground;

@@ -89,3 +89,15 @@ def test_missing_names_and_statfs(hub, mount):
     sv = os.statvfs(m.path)
     assert sv.f_blocks * sv.f_frsize >= 3 * MiB
     assert sv.f_flag & os.ST_RDONLY
+
+
+def test_kernel_readahead_is_raised_for_the_mount(hub, mount):
+    # As root, the mount's bdi reads ahead 1 MiB (128 KiB by default), so
+    # sequential reads and mmap faults reach the daemon as 1 MiB requests.
+    src, _ = hub.add_file("ra.bin", 8 * MiB)
+    m = mount(config({"vae": {"r": '"%s"' % hub.url("ra.bin")}}))
+    dev = os.stat(m.path).st_dev
+    bdi = "/sys/class/bdi/%d:%d/read_ahead_kb" % (os.major(dev), os.minor(dev))
+    with open(bdi) as f:
+        assert int(f.read()) == 1024
+    assert (m.path / "VAE" / "ra.bin").read_bytes() == src.read_bytes()
