@@ -81,6 +81,18 @@ struct http_meta {
  * Return 0 to go on, -errno to abort the transfer with that error. */
 typedef int (*http_sink_fn)(void *ctx, uint64_t offset, const void *data, size_t len);
 
+/* A body kept in memory (an API answer, a config): http_body_sink with a
+ * struct http_body as ctx. data is NUL-terminated, and the caller frees
+ * it; a body longer than max fails the transfer with -EFBIG. */
+struct http_body {
+	char *data;
+	size_t len, cap;
+	size_t max;
+};
+int http_body_sink(void *ctx, uint64_t offset, const void *data, size_t len);
+/* A sink that drops what it gets (a probe that reads no body). */
+int http_discard_sink(void *ctx, uint64_t offset, const void *data, size_t len);
+
 int http_global_init(void);
 void http_global_cleanup(void);
 

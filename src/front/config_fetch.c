@@ -23,34 +23,6 @@
 
 #define CONFIG_MAX (16u << 20)
 
-struct body {
-	char *data;
-	size_t len, cap;
-};
-
-static int body_sink(void *ctx, uint64_t offset, const void *data, size_t len)
-{
-	struct body *b = ctx;
-
-	if (b->len + len > CONFIG_MAX)
-		return -EFBIG;
-	if (b->len + len > b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 65536;
-		char *grown;
-
-		while (cap < b->len + len)
-			cap *= 2;
-		grown = realloc(b->data, cap);
-		if (!grown)
-			return -ENOMEM;
-		b->data = grown;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, data, len);
-	b->len += len;
-	return 0;
-}
-
 bool config_is_url(const char *arg)
 {
 	return arg && (strncasecmp(arg, "http://", 7) == 0 || strncasecmp(arg, "https://", 8) == 0);
@@ -76,7 +48,7 @@ static int write_atomic(const char *path, const char *data, size_t len)
 	return rc;
 }
 
-static int download(const char *url, struct body *b, char *why, size_t whylen)
+static int download(const char *url, struct http_body *b, char *why, size_t whylen)
 {
 	struct http_client *c = NULL;
 	struct http_meta m;
@@ -85,7 +57,7 @@ static int download(const char *url, struct body *b, char *why, size_t whylen)
 
 	if (rc)
 		return rc;
-	rc = http_get(c, &rq, body_sink, b, &m);
+	rc = http_get(c, &rq, http_body_sink, b, &m);
 	if (rc == 0 && m.status != 200) {
 		rc = -EIO;
 		snprintf(why, whylen, "HTTP %ld", m.status);
@@ -103,7 +75,7 @@ static int download(const char *url, struct body *b, char *why, size_t whylen)
 int config_fetch(const char *url, const char *cache_dir, char **path)
 {
 	char dir[PATH_MAX], file[PATH_MAX + 48], hash[65], why[256] = "", shown[300];
-	struct body b = { 0 };
+	struct http_body b = { .max = CONFIG_MAX };
 	struct stat st;
 	int rc;
 

@@ -127,6 +127,34 @@ static void meta_reset(struct http_meta *m)
 	m->retry_after_sec = -1;
 }
 
+int http_body_sink(void *ctx, uint64_t offset, const void *data, size_t len)
+{
+	struct http_body *b = ctx;
+	size_t cap;
+	char *grown;
+
+	if (len > b->max - b->len)
+		return -EFBIG;
+	if (b->len + len + 1 > b->cap) {
+		for (cap = b->cap ? b->cap : 16384; cap < b->len + len + 1; cap *= 2)
+			;
+		grown = realloc(b->data, cap);
+		if (!grown)
+			return -ENOMEM;
+		b->data = grown;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+int http_discard_sink(void *ctx, uint64_t offset, const void *data, size_t len)
+{
+	return 0;
+}
+
 void http_meta_clear(struct http_meta *meta)
 {
 	if (!meta)

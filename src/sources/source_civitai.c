@@ -55,40 +55,6 @@ struct civ {
 
 /* ---- small helpers ----------------------------------------------------- */
 
-struct membuf {
-	char *data;
-	size_t len, cap;
-};
-
-/* An http_sink_fn that keeps a JSON body in memory, up to JSON_MAX. */
-static int mem_sink(void *ctx, uint64_t offset, const void *data, size_t len)
-{
-	struct membuf *b = ctx;
-
-	if (len > JSON_MAX - b->len)
-		return -EFBIG;
-	if (b->len + len > b->cap) {
-		size_t cap = b->cap ? b->cap : 64 * 1024;
-		char *grown;
-
-		while (cap < b->len + len)
-			cap *= 2;
-		grown = realloc(b->data, cap);
-		if (!grown)
-			return -ENOMEM;
-		b->data = grown;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, data, len);
-	b->len += len;
-	return 0;
-}
-
-static int discard(void *ctx, uint64_t offset, const void *data, size_t len)
-{
-	return 0;
-}
-
 static void free_secret(char *s)
 {
 	if (s)
@@ -192,7 +158,7 @@ static char *mount_name(const char *api_name, const char *fallback)
 static int api_get_json(struct civ *cv, const char *url, json_t **out, struct http_meta *m,
 			char *why, size_t whylen)
 {
-	struct membuf b = { 0 };
+	struct http_body b = { .max = JSON_MAX };
 	struct http_request rq = {
 		.url = url,
 		.origin_url = cv->endpoint,
@@ -202,7 +168,7 @@ static int api_get_json(struct civ *cv, const char *url, json_t **out, struct ht
 		.follow_redirects = true,
 		.timeout_sec = API_TIMEOUT,
 	};
-	int rc = http_get(cv->c, &rq, mem_sink, &b, m);
+	int rc = http_get(cv->c, &rq, http_body_sink, &b, m);
 
 	*out = NULL;
 	why[0] = '\0';
@@ -754,7 +720,7 @@ static int probe_download(struct civ *cv, struct source_file *f, const json_t *v
 	if (asprintf(&url, "%s/%s", cv->endpoint, f->remote_path) < 0)
 		return -ENOMEM;
 	rq.url = url;
-	rc = http_get(cv->c, &rq, discard, NULL, &m);
+	rc = http_get(cv->c, &rq, http_discard_sink, NULL, &m);
 	if (rc == -ERANGE && m.total_size == 0)
 		rc = 0;		/* an empty file: bytes 0-0 is unsatisfiable */
 	log_debug("event=resolve entry=%s status=%ld size=%lld rc=%d", e->id, m.status,

@@ -83,11 +83,6 @@ struct probe {
 	bool range_ignored;
 };
 
-struct body {
-	char *data;
-	size_t len, cap;
-};
-
 /* One file of a tree listing. */
 struct tree_file {
 	char *path;
@@ -221,29 +216,6 @@ static bool same_origin(const char *a, const char *b)
 	       strcmp(oa, ob) == 0;
 }
 
-static int collect(void *ctx, uint64_t offset, const void *data, size_t len)
-{
-	struct body *b = ctx;
-
-	if (len > BODY_MAX - b->len)
-		return -EFBIG;
-	if (b->len + len + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 16384;
-		char *grown;
-
-		while (cap < b->len + len + 1)
-			cap *= 2;
-		grown = realloc(b->data, cap);
-		if (!grown)
-			return -ENOMEM;
-		b->data = grown;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, data, len);
-	b->len += len;
-	b->data[b->len] = '\0';
-	return 0;
-}
 
 /* ---- the token (PROTOCOLS §1.8) ------------------------------------------ */
 
@@ -380,7 +352,7 @@ found:
 static int hf_token_validate(struct source_ctx *ctx, struct http_client *c, struct source_token *t)
 {
 	struct http_request rq = { .follow_redirects = true, .timeout_sec = 30 };
-	struct body b = { 0 };
+	struct http_body b = { .max = BODY_MAX };
 	struct http_meta m;
 	char *url = NULL, *auth = NULL;
 	json_t *root = NULL, *name;
@@ -394,7 +366,7 @@ static int hf_token_validate(struct source_ctx *ctx, struct http_client *c, stru
 	}
 	rq.url = url;
 	rq.authorization = auth;
-	rc = http_get(c, &rq, collect, &b, &m);
+	rc = http_get(c, &rq, http_body_sink, &b, &m);
 	free_secret(auth);
 	if (rc == 0) {
 		root = json_loadb(b.data ? b.data : "", b.len, 0, NULL);
@@ -494,7 +466,7 @@ static void hf_use(struct hf *h, const char *endpoint)
  * waiting what the Hub said (Retry-After, RateLimit t=) or 1, 2, 4 s; no
  * answer at all is -EAGAIN at once. http_get's return; *m to be cleared.
  */
-static int hf_get(struct hf *h, const char *url, bool probe, struct body *b, struct http_meta *m)
+static int hf_get(struct hf *h, const char *url, bool probe, struct http_body *b, struct http_meta *m)
 {
 	/* The entry's headers are for the Hub, like its token: not for a mirror. */
 	bool hub = strcmp(h->endpoint, h->cfg->hf_endpoint) == 0;
@@ -517,7 +489,7 @@ static int hf_get(struct hf *h, const char *url, bool probe, struct body *b, str
 
 		if (b)
 			b->len = 0;
-		rc = http_get(h->c, &rq, b ? collect : NULL, b, m);
+		rc = http_get(h->c, &rq, b ? http_body_sink : NULL, b, m);
 		if (rc != -EAGAIN || m->status == 0 || attempt == HF_TRIES)
 			return rc;
 		wait_ms = m->retry_after_sec >= 0 ? (int64_t)m->retry_after_sec * 1000 + 100
@@ -896,7 +868,7 @@ static bool safe_repo_path(const char *p, size_t len)
 }
 
 /* Append the files of one tree page (a JSON array) to *t. */
-static int tree_page(const struct body *b, struct tree_file **t, size_t *n, size_t *cap)
+static int tree_page(const struct http_body *b, struct tree_file **t, size_t *n, size_t *cap)
 {
 	json_t *root = json_loadb(b->data ? b->data : "", b->len, 0, NULL), *item;
 	size_t i;
@@ -1013,7 +985,7 @@ static int tree_list(struct hf *h, struct source_file *f, const char *rev, const
 	char *qrev = quote(rev, false), *qdir = dir[0] ? quote(dir, false) : strdup("");
 	char *url = NULL, *prev = NULL;
 	struct tree_file *t = NULL;
-	struct body b = { 0 };
+	struct http_body b = { .max = BODY_MAX };
 	size_t n = 0, cap = 0;
 	int rc = -ENOMEM, pages = 0;
 
@@ -1148,7 +1120,7 @@ static int pin_revision(struct hf *h, struct source_file *f, char **commit, bool
 {
 	const struct config_entry *e = h->e;
 	char *qrev = quote(e->revision, false), *url = NULL;
-	struct body b = { 0 };
+	struct http_body b = { .max = BODY_MAX };
 	struct http_meta m;
 	json_t *root = NULL, *sha, *g;
 	int rc = -ENOMEM;

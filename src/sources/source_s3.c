@@ -334,11 +334,6 @@ static int apply_probe(struct source_file *f, const struct s3_object *o, int rc,
 	return 0;
 }
 
-static int discard(void *ctx, uint64_t offset, const void *data, size_t len)
-{
-	return 0;
-}
-
 /* One signed GET of bytes 0-0: 0 (f's own err tells), -EAGAIN or -ENOMEM. */
 static int probe(struct http_client *c, struct source_file *f)
 {
@@ -373,7 +368,7 @@ static int probe(struct http_client *c, struct source_file *f)
 			.timeout_sec = 30,
 		};
 
-		rc = http_get(c, &rq, discard, NULL, &m);
+		rc = http_get(c, &rq, http_discard_sink, NULL, &m);
 	}
 	rc = apply_probe(f, &o, rc, &m);
 	log_debug("event=resolve entry=%s source=s3 bucket=%s region=%s signed=%d status=%ld "

@@ -33,11 +33,6 @@
 #include "modelfs/log.h"
 #include "source_i.h"
 
-static int discard(void *ctx, uint64_t offset, const void *data, size_t len)
-{
-	return 0;
-}
-
 /* The file name a Content-Disposition header gives (filename*=UTF-8''
  * preferred over filename=), or NULL. Never a path: a '/' rejects it. */
 static char *disposition_name(const char *cd)
@@ -741,7 +736,7 @@ static int drive_probe(struct source_ctx *ctx, struct http_client *c, struct sou
 		struct http_request rq = drive_request(e, url, start, true);
 		struct http_meta m;
 
-		rc = http_get(c, &rq, discard, NULL, &m);
+		rc = http_get(c, &rq, http_discard_sink, NULL, &m);
 		log_debug("event=gdrive_probe entry=%s id=%s round=%d status=%ld rc=%d", e->id, id,
 			  round, m.status, rc);
 		if (!(rc == -EPROTO && html_type(m.content_type))) {
@@ -792,7 +787,7 @@ static int probe(struct source_ctx *ctx, struct http_client *c, struct source_fi
 
 	if (is_drive_link(e->url))
 		return drive_probe(ctx, c, f);
-	rc = http_get(c, &rq, discard, NULL, &m);
+	rc = http_get(c, &rq, http_discard_sink, NULL, &m);
 	rc = apply_probe(f, rc, &m, e->url);
 	log_debug("event=resolve entry=%s status=%ld size=%lld rc=%d", e->id, m.status,
 		  (long long)f->size, f->err);
