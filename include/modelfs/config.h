@@ -80,7 +80,7 @@ struct config {
 	uint32_t block_size;		/* power of two, 64 KiB .. 256 MiB; default 8 MiB */
 	char *layout;			/* "forge", "comfyui", "flat" */
 	enum config_verify verify;
-	int connections;		/* 1 .. 64, default 16 */
+	int connections;		/* 1 .. 64, default 32 */
 	int retry_timeout_sec;		/* how long transient failures are retried, default 120 */
 	char *mountpoint;		/* NULL: /workspace/models */
 	char *hf_endpoint, *civitai_endpoint, *gdrive_endpoint;	/* no trailing '/' */

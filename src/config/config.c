@@ -2041,7 +2041,7 @@ int config_parse(const char *text, size_t len, const char *name, struct config *
 	p.cfg->cache_min_free_percent = 5;
 	p.cfg->block_size = 8u << 20;
 	p.cfg->verify = CONFIG_VERIFY_LAZY;
-	p.cfg->connections = 16;
+	p.cfg->connections = 32;
 	p.cfg->retry_timeout_sec = 120;
 
 	rc = toml_parse(text, len, &root, &terr);

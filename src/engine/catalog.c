@@ -15,6 +15,10 @@
 #include "modelfs/http.h"
 #include "modelfs/log.h"
 
+/* Resolving asks the services' APIs, which rate-limit per client: fewer at
+ * once than the block downloads' connections. */
+#define RESOLVE_MAX_PARALLEL 16
+
 struct resolve_job {
 	struct source_ctx *sources;
 	struct store *store;
@@ -287,7 +291,7 @@ int engine_open(const struct config *cfg, struct cache *cache, struct engine **o
 	struct engine *e = calloc(1, sizeof(*e));
 	struct resolve_pool pool = { .njobs = cfg->n_entries };
 	size_t total = 0;
-	int rc;
+	int rc, parallel;
 
 	if (!e)
 		return -ENOMEM;
@@ -314,8 +318,9 @@ int engine_open(const struct config *cfg, struct cache *cache, struct engine **o
 		pool.jobs[i] = (struct resolve_job){ .sources = e->sources,
 						     .store = cache_store(cache),
 						     .entry = &cfg->entries[i] };
-	rc = resolve_all(&pool, cfg->connections < (int)cfg->n_entries ? cfg->connections
-								      : (int)cfg->n_entries);
+	parallel = cfg->connections < RESOLVE_MAX_PARALLEL ? cfg->connections
+							   : RESOLVE_MAX_PARALLEL;
+	rc = resolve_all(&pool, parallel < (int)cfg->n_entries ? parallel : (int)cfg->n_entries);
 	if (rc)
 		goto out;
 	for (size_t i = 0; i < pool.njobs; i++)

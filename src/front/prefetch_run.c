@@ -189,7 +189,7 @@ int prefetch_run(struct engine *e, struct engine_file *const *files, size_t n,
 	struct run r = { .e = e, .n = n, .pin = o->pin };
 	int jobs = o->jobs > 0 ? o->jobs : DEFAULT_JOBS;
 	int every = o->progress_ms > 0 ? o->progress_ms : DEFAULT_PROGRESS_MS;
-	int conns = o->connections > 0 ? o->connections : 16, failed = 0, started = 0;
+	int conns = o->connections > 0 ? o->connections : 32, failed = 0, started = 0;
 	int64_t t0 = now_ms(), last_progress = t0;
 	pthread_t *th = NULL;
 	pthread_condattr_t ca;

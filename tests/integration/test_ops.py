@@ -178,7 +178,8 @@ def test_prefetch_without_mount_fills_the_cache_a_mount_uses(hub, mount, modelfs
 
 
 def test_prefetch_on_a_terminal_draws_bars_that_redraw_and_finish(hub, modelfs_bin, tmp_path):
-    text, _ = one_file_config(hub, "tty.bin", 16 * MiB, block="256K")
+    text, _ = one_file_config(hub, "tty.bin", 16 * MiB, block="256K",
+                              settings="connections = 16")
     (tmp_path / "c.toml").write_text(text)
     hub.faults(path="tty.bin", rate_bps=256 * 1024)   # 16 connections: about 4 s
     code, out = run_in_pty([str(modelfs_bin), "prefetch", "--config", str(tmp_path / "c.toml"),
@@ -200,7 +201,8 @@ def test_prefetch_on_a_terminal_draws_bars_that_redraw_and_finish(hub, modelfs_b
 
 
 def test_prefetch_without_a_terminal_prints_lines(hub, modelfs_bin, tmp_path):
-    text, _ = one_file_config(hub, "plain.bin", 48 * MiB)
+    text, _ = one_file_config(hub, "plain.bin", 48 * MiB,
+                              settings="connections = 16")
     (tmp_path / "c.toml").write_text(text)
     hub.faults(path="plain.bin", rate_bps=512 * 1024)  # 16 connections: about 6 s
     r = cli(modelfs_bin, tmp_path, "prefetch", "--config", tmp_path / "c.toml", "--cache-dir",
@@ -216,7 +218,8 @@ def test_prefetch_without_a_terminal_prints_lines(hub, modelfs_bin, tmp_path):
 @pytest.mark.parametrize("through_mount", [False, True], ids=["standalone", "mounted"])
 def test_interrupted_prefetch_resumes(hub, mount, modelfs_bin, tmp_path, through_mount):
     size = 40 * MiB
-    text, sha = one_file_config(hub, "int.bin", size)
+    text, sha = one_file_config(hub, "int.bin", size,
+                                settings="connections = 16")
     cfg = tmp_path / "c.toml"
     cfg.write_text(text)
     cache = tmp_path / "cache"

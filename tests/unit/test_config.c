@@ -289,7 +289,7 @@ static void test_defaults(void)
 		CHECK(cfg->block_size == 8u << 20);
 		CHECK_STR(cfg->layout, "forge");
 		CHECK(cfg->verify == CONFIG_VERIFY_LAZY);
-		CHECK(cfg->connections == 16 && cfg->retry_timeout_sec == 120);
+		CHECK(cfg->connections == 32 && cfg->retry_timeout_sec == 120);
 		CHECK_STR(cfg->hf_endpoint, "https://huggingface.co");
 		CHECK_STR(cfg->civitai_endpoint, "https://civitai.com");
 		CHECK_STR(cfg->gdrive_endpoint, "https://drive.google.com");
