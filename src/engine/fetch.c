@@ -133,6 +133,16 @@ static void block_overlap(const struct pending_read *pr, uint64_t idx, uint64_t 
 	*len = (size_t)((rend < end ? rend : end) - *off);
 }
 
+/* Where pr's part of block idx starts, counted from the block's start. */
+static uint64_t waiter_start(const struct pending_read *pr, uint64_t idx)
+{
+	uint64_t off;
+	size_t len;
+
+	block_overlap(pr, idx, &off, &len);
+	return off - idx * pr->block_size;
+}
+
 /* Where pr's part of block idx ends, counted from the block's start. */
 static uint64_t waiter_end(const struct pending_read *pr, uint64_t idx)
 {
@@ -613,6 +623,10 @@ void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb
  * and curl hands over 16 KiB at a time. One buffer per connection: 1 MiB
  * cost 20 MiB more RSS at 32 connections for no measured gain. */
 #define SINK_BUFFER (256 * 1024)
+/* A reader waiting this far into a block has its part fetched first,
+ * from this alignment: below it, fetching from the start costs little. */
+#define SPLIT_MIN (1024 * 1024)
+#define SPLIT_ALIGN (64 * 1024)
 
 struct block_sink {
 	struct engine_file *f;
@@ -625,8 +639,16 @@ struct block_sink {
 	char *buf;			/* cached: bytes not written yet... */
 	uint32_t buf_at;		/* ...which start at this offset in the block */
 	uint32_t buf_len;
-	uint32_t arrived;		/* bytes of the block this attempt has had */
+	uint32_t from;			/* the range being fetched starts here in the block... */
+	uint32_t arrived;		/* ...and this attempt has had it up to here */
+	uint32_t tail_from;		/* [tail_from, len) is in already (fetched first) */
 };
+
+/* Whether bytes [start, end) of the block are in the data file (or mem). */
+static bool sink_has(const struct block_sink *s, uint64_t start, uint64_t end)
+{
+	return (start >= s->from && end <= s->arrived) || start >= s->tail_from;
+}
 
 static int sink_flush(struct block_sink *s)
 {
@@ -651,15 +673,17 @@ static int answer_arrived(struct block_sink *s)
 		return rc;
 	pthread_mutex_lock(&f->lock);
 	for (pp = &inf->waiters; (w = *pp) != NULL;) {
+		uint64_t start = w->pr ? waiter_start(w->pr, s->idx) : UINT64_MAX;
 		uint64_t end = w->pr ? waiter_end(w->pr, s->idx) : UINT64_MAX;
 
-		if (end <= s->arrived) {
+		if (w->pr && sink_has(s, start, end)) {
 			*pp = w->next;
 			w->next = ready;
 			ready = w;
 			continue;
 		}
-		if (end < next_end)
+		/* Only reads this range can complete are worth a look. */
+		if (start >= s->from && end < next_end)
 			next_end = end;
 		pp = &w->next;
 	}
@@ -887,7 +911,8 @@ static int attempt_get(struct engine_file *f, int which, struct attempt *a)
 	return rc;
 }
 
-/* One GET of block idx from a->url into sink: 0 or -errno (http.h). */
+/* One GET of sink's range (len bytes from sink->from) from a->url: 0 or
+ * -errno (http.h). */
 static int attempt_run(struct engine_file *f, struct http_client *http, const struct attempt *a,
 		       struct block_sink *sink, uint32_t len, uint64_t *xxh3, struct http_meta *meta)
 {
@@ -901,7 +926,7 @@ static int attempt_run(struct engine_file *f, struct http_client *http, const st
 		.aws_credentials = a->auth.aws_credentials,
 		.aws_session_token = a->auth.aws_session_token,
 		.if_range = a->validator,
-		.range_first = sink->start,
+		.range_first = sink->start + sink->from,
 		.range_len = len,
 		.follow_redirects = true,
 		.cancel = &f->eng->stop,
@@ -913,7 +938,7 @@ static int attempt_run(struct engine_file *f, struct http_client *http, const st
 		return -ENOMEM;
 	XXH3_64bits_reset(sink->xxh);
 	sink->buf_len = 0;
-	sink->arrived = 0;	/* a retry starts the block again */
+	sink->arrived = sink->from;	/* a retry starts the range again */
 	rc = http_get(http, &rq, sink_write, sink, meta);
 	if (rc == 0 && !sink->mem)
 		rc = sink_flush(sink);
@@ -996,31 +1021,96 @@ static int mirror_count(struct engine_file *f)
 	return n;
 }
 
-/* Download block idx of f into the cache (or into mem when mem is set),
- * from its data URL, then from each mirror in turn: 0 or -errno. */
+/* Download len bytes from sink->from from the data URL, then from each
+ * mirror in turn: 0 or -errno, reason filled. */
+static int download_range(struct engine_file *f, struct http_client *http,
+			  struct block_sink *sink, uint32_t len, uint64_t *xxh3, char *reason,
+			  size_t reason_len)
+{
+	int rc = -EIO;
+
+	for (int which = 0; which <= mirror_count(f); which++) {
+		if (which > 0)
+			log_warn("event=try_mirror path=%s block=%llu mirror=%d error=\"%s\"",
+				 f->src.path, (unsigned long long)sink->idx, which, reason);
+		rc = download_from(f, http, sink, len, which, xxh3, reason, reason_len);
+		if (rc == 0 || rc == -ECANCELED || rc == -ENOMEM)
+			break;
+	}
+	return rc;
+}
+
+/* Readers wait in the middle of inf's block: where to start fetching it,
+ * so that they need not wait for the bytes before theirs (the rest comes
+ * next, on the same connection). 0: from the start. */
+static uint32_t first_range_start(struct engine_file *f, struct inflight *inf, uint32_t len)
+{
+	uint64_t lowest = UINT64_MAX;
+
+	pthread_mutex_lock(&f->lock);
+	for (struct waiter *w = inf->waiters; w; w = w->next)
+		if (w->pr && waiter_start(w->pr, inf->idx) < lowest)
+			lowest = waiter_start(w->pr, inf->idx);
+	pthread_mutex_unlock(&f->lock);
+	if (lowest == UINT64_MAX || lowest < SPLIT_MIN || lowest >= len)
+		return 0;
+	return (uint32_t)(lowest & ~(uint64_t)(SPLIT_ALIGN - 1));
+}
+
+/* XXH3 of a block fetched out of order, from what was written. */
+static int hash_written(struct block_sink *s, uint32_t len, uint64_t *xxh3)
+{
+	XXH3_state_t *st;
+	int rc = 0;
+
+	if (s->mem) {
+		*xxh3 = XXH3_64bits(s->mem, len);
+		return 0;
+	}
+	if (!(st = XXH3_createState()))
+		return -ENOMEM;
+	XXH3_64bits_reset(st);
+	for (uint32_t at = 0, n; at < len && rc == 0; at += n) {
+		n = len - at < SINK_BUFFER ? len - at : SINK_BUFFER;
+		rc = cache_block_read_written(s->cf, s->idx, at, s->buf, n);
+		XXH3_64bits_update(st, s->buf, n);
+	}
+	*xxh3 = XXH3_64bits_digest(st);
+	XXH3_freeState(st);
+	return rc;
+}
+
+/* Download block idx of f into the cache (or into mem when mem is set):
+ * 0 or -errno. */
 static int download_block(struct engine_file *f, struct http_client *http, struct cache_file *cf,
 			  struct inflight *inf, char *mem, uint64_t *xxh3, char *out_reason,
 			  size_t reason_len)
 {
 	struct engine *e = f->eng;
 	uint64_t idx = inf->idx;
-	uint32_t len = cache_block_len(cf, idx);
+	uint32_t len = cache_block_len(cf, idx), split = first_range_start(f, inf, len);
 	int64_t started = now_ms();
 	char reason[256] = "";
 	struct block_sink sink = { .f = f, .inf = inf, .cf = cf, .idx = idx, .mem = mem,
-				   .start = idx * cache_file_block_size(cf) };
-	int rc = -EIO;
+				   .start = idx * cache_file_block_size(cf), .from = split,
+				   .tail_from = len };
+	int rc = 0;
 
 	if (!mem && !(sink.buf = malloc(SINK_BUFFER)))
 		return -ENOMEM;
-	for (int which = 0; which <= mirror_count(f); which++) {
-		if (which > 0)
-			log_warn("event=try_mirror path=%s block=%llu mirror=%d error=\"%s\"",
-				 f->src.path, (unsigned long long)idx, which, reason);
-		rc = download_from(f, http, &sink, len, which, xxh3, reason, sizeof(reason));
-		if (rc == 0 || rc == -ECANCELED || rc == -ENOMEM)
-			break;
+	if (split) {
+		rc = download_range(f, http, &sink, len - split, xxh3, reason, sizeof(reason));
+		if (rc == 0) {
+			sink.tail_from = split;
+			sink.from = sink.arrived = 0;
+			rc = answer_arrived(&sink);
+		}
 	}
+	if (rc == 0)
+		rc = download_range(f, http, &sink, split ? split : len, xxh3, reason,
+				    sizeof(reason));
+	if (rc == 0 && split)
+		rc = hash_written(&sink, len, xxh3);
 	free(sink.buf);
 	store_log_fetch(cache_store(e->cache), cache_file_id(cf), sink.start, len,
 			now_ms() - started, rc, rc ? reason : NULL);

@@ -49,6 +49,33 @@ def test_read_is_answered_before_its_block_is_complete(hub, mount):
     assert len(data_requests(hub, "early.safetensors")) == 1
 
 
+def test_a_read_mid_block_has_its_bytes_fetched_first(hub, mount):
+    size = 8 * MiB
+    src, sha = hub.add_file("mid.bin", size)
+    hub.faults(path="mid.bin", rate_bps=2 * MiB)
+    cfg = config({"vae": {"m": url_entry(hub.url("mid.bin"), sha256=sha)}}, block_size="8M")
+    m = mount(cfg)
+    path = m.path / "VAE" / "mid.bin"
+    off = 6 * MiB + 100
+    assert pread(path, off, 4096) == file_slice(src, off, 4096)
+    # Answered from the block's end, fetched first: the start is still coming.
+    assert xattr(path, "cached") == "0"
+    first = data_requests(hub, "mid.bin")[0]
+    assert first["range"] == "bytes=%d-%d" % (6 * MiB, size - 1), first
+    # Then the rest, on the same connection; the file checks out whole.
+    wait_state(path, "verified")
+    assert [r["range"] for r in data_requests(hub, "mid.bin")] == [
+        "bytes=%d-%d" % (6 * MiB, size - 1), "bytes=0-%d" % (6 * MiB - 1)]
+    assert sum(r["bytes"] for r in data_requests(hub, "mid.bin")) == size
+    # The block's own checksum is right too: the first read after a
+    # remount checks it against the bytes, and fetches nothing.
+    cache = m.cache_dir
+    m.unmount()
+    m = mount(cfg, cache_dir=cache)
+    assert (m.path / "VAE" / "mid.bin").read_bytes() == src.read_bytes()
+    assert len(data_requests(hub, "mid.bin")) == 2
+
+
 def test_loader_reads_fetch_the_whole_file_in_parallel(hub, mount):
     size = 48 * MiB
     src, sha = hub.add_file("load.safetensors", size, kind="safetensors")
