@@ -76,7 +76,10 @@ struct engine_file {
 	struct cache_file *cf;		/* NULL until resolved; protected by lock */
 	bool resolving;			/* a worker resolves it; protected by lock */
 	bool streaming;			/* no Range: a worker streams it; protected by lock */
-	pthread_cond_t resolved;	/* with lock: resolving ended */
+	bool refreshing;		/* a worker renews the data URL; protected by lock */
+	uint32_t url_gen;		/* counts the renewals; protected by lock */
+	int refresh_rc;			/* how the last renewal ended; protected by lock */
+	pthread_cond_t resolved;	/* with lock: resolving or a renewal ended */
 	atomic_bool verify_queued;
 	atomic_bool partial_logged;	/* "state=partial" was logged */
 	struct inflight **inflight;	/* [nblocks]; protected by lock */

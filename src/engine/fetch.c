@@ -839,20 +839,40 @@ static int file_cache(struct engine_file *f, struct http_client *http, struct ca
 	return rc;
 }
 
-/* Get a fresh data URL from the origin (an expired signature, or none). */
-static int refresh_url(struct engine_file *f, struct http_client *http)
+/* Get a fresh data URL from the origin (an expired signature, or none),
+ * unless it was renewed since generation gen, the one the caller tried.
+ * One worker asks; the others wait for its answer: the workers of a file
+ * find its URL expired together, and CivitAI counts each renewal as a
+ * download. */
+static int refresh_url(struct engine_file *f, struct http_client *http, uint32_t gen)
 {
 	struct source_file scratch;
-	int rc = scratch_of(f, &scratch);
+	int rc;
 
+	pthread_mutex_lock(&f->lock);
+	while (f->refreshing)
+		pthread_cond_wait(&f->resolved, &f->lock);
+	if (f->url_gen != gen) {
+		rc = f->refresh_rc;
+		pthread_mutex_unlock(&f->lock);
+		return rc;
+	}
+	f->refreshing = true;
+	pthread_mutex_unlock(&f->lock);
+
+	rc = scratch_of(f, &scratch);
 	if (rc == 0)
 		rc = source_refresh(f->eng->sources, http, &scratch);
-	if (rc == 0) {
-		pthread_mutex_lock(&f->lock);
+	pthread_mutex_lock(&f->lock);
+	if (rc == 0)
 		adopt_locked(f, &scratch);
-		pthread_mutex_unlock(&f->lock);
+	f->refreshing = false;
+	f->url_gen++;
+	f->refresh_rc = rc;
+	pthread_cond_broadcast(&f->resolved);
+	pthread_mutex_unlock(&f->lock);
+	if (rc == 0)
 		log_info("event=url_refreshed path=%s", f->src.path);
-	}
 	source_file_clear(&scratch);
 	return rc;
 }
@@ -874,6 +894,7 @@ struct attempt {
 	char *url;
 	char *validator;
 	struct source_auth auth;
+	uint32_t url_gen;		/* the data URL's renewal count then */
 };
 
 static void attempt_clear(struct attempt *a)
@@ -894,6 +915,7 @@ static int attempt_get(struct engine_file *f, int which, struct attempt *a)
 
 	memset(a, 0, sizeof(*a));
 	pthread_mutex_lock(&f->lock);
+	a->url_gen = f->url_gen;
 	url = which == 0 ? src->data_url : NULL;
 	for (int k = 0; which > 0 && src->mirror_urls && src->mirror_urls[k]; k++)
 		if (k == which - 1)
@@ -966,7 +988,7 @@ static int download_from(struct engine_file *f, struct http_client *http, struct
 		if (rc == -ENODATA) {
 			/* Listed from a stored resolution, or a signed URL to renew. */
 			refreshed = true;
-			rc = refresh_url(f, http);
+			rc = refresh_url(f, http, a.url_gen);
 			if (rc == 0)
 				continue;
 			snprintf(reason, reason_len, "cannot resolve: %s",
@@ -984,7 +1006,7 @@ static int download_from(struct engine_file *f, struct http_client *http, struct
 		    a.auth.origin_url && strcmp(meta.final_url, a.auth.origin_url) != 0) {
 			/* A signed link expired: ask the origin for a fresh one, once. */
 			refreshed = true;
-			rc = refresh_url(f, http);
+			rc = refresh_url(f, http, a.url_gen);
 			http_meta_clear(&meta);
 			attempt_clear(&a);
 			if (rc == 0)
