@@ -7,9 +7,9 @@
  *     of bytes 0-0 that follows redirects) and never downloads the body.
  * (2) data_url may be a signed URL: it lives in memory only, is never
  *     logged unredacted and never stored.
- * (3) An entry whose source is not supported yet, or whose origin gives a
- *     final answer (404, 401, an HTML page, no Range support), resolves
- *     with err and a one-line reason in error; -EAGAIN means "try later".
+ * (3) An entry whose origin gives a final answer (404, 401, an HTML page,
+ *     no Range support) resolves with err and a one-line reason in error;
+ *     -EAGAIN means "try later".
  * Ownership: source_resolve() gives an array the caller frees with
  * source_files_free().
  * Threads: no shared state; each call uses the http client it is given.
@@ -63,9 +63,6 @@ struct source_ctx;
 
 int source_ctx_new(const struct config *cfg, struct source_ctx **out);
 void source_ctx_free(struct source_ctx *ctx);
-
-/* True when this build can fetch entries of this kind. */
-bool source_supported(enum config_source kind);
 
 /* Resolve e into *files (*n of them). Returns 0 when the entry could be
  * looked at (each file then carries its own err), or -EAGAIN when the

@@ -334,10 +334,7 @@ int engine_open(const struct config *cfg, struct cache *cache, struct engine **o
 		for (size_t k = 0; k < pool.jobs[i].n && rc == 0; k++) {
 			struct source_file *src = &pool.jobs[i].files[k];
 
-			if (src->err == -ENOTSUP)	/* not shown: no file could ever be read */
-				log_warn("event=entry_skipped entry=%s reason=\"%s\"", src->entry->id,
-					 src->error);
-			else if (!path_taken(e, src))
+			if (!path_taken(e, src))
 				rc = add_file(e, src);
 		}
 out:

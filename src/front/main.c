@@ -442,8 +442,6 @@ static void print_entry_row_offline(const struct config_entry *e)
 	else
 		rc = asprintf(&path, "%s%s(name from the source)", e->dir, e->dir[0] ? "/" : "") < 0
 			? -ENOMEM : 0;
-	if (!source_supported(e->source))
-		detail = "valid; this build does not fetch this source yet";
 	if (rc == 0)
 		print_entry_row(path, config_source_name(e->source), e->size, "ok", detail);
 	free(path);

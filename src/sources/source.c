@@ -30,11 +30,6 @@ static const struct source_ops *ops_for(enum config_source kind)
 	return NULL;
 }
 
-bool source_supported(enum config_source kind)
-{
-	return ops_for(kind) != NULL;
-}
-
 static void token_init(struct source_token *t)
 {
 	memset(t, 0, sizeof(*t));
@@ -145,27 +140,6 @@ int source_join_path(const char *dir, const char *name, char **out)
 	return n < 0 ? -ENOMEM : 0;
 }
 
-/* An entry of a source this build cannot fetch yet: listed with a reason. */
-static int unsupported(const struct config_entry *e, struct source_file **files, size_t *n)
-{
-	struct source_file *f;
-	int rc = source_files_new(e, 1, &f);
-
-	if (rc)
-		return rc;
-	f->size = e->size;
-	source_set_error(f, -ENOTSUP, "%s entries are not supported yet by this modelfs",
-			 config_source_name(e->source));
-	rc = source_join_path(e->dir, e->filename ? e->filename : e->name, &f->path);
-	if (rc || !f->error) {
-		source_files_free(f, 1);
-		return -ENOMEM;
-	}
-	*files = f;
-	*n = 1;
-	return 0;
-}
-
 int source_resolve(struct source_ctx *ctx, struct http_client *c,
 		   const struct config_entry *e, struct source_file **files, size_t *n)
 {
@@ -173,7 +147,7 @@ int source_resolve(struct source_ctx *ctx, struct http_client *c,
 
 	*files = NULL;
 	*n = 0;
-	return ops ? ops->resolve(ctx, c, e, files, n) : unsupported(e, files, n);
+	return ops ? ops->resolve(ctx, c, e, files, n) : -ENOTSUP;
 }
 
 int source_refresh(struct source_ctx *ctx, struct http_client *c, struct source_file *f)
