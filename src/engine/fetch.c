@@ -23,7 +23,7 @@
  *
  * Loaders read tensors in model order, not file order, which readahead
  * cannot follow: once reads reach a model's tensor data, every missing
- * block of the file is queued at prefetch priority (fetch_whole()).
+ * block of the file is queued as readahead (fetch_whole()).
  *
  * Lock order: see engine_i.h. An inflight lives while it is in its
  * file's inflight[] array, which only its worker clears, under the file's
@@ -443,8 +443,10 @@ static uint64_t find_data_start(struct engine_file *f, struct cache_file *cf)
 
 /* A read at off: when it lies in tensor data, away from what a webui's
  * header read and probe touch, a loader is at work. Queue every missing
- * block, in file order from off, at prefetch priority: readers still
- * come first, and workers are left for them. */
+ * block, in file order from off, as readahead: the blocks the loader
+ * waits for still go first, and it gets every connection (at prefetch
+ * priority, which leaves a quarter idle for readers, a 1 GiB load under
+ * a 20 MiB/s cap took 3.7-3.9 s instead of 3.2). */
 static void fetch_whole(struct engine_file *f, uint64_t off)
 {
 	struct inflight **batch = NULL;
@@ -481,7 +483,7 @@ static void fetch_whole(struct engine_file *f, uint64_t off)
 	f->whole_queued = true;
 	for (uint64_t k = 0, first = off / cache_file_block_size(cf); k < f->nblocks; k++)
 		if ((batch[n] = inflight_add_locked(f, (first + k) % f->nblocks,
-						    PRIO_PREFETCH)) != NULL)
+						    PRIO_READAHEAD)) != NULL)
 			n++;
 	pthread_mutex_unlock(&f->lock);
 	if (n)
