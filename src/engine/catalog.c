@@ -446,15 +446,27 @@ uint64_t engine_file_cached(struct engine_file *f)
 	return cf ? cache_file_cached_bytes(cf) : 0;
 }
 
+void engine_file_hashes(struct engine_file *f, struct file_hashes *out)
+{
+	pthread_mutex_lock(&f->lock);
+	snprintf(out->sha256, sizeof(out->sha256), "%s", f->src.sha256 ? f->src.sha256 : "");
+	snprintf(out->git_sha1, sizeof(out->git_sha1), "%s", f->src.git_sha1 ? f->src.git_sha1 : "");
+	pthread_mutex_unlock(&f->lock);
+}
+
 char *engine_file_sha256(struct engine_file *f)
 {
 	struct cache_file *cf = file_cf(f);
+	struct file_hashes want;
 	char *sha = NULL;
 
 	if (cf)
 		cache_file_state(cf, &sha, NULL);
-	if (!sha && f->src.sha256)
-		sha = strdup(f->src.sha256);
+	if (!sha) {
+		engine_file_hashes(f, &want);
+		if (want.sha256[0])
+			sha = strdup(want.sha256);
+	}
 	return sha;
 }
 

@@ -69,7 +69,8 @@ struct inflight {
 
 struct engine_file {
 	struct engine *eng;
-	struct source_file src;		/* path, size, sha256 fixed; data_url, validator under lock */
+	struct source_file src;		/* path, size fixed; data_url, validator, sha256 and
+					 * git_sha1 (learnt at a late resolve) under lock */
 	int64_t mtime;
 	uint64_t nblocks;
 	pthread_mutex_t lock;
@@ -124,6 +125,15 @@ struct engine {
 	pthread_t verifier;
 	bool verifier_started;
 };
+
+/* catalog.c */
+/* The hashes f's bytes must have (the source's SHA-256, else a git blob
+ * id), copied under f->lock; "" when unknown. */
+struct file_hashes {
+	char sha256[65];
+	char git_sha1[65];
+};
+void engine_file_hashes(struct engine_file *f, struct file_hashes *out);
 
 /* verify.c */
 int verify_start(struct engine *e);

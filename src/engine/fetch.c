@@ -824,6 +824,12 @@ static int file_cache(struct engine_file *f, struct http_client *http, struct ca
 	if (rc == 0) {
 		f->cf = cf;
 		adopt_locked(f, &scratch);
+		/* What the source says the bytes hash to, when the config did not. */
+		if (!f->src.sha256 && !f->src.git_sha1) {
+			f->src.sha256 = scratch.sha256;
+			f->src.git_sha1 = scratch.git_sha1;
+			scratch.sha256 = scratch.git_sha1 = NULL;
+		}
 		log_info("event=resolved_late path=%s", f->src.path);
 	}
 	pthread_cond_broadcast(&f->resolved);

@@ -507,3 +507,21 @@ def test_mirror_serves_when_the_hub_and_cdn_go_down_after_mount(hub, mount):
     assert reqs(hub, "hfmirror", "/org/tiny/resolve/%s/*" % commit_sha(hub, "org/tiny"))
     assert not any(r["authorization"] for r in reqs(hub, "hfmirror"))
     assert "try_mirror" in m.log()
+
+
+def test_late_resolution_learns_the_sha256(hub, mount):
+    # The Hub is down at mount: the entry is listed with its configured
+    # size only. Resolved at the first read, the file still gets the
+    # Hub's sha256, so it ends verified, not just complete.
+    blob, info = fixture(hub, "org/tiny", "model.safetensors")
+    entry = ('{ source = "huggingface", repo = "org/tiny", file = "model.safetensors", '
+             'size = %d }' % info["size"])
+    hub.faults(server="hf", down=True)
+    m = mount(hf_conf(hub, {"checkpoints": {"tiny": entry}}, settings="retry_timeout = 3\n"),
+              allowed_errors=[r"model\.safetensors|org/tiny"])
+    path = m.path / "Stable-diffusion" / "model.safetensors"
+    assert path.stat().st_size == info["size"]
+    hub.clear_faults()
+    assert sha256_of(path) == info["sha256"]
+    wait_state(path, "verified")
+    assert xattr(path, "sha256") == info["sha256"]
