@@ -23,6 +23,11 @@ void verify_enqueue(struct engine_file *f)
 	if (!atomic_compare_exchange_strong(&f->verify_queued, &was, true))
 		return;
 	pthread_mutex_lock(&e->vlock);
+	if (atomic_load(&e->stop)) {
+		/* Workers still finish blocks while the engine stops. */
+		pthread_mutex_unlock(&e->vlock);
+		return;
+	}
 	if (e->vqueue_len == e->vqueue_cap) {
 		size_t cap = e->vqueue_cap ? e->vqueue_cap * 2 : 16;
 
@@ -46,6 +51,8 @@ static void verify_file(struct engine_file *f)
 	enum store_file_state st;
 	char actual[65], git1[65], reason[256];
 	const char *expected, *got;
+	struct file_hashes want;
+	bool by_sha256;
 	int rc;
 
 	pthread_mutex_lock(&f->lock);
@@ -53,6 +60,8 @@ static void verify_file(struct engine_file *f)
 	pthread_mutex_unlock(&f->lock);
 	if (!cf)
 		return;
+	engine_file_hashes(f, &want);
+	by_sha256 = want.sha256[0] != '\0';
 	st = cache_file_state(cf, NULL, NULL);
 	if (st == STORE_VERIFIED || st == STORE_COMPLETE) {
 		strict_release(f, 0);
@@ -60,7 +69,7 @@ static void verify_file(struct engine_file *f)
 	}
 	if (!cache_file_complete(cf))
 		return;
-	rc = cache_file_hash(cf, actual, f->src.git_sha1 && !f->src.sha256 ? git1 : NULL,
+	rc = cache_file_hash(cf, actual, want.git_sha1[0] && !by_sha256 ? git1 : NULL,
 			     &f->eng->stop);
 	if (rc) {
 		log_info("event=verify_deferred path=%s reason=\"%s\"", f->src.path,
@@ -69,8 +78,8 @@ static void verify_file(struct engine_file *f)
 		return;
 	}
 	/* The source's SHA-256 when it has one, else a git blob id. */
-	expected = f->src.sha256 ? f->src.sha256 : f->src.git_sha1;
-	got = f->src.sha256 ? actual : git1;
+	expected = by_sha256 ? want.sha256 : want.git_sha1[0] ? want.git_sha1 : NULL;
+	got = by_sha256 ? actual : git1;
 	if (!expected) {
 		cache_file_set_state(cf, STORE_COMPLETE, actual, NULL);
 		log_info("event=file_complete path=%s sha256=%s", f->src.path, actual);
@@ -80,12 +89,12 @@ static void verify_file(struct engine_file *f)
 	if (strcmp(got, expected) == 0) {
 		cache_file_set_state(cf, STORE_VERIFIED, actual, NULL);
 		log_info("event=file_verified path=%s %s=%s", f->src.path,
-			 f->src.sha256 ? "sha256" : "git_sha1", got);
+			 by_sha256 ? "sha256" : "git_sha1", got);
 		strict_release(f, 0);
 		return;
 	}
 	snprintf(reason, sizeof(reason), "checksum mismatch: expected %s %s, got %s",
-		 f->src.sha256 ? "sha256" : "git blob sha1", expected, got);
+		 by_sha256 ? "sha256" : "git blob sha1", expected, got);
 	cache_file_set_state(cf, STORE_CORRUPT, actual, reason);	/* drops its blocks */
 	log_error("event=file_corrupt path=%s expected=%s actual=%s action=\"blocks dropped; "
 		  "reads fail until the source is fixed\"", f->src.path, expected, got);
@@ -145,14 +154,17 @@ void verify_stop(struct engine *e)
 	if (e->verifier_started)
 		pthread_join(e->verifier, NULL);
 	e->verifier_started = false;
+	pthread_mutex_lock(&e->vlock);
 	free(e->vqueue);
 	e->vqueue = NULL;
 	e->vqueue_len = e->vqueue_cap = 0;
+	pthread_mutex_unlock(&e->vlock);
 }
 
 int engine_file_verify(struct engine_file *f, struct cache_verify *out)
 {
 	struct cache_file *cf;
+	struct file_hashes want;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -161,7 +173,9 @@ int engine_file_verify(struct engine_file *f, struct cache_verify *out)
 	pthread_mutex_unlock(&f->lock);
 	if (!cf)
 		return 0;	/* never resolved: nothing cached */
-	rc = cache_file_verify(cf, f->src.sha256, f->src.git_sha1, &f->eng->stop, out);
+	engine_file_hashes(f, &want);
+	rc = cache_file_verify(cf, want.sha256[0] ? want.sha256 : NULL,
+			       want.git_sha1[0] ? want.git_sha1 : NULL, &f->eng->stop, out);
 	if (out->bad_blocks)
 		log_warn("event=verify_bad_blocks path=%s blocks=%llu bytes=%llu action=dropped",
 			 f->src.path, (unsigned long long)out->bad_blocks,
