@@ -32,6 +32,7 @@ struct fs {
 	struct tree *tree;
 	struct engine *engine;
 	struct fuse_session *se;
+	unsigned max_read;		/* -o max_read=N, which INIT must repeat */
 	bool mounted;
 };
 
@@ -73,6 +74,12 @@ static void fill_entry(const struct tree_node *node, struct fuse_entry_param *e)
 
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
+	struct fs *fs = userdata;
+
+	/* libfuse fails INIT (and the mount, after it was reported up) when
+	 * this differs from a max_read mount option. */
+	if (fs->max_read)
+		conn->max_read = fs->max_read;
 	/* Large kernel readahead and reads: fewer, bigger requests (the bdi's
 	 * read_ahead_kb, raised at mount, still caps it). */
 	conn->max_readahead = conn->max_readahead > (1u << 20) ? conn->max_readahead : (1u << 20);
@@ -401,6 +408,21 @@ static void raise_readahead(const char *mountpoint)
 	log_debug("event=readahead bdi=%s read_ahead_kb=%d", dev, FS_READAHEAD_KB);
 }
 
+/* N of a max_read=N in a -o option list, or 0. */
+static unsigned fuse_opt_max_read(const char *opts)
+{
+	const char *p = opts;
+	unsigned n = 0;
+
+	while (p && *p) {
+		if (strncmp(p, "max_read=", 9) == 0)
+			n = (unsigned)strtoul(p + 9, NULL, 10);
+		p = strchr(p, ',');
+		p = p ? p + 1 : NULL;
+	}
+	return n;
+}
+
 int fs_mount(struct tree *tree, struct engine *engine, const struct fs_options *opts,
 	     struct fs **out)
 {
@@ -413,6 +435,7 @@ int fs_mount(struct tree *tree, struct engine *engine, const struct fs_options *
 		return -ENOMEM;
 	fs->tree = tree;
 	fs->engine = engine;
+	fs->max_read = fuse_opt_max_read(opts->fuse_opts);
 	snprintf(base, sizeof(base), "ro,fsname=modelfs,subtype=modelfs,default_permissions%s",
 		 opts->allow_other ? ",allow_other" : "");
 	if (fuse_opt_add_arg(&args, "modelfs") || fuse_opt_add_arg(&args, "-o") ||

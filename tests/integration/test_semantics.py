@@ -101,3 +101,13 @@ def test_kernel_readahead_is_raised_for_the_mount(hub, mount):
     with open(bdi) as f:
         assert int(f.read()) == 1024
     assert (m.path / "VAE" / "ra.bin").read_bytes() == src.read_bytes()
+
+
+def test_max_read_mount_option_is_honoured(hub, mount):
+    # libfuse makes INIT repeat a max_read mount option; a mount that
+    # did not would come up, then die at INIT.
+    src, _ = hub.add_file("mr.bin", 3 * MiB)
+    m = mount(config({"vae": {"r": '"%s"' % hub.url("mr.bin")}}),
+              extra_args=["-o", "max_read=65536"])
+    assert (m.path / "VAE" / "mr.bin").read_bytes() == src.read_bytes()
+    assert m.is_mounted()
