@@ -666,12 +666,14 @@ static int hexval(char c)
 	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* The last path segment of an http(s) or s3 URL, percent-decoded, if it
- * is a usable file name; else *out is NULL. 0 or -ENOMEM. */
+/* The last path segment of an http(s) or s3 URL, if it is a usable file
+ * name; else *out is NULL. http(s) segments are percent-decoded; an
+ * s3:// key is written raw (as the AWS CLI takes it), so "a%20b" there
+ * is the object's name as it is. 0 or -ENOMEM. */
 static int url_file_name(const char *url, char **out)
 {
 	const char *s = strstr(url, "://"), *path, *end, *seg;
-	bool bad = false;
+	bool bad = false, raw = strncasecmp(url, "s3://", 5) == 0;
 	char *name;
 	size_t o = 0;
 
@@ -694,7 +696,7 @@ static int url_file_name(const char *url, char **out)
 	for (const char *c = seg; c < end; c++) {
 		unsigned char byte = (unsigned char)*c;
 
-		if (*c == '%' && end - c >= 3 && hexval(c[1]) >= 0 && hexval(c[2]) >= 0) {
+		if (!raw && *c == '%' && end - c >= 3 && hexval(c[1]) >= 0 && hexval(c[2]) >= 0) {
 			byte = (unsigned char)(hexval(c[1]) * 16 + hexval(c[2]));
 			c += 2;
 		}

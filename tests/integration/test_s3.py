@@ -314,6 +314,19 @@ def test_anonymous_requests_for_public_buckets(hub, mount, modelfs_bin):
     assert r.returncode == 1 and "anonymous request: the bucket is not public" in r.stdout
 
 
+def test_a_key_with_a_literal_percent_keeps_its_name(hub, mount):
+    # s3:// keys are raw, as the AWS CLI takes them: "%20" is three
+    # characters of the key, and of the file's name in the mount.
+    key = "sdxl/model%20v2.safetensors"
+    src, _ = add(hub, key, MiB + 5)
+    hub.config(s3_public_buckets=[BUCKET])
+    m = mount(config({"vae": {"p": s3_entry(hub, key=key)}}))
+    assert os.listdir(m.path / "VAE") == ["model%20v2.safetensors"]
+    assert (m.path / "VAE" / "model%20v2.safetensors").read_bytes() == src.read_bytes()
+    assert any(r["path"] == "/%s/sdxl/model%%2520v2.safetensors" % BUCKET
+               for r in hub.requests(server="s3"))
+
+
 def test_slowdown_is_retried_and_etag_guards_the_bytes(hub, mount):
     src, _ = add(hub, "mp.bin", 6 * MiB + 1)
     hub.config(s3_multipart=["%s/mp.bin" % BUCKET], s3_part_size=2 * MiB)
