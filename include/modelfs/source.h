@@ -53,6 +53,8 @@ struct source_file {
 	struct source_auth auth;
 	bool no_range;		/* the origin ignores Range: the file is streamed in order */
 	int err;		/* 0, or the -errno of a failed resolution */
+	bool gated;		/* err is -EACCES because the model is gated (Hugging Face)
+				 * or in early access (CivitAI): access must be asked for */
 	char *error;		/* reason when err, safe to log */
 };
 

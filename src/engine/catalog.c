@@ -413,6 +413,8 @@ const char *engine_file_state(struct engine_file *f)
 	pthread_mutex_lock(&f->lock);
 	err = f->err;
 	pthread_mutex_unlock(&f->lock);
+	if (err == -EACCES && f->src.gated)	/* set at listing only */
+		return "gated";
 	if (!cf)
 		return err ? "error" : "remote";
 	st = cache_file_state(cf, NULL, NULL);

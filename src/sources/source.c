@@ -120,6 +120,28 @@ int source_files_new(const struct config_entry *e, size_t n, struct source_file 
 	return 0;
 }
 
+int source_fill_mirrors(struct source_file *f)
+{
+	char *const *m = f->entry->mirrors;
+	size_t n = 0;
+
+	for (size_t i = 0; f->mirror_urls && f->mirror_urls[i]; i++)
+		free(f->mirror_urls[i]);
+	free(f->mirror_urls);
+	f->mirror_urls = NULL;
+	while (m && m[n])
+		n++;
+	if (n == 0)
+		return 0;
+	f->mirror_urls = calloc(n + 1, sizeof(*f->mirror_urls));
+	for (size_t i = 0; f->mirror_urls && i < n; i++) {
+		f->mirror_urls[i] = strdup(m[i]);
+		if (!f->mirror_urls[i])
+			return -ENOMEM;		/* NULL-terminated so far: freed with f */
+	}
+	return f->mirror_urls ? 0 : -ENOMEM;
+}
+
 void source_set_error(struct source_file *f, int err, const char *fmt, ...)
 {
 	char buf[512];

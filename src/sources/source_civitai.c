@@ -585,30 +585,6 @@ static int fill_auth(struct civ *cv, struct source_file *f)
 	return source_auth_copy(&f->auth, &a);
 }
 
-/* f->mirror_urls: the entry's mirrors, URLs of the same bytes (the
- * SHA-256 check at completion holds them to it). */
-static int fill_mirrors(struct source_file *f)
-{
-	char *const *m = f->entry->mirrors;
-	size_t n = 0;
-
-	for (size_t i = 0; f->mirror_urls && f->mirror_urls[i]; i++)
-		free(f->mirror_urls[i]);
-	free(f->mirror_urls);
-	f->mirror_urls = NULL;
-	while (m && m[n])
-		n++;
-	if (n == 0)
-		return 0;
-	f->mirror_urls = calloc(n + 1, sizeof(*f->mirror_urls));
-	for (size_t i = 0; f->mirror_urls && i < n; i++) {
-		f->mirror_urls[i] = strdup(m[i]);
-		if (!f->mirror_urls[i])
-			return -ENOMEM;		/* NULL-terminated so far: freed with f */
-	}
-	return f->mirror_urls ? 0 : -ENOMEM;
-}
-
 /* Where the credential in use came from, for messages. */
 static const char *cred_name(const struct civ *cv)
 {
@@ -660,6 +636,7 @@ static int download_error(struct civ *cv, struct source_file *f, int rc, const s
 					 "%s (%s)", cred_name(cv), why);
 		else
 			source_set_error(f, -EACCES, "CivitAI denied the download (%s)", why);
+		f->gated = api && m->status == 403 && contains(why, "early access");
 		return -EACCES;
 	case -ENOENT:
 		if (!api)
@@ -761,7 +738,7 @@ static int probe_download(struct civ *cv, struct source_file *f, const json_t *v
 	}
 	free_secret(f->data_url);
 	f->data_url = strdup(m.final_url ? m.final_url : url);
-	if (!f->data_url || fill_auth(cv, f) != 0 || fill_mirrors(f) != 0) {
+	if (!f->data_url || fill_auth(cv, f) != 0 || source_fill_mirrors(f) != 0) {
 		rc = -ENOMEM;
 		goto out;
 	}

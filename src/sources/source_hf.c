@@ -537,6 +537,7 @@ static int hf_fail(struct hf *h, struct source_file *f, int rc, const struct htt
 		source_set_error(f, -EACCES, "%s is gated: request access at %s/%s%s and use a token "
 				 "that has it (token: %s)", e->repo, h->cfg->hf_endpoint,
 				 url_prefix(e), e->repo, who ? who : "none, set HF_TOKEN");
+		f->gated = true;
 	} else if (code && strcmp(code, "RevisionNotFound") == 0) {
 		source_set_error(f, -ENOENT, "revision \"%s\" not found in %s: check revision",
 				 rev, e->repo);
@@ -1243,8 +1244,10 @@ static int folder_at(struct hf *h, struct source_file *f, struct source_file **f
 
 		rc = probe(h, &tmp, commit, out[0].remote_path, &p);
 		probe_clear(&p);
-		for (size_t i = 0; rc == 0 && tmp.err == -EACCES && i < nk; i++)
+		for (size_t i = 0; rc == 0 && tmp.err == -EACCES && i < nk; i++) {
 			source_set_error(&out[i], -EACCES, "%s", tmp.error);
+			out[i].gated = tmp.gated;
+		}
 		free(tmp.error);
 		if (rc == -EAGAIN)
 			rc = 0;		/* the reads will tell */

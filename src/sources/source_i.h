@@ -44,6 +44,9 @@ extern const struct source_ops source_hf_ops;
 /* A zeroed array of n files for e, each with entry set, size and mtime
  * unknown: 0 or -ENOMEM. */
 int source_files_new(const struct config_entry *e, size_t n, struct source_file **out);
+/* f->mirror_urls: the entry's mirrors as written, URLs of the same bytes
+ * (the SHA-256 check at completion holds them to it): 0 or -ENOMEM. */
+int source_fill_mirrors(struct source_file *f);
 /* Set f->err and f->error from a printf format. */
 void source_set_error(struct source_file *f, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

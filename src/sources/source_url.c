@@ -167,7 +167,7 @@ static int apply_probe(struct source_file *f, int rc, struct http_meta *m, const
 		f->validator = strdup(m->last_modified);
 	free(f->data_url);
 	f->data_url = strdup(m->final_url ? m->final_url : e->url);
-	if (!f->data_url || fill_auth(f, origin) != 0)
+	if (!f->data_url || fill_auth(f, origin) != 0 || source_fill_mirrors(f) != 0)
 		return -ENOMEM;
 	if (!e->filename) {
 		char *name = disposition_name(m->content_disposition);

@@ -214,6 +214,7 @@ def test_login_required_without_token_is_listed_and_says_what_to_do(cv, hub, mou
     early = m.path / "Lora" / "early.safetensors"
     assert read_error(early) == errno.EACCES
     assert "early access" in xattr(early, "error")
+    assert xattr(early, "state") == "gated"     # login required is not gated: "error" above
     old = m.path / "Lora" / "old"          # archived: no files, so no name from the API
     assert "archived" in xattr(old, "error")
     assert read_error(old) in (errno.EIO, errno.ENOENT)

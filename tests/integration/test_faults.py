@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from mfs import MiB, bytes_fetched, config, data_requests, pread, url_entry, wait_for, xattr
+from mfs import (MiB, bytes_fetched, config, data_requests, pread, url_entry, wait_for,
+                 wait_state, xattr)
 
 
 def cached_blocks(hub_unused, path):
@@ -169,3 +170,20 @@ def test_origin_without_range_support_is_streamed_once(hub, mount):
     # One whole stream (the resolution probe stops after the headers).
     assert sum(1 for r in gets if r["bytes"] == 9 * MiB + 5) == 1
     wait_for(lambda: xattr(path, "state") == "verified", what="verified")
+
+
+def test_a_url_entrys_mirror_serves_when_the_origin_goes_down(hub, mount):
+    src, sha = hub.add_file("mirrored.bin", 6 * MiB)
+    mirror = hub.url("mirrored.bin", server="cdn")       # the same bytes on another host
+    entry = ('{ url = "%s", sha256 = "%s", auth_header = "Bearer s3cret", mirrors = ["%s"] }'
+             % (hub.url("mirrored.bin"), sha, mirror))
+    m = mount(config({"vae": {"m": entry}}, settings="retry_timeout = 2"),
+              allowed_errors=[r"mirrored\.bin"])
+    path = m.path / "VAE" / "mirrored.bin"
+    assert pread(path, 0, 100) == src.read_bytes()[:100]
+    hub.faults(server="origin", path="mirrored.bin", down=True)
+    assert path.read_bytes() == src.read_bytes()
+    wait_state(path, "verified")
+    cdn = [r for r in hub.requests(server="cdn") if r["range"] != "bytes=0-0"]
+    assert cdn and not any(r["authorization"] for r in cdn)     # the token stays at its origin
+    assert "event=try_mirror" in m.log()

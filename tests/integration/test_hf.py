@@ -373,7 +373,7 @@ def test_gated_is_listed_and_reads_fail_eacces(hub, mount, token):
         err = xattr(path, "error")
         assert "org/gated is gated: request access at %s/org/gated" % hub.base("hf") in err
         assert ("(token: HF_TOKEN)" if token else "set HF_TOKEN") in err
-        assert xattr(path, "state") == "error"
+        assert xattr(path, "state") == "gated"
     assert sorted(p.name for p in (d / "gdir").iterdir()) == ["config.json", "model.safetensors"]
     assert not reqs(hub, "hfcdn")
     if token:
