@@ -120,6 +120,50 @@ int source_files_new(const struct config_entry *e, size_t n, struct source_file 
 	return 0;
 }
 
+static int resolve_one(struct source_ctx *ctx, struct http_client *c,
+		       const struct config_entry *e, source_probe_fn probe,
+		       struct source_file **files, size_t *n)
+{
+	struct source_file *f;
+	int rc = source_files_new(e, 1, &f);
+
+	if (rc)
+		return rc;
+	f->size = e->size;
+	if ((e->sha256 && !(f->sha256 = strdup(e->sha256))) ||
+	    source_join_path(e->dir, e->filename ? e->filename : e->name, &f->path)) {
+		source_files_free(f, 1);
+		return -ENOMEM;
+	}
+	rc = probe(ctx, c, f);
+	if (rc && rc != -EAGAIN) {
+		source_files_free(f, 1);
+		return rc;
+	}
+	*files = f;
+	*n = 1;
+	return rc;
+}
+
+static int refresh_same(struct source_ctx *ctx, struct http_client *c, struct source_file *f,
+			source_probe_fn probe)
+{
+	char *validator = f->validator ? strdup(f->validator) : NULL;
+	int64_t size = f->size;
+	int rc;
+
+	if (f->validator && !validator)
+		return -ENOMEM;
+	rc = probe(ctx, c, f);
+	if (rc == 0 && f->err)
+		rc = f->err;
+	if (rc == 0 && (f->size != size ||
+			(validator && (!f->validator || strcmp(validator, f->validator) != 0))))
+		rc = -ESTALE;
+	free(validator);
+	return rc;
+}
+
 int source_fill_mirrors(struct source_file *f)
 {
 	char *const *m = f->entry->mirrors;
@@ -169,14 +213,19 @@ int source_resolve(struct source_ctx *ctx, struct http_client *c,
 
 	*files = NULL;
 	*n = 0;
-	return ops ? ops->resolve(ctx, c, e, files, n) : -ENOTSUP;
+	if (!ops)
+		return -ENOTSUP;
+	return ops->resolve ? ops->resolve(ctx, c, e, files, n)
+			    : resolve_one(ctx, c, e, ops->probe, files, n);
 }
 
 int source_refresh(struct source_ctx *ctx, struct http_client *c, struct source_file *f)
 {
 	const struct source_ops *ops = ops_for(f->entry->source);
 
-	return ops ? ops->refresh(ctx, c, f) : -ENOTSUP;
+	if (!ops)
+		return -ENOTSUP;
+	return ops->refresh ? ops->refresh(ctx, c, f) : refresh_same(ctx, c, f, ops->probe);
 }
 
 void source_auth_describe(struct source_ctx *ctx, const struct source_file *f,

@@ -29,11 +29,22 @@ struct source_ctx {
 	struct source_token hf, civitai;
 };
 
+/* Finds a single-file entry's file at its origin: 0 (f's own err tells),
+ * -EAGAIN (unreachable) or -ENOMEM. */
+typedef int (*source_probe_fn)(struct source_ctx *ctx, struct http_client *c,
+			       struct source_file *f);
+
 struct source_ops {
 	enum config_source kind;
 	int (*resolve)(struct source_ctx *ctx, struct http_client *c,
 		       const struct config_entry *e, struct source_file **files, size_t *n);
 	int (*refresh)(struct source_ctx *ctx, struct http_client *c, struct source_file *f);
+	/* Or, for an entry that is one file found by one probe, just this:
+	 * resolve gives one file (size and sha256 from the config, its path
+	 * from filename or the entry's name), and refresh probes again,
+	 * -ESTALE when the name no longer means the same bytes (another
+	 * size or validator). */
+	source_probe_fn probe;
 };
 
 extern const struct source_ops source_url_ops;

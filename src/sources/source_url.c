@@ -795,48 +795,7 @@ static int probe(struct source_ctx *ctx, struct http_client *c, struct source_fi
 	return rc;
 }
 
-static int url_resolve(struct source_ctx *ctx, struct http_client *c,
-		       const struct config_entry *e, struct source_file **files, size_t *n)
-{
-	struct source_file *f;
-	int rc = source_files_new(e, 1, &f);
-
-	if (rc)
-		return rc;
-	f->size = e->size;
-	if ((e->sha256 && !(f->sha256 = strdup(e->sha256))) ||
-	    source_join_path(e->dir, e->filename ? e->filename : e->name, &f->path)) {
-		source_files_free(f, 1);
-		return -ENOMEM;
-	}
-	rc = probe(ctx, c, f);
-	if (rc && rc != -EAGAIN) {
-		source_files_free(f, 1);
-		return rc;
-	}
-	*files = f;
-	*n = 1;
-	return rc;
-}
-
-static int url_refresh(struct source_ctx *ctx, struct http_client *c, struct source_file *f)
-{
-	char *validator = f->validator ? strdup(f->validator) : NULL;
-	int64_t size = f->size;
-	int rc = probe(ctx, c, f);
-
-	if (rc == 0 && f->err)
-		rc = f->err;
-	/* The same name must still mean the same bytes. */
-	if (rc == 0 && (f->size != size ||
-			(validator && (!f->validator || strcmp(validator, f->validator) != 0))))
-		rc = -ESTALE;
-	free(validator);
-	return rc;
-}
-
 const struct source_ops source_url_ops = {
 	.kind = CONFIG_SOURCE_URL,
-	.resolve = url_resolve,
-	.refresh = url_refresh,
+	.probe = probe,
 };
