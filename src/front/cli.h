@@ -67,6 +67,13 @@ struct cli_target {
 	char cache_buf[PATH_MAX];
 };
 
+/* What every command that works on a mount or a cache does first: parse
+ * argv, set the log up, then cli_target_open(). true to go on (*code 0,
+ * close t at the end); false to return *code at once (message printed,
+ * nothing to close). Without takes_args, arguments are a usage error. */
+bool cli_start(int argc, char **argv, const char *cmd, bool need_config, bool takes_args,
+	       struct cli_opts *o, struct cli_target *t, int *code);
+
 /* Find the daemon or open the cache: 0, or an exit code (message
  * printed). With need_config, working without a daemon needs --config. */
 int cli_target_open(const struct cli_opts *o, bool need_config, const char *cmd,

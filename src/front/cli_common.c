@@ -323,6 +323,25 @@ static int target_open(const struct cli_opts *o, bool need_config, const char *c
 	}
 }
 
+bool cli_start(int argc, char **argv, const char *cmd, bool need_config, bool takes_args,
+	       struct cli_opts *o, struct cli_target *t, int *code)
+{
+	int rc = cli_parse(argc, argv, cmd, o);
+
+	if (rc) {
+		*code = rc > 0 ? 0 : EXIT_USAGE;	/* --help, or a bad option */
+		return false;
+	}
+	if (!takes_args && o->nargs) {
+		fprintf(stderr, "modelfs %s: takes no arguments (it lists every file)\n", cmd);
+		*code = EXIT_USAGE;
+		return false;
+	}
+	log_init(2, 0, o->debug ? LOG_LVL_DEBUG : LOG_LVL_WARN);
+	*code = cli_target_open(o, need_config, cmd, t);
+	return *code == 0;
+}
+
 int cli_target_open(const struct cli_opts *o, bool need_config, const char *cmd,
 		    struct cli_target *t)
 {

@@ -233,14 +233,9 @@ int cli_prefetch(int argc, char **argv)
 	struct cli_target t;
 	struct view v = { .log_fd = -1, .log_wfd = -1 };
 	bool tty;
-	int code, rc, failed = 0;
+	int code, failed = 0;
 
-	rc = cli_parse(argc, argv, "prefetch", &o);
-	if (rc)
-		return rc > 0 ? 0 : EXIT_USAGE;
-	log_init(2, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_WARN);
-	code = cli_target_open(&o, true, "prefetch", &t);
-	if (code)
+	if (!cli_start(argc, argv, "prefetch", true, true, &o, &t, &code))
 		return code;
 	tty = isatty(STDOUT_FILENO) && getenv("TERM") && strcmp(getenv("TERM"), "dumb") != 0;
 	if (!o.json)

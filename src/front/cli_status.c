@@ -130,18 +130,9 @@ int cli_status(int argc, char **argv)
 	struct cli_opts o;
 	struct cli_target t;
 	json_t *st = NULL;
-	int code, rc;
+	int code;
 
-	rc = cli_parse(argc, argv, "status", &o);
-	if (rc)
-		return rc > 0 ? 0 : EXIT_USAGE;
-	if (o.nargs) {
-		fprintf(stderr, "modelfs status: takes no arguments (it lists every file)\n");
-		return EXIT_USAGE;
-	}
-	log_init(2, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_WARN);
-	code = cli_target_open(&o, false, "status", &t);
-	if (code)
+	if (!cli_start(argc, argv, "status", false, false, &o, &t, &code))
 		return code;
 	if (t.fd >= 0) {
 		json_t *req = json_pack("{s:s, s:i}", "cmd", "status", "history", o.history);
@@ -224,14 +215,9 @@ int cli_verify(int argc, char **argv)
 	struct cli_opts o;
 	struct cli_target t;
 	json_t *res = NULL;
-	int code, rc;
+	int code;
 
-	rc = cli_parse(argc, argv, "verify", &o);
-	if (rc)
-		return rc > 0 ? 0 : EXIT_USAGE;
-	log_init(2, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_WARN);
-	code = cli_target_open(&o, false, "verify", &t);
-	if (code)
+	if (!cli_start(argc, argv, "verify", false, true, &o, &t, &code))
 		return code;
 	cli_catch_interrupt();
 	if (t.fd >= 0) {
@@ -300,14 +286,9 @@ int cli_evict(int argc, char **argv)
 	struct cli_opts o;
 	struct cli_target t;
 	json_t *res = NULL;
-	int code, rc;
+	int code;
 
-	rc = cli_parse(argc, argv, "evict", &o);
-	if (rc)
-		return rc > 0 ? 0 : EXIT_USAGE;
-	log_init(2, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_WARN);
-	code = cli_target_open(&o, false, "evict", &t);
-	if (code)
+	if (!cli_start(argc, argv, "evict", false, true, &o, &t, &code))
 		return code;
 	if (t.fd >= 0) {
 		json_t *req = json_pack("{s:s, s:o, s:b}", "cmd", "evict", "paths",
