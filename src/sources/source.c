@@ -164,6 +164,18 @@ static int refresh_same(struct source_ctx *ctx, struct http_client *c, struct so
 	return rc;
 }
 
+void source_take_probe(struct source_file *f, const struct http_meta *m)
+{
+	f->size = m->total_size;
+	f->mtime = m->mtime;
+	free(f->validator);
+	f->validator = NULL;
+	if (m->etag && http_etag_is_strong(m->etag))
+		f->validator = strdup(m->etag);
+	else if (m->last_modified)
+		f->validator = strdup(m->last_modified);
+}
+
 int source_fill_mirrors(struct source_file *f)
 {
 	char *const *m = f->entry->mirrors;

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "modelfs/http.h"
 #include "modelfs/source.h"
 
 /* One service's credential, looked up and validated once per config.
@@ -55,6 +56,9 @@ extern const struct source_ops source_hf_ops;
 /* A zeroed array of n files for e, each with entry set, size and mtime
  * unknown: 0 or -ENOMEM. */
 int source_files_new(const struct config_entry *e, size_t n, struct source_file **out);
+/* f's size, mtime and validator (a strong ETag, else Last-Modified, for
+ * If-Range) from a probe's answer. */
+void source_take_probe(struct source_file *f, const struct http_meta *m);
 /* f->mirror_urls: the entry's mirrors as written, URLs of the same bytes
  * (the SHA-256 check at completion holds them to it): 0 or -ENOMEM. */
 int source_fill_mirrors(struct source_file *f);

@@ -312,14 +312,7 @@ static int apply_probe(struct source_file *f, const struct s3_object *o, int rc,
 				 (long long)e->size);
 		return 0;
 	}
-	f->size = m->total_size;
-	f->mtime = m->mtime;
-	free(f->validator);
-	f->validator = NULL;
-	if (m->etag && http_etag_is_strong(m->etag))
-		f->validator = strdup(m->etag);
-	else if (m->last_modified)
-		f->validator = strdup(m->last_modified);
+	source_take_probe(f, m);
 	free(f->data_url);
 	free(f->remote_path);
 	/* Always the object's URL: a redirect elsewhere is followed per

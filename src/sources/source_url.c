@@ -157,14 +157,7 @@ static int apply_probe(struct source_file *f, int rc, struct http_meta *m, const
 			  "says %lld", (long long)m->total_size, (long long)e->size);
 		return 0;
 	}
-	f->size = m->total_size;
-	f->mtime = m->mtime;
-	free(f->validator);
-	f->validator = NULL;
-	if (m->etag && http_etag_is_strong(m->etag))
-		f->validator = strdup(m->etag);
-	else if (m->last_modified)
-		f->validator = strdup(m->last_modified);
+	source_take_probe(f, m);
 	free(f->data_url);
 	f->data_url = strdup(m->final_url ? m->final_url : e->url);
 	if (!f->data_url || fill_auth(f, origin) != 0 || source_fill_mirrors(f) != 0)
