@@ -338,6 +338,7 @@ static void want_block(struct pending_read *pr, uint64_t idx)
 	struct engine_file *f = pr->file;
 	struct inflight *inf;
 	struct waiter *w;
+	uint64_t end;
 	bool created = false;
 
 	for (;;) {
@@ -374,8 +375,9 @@ static void want_block(struct pending_read *pr, uint64_t idx)
 	w->pr = pr;
 	w->next = inf->waiters;
 	inf->waiters = w;
-	if (waiter_end(pr, idx) < atomic_load(&inf->early_end))
-		atomic_store(&inf->early_end, waiter_end(pr, idx));
+	end = waiter_end(pr, idx);
+	if (end < atomic_load(&inf->early_end))
+		atomic_store(&inf->early_end, end);
 	atomic_fetch_add(&pr->remaining, 1);
 	if (!created)
 		promote_locked(f->eng, inf, PRIO_DEMAND);
@@ -462,19 +464,19 @@ static void fetch_whole(struct engine_file *f, uint64_t off)
 		return;
 	}
 	pthread_mutex_unlock(&f->lock);
-	if (!start && !(start = find_data_start(f, cf)))
-		return;
-	if (start == NOT_A_MODEL || off < start + KERNEL_READAHEAD_SLACK ||
-	    (off >= FORGE_PROBE_OFFSET &&
-	     off < FORGE_PROBE_OFFSET + FORGE_PROBE_LEN + KERNEL_READAHEAD_SLACK)) {
+	if (!start) {
+		if (!(start = find_data_start(f, cf)))
+			return;
 		pthread_mutex_lock(&f->lock);
 		f->data_start = start;
 		pthread_mutex_unlock(&f->lock);
-		return;
 	}
+	if (start == NOT_A_MODEL || off < start + KERNEL_READAHEAD_SLACK ||
+	    (off >= FORGE_PROBE_OFFSET &&
+	     off < FORGE_PROBE_OFFSET + FORGE_PROBE_LEN + KERNEL_READAHEAD_SLACK))
+		return;
 	batch = calloc(f->nblocks, sizeof(*batch));
 	pthread_mutex_lock(&f->lock);
-	f->data_start = start;
 	if (f->whole_queued || !batch) {
 		pthread_mutex_unlock(&f->lock);
 		free(batch);
@@ -1078,9 +1080,12 @@ static uint32_t first_range_start(struct engine_file *f, struct inflight *inf, u
 	uint64_t lowest = UINT64_MAX;
 
 	pthread_mutex_lock(&f->lock);
-	for (struct waiter *w = inf->waiters; w; w = w->next)
-		if (w->pr && waiter_start(w->pr, inf->idx) < lowest)
-			lowest = waiter_start(w->pr, inf->idx);
+	for (struct waiter *w = inf->waiters; w; w = w->next) {
+		uint64_t start = w->pr ? waiter_start(w->pr, inf->idx) : UINT64_MAX;
+
+		if (start < lowest)
+			lowest = start;
+	}
 	pthread_mutex_unlock(&f->lock);
 	if (lowest == UINT64_MAX || lowest < SPLIT_MIN || lowest >= len)
 		return 0;
