@@ -52,6 +52,8 @@ struct config_entry {
 	enum config_source source;
 
 	char *url;			/* url, s3: as written, ${VAR} expanded */
+	char *url_written;		/* the same before expansion, for showing
+					 * (log_url_public() still hides userinfo) */
 	char *repo, *file, *revision, *repo_type;	/* huggingface */
 	char **include, **exclude;	/* huggingface repo folders; NULL-terminated or NULL */
 	char *model_id, *version_id, *file_id;		/* civitai */

@@ -75,9 +75,10 @@ uint64_t engine_file_cached(struct engine_file *f);
 /* Copies the caller frees; NULL when none. */
 char *engine_file_sha256(struct engine_file *f);
 char *engine_file_error(struct engine_file *f);
-/* Where the bytes come from, safe to show: the URL without its query
- * ("huggingface:org/repo@rev/file" for a repo file). A copy the caller
- * frees. */
+/* Where the bytes come from, safe to show to any local user: the URL as
+ * the config writes it (${VAR}s unexpanded) without userinfo, query or
+ * fragment ("huggingface:org/repo@rev/file" for a repo file). A copy the
+ * caller frees. */
 char *engine_file_source(struct engine_file *f);
 char *engine_entry_source(const struct config_entry *e);
 

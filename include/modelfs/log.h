@@ -4,7 +4,8 @@
  * (1) Every registered secret (tokens, expanded ${VAR}s, header values)
  *     is replaced by "***" in every line before it is written.
  * (2) The query string of every http(s) URL in a line is replaced by
- *     "?<redacted>": signed URLs carry their signature there.
+ *     "?<redacted>": signed URLs carry their signature there; its
+ *     userinfo ("user:pass@") by "***@".
  * (3) A line is written with one write(2), so lines from threads never mix.
  * Threads: all functions are thread-safe.
  */
@@ -32,6 +33,11 @@ void log_add_secret(const char *value);
 
 /* Redact secrets and URL queries from in into out (always terminated). */
 void log_redact(const char *in, char *out, size_t outlen);
+
+/* A URL in the form anyone may see (an xattr, status): no query or
+ * fragment, userinfo as "***@", registered secrets as "***". NULL when
+ * out of memory; the caller frees. */
+char *log_url_public(const char *url);
 
 void log_msg(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

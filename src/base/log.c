@@ -90,15 +90,39 @@ out:
 	pthread_mutex_unlock(&secrets_lock);
 }
 
-/* Copy in to out, cutting the query of every http(s) URL. */
+/* Length of the userinfo ("user:pass@") of the URL whose authority starts
+ * at p, '@' included; 0 when it has none. The authority ends at the first
+ * '/', '?', '#' or a byte that ends a URL in a log line. */
+static size_t userinfo_len(const char *p)
+{
+	size_t at = 0;
+
+	for (size_t i = 0; p[i] && !strchr("/?# \"'\n", p[i]); i++)
+		if (p[i] == '@')
+			at = i + 1;
+	return at;
+}
+
+/* Copy in to out, cutting the userinfo and the query of every http(s)
+ * URL. */
 static void redact_queries(const char *in, char *out, size_t outlen)
 {
 	size_t o = 0;
 	int in_url = 0;
 
 	for (const char *p = in; *p && o + 1 < outlen; p++) {
-		if (!in_url && (strncmp(p, "http://", 7) == 0 || strncmp(p, "https://", 8) == 0))
+		if (!in_url && (strncmp(p, "http://", 7) == 0 || strncmp(p, "https://", 8) == 0)) {
+			size_t scheme = p[4] == 's' ? 8 : 7, skip = userinfo_len(p + scheme);
+
 			in_url = 1;
+			if (skip) {
+				o += (size_t)snprintf(out + o, outlen - o, "%.*s***@", (int)scheme, p);
+				if (o >= outlen)
+					o = outlen - 1;
+				p += scheme + skip - 1;
+				continue;
+			}
+		}
 		if (in_url && (*p == ' ' || *p == '"' || *p == '\'' || *p == '\n'))
 			in_url = 0;
 		if (in_url && *p == '?') {
@@ -115,6 +139,45 @@ static void redact_queries(const char *in, char *out, size_t outlen)
 	out[o] = '\0';
 }
 
+/* Replace every registered secret in s by "***" in place: secrets have
+ * 4 bytes or more, so s only shrinks. */
+static void redact_secrets(char *s)
+{
+	pthread_mutex_lock(&secrets_lock);
+	for (size_t i = 0; i < n_secrets; i++) {
+		size_t slen = strlen(secrets[i]);
+		char *hit;
+
+		while ((hit = strstr(s, secrets[i])) != NULL) {
+			memmove(hit + 3, hit + slen, strlen(hit + slen) + 1);
+			memcpy(hit, "***", 3);
+		}
+	}
+	pthread_mutex_unlock(&secrets_lock);
+}
+
+char *log_url_public(const char *url)
+{
+	const char *auth = strstr(url, "://");
+	size_t end = strcspn(url, "?#"), skip = 0, head;
+	char *out;
+
+	if (auth && (size_t)(auth - url) < end) {
+		head = (size_t)(auth - url) + 3;
+		skip = userinfo_len(url + head);
+	} else {
+		head = 0;
+	}
+	/* "***@" may be longer than a short userinfo it replaces. */
+	out = malloc(end + 4);
+	if (!out)
+		return NULL;
+	snprintf(out, end + 4, "%.*s%s%.*s", (int)head, url, skip ? "***@" : "",
+		 (int)(end - head - skip), url + head + skip);
+	redact_secrets(out);
+	return out;
+}
+
 void log_redact(const char *in, char *out, size_t outlen)
 {
 	char *work = malloc(outlen);
@@ -126,17 +189,7 @@ void log_redact(const char *in, char *out, size_t outlen)
 		return;
 	}
 	redact_queries(in, work, outlen);
-	pthread_mutex_lock(&secrets_lock);
-	for (size_t i = 0; i < n_secrets; i++) {
-		size_t slen = strlen(secrets[i]);
-		char *hit;
-
-		while ((hit = strstr(work, secrets[i])) != NULL) {
-			memmove(hit + 3, hit + slen, strlen(hit + slen) + 1);
-			memcpy(hit, "***", 3);
-		}
-	}
-	pthread_mutex_unlock(&secrets_lock);
+	redact_secrets(work);
 	snprintf(out, outlen, "%s", work);
 	free(work);
 }

@@ -1780,6 +1780,14 @@ static int parse_entry(struct parser *p, const char *category, const struct toml
 	rc = entry_checks(p, prefix, seen, e, kv->line, kv->col);
 	if (rc)
 		return rc;
+	if (e->url && seen[E_URL]) {
+		/* What status and xattrs show: an expanded ${VAR} may be a secret. */
+		const struct toml_value *v = seen[E_URL]->value;
+
+		e->url_written = strndup(v->u.str.ptr, v->u.str.len);
+		if (!e->url_written)
+			return nomem(p);
+	}
 	if (e->source == CONFIG_SOURCE_HUGGINGFACE) {
 		if (!e->revision)
 			e->revision = strdup("main");
@@ -2156,6 +2164,7 @@ void config_free(struct config *cfg)
 		free(e->dir);
 		free(e->filename);
 		free(e->url);
+		free(e->url_written);
 		free(e->repo);
 		free(e->file);
 		free(e->revision);

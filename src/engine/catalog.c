@@ -487,7 +487,7 @@ char *engine_entry_source(const struct config_entry *e)
 	char *s = NULL;
 
 	if (e->url)
-		s = strndup(e->url, strcspn(e->url, "?#"));
+		s = log_url_public(e->url_written ? e->url_written : e->url);
 	else if (e->repo && asprintf(&s, "%s:%s@%s/%s", config_source_name(e->source), e->repo,
 				     e->revision ? e->revision : "main", e->file ? e->file : "") < 0)
 		s = NULL;

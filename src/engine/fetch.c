@@ -89,13 +89,16 @@ bool engine_sleep_ms(struct engine *e, int64_t ms)
 
 void engine_file_fail(struct engine_file *f, int err, const char *reason)
 {
+	char shown[512];
 	bool first;
 
+	/* The reason is shown in xattrs and status: no secret, no signed query. */
+	log_redact(reason, shown, sizeof(shown));
 	pthread_mutex_lock(&f->lock);
 	first = f->err == 0;
 	if (first) {
 		f->err = err;
-		f->error = strdup(reason);
+		f->error = strdup(shown);
 	}
 	pthread_mutex_unlock(&f->lock);
 	if (first)

@@ -333,14 +333,16 @@ static void set_error_text(struct xfer *x, const char *fmt, ...)
 
 static void set_error_text(struct xfer *x, const char *fmt, ...)
 {
-	char buf[ERROR_TEXT_MAX + 1];
+	char buf[ERROR_TEXT_MAX + 1], shown[ERROR_TEXT_MAX + 1];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	/* The text ends up in status, xattrs and the fetch log: redacted. */
+	log_redact(buf, shown, sizeof(shown));
 	free(x->meta->error_text);
-	x->meta->error_text = strdup(buf);	/* NULL on OOM: only the text is lost */
+	x->meta->error_text = strdup(shown);	/* NULL on OOM: only the text is lost */
 }
 
 /* Forget everything the previous hop (or interim 1xx response) said. */

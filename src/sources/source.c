@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "modelfs/hexhash.h"
+#include "modelfs/log.h"
 #include "source_i.h"
 
 /* Every source this build can fetch; others are parsed but left out. */
@@ -200,14 +201,16 @@ int source_fill_mirrors(struct source_file *f)
 
 void source_set_error(struct source_file *f, int err, const char *fmt, ...)
 {
-	char buf[512];
+	char buf[512], shown[512];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	/* Errors are shown in xattrs and status: no secret, no signed query. */
+	log_redact(buf, shown, sizeof(shown));
 	free(f->error);
-	f->error = strdup(buf);
+	f->error = strdup(shown);
 	f->err = err;
 }
 

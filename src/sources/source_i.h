@@ -62,7 +62,7 @@ void source_take_probe(struct source_file *f, const struct http_meta *m);
 /* f->mirror_urls: the entry's mirrors as written, URLs of the same bytes
  * (the SHA-256 check at completion holds them to it): 0 or -ENOMEM. */
 int source_fill_mirrors(struct source_file *f);
-/* Set f->err and f->error from a printf format. */
+/* Set f->err and f->error from a printf format, redacted (log.h). */
 void source_set_error(struct source_file *f, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* The token slot's value, name and status, looked up (and validated by

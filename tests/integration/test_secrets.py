@@ -1,0 +1,82 @@
+"""Secrets in a config never reach what other users or programs can see:
+xattrs (readable by every local user on an allow_other mount), `status`
+(text and JSON), error texts and logs. Canaries are planted in a URL's
+userinfo, in a ${VAR} expanded into its path and into its query."""
+
+import os
+import subprocess
+
+from mfs import MiB, config, pread, wait_for, xattr
+from test_ops import cli, status
+
+USERINFO = "canary-pass-4a7f"
+PATH_TOKEN = "canary-path-91c3"
+QUERY_TOKEN = "canary-query-5e2d"
+CANARIES = (USERINFO, PATH_TOKEN, QUERY_TOKEN)
+ENV = {"MFS_PATH_TOKEN": PATH_TOKEN, "MFS_QUERY_TOKEN": QUERY_TOKEN}
+
+
+def secret_url(hub, name):
+    host = hub.base().split("://", 1)[1]
+    return ("http://alice:%s@%s/files/${MFS_PATH_TOKEN}/%s?sig=${MFS_QUERY_TOKEN}"
+            % (USERINFO, host, name))
+
+
+def assert_no_canary(where, text):
+    for c in CANARIES:
+        assert c not in text, "%s shows %s:\n%s" % (where, c, text)
+
+
+def all_xattrs(path):
+    return {n: os.getxattr(path, n).decode(errors="replace") for n in os.listxattr(path)}
+
+
+def test_no_secret_in_xattrs_status_errors_or_logs(hub, mount, modelfs_bin, tmp_path):
+    _, sha = hub.add_file("%s/ok.bin" % PATH_TOKEN, 2 * MiB)
+    text = config({"vae": {"ok": '{ url = "%s", sha256 = "%s" }' % (secret_url(hub, "ok.bin"), sha),
+                           "gone": '"%s"' % secret_url(hub, "gone.bin")}})
+    m = mount(text, env=dict(ENV, MODELFS_LOG="debug"), allowed_errors=[r"gone\.bin"])
+    ok = m.path / "VAE" / "ok.bin"
+    assert pread(ok, 0, 4096) == (hub.root / PATH_TOKEN / "ok.bin").read_bytes()[:4096]
+
+    shown = all_xattrs(ok)
+    assert shown["user.modelfs.source"] == (
+        "http://***@%s/files/${MFS_PATH_TOKEN}/ok.bin" % hub.base().split("://", 1)[1])
+    assert_no_canary("xattrs of ok.bin", repr(shown))
+
+    # The entry whose origin has no such file: its error is shown too.
+    st = status(modelfs_bin, tmp_path, m.cache_dir)
+    gone = [f for f in st["files"] if f["entry"] == "vae/gone"]
+    assert gone and gone[0]["state"] == "error" and gone[0]["error"], st
+    assert_no_canary("status --json", repr(st))
+    r = cli(modelfs_bin, tmp_path, "status", "--cache-dir", m.cache_dir)
+    assert_no_canary("status", r.stdout + r.stderr)
+    # Standalone, from the config: the same forms.
+    r = cli(modelfs_bin, tmp_path, "check", "--offline", m.config_path, env=ENV)
+    assert_no_canary("check --offline", r.stdout + r.stderr)
+
+    wait_for(lambda: xattr(ok, "cached") == str(MiB), what="the block cached")
+    m.unmount()
+    assert "debug" in m.log()
+    assert_no_canary("the debug log", m.log() + m.stderr + m.stdout)
+
+
+def test_userinfo_and_secrets_are_cut_from_a_failed_fetchs_reason(hub, mount, modelfs_bin,
+                                                                  tmp_path):
+    hub.add_file("%s/f.bin" % PATH_TOKEN, 2 * MiB)
+    text = config({"vae": {"f": '"%s"' % secret_url(hub, "f.bin")}},
+                  settings="retry_timeout = 1")
+    m = mount(text, env=ENV, allowed_errors=[r"f\.bin"])
+    hub.faults(path="*f.bin", fail=[500] * 50)
+    path = m.path / "VAE" / "f.bin"
+    try:
+        pread(path, 0, 10)
+    except OSError:
+        pass
+    st = status(modelfs_bin, tmp_path, m.cache_dir, "--history")
+    assert st["history"], st
+    assert_no_canary("status --history", repr(st))
+    assert_no_canary("xattrs of f.bin", repr(all_xattrs(path)))
+    r = subprocess.run(["getfattr", "-d", "-m", "user.modelfs", str(path)],
+                       capture_output=True, text=True)
+    assert_no_canary("getfattr", r.stdout + r.stderr)
