@@ -206,6 +206,22 @@ static void file_free(struct engine_file *f)
 	free(f);
 }
 
+void engine_forget_unvalidated(const struct source_file *src, struct cache_file *cf)
+{
+	uint64_t had;
+
+	if (src->validator || src->sha256 || src->git_sha1 || cache_file_complete(cf))
+		return;
+	had = cache_file_cached_bytes(cf);
+	if (had == 0)
+		return;
+	cache_file_drop(cf);
+	log_warn("event=unvalidated_partial_dropped path=%s bytes=%llu reason=\"the origin sends "
+		 "neither ETag nor Last-Modified and no sha256 is known, so blocks from an earlier "
+		 "run could be of another version\" action=\"give sha256 in the config to keep "
+		 "partial copies\"", src->path, (unsigned long long)had);
+}
+
 /* An engine file for src (moved in). The failure of one file never
  * fails the mount: it is listed with its error. */
 static int add_file(struct engine *e, struct source_file *src)
@@ -254,6 +270,7 @@ static int add_file(struct engine *e, struct source_file *src)
 			return rc;
 		}
 		bs = cache_file_block_size(f->cf);
+		engine_forget_unvalidated(&f->src, f->cf);
 		if (cache_file_state(f->cf, NULL, NULL) == STORE_CORRUPT) {
 			/* Its blocks were dropped; the origin may be fixed by now. */
 			log_warn("event=refetch_corrupt path=%s action=\"was corrupt at an earlier "

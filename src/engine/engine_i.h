@@ -134,6 +134,12 @@ struct file_hashes {
 	char git_sha1[65];
 };
 void engine_file_hashes(struct engine_file *f, struct file_hashes *out);
+/* Called when a run first opens src's cache file. Without a validator or
+ * a known hash nothing tells an earlier run's blocks from the origin's
+ * bytes now (the file may have changed, same size): a complete copy is one
+ * whole version and is kept, a partial one is dropped, so that old and new
+ * bytes never mix. */
+void engine_forget_unvalidated(const struct source_file *src, struct cache_file *cf);
 
 /* verify.c */
 int verify_start(struct engine *e);

@@ -824,6 +824,8 @@ static int file_cache(struct engine_file *f, struct http_client *http, struct ca
 		rc = cache_file_open(e->cache, key, (uint64_t)f->src.size, e->cfg->block_size, &cf);
 	if (rc == 0 && cache_file_nblocks(cf) != f->nblocks)
 		rc = -EIO;	/* stored with another block size: this mount's blocks don't map */
+	if (rc == 0)
+		engine_forget_unvalidated(&scratch, cf);
 	pthread_mutex_lock(&f->lock);
 	f->resolving = false;
 	if (rc == 0) {

@@ -179,6 +179,8 @@ class FaultRule:
       wrong_content_range  206 with Content-Range shifted by +1 (body right)
       etag            serve with this ETag (the file "changed"); If-Range
                       with the old tag then gives 200
+      no_validators   send neither ETag nor Last-Modified (a dynamic
+                      server); If-Range then never matches
     When several rules match, they apply in the order posted and a later
     rule's value wins; `fail` statuses are taken from the first matching rule
     that still has some.
@@ -187,7 +189,7 @@ class FaultRule:
     SELECTORS = {"server", "path", "method", "times"}
     EFFECTS = {"down", "hang", "fail", "retry_after", "header_delay_ms",
                "delay_ms", "rate_bps", "truncate_after", "ignore_range",
-               "html_error", "wrong_content_range", "etag"}
+               "html_error", "wrong_content_range", "etag", "no_validators"}
 
     def __init__(self, spec, rule_id):
         if not isinstance(spec, dict):
@@ -215,7 +217,8 @@ class FaultRule:
         if down not in (True, False, "reset"):
             raise ValueError('down: true, false or "reset"')
         self.effects = {}
-        for key in ("hang", "ignore_range", "html_error", "wrong_content_range"):
+        for key in ("hang", "ignore_range", "html_error", "wrong_content_range",
+                    "no_validators"):
             if _want(spec, key, bool, False):
                 self.effects[key] = True
         if down:
@@ -707,6 +710,7 @@ class HubHandler(BaseHTTPRequestHandler):
             return
         size = entity.size
         etag = fault.get("etag") or entity.etag
+        validators = not fault.get("no_validators")
         if_match = self.headers.get("If-Match")
         if if_match is not None and not etag_list_matches(if_match, etag):
             self.reply(412, error_page(412), "text/html")
@@ -715,7 +719,8 @@ class HubHandler(BaseHTTPRequestHandler):
         range_header = self.headers.get("Range") if self.command == "GET" else None
         if range_header is not None and not fault.get("ignore_range"):
             if_range = self.headers.get("If-Range")
-            if if_range is None or if_range_matches(if_range, etag, entity.mtime):
+            if if_range is None or (validators
+                                    and if_range_matches(if_range, etag, entity.mtime)):
                 parsed = parse_range(range_header, size)
                 if parsed == UNSATISFIABLE:
                     self.reply(416, error_page(416), "text/html",
@@ -728,8 +733,9 @@ class HubHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", entity.content_type)
         self.send_header("Content-Length", str(length))
-        self.send_header("Last-Modified", http_date(entity.mtime))
-        self.send_header("ETag", etag)
+        if validators:
+            self.send_header("Last-Modified", http_date(entity.mtime))
+            self.send_header("ETag", etag)
         self.send_header("Accept-Ranges", "bytes")
         if status == 206:
             shift = 1 if fault.get("wrong_content_range") else 0

@@ -187,3 +187,40 @@ def test_a_url_entrys_mirror_serves_when_the_origin_goes_down(hub, mount):
     cdn = [r for r in hub.requests(server="cdn") if r["range"] != "bytes=0-0"]
     assert cdn and not any(r["authorization"] for r in cdn)     # the token stays at its origin
     assert "event=try_mirror" in m.log()
+
+
+def test_a_changed_file_without_validators_never_mixes_versions(hub, mount, tmp_path):
+    """An origin with neither ETag nor Last-Modified replaces a file by one
+    of the same size between mounts: nothing can tell the cached blocks from
+    the new bytes, so a partial copy is dropped and a complete one is kept
+    whole; either way every read sees one version."""
+    old, _ = hub.add_file("nv.bin", 4 * MiB, seed=1)
+    old_bytes = old.read_bytes()
+    hub.faults(path="nv.bin", no_validators=True)
+    text = config({"vae": {"x": '"%s"' % hub.url("nv.bin")}})
+    cache = tmp_path / "cache"
+    m = mount(text, cache_dir=cache)
+    path = m.path / "VAE" / "nv.bin"
+    assert pread(path, 0, 100) == old_bytes[:100]
+    wait_for(lambda: cached_blocks(hub, path) == MiB, what="block 0 cached")
+    m.unmount()
+
+    new, _ = hub.add_file("nv.bin", 4 * MiB, seed=2)
+    new_bytes = new.read_bytes()
+    assert new_bytes[:100] != old_bytes[:100]
+    m = mount(text, cache_dir=cache)
+    path = m.path / "VAE" / "nv.bin"
+    assert path.read_bytes() == new_bytes
+    assert "unvalidated_partial_dropped path=VAE/nv.bin" in m.log()
+    wait_state(path, "complete")
+    m.unmount()
+
+    # A complete copy is one whole version: kept, and served with no request.
+    hub.add_file("nv.bin", 4 * MiB, seed=3)
+    hub.reset()
+    hub.faults(path="nv.bin", no_validators=True)
+    m = mount(text, cache_dir=cache)
+    path = m.path / "VAE" / "nv.bin"
+    assert path.read_bytes() == new_bytes
+    assert "unvalidated_partial_dropped" not in m.log()
+    assert bytes_fetched(hub, "nv.bin") == 0
