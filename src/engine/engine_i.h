@@ -62,6 +62,8 @@ struct inflight {
 	 * has that many bytes it answers early. Written under file->lock,
 	 * read by the fetching worker without it. UINT64_MAX: none. */
 	_Atomic uint64_t early_end;
+	bool answered;			/* a reader has had bytes of it; protected by file->lock */
+	atomic_int cancel;		/* its download stops when set (engine stop) */
 	uint8_t prio;			/* enum fetch_prio; protected by engine.qlock */
 	bool queued;			/* protected by engine.qlock */
 	struct inflight *qnext;		/* protected by engine.qlock */
@@ -112,7 +114,9 @@ struct engine {
 	int prefetch_busy;		/* workers on a prefetch block; protected by qlock */
 	int prefetch_reserve;		/* workers prefetch leaves to readers; protected by qlock */
 	atomic_int stop;
-	pthread_cond_t stop_cond;	/* with qlock: backoff sleeps wake at stop */
+	pthread_cond_t stop_cond;	/* with qlock: backoff sleeps wake at stop, and
+					 * fetch_stop() learns that workers exited */
+	int workers_live;		/* workers not exited yet; protected by qlock */
 
 	pthread_mutex_t mem_lock;
 	pthread_cond_t mem_cond;

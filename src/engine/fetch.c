@@ -47,6 +47,9 @@
 /* After retries for a block are exhausted, the kernel asks for it again
  * at once (page by page); those reads fail at once for this long. */
 #define FAILED_BLOCK_MS 1000
+/* At stop, blocks whose first bytes were handed to a reader are finished
+ * for up to this long (inside the 10 s a service manager allows a stop). */
+#define STOP_FINISH_MS 5000
 
 struct pending_read {
 	struct engine_file *file;
@@ -687,6 +690,7 @@ static int answer_arrived(struct block_sink *s)
 			*pp = w->next;
 			w->next = ready;
 			ready = w;
+			inf->answered = true;
 			continue;
 		}
 		/* Only reads this range can complete are worth a look. */
@@ -966,7 +970,7 @@ static int attempt_run(struct engine_file *f, struct http_client *http, const st
 		.range_first = sink->start + sink->from,
 		.range_len = len,
 		.follow_redirects = true,
-		.cancel = &f->eng->stop,
+		.cancel = &sink->inf->cancel,
 	};
 	int rc;
 
@@ -1481,11 +1485,9 @@ static void *worker_main(void *arg)
 	struct http_client *http = NULL;
 	struct inflight *inf;
 
-	if (http_client_new(&http) != 0) {
+	if (http_client_new(&http) != 0)
 		log_error("event=worker_start error=\"cannot create an HTTP client\"");
-		return NULL;
-	}
-	for (;;) {
+	while (http) {
 		bool prefetch = false;
 
 		inf = queue_pop(e, &prefetch);
@@ -1496,6 +1498,10 @@ static void *worker_main(void *arg)
 			prefetch_slot_done(e);
 	}
 	http_client_free(http);
+	pthread_mutex_lock(&e->qlock);
+	e->workers_live--;
+	pthread_cond_broadcast(&e->stop_cond);
+	pthread_mutex_unlock(&e->qlock);
 	return NULL;
 }
 
@@ -1510,10 +1516,14 @@ int fetch_start(struct engine *e)
 	e->workers = calloc(e->nworkers, sizeof(*e->workers));
 	if (!e->workers)
 		return -ENOMEM;
+	e->workers_live = e->nworkers;
 	for (int i = 0; i < e->nworkers; i++) {
 		int rc = pthread_create(&e->workers[i], NULL, worker_main, e);
 
 		if (rc) {
+			pthread_mutex_lock(&e->qlock);
+			e->workers_live -= e->nworkers - i;
+			pthread_mutex_unlock(&e->qlock);
 			e->nworkers = i;
 			return -rc;
 		}
@@ -1550,13 +1560,43 @@ static void drain_queue(struct engine *e, struct inflight **head)
 	*head = NULL;
 }
 
+/* Stop the downloads under way: all of them, or all but those of blocks
+ * a reader has already had bytes of. */
+static void cancel_downloads(struct engine *e, bool answered_too)
+{
+	for (size_t i = 0; i < e->nfiles; i++) {
+		struct engine_file *f = e->files[i];
+
+		pthread_mutex_lock(&f->lock);
+		for (uint64_t idx = 0; idx < f->nblocks; idx++) {
+			struct inflight *inf = f->inflight[idx];
+
+			if (inf && (answered_too || !inf->answered))
+				atomic_store(&inf->cancel, 1);
+		}
+		pthread_mutex_unlock(&f->lock);
+	}
+}
+
 void fetch_stop(struct engine *e)
 {
+	struct timespec until;
+
 	atomic_store(&e->stop, 1);
+	/* A read answered early left the rest of its block in flight. Finish
+	 * those blocks (for a while): what a program read stays cached, and an
+	 * offline remount can read it again. Every other download stops now. */
+	cancel_downloads(e, false);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += STOP_FINISH_MS / 1000;
 	pthread_mutex_lock(&e->qlock);
 	pthread_cond_broadcast(&e->qcond);
 	pthread_cond_broadcast(&e->stop_cond);
+	while (e->workers_live > 0 &&
+	       pthread_cond_timedwait(&e->stop_cond, &e->qlock, &until) == 0)
+		;
 	pthread_mutex_unlock(&e->qlock);
+	cancel_downloads(e, true);
 	for (int i = 0; i < e->nworkers; i++)
 		pthread_join(e->workers[i], NULL);
 	free(e->workers);

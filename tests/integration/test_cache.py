@@ -63,6 +63,29 @@ def test_offline_remount_lists_everything_and_serves_cached_bytes(hub, mount, tm
     assert "resolve_offline" in m2.log()
 
 
+UNMOUNT_RACE_RUNS = int(os.environ.get("MODELFS_UNMOUNT_RACE_RUNS", "20"))
+
+
+@pytest.mark.parametrize("run", range(UNMOUNT_RACE_RUNS))
+def test_bytes_a_reader_had_stay_cached_across_an_immediate_unmount(hub, mount, tmp_path, run):
+    """A read answered early leaves the rest of its block in flight; an
+    unmount right then finishes that block, so an offline remount serves
+    the same bytes."""
+    src, _ = hub.add_file("u.bin", 2 * MiB, seed=run)
+    hub.faults(path="u.bin", rate_bps=4 * MiB)      # the block's tail is ~0.25 s behind
+    cfg = config({"vae": {"u": '"%s"' % hub.url("u.bin")}}, block_size="2M",
+                 settings="retry_timeout = 1")
+    cache = tmp_path / "cache"
+    m = mount(cfg, cache_dir=cache)
+    want = pread(m.path / "VAE" / "u.bin", 0, 64 * 1024)
+    m.unmount()
+    assert want == file_slice(src, 0, 64 * 1024)
+    hub.faults(down=True)
+    m2 = mount(cfg, cache_dir=cache)
+    assert pread(m2.path / "VAE" / "u.bin", 0, 64 * 1024) == want
+    assert "resolve_offline" in m2.log()
+
+
 def test_kill_9_mid_download_then_remount_serves_no_wrong_byte(hub, mount, tmp_path, modelfs_bin):
     src, sha = hub.add_file("crash.bin", 32 * MiB)
     cfg = config({"vae": {"c": url_entry(hub.url("crash.bin"), sha256=sha)}})
