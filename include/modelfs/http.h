@@ -98,6 +98,10 @@ void http_global_cleanup(void);
 
 int http_client_new(struct http_client **out);
 void http_client_free(struct http_client *c);
+/* Every later request on c ends by deadline_ms (CLOCK_MONOTONIC, ms; 0: no
+ * deadline), as a timeout (-EAGAIN) when it has not: a mount's resolutions
+ * must not wait out one silent origin's timeouts and retries. */
+void http_client_set_deadline(struct http_client *c, int64_t deadline_ms);
 
 /*
  * One GET. With rq->range_len the checks of (1) apply and the body goes

@@ -31,6 +31,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "modelfs/clock.h"
 #include "modelfs/hexhash.h"
 #include "modelfs/log.h"
 
@@ -76,14 +77,6 @@ struct cache {
 };
 
 /* Block atimes, in ms since the epoch. */
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int mkdir_p(const char *path)
 {
 	char buf[PATH_MAX];
@@ -697,7 +690,7 @@ int cache_block_read_written(struct cache_file *f, uint64_t idx, uint32_t off, v
 int cache_block_commit(struct cache_file *f, uint64_t idx, uint64_t xxh3)
 {
 	uint32_t len = cache_block_len(f, idx);
-	int64_t now = now_ms();
+	int64_t now = clock_wall_ms();
 	struct store_block sb = { .file_id = f->id, .idx = idx, .len = len, .xxh3 = xxh3 };
 	int rc;
 
@@ -808,7 +801,7 @@ static int block_get(struct cache_file *f, uint64_t idx)
 static void block_unref(struct cache_file *f, uint64_t idx, bool touch)
 {
 	struct block *b = &f->blocks[idx];
-	int64_t now = now_ms(), touched = 0;
+	int64_t now = clock_wall_ms(), touched = 0;
 	uint32_t dropped = 0;
 
 	pthread_mutex_lock(&f->lock);

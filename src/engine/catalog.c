@@ -12,12 +12,18 @@
 #include <time.h>
 
 #include "engine_i.h"
+#include "modelfs/clock.h"
 #include "modelfs/http.h"
 #include "modelfs/log.h"
 
 /* Resolving asks the services' APIs, which rate-limit per client: fewer at
  * once than the block downloads' connections. */
 #define RESOLVE_MAX_PARALLEL 16
+/* How long a mount waits for one entry's resolution. An origin that
+ * accepts the connection and never answers would otherwise hold the mount
+ * for every request's timeout and retry; past this the entry uses its
+ * stored resolution, or is resolved at its first read. */
+#define RESOLVE_BUDGET_MS 10000
 
 struct resolve_job {
 	struct source_ctx *sources;
@@ -122,7 +128,7 @@ static void remember(struct resolve_job *job)
 	store_resolutions_free(old, nold);
 }
 
-static void resolve_one(struct resolve_job *job, struct http_client *http)
+static void resolve_one(struct resolve_job *job, struct http_client *http, int64_t deadline_ms)
 {
 	struct source_file *stored = NULL;
 	size_t nstored = 0;
@@ -130,13 +136,15 @@ static void resolve_one(struct resolve_job *job, struct http_client *http)
 
 	/* A few quick tries: a mount should not hang for long on one origin. */
 	for (int attempt = 0; attempt < 3; attempt++) {
+		int64_t pause_ms = 300 << attempt;
+
 		source_files_free(job->files, job->n);
 		job->files = NULL;
 		job->n = 0;
 		rc = source_resolve(job->sources, http, job->entry, &job->files, &job->n);
-		if (rc != -EAGAIN)
+		if (rc != -EAGAIN || clock_now_ms() + pause_ms >= deadline_ms)
 			break;
-		struct timespec ts = { .tv_sec = 0, .tv_nsec = 300000000L << attempt };
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = pause_ms * 1000000L };
 		nanosleep(&ts, NULL);
 	}
 	job->rc = rc;
@@ -163,6 +171,7 @@ static void *resolve_main(void *arg)
 	if (http_client_new(&http) != 0)
 		return NULL;
 	for (;;) {
+		int64_t deadline_ms = clock_now_ms() + RESOLVE_BUDGET_MS;
 		size_t i;
 
 		pthread_mutex_lock(&pool->lock);
@@ -170,7 +179,8 @@ static void *resolve_main(void *arg)
 		pthread_mutex_unlock(&pool->lock);
 		if (i >= pool->njobs)
 			break;
-		resolve_one(&pool->jobs[i], http);
+		http_client_set_deadline(http, deadline_ms);
+		resolve_one(&pool->jobs[i], http, deadline_ms);
 	}
 	http_client_free(http);
 	return NULL;
@@ -265,10 +275,20 @@ static int add_file(struct engine *e, struct source_file *src)
 		if (rc == 0)
 			rc = cache_file_open(e->cache, key, (uint64_t)f->src.size, bs, &f->cf);
 		free(key);
-		if (rc) {
+		if (rc == -ENOMEM) {
 			file_free(f);
 			return rc;
 		}
+	}
+	if (rc) {
+		/* One file the cache cannot hold does not fail the mount. */
+		f->err = -EIO;
+		if (asprintf(&f->error, "the cache cannot hold this file (%s)", strerror(-rc)) < 0)
+			f->error = NULL;
+		log_error("event=entry_failed entry=%s path=%s error=\"%s\"", f->src.entry->id,
+			  f->src.path, f->error ? f->error : strerror(-rc));
+		rc = 0;
+	} else if (f->cf) {
 		bs = cache_file_block_size(f->cf);
 		engine_forget_unvalidated(&f->src, f->cf);
 		if (cache_file_state(f->cf, NULL, NULL) == STORE_CORRUPT) {

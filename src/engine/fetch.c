@@ -37,6 +37,7 @@
 #include <xxhash.h>
 
 #include "engine_i.h"
+#include "modelfs/clock.h"
 #include "modelfs/http.h"
 #include "modelfs/log.h"
 
@@ -62,14 +63,6 @@ struct pending_read {
 	engine_read_cb cb;
 	void *arg;
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 bool engine_sleep_ms(struct engine *e, int64_t ms)
 {
@@ -359,7 +352,7 @@ static void want_block(struct pending_read *pr, uint64_t idx)
 			return;
 		/* Evicted or failed its checksum just now: fetch it. */
 	}
-	if (idx == f->failed_idx && now_ms() < f->failed_until_ms) {
+	if (idx == f->failed_idx && clock_now_ms() < f->failed_until_ms) {
 		int err = f->failed_err;
 
 		pthread_mutex_unlock(&f->lock);
@@ -995,7 +988,7 @@ static int download_from(struct engine_file *f, struct http_client *http, struct
 			 uint32_t len, int which, uint64_t *xxh3, char *reason, size_t reason_len)
 {
 	struct engine *e = f->eng;
-	int64_t deadline = now_ms() + (int64_t)e->cfg->retry_timeout_sec * 1000;
+	int64_t deadline = clock_now_ms() + (int64_t)e->cfg->retry_timeout_sec * 1000;
 	bool refreshed = false;
 	int rc, attempt = 0;
 
@@ -1012,7 +1005,7 @@ static int download_from(struct engine_file *f, struct http_client *http, struct
 				continue;
 			snprintf(reason, reason_len, "cannot resolve: %s",
 				 rc == -EAGAIN ? "origin unreachable" : strerror(-rc));
-			if (rc == -EAGAIN && now_ms() < deadline &&
+			if (rc == -EAGAIN && clock_now_ms() < deadline &&
 			    engine_sleep_ms(e, backoff_ms(attempt++, -1)))
 				continue;
 			return rc;
@@ -1033,11 +1026,11 @@ static int download_from(struct engine_file *f, struct http_client *http, struct
 			return -EACCES;
 		}
 		attempt_clear(&a);
-		if (rc == -EAGAIN && now_ms() < deadline) {
+		if (rc == -EAGAIN && clock_now_ms() < deadline) {
 			int64_t wait = backoff_ms(attempt++, meta.retry_after_sec);
 
-			if (wait > deadline - now_ms())
-				wait = deadline - now_ms();	/* the last try is at the deadline */
+			if (wait > deadline - clock_now_ms())
+				wait = deadline - clock_now_ms();	/* the last try is at the deadline */
 			log_warn("event=fetch_retry path=%s block=%llu attempt=%d wait_ms=%lld error=\"%s\"",
 				 f->src.path, (unsigned long long)sink->idx, attempt, (long long)wait,
 				 reason);
@@ -1133,7 +1126,7 @@ static int download_block(struct engine_file *f, struct http_client *http, struc
 	struct engine *e = f->eng;
 	uint64_t idx = inf->idx;
 	uint32_t len = cache_block_len(cf, idx), split = first_range_start(f, inf, len);
-	int64_t started = now_ms();
+	int64_t started = clock_now_ms();
 	char reason[256] = "";
 	struct block_sink sink = { .f = f, .inf = inf, .cf = cf, .idx = idx, .mem = mem,
 				   .start = idx * cache_file_block_size(cf), .from = split,
@@ -1157,7 +1150,7 @@ static int download_block(struct engine_file *f, struct http_client *http, struc
 		rc = hash_written(&sink, len, xxh3);
 	free(sink.buf);
 	store_log_fetch(cache_store(e->cache), cache_file_id(cf), sink.start, len,
-			now_ms() - started, rc, rc ? reason : NULL);
+			clock_now_ms() - started, rc, rc ? reason : NULL);
 	if (rc == -ESTALE)
 		engine_file_fail(f, -EIO, "the file changed at the origin since it was resolved; "
 				 "remount to pick up the new version");
@@ -1216,7 +1209,7 @@ static void complete_block(struct engine_file *f, struct cache_file *cf, uint64_
 	w = inf ? inf->waiters : NULL;
 	if (rc && rc != -ECANCELED && rc != -ENOSPC) {
 		f->failed_idx = idx;
-		f->failed_until_ms = now_ms() + FAILED_BLOCK_MS;
+		f->failed_until_ms = clock_now_ms() + FAILED_BLOCK_MS;
 		f->failed_err = rc == -EACCES ? -EACCES : -EIO;
 	}
 	pthread_mutex_unlock(&f->lock);
@@ -1325,7 +1318,7 @@ static int stream_pass(struct engine_file *f, struct http_client *http, struct c
 		       char *reason, size_t reason_len)
 {
 	struct engine *e = f->eng;
-	int64_t deadline = now_ms() + (int64_t)e->cfg->retry_timeout_sec * 1000;
+	int64_t deadline = clock_now_ms() + (int64_t)e->cfg->retry_timeout_sec * 1000;
 	struct stream_sink s = { .f = f, .cf = cf };
 	int rc, attempt = 0;
 
@@ -1356,7 +1349,7 @@ static int stream_pass(struct engine_file *f, struct http_client *http, struct c
 			rc = -EAGAIN;		/* fewer bytes than the file has */
 		snprintf(reason, reason_len, "%s", meta.error_text ? meta.error_text : strerror(-rc));
 		attempt_clear(&a);
-		if (rc == -EAGAIN && now_ms() < deadline &&
+		if (rc == -EAGAIN && clock_now_ms() < deadline &&
 		    engine_sleep_ms(e, backoff_ms(attempt++, meta.retry_after_sec))) {
 			http_meta_clear(&meta);
 			continue;

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "modelfs/clock.h"
 #include "modelfs/log.h"
 
 #define DEFAULT_JOBS 4
@@ -42,14 +43,6 @@ struct run {
 	size_t next;			/* protected by lock */
 	int threads_left;		/* protected by lock */
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void *job_main(void *arg)
 {
@@ -190,7 +183,7 @@ int prefetch_run(struct engine *e, struct engine_file *const *files, size_t n,
 	int jobs = o->jobs > 0 ? o->jobs : DEFAULT_JOBS;
 	int every = o->progress_ms > 0 ? o->progress_ms : DEFAULT_PROGRESS_MS;
 	int conns = o->connections > 0 ? o->connections : 32, failed = 0, started = 0;
-	int64_t t0 = now_ms(), last_progress = t0;
+	int64_t t0 = clock_now_ms(), last_progress = t0;
 	pthread_t *th = NULL;
 	pthread_condattr_t ca;
 	bool cancelled;
@@ -235,8 +228,8 @@ int prefetch_run(struct engine *e, struct engine_file *const *files, size_t n,
 			atomic_store(&r.cancel, 1);
 		if (report(&r, o, &failed))
 			break;
-		if (now_ms() - last_progress >= every) {
-			last_progress = now_ms();
+		if (clock_now_ms() - last_progress >= every) {
+			last_progress = clock_now_ms();
 			emit(&r, o, progress_event(&r, last_progress - t0));
 		}
 		wait_change(&r);
@@ -246,7 +239,7 @@ int prefetch_run(struct engine *e, struct engine_file *const *files, size_t n,
 	cancelled = atomic_load(&r.cancel) != 0;
 	emit(&r, o, json_pack("{s:s, s:b, s:i, s:b, s:I}", "event", "end",
 			      "ok", !cancelled && failed == 0, "failed", failed,
-			      "cancelled", cancelled, "ms", (json_int_t)(now_ms() - t0)));
+			      "cancelled", cancelled, "ms", (json_int_t)(clock_now_ms() - t0)));
 	pthread_cond_destroy(&r.changed);
 	pthread_mutex_destroy(&r.lock);
 	free(r.files);

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "modelfs/clock.h"
 #include "modelfs/humanize.h"
 
 #define REDRAW_MS 100
@@ -50,14 +51,6 @@ struct progress {
 	int64_t end_ms;
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 struct progress *progress_new(FILE *out, bool tty, int width)
 {
 	struct progress *p = calloc(1, sizeof(*p));
@@ -75,7 +68,7 @@ struct progress *progress_new(FILE *out, bool tty, int width)
 	if (p->width < 40)
 		p->width = 40;
 	p->bar_w = p->width >= 120 ? BAR_MAX : p->width >= 100 ? 24 : 14;
-	p->t0 = p->last_plain = now_ms();
+	p->t0 = p->last_plain = clock_now_ms();
 	return p;
 }
 
@@ -128,7 +121,7 @@ static uint64_t total_fetched(const struct progress *p)
 
 static void sample(struct progress *p)
 {
-	int64_t t = now_ms();
+	int64_t t = clock_now_ms();
 
 	if (p->n_samples == SAMPLES) {
 		memmove(p->samples, p->samples + 1, (SAMPLES - 1) * sizeof(p->samples[0]));
@@ -219,7 +212,7 @@ static void put_line(struct progress *p, const char *line)
 
 static void file_bar_line(struct progress *p, const struct pfile *f, char *line, size_t len)
 {
-	int64_t t = now_ms() - f->t_start;
+	int64_t t = clock_now_ms() - f->t_start;
 	/* "  PATH [BAR] 100%  24.0 MiB/24.0 MiB  85.2 MiB/s" */
 	int path_w = p->width - 1 - p->bar_w - 50;
 	char path[512], b[BAR_MAX + 3], got[32], size[32], spd[32];
@@ -322,7 +315,7 @@ static void draw(struct progress *p)
 	fputs("\033[J", p->out);	/* lines the area had before and has no more */
 	p->live_lines = lines;
 	fflush(p->out);
-	p->last_draw = now_ms();
+	p->last_draw = clock_now_ms();
 }
 
 static void plain_progress(struct progress *p)
@@ -343,7 +336,7 @@ static void plain_progress(struct progress *p)
 		humanize_bytes(size, sz, sizeof(sz)), fmt_speed(bps, spd, sizeof(spd)), eta, running,
 		done, p->n);
 	fflush(p->out);
-	p->last_plain = now_ms();
+	p->last_plain = clock_now_ms();
 }
 
 /* ---- events ----------------------------------------------------------------------- */
@@ -399,7 +392,7 @@ void progress_event(struct progress *p, json_t *ev)
 		on_plan(p, ev);
 	} else if (strcmp(what, "start") == 0 && (f = file_of(p, ev))) {
 		f->status = F_RUNNING;
-		f->t_start = now_ms();
+		f->t_start = clock_now_ms();
 		f->cached = f->cached_at_start = (uint64_t)json_integer_value(json_object_get(ev, "cached"));
 		if (!p->tty)
 			fprintf(p->out, "start  %s  %s, %s cached\n", f->path,
@@ -418,9 +411,9 @@ void progress_event(struct progress *p, json_t *ev)
 		}
 	} else if (strcmp(what, "done") == 0 && (f = file_of(p, ev))) {
 		if (f->status == F_WAITING)
-			f->t_start = now_ms();
+			f->t_start = clock_now_ms();
 		f->status = F_DONE;
-		f->t_done = now_ms();
+		f->t_done = clock_now_ms();
 		f->ok = json_is_true(json_object_get(ev, "ok"));
 		f->cancelled = json_is_true(json_object_get(ev, "cancelled"));
 		f->cached = (uint64_t)json_integer_value(json_object_get(ev, "cached"));
@@ -434,20 +427,20 @@ void progress_event(struct progress *p, json_t *ev)
 	} else if (strcmp(what, "end") == 0) {
 		p->ended = true;
 		p->cancelled = json_is_true(json_object_get(ev, "cancelled"));
-		p->end_ms = now_ms();
+		p->end_ms = clock_now_ms();
 	}
 	sample(p);
-	if (p->tty && (strcmp(what, "progress") != 0 || now_ms() - p->last_draw >= REDRAW_MS))
+	if (p->tty && (strcmp(what, "progress") != 0 || clock_now_ms() - p->last_draw >= REDRAW_MS))
 		draw(p);
 	fflush(p->out);
 }
 
 void progress_tick(struct progress *p)
 {
-	if (p->tty && now_ms() - p->last_draw >= REDRAW_MS && p->n)
+	if (p->tty && clock_now_ms() - p->last_draw >= REDRAW_MS && p->n)
 		draw(p);
 	else if (!p->tty && p->n && !p->ended &&
-		 now_ms() - p->last_plain >= PROGRESS_PLAIN_SECONDS * 1000)
+		 clock_now_ms() - p->last_plain >= PROGRESS_PLAIN_SECONDS * 1000)
 		plain_progress(p);
 }
 
@@ -470,7 +463,7 @@ int progress_finish(struct progress *p, bool interrupted, FILE *err)
 
 	if (!p->ended) {
 		p->ended = true;
-		p->end_ms = now_ms();
+		p->end_ms = clock_now_ms();
 	}
 	if (p->tty && p->n)
 		draw(p);

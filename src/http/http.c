@@ -14,6 +14,7 @@
  * place, classify(), which passes through what the callbacks decided.
  */
 #include "modelfs/http.h"
+#include "modelfs/clock.h"
 #include "modelfs/log.h"
 #include "modelfs_config.h"
 
@@ -44,6 +45,7 @@
 struct http_client {
 	CURL *curl;			/* one handle: its connection cache is the keep-alive */
 	char errbuf[CURL_ERROR_SIZE];
+	int64_t deadline_ms;		/* every request ends by then (clock_now_ms()); 0: none */
 };
 
 /* What the body of the current hop is used for; chosen by decide(). */
@@ -108,6 +110,11 @@ int http_client_new(struct http_client **out)
 	}
 	*out = c;
 	return 0;
+}
+
+void http_client_set_deadline(struct http_client *c, int64_t deadline_ms)
+{
+	c->deadline_ms = deadline_ms;
 }
 
 void http_client_free(struct http_client *c)
@@ -1218,14 +1225,6 @@ out:
 	return rc;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A header value must not end the line it is on. */
 static bool header_safe(const char *s)
 {
@@ -1268,7 +1267,7 @@ int http_get(struct http_client *c, const struct http_request *rq,
 	char origin[ORIGIN_MAX], hop_origin[ORIGIN_MAX], range[48], logurl[512] = "";
 	struct curl_slist *hdrs = NULL;
 	char *url = NULL, *next = NULL;
-	int64_t start = now_ms(), hop_start;
+	int64_t start = clock_now_ms(), hop_start;
 	CURLcode cc;
 	int rc, hop;
 
@@ -1325,9 +1324,12 @@ int http_get(struct http_client *c, const struct http_request *rq,
 			goto out;
 		}
 		to_origin = strcmp(hop_origin, origin) == 0;
-		if (rq->timeout_sec > 0) {
-			int64_t left = (int64_t)rq->timeout_sec * 1000 - (now_ms() - start);
+		if (rq->timeout_sec > 0 || c->deadline_ms > 0) {
+			int64_t left = rq->timeout_sec > 0 ? (int64_t)rq->timeout_sec * 1000 -
+							     (clock_now_ms() - start) : INT64_MAX;
 
+			if (c->deadline_ms > 0 && c->deadline_ms - clock_now_ms() < left)
+				left = c->deadline_ms - clock_now_ms();
 			if (left <= 0) {
 				rc = classify(&x, CURLE_OPERATION_TIMEDOUT);
 				goto out;
@@ -1344,7 +1346,7 @@ int http_get(struct http_client *c, const struct http_request *rq,
 		if (rc < 0)
 			goto out;
 
-		hop_start = now_ms();
+		hop_start = clock_now_ms();
 		cc = curl_easy_perform(c->curl);
 		if (rq->cookies)
 			cookies_stop(&x, true);
@@ -1373,7 +1375,7 @@ int http_get(struct http_client *c, const struct http_request *rq,
 			    c->errbuf[0];
 		log_debug("http GET url=%s hop=%d origin=%d range=%s status=%ld bytes=%" PRIu64
 			  " ms=%" PRId64 " rc=%d%s%s%s%s%s%s", logurl, hop, to_origin, range,
-			  meta->status, x.bytes, now_ms() - hop_start, rc,
+			  meta->status, x.bytes, clock_now_ms() - hop_start, rc,
 			  rc && meta->error_text ? " reason=\"" : "",
 			  rc && meta->error_text ? meta->error_text : "",
 			  rc && meta->error_text ? "\"" : "",

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "modelfs/hexhash.h"
+#include "modelfs/humanize.h"
 #include "modelfs/log.h"
 #include "source_i.h"
 
@@ -221,17 +222,40 @@ int source_join_path(const char *dir, const char *name, char **out)
 	return n < 0 ? -ENOMEM : 0;
 }
 
+/* An origin that reports more than this is wrong: no model is that large,
+ * and no data file can be (ext4 stops at 16 TiB). */
+#define SOURCE_SIZE_MAX (16LL << 40)
+
+static void refuse_absurd_sizes(struct source_file *files, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct source_file *f = &files[i];
+		char shown[32];
+
+		if (f->err || f->size <= SOURCE_SIZE_MAX)
+			continue;
+		source_set_error(f, -EFBIG, "the origin reports a size of %lld bytes (%s), more "
+				 "than any model and than a cache file can hold: check the url",
+				 (long long)f->size, humanize_bytes((uint64_t)f->size, shown,
+								    sizeof(shown)));
+		f->size = 0;	/* listed empty, with the error */
+	}
+}
+
 int source_resolve(struct source_ctx *ctx, struct http_client *c,
 		   const struct config_entry *e, struct source_file **files, size_t *n)
 {
 	const struct source_ops *ops = ops_for(e->source);
+	int rc;
 
 	*files = NULL;
 	*n = 0;
 	if (!ops)
 		return -ENOTSUP;
-	return ops->resolve ? ops->resolve(ctx, c, e, files, n)
-			    : resolve_one(ctx, c, e, ops->probe, files, n);
+	rc = ops->resolve ? ops->resolve(ctx, c, e, files, n)
+			  : resolve_one(ctx, c, e, ops->probe, files, n);
+	refuse_absurd_sizes(*files, *n);
+	return rc;
 }
 
 int source_refresh(struct source_ctx *ctx, struct http_client *c, struct source_file *f)

@@ -42,6 +42,7 @@
 
 #include <jansson.h>
 
+#include "modelfs/clock.h"
 #include "modelfs/log.h"
 #include "source_i.h"
 
@@ -92,14 +93,6 @@ struct tree_file {
 };
 
 /* ---- small helpers ------------------------------------------------------ */
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void free_secret(char *s)
 {
@@ -413,7 +406,7 @@ static int hf_init(struct hf *h, struct source_ctx *ctx, struct http_client *c,
 	h->endpoint = ctx->cfg->hf_endpoint;
 	/* A mount waits for its resolutions: rate limits are honoured, but
 	 * only so long (the catalog falls back to a stored resolution). */
-	h->deadline_ms = now_ms() + (int64_t)(ctx->cfg->retry_timeout_sec < HF_BUDGET_MAX_SEC ?
+	h->deadline_ms = clock_now_ms() + (int64_t)(ctx->cfg->retry_timeout_sec < HF_BUDGET_MAX_SEC ?
 					      ctx->cfg->retry_timeout_sec : HF_BUDGET_MAX_SEC) * 1000;
 	if (e->auth_header) {
 		/* Explicit: sent as written, not validated (it may not be a token). */
@@ -494,7 +487,7 @@ static int hf_get(struct hf *h, const char *url, bool probe, struct http_body *b
 			return rc;
 		wait_ms = m->retry_after_sec >= 0 ? (int64_t)m->retry_after_sec * 1000 + 100
 						  : (int64_t)1000 << (attempt - 1);
-		if (wait_ms > (int64_t)HF_WAIT_MAX_SEC * 1000 || now_ms() + wait_ms > h->deadline_ms)
+		if (wait_ms > (int64_t)HF_WAIT_MAX_SEC * 1000 || clock_now_ms() + wait_ms > h->deadline_ms)
 			return rc;
 		log_warn("event=hf_retry entry=%s status=%ld attempt=%d wait_ms=%lld reason=\"%s\"",
 			 h->e->id, m->status, attempt, (long long)wait_ms,

@@ -179,6 +179,8 @@ class FaultRule:
       wrong_content_range  206 with Content-Range shifted by +1 (body right)
       etag            serve with this ETag (the file "changed"); If-Range
                       with the old tag then gives 200
+      report_size     claim the file has this many bytes (Content-Range
+                      total, Content-Length of a 200); the body is cut short
       no_validators   send neither ETag nor Last-Modified (a dynamic
                       server); If-Range then never matches
     When several rules match, they apply in the order posted and a later
@@ -189,7 +191,8 @@ class FaultRule:
     SELECTORS = {"server", "path", "method", "times"}
     EFFECTS = {"down", "hang", "fail", "retry_after", "header_delay_ms",
                "delay_ms", "rate_bps", "truncate_after", "ignore_range",
-               "html_error", "wrong_content_range", "etag", "no_validators"}
+               "html_error", "wrong_content_range", "etag", "no_validators",
+               "report_size"}
 
     def __init__(self, spec, rule_id):
         if not isinstance(spec, dict):
@@ -223,7 +226,7 @@ class FaultRule:
                 self.effects[key] = True
         if down:
             self.effects["down"] = down
-        for key in ("header_delay_ms", "delay_ms", "truncate_after"):
+        for key in ("header_delay_ms", "delay_ms", "truncate_after", "report_size"):
             value = _want(spec, key, int, None, minimum=0)
             if value is not None:
                 self.effects[key] = value
@@ -708,7 +711,7 @@ class HubHandler(BaseHTTPRequestHandler):
                             b"<h1>Error</h1><p>Something went wrong.</p></body></html>",
                        "text/html; charset=utf-8")
             return
-        size = entity.size
+        size = fault.get("report_size") or entity.size
         etag = fault.get("etag") or entity.etag
         validators = not fault.get("no_validators")
         if_match = self.headers.get("If-Match")

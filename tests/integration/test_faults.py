@@ -3,6 +3,7 @@
 import errno
 import os
 import signal
+import subprocess
 import threading
 import time
 
@@ -224,3 +225,38 @@ def test_a_changed_file_without_validators_never_mixes_versions(hub, mount, tmp_
     assert path.read_bytes() == new_bytes
     assert "unvalidated_partial_dropped" not in m.log()
     assert bytes_fetched(hub, "nv.bin") == 0
+
+
+def test_an_absurd_size_fails_its_entry_not_the_mount(hub, mount, modelfs_bin, tmp_path):
+    ok, _ = hub.add_file("fine.bin", MiB)
+    hub.add_file("huge.bin", MiB)
+    hub.faults(path="huge.bin", report_size=1 << 50)          # 1 PiB
+    text = config({"vae": {"ok": '"%s"' % hub.url("fine.bin"),
+                           "huge": '"%s"' % hub.url("huge.bin")}})
+    m = mount(text, allowed_errors=[r"huge\.bin"])
+    vae = m.path / "VAE"
+    assert (vae / "fine.bin").read_bytes() == ok.read_bytes()
+    assert xattr(vae / "huge.bin", "state") == "error"
+    assert "1.00 PiB" in xattr(vae / "huge.bin", "error")
+    assert "entry_failed entry=vae/huge" in m.log()
+    r = subprocess.run([str(modelfs_bin), "check", str(m.config_path)], capture_output=True,
+                       text=True, timeout=60, env=dict(os.environ, HOME=str(tmp_path)))
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "PiB" in r.stdout + r.stderr
+
+
+def test_a_silent_origin_holds_a_mount_for_seconds_not_minutes(hub, mount, tmp_path):
+    src, _ = hub.add_file("quiet.bin", 2 * MiB)
+    text = config({"vae": {"q": '"%s"' % hub.url("quiet.bin")}})
+    cache = tmp_path / "cache"
+    m = mount(text, cache_dir=cache)
+    want = pread(m.path / "VAE" / "quiet.bin", 0, 4096)
+    m.unmount()
+    hub.faults(path="quiet.bin", hang=True)      # accepts, never answers
+    t0 = time.monotonic()
+    m2 = mount(text, cache_dir=cache)
+    took = time.monotonic() - t0
+    assert took < 20, "mount took %.1f s" % took
+    assert "resolve_offline entry=vae/q" in m2.log()
+    assert pread(m2.path / "VAE" / "quiet.bin", 0, 4096) == want
+    hub.reset()                                     # releases the held requests
