@@ -86,6 +86,16 @@ int cache_file_set_state(struct cache_file *f, enum store_file_state st,
  * written at that moment are skipped: a reader never sees a hole. */
 int cache_file_drop(struct cache_file *f);
 
+/* Put a complete file's bytes at path, which must not exist, and fsync
+ * them. With keep, a copy (a reflink where the filesystem shares extents).
+ * Without, the data file itself is linked at path and leaves the cache
+ * (an empty data file takes its place, its blocks are forgotten), so no
+ * byte is stored twice; where it cannot be linked (another filesystem),
+ * a copy, and the cache drops the blocks. 0, -ENODATA (not complete),
+ * -EBUSY (blocks being read or written) or -errno; nothing is left at
+ * path on failure. */
+int cache_file_export(struct cache_file *f, const char *path, bool keep);
+
 /* Mark every present block unchecked, so that its next read hashes it
  * again (cache.h (1)); returns how many were marked. */
 uint64_t cache_file_recheck(struct cache_file *f);

@@ -24,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -527,6 +529,112 @@ int cache_file_drop(struct cache_file *f)
 	pthread_mutex_unlock(&f->lock);
 	space_release(f->cache, freed, 0);
 	return 0;
+}
+
+/* Copy f's data file into out_fd: a reflink where the filesystem shares
+ * extents, else copy_file_range (the kernel copies, no user buffer). */
+static int copy_data(struct cache_file *f, int out_fd)
+{
+	off_t in_off = 0, out_off = 0;
+
+	if (ioctl(out_fd, FICLONE, f->fd) == 0)
+		return 0;
+	while ((uint64_t)in_off < f->size) {
+		ssize_t n = copy_file_range(f->fd, &in_off, out_fd, &out_off,
+					    (size_t)(f->size - (uint64_t)in_off), 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;	/* the data file is shorter than the file */
+	}
+	return 0;
+}
+
+/* Link f's data file at path (which must not exist): 0 or -errno. */
+static int link_data(struct cache_file *f, const char *path)
+{
+	char data[PATH_MAX];
+
+	snprintf(data, sizeof(data), "%s/data/%lld", f->cache->dir, (long long)f->id);
+	return link(data, path) == 0 ? 0 : -errno;
+}
+
+/* f's data file leaves the cache (another name links it now): an empty
+ * data file takes its name and its fd, and every block is forgotten, so
+ * no later write lands in the exported file. *freed: the bytes the cache
+ * no longer holds. Called with f->lock held and no block in use. */
+static int detach_data_locked(struct cache_file *f, uint64_t *freed)
+{
+	char path[PATH_MAX], fresh[PATH_MAX + 8];
+	int fd, rc = 0;
+
+	snprintf(path, sizeof(path), "%s/data/%lld", f->cache->dir, (long long)f->id);
+	snprintf(fresh, sizeof(fresh), "%s.new", path);
+	fd = open(fresh, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)f->size) != 0 || dup3(fd, f->fd, O_CLOEXEC) < 0 ||
+	    rename(fresh, path) != 0)
+		rc = -errno;
+	close(fd);
+	if (rc) {
+		unlink(fresh);
+		return rc;
+	}
+	store_blocks_delete_all(f->cache->store, f->id);
+	for (uint64_t i = 0; i < f->nblocks; i++)
+		f->blocks[i].state = BLOCK_ABSENT;
+	*freed = f->present_bytes;
+	f->present_bytes = 0;
+	f->state = STORE_REMOTE;
+	store_file_set_state(f->cache->store, f->id, STORE_REMOTE, NULL, NULL);
+	return 0;
+}
+
+static bool busy_locked(const struct cache_file *f)
+{
+	for (uint64_t i = 0; i < f->nblocks; i++)
+		if (f->blocks[i].readers || f->blocks[i].state == BLOCK_WRITING)
+			return true;
+	return false;
+}
+
+int cache_file_export(struct cache_file *f, const char *path, bool keep)
+{
+	uint64_t freed = 0;
+	bool created = false;
+	int fd = -1, rc = 0;
+
+	pthread_mutex_lock(&f->lock);
+	if (f->present_bytes != f->size) {
+		rc = -ENODATA;
+	} else if (busy_locked(f)) {
+		rc = -EBUSY;
+	} else if (!keep && link_data(f, path) == 0) {
+		created = true;
+		rc = detach_data_locked(f, &freed);
+	} else {
+		/* Kept, or not linkable here (another filesystem): a copy. */
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		rc = fd < 0 ? -errno : copy_data(f, fd);
+		created = fd >= 0;
+		if (rc == 0 && !keep)
+			freed = drop_all_locked(f);
+	}
+	pthread_mutex_unlock(&f->lock);
+	space_release(f->cache, freed, 0);
+	if (rc == 0 && fd < 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		rc = -errno;
+	if (rc == 0 && fsync(fd) != 0)
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	if (rc && created)
+		unlink(path);
+	return rc;
 }
 
 /* A block of a file this process does not have open (from an older

@@ -20,6 +20,7 @@
 
 #include "modelfs/cache.h"
 #include "modelfs/config.h"
+#include "modelfs/engine.h"
 
 #define EXIT_MODEL 1
 #define EXIT_USAGE 2
@@ -32,7 +33,8 @@ struct cli_opts {
 	const char *config;		/* --config */
 	const char *log_file;
 	const char *fuse_opts;
-	bool foreground, offline, debug, json, pin, force;
+	const char *into;		/* prefetch --into DIR */
+	bool foreground, offline, debug, json, pin, force, keep_cache;
 	int jobs;			/* -j, 0: default */
 	int history;			/* --history[=N] rows, 0: none */
 	int nargs;
@@ -94,6 +96,15 @@ void cli_print_json(json_t *j);
  * a blocked poll returns); a second one kills as usual. */
 extern atomic_int cli_interrupted;
 void cli_catch_interrupt(void);
+
+/* prefetch --into DIR (into.c): whether f is at its place under dir
+ * already (its size, and the hash written there); placing a complete f
+ * there, atomically: 0, or -errno with err filled. */
+bool into_has(const char *dir, struct engine_file *f);
+int into_place(const char *dir, struct engine_file *f, bool keep_cache, char *err,
+	       size_t errlen);
+/* The cache prefetch --into uses unless --cache-dir is given. */
+#define INTO_CACHE ".modelfs-cache"
 
 /* The commands. */
 int cli_prefetch(int argc, char **argv);

@@ -34,6 +34,8 @@ const char cli_usage_text[] =
 	"  prefetch [--pin] [-j N] [--json] [--config CONFIG] [PATH|ENTRY ...]\n"
 	"        fetch and verify files (all when none named), through the mount\n"
 	"        using the cache, or without one when --config is given\n"
+	"  prefetch --into DIR [--keep-cache] --config CONFIG [PATH|ENTRY ...]\n"
+	"        no FUSE: put each file, verified, under DIR in the layout\n"
 	"  status [--json] [--history[=N]] [--config CONFIG]\n"
 	"        every file's size, cached bytes and state; cache totals\n"
 	"  verify [--json] [--config CONFIG] [PATH|ENTRY ...]\n"
@@ -61,7 +63,7 @@ static const struct {
 } allowed[] = {
 	{ "mount", " foreground fuse-opts log-file " },
 	{ "check", " offline " },
-	{ "prefetch", " pin jobs config json " },
+	{ "prefetch", " pin jobs config json into keep-cache " },
 	{ "status", " json history config " },
 	{ "verify", " json config " },
 	{ "evict", " force json config " },
@@ -93,13 +95,15 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		{ "force", no_argument, NULL, 'F' },
 		{ "jobs", required_argument, NULL, 'j' },
 		{ "history", optional_argument, NULL, 'H' },
+		{ "into", required_argument, NULL, 'I' },
+		{ "keep-cache", no_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static const struct { int ch; const char *name; } names[] = {
 		{ 'C', "config" }, { 'l', "log-file" }, { 'n', "offline" }, { 'f', "foreground" },
 		{ 'o', "fuse-opts" }, { 'J', "json" }, { 'p', "pin" }, { 'F', "force" },
-		{ 'j', "jobs" }, { 'H', "history" },
+		{ 'j', "jobs" }, { 'H', "history" }, { 'I', "into" }, { 'K', "keep-cache" },
 	};
 	char *end;
 	int ch;
@@ -124,6 +128,8 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		case 'J': o->json = true; break;
 		case 'p': o->pin = true; break;
 		case 'F': o->force = true; break;
+		case 'I': o->into = optarg; break;
+		case 'K': o->keep_cache = true; break;
 		case 'j':
 			o->jobs = (int)strtol(optarg, &end, 10);
 			if (*end || o->jobs < 1 || o->jobs > 64) {
@@ -157,6 +163,10 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 			return -EINVAL;
 		}
 	}
+	if (o->keep_cache && !o->into) {
+		fprintf(stderr, "modelfs %s: --keep-cache goes with --into DIR\n", cmd);
+		return -EINVAL;
+	}
 	o->nargs = argc - optind;
 	o->args = argv + optind;
 	return 0;
@@ -169,6 +179,10 @@ const char *cli_cache_dir(const struct cli_opts *o, const struct config *cfg, ch
 
 	if (o->cache_dir)
 		return o->cache_dir;
+	if (o->into) {
+		snprintf(buf, len, "%s/%s", o->into, INTO_CACHE);
+		return buf;
+	}
 	if (env && env[0])
 		return env;
 	if (cfg && cfg->cache_dir)
@@ -301,6 +315,12 @@ static int target_open(const struct cli_opts *o, bool need_config, const char *c
 			return EXIT_USAGE;
 		}
 		cli_limits(cli_target_config(t), &lim);
+		if (o->into && !o->cache_dir) {
+			/* The files leave this cache as they are placed: its size is
+			 * theirs, bounded by the disk alone. */
+			lim.max_bytes = -1;
+			lim.max_percent = 0;
+		}
 		/* Below the least level: cache_open's own line about a busy cache
 		 * would come before the retries; the message below says it. */
 		level = log_get_level();

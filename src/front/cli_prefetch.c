@@ -12,6 +12,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +32,10 @@
 
 struct view {
 	struct progress *progress;	/* NULL with --json */
+	const struct cli_opts *o;
+	struct engine_file **files;	/* standalone: what the events' "file" indexes */
+	size_t nfiles;
+	size_t placed;			/* --into: files put under the folder */
 	int log_fd;			/* engine log lines to show above the bars, or -1 */
 	int log_wfd;			/* the logger's end of that pipe, or -1 */
 	char logbuf[4096];
@@ -139,8 +146,44 @@ static int via_daemon(struct cli_target *t, const struct cli_opts *o, struct vie
 
 /* ---- without a mount ---------------------------------------------------------- */
 
+/* A line above the bars, or on stderr without them. */
+static void note(struct view *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void note(struct view *v, const char *fmt, ...)
+{
+	char line[PATH_MAX + 64];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (v->progress)
+		progress_note(v->progress, line);
+	else if (!v->o->json)
+		fprintf(stderr, "%s\n", line);
+}
+
+/* --into: a file that is done goes to its place at once, so the disk
+ * holds each one once; a failure to place it fails the file. */
+static void place_done(struct view *v, json_t *ev)
+{
+	json_int_t i = json_integer_value(json_object_get(ev, "file"));
+	char err[PATH_MAX + 128];
+
+	if (!v->o->into || strcmp(json_string_value(json_object_get(ev, "event")) ?: "", "done") ||
+	    !json_is_true(json_object_get(ev, "ok")) || i < 0 || (size_t)i >= v->nfiles)
+		return;
+	if (into_place(v->o->into, v->files[i], v->o->keep_cache, err, sizeof(err)) == 0) {
+		v->placed++;
+		return;
+	}
+	json_object_set_new(ev, "ok", json_false());
+	json_object_set_new(ev, "error", json_string(err));
+}
+
 static int emit_local(void *arg, json_t *ev)
 {
+	place_done(arg, ev);
 	show(arg, ev);
 	return 0;
 }
@@ -163,7 +206,7 @@ static int standalone(struct cli_target *t, const struct cli_opts *o, struct vie
 	struct ops_list l = { 0 };
 	bool *chosen = NULL;
 	char err[512];
-	size_t n = 0;
+	size_t n = 0, there = 0;
 	int rc, code = 0;
 
 	if (!o->json && v->progress)
@@ -193,9 +236,19 @@ static int standalone(struct cli_target *t, const struct cli_opts *o, struct vie
 		code = EXIT_MODEL;
 		goto out;
 	}
-	for (size_t i = 0; i < l.n; i++)
-		if (chosen[i])
-			files[n++] = l.items[i].ef;
+	for (size_t i = 0; i < l.n; i++) {
+		if (!chosen[i])
+			continue;
+		if (o->into && into_has(o->into, l.items[i].ef)) {
+			there++;
+			continue;
+		}
+		files[n++] = l.items[i].ef;
+	}
+	if (there)
+		note(v, "%zu file%s already in %s", there, there == 1 ? " is" : "s are", o->into);
+	v->files = files;
+	v->nfiles = n;
 	rc = prefetch_run(engine, files, n, &po);
 	if (rc == -ECANCELED || atomic_load(&cli_interrupted))
 		code = EXIT_INTERRUPTED;
@@ -210,6 +263,24 @@ out:
 	free(chosen);
 	ops_list_free(&l);
 	return code;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	if (remove(path) != 0)
+		log_warn("event=into_cleanup path=%s error=\"%s\"", path, strerror(errno));
+	return 0;
+}
+
+static void remove_into_cache(const char *dir)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, INTO_CACHE);
+	nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* On a terminal the engine logs into a pipe that the display drains. */
@@ -231,12 +302,19 @@ int cli_prefetch(int argc, char **argv)
 {
 	struct cli_opts o;
 	struct cli_target t;
-	struct view v = { .log_fd = -1, .log_wfd = -1 };
+	struct view v = { .log_fd = -1, .log_wfd = -1, .o = &o };
 	bool tty;
 	int code, failed = 0;
 
 	if (!cli_start(argc, argv, "prefetch", true, true, &o, &t, &code))
 		return code;
+	if (o.into && t.fd >= 0) {
+		fprintf(stderr, "modelfs prefetch: the cache %s belongs to the mount at %s; --into "
+			"works without a mount: give it another --cache-dir\n", t.cache_dir,
+			t.mountpoint ? t.mountpoint : "(unknown)");
+		cli_target_close(&t);
+		return EXIT_USAGE;
+	}
 	tty = isatty(STDOUT_FILENO) && getenv("TERM") && strcmp(getenv("TERM"), "dumb") != 0;
 	if (!o.json)
 		v.progress = progress_new(stdout, tty, 0);
@@ -254,11 +332,17 @@ int cli_prefetch(int argc, char **argv)
 		failed = v.failed;
 	if (code == 0 && (failed || (v.ended && !v.ok)))
 		code = EXIT_MODEL;
+	if (o.into && code != EXIT_INTERRUPTED && !o.json)
+		printf("placed %zu file%s in %s\n", v.placed, v.placed == 1 ? "" : "s", o.into);
 	progress_free(v.progress);
 	if (v.log_fd >= 0)
 		close(v.log_fd);
 	if (v.log_wfd >= 0)
 		close(v.log_wfd);
 	cli_target_close(&t);
+	/* Every file is in place: the transit cache holds nothing of use. A
+	 * failed or interrupted run keeps it, so the next one resumes. */
+	if (o.into && !o.cache_dir && !o.keep_cache && code == 0)
+		remove_into_cache(o.into);
 	return code;
 }

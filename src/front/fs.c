@@ -456,9 +456,12 @@ int fs_mount(struct tree *tree, struct engine *engine, const struct fs_options *
 	if (fuse_set_signal_handlers(fs->se) != 0)
 		goto fail;
 	if (fuse_session_mount(fs->se, opts->mountpoint) != 0) {
-		log_error("event=mount_failed mountpoint=%s error=\"fuse_session_mount failed; is "
-			  "/dev/fuse available (in a container: --device /dev/fuse --cap-add "
-			  "SYS_ADMIN)?\"", opts->mountpoint);
+		log_error("event=mount_failed mountpoint=%s error=\"cannot mount with FUSE: %s\" "
+			  "action=\"in a container run it with --device /dev/fuse --cap-add SYS_ADMIN "
+			  "(and --security-opt apparmor=unconfined where AppArmor is on); without FUSE, "
+			  "modelfs prefetch --into DIR --config CONFIG puts the same files in DIR\"",
+			  opts->mountpoint, access("/dev/fuse", R_OK | W_OK) == 0
+			  ? "fuse_session_mount failed" : "/dev/fuse is missing or not usable");
 		goto fail;
 	}
 	fs->mounted = true;
