@@ -102,6 +102,9 @@ int engine_prefetch(struct engine_file *f, const struct engine_prefetch_opts *o,
  * of them); 0 when nothing but prefetch reads, as without a mount.
  * Call before engine_start(). */
 void engine_set_prefetch_reserve(struct engine *e, int workers);
+/* The most bytes the cache could hold now: its size limit, or what it
+ * holds plus the free disk above cache_min_free, whichever is less. */
+uint64_t engine_cache_capacity(struct engine *e);
 
 /* Re-check f's cached blocks and, when it is complete, its whole-file
  * hash (cache_file_verify()). A hash mismatch makes f corrupt: its reads

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "engine_i.h"
+#include "modelfs/humanize.h"
 #include "modelfs/log.h"
 
 #define DEFAULT_WINDOW 4
@@ -84,6 +85,33 @@ static int file_error(struct engine_file *f, char *reason, size_t len)
 	return err;
 }
 
+uint64_t engine_cache_capacity(struct engine *e)
+{
+	struct cache_usage u;
+	uint64_t room;
+
+	if (cache_usage_get(e->cache, &u) != 0)
+		return UINT64_MAX;	/* unknown: let the fetches find out */
+	room = u.used + (u.fs_free > u.min_free ? u.fs_free - u.min_free : 0);
+	return room < u.limit ? room : u.limit;
+}
+
+/* -ENOSPC with reason filled when f could never be cached whole: fetching
+ * any of it would only evict other files' blocks and then fail. */
+static int too_large(struct engine_file *f, char *reason, size_t len)
+{
+	uint64_t room = engine_cache_capacity(f->eng), size = (uint64_t)f->src.size;
+	char a[32], b[32];
+
+	if (size <= room)
+		return 0;
+	snprintf(reason, len, "%s is larger than the cache can hold (%s: cache_max_size, "
+		 "cache_min_free and the free disk); raise the limit, free the disk, or use "
+		 "prefetch --into DIR", humanize_bytes(size, a, sizeof(a)),
+		 humanize_bytes(room, b, sizeof(b)));
+	return -ENOSPC;
+}
+
 /* All blocks are there: 1 when f is hashed and good, 0 while the verifier
  * is still at it (queued again if it has not started), or -EIO. */
 static int hashed(struct engine_file *f, struct cache_file *cf, char *reason, size_t len)
@@ -114,6 +142,11 @@ int engine_prefetch(struct engine_file *f, const struct engine_prefetch_opts *o,
 	rc = file_error(f, reason, reason_len);
 	if (rc)
 		return rc;
+	rc = too_large(f, reason, reason_len);
+	if (rc) {
+		log_warn("event=prefetch_failed path=%s error=\"%s\"", f->src.path, reason);
+		return rc;
+	}
 	req_init(&pf);
 	for (;;) {
 		struct cache_file *cf;

@@ -127,7 +127,8 @@ static int via_daemon(struct cli_target *t, const struct cli_opts *o, struct vie
 			code = EXIT_MODEL;
 			break;
 		}
-		if (json_object_get(ev, "ok") && !json_is_true(json_object_get(ev, "ok"))) {
+		/* A refusal is a reply with no "event"; a failed file is an event. */
+		if (!json_object_get(ev, "event") && !json_is_true(json_object_get(ev, "ok"))) {
 			fprintf(stderr, "modelfs prefetch: %s\n", json_string_value(json_object_get(ev, "error")));
 			code = json_integer_value(json_object_get(ev, "code")) == EXIT_USAGE ? EXIT_USAGE
 			     : EXIT_MODEL;

@@ -79,6 +79,16 @@ static void *job_main(void *arg)
 	}
 }
 
+/* Bytes of the files not cached yet. */
+static uint64_t wanted_bytes(struct engine_file *const *files, size_t n)
+{
+	uint64_t sum = 0;
+
+	for (size_t i = 0; i < n; i++)
+		sum += engine_file_size(files[i]) - engine_file_cached(files[i]);
+	return sum;
+}
+
 static json_t *plan_event(const struct run *r, int jobs)
 {
 	json_t *files = json_array();
@@ -190,6 +200,13 @@ int prefetch_run(struct engine *e, struct engine_file *const *files, size_t n,
 
 	if ((size_t)jobs > n)
 		jobs = n ? (int)n : 1;
+	if (jobs > 1 && wanted_bytes(files, n) > engine_cache_capacity(e)) {
+		/* Fetched side by side they would evict each other and all
+		 * fail; one at a time, each that fits ends verified. */
+		log_warn("event=prefetch_over_capacity files=%zu action=\"one file at a time: the "
+			 "files asked for are more than the cache can hold\"", n);
+		jobs = 1;
+	}
 	/* Twice each file's share of the workers: the window is topped up
 	 * when blocks land, and the workers never run dry in between. */
 	r.window = 2 * ((conns + jobs - 1) / jobs);

@@ -310,6 +310,35 @@ def test_prefetch_reports_each_failed_file(hub, modelfs_bin, tmp_path):
     assert "--config" in r.stderr
 
 
+@pytest.mark.parametrize("through_mount", [True, False])
+def test_prefetch_of_a_file_too_large_for_the_cache_fails_it_alone(hub, mount, modelfs_bin,
+                                                                   tmp_path, through_mount):
+    """One file that fits, one that never can: the first ends complete, the
+    second fails at once, named, with nothing of it fetched, and the summary
+    does not say "all verified"."""
+    hub.add_file("big.bin", 8 * MiB, seed=2)
+    hub.add_file("small.bin", 4 * MiB, seed=1)
+    text = config({"vae": {"b": '"%s"' % hub.url("big.bin"), "s": '"%s"' % hub.url("small.bin")}},
+                  settings='cache_max_size = "6M"\ncache_min_free = 0')
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    cache = tmp_path / "cache"
+    if through_mount:
+        mount(text, cache_dir=cache)
+        args = ("prefetch", "--cache-dir", cache)
+    else:
+        args = ("prefetch", "--cache-dir", cache, "--config", cfg)
+    r = cli(modelfs_bin, tmp_path, *args, expect=1)
+    assert re.search(r"FAILED VAE/big\.bin: 8\.00 MiB is larger than the cache can hold "
+                     r"\(6\.00 MiB", r.stdout), r.stdout
+    assert re.search(r"done\s+VAE/small\.bin\s+complete", r.stdout), r.stdout
+    assert "all verified" not in r.stdout
+    assert "modelfs prefetch: VAE/big.bin: " in r.stderr, r.stderr
+    assert bytes_fetched(hub, "big.bin") == 0
+    time.sleep(0.5)                                     # nothing goes on behind
+    assert bytes_fetched(hub, "big.bin") == 0 and bytes_fetched(hub, "small.bin") == 4 * MiB
+
+
 def test_prefetch_pin_outlives_a_mount_without_pin(hub, mount, modelfs_bin, tmp_path):
     text, _ = one_file_config(hub, "pin.bin", 3 * MiB)
     cfg = tmp_path / "c.toml"
