@@ -17,6 +17,7 @@
  */
 #include "modelfs/cache.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -128,6 +129,74 @@ static int lock_dir(struct cache *c)
 	return 0;
 }
 
+/* Remove every data file the index does not name (an index lost or
+ * replaced, a crash between creating a data file and its row, an export
+ * cut short): bytes nobody can vouch for, which the limits would not
+ * count. 0 or -errno. */
+static int remove_orphans(struct cache *c)
+{
+	struct store_file *files = NULL;
+	uint64_t bytes = 0;
+	char path[PATH_MAX];
+	struct dirent *d;
+	int n = 0, removed = 0, rc;
+	DIR *dir;
+
+	rc = store_files_list(c->store, &files, &n);
+	if (rc)
+		return rc;
+	snprintf(path, sizeof(path), "%s/data", c->dir);
+	dir = opendir(path);
+	if (!dir) {
+		store_files_free(files, n);
+		return -errno;
+	}
+	while ((d = readdir(dir)) != NULL) {
+		char *end;
+		long long id = strtoll(d->d_name, &end, 10);
+		bool known = false;
+		struct stat st;
+
+		if (d->d_name[0] == '.')
+			continue;
+		for (int i = 0; i < n && !*end; i++)
+			known = known || files[i].id == id;
+		if (known)
+			continue;
+		if (fstatat(dirfd(dir), d->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			bytes += (uint64_t)st.st_blocks * 512;
+		if (unlinkat(dirfd(dir), d->d_name, 0) == 0)
+			removed++;
+	}
+	closedir(dir);
+	store_files_free(files, n);
+	if (removed)
+		log_warn("event=cache_orphans_removed dir=%s files=%d bytes=%llu reason=\"data files "
+			 "the index does not name\"", c->dir, removed, (unsigned long long)bytes);
+	return 0;
+}
+
+/* The index is damaged: it cannot say which bytes are good, so it is
+ * moved aside (kept for a bug report), its data files go, and the cache
+ * starts empty. A re-fetch is the cost; serving unvouched bytes is not. */
+static int start_afresh(struct cache *c, const char *index)
+{
+	static const char *const parts[] = { "", "-wal", "-shm" };
+	char from[PATH_MAX + 8], to[PATH_MAX + 48];
+	long long now = (long long)time(NULL);
+
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		snprintf(from, sizeof(from), "%s%s", index, parts[i]);
+		snprintf(to, sizeof(to), "%s.damaged-%lld%s", index, now, parts[i]);
+		if (rename(from, to) != 0 && errno != ENOENT)
+			return -errno;
+	}
+	log_error("event=cache_index_damaged dir=%s moved_to=%s.damaged-%lld action=\"the cache "
+		  "starts empty and its files are fetched again; the damaged index is kept for a "
+		  "bug report and may be deleted\"", c->dir, index, now);
+	return store_open(index, &c->store);
+}
+
 int cache_open(const char *dir, const struct cache_limits *lim, struct cache **out)
 {
 	struct cache *c = calloc(1, sizeof(*c));
@@ -156,9 +225,13 @@ int cache_open(const char *dir, const struct cache_limits *lim, struct cache **o
 		goto fail;
 	snprintf(path, sizeof(path), "%s/index.sqlite", dir);
 	rc = store_open(path, &c->store);
+	if (rc == -EUCLEAN)
+		rc = start_afresh(c, path);
 	if (rc)
 		goto fail;
-	rc = store_bytes_used(c->store, &c->used);
+	rc = remove_orphans(c);
+	if (rc == 0)
+		rc = store_bytes_used(c->store, &c->used);
 	if (rc)
 		goto fail;
 	*out = c;

@@ -92,6 +92,10 @@ static int sql_errno(struct store *s, int rc, const char *what)
 		return -EACCES;
 	case SQLITE_CONSTRAINT:
 		return -EEXIST;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		log_error("event=store_error what=%s error=\"%s\"", what, sqlite3_errmsg(s->db));
+		return -EUCLEAN;
 	default:
 		log_error("event=store_error what=%s error=\"%s\"", what, sqlite3_errmsg(s->db));
 		return -EIO;
@@ -178,6 +182,30 @@ static int migrate_locked(struct store *s)
 	return rc;
 }
 
+/* A damaged index must not vouch for bytes: quick_check reads every page
+ * (a few ms for a cache's index). 0, or -EUCLEAN. */
+static int check_intact_locked(struct store *s)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = prepare(s, "PRAGMA quick_check(1)", &st);
+
+	if (rc)
+		return rc;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const char *verdict = (const char *)sqlite3_column_text(st, 0);
+
+		rc = verdict && strcmp(verdict, "ok") == 0 ? 0 : -EUCLEAN;
+		if (rc)
+			log_error("event=store_error what=quick_check error=\"%s\"",
+				  verdict ? verdict : "no answer");
+	} else {
+		rc = sql_errno(s, rc, "quick_check");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
 int store_open(const char *db_path, struct store **out)
 {
 	struct store *s = calloc(1, sizeof(*s));
@@ -198,6 +226,8 @@ int store_open(const char *db_path, struct store **out)
 	sqlite3_busy_timeout(s->db, 5000);
 	rc = exec_locked(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 			 "PRAGMA foreign_keys=ON;", "pragma");
+	if (rc == 0)
+		rc = check_intact_locked(s);
 	if (rc)
 		goto fail;
 	rc = exec_locked(s, "BEGIN IMMEDIATE", "begin");

@@ -197,3 +197,44 @@ def test_pinned_files_are_not_evicted(hub, mount):
     assert keep.read_bytes() == pinned.read_bytes()
     (m.path / "VAE" / "stream.bin").read_bytes()
     wait_for(lambda: xattr(keep, "cached") == str(2 * MiB), what="the pinned file whole")
+
+
+def _index_files(cache):
+    return [cache / ("index.sqlite" + s) for s in ("", "-wal", "-shm")]
+
+
+def test_a_damaged_index_is_set_aside_and_the_cache_starts_afresh(hub, mount, tmp_path):
+    src, _ = hub.add_file("d.bin", 4 * MiB)
+    cfg = config({"vae": {"d": '"%s"' % hub.url("d.bin")}})
+    cache = tmp_path / "cache"
+    m = mount(cfg, cache_dir=cache)
+    assert (m.path / "VAE" / "d.bin").read_bytes() == src.read_bytes()
+    wait_state(m.path / "VAE" / "d.bin", "complete")
+    m.unmount()
+    index = cache / "index.sqlite"
+    with open(index, "r+b") as f:               # garble the header: not a database
+        f.write(b"\xde\xad" * 50)
+    m2 = mount(cfg, cache_dir=cache, allowed_errors=[r"cache_index_damaged|store_error"])
+    assert "event=cache_index_damaged" in m2.log()
+    assert list(cache.glob("index.sqlite.damaged-*"))
+    assert (m2.path / "VAE" / "d.bin").read_bytes() == src.read_bytes()
+    assert bytes_fetched(hub, "d.bin") == 8 * MiB          # fetched again, never trusted
+
+
+def test_data_files_no_index_names_are_removed(hub, mount, tmp_path):
+    src, _ = hub.add_file("z.bin", 4 * MiB)
+    cfg = config({"vae": {"z": '"%s"' % hub.url("z.bin")}})
+    cache = tmp_path / "cache"
+    m = mount(cfg, cache_dir=cache)
+    assert (m.path / "VAE" / "z.bin").read_bytes() == src.read_bytes()
+    wait_state(m.path / "VAE" / "z.bin", "complete")
+    m.unmount()
+    for p in _index_files(cache):               # a zero-length index, as a crash may leave
+        if p.exists():
+            p.unlink()
+    (cache / "index.sqlite").write_bytes(b"")
+    assert data_bytes(cache) >= 4 * MiB
+    m2 = mount(cfg, cache_dir=cache)
+    assert "event=cache_orphans_removed" in m2.log()
+    assert data_bytes(cache) == 0               # nothing unaccounted stays on disk
+    assert (m2.path / "VAE" / "z.bin").read_bytes() == src.read_bytes()
