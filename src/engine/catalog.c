@@ -253,6 +253,7 @@ static int add_file(struct engine *e, struct source_file *src)
 			file_free(f);
 			return rc;
 		}
+		cache_file_add_name(f->cf, f->src.path);	/* for its log lines; best effort */
 		bs = cache_file_block_size(f->cf);
 		if (cache_file_state(f->cf, NULL, NULL) == STORE_CORRUPT) {
 			/* Its blocks were dropped; the origin may be fixed by now. */
