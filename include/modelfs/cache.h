@@ -4,7 +4,8 @@
  * (1) A block is present only after its bytes are written and its XXH3
  *     recorded; a present block is never rewritten. After a restart a
  *     block's XXH3 is checked at its first read: a mismatch drops the
- *     block (the caller fetches it again) and no byte of it is returned.
+ *     block (the caller fetches it again) and no byte of it is returned;
+ *     it is logged once per block, naming the file's path(s).
  * (2) A file's block_size is fixed at first use and stored with it.
  * (3) Space is reserved before a block is written: the bytes of present
  *     and reserved blocks never exceed the size limit, and free space on
@@ -55,6 +56,11 @@ int cache_usage_get(struct cache *c, struct cache_usage *u);
 
 int cache_file_open(struct cache *c, const char *key, uint64_t size, uint32_t block_size,
 		    struct cache_file **out);
+/* Add a path the file is known by in the mount, for the cache's own log
+ * lines (a bad block names the file, not its id). Two entries with the
+ * same content give one file two names; adding a name it has already is
+ * a no-op. 0 or -ENOMEM (the lines then name the id). */
+int cache_file_add_name(struct cache_file *f, const char *name);
 int64_t cache_file_id(const struct cache_file *f);
 uint64_t cache_file_size(const struct cache_file *f);
 uint32_t cache_file_block_size(const struct cache_file *f);
@@ -101,8 +107,9 @@ int cache_file_export(struct cache_file *f, const char *path, bool keep);
 uint64_t cache_file_recheck(struct cache_file *f);
 /* Check block idx now if it is unchecked: 0 when it is present and its
  * bytes match its XXH3, -ENODATA when it is absent or did not match (it
- * is then dropped; one being read is dropped at its next read). Reads
- * the block from disk; takes no lock across the read. */
+ * is then dropped at once, logged once however many readers hashed it,
+ * and its bytes are punched when the last reader holding it is done).
+ * Reads the block from disk; takes no lock across the read. */
 int cache_block_check(struct cache_file *f, uint64_t idx);
 
 /* SHA-256 of a complete file's cached bytes (64 hex + NUL into sha256)

@@ -13,6 +13,16 @@
  * answer: one reply, or for prefetch a stream of events (prefetch_run.h)
  * that ends with "end"; then it may send the next request on the same
  * connection (a command says hello first). Closing ends it.
+ * Replies in parts: a STATUS, VERIFY or EVICT lists every file, so one
+ * line would outgrow CONTROL_LINE_MAX at some thousands of entries. A
+ * request with "parts": true gets its reply as a head, the reply with
+ * every array of its result emptied and "parts": N, then N lines
+ *   {"part": KEY, "item": ELEMENT}
+ * whose elements, appended in order to result[KEY], give the reply as
+ * one line would have. A line then grows with one file, not with the
+ * config. A daemon that predates parts ignores the key and answers in
+ * one line, which a reader of parts takes as it is; a request without
+ * the key gets one line, as before.
  *   {"cmd": "hello"}
  *       -> {"ok": true, "version", "pid", "mountpoint", "cache_dir"}
  *   {"cmd": "status", "history": N}          -> {"ok": true, "result": STATUS}
@@ -34,6 +44,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "modelfs/cache.h"
 #include "modelfs/engine.h"
@@ -76,6 +87,8 @@ struct control_reader {
 	int fd;
 	char *buf;
 	size_t len, cap;
+	json_t *pending;		/* a reply whose parts are still coming */
+	uint64_t parts_left;
 };
 void control_reader_init(struct control_reader *r, int fd);
 void control_reader_clear(struct control_reader *r);
@@ -84,5 +97,9 @@ void control_reader_clear(struct control_reader *r);
  * when a signal came first; -EPROTO for a line that is not a JSON object
  * or is too long. */
 int control_read(struct control_reader *r, int timeout_ms, json_t **out);
+/* The next reply, its parts (if any) put back into its result: as
+ * control_read(), with timeout_ms for each line. After -EINTR or
+ * -ETIMEDOUT a reply begun stays in r: calling again goes on with it. */
+int control_read_reply(struct control_reader *r, int timeout_ms, json_t **out);
 
 #endif

@@ -95,6 +95,29 @@ int source_content_key(const struct source_file *f, char **out);
 /* The path of a file in the mount: dir + "/" + name, or name. */
 int source_join_path(const char *dir, const char *name, char **out);
 
+/* A file name a server chose (Content-Disposition, an API's file name),
+ * made one safe path component, as modelfs.toml(5) promises: every byte
+ * of a character that is not printable (text.h) and every '/' becomes
+ * '_'; a name over NAME_MAX (255) bytes is cut on a character boundary,
+ * keeping its extension (up to SOURCE_EXT_MAX bytes from the last '.').
+ * 0 and *out (the caller frees), *out NULL when nothing usable is left
+ * ("", ".", ".."): the entry's own name stands then. -ENOMEM. */
+#define SOURCE_EXT_MAX 32
+int source_safe_name(const char *raw, char **out);
+
+/* The paths of a mount, claimed by its entries' files in config order,
+ * so that two entries never show the same path (the first keeps it).
+ * Used by the mount and by check alike. Not thread-safe. */
+struct source_paths;
+int source_paths_new(struct source_paths **out);
+void source_paths_free(struct source_paths *p);
+/* Claim f's path: 0; -EEXIST when an earlier file has it (f then carries
+ * -EEXIST and an error naming that file's entry: it is listed but not in
+ * the mount); -ENOMEM. A file that failed to resolve (err other than
+ * -EAGAIN) claims nothing and keeps its own error: 0. p keeps a copy of
+ * the path; entries must outlive p. */
+int source_paths_claim(struct source_paths *p, struct source_file *f);
+
 /* Copy src's auth into dst (dst's old one freed): 0 or -ENOMEM. */
 int source_auth_copy(struct source_auth *dst, const struct source_auth *src);
 void source_auth_clear(struct source_auth *a);

@@ -11,6 +11,11 @@
  *
  *   A block loaded from the store at open starts UNCHECKED; its first
  *   read hashes it and makes it PRESENT, or drops it on a mismatch.
+ *   Several readers may hash the same block at once; only the one that
+ *   still finds it UNCHECKED afterwards decides, and logs, once. A bad
+ *   block is forgotten at once (BAD: not present, not counted, free to
+ *   be fetched again) but its bytes are punched only when the last
+ *   reader holding it lets go: a hole never appears under a reader.
  *
  * Readers copy bytes with no lock held; a per-block reader count keeps
  * eviction from punching a hole under them.
@@ -42,7 +47,8 @@
 #define LRU_BATCH 256
 #define TOUCH_INTERVAL_MS 1000
 
-enum block_state { BLOCK_ABSENT, BLOCK_WRITING, BLOCK_UNCHECKED, BLOCK_PRESENT };
+/* BLOCK_BAD: failed its check; like ABSENT but still to be punched. */
+enum block_state { BLOCK_ABSENT, BLOCK_WRITING, BLOCK_UNCHECKED, BLOCK_PRESENT, BLOCK_BAD };
 
 struct block {
 	uint8_t state;
@@ -63,6 +69,7 @@ struct cache_file {
 	uint64_t present_bytes;		/* protected by lock */
 	enum store_file_state state;	/* protected by lock */
 	char *sha256, *error;		/* protected by lock */
+	char *names;			/* paths for log lines, ","-joined, or NULL; protected by lock */
 	unsigned pin_mask;		/* CACHE_PIN_* owners; protected by lock */
 	struct cache_file *next;	/* c->files list, protected by c->space_lock */
 };
@@ -249,6 +256,7 @@ static void file_free(struct cache_file *f)
 	free(f->blocks);
 	free(f->sha256);
 	free(f->error);
+	free(f->names);
 	free(f);
 }
 
@@ -429,6 +437,43 @@ int cache_file_open(struct cache *c, const char *key, uint64_t size, uint32_t bl
 	return rc;
 }
 
+/* Is name one of the ","-joined names? */
+static bool has_name(const char *names, const char *name, size_t len)
+{
+	for (const char *p = names; p && *p;) {
+		size_t n = strcspn(p, ",");
+
+		if (n == len && strncmp(p, name, len) == 0)
+			return true;
+		p += n + (p[n] == ',');
+	}
+	return false;
+}
+
+int cache_file_add_name(struct cache_file *f, const char *name)
+{
+	size_t len = strlen(name), have;
+	char *grown;
+	int rc = 0;
+
+	pthread_mutex_lock(&f->lock);
+	if (has_name(f->names, name, len))
+		goto out;	/* each remount's engine names it again */
+	have = f->names ? strlen(f->names) : 0;
+	grown = realloc(f->names, have + len + 2);
+	if (!grown) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (have)
+		grown[have++] = ',';
+	memcpy(grown + have, name, len + 1);
+	f->names = grown;
+out:
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
 int64_t cache_file_id(const struct cache_file *f) { return f->id; }
 uint64_t cache_file_size(const struct cache_file *f) { return f->size; }
 uint32_t cache_file_block_size(const struct cache_file *f) { return f->block_size; }
@@ -556,21 +601,40 @@ static void punch(struct cache_file *f, uint64_t idx, uint32_t len)
 			  (unsigned long long)idx, strerror(errno));
 }
 
-/* Forget block idx (held present, no readers) and return its length;
- * the caller holds f->lock and then fixes the space accounting. */
-static uint32_t drop_block_locked(struct cache_file *f, uint64_t idx)
+/* Forget present block idx: no longer present, counted or indexed; its
+ * bytes stay until punched. Returns its length; the caller holds f->lock
+ * and then fixes the space accounting. */
+static uint32_t forget_block_locked(struct cache_file *f, uint64_t idx)
 {
 	uint32_t len = cache_block_len(f, idx);
 
-	f->blocks[idx].state = BLOCK_ABSENT;
+	f->blocks[idx].state = BLOCK_BAD;
 	f->present_bytes -= len;
 	store_block_delete(f->cache->store, f->id, idx);
-	punch(f, idx, len);
 	/* Bytes fetched again later are new bytes: hash them again. */
 	if (f->state == STORE_COMPLETE || f->state == STORE_VERIFIED) {
 		f->state = STORE_PARTIAL;
 		store_file_set_state(f->cache->store, f->id, STORE_PARTIAL, f->sha256, f->error);
 	}
+	return len;
+}
+
+/* Punch a BAD block once nobody reads it; the caller holds f->lock. */
+static void bad_block_settle_locked(struct cache_file *f, uint64_t idx)
+{
+	if (f->blocks[idx].state == BLOCK_BAD && f->blocks[idx].readers == 0) {
+		f->blocks[idx].state = BLOCK_ABSENT;
+		punch(f, idx, cache_block_len(f, idx));
+	}
+}
+
+/* Forget block idx (held present, no readers) and punch it; returns its
+ * length, as forget_block_locked(). */
+static uint32_t drop_block_locked(struct cache_file *f, uint64_t idx)
+{
+	uint32_t len = forget_block_locked(f, idx);
+
+	bad_block_settle_locked(f, idx);
 	return len;
 }
 
@@ -935,10 +999,13 @@ out:
 }
 
 /* Take a reader reference on a present block, checking an unchecked one
- * first. 0, or -ENODATA when it is (now) absent. */
+ * first. 0, or -ENODATA when it is (now) absent or failed its check. */
 static int block_get(struct cache_file *f, uint64_t idx)
 {
 	struct block *b = &f->blocks[idx];
+	uint32_t dropped = 0;
+	char *names = NULL;
+	bool decided;
 	uint64_t sum;
 	int rc;
 
@@ -964,17 +1031,27 @@ static int block_get(struct cache_file *f, uint64_t idx)
 		pthread_mutex_unlock(&f->lock);
 		return 0;
 	}
-	if (state_present(b->state) && b->readers == 0) {
-		uint32_t len = drop_block_locked(f, idx);
-
-		pthread_mutex_unlock(&f->lock);
-		space_release(f->cache, len, 0);
-	} else {
-		pthread_mutex_unlock(&f->lock);
+	/* Readers that hashed it at the same time all get here: the first
+	 * to find it still unchecked forgets it and logs; the rest only let
+	 * go (the last one punches it). */
+	decided = b->state == BLOCK_UNCHECKED;
+	if (decided) {
+		dropped = forget_block_locked(f, idx);
+		names = f->names ? strdup(f->names) : NULL;
 	}
-	log_warn("event=block_checksum_mismatch file=%lld idx=%llu action=refetch%s%s",
-		 (long long)f->id, (unsigned long long)idx, rc ? " error=" : "",
-		 rc ? strerror(-rc) : "");
+	bad_block_settle_locked(f, idx);
+	pthread_mutex_unlock(&f->lock);
+	if (!decided)
+		return -ENODATA;
+	space_release(f->cache, dropped, 0);
+	if (names)
+		log_warn("event=block_checksum_mismatch path=%s block=%llu action=refetch%s%s",
+			 names, (unsigned long long)idx, rc ? " error=" : "", rc ? strerror(-rc) : "");
+	else
+		log_warn("event=block_checksum_mismatch file_id=%lld block=%llu action=refetch%s%s",
+			 (long long)f->id, (unsigned long long)idx, rc ? " error=" : "",
+			 rc ? strerror(-rc) : "");
+	free(names);
 	return -ENODATA;
 }
 
@@ -987,6 +1064,7 @@ static void block_unref(struct cache_file *f, uint64_t idx, bool touch)
 
 	pthread_mutex_lock(&f->lock);
 	b->readers--;
+	bad_block_settle_locked(f, idx);
 	if (f->state == STORE_CORRUPT && b->readers == 0 && state_present(b->state)) {
 		/* cache_file_drop() skipped it while it was being read. */
 		dropped = drop_block_locked(f, idx);

@@ -289,6 +289,7 @@ static int add_file(struct engine *e, struct source_file *src)
 			  f->src.path, f->error ? f->error : strerror(-rc));
 		rc = 0;
 	} else if (f->cf) {
+		cache_file_add_name(f->cf, f->src.path);	/* for its log lines; best effort */
 		bs = cache_file_block_size(f->cf);
 		engine_forget_unvalidated(&f->src, f->cf);
 		if (cache_file_state(f->cf, NULL, NULL) == STORE_CORRUPT) {
@@ -310,23 +311,11 @@ static int add_file(struct engine *e, struct source_file *src)
 	return 0;
 }
 
-/* Two entries may not show the same path; the later one is dropped. */
-static bool path_taken(struct engine *e, const struct source_file *src)
-{
-	for (size_t i = 0; i < e->nfiles; i++)
-		if (strcmp(e->files[i]->src.path, src->path) == 0) {
-			log_error("event=duplicate_path path=%s entries=\"%s,%s\" action=\"%s is not "
-				  "shown; give one of them another filename\"", src->path,
-				  e->files[i]->src.entry->id, src->entry->id, src->entry->id);
-			return true;
-		}
-	return false;
-}
-
 int engine_open(const struct config *cfg, struct cache *cache, struct engine **out)
 {
 	struct engine *e = calloc(1, sizeof(*e));
 	struct resolve_pool pool = { .njobs = cfg->n_entries };
+	struct source_paths *paths = NULL;
 	size_t total = 0;
 	int rc, parallel;
 
@@ -367,14 +356,19 @@ int engine_open(const struct config *cfg, struct cache *cache, struct engine **o
 		rc = -ENOMEM;
 		goto out;
 	}
+	rc = source_paths_new(&paths);
+	/* A file whose path an earlier entry has is listed with that error
+	 * (add_file logs it, naming both), not left out unseen. */
 	for (size_t i = 0; i < pool.njobs && rc == 0; i++)
 		for (size_t k = 0; k < pool.jobs[i].n && rc == 0; k++) {
 			struct source_file *src = &pool.jobs[i].files[k];
 
-			if (!path_taken(e, src))
+			rc = source_paths_claim(paths, src);
+			if (rc == 0 || rc == -EEXIST)
 				rc = add_file(e, src);
 		}
 out:
+	source_paths_free(paths);
 	for (size_t i = 0; pool.jobs && i < pool.njobs; i++)
 		source_files_free(pool.jobs[i].files, pool.jobs[i].n);
 	free(pool.jobs);

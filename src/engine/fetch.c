@@ -827,6 +827,7 @@ static int file_cache(struct engine_file *f, struct http_client *http, struct ca
 	f->resolving = false;
 	if (rc == 0) {
 		f->cf = cf;
+		cache_file_add_name(cf, f->src.path);	/* for its log lines; best effort */
 		adopt_locked(f, &scratch);
 		/* What the source says the bytes hash to, when the config did not. */
 		if (!f->src.sha256 && !f->src.git_sha1) {

@@ -84,8 +84,9 @@ void cli_target_close(struct cli_target *t);
 /* The settings in force: --config, else the defaults. */
 const struct config *cli_target_config(const struct cli_target *t);
 
-/* Send req to the daemon, read one reply: 0 and *result (a new reference
- * to the reply's "result"), or an exit code with the message printed. */
+/* Send req to the daemon, read one reply (asked for in parts, see
+ * control.h; req gains "parts"): 0 and *result (a new reference to the
+ * reply's "result"), or an exit code with the message printed. */
 int cli_call(struct cli_target *t, json_t *req, json_t **result);
 /* The arguments as a daemon takes them: those that exist here, absolute. */
 json_t *cli_paths_json(char *const *args, int n);

@@ -393,11 +393,13 @@ int cli_call(struct cli_target *t, json_t *req, json_t **result)
 {
 	struct control_reader r;
 	json_t *reply = NULL;
-	int rc = control_send(t->fd, req), code = 0;
+	int rc, code = 0;
 
+	/* A reply listing thousands of files comes a line per file. */
+	rc = json_object_set_new(req, "parts", json_true()) ? -ENOMEM : control_send(t->fd, req);
 	control_reader_init(&r, t->fd);
 	while (rc == 0) {
-		rc = control_read(&r, -1, &reply);
+		rc = control_read_reply(&r, -1, &reply);
 		if (rc != -EINTR)
 			break;
 		if (atomic_load(&cli_interrupted)) {

@@ -15,6 +15,7 @@
 #include "modelfs/humanize.h"
 #include "modelfs/log.h"
 #include "modelfs/ops.h"
+#include "modelfs/text.h"
 
 static const char *str(json_t *o, const char *key)
 {
@@ -35,6 +36,30 @@ static const char *bytes(json_t *o, const char *key, char *buf, size_t len)
 	if (!json_is_integer(json_object_get(o, key)))
 		return "?";
 	return humanize_bytes(num(o, key), buf, len);
+}
+
+/* Every string in j made safe for a terminal (text.h), in place: the
+ * tables are for people, and a name or an error that came from a server
+ * (or from an index an older modelfs wrote) must not drive the terminal.
+ * --json needs none of this: JSON escapes control characters itself. */
+static void make_printable(json_t *j)
+{
+	const char *key;
+	json_t *v;
+	size_t i;
+
+	if (json_is_object(j)) {
+		json_object_foreach(j, key, v)
+			make_printable(v);
+	} else if (json_is_array(j)) {
+		json_array_foreach(j, i, v)
+			make_printable(v);
+	} else if (json_is_string(j) && !text_printable(json_string_value(j))) {
+		char *safe = text_escape(json_string_value(j));
+
+		json_string_set(j, safe ? safe : "?");
+		free(safe);
+	}
 }
 
 /* The mountpoint arguments are relative to without a daemon. */
@@ -148,10 +173,12 @@ int cli_status(int argc, char **argv)
 			ops_list_free(&l);
 		}
 	}
-	if (code == 0 && o.json)
+	if (code == 0 && o.json) {
 		cli_print_json(st);
-	else if (code == 0)
+	} else if (code == 0) {
+		make_printable(st);
 		print_status(st);
+	}
 	json_decref(st);
 	cli_target_close(&t);
 	return code;
@@ -238,10 +265,12 @@ int cli_verify(int argc, char **argv)
 		}
 	}
 	if (code == 0) {
-		if (o.json)
+		if (o.json) {
 			cli_print_json(res);
-		else
+		} else {
+			make_printable(res);
 			print_verify(res);
+		}
 		code = atomic_load(&cli_interrupted) ? EXIT_INTERRUPTED
 		     : num(res, "bad") ? EXIT_MODEL : 0;
 	}
@@ -310,10 +339,12 @@ int cli_evict(int argc, char **argv)
 		}
 	}
 	if (code == 0) {
-		if (o.json)
+		if (o.json) {
 			cli_print_json(res);
-		else
+		} else {
+			make_printable(res);
 			print_evict(res);
+		}
 		code = num(res, "refused") ? EXIT_MODEL : 0;
 	}
 	json_decref(res);

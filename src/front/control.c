@@ -96,18 +96,63 @@ static int write_all(int fd, const char *p, size_t len)
 	return 0;
 }
 
+/* Lines on their way to fd, gathered into writes of about OUT_FLUSH
+ * bytes: a reply in parts is thousands of short lines. */
+#define OUT_FLUSH (64 * 1024)
+
+struct out {
+	int fd;
+	char *buf;
+	size_t len, cap;
+};
+
+static int out_flush(struct out *o)
+{
+	int rc = o->len ? write_all(o->fd, o->buf, o->len) : 0;
+
+	o->len = 0;
+	return rc;
+}
+
+/* json_dump_callback's sink: append to o->buf. */
+static int out_append(const char *p, size_t n, void *arg)
+{
+	struct out *o = arg;
+
+	if (o->cap - o->len < n) {
+		size_t cap = o->cap ? o->cap : OUT_FLUSH + 4096;
+		char *grown;
+
+		while (cap - o->len < n)
+			cap *= 2;
+		grown = realloc(o->buf, cap);
+		if (!grown)
+			return -1;
+		o->buf = grown;
+		o->cap = cap;
+	}
+	memcpy(o->buf + o->len, p, n);
+	o->len += n;
+	return 0;
+}
+
+/* msg as one line into o, written out once OUT_FLUSH bytes wait. */
+static int out_line(struct out *o, json_t *msg)
+{
+	if (json_dump_callback(msg, out_append, o, JSON_COMPACT | JSON_ENSURE_ASCII) != 0 ||
+	    out_append("\n", 1, o) != 0)
+		return -ENOMEM;
+	return o->len >= OUT_FLUSH ? out_flush(o) : 0;
+}
+
 int control_send(int fd, json_t *msg)
 {
-	char *text = json_dumps(msg, JSON_COMPACT | JSON_ENSURE_ASCII);
-	size_t len;
-	int rc;
+	struct out o = { .fd = fd };
+	int rc = out_line(&o, msg);
 
-	if (!text)
-		return -ENOMEM;
-	len = strlen(text);
-	text[len] = '\n';	/* json_dumps' NUL becomes the line's end */
-	rc = write_all(fd, text, len + 1);
-	free(text);
+	if (rc == 0)
+		rc = out_flush(&o);
+	free(o.buf);
 	return rc;
 }
 
@@ -119,6 +164,7 @@ void control_reader_init(struct control_reader *r, int fd)
 
 void control_reader_clear(struct control_reader *r)
 {
+	json_decref(r->pending);
 	free(r->buf);
 	memset(r, 0, sizeof(*r));
 	r->fd = -1;
@@ -188,6 +234,49 @@ int control_read(struct control_reader *r, int timeout_ms, json_t **out)
 	}
 }
 
+/* Put one part line into the pending reply's result: 0 or -EPROTO. */
+static int add_part(json_t *reply, json_t *line)
+{
+	const char *key = json_string_value(json_object_get(line, "part"));
+	json_t *to = key ? json_object_get(json_object_get(reply, "result"), key) : NULL;
+	json_t *item = json_object_get(line, "item");
+
+	if (!json_is_array(to) || !item || json_array_append(to, item) != 0)
+		return -EPROTO;
+	return 0;
+}
+
+int control_read_reply(struct control_reader *r, int timeout_ms, json_t **out)
+{
+	json_t *line = NULL;
+	json_int_t parts;
+	int rc;
+
+	if (!r->pending) {
+		rc = control_read(r, timeout_ms, &r->pending);
+		if (rc)
+			return rc;
+		parts = json_integer_value(json_object_get(r->pending, "parts"));
+		r->parts_left = parts > 0 ? (uint64_t)parts : 0;
+		json_object_del(r->pending, "parts");
+	}
+	/* After -EINTR or -ETIMEDOUT the reply stays pending: a call again
+	 * goes on where this one stopped. */
+	while (r->parts_left > 0) {
+		rc = control_read(r, timeout_ms, &line);
+		if (rc == 0)
+			rc = add_part(r->pending, line);
+		json_decref(line);
+		line = NULL;
+		if (rc)
+			return rc;
+		r->parts_left--;
+	}
+	*out = r->pending;
+	r->pending = NULL;
+	return 0;
+}
+
 int control_connect(const char *cache_dir, int *out)
 {
 	struct sockaddr_un sa;
@@ -225,12 +314,59 @@ static int reply_error(int fd, int code, const char *msg)
 	return rc;
 }
 
-static int reply_result(int fd, json_t *result)
+/*
+ * The reply to req, in one line or, when req allows it ("parts": true),
+ * in parts (control.h): a head with every array of the result emptied,
+ * then one line per element. A line then holds one file, not all of
+ * them, however many entries the config has. Takes result.
+ */
+static int reply_result(int fd, json_t *req, json_t *result)
 {
-	json_t *j = json_pack("{s:b, s:o}", "ok", 1, "result", result);
-	int rc = j ? control_send(fd, j) : -ENOMEM;
+	struct out o = { .fd = fd };
+	json_t *head = NULL, *msg = NULL, *v;
+	const char *key;
+	size_t parts = 0;
+	int rc = -ENOMEM;
 
-	json_decref(j);
+	if (!result)
+		goto out;
+	if (!json_is_true(json_object_get(req, "parts"))) {
+		msg = json_pack("{s:b, s:O}", "ok", 1, "result", result);
+		rc = msg ? control_send(fd, msg) : -ENOMEM;
+		goto out;
+	}
+	head = json_copy(result);	/* shallow: the elements stay result's */
+	if (!head)
+		goto out;
+	json_object_foreach(result, key, v) {
+		if (!json_is_array(v))
+			continue;
+		parts += json_array_size(v);
+		if (json_object_set_new(head, key, json_array()) != 0)
+			goto out;
+	}
+	msg = json_pack("{s:b, s:O, s:I}", "ok", 1, "result", head, "parts", (json_int_t)parts);
+	rc = msg ? out_line(&o, msg) : -ENOMEM;
+	json_object_foreach(result, key, v) {
+		json_t *item;
+		size_t i;
+
+		if (!json_is_array(v))
+			continue;
+		json_array_foreach(v, i, item) {
+			json_t *part = json_pack("{s:s, s:O}", "part", key, "item", item);
+
+			rc = rc ? rc : part ? out_line(&o, part) : -ENOMEM;
+			json_decref(part);
+		}
+	}
+	if (rc == 0)
+		rc = out_flush(&o);
+out:
+	free(o.buf);
+	json_decref(msg);
+	json_decref(head);
+	json_decref(result);
 	return rc;
 }
 
@@ -304,8 +440,8 @@ static int do_status(struct client *cl, json_t *req)
 
 	if (rc)
 		return reply_error(cl->fd, 1, strerror(-rc));
-	rc = reply_result(cl->fd, ops_status(&l, ctx->mountpoint, ctx->cache_dir, (long)getpid(),
-					     history > 0 && history < 100000 ? (int)history : 0));
+	rc = reply_result(cl->fd, req, ops_status(&l, ctx->mountpoint, ctx->cache_dir, (long)getpid(),
+						  history > 0 && history < 100000 ? (int)history : 0));
 	ops_list_free(&l);
 	return rc;
 }
@@ -318,7 +454,7 @@ static int do_verify(struct client *cl, json_t *req)
 
 	if (rc)
 		return rc;
-	rc = reply_result(cl->fd, ops_verify(&l, chosen, &cl->srv->stopping));
+	rc = reply_result(cl->fd, req, ops_verify(&l, chosen, &cl->srv->stopping));
 	free(chosen);
 	ops_list_free(&l);
 	return rc;
@@ -333,11 +469,12 @@ static int do_evict(struct client *cl, json_t *req)
 	int rc;
 
 	if (!json_is_array(paths) || json_array_size(paths) == 0)
-		return reply_result(cl->fd, ops_trim(ctx->cache));
+		return reply_result(cl->fd, req, ops_trim(ctx->cache));
 	rc = select_files(cl, req, &l, &chosen);
 	if (rc)
 		return rc;
-	rc = reply_result(cl->fd, ops_evict(&l, chosen, json_is_true(json_object_get(req, "force"))));
+	rc = reply_result(cl->fd, req,
+			  ops_evict(&l, chosen, json_is_true(json_object_get(req, "force"))));
 	free(chosen);
 	ops_list_free(&l);
 	return rc;

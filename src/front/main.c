@@ -453,6 +453,7 @@ static int cli_check(int argc, char **argv)
 	struct config *cfg = NULL;
 	struct http_client *http = NULL;
 	struct source_ctx *sources = NULL;
+	struct source_paths *paths = NULL;
 	int failed = 0, rc;
 
 	rc = cli_parse(argc, argv, "check", &o);
@@ -466,7 +467,8 @@ static int cli_check(int argc, char **argv)
 	rc = cli_load_config(&o, config_arg(&o), &cfg);
 	if (rc)
 		return cli_config_exit(rc);
-	if (!o.offline && (http_client_new(&http) != 0 || source_ctx_new(cfg, &sources) != 0)) {
+	if (!o.offline && (http_client_new(&http) != 0 || source_ctx_new(cfg, &sources) != 0 ||
+			   source_paths_new(&paths) != 0)) {
 		fprintf(stderr, "modelfs check: cannot start the HTTP client\n");
 		config_free(cfg);
 		return EXIT_MODEL;
@@ -482,6 +484,8 @@ static int cli_check(int argc, char **argv)
 			continue;
 		}
 		source_resolve(sources, http, e, &files, &n);
+		for (size_t k = 0; k < n; k++)
+			source_paths_claim(paths, &files[k]);	/* as the mount: a clash is an error */
 		for (size_t k = 0; k < n; k++) {
 			const struct source_file *f = &files[k];
 			char detail[400], auth[128];
@@ -502,6 +506,7 @@ static int cli_check(int argc, char **argv)
 		source_files_free(files, n);
 	}
 	http_client_free(http);
+	source_paths_free(paths);
 	source_ctx_free(sources);
 	config_free(cfg);
 	if (failed)

@@ -258,6 +258,8 @@ static struct cache_file *item_cache(const struct ops_list *l, const struct ops_
 		return NULL;
 	if (cache_file_open(l->cache, it->key, (uint64_t)it->size, it->block_size, &cf) != 0)
 		return NULL;
+	if (it->path)
+		cache_file_add_name(cf, it->path);	/* for its log lines; best effort */
 	return cf;
 }
 

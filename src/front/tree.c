@@ -141,8 +141,18 @@ int tree_build(struct engine *e, char *const *dirs, int64_t empty_mtime, struct 
 
 		if (!dir)
 			goto fail;
-		if (find_child(dir, slash ? slash + 1 : path))
-			continue;	/* the engine already refused duplicates; a file vs folder clash */
+		node = find_child(dir, slash ? slash + 1 : path);
+		if (node) {
+			/* Only files that resolved claim a path (source.h): one
+			 * that failed gives its place to one that can be read.
+			 * Anything else is a file vs folder clash. */
+			if (node->file && engine_file_open_error(node->file) &&
+			    !engine_file_open_error(f)) {
+				node->file = f;
+				node->mtime = engine_file_mtime(f);
+			}
+			continue;
+		}
 		node = new_node(t, dir, slash ? slash + 1 : path);
 		if (!node)
 			goto fail;

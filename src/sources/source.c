@@ -6,6 +6,8 @@
 #include "modelfs/source.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <search.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 #include "modelfs/hexhash.h"
 #include "modelfs/humanize.h"
 #include "modelfs/log.h"
+#include "modelfs/text.h"
 #include "source_i.h"
 
 /* Every source this build can fetch; others are parsed but left out. */
@@ -240,6 +243,123 @@ static void refuse_absurd_sizes(struct source_file *files, size_t n)
 								    sizeof(shown)));
 		f->size = 0;	/* listed empty, with the error */
 	}
+}
+
+/* ---- names servers choose ---------------------------------------------- */
+
+/* Where the extension of name (len bytes) starts: its last '.', when that
+ * is not the first byte and leaves at most SOURCE_EXT_MAX bytes; else len. */
+static size_t ext_start(const char *name, size_t len)
+{
+	const char *dot = memrchr(name, '.', len);
+
+	if (!dot || dot == name || len - (size_t)(dot - name) > SOURCE_EXT_MAX)
+		return len;
+	return (size_t)(dot - name);
+}
+
+int source_safe_name(const char *raw, char **out)
+{
+	size_t n = strlen(raw), o = 0, ext, stem;
+	char *s = malloc(n + 1);
+
+	*out = NULL;
+	if (!s)
+		return -ENOMEM;
+	/* Each character kept whole or each of its bytes replaced: what is
+	 * left is printable UTF-8, so it can be cut between characters. */
+	for (size_t i = 0; i < n;) {
+		size_t len = raw[i] == '/' ? 0 : text_char_len(raw + i, n - i);
+
+		if (len == 0) {
+			s[o++] = '_';
+			i++;
+		} else {
+			memcpy(s + o, raw + i, len);
+			o += len;
+			i += len;
+		}
+	}
+	s[o] = '\0';
+	if (o > NAME_MAX) {
+		ext = ext_start(s, o);
+		stem = NAME_MAX - (o - ext);
+		while (stem > 0 && ((unsigned char)s[stem] & 0xC0) == 0x80)
+			stem--;		/* not inside a character */
+		memmove(s + stem, s + ext, o - ext + 1);
+	}
+	if (s[0] == '\0' || strcmp(s, ".") == 0 || strcmp(s, "..") == 0) {
+		free(s);
+		return 0;
+	}
+	*out = s;
+	return 0;
+}
+
+/* ---- one path, one entry ------------------------------------------------- */
+
+struct source_paths {
+	void *root;			/* tsearch tree of struct claim, by path */
+};
+
+struct claim {
+	char *path;
+	const struct config_entry *entry;	/* the config's */
+};
+
+static int claim_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct claim *)a)->path, ((const struct claim *)b)->path);
+}
+
+static void claim_free(void *node)
+{
+	struct claim *c = node;
+
+	free(c->path);
+	free(c);
+}
+
+int source_paths_new(struct source_paths **out)
+{
+	*out = calloc(1, sizeof(**out));
+	return *out ? 0 : -ENOMEM;
+}
+
+void source_paths_free(struct source_paths *p)
+{
+	if (!p)
+		return;
+	tdestroy(p->root, claim_free);
+	free(p);
+}
+
+int source_paths_claim(struct source_paths *p, struct source_file *f)
+{
+	struct claim *c, **slot = NULL;
+
+	if (f->err && f->err != -EAGAIN)
+		return 0;	/* it cannot be read: its own error says more */
+	c = malloc(sizeof(*c));
+	if (c) {
+		c->path = strdup(f->path);
+		c->entry = f->entry;
+	}
+	if (c && c->path)
+		slot = tsearch(c, &p->root, claim_cmp);
+	if (!slot) {
+		if (c)
+			claim_free(c);
+		return -ENOMEM;
+	}
+	if (*slot == c)
+		return 0;
+	claim_free(c);
+	/* Which one a user would want shown is not ours to guess: the first
+	 * in the config keeps the name, the other says why it is missing. */
+	source_set_error(f, -EEXIST, "the path %s is already entry %s's, so this entry is not "
+			 "in the mount: give one of them a filename", f->path, (*slot)->entry->id);
+	return -EEXIST;
 }
 
 int source_resolve(struct source_ctx *ctx, struct http_client *c,

@@ -39,7 +39,6 @@
 #define ACCOUNT_URL	"https://civitai.com/user/account"
 #define JSON_MAX	(32u << 20)	/* a model with hundreds of versions is a few MiB */
 #define API_TIMEOUT	60		/* seconds per API request */
-#define NAME_MAX_LEN	255		/* a longer name cannot be looked up in the mount */
 
 /* What one resolution (or refresh) knows about the token. */
 struct civ {
@@ -125,26 +124,17 @@ static bool contains(const char *hay, const char *needle)
 }
 
 /*
- * The name a CivitAI file gets in the mount: the API's name made safe
- * for one path component ('/' and control characters become '_'). A
- * name that is still unusable ("", ".", "..", too long) gives fallback.
+ * The name a CivitAI file gets in the mount: the API's name made safe by
+ * source_safe_name(), or fallback when nothing usable is left of it. A
+ * new string, or NULL on ENOMEM.
  */
 static char *mount_name(const char *api_name, const char *fallback)
 {
-	size_t len = api_name ? strlen(api_name) : 0;
-	char *s;
+	char *s = NULL;
 
-	if (len == 0 || len > NAME_MAX_LEN)
-		return strdup(fallback);
-	s = strdup(api_name);
-	for (size_t i = 0; s && i < len; i++)
-		if (s[i] == '/' || (unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-			s[i] = '_';
-	if (s && (strcmp(s, ".") == 0 || strcmp(s, "..") == 0)) {
-		free(s);
-		s = strdup(fallback);
-	}
-	return s;
+	if (api_name && source_safe_name(api_name, &s) != 0)
+		return NULL;
+	return s ? s : strdup(fallback);
 }
 
 /* ---- the API ------------------------------------------------------------ */

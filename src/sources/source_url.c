@@ -34,22 +34,28 @@
 #include "source_i.h"
 
 /* The file name a Content-Disposition header gives (filename*=UTF-8''
- * preferred over filename=), or NULL. Never a path: a '/' rejects it. */
-static char *disposition_name(const char *cd)
+ * preferred over filename=), made safe by source_safe_name(): 0 and *out,
+ * NULL when there is none (or nothing usable is left of it); -ENOMEM. */
+static int disposition_name(const char *cd, char **out)
 {
 	const char *p;
 	char *name = NULL;
 	size_t o = 0;
+	int rc;
 
+	*out = NULL;
 	if (!cd)
-		return NULL;
+		return 0;
 	if ((p = strstr(cd, "filename*=")) && strncasecmp(p + 10, "UTF-8''", 7) == 0) {
 		p += 17;
 		name = malloc(strlen(p) + 1);
 		for (; name && *p && *p != ';' && *p != ' '; p++) {
 			unsigned int ch;
 
-			if (*p == '%' && sscanf(p + 1, "%2x", &ch) == 1) {
+			/* Two hex digits or none: "%4" at the end must not step
+			 * over the NUL. */
+			if (*p == '%' && isxdigit((unsigned char)p[1]) &&
+			    isxdigit((unsigned char)p[2]) && sscanf(p + 1, "%2x", &ch) == 1) {
 				name[o++] = (char)ch;
 				p += 2;
 			} else {
@@ -61,16 +67,18 @@ static char *disposition_name(const char *cd)
 		name = malloc(strlen(p) + 1);
 		for (; name && *p && *p != '"'; p++)
 			name[o++] = *p;
+	} else {
+		return 0;
 	}
 	if (!name)
-		return NULL;
+		return -ENOMEM;
+	for (size_t i = 0; i < o; i++)
+		if (name[i] == '\0')
+			name[i] = '\x01';	/* a "%00": a control byte like the others */
 	name[o] = '\0';
-	if (o == 0 || memchr(name, '/', o) || strlen(name) != o ||
-	    strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
-		free(name);
-		return NULL;
-	}
-	return name;
+	rc = source_safe_name(name, out);
+	free(name);
+	return rc;
 }
 
 /* The entry's own headers and Authorization, for origin's host only. */
@@ -163,8 +171,11 @@ static int apply_probe(struct source_file *f, int rc, struct http_meta *m, const
 	if (!f->data_url || fill_auth(f, origin) != 0 || source_fill_mirrors(f) != 0)
 		return -ENOMEM;
 	if (!e->filename) {
-		char *name = disposition_name(m->content_disposition);
+		char *name = NULL;
 
+		rc = disposition_name(m->content_disposition, &name);
+		if (rc)
+			return rc;
 		if (name) {
 			free(f->path);
 			f->path = NULL;

@@ -183,6 +183,11 @@ class FaultRule:
                       total, Content-Length of a 200); the body is cut short
       no_validators   send neither ETag nor Last-Modified (a dynamic
                       server); If-Range then never matches
+      disposition     serve with this Content-Disposition (replacing the
+                      file's own), sent as given: a server choosing a
+                      hostile name; it must be latin-1 with no CR or LF
+                      (a raw line break would end the header; a name with
+                      one comes percent-encoded, filename*=UTF-8''a%0Ab)
     When several rules match, they apply in the order posted and a later
     rule's value wins; `fail` statuses are taken from the first matching rule
     that still has some.
@@ -192,7 +197,7 @@ class FaultRule:
     EFFECTS = {"down", "hang", "fail", "retry_after", "header_delay_ms",
                "delay_ms", "rate_bps", "truncate_after", "ignore_range",
                "html_error", "wrong_content_range", "etag", "no_validators",
-               "report_size"}
+               "report_size", "disposition"}
 
     def __init__(self, spec, rule_id):
         if not isinstance(spec, dict):
@@ -236,6 +241,15 @@ class FaultRule:
         etag = _want(spec, "etag", str, None)
         if etag is not None:
             self.effects["etag"] = etag
+        disposition = _want(spec, "disposition", str, None)
+        if disposition is not None:
+            if "\r" in disposition or "\n" in disposition:
+                raise ValueError("disposition: no CR or LF (percent-encode them)")
+            try:
+                disposition.encode("latin-1")
+            except UnicodeEncodeError:
+                raise ValueError("disposition: latin-1 only (percent-encode the rest)")
+            self.effects["disposition"] = disposition
         self.retry_after = _want(spec, "retry_after", int, 1, minimum=0)
         self.spec = dict(spec)
         self.uses = 0
@@ -744,7 +758,11 @@ class HubHandler(BaseHTTPRequestHandler):
             shift = 1 if fault.get("wrong_content_range") else 0
             self.send_header("Content-Range", "bytes %d-%d/%d"
                              % (first + shift, last + shift, size))
-        for name, value in list(entity.headers) + list(extra_headers):
+        headers = list(entity.headers) + list(extra_headers)
+        if fault.get("disposition") is not None:
+            headers = [(n, v) for n, v in headers if n.lower() != "content-disposition"]
+            headers.append(("Content-Disposition", fault.get("disposition")))
+        for name, value in headers:
             self.send_header(name, value)
         try:
             self.end_headers()

@@ -2,9 +2,11 @@
 
 import errno
 import os
+import re
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -238,3 +240,40 @@ def test_data_files_no_index_names_are_removed(hub, mount, tmp_path):
     assert "event=cache_orphans_removed" in m2.log()
     assert data_bytes(cache) == 0               # nothing unaccounted stays on disk
     assert (m2.path / "VAE" / "z.bin").read_bytes() == src.read_bytes()
+
+
+def test_a_checksum_mismatch_is_logged_once_per_block_naming_the_path(hub, mount, tmp_path):
+    # Every block damaged, then read by several readers at once (as mmap
+    # faults and kernel readahead do): one line per bad block, naming the
+    # file's path in the mount, however many reads hit each block.
+    nblocks = 18
+    src, _ = hub.add_file("many.bin", nblocks * MiB)
+    cfg = config({"vae": {"many": '"%s"' % hub.url("many.bin")}})
+    cache = tmp_path / "cache"
+    m = mount(cfg, cache_dir=cache)
+    (m.path / "VAE" / "many.bin").read_bytes()
+    m.unmount()
+    (datafile,) = list((cache / "data").iterdir())
+    with open(datafile, "r+b") as f:
+        for i in range(nblocks):
+            f.seek(i * MiB + 4096)
+            f.write(b"\xff" * 16)
+    hub.reset()
+    m2 = mount(cfg, cache_dir=cache)
+    path = m2.path / "VAE" / "many.bin"
+    want = src.read_bytes()
+
+    def reader(_):
+        fd = os.open(path, os.O_RDONLY)
+        try:        # 4 KiB reads, each its own request: many reads per block
+            return b"".join(os.pread(fd, 4096, off) for off in range(0, len(want), 4096))
+        finally:
+            os.close(fd)
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(got == want for got in pool.map(reader, range(4)))
+    lines = [line for line in m2.log().splitlines() if "block_checksum_mismatch" in line]
+    assert len(lines) == nblocks, "\n".join(lines[:40])
+    assert all("path=VAE/many.bin" in line for line in lines), lines[0]
+    assert sorted(int(re.search(r"block=(\d+)", line).group(1)) for line in lines) \
+        == list(range(nblocks))

@@ -473,6 +473,21 @@ def test_fault_ignore_range(hub, small):
     assert hub.requests(path=name)[0]["fault"] == {"ignore_range": True}
 
 
+def test_fault_disposition_sends_a_servers_own_name_as_given(hub, small):
+    name, data, _ = small
+    hostile = "attachment; filename=\"tab\there\x1b[31m.bin\"; filename*=UTF-8''a%0Ab"
+    hub.faults(path=name, disposition=hostile)
+    c = conn_for(hub)
+    c.request("GET", url_path(hub.url(name)), headers={"Range": "bytes=0-9"})
+    r = c.getresponse()
+    raw = [v for k, v in r.msg.raw_items() if k.lower() == "content-disposition"]
+    assert r.status == 206 and r.read() == data[:10] and raw == [hostile]
+    c.close()
+    for bad in ("a\nb", "a\rb", "caf\u00e9 \u2603"):
+        with pytest.raises(HubError):
+            hub.faults(path=name, disposition=bad)
+
+
 def test_fault_truncate_after(hub, small):
     name, data, _ = small
     hub.faults(path=name, truncate_after=100, times=1)

@@ -145,14 +145,19 @@ def test_resource_key_is_kept(hub, mount):
 
 
 def test_every_link_form_names_the_file(hub, modelfs_bin, tmp_path):
-    add(hub, SMALL, "forms.bin", 1000)
+    # A file per form: one path per entry (two entries showing the same
+    # path would be a clash, which check reports).
     forms = ["/file/d/{id}/view?usp=sharing", "/file/d/{id}/edit", "/file/d/{id}",
              "/file/u/1/d/{id}/view", "/open?id={id}", "/uc?id={id}&export=download",
-             "/uc?export=download&id={id}"]
-    urls = [link(SMALL, f) for f in forms] + [
-        "https://docs.google.com/uc?export=download&id=%s" % SMALL,
-        "https://drive.usercontent.google.com/download?id=%s&export=download&confirm=t" % SMALL,
-        "https://DRIVE.google.com/file/d/%s/view" % SMALL]
+             "/uc?export=download&id={id}",
+             "https://docs.google.com/uc?export=download&id={id}",
+             "https://drive.usercontent.google.com/download?id={id}&export=download&confirm=t",
+             "https://DRIVE.google.com/file/d/{id}/view"]
+    urls = []
+    for i, form in enumerate(forms):
+        file_id = "%s%d" % (SMALL, i)
+        add(hub, file_id, "forms%d.bin" % i, 1000)
+        urls.append(form.format(id=file_id) if form.startswith("https:") else link(file_id, form))
     entries = {"f%d" % i: '"%s"' % u for i, u in enumerate(urls)}
     entries["folder"] = '"https://drive.google.com/drive/folders/1FolderID_xyz"'
     entries["noid"] = '"https://drive.google.com/file/d//view"'
@@ -162,8 +167,9 @@ def test_every_link_form_names_the_file(hub, modelfs_bin, tmp_path):
     r = check(modelfs_bin, cfg)
     assert r.returncode == 1, r.stdout + r.stderr
     rows = r.stdout.splitlines()
-    ok = [line for line in rows if line.startswith("VAE/forms.bin")]
-    assert len(ok) == len(urls) and all(" ok " in line for line in ok), r.stdout
+    ok = [line for line in rows if re.match(r"VAE/forms\d+\.bin ", line)]
+    assert [line.split()[0] for line in ok] == ["VAE/forms%d.bin" % i for i in range(len(urls))]
+    assert all(" ok " in line for line in ok), r.stdout
     assert re.search(r"VAE/folder .*error .*folder", r.stdout), r.stdout
     assert re.search(r"VAE/noid .*error .*no file id", r.stdout), r.stdout
     assert re.search(r"VAE/gone .*error .*no Google Drive file with id 1NoSuchFile_id",

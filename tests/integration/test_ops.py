@@ -430,6 +430,39 @@ def test_status_history_lists_fetches(hub, mount, modelfs_bin, tmp_path):
     assert "recent fetches" in r.stdout and re.search(r"VAE/hfail\.bin .*error: .*500", r.stdout)
 
 
+def control_call(cache, request):
+    """One request on the control socket, its reply lines read raw."""
+    c = socket.socket(socket.AF_UNIX)
+    c.connect(str(cache / "control.sock"))
+    with c, c.makefile("rb") as f:
+        c.sendall(json.dumps(request).encode() + b"\n")
+        head = json.loads(f.readline())
+        return head, [json.loads(f.readline()) for _ in range(head.get("parts", 0))]
+
+
+def test_status_of_six_thousand_entries(hub, mount, modelfs_bin, tmp_path):
+    # One status line per file would pass the control line limit (1 MiB)
+    # near 4,500 entries; the reply now comes a line per file.
+    n = 6000
+    hub.add_file("tiny.bin", 1000)
+    entries = {"m%04d" % i: url_entry(hub.url("tiny.bin"), filename="t%04d.bin" % i)
+               for i in range(n)}
+    m = mount(config({"vae": entries}))
+    st = status(modelfs_bin, tmp_path, m.cache_dir)
+    assert [f["path"] for f in st["files"]] == ["VAE/t%04d.bin" % i for i in range(n)]
+    assert all(f["size"] == 1000 and f["state"] == "remote" for f in st["files"])
+    r = cli(modelfs_bin, tmp_path, "status", "--cache-dir", m.cache_dir, expect=0)
+    assert len(re.findall(r"^VAE/t\d{4}\.bin +1000 B ", r.stdout, re.M)) == n, r.stdout[-2000:]
+    # Parts put back are the one-line reply (which a client that does not
+    # ask for parts still gets), key order included.
+    one, _ = control_call(m.cache_dir, {"cmd": "status"})
+    head, parts = control_call(m.cache_dir, {"cmd": "status", "parts": True})
+    assert "parts" not in one and head["parts"] == len(parts) == n
+    assert head["result"]["files"] == [] and {p["part"] for p in parts} == {"files"}
+    assert [p["item"] for p in parts] == one["result"]["files"] == st["files"]
+    assert list(head["result"]) == list(one["result"]) == list(st)
+
+
 # ---------------------------------------------------------------------------
 # verify
 
