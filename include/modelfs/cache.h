@@ -45,6 +45,8 @@ struct cache_usage {
 	uint64_t limit;			/* effective size limit */
 	uint64_t fs_free;		/* free bytes on the cache filesystem */
 	uint64_t min_free;		/* effective watermark */
+	bool lost;			/* the directory was deleted while in use:
+					 * nothing new is cached (cache_rehome()) */
 };
 
 /* Create or open the cache at dir. -EBUSY (logged with the holder's pid)
@@ -53,6 +55,11 @@ int cache_open(const char *dir, const struct cache_limits *lim, struct cache **o
 void cache_close(struct cache *c);
 struct store *cache_store(struct cache *c);
 int cache_usage_get(struct cache *c, struct cache_usage *u);
+/* After the cache directory was deleted while in use: make it again and
+ * hold its lock, so that no second cache is opened there while this one
+ * runs (this one stays lost: its files are the deleted ones). 0 when the
+ * directory is there (again), or -errno. */
+int cache_rehome(struct cache *c);
 
 int cache_file_open(struct cache *c, const char *key, uint64_t size, uint32_t block_size,
 		    struct cache_file **out);

@@ -77,6 +77,11 @@ struct cache_file {
 struct cache {
 	char *dir;
 	int lock_fd;
+	/* The directory was deleted or replaced while in use: blocks already
+	 * cached stay readable through their open files, nothing new is
+	 * cached. Set once, never cleared; protected by space_lock. */
+	bool lost;
+	int relock_fd;			/* the lock of the directory made again, or -1 */
 	struct store *store;
 	struct cache_limits limits;
 	pthread_mutex_t open_lock;	/* one cache_file_open at a time: one handle per file */
@@ -110,29 +115,32 @@ static int mkdir_p(const char *path)
 
 /* The flock is held for the life of the process; the pid in the file
  * tells the next one who holds it. */
-static int lock_dir(struct cache *c)
+static int lock_dir(const char *dir, int *out_fd)
 {
 	char path[PATH_MAX], pid[32], holder[32] = "";
 	ssize_t n;
+	int fd;
 
-	snprintf(path, sizeof(path), "%s/lock", c->dir);
-	c->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (c->lock_fd < 0)
+	snprintf(path, sizeof(path), "%s/lock", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
 		return -errno;
-	if (flock(c->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
 		int err = errno == EWOULDBLOCK ? -EBUSY : -errno;
 
-		n = pread(c->lock_fd, holder, sizeof(holder) - 1, 0);
+		n = pread(fd, holder, sizeof(holder) - 1, 0);
 		holder[n > 0 ? n : 0] = '\0';
 		holder[strcspn(holder, "\n")] = '\0';
 		log_error("event=cache_locked dir=%s holder_pid=%s error=\"another modelfs uses "
-			  "this cache dir; stop it or use --cache-dir\"", c->dir,
+			  "this cache dir; stop it or use --cache-dir\"", dir,
 			  holder[0] ? holder : "unknown");
+		close(fd);
 		return err;
 	}
 	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-	if (ftruncate(c->lock_fd, 0) == 0 && pwrite(c->lock_fd, pid, n, 0) != n)
-		log_warn("event=cache_lock_pid dir=%s error=\"%s\"", c->dir, strerror(errno));
+	if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, n, 0) != n)
+		log_warn("event=cache_lock_pid dir=%s error=\"%s\"", dir, strerror(errno));
+	*out_fd = fd;
 	return 0;
 }
 
@@ -212,7 +220,7 @@ int cache_open(const char *dir, const struct cache_limits *lim, struct cache **o
 
 	if (!c)
 		return -ENOMEM;
-	c->lock_fd = -1;
+	c->lock_fd = c->relock_fd = -1;
 	pthread_mutex_init(&c->open_lock, NULL);
 	pthread_mutex_init(&c->space_lock, NULL);
 	c->limits = *lim;
@@ -227,7 +235,7 @@ int cache_open(const char *dir, const struct cache_limits *lim, struct cache **o
 		log_error("event=cache_open dir=%s error=\"cannot create: %s\"", dir, strerror(-rc));
 		goto fail;
 	}
-	rc = lock_dir(c);
+	rc = lock_dir(dir, &c->lock_fd);
 	if (rc)
 		goto fail;
 	snprintf(path, sizeof(path), "%s/index.sqlite", dir);
@@ -273,6 +281,8 @@ void cache_close(struct cache *c)
 	store_close(c->store);
 	if (c->lock_fd >= 0)
 		close(c->lock_fd);
+	if (c->relock_fd >= 0)
+		close(c->relock_fd);
 	pthread_mutex_destroy(&c->space_lock);
 	pthread_mutex_destroy(&c->open_lock);
 	free(c->dir);
@@ -288,7 +298,8 @@ static int fs_stats(struct cache *c, uint64_t *total, uint64_t *avail)
 {
 	struct statvfs sv;
 
-	if (statvfs(c->dir, &sv) != 0)
+	/* Through the lock file, which is open: the directory may be gone. */
+	if (fstatvfs(c->lock_fd, &sv) != 0)
 		return -errno;
 	*total = (uint64_t)sv.f_blocks * sv.f_frsize;
 	*avail = (uint64_t)sv.f_bavail * sv.f_frsize;
@@ -312,6 +323,27 @@ static void effective_limits(struct cache *c, uint64_t fs_total, uint64_t *limit
 		*min_free = (uint64_t)((double)fs_total * l->min_free_percent / 100.0);
 }
 
+/* Whether the directory this cache opened was deleted or replaced (its
+ * lock file is not the one held open); logged once. Called with
+ * space_lock held. */
+static bool lost_locked(struct cache *c)
+{
+	char path[PATH_MAX];
+	struct stat named, held;
+
+	if (c->lost)
+		return true;
+	snprintf(path, sizeof(path), "%s/lock", c->dir);
+	if (stat(path, &named) == 0 && fstat(c->lock_fd, &held) == 0 &&
+	    named.st_dev == held.st_dev && named.st_ino == held.st_ino)
+		return false;
+	c->lost = true;
+	log_error("event=cache_dir_lost dir=%s action=\"the cache directory was deleted while in "
+		  "use: cached blocks are still served, new ones are read from the network "
+		  "without caching; unmount and mount again to cache (it starts empty)\"", c->dir);
+	return true;
+}
+
 int cache_usage_get(struct cache *c, struct cache_usage *u)
 {
 	uint64_t total = 0;
@@ -322,7 +354,33 @@ int cache_usage_get(struct cache *c, struct cache_usage *u)
 	effective_limits(c, total, &u->limit, &u->min_free);
 	pthread_mutex_lock(&c->space_lock);
 	u->used = c->used;
+	u->lost = lost_locked(c);
 	pthread_mutex_unlock(&c->space_lock);
+	return 0;
+}
+
+int cache_rehome(struct cache *c)
+{
+	char path[PATH_MAX];
+	int fd, rc;
+
+	pthread_mutex_lock(&c->space_lock);
+	rc = lost_locked(c) ? 0 : 1;
+	pthread_mutex_unlock(&c->space_lock);
+	if (rc)
+		return 0;
+	snprintf(path, sizeof(path), "%s/data", c->dir);
+	rc = mkdir_p(path);
+	/* A lock held again, so that no other process opens a second cache
+	 * here while this one runs. The first lock fd stays: statvfs and the
+	 * "lost" test go through it. Only the control thread calls this. */
+	if (rc == 0)
+		rc = lock_dir(c->dir, &fd);
+	if (rc)
+		return rc;
+	if (c->relock_fd >= 0)
+		close(c->relock_fd);
+	c->relock_fd = fd;
 	return 0;
 }
 
@@ -830,6 +888,8 @@ static uint64_t evict_locked(struct cache *c, uint64_t need)
 /* Make room for extra more bytes: 0 or -ENOSPC. Caller holds space_lock. */
 static int make_room_locked(struct cache *c, uint64_t extra)
 {
+	if (lost_locked(c))
+		return -ENOSPC;		/* served uncached: see struct cache */
 	for (;;) {
 		uint64_t total = 0, avail = 0, limit, min_free;
 

@@ -146,6 +146,9 @@ static void print_status(json_t *st)
 		       ? bytes(cache, "limit", limit, sizeof(limit)) : "none",
 	       bytes(cache, "fs_free", free_, sizeof(free_)),
 	       bytes(cache, "min_free", keep, sizeof(keep)));
+	if (json_is_true(json_object_get(cache, "lost")))
+		printf("the cache directory was deleted while mounted: nothing new is cached; "
+		       "unmount and mount again to cache\n");
 	if (json_is_array(json_object_get(st, "history")))
 		print_history(json_object_get(st, "history"));
 }

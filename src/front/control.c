@@ -58,6 +58,9 @@ struct control_server {
 	struct client clients[CONTROL_MAX_CLIENTS];	/* protected by lock */
 };
 
+/* How often the acceptor checks that its socket is still there. */
+#define HOME_CHECK_MS 1000
+
 /* ---- addresses ------------------------------------------------------------ */
 
 /* The address of cache_dir's socket; a path too long for sun_path goes
@@ -648,6 +651,54 @@ static void accept_one(struct control_server *s)
 	}
 }
 
+/* Bind and listen at s->path (through s->dir_fd for a long path), in
+ * place of whatever socket was there: 0 or -errno (logged). */
+static int listen_at(struct control_server *s, const char *cache_dir)
+{
+	struct sockaddr_un sa;
+	mode_t old;
+	int fd, rc;
+
+	if (s->dir_fd >= 0)
+		close(s->dir_fd);
+	rc = socket_addr(cache_dir, &sa, &s->dir_fd);
+	if (rc)
+		return rc;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* The caller holds the cache lock: any socket file here is a dead
+	 * daemon's. */
+	unlink(s->path);
+	old = umask(0177);	/* 0600 from the start: no window with a wider mode */
+	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : -errno;
+	umask(old);
+	if (rc == 0 && listen(fd, 16) != 0)
+		rc = -errno;
+	if (rc) {
+		log_error("event=control_socket path=%s error=\"%s\"", s->path, strerror(-rc));
+		close(fd);
+		return rc;
+	}
+	if (s->listen_fd >= 0)
+		close(s->listen_fd);
+	s->listen_fd = fd;
+	return 0;
+}
+
+/* The cache directory deleted under a live mount takes the socket with
+ * it: commands would find no mount and open a second, empty cache there.
+ * Make the directory again, hold its lock, and listen there again. */
+static void keep_socket(struct control_server *s)
+{
+	struct stat st;
+
+	if (stat(s->path, &st) == 0 || cache_rehome(s->ctx.cache) != 0)
+		return;
+	if (listen_at(s, s->ctx.cache_dir) == 0)
+		log_warn("event=control_socket_recreated path=%s", s->path);
+}
+
 static void *accept_main(void *arg)
 {
 	struct control_server *s = arg;
@@ -655,13 +706,16 @@ static void *accept_main(void *arg)
 	for (;;) {
 		struct pollfd pfd[2] = { { .fd = s->listen_fd, .events = POLLIN },
 					 { .fd = s->wake[0], .events = POLLIN } };
+		int n = poll(pfd, 2, HOME_CHECK_MS);
 
-		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+		if (n < 0 && errno != EINTR)
 			break;
 		if (pfd[1].revents || atomic_load(&s->stopping))
 			break;
-		if (pfd[0].revents & POLLIN)
+		if (n > 0 && (pfd[0].revents & POLLIN))
 			accept_one(s);
+		else if (n == 0)
+			keep_socket(s);
 	}
 	return NULL;
 }
@@ -669,8 +723,6 @@ static void *accept_main(void *arg)
 int control_server_open(const char *cache_dir, struct control_server **out)
 {
 	struct control_server *s = calloc(1, sizeof(*s));
-	struct sockaddr_un sa;
-	mode_t old;
 	int rc;
 
 	if (!s)
@@ -685,30 +737,13 @@ int control_server_open(const char *cache_dir, struct control_server **out)
 		rc = -ENOMEM;
 		goto fail;
 	}
-	rc = socket_addr(cache_dir, &sa, &s->dir_fd);
-	if (rc)
-		goto fail;
 	if (pipe2(s->wake, O_CLOEXEC) != 0) {
 		rc = -errno;
 		goto fail;
 	}
-	s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s->listen_fd < 0) {
-		rc = -errno;
+	rc = listen_at(s, cache_dir);
+	if (rc)
 		goto fail;
-	}
-	/* The caller holds the cache lock: any socket file here is a dead
-	 * daemon's. */
-	unlink(s->path);
-	old = umask(0177);	/* 0600 from the start: no window with a wider mode */
-	rc = bind(s->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : -errno;
-	umask(old);
-	if (rc == 0 && listen(s->listen_fd, 16) != 0)
-		rc = -errno;
-	if (rc) {
-		log_error("event=control_socket path=%s error=\"%s\"", s->path, strerror(-rc));
-		goto fail;
-	}
 	*out = s;
 	return 0;
 fail:

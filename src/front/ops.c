@@ -373,6 +373,7 @@ json_t *ops_status(const struct ops_list *l, const char *mountpoint, const char 
 				    : json_integer((json_int_t)u.limit));
 		json_object_set_new(cache, "fs_free", json_integer((json_int_t)u.fs_free));
 		json_object_set_new(cache, "min_free", json_integer((json_int_t)u.min_free));
+		json_object_set_new(cache, "lost", json_boolean(u.lost));
 	}
 	json_object_set_new(o, "cache", cache);
 	for (size_t i = 0; i < l->n; i++)

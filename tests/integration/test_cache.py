@@ -1,6 +1,7 @@
 """The cache survives remounts, works offline, is crash-safe and bounded."""
 
 import errno
+import json
 import os
 import re
 import subprocess
@@ -277,3 +278,29 @@ def test_a_checksum_mismatch_is_logged_once_per_block_naming_the_path(hub, mount
     assert all("path=VAE/many.bin" in line for line in lines), lines[0]
     assert sorted(int(re.search(r"block=(\d+)", line).group(1)) for line in lines) \
         == list(range(nblocks))
+
+
+def test_the_cache_dir_deleted_while_mounted(hub, mount, modelfs_bin, tmp_path):
+    """Cached blocks are still served, the rest is read uncached, one line
+    says why, and commands still find the mount: no second cache."""
+    src, _ = hub.add_file("gone.bin", 16 * MiB)
+    cfg = config({"vae": {"g": '"%s"' % hub.url("gone.bin")}}, block_size="4M")
+    cache = tmp_path / "cache"
+    m = mount(cfg, cache_dir=cache, allowed_errors=[r"cache_dir_lost"])
+    path = m.path / "VAE" / "gone.bin"
+    head = pread(path, 0, 64 * 1024)
+    wait_for(lambda: xattr(path, "cached") == str(4 * MiB), what="block 0 cached")
+    subprocess.run(["rm", "-rf", str(cache)], check=True)
+    # A block not cached yet: read from the network, not cached.
+    assert pread(path, 12 * MiB, MiB) == file_slice(src, 12 * MiB, MiB)
+    assert "event=cache_dir_lost" in m.log()
+    assert pread(path, 0, 64 * 1024) == head == file_slice(src, 0, 64 * 1024)
+    wait_for(lambda: (cache / "control.sock").exists(), timeout=10, what="the socket again")
+    r = subprocess.run([str(modelfs_bin), "status", "--cache-dir", str(cache), "--json"],
+                       capture_output=True, text=True, timeout=60)
+    st = json.loads(r.stdout)
+    assert st["mounted"] is True and st["pid"] == m.pid, st
+    assert st["cache"]["lost"] is True
+    assert xattr(path, "cached") == str(4 * MiB)       # nothing new was cached
+    assert path.read_bytes() == src.read_bytes()
+    assert not (cache / "index.sqlite").exists()       # no second cache was made
