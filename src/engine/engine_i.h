@@ -69,6 +69,17 @@ struct inflight {
 	struct inflight *qnext;		/* protected by engine.qlock */
 };
 
+#define ENGINE_MEM_BLOCKS 4
+
+/* An uncached block kept in memory (struct engine's kept[]). */
+struct kept_block {
+	struct engine_file *file;
+	uint64_t idx;
+	char *buf;
+	uint64_t used;			/* kept_clock at its last use: the least goes first */
+	int refs;			/* its fetcher still answers from it: not dropped */
+};
+
 struct engine_file {
 	struct engine *eng;
 	struct source_file src;		/* path, size fixed; data_url, validator, sha256 and
@@ -118,9 +129,16 @@ struct engine {
 					 * fetch_stop() learns that workers exited */
 	int workers_live;		/* workers not exited yet; protected by qlock */
 
+	/* Blocks read without caching (the cache has no room): at most
+	 * ENGINE_MEM_BLOCKS buffers, being fetched or kept. Kept ones serve
+	 * the reads that follow, which would otherwise fetch the block again
+	 * for each kernel read. */
 	pthread_mutex_t mem_lock;
 	pthread_cond_t mem_cond;
-	int mem_blocks;			/* uncached block buffers in use; protected by mem_lock */
+	int mem_blocks;			/* being fetched; protected by mem_lock */
+	struct kept_block kept[ENGINE_MEM_BLOCKS];	/* protected by mem_lock */
+	int nkept;			/* protected by mem_lock */
+	uint64_t kept_clock;		/* protected by mem_lock */
 
 	pthread_mutex_t vlock;
 	pthread_cond_t vcond;

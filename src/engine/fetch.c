@@ -42,7 +42,6 @@
 #include "modelfs/log.h"
 
 #define RA_MAX_WINDOW 32
-#define MEM_BLOCKS_MAX 4		/* uncached block buffers when the cache is full */
 #define BACKOFF_FIRST_MS 500
 #define BACKOFF_MAX_MS 30000
 /* After retries for a block are exhausted, the kernel asks for it again
@@ -330,6 +329,94 @@ static struct inflight *inflight_add_locked(struct engine_file *f, uint64_t idx,
 	return inf;
 }
 
+/* ---- uncached blocks kept in memory ------------------------------------ */
+
+/* Free the least recently used kept block nobody answers from: false
+ * when there is none. */
+static bool kept_drop_oldest_locked(struct engine *e)
+{
+	int oldest = -1;
+
+	for (int i = 0; i < e->nkept; i++)
+		if (!e->kept[i].refs && (oldest < 0 || e->kept[i].used < e->kept[oldest].used))
+			oldest = i;
+	if (oldest < 0)
+		return false;
+	free(e->kept[oldest].buf);
+	e->kept[oldest] = e->kept[--e->nkept];
+	return true;
+}
+
+/* A fetched uncached block: kept (rc 0), before its readers are answered
+ * and its inflight goes, so that no read in between fetches it again;
+ * mem_block_release() after answering. Freed otherwise. */
+static void mem_block_put(struct engine *e, char *mem, struct engine_file *f, uint64_t idx)
+{
+	pthread_mutex_lock(&e->mem_lock);
+	e->mem_blocks--;
+	if (mem && f) {
+		e->kept[e->nkept++] = (struct kept_block){ .file = f, .idx = idx, .buf = mem,
+							   .used = ++e->kept_clock, .refs = 1 };
+		mem = NULL;
+	}
+	pthread_cond_signal(&e->mem_cond);
+	pthread_mutex_unlock(&e->mem_lock);
+	free(mem);
+}
+
+/* A buffer for an uncached block: room is made by dropping kept blocks,
+ * else it waits for a fetch to end. */
+static char *mem_block_get(struct engine *e, uint32_t len)
+{
+	char *mem;
+
+	pthread_mutex_lock(&e->mem_lock);
+	while (e->mem_blocks + e->nkept >= ENGINE_MEM_BLOCKS && !kept_drop_oldest_locked(e))
+		pthread_cond_wait(&e->mem_cond, &e->mem_lock);
+	e->mem_blocks++;
+	pthread_mutex_unlock(&e->mem_lock);
+	mem = malloc(len);
+	if (!mem)
+		mem_block_put(e, NULL, NULL, 0);
+	return mem;
+}
+
+static void mem_block_release(struct engine *e, const char *mem)
+{
+	pthread_mutex_lock(&e->mem_lock);
+	for (int i = 0; i < e->nkept; i++)
+		if (e->kept[i].buf == mem)
+			e->kept[i].refs--;
+	pthread_cond_signal(&e->mem_cond);
+	pthread_mutex_unlock(&e->mem_lock);
+}
+
+/* Copy pr's part of block idx from a kept copy: true when there was one. */
+static bool deliver_kept(struct pending_read *pr, struct engine_file *f, uint64_t idx)
+{
+	struct engine *e = f->eng;
+	bool found = false;
+
+	pthread_mutex_lock(&e->mem_lock);
+	for (int i = 0; i < e->nkept && !found; i++) {
+		if (e->kept[i].file != f || e->kept[i].idx != idx)
+			continue;
+		deliver_mem(pr, idx, e->kept[i].buf);
+		e->kept[i].used = ++e->kept_clock;
+		found = true;
+	}
+	pthread_mutex_unlock(&e->mem_lock);
+	return found;
+}
+
+static void kept_free(struct engine *e)
+{
+	pthread_mutex_lock(&e->mem_lock);
+	while (kept_drop_oldest_locked(e))
+		;
+	pthread_mutex_unlock(&e->mem_lock);
+}
+
 /* Make pr's part of block idx arrive: now from the cache, or later from
  * the worker that fetches it. */
 static void want_block(struct pending_read *pr, uint64_t idx)
@@ -351,6 +438,10 @@ static void want_block(struct pending_read *pr, uint64_t idx)
 		if (deliver_cached(pr, cf, idx) == 0)
 			return;
 		/* Evicted or failed its checksum just now: fetch it. */
+	}
+	if (!f->inflight[idx] && deliver_kept(pr, f, idx)) {
+		pthread_mutex_unlock(&f->lock);
+		return;
 	}
 	if (idx == f->failed_idx && clock_now_ms() < f->failed_until_ms) {
 		int err = f->failed_err;
@@ -1412,7 +1503,7 @@ static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct h
 	struct cache_file *cf = NULL;
 	char *mem = NULL;
 	uint64_t xxh3 = 0;
-	bool held = false, have_mem = false, no_range;
+	bool held = false, no_range;
 	char reason[256] = "";
 	int rc;
 
@@ -1441,13 +1532,7 @@ static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct h
 		if (rc == -ENOSPC) {
 			/* No room can be made: serve this read from the network
 			 * without caching, within a small memory budget. */
-			pthread_mutex_lock(&e->mem_lock);
-			while (e->mem_blocks >= MEM_BLOCKS_MAX)
-				pthread_cond_wait(&e->mem_cond, &e->mem_lock);
-			e->mem_blocks++;
-			pthread_mutex_unlock(&e->mem_lock);
-			have_mem = true;
-			mem = malloc(cache_block_len(cf, inf->idx));
+			mem = mem_block_get(e, cache_block_len(cf, inf->idx));
 			rc = mem ? 0 : -ENOMEM;
 			log_debug("event=uncached_read path=%s block=%llu", f->src.path,
 				  (unsigned long long)inf->idx);
@@ -1463,13 +1548,14 @@ static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct h
 		}
 	}
 done:
-	complete_block(f, cf, inf->idx, rc, mem, held, reason);
-	free(mem);
-	if (have_mem) {
-		pthread_mutex_lock(&e->mem_lock);
-		e->mem_blocks--;
-		pthread_cond_signal(&e->mem_cond);
-		pthread_mutex_unlock(&e->mem_lock);
+	if (mem && rc == 0) {
+		mem_block_put(e, mem, f, inf->idx);
+		complete_block(f, cf, inf->idx, rc, mem, held, reason);
+		mem_block_release(e, mem);
+	} else {
+		if (mem)
+			mem_block_put(e, mem, NULL, 0);
+		complete_block(f, cf, inf->idx, rc, NULL, held, reason);
 	}
 }
 
@@ -1602,6 +1688,7 @@ void fetch_stop(struct engine *e)
 	}
 	for (size_t i = 0; i < e->nfiles; i++)
 		strict_release(e->files[i], -EIO);
+	kept_free(e);
 }
 
 /* ---- prefetch --------------------------------------------------------- */

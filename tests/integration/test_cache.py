@@ -304,3 +304,30 @@ def test_the_cache_dir_deleted_while_mounted(hub, mount, modelfs_bin, tmp_path):
     assert xattr(path, "cached") == str(4 * MiB)       # nothing new was cached
     assert path.read_bytes() == src.read_bytes()
     assert not (cache / "index.sqlite").exists()       # no second cache was made
+
+
+def test_reads_served_uncached_fetch_each_block_once(hub, mount, tmp_path):
+    """With no room in the cache, reads are served from memory copies of
+    the blocks they fetched, not by fetching a block per kernel read."""
+    src, _ = hub.add_file("full.bin", 32 * MiB, seed=1)
+    hub.add_file("filler.bin", 8 * MiB, seed=2)
+    cfg = config({"vae": {"f": '"%s"' % hub.url("full.bin"),
+                          "p": url_entry(hub.url("filler.bin"), pin=True)}},
+                 settings='cache_max_size = "8M"\ncache_min_free = 0', block_size="4M")
+    m = mount(cfg)
+    (m.path / "VAE" / "filler.bin").read_bytes()         # the cache is full, pinned
+    wait_for(lambda: xattr(m.path / "VAE" / "filler.bin", "cached") == str(8 * MiB),
+             what="the filler cached")
+    path = m.path / "VAE" / "full.bin"
+    data = src.read_bytes()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)   # one FUSE read per pread
+        for off in range(0, 32 * MiB, 256 * 1024):
+            assert os.pread(fd, 4096, off) == data[off:off + 4096]
+    finally:
+        os.close(fd)
+    assert xattr(path, "cached") == "0"
+    # 128 reads in 8 blocks: each block once (not 128 blocks' worth).
+    assert bytes_fetched(hub, "full.bin") <= 40 * MiB, bytes_fetched(hub, "full.bin")
+    assert len(data_requests(hub, "full.bin")) <= 10
