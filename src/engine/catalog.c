@@ -14,6 +14,7 @@
 #include "engine_i.h"
 #include "modelfs/clock.h"
 #include "modelfs/http.h"
+#include "modelfs/humanize.h"
 #include "modelfs/log.h"
 
 /* Resolving asks the services' APIs, which rate-limit per client: fewer at
@@ -381,11 +382,35 @@ out:
 	return 0;
 }
 
+/* A file the cache can never hold whole is served, but never verified
+ * (its SHA-256 needs every byte cached at once): say so once, up front. */
+static void warn_too_large(struct engine *e)
+{
+	uint64_t room = engine_cache_capacity(e);
+	char a[32], b[32];
+
+	for (size_t i = 0; i < e->nfiles; i++) {
+		struct engine_file *f = e->files[i];
+
+		if ((uint64_t)f->src.size <= room || f->err)
+			continue;
+		log_warn("event=file_larger_than_cache path=%s size=%s cache=%s action=\"it is "
+			 "read, partly uncached, but never verified: raise cache_max_size or free "
+			 "the disk to have it checked\"", f->src.path,
+			 humanize_bytes((uint64_t)f->src.size, a, sizeof(a)),
+			 humanize_bytes(room, b, sizeof(b)));
+	}
+}
+
 int engine_start(struct engine *e)
 {
 	int rc = fetch_start(e);
 
-	return rc ? rc : verify_start(e);
+	if (rc == 0)
+		rc = verify_start(e);
+	if (rc == 0)
+		warn_too_large(e);
+	return rc;
 }
 
 void engine_stop(struct engine *e)
