@@ -12,8 +12,11 @@ from test_ops import cli, status
 USERINFO = "canary-pass-4a7f"
 PATH_TOKEN = "canary-path-91c3"
 QUERY_TOKEN = "canary-query-5e2d"
-CANARIES = (USERINFO, PATH_TOKEN, QUERY_TOKEN)
-ENV = {"MFS_PATH_TOKEN": PATH_TOKEN, "MFS_QUERY_TOKEN": QUERY_TOKEN}
+AUTH_TOKEN = "canary-auth-77b0"
+HEADER_TOKEN = "canary-header-2c19"
+CANARIES = (USERINFO, PATH_TOKEN, QUERY_TOKEN, AUTH_TOKEN, HEADER_TOKEN)
+ENV = {"MFS_PATH_TOKEN": PATH_TOKEN, "MFS_QUERY_TOKEN": QUERY_TOKEN,
+       "MFS_AUTH": AUTH_TOKEN, "MFS_KEY": HEADER_TOKEN}
 
 
 def secret_url(hub, name):
@@ -33,7 +36,9 @@ def all_xattrs(path):
 
 def test_no_secret_in_xattrs_status_errors_or_logs(hub, mount, modelfs_bin, tmp_path):
     _, sha = hub.add_file("%s/ok.bin" % PATH_TOKEN, 2 * MiB)
-    text = config({"vae": {"ok": '{ url = "%s", sha256 = "%s" }' % (secret_url(hub, "ok.bin"), sha),
+    text = config({"vae": {"ok": '{ url = "%s", sha256 = "%s", auth_header = "Bearer ${MFS_AUTH}", '
+                                 'headers = { "X-Api-Key" = "${MFS_KEY}" } }'
+                                 % (secret_url(hub, "ok.bin"), sha),
                            "gone": '"%s"' % secret_url(hub, "gone.bin")}})
     m = mount(text, env=dict(ENV, MODELFS_LOG="debug"), allowed_errors=[r"gone\.bin"])
     ok = m.path / "VAE" / "ok.bin"
@@ -55,10 +60,16 @@ def test_no_secret_in_xattrs_status_errors_or_logs(hub, mount, modelfs_bin, tmp_
     r = cli(modelfs_bin, tmp_path, "check", "--offline", m.config_path, env=ENV)
     assert_no_canary("check --offline", r.stdout + r.stderr)
 
+    with open("/proc/%d/cmdline" % m.pid, "rb") as f:
+        assert_no_canary("the daemon's argv", f.read().decode(errors="replace"))
     wait_for(lambda: xattr(ok, "cached") == str(MiB), what="the block cached")
     m.unmount()
     assert "debug" in m.log()
     assert_no_canary("the debug log", m.log() + m.stderr + m.stdout)
+    # Nothing on disk vouches for or records a secret: index, WAL, data.
+    for p in sorted(m.cache_dir.rglob("*")):
+        if p.is_file():
+            assert_no_canary(str(p), p.read_bytes().decode("latin-1"))
 
 
 def test_userinfo_and_secrets_are_cut_from_a_failed_fetchs_reason(hub, mount, modelfs_bin,
