@@ -7,7 +7,9 @@
  * (2) Every error names the place: "FILE:LINE:COL: what is wrong", the
  *     key for an unknown key, the variable for an unset ${VAR}, both
  *     entries for two entries with the same path in the mount.
- * (3) ${VAR} is expanded in every string value of an entry (and in the
+ * (3) A category within two edits of a known name (a typo: "chekpoints")
+ *     is refused with a did-you-mean, unless [layout] names its folder.
+ * (4) ${VAR} is expanded in every string value of an entry (and in the
  *     [modelfs] strings); each expanded value is registered with
  *     log_add_secret(), so it never reaches a log line. "$${" writes a
  *     literal "${".
@@ -122,10 +124,12 @@ int config_parse_size(const char *text, int64_t *bytes, double *percent);
 /* "90s", "2m", "1h", "1h30m", "45" (seconds) -> seconds; 0 or -EINVAL. */
 int config_parse_duration(const char *text, int *seconds);
 
-/* The folder for a category under a layout ("lora" -> "Lora" in forge);
- * a category the layout doesn't know is a folder of its own name; "" in
- * flat. layout NULL means forge; an unknown layout gives NULL. Ignores a
- * config's [layout] table: use entry->dir for a loaded entry. */
+/* The folder for a category under a layout. Either webui's folder name
+ * is a name of the category, matched ignoring case: "lora", "loras" and
+ * "Lora" -> "Lora" in forge, "loras" in comfyui. A category no layout
+ * knows is a folder of its own name; "" in flat. layout NULL means
+ * forge; an unknown layout gives NULL. Ignores a config's [layout] table:
+ * use entry->dir for a loaded entry. */
 const char *config_layout_dir(const char *layout, const char *category);
 
 const char *config_source_name(enum config_source source);

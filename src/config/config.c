@@ -33,54 +33,79 @@
 
 /* ---- layouts ---------------------------------------------------------- */
 
-struct layout_map {
-	const char *category, *folder;
+/*
+ * A category is a kind of model. Users name it the way the webui they
+ * know does: Forge's folder ("Lora"), ComfyUI's ("loras") or the name of
+ * DESIGN §4 ("lora"). Every name of a row means the same category,
+ * matched ignoring case, and goes to that row's folder in the chosen
+ * layout, so a config written for one webui mounts right for the other.
+ * The rows are every model folder of WEBUI.md §4; a category within two
+ * edits of one of these names is taken for a typo (check_category()).
+ */
+enum { L_FORGE, L_COMFYUI, L_NCOLS };
+
+struct category {
+	const char *names[4];		/* [0]: the name of DESIGN §4 */
+	const char *folder[L_NCOLS];	/* in forge, in comfyui */
+	unsigned shown;			/* 1 << L_*: the layouts that show its folder
+					 * even when empty */
 };
+
+#define SHOW_F (1u << L_FORGE)
+#define SHOW_C (1u << L_COMFYUI)
+
+static const struct category categories[] = {
+	{ { "checkpoints", "Stable-diffusion" }, { "Stable-diffusion", "checkpoints" }, SHOW_F | SHOW_C },
+	{ { "lora", "loras" }, { "Lora", "loras" }, SHOW_F | SHOW_C },
+	{ { "vae" }, { "VAE", "vae" }, SHOW_F | SHOW_C },
+	{ { "controlnet", "t2i_adapter" }, { "ControlNet", "controlnet" }, SHOW_F | SHOW_C },
+	{ { "esrgan", "upscale_models" }, { "ESRGAN", "upscale_models" }, SHOW_F | SHOW_C },
+	{ { "embeddings" }, { "embeddings", "embeddings" }, SHOW_F | SHOW_C },
+	{ { "hypernetworks" }, { "hypernetworks", "hypernetworks" }, SHOW_F | SHOW_C },
+	/* Forge's --text-encoder-dir. */
+	{ { "clip", "text_encoders", "text_encoder" }, { "text_encoder", "text_encoders" },
+	  SHOW_F | SHOW_C },
+	/* Forge has no folder for a bare diffusion model (Flux, GGUF): it
+	 * loads them from its checkpoint folder. */
+	{ { "unet", "diffusion_models" }, { "Stable-diffusion", "diffusion_models" }, SHOW_C },
+	{ { "clip_vision" }, { "clip_vision", "clip_vision" }, SHOW_C },
+	/* Forge os.makedirs()es these at import; on a read-only mount a
+	 * missing one kills its startup (WEBUI.md §1), so they are always
+	 * there. */
+	{ { "ControlNetPreprocessor" }, { "ControlNetPreprocessor", "ControlNetPreprocessor" }, SHOW_F },
+	{ { "diffusers" }, { "diffusers", "diffusers" }, SHOW_F },
+	/* Forge's other folders: ComfyUI keeps every upscaler in one. */
+	{ { "vae_approx", "VAE-approx" }, { "VAE-approx", "vae_approx" }, 0 },
+	{ { "VAE-taesd" }, { "VAE-taesd", "vae_approx" }, 0 },
+	{ { "RealESRGAN" }, { "RealESRGAN", "upscale_models" }, 0 },
+	{ { "DAT" }, { "DAT", "upscale_models" }, 0 },
+	{ { "SwinIR" }, { "SwinIR", "upscale_models" }, 0 },
+	{ { "ScuNET" }, { "ScuNET", "upscale_models" }, 0 },
+	{ { "GFPGAN" }, { "GFPGAN", "GFPGAN" }, 0 },
+	{ { "Codeformer" }, { "Codeformer", "Codeformer" }, 0 },
+	/* ComfyUI's other folders: Forge reads none of them. */
+	{ { "configs" }, { "configs", "configs" }, 0 },
+	{ { "style_models" }, { "style_models", "style_models" }, 0 },
+	{ { "gligen" }, { "gligen", "gligen" }, 0 },
+	{ { "photomaker" }, { "photomaker", "photomaker" }, 0 },
+	{ { "classifiers" }, { "classifiers", "classifiers" }, 0 },
+	{ { "model_patches" }, { "model_patches", "model_patches" }, 0 },
+	{ { "audio_encoders" }, { "audio_encoders", "audio_encoders" }, 0 },
+	{ { "latent_upscale_models" }, { "latent_upscale_models", "latent_upscale_models" }, 0 },
+};
+#define N_CATEGORIES (sizeof(categories) / sizeof(categories[0]))
+#define N_NAMES (sizeof(categories[0].names) / sizeof(categories[0].names[0]))
 
 struct layout {
 	const char *name;
 	bool flat;			/* every entry in the mount root */
-	const struct layout_map *map;	/* ends with { NULL } */
-	const char *const *extra;	/* shown though no category maps there */
+	int col;			/* its column of categories[].folder */
 };
-
-static const struct layout_map forge_map[] = {
-	{ "checkpoints", "Stable-diffusion" },
-	{ "lora", "Lora" },
-	{ "vae", "VAE" },
-	{ "controlnet", "ControlNet" },
-	{ "esrgan", "ESRGAN" },
-	{ "embeddings", "embeddings" },
-	{ "hypernetworks", "hypernetworks" },
-	{ "clip", "text_encoder" },	/* Forge's --text-encoder-dir */
-	{ NULL, NULL },
-};
-
-/* Forge os.makedirs()es these at import; on a read-only mount a missing
- * one kills its startup (WEBUI.md §1), so they are always there. */
-static const char *const forge_extra[] = { "ControlNetPreprocessor", "diffusers", NULL };
-
-static const struct layout_map comfyui_map[] = {
-	{ "checkpoints", "checkpoints" },
-	{ "lora", "loras" },
-	{ "vae", "vae" },
-	{ "controlnet", "controlnet" },
-	{ "esrgan", "upscale_models" },
-	{ "embeddings", "embeddings" },
-	{ "hypernetworks", "hypernetworks" },
-	{ "clip", "text_encoders" },
-	{ "unet", "diffusion_models" },
-	{ "clip_vision", "clip_vision" },
-	{ NULL, NULL },
-};
-
-static const struct layout_map flat_map[] = { { NULL, NULL } };
-static const char *const no_extra[] = { NULL };
 
 static const struct layout layouts[] = {
-	{ "forge", false, forge_map, forge_extra },
-	{ "comfyui", false, comfyui_map, no_extra },
-	{ "flat", true, flat_map, no_extra },
+	{ "forge", false, L_FORGE },
+	{ "comfyui", false, L_COMFYUI },
+	{ "flat", true, L_NCOLS },
 };
 #define N_LAYOUTS (sizeof(layouts) / sizeof(layouts[0]))
 
@@ -94,14 +119,33 @@ static const struct layout *find_layout(const char *name)
 	return NULL;
 }
 
+/* The known category a name means, or NULL. */
+static const struct category *find_category(const char *name)
+{
+	for (size_t i = 0; i < N_CATEGORIES; i++)
+		for (size_t k = 0; k < N_NAMES && categories[i].names[k]; k++)
+			if (strcasecmp(categories[i].names[k], name) == 0)
+				return &categories[i];
+	return NULL;
+}
+
+/* Do two names written in a config mean one category? Unknown ones
+ * only when spelt alike: each is a folder of its own name. */
+static bool same_category(const char *a, const char *b)
+{
+	const struct category *c = find_category(a);
+
+	return c ? c == find_category(b) : strcmp(a, b) == 0;
+}
+
 static const char *layout_folder(const struct layout *l, const char *category)
 {
+	const struct category *c;
+
 	if (l->flat)
 		return "";
-	for (const struct layout_map *m = l->map; m->category; m++)
-		if (strcmp(m->category, category) == 0)
-			return m->folder;
-	return category;
+	c = find_category(category);
+	return c ? c->folder[l->col] : category;
 }
 
 const char *config_layout_dir(const char *layout, const char *category)
@@ -398,11 +442,13 @@ static void add_key(char *buf, size_t n, const char *key)
 		 bare ? "" : "\"");
 }
 
-/* Edit distance, case-insensitive, for "did you mean". Keys are short;
- * anything past 63 bytes can't be a near miss of ours anyway. */
+/* Edit distance, case-insensitive, for "did you mean": an insertion, a
+ * deletion, a substitution or a swap of two neighbours ("lroa") is one
+ * edit each. Keys are short; anything past 63 bytes can't be a near miss
+ * of ours anyway. */
 static int distance(const char *a, const char *b)
 {
-	int prev[64], cur[64];
+	int before[64], prev[64], cur[64];	/* rows i-2, i-1 and i */
 	size_t la = strlen(a), lb = strlen(b);
 
 	if (la >= 64 || lb >= 64)
@@ -410,14 +456,19 @@ static int distance(const char *a, const char *b)
 	for (size_t j = 0; j <= lb; j++)
 		prev[j] = (int)j;
 	for (size_t i = 1; i <= la; i++) {
+		int ai = tolower((unsigned char)a[i - 1]);
+
 		cur[0] = (int)i;
 		for (size_t j = 1; j <= lb; j++) {
-			int sub = prev[j - 1] + (tolower((unsigned char)a[i - 1]) !=
-						 tolower((unsigned char)b[j - 1]));
-			int del = prev[j] + 1, ins = cur[j - 1] + 1;
+			int bj = tolower((unsigned char)b[j - 1]);
+			int sub = prev[j - 1] + (ai != bj), del = prev[j] + 1, ins = cur[j - 1] + 1;
 
 			cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+			if (i > 1 && j > 1 && ai == tolower((unsigned char)b[j - 2]) &&
+			    tolower((unsigned char)a[i - 2]) == bj && before[j - 2] + 1 < cur[j])
+				cur[j] = before[j - 2] + 1;
 		}
+		memcpy(before, prev, sizeof(int) * (lb + 1));
 		memcpy(prev, cur, sizeof(int) * (lb + 1));
 	}
 	return prev[lb];
@@ -1075,11 +1126,17 @@ static int add_overrides(struct parser *p, const struct toml_value *t, const cha
 			return fail(p, v->line, v->col, "%s: \"%s\" is not a folder name "
 				    "(one non-empty path component: no '/', not \".\" or \"..\")",
 				    item_where, shown(v, show, sizeof(show)));
-		for (size_t j = 0; j < p->n_ov; j++)
-			if (strcmp(p->ov[j].category, kv->key) == 0)
-				return fail(p, kv->line, kv->col, "the folder of category \"%.60s\" "
-					    "is set twice (also at line %d:%d)", kv->key, p->ov[j].line,
-					    p->ov[j].col);
+		for (size_t j = 0; j < p->n_ov; j++) {
+			const struct override *o = &p->ov[j];
+			char as[80] = "";
+
+			if (!same_category(o->category, kv->key))
+				continue;
+			if (strcmp(o->category, kv->key) != 0)	/* another name of it */
+				snprintf(as, sizeof(as), ", as \"%.60s\"", o->category);
+			return fail(p, kv->line, kv->col, "the folder of category \"%.60s\" is set "
+				    "twice (also at line %d:%d%s)", kv->key, o->line, o->col, as);
+		}
 		p->ov[p->n_ov++] = (struct override){ kv->key, v->u.str.ptr, kv->line, kv->col };
 	}
 	return 0;
@@ -1351,11 +1408,12 @@ static int default_endpoints(struct parser *p)
 
 /* ---- entries ---------------------------------------------------------- */
 
-/* The folder a category goes to: [layout] first, then the layout. */
+/* The folder a category goes to: [layout] first (under any of the
+ * category's names), then the layout. */
 static const char *category_folder(const struct parser *p, const char *category)
 {
 	for (size_t i = 0; i < p->n_ov; i++)
-		if (strcmp(p->ov[i].category, category) == 0)
+		if (same_category(p->ov[i].category, category))
 			return p->ov[i].folder;
 	return layout_folder(p->layout, category);
 }
@@ -1799,6 +1857,32 @@ static int parse_entry(struct parser *p, const char *category, const struct toml
 	return entry_place(p, e);
 }
 
+/* A category that is no known name but nearly one ("chekpoints") would
+ * be a folder no webui reads, and its models would silently go missing:
+ * refused, unless [layout] gives it a folder, which says it is meant.
+ * Any other name is a folder of its own ([models.ipadapter]). */
+static int check_category(struct parser *p, const struct toml_keyval *cat, const char *where)
+{
+	const char *names[N_CATEGORIES * N_NAMES];
+	char hint[96], key[80] = "";
+	size_t n = 0;
+
+	if (find_category(cat->key))
+		return 0;
+	for (size_t i = 0; i < p->n_ov; i++)
+		if (strcmp(p->ov[i].category, cat->key) == 0)
+			return 0;
+	for (size_t i = 0; i < N_CATEGORIES; i++)
+		for (size_t k = 0; k < N_NAMES && categories[i].names[k]; k++)
+			names[n++] = categories[i].names[k];
+	if (!suggest(cat->key, names, n, hint, sizeof(hint))[0])
+		return 0;
+	add_key(key, sizeof(key), cat->key);
+	return fail(p, cat->line, cat->col, "unknown category %s%s: no webui reads a folder of "
+		    "that name; to have one anyway, add to [layout]: %s = \"%.60s\"", where, hint,
+		    key, cat->key);
+}
+
 static int parse_models(struct parser *p, const struct toml_value *models)
 {
 	struct config *cfg = p->cfg;
@@ -1822,6 +1906,9 @@ static int parse_models(struct parser *p, const struct toml_value *models)
 			return fail(p, cat->line, cat->col, "category %s must be usable as a "
 				    "folder name: 1 to %d bytes, no '/', not \".\" or \"..\"", name,
 				    NAME_MAX_BYTES);
+		rc = check_category(p, cat, name);
+		if (rc)
+			return rc;
 		total += cat->value->u.table.len;
 	}
 	if (total == 0)
@@ -1861,17 +1948,12 @@ static int build_dirs(struct parser *p)
 	size_t n = 0, max = p->n_ov + 2 * cfg->n_entries, out = 0;
 	int rc = 0;
 
-	for (const struct layout_map *m = p->layout->map; m->category; m++)
-		max++;
-	for (const char *const *x = p->layout->extra; *x; x++)
-		max++;
-	all = calloc(max + 1, sizeof(*all));
+	all = calloc(max + N_CATEGORIES + 1, sizeof(*all));
 	if (!all)
 		return nomem(p);
-	for (const struct layout_map *m = p->layout->map; m->category; m++)
-		all[n++] = category_folder(p, m->category);
-	for (const char *const *x = p->layout->extra; *x; x++)
-		all[n++] = *x;
+	for (size_t i = 0; i < N_CATEGORIES; i++)
+		if (categories[i].shown & (1u << p->layout->col))
+			all[n++] = category_folder(p, categories[i].names[0]);
 	for (size_t i = 0; i < p->n_ov; i++)
 		all[n++] = p->ov[i].folder;
 	for (size_t i = 0; i < cfg->n_entries; i++) {

@@ -24,6 +24,7 @@
 
 #define EXIT_MODEL 1
 #define EXIT_USAGE 2
+#define EXIT_PARTIAL 3			/* mount: live, but some entries failed */
 #define EXIT_INTERRUPTED 130		/* 128 + SIGINT, as shells report it */
 #define DEFAULT_MOUNTPOINT "/workspace/models"
 #define DEFAULT_HISTORY 50

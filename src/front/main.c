@@ -3,9 +3,11 @@
  * that work on a cache in cli_*.c (cli.h). Each subcommand is a function
  * cli_<name>(argc, argv) returning the process exit code:
  *   0 ok, 1 a model (or the mount) failed, 2 usage or config error,
+ *   3 (mount only) the mount is live but some entries failed,
  *   130 interrupted.
  * Nothing else in modelfs exits.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -273,6 +275,99 @@ out:
 	return rc;
 }
 
+/* How one entry came out of the mount's resolving. */
+struct entry_outcome {
+	size_t files, failed;		/* its files, those not resolved */
+	struct engine_file *first;	/* the first not resolved, or NULL */
+};
+
+/* A file failed when it has no cache file: it did not resolve, neither
+ * from its origin nor from a stored resolution (an offline remount is
+ * resolved). An entry failed when one of its files did, or when it has
+ * none in the mount. 0 or -ENOMEM; out[] has one row per entry. */
+static int entry_outcomes(struct engine *e, const struct config *cfg,
+			  struct entry_outcome **out, size_t *nfailed)
+{
+	struct entry_outcome *o = calloc(cfg->n_entries + 1, sizeof(*o));
+
+	*nfailed = 0;
+	if (!o)
+		return -ENOMEM;
+	for (size_t k = 0; k < engine_nfiles(e); k++) {
+		struct engine_file *f = engine_file_at(e, k);
+		size_t i = (size_t)(engine_file_entry(f) - cfg->entries);
+
+		assert(i < cfg->n_entries);	/* the engine's entries are cfg's */
+		o[i].files++;
+		if (engine_file_cache(f))
+			continue;
+		o[i].failed++;
+		if (!o[i].first)
+			o[i].first = f;
+	}
+	for (size_t i = 0; i < cfg->n_entries; i++)
+		*nfailed += o[i].failed || !o[i].files;
+	*out = o;
+	return 0;
+}
+
+/* One line on stderr for a failed entry: where it is written, which
+ * file, and the reason, which says what to do. */
+static void print_failed_entry(const struct config *cfg, const struct config_entry *ce,
+			       const struct entry_outcome *o)
+{
+	char *error, why[1024];
+
+	fprintf(stderr, "  %s (%s:%d): ", ce->id, cfg->path, ce->line);
+	if (!o->first) {
+		fputs("no file in the mount; the log says why (another entry may have its "
+		      "path)\n", stderr);
+		return;
+	}
+	if (o->files > 1)
+		fprintf(stderr, "%zu of %zu files failed, first ", o->failed, o->files);
+	/* No error is an entry whose origin was unreachable but whose size
+	 * the config gives: it is listed, and resolved at first read. */
+	error = engine_file_error(o->first);
+	log_redact(error ? error : "its origin could not be reached; listed with the configured "
+		   "size and fetched at first read once the origin answers", why, sizeof(why));
+	fprintf(stderr, "%s: %s\n", engine_file_path(o->first), why);
+	free(error);
+}
+
+/* After mounting: 0 when every entry resolved; else EXIT_PARTIAL, with
+ * a summary on stderr naming each failed entry and what to do. The mount
+ * stays live either way: the entries that resolved are usable, and a
+ * provisioning script sees from the exit code that some are not. */
+static int report_mount(struct engine *e, const struct config *cfg, const char *config,
+			const char *mnt)
+{
+	/* A config URL may carry a token in its query: not shown. */
+	const char *shown = config_is_url(config) ? "CONFIG" : config;
+	struct entry_outcome *o = NULL;
+	size_t nfailed = 0;
+
+	if (entry_outcomes(e, cfg, &o, &nfailed) != 0) {
+		fputs("modelfs: mounted, but out of memory while checking the entries\n", stderr);
+		return EXIT_PARTIAL;
+	}
+	if (nfailed > 0) {
+		log_warn("event=mount_partial mountpoint=%s failed=%zu entries=%zu", mnt, nfailed,
+			 cfg->n_entries);
+		fprintf(stderr, "modelfs: mounted %s, but %zu of %zu entr%s failed:\n", mnt, nfailed,
+			cfg->n_entries, cfg->n_entries == 1 ? "y" : "ies");
+		for (size_t i = 0; i < cfg->n_entries; i++)
+			if (o[i].failed || !o[i].files)
+				print_failed_entry(cfg, &cfg->entries[i], &o[i]);
+		fprintf(stderr, "modelfs: the mount is live; the failed entries' files are listed "
+			"but cannot be read. Fix them (`modelfs check %s` checks every entry "
+			"without mounting), then unmount (fusermount3 -u %s) and mount again\n",
+			shown, mnt);
+	}
+	free(o);
+	return nfailed > 0 ? EXIT_PARTIAL : 0;
+}
+
 static int cli_mount(int argc, char **argv)
 {
 	struct cli_opts o;
@@ -372,7 +467,8 @@ static int cli_mount(int argc, char **argv)
 	}
 	log_info("event=mounted mountpoint=%s files=%zu cache_dir=%s version=%s", mnt,
 		 engine_nfiles(engine), cache_dir, MODELFS_VERSION);
-	notify_parent(notify_fd, 0);
+	/* Said before the parent exits, while stderr is still the caller's. */
+	notify_parent(notify_fd, report_mount(engine, cfg, config_arg(&o), mnt));
 	log_set_console(-1);
 	if (notify_fd >= 0) {
 		close(notify_fd);

@@ -8,6 +8,8 @@
  * CONFIG's bytes, and daemonizes once the mount is live, as modelfs does.
  * Words in CONFIG steer it:
  *   FAIL       print a message on stderr and exit 2 without mounting
+ *   PARTIAL    mount, print a summary on stderr and exit 3, as modelfs
+ *              does when some entries failed
  *   LOGERROR   write an `error` line to the log
  *   SANITIZER  write a fake UBSan "runtime error:" line to the log
  *   LINGER     linger 0.7 s after being unmounted (a clean but slow exit)
@@ -85,6 +87,47 @@ static int stub_read(const char *path, char *buf, size_t size, off_t off,
 		size = content_len - (size_t)off;
 	memcpy(buf, content + off, size);
 	return (int)size;
+}
+
+/* As fuse_daemonize(), but the parent exits 3 after a summary, as
+ * modelfs's does when some entries failed (fuse_daemonize()'s parent
+ * always exits 0). */
+static int daemonize_partial(void)
+{
+	int pfd[2], fd;
+	unsigned char code = 1;
+
+	if (pipe(pfd) != 0)
+		return -1;
+	switch (fork()) {
+	case -1:
+		return -1;
+	case 0:
+		break;
+	default:
+		close(pfd[1]);
+		if (read(pfd[0], &code, 1) != 1)
+			code = 1;
+		_exit(code);
+	}
+	close(pfd[0]);
+	setsid();
+	if (chdir("/") != 0)
+		return -1;
+	fprintf(stderr, "stub_modelfs: mounted, but 1 of 2 entries failed\n");
+	code = 3;
+	if (write(pfd[1], &code, 1) != 1)
+		return -1;
+	close(pfd[1]);
+	fd = open("/dev/null", O_RDWR);
+	if (fd < 0)
+		return -1;
+	dup2(fd, 0);
+	dup2(fd, 1);
+	dup2(fd, 2);
+	if (fd > 2)
+		close(fd);
+	return 0;
 }
 
 static const struct fuse_operations stub_ops = {
@@ -169,8 +212,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	fuse_set_signal_handlers(fuse_get_session(fuse));
-	if (fuse_daemonize(foreground) != 0)
+	if (strstr(content, "PARTIAL") && !foreground) {
+		if (daemonize_partial() != 0)
+			return 1;
+	} else if (fuse_daemonize(foreground) != 0) {
 		return 1;
+	}
 	log_line("info", "mounted");
 	if (strstr(content, "LOGERROR"))
 		log_line("error", "stub asked to log an error");

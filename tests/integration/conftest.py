@@ -5,7 +5,12 @@
   modelfs_bin  the binary: $MODELFS_BIN, else <repo>/build/modelfs; tests
                that need it are skipped, with the reason, when it is missing
   mount        factory: mount(config_text, *, cache_dir=None, extra_args=(),
-               env=None, expect_fail=False, allowed_errors=()) -> Mount
+               env=None, expect_fail=False, expect_partial=False,
+               allowed_errors=()) -> Mount
+
+`modelfs mount` must exit 0 with the mount live; with expect_partial it
+must exit 3 (live, but some entries failed) with a summary on stderr; with
+expect_fail it must exit 1 or 2, say why on stderr and leave no mount.
 
 Every mount is undone in teardown (fusermount3 -u, retried while busy, then
 fusermount3 -uz), the daemon must exit within 10 s, and the test fails on
@@ -34,6 +39,7 @@ import genmodel                     # noqa: E402,F401  (re-exported for tests)
 from hubclient import FakeHub       # noqa: E402
 
 MOUNT_TIMEOUT = 60          # seconds for `modelfs mount` to return
+EXIT_PARTIAL = 3            # `modelfs mount`: live, but some entries failed
 EXIT_TIMEOUT = 10           # seconds for the daemon to exit after unmount
 SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|ThreadSanitizer|"
                           r"MemorySanitizer|runtime error:")
@@ -300,7 +306,9 @@ class MountHarness:
         return env
 
     def mount(self, config_text, *, cache_dir=None, extra_args=(), env=None,
-              expect_fail=False, allowed_errors=()):
+              expect_fail=False, expect_partial=False, allowed_errors=()):
+        if expect_fail and expect_partial:
+            raise ValueError("expect_fail and expect_partial exclude each other")
         n = len(self.mounts) + 1
         workdir = self.tmp_path / ("mount%d" % n)
         mountpoint = workdir / "mnt"
@@ -337,10 +345,21 @@ class MountHarness:
             if m.is_mounted():
                 self._abort(m, "%s failed but left %s mounted" % (what, mountpoint))
             return m
-        if m.returncode != 0:
+        if expect_partial:
+            if m.returncode != EXIT_PARTIAL:
+                self._abort(m, "%s exited %d, expected %d (mounted, some entries failed)"
+                            % (what, m.returncode, EXIT_PARTIAL))
+            if not m.stderr.strip():
+                self._abort(m, "%s exited %d without a summary on stderr"
+                            % (what, m.returncode))
+        elif m.returncode == EXIT_PARTIAL:
+            self._abort(m, "%s exited %d: some entries failed (pass expect_partial=True "
+                        "when the test means them to)" % (what, m.returncode))
+        elif m.returncode != 0:
             self._abort(m, "%s exited %d" % (what, m.returncode))
         if not m.is_mounted():
-            self._abort(m, "%s returned 0 but %s is not mounted" % (what, mountpoint))
+            self._abort(m, "%s returned %d but %s is not mounted"
+                        % (what, m.returncode, mountpoint))
         return m
 
     def _abort(self, m, why):
@@ -408,8 +427,8 @@ class MountHarness:
 @pytest.fixture
 def mount(modelfs_bin, hub, tmp_path):
     """mount(config_text, *, cache_dir=None, extra_args=(), env=None,
-    expect_fail=False, allowed_errors=()) -> Mount.  Depends on `hub` so
-    that the hub outlives every mount."""
+    expect_fail=False, expect_partial=False, allowed_errors=()) -> Mount.
+    Depends on `hub` so that the hub outlives every mount."""
     harness = MountHarness(modelfs_bin, tmp_path)
     try:
         yield harness.mount

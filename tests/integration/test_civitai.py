@@ -203,7 +203,11 @@ def test_login_required_without_token_is_listed_and_says_what_to_do(cv, hub, mou
                                                                     modelfs_bin):
     m = mount(cv.config({"lora": {"gated": civ(version_id=2001), "early": civ(model_id=300),
                                   "old": civ(version_id=4001), "dt": civ(version_id=1001)}}),
+              expect_partial=True,
               allowed_errors=[r"event=entry_failed entry=lora/(gated|early|old)"])
+    assert "3 of 4 entries failed" in m.stderr
+    assert re.search(r"^  lora/gated \(.*\): Lora/gated\.safetensors: .*set CIVITAI_TOKEN",
+                     m.stderr, re.M), m.stderr
     gated = m.path / "Lora" / "gated.safetensors"
     assert sorted(os.listdir(m.path / "Lora")) == sorted(
         ["gated.safetensors", "early.safetensors", "old", "detailTweaker_v2.safetensors"])
@@ -247,7 +251,7 @@ def test_invalid_token_is_one_clear_error(cv, hub, modelfs_bin, tmp_path):
 
 def test_invalid_token_in_a_mount(cv, hub, mount):
     m = mount(cv.config({"lora": {"dt": civ(version_id=1001)}}),
-              env={"CIVITAI_TOKEN": BAD_KEY},
+              env={"CIVITAI_TOKEN": BAD_KEY}, expect_partial=True,
               allowed_errors=[r"event=entry_failed entry=lora/dt .*CIVITAI_TOKEN is invalid"])
     path = m.path / "Lora" / "detailTweaker_v2.safetensors"    # still named by the API
     assert read_error(path) == errno.EACCES
@@ -351,9 +355,11 @@ def test_download_quota_is_retried_later(cv, hub, mount, modelfs_bin, tmp_path):
     cfg = write_cfg(tmp_path, cv.config({"lora": {"dt": civ(version_id=1000)}}))
     r = check(modelfs_bin, cfg)
     assert r.returncode == 1 and "quota or rate limit; retried later" in r.stdout, r.stdout
-    # Mounted with its size known, the file is listed and resolved at first read.
+    # Mounted with its size known, the file is listed and resolved at first
+    # read; not resolved at mount, it still makes the mount partial.
     m = mount(cv.config({"lora": {"dt": civ(version_id=1000, filename="v1.safetensors",
-                                            size=SIZES["v1"])}}))
+                                            size=SIZES["v1"])}}), expect_partial=True)
+    assert "lora/dt" in m.stderr and "fetched at first read" in m.stderr
     path = m.path / "Lora" / "v1.safetensors"
     assert path.stat().st_size == SIZES["v1"]
     assert "event=entry_unresolved" in m.log()

@@ -161,3 +161,44 @@ def test_config_from_a_url_and_provision_url_with_offline_copy(hub, mount, model
     # No copy for another URL: a clear failure, exit 1.
     r = run([modelfs_bin, "check", "--cache-dir", cache, hub.url("provision/other.toml")])
     assert r.returncode == 1 and "cannot fetch the config" in r.stderr
+
+
+def test_mount_exit_code_says_whether_every_entry_resolved(hub, mount, modelfs_bin):
+    """`mount` exits 0 only when every entry resolved, a stored resolution
+    included (an offline remount); 3 when the mount is live but some entries
+    failed, with a summary naming each one, where it is written and what to
+    do. `check` stays the dry run: exit 1, nothing mounted."""
+    ok, _ = hub.add_file("ok.bin", MiB)
+    later, _ = hub.add_file("later.bin", MiB + 5)
+    good = config({"vae": {"ok": '"%s"' % hub.url("ok.bin"),
+                           "later": '"%s"' % hub.url("later.bin")}})
+    m = mount(good)
+    assert m.returncode == 0 and "failed" not in m.stderr
+    m.unmount()
+    # The origin gone, the stored resolutions count: still exit 0.
+    hub.faults(path="*.bin", down=True)
+    m = mount(good, cache_dir=m.cache_dir)
+    assert m.returncode == 0, m.stderr
+    assert "resolve_offline" in m.log() and "failed" not in m.stderr
+    assert (m.path / "VAE" / "later.bin").stat().st_size == MiB + 5
+    m.unmount()
+    hub.clear_faults()
+
+    hub.faults(path="missing.bin", fail=[404] * 100)
+    text = config({"vae": {"ok": '"%s"' % hub.url("ok.bin"),
+                           "gone": '"%s"' % hub.url("missing.bin")}})
+    m = mount(text, expect_partial=True, allowed_errors=[r"missing\.bin"])
+    assert m.returncode == 3 and m.is_mounted()
+    assert (m.path / "VAE" / "ok.bin").read_bytes() == ok.read_bytes()
+    cfg = re.escape(str(m.config_path))
+    assert re.search(r"^modelfs: mounted %s, but 1 of 2 entries failed:$" % re.escape(str(m.path)),
+                     m.stderr, re.M), m.stderr
+    # config(): [modelfs], block_size, settings, [models.vae], ok, gone: line 6.
+    assert re.search(r"^  vae/gone \(%s:6\): VAE/missing\.bin: not found at the origin "
+                     r"\(HTTP 404\): check the url$" % cfg, m.stderr, re.M), m.stderr
+    assert "vae/ok" not in m.stderr
+    assert "modelfs check %s" % m.config_path in m.stderr
+    assert "fusermount3 -u %s" % m.path in m.stderr
+    assert "event=mount_partial" in m.log() and "failed=1 entries=2" in m.log()
+    r = run([modelfs_bin, "check", m.config_path])
+    assert r.returncode == 1 and re.search(r"VAE/missing\.bin.*error", r.stdout), r.stdout

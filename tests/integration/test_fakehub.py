@@ -902,6 +902,20 @@ def test_mount_fixture_expect_fail(mount):
     assert not m.is_mounted()
 
 
+def test_mount_fixture_expect_partial(mount):
+    m = mount("PARTIAL\n", expect_partial=True)
+    assert m.returncode == 3 and m.is_mounted()
+    assert "1 of 2 entries failed" in m.stderr
+
+
+def test_harness_partial_mount_only_when_expected(harness):
+    with pytest.raises(pytest.fail.Exception, match="exited 3: some entries failed"):
+        harness.mount("PARTIAL\n")
+    with pytest.raises(pytest.fail.Exception, match="exited 0, expected 3"):
+        harness.mount("fine\n", expect_partial=True)
+    assert not any(m.is_mounted() for m in harness.mounts)
+
+
 def test_harness_unexpected_failure_fails_the_test(harness):
     with pytest.raises(pytest.fail.Exception, match="exited 2"):
         harness.mount("FAIL\n")

@@ -100,7 +100,12 @@ def test_origin_down_at_first_mount(hub, mount):
                                                  size=MiB),
                               "gone": '"%s"' % hub.url("missing.bin")}},
                      settings="retry_timeout = 2"),
-              allowed_errors=[r"down\.bin|missing\.bin|sized\.bin"])
+              expect_partial=True, allowed_errors=[r"down\.bin|missing\.bin|sized\.bin"])
+    assert "3 of 4 entries failed" in m.stderr
+    for line in ("vae/down (%s:" % m.config_path, "vae/gone (%s:" % m.config_path,
+                 "vae/sized (%s:" % m.config_path):
+        assert line in m.stderr, m.stderr
+    assert "vae/ok (" not in m.stderr
     vae = m.path / "VAE"
     assert sorted(os.listdir(vae)) == ["down.bin", "fine.bin", "missing.bin", "sized.bin"]
     assert (vae / "fine.bin").read_bytes() == ok.read_bytes()
@@ -139,7 +144,7 @@ def _quiet(fn, *args):
 def test_unreadable_entries_fail_at_open(hub, mount):
     hub.faults(path="nothere.bin", fail=[404] * 100)
     m = mount(config({"vae": {"n": '"%s"' % hub.url("nothere.bin")}}),
-              allowed_errors=[r"nothere\.bin"])
+              expect_partial=True, allowed_errors=[r"nothere\.bin"])
     path = m.path / "VAE" / "nothere.bin"
     assert path.exists()
     with pytest.raises(OSError) as e:
@@ -233,7 +238,8 @@ def test_an_absurd_size_fails_its_entry_not_the_mount(hub, mount, modelfs_bin, t
     hub.faults(path="huge.bin", report_size=1 << 50)          # 1 PiB
     text = config({"vae": {"ok": '"%s"' % hub.url("fine.bin"),
                            "huge": '"%s"' % hub.url("huge.bin")}})
-    m = mount(text, allowed_errors=[r"huge\.bin"])
+    m = mount(text, expect_partial=True, allowed_errors=[r"huge\.bin"])
+    assert "1 of 2 entries failed" in m.stderr and "vae/huge (" in m.stderr
     vae = m.path / "VAE"
     assert (vae / "fine.bin").read_bytes() == ok.read_bytes()
     assert xattr(vae / "huge.bin", "state") == "error"

@@ -655,7 +655,7 @@ static void test_layouts(void)
 	CHECK_STR(config_layout_dir("forge", "embeddings"), "embeddings");
 	CHECK_STR(config_layout_dir("forge", "hypernetworks"), "hypernetworks");
 	CHECK_STR(config_layout_dir("forge", "clip"), "text_encoder");
-	CHECK_STR(config_layout_dir("forge", "unet"), "unet");
+	CHECK_STR(config_layout_dir("forge", "unet"), "Stable-diffusion");
 	CHECK_STR(config_layout_dir(NULL, "lora"), "Lora");
 	CHECK_STR(config_layout_dir("comfyui", "checkpoints"), "checkpoints");
 	CHECK_STR(config_layout_dir("comfyui", "lora"), "loras");
@@ -722,6 +722,143 @@ static void test_layouts(void)
 	BAD("layout = \"comfyui\"\n", "t.toml:1:10: layout must be a [layout] table of category = \"folder\"");
 	BAD("[modelfs]\nlayout = { lora = \"A\" }\n[layout]\nlora = \"B\"\n",
 	    "t.toml:4:1: the folder of category \"lora\" is set twice (also at line 2:12)");
+}
+
+/* Each webui's folder names, as WEBUI.md §4 lists them, and where each
+ * lands in the other layout. */
+static const struct {
+	const char *category, *forge, *comfyui;
+} aliases[] = {
+	/* ComfyUI's folders and its own aliases */
+	{ "checkpoints", "Stable-diffusion", "checkpoints" },
+	{ "loras", "Lora", "loras" },
+	{ "vae", "VAE", "vae" },
+	{ "text_encoders", "text_encoder", "text_encoders" },
+	{ "clip", "text_encoder", "text_encoders" },
+	{ "diffusion_models", "Stable-diffusion", "diffusion_models" },
+	{ "unet", "Stable-diffusion", "diffusion_models" },
+	{ "clip_vision", "clip_vision", "clip_vision" },
+	{ "embeddings", "embeddings", "embeddings" },
+	{ "diffusers", "diffusers", "diffusers" },
+	{ "vae_approx", "VAE-approx", "vae_approx" },
+	{ "controlnet", "ControlNet", "controlnet" },
+	{ "t2i_adapter", "ControlNet", "controlnet" },
+	{ "upscale_models", "ESRGAN", "upscale_models" },
+	{ "hypernetworks", "hypernetworks", "hypernetworks" },
+	{ "style_models", "style_models", "style_models" },
+	{ "latent_upscale_models", "latent_upscale_models", "latent_upscale_models" },
+	/* Forge's folders */
+	{ "Stable-diffusion", "Stable-diffusion", "checkpoints" },
+	{ "Lora", "Lora", "loras" },
+	{ "lora", "Lora", "loras" },		/* --forge-ref-a1111-home's spelling */
+	{ "VAE", "VAE", "vae" },
+	{ "text_encoder", "text_encoder", "text_encoders" },
+	{ "ControlNet", "ControlNet", "controlnet" },
+	{ "ControlNetPreprocessor", "ControlNetPreprocessor", "ControlNetPreprocessor" },
+	{ "ESRGAN", "ESRGAN", "upscale_models" },
+	{ "RealESRGAN", "RealESRGAN", "upscale_models" },
+	{ "DAT", "DAT", "upscale_models" },
+	{ "SwinIR", "SwinIR", "upscale_models" },
+	{ "ScuNET", "ScuNET", "upscale_models" },
+	{ "GFPGAN", "GFPGAN", "GFPGAN" },
+	{ "Codeformer", "Codeformer", "Codeformer" },
+	{ "VAE-approx", "VAE-approx", "vae_approx" },
+	{ "VAE-taesd", "VAE-taesd", "vae_approx" },
+	/* what a user types: the case does not matter */
+	{ "LoRA", "Lora", "loras" },
+	{ "stable-diffusion", "Stable-diffusion", "checkpoints" },
+	{ "esrgan", "ESRGAN", "upscale_models" },
+};
+
+static void test_category_aliases(void)
+{
+	struct config *cfg;
+
+	for (size_t i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++) {
+		CHECK_STR(config_layout_dir("forge", aliases[i].category), aliases[i].forge);
+		CHECK_STR(config_layout_dir("comfyui", aliases[i].category), aliases[i].comfyui);
+		CHECK_STR(config_layout_dir("flat", aliases[i].category), "");
+	}
+
+	/* A config written for ComfyUI mounts in Forge's folders, and the
+	 * other way round; the folders shown stay the layout's own. */
+	cfg = OK("[models.loras]\na = \"https://e.x/a.bin\"\n[models.upscale_models]\n"
+		 "b = \"https://e.x/b.bin\"\n[models.diffusion_models]\nc = \"https://e.x/c.bin\"\n");
+	if (cfg) {
+		CHECK_STR(cfg->entries[0].dir, "Lora");
+		CHECK_STR(cfg->entries[0].id, "loras/a");
+		CHECK_STR(cfg->entries[1].dir, "ESRGAN");
+		CHECK_STR(cfg->entries[2].dir, "Stable-diffusion");
+		CHECK(count(cfg->dirs) == 10 && !has_dir(cfg, "loras") && !has_dir(cfg, "unet"));
+	}
+	config_free(cfg);
+	cfg = OK("[modelfs]\nlayout = \"comfyui\"\n[models.Lora]\na = \"https://e.x/a.bin\"\n"
+		 "[models.Stable-diffusion]\nb = \"https://e.x/b.bin\"\n");
+	if (cfg) {
+		CHECK_STR(cfg->entries[0].dir, "loras");
+		CHECK_STR(cfg->entries[1].dir, "checkpoints");
+		CHECK(count(cfg->dirs) == 10 && !has_dir(cfg, "Lora"));
+	}
+	config_free(cfg);
+	/* Two names of one category are one folder: a clash is a clash. */
+	BAD("[models.lora]\na = \"https://e.x/x.bin\"\n[models.loras]\nb = \"https://e.x/x.bin\"\n",
+	    "t.toml:4:1: entries models.loras.b and models.lora.a (line 2:1) would both be "
+	    "\"Lora/x.bin\"");
+
+	/* [layout] moves a category under any of its names. */
+	cfg = OK("[layout]\nloras = \"MyLoras\"\n[models.lora]\na = \"https://e.x/a.bin\"\n"
+		 "[models.Lora]\nb = \"https://e.x/b.bin\"\n");
+	if (cfg) {
+		CHECK_STR(cfg->entries[0].dir, "MyLoras");
+		CHECK_STR(cfg->entries[1].dir, "MyLoras");
+		CHECK(has_dir(cfg, "MyLoras") && !has_dir(cfg, "Lora"));
+	}
+	config_free(cfg);
+	BAD("[layout]\nlora = \"A\"\nLoras = \"B\"\n",
+	    "t.toml:3:1: the folder of category \"Loras\" is set twice (also at line 2:1, as \"lora\")");
+}
+
+static void test_category_typos(void)
+{
+	struct config *cfg;
+
+	BAD("[models.chekpoints]\nx = \"https://e.x/x.bin\"\n",
+	    "t.toml:1:9: unknown category models.chekpoints (did you mean \"checkpoints\"?): no webui "
+	    "reads a folder of that name; to have one anyway, add to [layout]: "
+	    "chekpoints = \"chekpoints\"");
+	BAD("[models.vae]\nv = \"https://e.x/v.bin\"\n\n[models.lorra]\nx = \"https://e.x/x.bin\"\n",
+	    "t.toml:4:9: unknown category models.lorra (did you mean \"lora\"?)");
+	BAD("[models.lroa]\nx = \"https://e.x/x.bin\"\n", "(did you mean \"lora\"?)");	/* a swap */
+	BAD("[models.vea]\nx = \"https://e.x/x.bin\"\n", "(did you mean \"vae\"?)");
+	BAD("[models.Stable-difusion]\nx = \"https://e.x/x.bin\"\n",
+	    "(did you mean \"Stable-diffusion\"?)");
+	BAD("[models.upscale_model]\nx = \"https://e.x/x.bin\"\n",
+	    "(did you mean \"upscale_models\"?)");
+	BAD("[models.text_encodrs]\nx = \"https://e.x/x.bin\"\n", "(did you mean \"text_encoders\"?)");
+	BAD("[models.\"check points\"]\nx = \"https://e.x/x.bin\"\n",
+	    "add to [layout]: \"check points\" = \"check points\"");
+	/* In every layout: a typo there still names a folder in another. */
+	BAD("[modelfs]\nlayout = \"flat\"\n[models.chekpoints]\nx = \"https://e.x/x.bin\"\n",
+	    "unknown category models.chekpoints");
+
+	/* [layout] naming its folder says the name is meant. */
+	cfg = OK("[layout]\nchekpoints = \"chekpoints\"\n[models.chekpoints]\nx = \"https://e.x/x.bin\"\n");
+	if (cfg)
+		CHECK_STR(cfg->entries[0].dir, "chekpoints");
+	config_free(cfg);
+
+	/* Names far from every known one are folders of their own, even
+	 * short ones ("sam" is two edits from "vae", but two of three letters). */
+	cfg = OK("[models.ipadapter]\na = \"https://e.x/a.bin\"\n[models.insightface]\n"
+		 "b = \"https://e.x/b.bin\"\n[models.sam]\nc = \"https://e.x/c.bin\"\n"
+		 "[models.animatediff_models]\nd = \"https://e.x/d.bin\"\n");
+	if (cfg) {
+		CHECK_STR(cfg->entries[0].dir, "ipadapter");
+		CHECK_STR(cfg->entries[1].dir, "insightface");
+		CHECK_STR(cfg->entries[2].dir, "sam");
+		CHECK_STR(cfg->entries[3].dir, "animatediff_models");
+	}
+	config_free(cfg);
 }
 
 static void test_table_forms(void)
@@ -851,6 +988,8 @@ int main(void)
 	test_filenames();
 	test_duplicates();
 	test_layouts();
+	test_category_aliases();
+	test_category_typos();
 	test_table_forms();
 	test_links();
 	test_load();
