@@ -12,6 +12,7 @@
 #ifndef MODELFS_LOG_H
 #define MODELFS_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 enum log_level { LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
@@ -23,6 +24,13 @@ void log_init(int fd, int use_syslog, enum log_level level);
  * command until its daemon is live. */
 void log_set_console(int fd);
 void log_set_level(enum log_level level);
+/* Lines as JSON objects, one a line ({"time", "level", each key=value}). */
+void log_set_json(bool json);
+/* Open path to append log lines to (give the fd to log_init): past 16 MiB
+ * it is turned over to PATH.1, on the same fd. The fd, or -errno. */
+int log_open_file(const char *path);
+/* stderr is a copy of that file's fd (a daemon's): turn it over too. */
+void log_file_is_stderr(void);
 enum log_level log_get_level(void);
 /* "debug" ... -> level; -1 when unknown. */
 int log_level_parse(const char *name);

@@ -4,6 +4,9 @@
  */
 #include "modelfs/log.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -11,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,6 +25,15 @@ static int log_fd = 2;
 static int log_console = -1;	/* a second copy of each line, e.g. the terminal while mounting */
 static int log_syslog;
 static atomic_int log_level = LOG_LVL_INFO;
+static atomic_int log_json;	/* lines as JSON objects (log_set_json) */
+
+/* A log file of our own (log_open_file): its size is bounded by turning
+ * it over to PATH.1 past LOG_FILE_MAX. protected by file_lock */
+#define LOG_FILE_MAX (16 << 20)
+static pthread_mutex_t file_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *file_path;
+static bool file_is_stderr;	/* stderr is a copy of the file's fd: turned over too */
+static atomic_llong file_size;
 
 /* protected by secrets_lock */
 static pthread_mutex_t secrets_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -53,6 +66,58 @@ void log_init(int fd, int use_syslog, enum log_level level)
 void log_set_console(int fd)
 {
 	log_console = fd;
+}
+
+void log_set_json(bool json)
+{
+	atomic_store(&log_json, json);
+}
+
+int log_open_file(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	struct stat st;
+
+	if (fd < 0)
+		return -errno;
+	pthread_mutex_lock(&file_lock);
+	free(file_path);
+	file_path = strdup(path);
+	atomic_store(&file_size, fstat(fd, &st) == 0 ? (long long)st.st_size : 0);
+	pthread_mutex_unlock(&file_lock);
+	return fd;
+}
+
+void log_file_is_stderr(void)
+{
+	pthread_mutex_lock(&file_lock);
+	file_is_stderr = true;
+	pthread_mutex_unlock(&file_lock);
+}
+
+/* The log file grew past LOG_FILE_MAX: it becomes PATH.1 (the one before
+ * goes) and a new one takes its fd number, so no writer sees a gap. */
+static void turn_over(void)
+{
+	char old[PATH_MAX];
+	int fd;
+
+	pthread_mutex_lock(&file_lock);
+	if (!file_path || atomic_load(&file_size) < LOG_FILE_MAX)
+		goto out;
+	snprintf(old, sizeof(old), "%s.1", file_path);
+	fd = rename(file_path, old) == 0
+		? open(file_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640) : -1;
+	if (fd >= 0) {
+		dup3(fd, log_fd, O_CLOEXEC);
+		if (file_is_stderr)
+			dup2(fd, 2);
+		close(fd);
+	}
+	/* On failure the file keeps growing: no better place is left. */
+	atomic_store(&file_size, 0);
+out:
+	pthread_mutex_unlock(&file_lock);
 }
 
 void log_set_level(enum log_level level)
@@ -194,9 +259,77 @@ void log_redact(const char *in, char *out, size_t outlen)
 	free(work);
 }
 
+static bool file_path_set(void)
+{
+	bool set;
+
+	pthread_mutex_lock(&file_lock);
+	set = file_path != NULL;
+	pthread_mutex_unlock(&file_lock);
+	return set;
+}
+
+/* Append s (n bytes) to out as JSON string content; returns the new o. */
+static size_t json_escape(char *out, size_t cap, size_t o, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n && o + 7 < cap; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '"' || c == '\\') {
+			out[o++] = '\\';
+			out[o++] = (char)c;
+		} else if (c < 0x20) {
+			o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
+		} else {
+			out[o++] = (char)c;
+		}
+	}
+	return o;
+}
+
+/* One JSON object per line for log shippers: "time", "level", then each
+ * key=value of the message ("k=v" or k="v w"), or "msg" for what is not
+ * one. Returns the length. */
+static int json_line(char *out, size_t cap, const char *stamp, const char *level, const char *msg)
+{
+	size_t o = (size_t)snprintf(out, cap, "{\"time\":\"%s\",\"level\":\"%s\"", stamp, level);
+	const char *p = msg;
+
+	while (*p && o + 16 < cap) {
+		size_t klen = strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789_.");
+		const char *v, *end;
+
+		if (klen == 0 || p[klen] != '=') {
+			o += (size_t)snprintf(out + o, cap - o, ",\"msg\":\"");
+			o = json_escape(out, cap, o, p, strlen(p));
+			o += (size_t)snprintf(out + o, cap - o, "\"");
+			break;
+		}
+		v = p + klen + 1;
+		if (*v == '"') {
+			for (end = ++v; *end && *end != '"'; end++)
+				if (*end == '\\' && end[1])
+					end++;
+		} else {
+			end = v + strcspn(v, " ");
+		}
+		o += (size_t)snprintf(out + o, cap - o, ",\"%.*s\":\"", (int)klen, p);
+		o = json_escape(out, cap, o, v, (size_t)(end - v));
+		o += (size_t)snprintf(out + o, cap - o, "\"");
+		p = *end == '"' ? end + 1 : end;
+		p += strspn(p, " ");
+	}
+	if (o + 3 > cap)
+		o = cap - 3;
+	out[o++] = '}';
+	out[o++] = '\n';
+	out[o] = '\0';
+	return (int)o;
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-	char raw[LOG_LINE_MAX], line[LOG_LINE_MAX + 64], clean[LOG_LINE_MAX];
+	char raw[LOG_LINE_MAX], line[2 * LOG_LINE_MAX + 64], clean[LOG_LINE_MAX], stamp[64];
 	struct timespec ts;
 	struct tm tm;
 	va_list ap;
@@ -216,11 +349,18 @@ void log_msg(enum log_level level, const char *fmt, ...)
 		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s\n",
-		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-		     tm.tm_sec, ts.tv_nsec / 1000000, level_names[level], clean);
-	if (n > (int)sizeof(line) - 1)
+	snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+	if (atomic_load(&log_json))
+		n = json_line(line, sizeof(line), stamp, level_names[level], clean);
+	else
+		n = snprintf(line, sizeof(line), "%s %s %s\n", stamp, level_names[level], clean);
+	if (n > (int)sizeof(line) - 1) {
 		n = sizeof(line) - 1;
+		line[n - 1] = '\n';
+	}
+	if (file_path_set() && atomic_fetch_add(&file_size, n) + n >= LOG_FILE_MAX)
+		turn_over();
 	/* A failed write has nowhere left to be reported. */
 	if (log_fd >= 0 && write(log_fd, line, n) < 0)
 		return;

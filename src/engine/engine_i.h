@@ -96,6 +96,7 @@ struct engine_file {
 	pthread_cond_t resolved;	/* with lock: resolving or a renewal ended */
 	atomic_bool verify_queued;
 	atomic_bool partial_logged;	/* "state=partial" was logged */
+	atomic_bool uncached_logged;	/* "serving_uncached" was logged */
 	struct inflight **inflight;	/* [nblocks]; protected by lock */
 	uint64_t ra_last;		/* last block read; protected by lock */
 	uint32_t ra_window;		/* blocks fetched ahead; protected by lock */

@@ -1534,6 +1534,10 @@ static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct h
 			 * without caching, within a small memory budget. */
 			mem = mem_block_get(e, cache_block_len(cf, inf->idx));
 			rc = mem ? 0 : -ENOMEM;
+			if (!atomic_exchange(&f->uncached_logged, true))
+				log_warn("event=serving_uncached path=%s reason=\"no room in the cache: "
+					 "cache_max_size or cache_min_free is reached and nothing more "
+					 "can be evicted\"", f->src.path);
 			log_debug("event=uncached_read path=%s block=%llu", f->src.path,
 				  (unsigned long long)inf->idx);
 		}

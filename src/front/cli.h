@@ -36,6 +36,7 @@ struct cli_opts {
 	const char *fuse_opts;
 	const char *into;		/* prefetch --into DIR */
 	bool foreground, offline, debug, json, pin, force, keep_cache;
+	bool log_json;			/* --log-format json */
 	int jobs;			/* -j, 0: default */
 	int history;			/* --history[=N] rows, 0: none */
 	int nargs;

@@ -50,7 +50,9 @@ const char cli_usage_text[] =
 	"common options:\n"
 	"  --cache-dir DIR   cache location (default $MODELFS_CACHE_DIR, the config's\n"
 	"                    cache_dir, /var/cache/modelfs, or ~/.cache/modelfs)\n"
-	"  --log-file FILE   daemon log (default: syslog once daemonized)\n"
+	"  --log-file FILE   daemon log (default: CACHE_DIR/modelfs.log once in the\n"
+	"                    background; \"syslog\" for syslog)\n"
+	"  --log-format text|json  log lines as text (default) or JSON objects\n"
 	"  -d, --debug       debug logging (also -o debug, MODELFS_LOG=debug)\n"
 	"  -h, --help        this text;  -V, --version  the version\n"
 	"\n"
@@ -61,7 +63,7 @@ static const struct {
 	const char *cmd;
 	const char *opts;
 } allowed[] = {
-	{ "mount", " foreground fuse-opts log-file " },
+	{ "mount", " foreground fuse-opts log-file log-format " },
 	{ "check", " offline " },
 	{ "prefetch", " pin jobs config json into keep-cache " },
 	{ "status", " json history config " },
@@ -97,6 +99,7 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		{ "history", optional_argument, NULL, 'H' },
 		{ "into", required_argument, NULL, 'I' },
 		{ "keep-cache", no_argument, NULL, 'K' },
+		{ "log-format", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -104,6 +107,7 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		{ 'C', "config" }, { 'l', "log-file" }, { 'n', "offline" }, { 'f', "foreground" },
 		{ 'o', "fuse-opts" }, { 'J', "json" }, { 'p', "pin" }, { 'F', "force" },
 		{ 'j', "jobs" }, { 'H', "history" }, { 'I', "into" }, { 'K', "keep-cache" },
+		{ 'L', "log-format" },
 	};
 	char *end;
 	int ch;
@@ -130,6 +134,13 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		case 'F': o->force = true; break;
 		case 'I': o->into = optarg; break;
 		case 'K': o->keep_cache = true; break;
+		case 'L':
+			if (strcmp(optarg, "json") != 0 && strcmp(optarg, "text") != 0) {
+				fprintf(stderr, "modelfs %s: --log-format takes text or json\n", cmd);
+				return -EINVAL;
+			}
+			o->log_json = strcmp(optarg, "json") == 0;
+			break;
 		case 'j':
 			o->jobs = (int)strtol(optarg, &end, 10);
 			if (*end || o->jobs < 1 || o->jobs > 64) {

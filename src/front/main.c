@@ -172,8 +172,31 @@ static void detach_stdio(int log_fd)
 	dup2(fd, 0);
 	dup2(fd, 1);
 	dup2(log_fd >= 0 ? log_fd : fd, 2);
+	if (log_fd >= 0)
+		log_file_is_stderr();
 	if (fd > 2)
 		close(fd);
+}
+
+/* --log-file syslog: the one way to syslog, which containers lack. */
+static bool want_syslog(const struct cli_opts *o)
+{
+	return o->log_file && strcmp(o->log_file, "syslog") == 0;
+}
+
+/* A background mount without --log-file logs to CACHE_DIR/modelfs.log:
+ * the fd, or -1 (then only the terminal saw the lines so far). */
+static int default_log(const char *cache_dir)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", cache_dir, "modelfs.log");
+	fd = log_open_file(path);
+	if (fd < 0)
+		fprintf(stderr, "modelfs: cannot write the log %s: %s; give --log-file\n", path,
+			strerror(-fd));
+	return fd < 0 ? -1 : fd;
 }
 
 static void raise_fd_limit(void)
@@ -409,10 +432,11 @@ static int cli_mount(int argc, char **argv)
 	/* Before mounting: afterwards realpath() would ask our own mount. */
 	if (!realpath(mnt, mnt_real))
 		snprintf(mnt_real, sizeof(mnt_real), "%s", mnt);
-	if (o.log_file) {
-		log_fd = open(o.log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	log_set_json(o.log_json);
+	if (o.log_file && !want_syslog(&o)) {
+		log_fd = log_open_file(o.log_file);
 		if (log_fd < 0) {
-			fprintf(stderr, "modelfs: --log-file %s: %s\n", o.log_file, strerror(errno));
+			fprintf(stderr, "modelfs: --log-file %s: %s\n", o.log_file, strerror(-log_fd));
 			code = EXIT_USAGE;
 			goto out;
 		}
@@ -425,7 +449,7 @@ static int cli_mount(int argc, char **argv)
 		}
 	}
 	/* Until the mount is live the terminal sees every line too. */
-	log_init(log_fd >= 0 ? log_fd : (o.foreground ? 2 : -1), log_fd < 0 && !o.foreground,
+	log_init(log_fd >= 0 ? log_fd : (o.foreground ? 2 : -1), want_syslog(&o),
 		 o.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 	log_set_console(o.foreground ? -1 : 2);
 	raise_fd_limit();
@@ -434,6 +458,11 @@ static int cli_mount(int argc, char **argv)
 	if (rc) {
 		log_error("event=mount_failed error=\"cache dir %s: %s\"", cache_dir, strerror(-rc));
 		goto out;
+	}
+	if (log_fd < 0 && !o.foreground && !want_syslog(&o)) {
+		log_fd = default_log(cache_dir);
+		if (log_fd >= 0)
+			log_init(log_fd, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 	}
 	if (path_within(cache_dir, mnt)) {
 		log_error("event=mount_failed error=\"the cache dir %s is inside the mountpoint %s; "

@@ -1,8 +1,12 @@
 """The command line: clear errors for bad input, check, secrets."""
 
+import json
 import os
 import re
+import subprocess
+import time
 
+from conftest import fusermount_unmount, is_mounted
 from mfs import MiB, config, run, url_entry
 
 SEED = '''
@@ -202,3 +206,29 @@ def test_mount_exit_code_says_whether_every_entry_resolved(hub, mount, modelfs_b
     assert "event=mount_partial" in m.log() and "failed=1 entries=2" in m.log()
     r = run([modelfs_bin, "check", m.config_path])
     assert r.returncode == 1 and re.search(r"VAE/missing\.bin.*error", r.stdout), r.stdout
+
+
+def test_a_background_mount_logs_to_the_cache_dir(hub, modelfs_bin, tmp_path):
+    """No --log-file: the daemon's lines go to CACHE_DIR/modelfs.log (a
+    container has no syslog); --log-format json makes them JSON objects."""
+    src, _ = hub.add_file("l.bin", MiB)
+    cfg = write(tmp_path, config({"vae": {"l": '"%s"' % hub.url("l.bin")}}))
+    mnt, cache = tmp_path / "mnt", tmp_path / "cache"
+    mnt.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELFS_", "HF_"))}
+    r = subprocess.run([str(modelfs_bin), "mount", "--cache-dir", str(cache), "--log-format",
+                        "json", str(cfg), str(mnt)], capture_output=True, text=True,
+                       timeout=60, env=env, stdin=subprocess.DEVNULL)
+    try:
+        assert r.returncode == 0, r.stderr
+        assert (mnt / "VAE" / "l.bin").read_bytes() == src.read_bytes()
+    finally:
+        fusermount_unmount(mnt)
+    deadline = time.monotonic() + 10
+    log = cache / "modelfs.log"
+    while "unmounting" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, "no unmount line in %s" % log
+        time.sleep(0.05)
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert any(e.get("event") == "mounted" and e.get("level") == "info" for e in events), events
+    assert not is_mounted(mnt)

@@ -1,7 +1,11 @@
 /*
  * test_log.c: what log.c removes from lines and from URLs shown to users.
  */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "modelfs/log.h"
@@ -20,6 +24,66 @@ static void check_public(const char *url, const char *want)
 
 	CHECK_STR(got, want);
 	free(got);
+}
+
+/* The last line written to fd's file, read back from path. */
+static void last_line(const char *path, char *out, size_t len)
+{
+	FILE *f = fopen(path, "r");
+
+	out[0] = '\0';
+	while (f && fgets(out, (int)len, f))
+		;
+	if (f)
+		fclose(f);
+}
+
+static void check_json(void)
+{
+	char path[] = "/tmp/modelfs-test-log-XXXXXX", line[4096];
+	int fd = mkstemp(path);
+
+	log_init(fd, 0, LOG_LVL_INFO);
+	log_set_json(true);
+	log_info("event=mounted path=VAE/a.bin error=\"two words\" n=3");
+	log_info("not key value");
+	log_set_json(false);
+	last_line(path, line, sizeof(line));
+	CHECK(strstr(line, "\"level\":\"info\",\"msg\":\"not key value\"}") != NULL);
+	{
+		FILE *f = fopen(path, "r");
+
+		CHECK(f && fgets(line, sizeof(line), f));
+		if (f)
+			fclose(f);
+	}
+	CHECK(strstr(line, "\"event\":\"mounted\",\"path\":\"VAE/a.bin\"") != NULL);
+	CHECK(strstr(line, "\"error\":\"two words\",\"n\":\"3\"}") != NULL);
+	close(fd);
+	unlink(path);
+}
+
+static void check_turn_over(void)
+{
+	char path[] = "/tmp/modelfs-test-log-XXXXXX", old[64], pad[1500];
+	struct stat st;
+	int fd = mkstemp(path);
+
+	close(fd);
+	fd = log_open_file(path);
+	CHECK(fd >= 0);
+	log_init(fd, 0, LOG_LVL_INFO);
+	memset(pad, 'x', sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = '\0';
+	for (int i = 0; i < 12000; i++)		/* about 18 MiB */
+		log_info("event=filler i=%d pad=%s", i, pad);
+	snprintf(old, sizeof(old), "%s.1", path);
+	CHECK(stat(old, &st) == 0 && st.st_size >= (15 << 20) && st.st_size <= (17 << 20));
+	CHECK(stat(path, &st) == 0 && st.st_size < (4 << 20) && st.st_size > 0);
+	log_init(2, 0, LOG_LVL_INFO);
+	close(fd);
+	unlink(path);
+	unlink(old);
 }
 
 int main(void)
@@ -43,5 +107,7 @@ int main(void)
 	check_public("https://h.example/${TOKEN}/m.bin", "https://h.example/${TOKEN}/m.bin");
 	check_public("s3://bucket/key?versionId=3", "s3://bucket/key");
 	check_public("https://h.example/q?user@x", "https://h.example/q");
+	check_json();
+	check_turn_over();
 	return check_summary();
 }
