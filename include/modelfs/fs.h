@@ -21,6 +21,7 @@ struct fs;
 struct fs_options {
 	const char *mountpoint;		/* absolute, no symlinks (realpath) */
 	const char *fuse_opts;		/* -o text from the command line, or NULL */
+	const char *cache_dir;		/* shown as user.modelfs.cache_dir on the root */
 	bool allow_other;
 	bool debug;
 };

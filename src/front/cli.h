@@ -59,6 +59,16 @@ void cli_limits(const struct config *cfg, struct cache_limits *lim);
 /* The exit code for a cli_load_config() failure. */
 int cli_config_exit(int rc);
 
+/* Live and stale modelfs mounts: their mountpoints, from mountinfo (the
+ * caller frees with cli_mounts_free). 0 or -errno. */
+#define MOUNT_FSTYPE "fuse.modelfs"
+int cli_mounts_list(char ***out, size_t *n);
+void cli_mounts_free(char **list, size_t n);
+/* The modelfs mount path lies in (the deepest): 0, or -ENOENT. */
+int cli_mount_of(const char *path, char *mnt, size_t mntlen);
+/* The cache dir a mount's root names: 0, -ENOTCONN for a stale mount. */
+int cli_mount_cache_dir(const char *mnt, char *out, size_t len);
+
 /* Where a command runs. */
 struct cli_target {
 	int fd;				/* connected to the mount's daemon, or -1 */
@@ -112,6 +122,7 @@ int into_place(const char *dir, struct engine_file *f, bool keep_cache, char *er
 /* The commands. */
 int cli_prefetch(int argc, char **argv);
 int cli_status(int argc, char **argv);
+int cli_mounts(int argc, char **argv);
 int cli_verify(int argc, char **argv);
 int cli_evict(int argc, char **argv);
 int cli_info(int argc, char **argv);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,6 +39,8 @@ const char cli_usage_text[] =
 	"        no FUSE: put each file, verified, under DIR in the layout\n"
 	"  status [--json] [--history[=N]] [--config CONFIG]\n"
 	"        every file's size, cached bytes and state; cache totals\n"
+	"  mounts [--json]\n"
+	"        every modelfs mount on this machine, live or stale\n"
 	"  verify [--json] [--config CONFIG] [PATH|ENTRY ...]\n"
 	"        re-check cached blocks and hashes; drop anything bad (exit 1)\n"
 	"  evict [--force] [--json] [--config CONFIG] [PATH|ENTRY ...]\n"
@@ -56,7 +59,11 @@ const char cli_usage_text[] =
 	"  -d, --debug       debug logging (also -o debug, MODELFS_LOG=debug)\n"
 	"  -h, --help        this text;  -V, --version  the version\n"
 	"\n"
-	"exit codes: 0 ok, 1 a model failed, 2 usage or config error, 130 interrupted\n";
+	"status, prefetch, verify, evict and info given a path inside a mount, or\n"
+	"run from inside one, ask that mount whatever --cache-dir says.\n"
+	"\n"
+	"exit codes: 0 ok, 1 a model failed, 2 usage or config error, 3 mounted but\n"
+	"some entries failed (mount), 130 interrupted\n";
 
 /* Which options each command takes (by long name). */
 static const struct {
@@ -67,6 +74,7 @@ static const struct {
 	{ "check", " offline " },
 	{ "prefetch", " pin jobs config json into keep-cache " },
 	{ "status", " json history config " },
+	{ "mounts", " json " },
 	{ "verify", " json config " },
 	{ "evict", " force json config " },
 	{ "info", " json config " },
@@ -279,6 +287,145 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
+/* ---- finding the mount a path lies in -------------------------------------- */
+
+static void unescape_mountinfo(char *s)
+{
+	char *o = s;
+
+	for (char *p = s; *p; p++) {
+		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' &&
+		    p[3] >= '0' && p[3] <= '7') {
+			*o++ = (char)((p[1] - '0') << 6 | (p[2] - '0') << 3 | (p[3] - '0'));
+			p += 3;
+		} else {
+			*o++ = *p;
+		}
+	}
+	*o = '\0';
+}
+
+int cli_mounts_list(char ***out, size_t *n)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char *line = NULL, **list = NULL;
+	size_t cap = 0;
+	int rc = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (!f)
+		return -errno;
+	while (getline(&line, &cap, f) > 0) {
+		char *fields[10], *save = NULL, *tok, **grown;
+		int nf = 0;
+		char *dash = strstr(line, " - ");
+
+		if (!dash || strncmp(dash + 3, MOUNT_FSTYPE " ", strlen(MOUNT_FSTYPE) + 1) != 0)
+			continue;
+		*dash = '\0';
+		for (tok = strtok_r(line, " ", &save); tok && nf < 10; tok = strtok_r(NULL, " ", &save))
+			fields[nf++] = tok;
+		if (nf < 5)
+			continue;
+		unescape_mountinfo(fields[4]);
+		grown = realloc(list, (*n + 1) * sizeof(*list));
+		if (!grown || !(grown[*n] = strdup(fields[4]))) {
+			list = grown ? grown : list;
+			rc = -ENOMEM;
+			break;
+		}
+		list = grown;
+		(*n)++;
+	}
+	free(line);
+	fclose(f);
+	*out = list;
+	return rc;
+}
+
+void cli_mounts_free(char **list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+}
+
+/* The absolute form of path, resolved where it can be (a path inside a
+ * stale mount cannot: then it is taken as written, from the cwd). */
+static void absolute(const char *path, char *out, size_t len)
+{
+	char cwd[PATH_MAX];
+
+	if (realpath(path, out))
+		return;
+	if (path[0] == '/' || !getcwd(cwd, sizeof(cwd)))
+		snprintf(out, len, "%s", path);
+	else if (snprintf(out, len, "%s/%s", cwd, path) >= (int)len)
+		out[0] = '\0';		/* too long to lie in any mount we could name */
+}
+
+int cli_mount_of(const char *path, char *mnt, size_t mntlen)
+{
+	char abs[PATH_MAX], **list = NULL;
+	size_t n = 0, best = 0;
+	int rc;
+
+	absolute(path, abs, sizeof(abs));
+	rc = cli_mounts_list(&list, &n);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		size_t len = strlen(list[i]);
+
+		if (len > best && strncmp(abs, list[i], len) == 0 &&
+		    (abs[len] == '/' || abs[len] == '\0' || len == 1)) {
+			best = len;
+			snprintf(mnt, mntlen, "%s", list[i]);
+		}
+	}
+	cli_mounts_free(list, n);
+	return rc ? rc : best ? 0 : -ENOENT;
+}
+
+int cli_mount_cache_dir(const char *mnt, char *out, size_t len)
+{
+	ssize_t n = getxattr(mnt, "user.modelfs.cache_dir", out, len - 1);
+
+	if (n < 0)
+		return -errno;
+	out[n] = '\0';
+	return 0;
+}
+
+/* A path among the arguments, or the working directory: the mount it lies
+ * in overrides --cache-dir. 0 with t->cache_dir set, -ENOENT when none is
+ * in a modelfs mount, or an exit code with a message printed (a stale
+ * mount). */
+static int target_from_path(const struct cli_opts *o, const char *cmd, struct cli_target *t)
+{
+	char mnt[PATH_MAX], cwd[PATH_MAX];
+	const char *path = NULL;
+	struct stat st;
+	int rc;
+
+	for (int i = 0; i < o->nargs && !path; i++)
+		if (stat(o->args[i], &st) == 0 || errno == ENOTCONN)
+			path = o->args[i];
+	if (!path)
+		path = getcwd(cwd, sizeof(cwd)) ? cwd : NULL;
+	if (!path || cli_mount_of(path, mnt, sizeof(mnt)) != 0)
+		return -ENOENT;
+	rc = cli_mount_cache_dir(mnt, t->cache_buf, sizeof(t->cache_buf));
+	if (rc == -ENOTCONN) {
+		fprintf(stderr, "modelfs %s: the mount at %s is stale (its daemon is gone); recover "
+			"with: fusermount3 -uz %s, then mount it again\n", cmd, mnt, mnt);
+		return EXIT_MODEL;
+	}
+	if (rc)
+		return -ENOENT;		/* an older modelfs: fall back to --cache-dir */
+	t->cache_dir = t->cache_buf;
+	return 0;
+}
+
 /* cli_target_open() without the cleanup of a failure. */
 static int target_open(const struct cli_opts *o, bool need_config, const char *cmd,
 		       struct cli_target *t)
@@ -298,7 +445,11 @@ static int target_open(const struct cli_opts *o, bool need_config, const char *c
 		fprintf(stderr, "modelfs: %s\n", err.msg);
 		return EXIT_MODEL;
 	}
-	t->cache_dir = cli_cache_dir(o, t->cfg, t->cache_buf, sizeof(t->cache_buf));
+	rc = o->into ? -ENOENT : target_from_path(o, cmd, t);
+	if (rc > 0)
+		return rc;
+	if (rc < 0)
+		t->cache_dir = cli_cache_dir(o, t->cfg, t->cache_buf, sizeof(t->cache_buf));
 	for (int attempt = 0;; attempt++) {
 		rc = control_connect(t->cache_dir, &t->fd);
 		if (rc == 0) {

@@ -5,6 +5,7 @@
  * a table for people.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "modelfs/control.h"
 #include "modelfs/humanize.h"
 #include "modelfs/log.h"
 #include "modelfs/ops.h"
@@ -185,6 +187,83 @@ int cli_status(int argc, char **argv)
 	json_decref(st);
 	cli_target_close(&t);
 	return code;
+}
+
+/* ---- mounts -------------------------------------------------------------------- */
+
+/* What one modelfs mount says of itself: {"mountpoint", "state": "live" |
+ * "stale" | "unknown", "pid", "cache_dir"}. */
+static json_t *mount_info(const char *mnt)
+{
+	json_t *m = json_pack("{s:s}", "mountpoint", mnt), *req, *reply = NULL;
+	char cache_dir[PATH_MAX];
+	struct control_reader r;
+	int fd = -1, rc;
+
+	rc = cli_mount_cache_dir(mnt, cache_dir, sizeof(cache_dir));
+	if (rc == -ENOTCONN) {
+		json_object_set_new(m, "state", json_string("stale"));
+		json_object_set_new(m, "recover", json_sprintf("fusermount3 -uz %s", mnt));
+		return m;
+	}
+	if (rc == 0)
+		json_object_set_new(m, "cache_dir", json_string(cache_dir));
+	if (rc == 0)
+		rc = control_connect(cache_dir, &fd);
+	req = json_pack("{s:s}", "cmd", "hello");
+	if (rc == 0)
+		rc = control_send(fd, req);
+	json_decref(req);
+	control_reader_init(&r, fd);
+	if (rc == 0)
+		rc = control_read(&r, 5000, &reply);
+	control_reader_clear(&r);
+	if (fd >= 0)
+		close(fd);
+	json_object_set_new(m, "state", json_string(rc == 0 ? "live" : "unknown"));
+	if (rc == 0)
+		json_object_set(m, "pid", json_object_get(reply, "pid") ?: json_null());
+	json_decref(reply);
+	return m;
+}
+
+int cli_mounts(int argc, char **argv)
+{
+	struct cli_opts o;
+	json_t *all = json_array(), *m;
+	char **list = NULL;
+	size_t n = 0, i;
+	int rc = cli_parse(argc, argv, "mounts", &o);
+
+	if (rc)
+		return rc > 0 ? 0 : EXIT_USAGE;
+	rc = cli_mounts_list(&list, &n);
+	if (rc) {
+		fprintf(stderr, "modelfs mounts: cannot read /proc/self/mountinfo: %s\n", strerror(-rc));
+		return EXIT_MODEL;
+	}
+	for (i = 0; i < n; i++)
+		json_array_append_new(all, mount_info(list[i]));
+	cli_mounts_free(list, n);
+	if (o.json) {
+		cli_print_json(all);
+	} else {
+		json_array_foreach(all, i, m) {
+			const char *state = json_string_value(json_object_get(m, "state"));
+
+			printf("%s  %s", json_string_value(json_object_get(m, "mountpoint")), state);
+			if (json_is_integer(json_object_get(m, "pid")))
+				printf("  pid %lld  cache %s", (long long)json_integer_value(
+				       json_object_get(m, "pid")), str(m, "cache_dir"));
+			if (strcmp(state, "stale") == 0)
+				printf("  (its daemon is gone: %s, then mount again)", str(m, "recover"));
+			putchar('\n');
+		}
+		if (n == 0)
+			printf("no modelfs mounts\n");
+	}
+	json_decref(all);
+	return 0;
 }
 
 /* ---- verify -------------------------------------------------------------------- */

@@ -34,6 +34,7 @@ struct fs {
 	struct fuse_session *se;
 	unsigned max_read;		/* -o max_read=N, which INIT must repeat */
 	bool mounted;
+	char *cache_dir;		/* the root's user.modelfs.cache_dir */
 };
 
 static struct fs *fs_of(fuse_req_t req)
@@ -262,18 +263,32 @@ static char *xattr_value(struct engine_file *f, const char *name, int *err)
 	return v;
 }
 
+/* The root names the cache directory, whose control socket reaches this
+ * daemon: modelfs commands run inside the mount find it with no
+ * --cache-dir. */
+#define XATTR_CACHE_DIR "cache_dir"
+
 static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	struct tree_node *node = tree_get(fs_of(req)->tree, ino);
+	struct fs *fs = fs_of(req);
+	struct tree_node *node = tree_get(fs->tree, ino);
+	bool root_name = ino == FUSE_ROOT_ID && fs->cache_dir &&
+			 strcmp(name, XATTR_PREFIX XATTR_CACHE_DIR) == 0;
 	char *value;
 	size_t len;
 	int err;
 
-	if (!node || !node->file || strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) != 0) {
+	if (!node || (!node->file && !root_name) ||
+	    strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) != 0) {
 		fuse_reply_err(req, node ? ENODATA : ENOENT);
 		return;
 	}
-	value = xattr_value(node->file, name + strlen(XATTR_PREFIX), &err);
+	if (root_name) {
+		value = strdup(fs->cache_dir);
+		err = ENOMEM;
+	} else {
+		value = xattr_value(node->file, name + strlen(XATTR_PREFIX), &err);
+	}
 	if (!value) {
 		fuse_reply_err(req, err);
 		return;
@@ -299,6 +314,8 @@ static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
+	if (ino == FUSE_ROOT_ID && fs_of(req)->cache_dir)
+		len += (size_t)snprintf(list, sizeof(list), XATTR_PREFIX XATTR_CACHE_DIR) + 1;
 	for (size_t i = 0; node->file && i < sizeof(names) / sizeof(names[0]); i++) {
 		char *v;
 		int err;
@@ -436,6 +453,8 @@ int fs_mount(struct tree *tree, struct engine *engine, const struct fs_options *
 	fs->tree = tree;
 	fs->engine = engine;
 	fs->max_read = fuse_opt_max_read(opts->fuse_opts);
+	if (opts->cache_dir && !(fs->cache_dir = realpath(opts->cache_dir, NULL)))
+		fs->cache_dir = strdup(opts->cache_dir);
 	snprintf(base, sizeof(base), "ro,fsname=modelfs,subtype=modelfs,default_permissions%s",
 		 opts->allow_other ? ",allow_other" : "");
 	if (fuse_opt_add_arg(&args, "modelfs") || fuse_opt_add_arg(&args, "-o") ||
@@ -500,5 +519,6 @@ void fs_unmount(struct fs *fs)
 			fuse_session_unmount(fs->se);
 		fuse_session_destroy(fs->se);
 	}
+	free(fs->cache_dir);
 	free(fs);
 }

@@ -484,6 +484,7 @@ static int cli_mount(int argc, char **argv)
 		goto out;
 	}
 	fo.mountpoint = mnt_real;
+	fo.cache_dir = cache_dir;
 	fo.fuse_opts = fuse_opts;
 	fo.allow_other = geteuid() == 0;
 	fo.debug = o.debug && o.foreground;
@@ -669,6 +670,8 @@ int main(int argc, char **argv)
 		code = cli_prefetch(argc - 1, argv + 1);
 	else if (strcmp(argv[1], "status") == 0)
 		code = cli_status(argc - 1, argv + 1);
+	else if (strcmp(argv[1], "mounts") == 0)
+		code = cli_mounts(argc - 1, argv + 1);
 	else if (strcmp(argv[1], "verify") == 0)
 		code = cli_verify(argc - 1, argv + 1);
 	else if (strcmp(argv[1], "evict") == 0)

@@ -724,3 +724,35 @@ def test_debug_from_fuse_options(hub, mount, modelfs_bin, tmp_path):
     m.unmount()
     # libfuse never saw "-o debug" (it would print its own help or an error).
     assert not re.search(r"(?<![\w/-])-o\b", m.stderr)
+
+
+def test_commands_find_the_mount_from_a_path_inside_it(hub, mount, modelfs_bin, tmp_path):
+    text, sha = one_file_config(hub, "p.bin", 2 * MiB)
+    m = mount(text)
+    path = m.path / "VAE" / "p.bin"
+    other = tmp_path / "other-cache"            # not the mount's: the path wins
+    # From a working directory inside the mount, with no --cache-dir at all.
+    r = subprocess.run([str(modelfs_bin), "status", "--json"], capture_output=True, text=True,
+                       timeout=60, cwd=m.path / "VAE", env=cli_env(tmp_path),
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert st["mounted"] is True and st["pid"] == m.pid and st["cache_dir"] == str(m.cache_dir)
+    # A path argument, whatever --cache-dir says.
+    cli(modelfs_bin, tmp_path, "prefetch", "--cache-dir", other, path, expect=0)
+    assert xattr(path, "state") == "verified"
+    assert not other.exists()
+    assert os.getxattr(m.path, "user.modelfs.cache_dir").decode() == str(m.cache_dir)
+    mounts = cli_json(modelfs_bin, tmp_path, "mounts")
+    mine = [x for x in mounts if x["mountpoint"] == str(m.path)]
+    assert mine == [{"mountpoint": str(m.path), "cache_dir": str(m.cache_dir), "state": "live",
+                     "pid": m.pid}], mounts
+    # A stale mount (the daemon killed) is named, with the command that recovers it.
+    m.kill()
+    wait_for(lambda: not os.path.exists("/proc/%d/cmdline" % m.pid) or
+             open("/proc/%d/stat" % m.pid).read().split(")")[1].split()[0] == "Z",
+             what="the daemon gone")
+    mine = [x for x in cli_json(modelfs_bin, tmp_path, "mounts") if x["mountpoint"] == str(m.path)]
+    assert mine and mine[0]["state"] == "stale" and "fusermount3 -uz" in mine[0]["recover"]
+    r = cli(modelfs_bin, tmp_path, "verify", path, expect=1)
+    assert "is stale" in r.stderr and "fusermount3 -uz %s" % m.path in r.stderr, r.stderr
