@@ -27,7 +27,8 @@
  *     200, as the Hub does.
  * (5) Every failure is answered with the Hub's JSON error shape,
  *     {"error": "..."} with X-Error-Code and X-Error-Message, its status
- *     given by serve_status() and nowhere else.
+ *     given by serve_status() and nowhere else; except a 416, which has
+ *     an empty body and its Content-Range, as the Hub's CDN answers it.
  * Ownership: serve_open() gives a server; serve_close() stops and frees
  * it. The engine must outlive it and must not be stopped before it.
  * Threads: one thread per connection (bounded by SERVE_MAX_CONNECTIONS);
