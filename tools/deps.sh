@@ -8,7 +8,8 @@
 set -eu
 
 PACKAGES="meson ninja-build pkg-config gcc libfuse3-dev fuse3 libcurl4-openssl-dev
-libsqlite3-dev libssl-dev libjansson-dev libxxhash-dev python3-pytest attr curl"
+libsqlite3-dev libssl-dev libjansson-dev libxxhash-dev libmicrohttpd-dev python3-pytest
+attr curl"
 
 say() { printf 'deps.sh: %s\n' "$*"; }
 die() { printf 'deps.sh: error: %s\n' "$*" >&2; exit 1; }

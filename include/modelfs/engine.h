@@ -61,6 +61,21 @@ const struct config_entry *engine_file_entry(const struct engine_file *f);
 /* f's cache file (owned by the cache), or NULL while f is unresolved. */
 struct cache_file *engine_file_cache(struct engine_file *f);
 
+/* What f is called at its origin, copied under f's lock (a resolution
+ * at first read fills them late): its path there (a repo path, an object
+ * key), the revision it was pinned to (a commit) and the hashes its bytes
+ * must have (the source's SHA-256, else a git blob id). Each is NULL when
+ * unknown. 0, or -ENOMEM with nothing to free; else free the strings
+ * with engine_origin_clear(). */
+struct engine_origin {
+	char *remote_path;
+	char *revision;
+	char *sha256;
+	char *git_sha1;
+};
+int engine_file_origin(struct engine_file *f, struct engine_origin *out);
+void engine_origin_clear(struct engine_origin *o);
+
 /* -errno when f can never be read in this mount (it failed to resolve
  * with a final answer, or it is corrupt): -ENOENT for a file the origin
  * does not have, -EACCES when access was refused, else -EIO. */

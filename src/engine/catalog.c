@@ -512,6 +512,40 @@ void engine_file_hashes(struct engine_file *f, struct file_hashes *out)
 	pthread_mutex_unlock(&f->lock);
 }
 
+static int dup_or_null(const char *s, char **out)
+{
+	*out = s ? strdup(s) : NULL;
+	return s && !*out ? -ENOMEM : 0;
+}
+
+int engine_file_origin(struct engine_file *f, struct engine_origin *out)
+{
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&f->lock);
+	rc = dup_or_null(f->src.remote_path, &out->remote_path);
+	if (rc == 0)
+		rc = dup_or_null(f->src.revision, &out->revision);
+	if (rc == 0)
+		rc = dup_or_null(f->src.sha256, &out->sha256);
+	if (rc == 0)
+		rc = dup_or_null(f->src.git_sha1, &out->git_sha1);
+	pthread_mutex_unlock(&f->lock);
+	if (rc)
+		engine_origin_clear(out);
+	return rc;
+}
+
+void engine_origin_clear(struct engine_origin *o)
+{
+	free(o->remote_path);
+	free(o->revision);
+	free(o->sha256);
+	free(o->git_sha1);
+	memset(o, 0, sizeof(*o));
+}
+
 char *engine_file_sha256(struct engine_file *f)
 {
 	struct cache_file *cf = file_cf(f);

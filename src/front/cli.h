@@ -35,6 +35,8 @@ struct cli_opts {
 	const char *log_file;
 	const char *fuse_opts;
 	const char *into;		/* prefetch --into DIR */
+	const char *listen;		/* serve --listen ADDR:PORT */
+	const char *prefix;		/* serve --prefix /PATH */
 	bool foreground, offline, debug, json, pin, force, keep_cache;
 	bool log_json;			/* --log-format json */
 	int jobs;			/* -j, 0: default */
@@ -126,5 +128,6 @@ int cli_mounts(int argc, char **argv);
 int cli_verify(int argc, char **argv);
 int cli_evict(int argc, char **argv);
 int cli_info(int argc, char **argv);
+int cli_serve(int argc, char **argv);
 
 #endif

@@ -49,6 +49,10 @@ const char cli_usage_text[] =
 	"  info [--json] [--config CONFIG] FILE\n"
 	"        tensors, dtypes, parameters and GPU memory of a .safetensors\n"
 	"        or .gguf file, from its header only\n"
+	"  serve [--listen ADDR:PORT] [--prefix /PATH] [--config] CONFIG\n"
+	"        serve CONFIG's Hugging Face files over the Hub's download\n"
+	"        protocol (HF_ENDPOINT=http://ADDR:PORT/PATH) until SIGTERM;\n"
+	"        default 127.0.0.1:8080, loopback only\n"
 	"\n"
 	"common options:\n"
 	"  --cache-dir DIR   cache location (default $MODELFS_CACHE_DIR, the config's\n"
@@ -78,6 +82,7 @@ static const struct {
 	{ "verify", " json config " },
 	{ "evict", " force json config " },
 	{ "info", " json config " },
+	{ "serve", " config listen prefix log-file " },
 };
 
 static bool takes(const char *cmd, const char *opt)
@@ -107,7 +112,9 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		{ "history", optional_argument, NULL, 'H' },
 		{ "into", required_argument, NULL, 'I' },
 		{ "keep-cache", no_argument, NULL, 'K' },
-		{ "log-format", required_argument, NULL, 'L' },
+		{ "log-format", required_argument, NULL, 'G' },
+		{ "listen", required_argument, NULL, 'L' },
+		{ "prefix", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -115,7 +122,8 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		{ 'C', "config" }, { 'l', "log-file" }, { 'n', "offline" }, { 'f', "foreground" },
 		{ 'o', "fuse-opts" }, { 'J', "json" }, { 'p', "pin" }, { 'F', "force" },
 		{ 'j', "jobs" }, { 'H', "history" }, { 'I', "into" }, { 'K', "keep-cache" },
-		{ 'L', "log-format" },
+		{ 'G', "log-format" },
+		{ 'L', "listen" }, { 'P', "prefix" },
 	};
 	char *end;
 	int ch;
@@ -142,13 +150,15 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		case 'F': o->force = true; break;
 		case 'I': o->into = optarg; break;
 		case 'K': o->keep_cache = true; break;
-		case 'L':
+		case 'G':
 			if (strcmp(optarg, "json") != 0 && strcmp(optarg, "text") != 0) {
 				fprintf(stderr, "modelfs %s: --log-format takes text or json\n", cmd);
 				return -EINVAL;
 			}
 			o->log_json = strcmp(optarg, "json") == 0;
 			break;
+		case 'L': o->listen = optarg; break;
+		case 'P': o->prefix = optarg; break;
 		case 'j':
 			o->jobs = (int)strtol(optarg, &end, 10);
 			if (*end || o->jobs < 1 || o->jobs > 64) {

@@ -678,6 +678,8 @@ int main(int argc, char **argv)
 		code = cli_evict(argc - 1, argv + 1);
 	else if (strcmp(argv[1], "info") == 0)
 		code = cli_info(argc - 1, argv + 1);
+	else if (strcmp(argv[1], "serve") == 0)
+		code = cli_serve(argc - 1, argv + 1);
 	else {
 		fprintf(stderr, "modelfs: unknown command '%s'\n\n", argv[1]);
 		fputs(cli_usage_text, stderr);

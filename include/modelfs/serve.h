@@ -1,0 +1,91 @@
+/*
+ * serve.h: the engine's Hugging Face files over HTTP, as the Hub's
+ * download protocol (PROTOCOLS.md §1) serves them, so that any client
+ * that honours HF_ENDPOINT (huggingface_hub, @huggingface/hub) reads the
+ * cache as it would read the Hub. libmicrohttpd does the HTTP; this
+ * module routes, answers from the engine and turns errnos into the
+ * Hub's statuses.
+ *
+ * Served (under an optional prefix, "/huggingface"):
+ *   HEAD|GET /{repo}/resolve/{rev}/{path}        also /datasets/, /spaces/
+ *   GET /api/{models|datasets|spaces}/{repo}[/revision/{rev}][?blobs=true]
+ *   GET /api/{...}/{repo}/tree/{rev}[/{path}][?recursive=true][&cursor=C]
+ *
+ * (1) Only what the config names is served: each Hugging Face repo at the
+ *     one commit the engine pinned it to, with the files its entries keep.
+ *     "main", a revision an entry names and the full commit all mean that
+ *     commit; any other revision is RevisionNotFound.
+ * (2) A body is streamed: the engine is asked for SERVE_CHUNK bytes at a
+ *     time and each chunk is sent as it arrives, so a connection holds at
+ *     most two chunks whatever the file's size. Missing blocks are
+ *     fetched by the engine (single flight, verified as a mount's are).
+ * (3) Nothing upstream leaks: a request's Authorization is never used,
+ *     a response carries no token, no signed URL and no X-Xet-* header.
+ * (4) A single satisfiable range answers 206 with its exact
+ *     Content-Range; an unsatisfiable one 416 with "bytes {*}/SIZE"
+ *     (braces ours); a multi-range or malformed Range the whole body,
+ *     200, as the Hub does.
+ * (5) Every failure is answered with the Hub's JSON error shape,
+ *     {"error": "..."} with X-Error-Code and X-Error-Message, its status
+ *     given by serve_status() and nowhere else; except a 416, which has
+ *     an empty body and its Content-Range, as the Hub's CDN answers it.
+ * Ownership: serve_open() gives a server; serve_close() stops and frees
+ * it. The engine must outlive it and must not be stopped before it.
+ * Threads: one thread per connection (bounded by SERVE_MAX_CONNECTIONS);
+ * a connection waits for its chunk on its own condition variable, never
+ * holding a lock across the network. serve_close() ends the waits and
+ * joins every thread.
+ */
+#ifndef MODELFS_SERVE_H
+#define MODELFS_SERVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "modelfs/engine.h"
+
+#define SERVE_CHUNK (1u << 20)		/* bytes asked of the engine at a time */
+#define SERVE_MAX_CONNECTIONS 64
+#define SERVE_TREE_PAGE 1000		/* tree entries per page (the Hub's is unpublished) */
+
+struct serve;
+
+struct serve_opts {
+	const char *listen;		/* "127.0.0.1:8080", "[::1]:8080" */
+	const char *prefix;		/* "/huggingface", or NULL/"" for none */
+	int tree_page;			/* entries per tree page; 0: SERVE_TREE_PAGE */
+};
+
+/* Index the engine's Hugging Face files and listen on o->listen. 0 and
+ * *out; -EINVAL for a listen address or prefix that does not parse;
+ * -EADDRINUSE, -EACCES or another -errno when the socket cannot be had
+ * (the message is logged). */
+int serve_open(struct engine *e, const struct serve_opts *o, struct serve **out);
+/* Stop accepting, end every connection (a body being sent is cut), join
+ * the threads, free. NULL is a no-op. */
+void serve_close(struct serve *s);
+/* How many files the server publishes. */
+size_t serve_nfiles(const struct serve *s);
+
+/* The one map from an errno to what a Hub client expects:
+ *   -ENOENT   404  EntryNotFound       (a path not in the repo)
+ *   -ENXIO    404  RepoNotFound        (a repo not in the config)
+ *   -ESRCH    404  RevisionNotFound
+ *   -ENODEV   404  (none)              (no such endpoint)
+ *   -EACCES   403  (none)              (the engine was refused the bytes)
+ *   -EINVAL   400  (none)              (an encoded repo id, a bad cursor)
+ *   -ERANGE   416  (none)
+ *   -ENOSYS   405  (none)              (a method other than GET or HEAD)
+ *   -EAGAIN   503  (none)              (the origin could not be reached)
+ *   anything else 500 (none).
+ * *code is the X-Error-Code value or NULL. */
+unsigned serve_status(int err, const char **code);
+
+/* Range (RFC 9110 §14) against a body of size bytes: 0 when the whole
+ * body is to be sent (no header, another unit, a multi-range or a
+ * malformed one); 1 with [*first, *last] for one satisfiable range;
+ * -ERANGE when it cannot be satisfied. */
+int serve_parse_range(const char *header, uint64_t size, uint64_t *first, uint64_t *last);
+
+#endif

@@ -1,0 +1,152 @@
+/*
+ * cli_serve.c: modelfs serve. Runs the engine on the cache as a mount
+ * would, without FUSE, and serves its Hugging Face files over HTTP
+ * (serve.h) in the foreground until SIGTERM or SIGINT.
+ *
+ * One cache has one owner: when a mount's daemon answers on the cache's
+ * control socket, serve says so and exits instead of opening the cache a
+ * second time; while serve runs it holds the cache's lock, so no mount or
+ * standalone command starts on it meanwhile (cli_target_open()).
+ *
+ * Signals are blocked before the first thread starts (the resolvers of
+ * engine_open(), the engine's workers, libmicrohttpd's), so every thread
+ * inherits the mask and the main thread alone takes them, with
+ * sigwait(): the stop is ordinary code, not a signal handler.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "modelfs/engine.h"
+#include "modelfs/log.h"
+#include "modelfs/serve.h"
+
+#define DEFAULT_LISTEN "127.0.0.1:8080"
+
+/* Whether addr ("127.0.0.1:8080", "[::1]:8080") is a loopback address.
+ * Anything else would offer the cache, and what the server's tokens
+ * fetched, to the network: that waits for client tokens (issue 14, 4). */
+static bool loopback(const char *addr)
+{
+	const char *colon = strrchr(addr, ':');
+	struct in_addr a4;
+	char host[64];
+	size_t n = colon ? (size_t)(colon - addr) : 0;
+
+	if (!colon || n == 0 || n >= sizeof(host))
+		return true;	/* not an address: serve_open() says so */
+	memcpy(host, addr, n);
+	host[n] = '\0';
+	if (strcmp(host, "[::1]") == 0)
+		return true;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	return host[0] != '[';	/* a name or garbage: serve_open() refuses it */
+}
+
+static int usage(const char *why)
+{
+	fprintf(stderr, "modelfs serve: %s\n", why);
+	fputs(cli_usage_text, stderr);
+	return EXIT_USAGE;
+}
+
+int cli_serve(int argc, char **argv)
+{
+	struct cli_opts o;
+	struct cli_target t = { .fd = -1 };
+	struct serve_opts so = { 0 };
+	struct engine *engine = NULL;
+	struct serve *srv = NULL;
+	const char *env = getenv("PROVISION_URL");
+	sigset_t stop_sigs;
+	int code = EXIT_MODEL, rc, sig = 0, log_fd = -1;
+
+	rc = cli_parse(argc, argv, "serve", &o);
+	if (rc)
+		return rc > 0 ? 0 : EXIT_USAGE;
+	if (o.nargs > 1 || (o.nargs == 1 && o.config))
+		return usage("give one CONFIG (a file or URL), as --config CONFIG or alone");
+	if (o.nargs == 1)
+		o.config = o.args[0];
+	if (!o.config && env && env[0])
+		o.config = env;
+	if (!o.config)
+		return usage("CONFIG is missing (give a file or URL, or set PROVISION_URL)");
+	so.listen = o.listen ? o.listen : DEFAULT_LISTEN;
+	so.prefix = o.prefix;
+	if (so.prefix && so.prefix[0] && so.prefix[0] != '/')
+		return usage("--prefix is a path: /huggingface");
+	if (!loopback(so.listen)) {
+		fprintf(stderr, "modelfs serve: %s is not a loopback address; serving beyond this "
+			"machine needs client tokens, which serve does not check yet: listen on "
+			"127.0.0.1 (or [::1]) and put a proxy in front\n", so.listen);
+		return EXIT_USAGE;
+	}
+	/* A test knob: tree pages short enough to see the Link header. */
+	if (getenv("MODELFS_SERVE_TREE_PAGE"))
+		so.tree_page = atoi(getenv("MODELFS_SERVE_TREE_PAGE"));
+	if (o.log_file) {
+		log_fd = open(o.log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (log_fd < 0) {
+			fprintf(stderr, "modelfs serve: --log-file %s: %s\n", o.log_file,
+				strerror(errno));
+			return EXIT_USAGE;
+		}
+	}
+	log_init(log_fd >= 0 ? log_fd : 2, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	sigemptyset(&stop_sigs);
+	sigaddset(&stop_sigs, SIGTERM);
+	sigaddset(&stop_sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
+
+	code = cli_target_open(&o, true, "serve", &t);
+	if (code)
+		goto out;
+	if (t.fd >= 0) {
+		fprintf(stderr, "modelfs serve: the cache %s belongs to the mount at %s (pid %ld); "
+			"one cache has one owner, so serve does not open it too: stop that mount "
+			"or give serve another --cache-dir\n", t.cache_dir,
+			t.mountpoint ? t.mountpoint : "(unknown)", t.pid);
+		code = EXIT_USAGE;
+		goto out;
+	}
+	code = EXIT_MODEL;
+	rc = engine_open(t.cfg, t.cache, &engine);
+	if (rc == 0)
+		rc = engine_start(engine);
+	if (rc) {
+		fprintf(stderr, "modelfs serve: cannot start the engine: %s\n", strerror(-rc));
+		goto out;
+	}
+	rc = serve_open(engine, &so, &srv);
+	if (rc) {
+		fprintf(stderr, "modelfs serve: cannot serve on %s: %s\n", so.listen,
+			rc == -EINVAL ? "give --listen ADDR:PORT (127.0.0.1:8080, [::1]:8080) and "
+			"--prefix /PATH" : strerror(-rc));
+		code = rc == -EINVAL ? EXIT_USAGE : EXIT_MODEL;
+		goto out;
+	}
+	fprintf(stderr, "modelfs serve: %zu files on http://%s%s (HF_ENDPOINT); stop with "
+		"SIGTERM or Ctrl-C\n", serve_nfiles(srv), so.listen, so.prefix ? so.prefix : "");
+	while (sigwait(&stop_sigs, &sig) != 0)
+		;
+	log_info("event=serve_stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	code = 0;
+out:
+	/* Connections first: their bodies read through the engine. */
+	serve_close(srv);
+	engine_close(engine);
+	cli_target_close(&t);
+	if (log_fd >= 0) {
+		log_init(2, 0, LOG_LVL_WARN);
+		close(log_fd);
+	}
+	return code;
+}

@@ -1,0 +1,120 @@
+/*
+ * serve_i.h: what the parts of src/serve/ share. Private to src/serve/.
+ *
+ *   route.c   a request target to what it asks for (no I/O)
+ *   index.c   the engine's Hugging Face files as repos at commits
+ *   api.c     the JSON answers: model info, tree pages
+ *   stream.c  a body from the engine, a chunk at a time
+ *   server.c  libmicrohttpd: listening, dispatch, headers, errors
+ *
+ * Lock order: server.c takes none of its own; a stream's lock is a leaf
+ * (nothing is taken while it is held, no engine call is made under it).
+ * The index is built before the first connection and never changes, so
+ * it is read without a lock.
+ */
+#ifndef MODELFS_SERVE_I_H
+#define MODELFS_SERVE_I_H
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "modelfs/engine.h"
+#include "modelfs/serve.h"
+
+/* ---- route.c -------------------------------------------------------------- */
+
+enum route_kind {
+	ROUTE_RESOLVE,			/* /{repo}/resolve/{rev}/{path} */
+	ROUTE_INFO,			/* /api/{types}/{repo}[/revision/{rev}] */
+	ROUTE_TREE,			/* /api/{types}/{repo}/tree/{rev}[/{path}] */
+};
+
+struct route {
+	enum route_kind kind;
+	const char *type;		/* "model", "dataset" or "space" (static) */
+	char *repo;			/* "org/name", decoded */
+	char *rev;			/* decoded; "main" for model info without one */
+	char *path;			/* decoded, no leading or trailing '/'; "" for none */
+};
+
+/* Split target (the request's path, still percent-encoded, without the
+ * query and the server's prefix) into r. 0; -ENOENT when no route
+ * matches; -EINVAL for a target the Hub refuses (an encoded '/' in the
+ * repo id, a segment "." or ".." after decoding, a NUL, bad escapes);
+ * -ENOMEM. On failure r holds nothing to free. */
+int route_parse(const char *target, struct route *r);
+void route_clear(struct route *r);
+/* Percent-decode s[0..len) into a new string: 0 or -EINVAL (a bad
+ * escape, a NUL) or -ENOMEM. */
+int route_unescape(const char *s, size_t len, char **out);
+
+/* ---- index.c -------------------------------------------------------------- */
+
+struct hub_file {
+	struct engine_file *ef;
+	char *path;			/* in the repo */
+	uint64_t size;
+	char *sha256;			/* an LFS file's content hash, else NULL */
+	char *blob_id;			/* git blob id: the file's, or its LFS pointer's */
+	size_t pointer_size;		/* an LFS pointer's size, else 0 */
+};
+
+/* One repo at one commit, with the files the config's entries keep. */
+struct hub_pin {
+	const char *type;		/* "model", "dataset", "space" (static) */
+	char *repo;
+	char *commit;
+	char **revisions;		/* the names entries give it; NULL-terminated */
+	struct hub_file *files;		/* sorted by path */
+	size_t nfiles;
+};
+
+struct hub_index {
+	struct hub_pin *pins;		/* in config order */
+	size_t npins;
+	size_t nfiles;
+};
+
+/* Every resolved Hugging Face file of e, grouped by repo and commit. A
+ * file whose commit or hash is not known yet is left out (logged). */
+int hub_index_build(struct engine *e, struct hub_index **out);
+void hub_index_free(struct hub_index *x);
+/* The pin rev names in repo: 0 and *pin; -ENXIO for a repo the config
+ * does not name, -ESRCH for a revision it does not serve. */
+int hub_index_find(const struct hub_index *x, const char *type, const char *repo,
+		   const char *rev, const struct hub_pin **pin);
+/* path in p, or NULL. */
+const struct hub_file *hub_pin_file(const struct hub_pin *p, const char *path);
+
+/* ---- api.c ---------------------------------------------------------------- */
+
+/* The model info body for p (siblings with size, blobId and lfs when
+ * blobs is set). A new reference, or NULL without memory. */
+json_t *api_info(const struct hub_pin *p, bool blobs);
+/* One page of p's tree under dir ("" for the root) in path order,
+ * directories included: entries [start, start + page) into *page_out
+ * and the start of the next page, or 0 after the last, into *next.
+ * -ENOENT when dir is neither a folder nor a file of p; -ENOMEM. */
+int api_tree(const struct hub_pin *p, const char *dir, bool recursive, size_t start,
+	     size_t page, json_t **page_out, size_t *next);
+
+/* ---- stream.c ------------------------------------------------------------- */
+
+/* The body [first, last] of f, read through the engine. */
+struct stream;
+int stream_new(struct engine_file *f, uint64_t first, uint64_t last, const atomic_int *stop,
+	       struct stream **out);
+/* libmicrohttpd's content reader: copies the bytes at body offset pos
+ * into buf, waiting for the engine when they are not in yet. > 0, or
+ * MHD_CONTENT_READER_END_WITH_ERROR when the engine failed or *stop was
+ * set (the connection is then cut: the client sees a short body). */
+ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max);
+/* libmicrohttpd's free callback: the response is done with the stream
+ * (it lives on until the engine has answered every read it was asked). */
+void stream_release(void *cls);
+
+#endif
