@@ -20,4 +20,20 @@ static inline int64_t clock_ms(clockid_t id)
 static inline int64_t clock_now_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
 static inline int64_t clock_wall_ms(void) { return clock_ms(CLOCK_REALTIME); }
 
+/* ms from now on clock id, as pthread_cond_timedwait() takes it (its
+ * clock: CLOCK_REALTIME unless the condition was made otherwise). */
+static inline struct timespec clock_deadline(clockid_t id, int64_t ms)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}
+
 #endif

@@ -11,6 +11,7 @@
 #include "modelfs/config.h"
 
 #include "modelfs/log.h"
+#include "modelfs/text.h"
 #include "modelfs/toml.h"
 
 #include <ctype.h>
@@ -709,14 +710,6 @@ static bool is_drive_url(const char *url)
 	       strcasecmp(host, "drive.usercontent.google.com") == 0;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (char)tolower((unsigned char)c);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* The last path segment of an http(s) or s3 URL, if it is a usable file
  * name; else *out is NULL. http(s) segments are percent-decoded; an
  * s3:// key is written raw (as the AWS CLI takes it), so "a%20b" there
@@ -747,8 +740,8 @@ static int url_file_name(const char *url, char **out)
 	for (const char *c = seg; c < end; c++) {
 		unsigned char byte = (unsigned char)*c;
 
-		if (!raw && *c == '%' && end - c >= 3 && hexval(c[1]) >= 0 && hexval(c[2]) >= 0) {
-			byte = (unsigned char)(hexval(c[1]) * 16 + hexval(c[2]));
+		if (!raw && *c == '%' && end - c >= 3 && text_hex_digit(c[1]) >= 0 && text_hex_digit(c[2]) >= 0) {
+			byte = (unsigned char)(text_hex_digit(c[1]) * 16 + text_hex_digit(c[2]));
 			c += 2;
 		}
 		if (byte < 0x20 || byte == 0x7f)
@@ -1644,8 +1637,8 @@ static char *url_decode(const char *s, size_t len)
 	if (!out)
 		return NULL;
 	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-			out[o++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+		if (s[i] == '%' && i + 2 < len && text_hex_digit(s[i + 1]) >= 0 && text_hex_digit(s[i + 2]) >= 0) {
+			out[o++] = (char)(text_hex_digit(s[i + 1]) * 16 + text_hex_digit(s[i + 2]));
 			i += 2;
 		} else {
 			out[o++] = s[i];

@@ -23,6 +23,7 @@
  * newline in a multi-line string is always "\n", CRLF in the file or not.
  */
 #include "modelfs/toml.h"
+#include "modelfs/text.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -476,17 +477,6 @@ static int add_table(struct parser *p, struct node *t, struct key_part *kp,
 
 /* ---- strings ---- */
 
-static int hex_value(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static int put_utf8(struct buf *b, uint32_t cp)
 {
 	char u[4];
@@ -556,7 +546,7 @@ static int parse_escape(struct parser *p, bool multi, struct buf *b)
 	if (!digits)
 		return fail(p, &at, "invalid escape sequence");
 	for (size_t i = 0; i < digits; i++) {
-		int h = hex_value(peek(p, 2 + i));
+		int h = text_hex_digit(peek(p, 2 + i));
 
 		if (h < 0)
 			return fail(p, &at, "\\%c needs %zu hex digits", c, digits);
@@ -984,12 +974,12 @@ static size_t digit_run(const char *t, size_t n, size_t i, int base)
 	size_t j = i;
 
 	while (j < n) {
-		int h = hex_value((unsigned char)t[j]);
+		int h = text_hex_digit((unsigned char)t[j]);
 
 		if (h >= 0 && h < base)
 			j++;
 		else if (t[j] == '_' && j > i && j + 1 < n &&
-			 (h = hex_value((unsigned char)t[j + 1])) >= 0 && h < base)
+			 (h = text_hex_digit((unsigned char)t[j + 1])) >= 0 && h < base)
 			j += 2;
 		else
 			break;
@@ -1081,7 +1071,7 @@ static int parse_number(struct parser *p, const char *t, size_t n, const struct 
 
 		if (t[i] == '_')
 			continue;
-		digit = (unsigned)hex_value((unsigned char)t[i]);
+		digit = (unsigned)text_hex_digit((unsigned char)t[i]);
 		if (mag > (limit - digit) / (unsigned)base)
 			return fail(p, at, "integer out of range");
 		mag = mag * (unsigned)base + digit;

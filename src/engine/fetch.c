@@ -65,15 +65,8 @@ struct pending_read {
 
 bool engine_sleep_ms(struct engine *e, int64_t ms)
 {
-	struct timespec until;
+	struct timespec until = clock_deadline(CLOCK_REALTIME, ms);
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (ms % 1000) * 1000000;
-	if (until.tv_nsec >= 1000000000) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000;
-	}
 	pthread_mutex_lock(&e->qlock);
 	while (!atomic_load(&e->stop) &&
 	       pthread_cond_timedwait(&e->stop_cond, &e->qlock, &until) == 0)
@@ -1671,8 +1664,7 @@ void fetch_stop(struct engine *e)
 	 * those blocks (for a while): what a program read stays cached, and an
 	 * offline remount can read it again. Every other download stops now. */
 	cancel_downloads(e, false);
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += STOP_FINISH_MS / 1000;
+	until = clock_deadline(CLOCK_REALTIME, STOP_FINISH_MS);
 	pthread_mutex_lock(&e->qlock);
 	pthread_cond_broadcast(&e->qcond);
 	pthread_cond_broadcast(&e->stop_cond);

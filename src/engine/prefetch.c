@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "engine_i.h"
+#include "modelfs/clock.h"
 #include "modelfs/humanize.h"
 #include "modelfs/log.h"
 
@@ -36,14 +37,8 @@ static bool cancelled(struct engine *e, const struct engine_prefetch_opts *o)
 /* Wait on pf->cond for up to ms; the caller holds pf->lock. */
 static void wait_tick(struct prefetch_req *pf, int ms)
 {
-	struct timespec until;
+	struct timespec until = clock_deadline(CLOCK_MONOTONIC, ms);
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_nsec += (long)ms * 1000000L;
-	while (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
 	pthread_cond_timedwait(&pf->cond, &pf->lock, &until);
 }
 

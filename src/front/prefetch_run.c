@@ -173,14 +173,8 @@ static json_t *progress_event(struct run *r, int64_t ms)
 /* Sleep until a file starts or ends, or TICK_MS. */
 static void wait_change(struct run *r)
 {
-	struct timespec until;
+	struct timespec until = clock_deadline(CLOCK_MONOTONIC, TICK_MS);
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_nsec += TICK_MS * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&r->lock);
 	pthread_cond_timedwait(&r->changed, &r->lock, &until);
 	pthread_mutex_unlock(&r->lock);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "modelfs/text.h"
 #include "serve_i.h"
 
 #define MAX_SEGS 64
@@ -21,17 +22,6 @@ struct segs {
 	size_t len[MAX_SEGS];
 	size_t n;
 };
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 int route_unescape(const char *s, size_t len, char **out)
 {
@@ -49,8 +39,8 @@ int route_unescape(const char *s, size_t len, char **out)
 			d[k++] = s[i];
 			continue;
 		}
-		hi = i + 1 < len ? hexval(s[i + 1]) : -1;
-		lo = i + 2 < len ? hexval(s[i + 2]) : -1;
+		hi = i + 1 < len ? text_hex_digit(s[i + 1]) : -1;
+		lo = i + 2 < len ? text_hex_digit(s[i + 2]) : -1;
 		if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
 			free(d);
 			return -EINVAL;

@@ -26,6 +26,7 @@
 
 #include <microhttpd.h>
 
+#include "modelfs/clock.h"
 #include "serve_i.h"
 
 #define WAIT_SLICE_MS 200
@@ -156,14 +157,8 @@ static void ask(struct stream *st, struct slot *s)
 
 static void wait_slice_locked(struct stream *st)
 {
-	struct timespec until;
+	struct timespec until = clock_deadline(CLOCK_MONOTONIC, WAIT_SLICE_MS);
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_nsec += WAIT_SLICE_MS * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
 	pthread_cond_timedwait(&st->cond, &st->lock, &until);
 }
 

@@ -31,6 +31,7 @@
 #include <strings.h>
 
 #include "modelfs/log.h"
+#include "modelfs/text.h"
 #include "source_i.h"
 
 /* The file name a Content-Disposition header gives (filename*=UTF-8''
@@ -240,14 +241,6 @@ static bool is_drive_link(const char *url)
 	return false;
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = tolower(c);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* How many name= parameters the query of url has; the first one's value,
  * percent-decoded, into out ("" when it does not fit). */
 static int query_param(const char *url, const char *name, char *out, size_t outlen)
@@ -267,9 +260,9 @@ static int query_param(const char *url, const char *name, char *out, size_t outl
 
 		if (len > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=' && found++ == 0) {
 			for (; v < p + len && o + 1 < outlen; v++) {
-				if (*v == '%' && v + 2 < p + len && hexval(v[1]) >= 0 &&
-				    hexval(v[2]) >= 0) {
-					out[o++] = (char)(hexval(v[1]) * 16 + hexval(v[2]));
+				if (*v == '%' && v + 2 < p + len && text_hex_digit(v[1]) >= 0 &&
+				    text_hex_digit(v[2]) >= 0) {
+					out[o++] = (char)(text_hex_digit(v[1]) * 16 + text_hex_digit(v[2]));
 					v += 2;
 				} else {
 					out[o++] = *v == '+' ? ' ' : *v;
@@ -561,10 +554,10 @@ static bool drive_link_url(const char *page, const char *base, char *out, size_t
 		return false;
 	p += 15;
 	for (; *p && *p != '"' && o + 1 < sizeof(raw); p++) {
-		if (p[0] == '\\' && p[1] == 'u' && hexval(p[2]) >= 0 && hexval(p[3]) >= 0 &&
-		    hexval(p[4]) >= 0 && hexval(p[5]) >= 0) {
-			int ch = hexval(p[2]) << 12 | hexval(p[3]) << 8 | hexval(p[4]) << 4 |
-				 hexval(p[5]);
+		if (p[0] == '\\' && p[1] == 'u' && text_hex_digit(p[2]) >= 0 && text_hex_digit(p[3]) >= 0 &&
+		    text_hex_digit(p[4]) >= 0 && text_hex_digit(p[5]) >= 0) {
+			int ch = text_hex_digit(p[2]) << 12 | text_hex_digit(p[3]) << 8 | text_hex_digit(p[4]) << 4 |
+				 text_hex_digit(p[5]);
 
 			raw[o++] = ch > 0 && ch < 0x80 ? (char)ch : '?';
 			p += 5;

@@ -206,14 +206,20 @@ def _index_files(cache):
     return [cache / ("index.sqlite" + s) for s in ("", "-wal", "-shm")]
 
 
-def test_a_damaged_index_is_set_aside_and_the_cache_starts_afresh(hub, mount, tmp_path):
-    src, _ = hub.add_file("d.bin", 4 * MiB)
-    cfg = config({"vae": {"d": '"%s"' % hub.url("d.bin")}})
+def _cache_one_file(hub, mount, tmp_path, name):
+    """A cache holding all of name (4 MiB), unmounted: (src, config, cache)."""
+    src, _ = hub.add_file(name, 4 * MiB)
+    cfg = config({"vae": {"x": '"%s"' % hub.url(name)}})
     cache = tmp_path / "cache"
     m = mount(cfg, cache_dir=cache)
-    assert (m.path / "VAE" / "d.bin").read_bytes() == src.read_bytes()
-    wait_state(m.path / "VAE" / "d.bin", "complete")
+    assert (m.path / "VAE" / name).read_bytes() == src.read_bytes()
+    wait_state(m.path / "VAE" / name, "complete")
     m.unmount()
+    return src, cfg, cache
+
+
+def test_a_damaged_index_is_set_aside_and_the_cache_starts_afresh(hub, mount, tmp_path):
+    src, cfg, cache = _cache_one_file(hub, mount, tmp_path, "d.bin")
     index = cache / "index.sqlite"
     with open(index, "r+b") as f:               # garble the header: not a database
         f.write(b"\xde\xad" * 50)
@@ -225,13 +231,7 @@ def test_a_damaged_index_is_set_aside_and_the_cache_starts_afresh(hub, mount, tm
 
 
 def test_data_files_no_index_names_are_removed(hub, mount, tmp_path):
-    src, _ = hub.add_file("z.bin", 4 * MiB)
-    cfg = config({"vae": {"z": '"%s"' % hub.url("z.bin")}})
-    cache = tmp_path / "cache"
-    m = mount(cfg, cache_dir=cache)
-    assert (m.path / "VAE" / "z.bin").read_bytes() == src.read_bytes()
-    wait_state(m.path / "VAE" / "z.bin", "complete")
-    m.unmount()
+    src, cfg, cache = _cache_one_file(hub, mount, tmp_path, "z.bin")
     for p in _index_files(cache):               # a zero-length index, as a crash may leave
         if p.exists():
             p.unlink()
