@@ -8,7 +8,7 @@
 set -eu
 
 PACKAGES="meson ninja-build pkg-config gcc libfuse3-dev fuse3 libcurl4-openssl-dev
-libsqlite3-dev libssl-dev libjansson-dev libxxhash-dev libmicrohttpd-dev python3-pytest
+libsqlite3-dev libssl-dev libjansson-dev libxxhash-dev libmicrohttpd-dev python3-pytest python3-yaml
 attr curl"
 
 say() { printf 'deps.sh: %s\n' "$*"; }

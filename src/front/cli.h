@@ -35,6 +35,7 @@ struct cli_opts {
 	const char *log_file;
 	const char *fuse_opts;
 	const char *into;		/* prefetch --into DIR */
+	const char *base;		/* webui --base MOUNTPOINT */
 	const char *listen;		/* serve --listen ADDR:PORT */
 	const char *prefix;		/* serve --prefix /PATH */
 	bool foreground, offline, debug, json, pin, force, keep_cache;
@@ -125,6 +126,7 @@ int into_place(const char *dir, struct engine_file *f, bool keep_cache, char *er
 int cli_prefetch(int argc, char **argv);
 int cli_status(int argc, char **argv);
 int cli_mounts(int argc, char **argv);
+int cli_webui(int argc, char **argv);
 int cli_verify(int argc, char **argv);
 int cli_evict(int argc, char **argv);
 int cli_info(int argc, char **argv);

@@ -41,6 +41,8 @@ const char cli_usage_text[] =
 	"        every file's size, cached bytes and state; cache totals\n"
 	"  mounts [--json]\n"
 	"        every modelfs mount on this machine, live or stale\n"
+	"  webui comfyui|forge --config CONFIG [--base MOUNTPOINT]\n"
+	"        ComfyUI's extra_model_paths.yaml, or Forge's folder flags, for the mount\n"
 	"  verify [--json] [--config CONFIG] [PATH|ENTRY ...]\n"
 	"        re-check cached blocks and hashes; drop anything bad (exit 1)\n"
 	"  evict [--force] [--json] [--config CONFIG] [PATH|ENTRY ...]\n"
@@ -79,6 +81,7 @@ static const struct {
 	{ "prefetch", " pin jobs config json into keep-cache " },
 	{ "status", " json history config " },
 	{ "mounts", " json " },
+	{ "webui", " config base " },
 	{ "verify", " json config " },
 	{ "evict", " force json config " },
 	{ "info", " json config " },
@@ -113,6 +116,7 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		{ "into", required_argument, NULL, 'I' },
 		{ "keep-cache", no_argument, NULL, 'K' },
 		{ "log-format", required_argument, NULL, 'G' },
+		{ "base", required_argument, NULL, 'B' },
 		{ "listen", required_argument, NULL, 'L' },
 		{ "prefix", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
@@ -122,7 +126,7 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		{ 'C', "config" }, { 'l', "log-file" }, { 'n', "offline" }, { 'f', "foreground" },
 		{ 'o', "fuse-opts" }, { 'J', "json" }, { 'p', "pin" }, { 'F', "force" },
 		{ 'j', "jobs" }, { 'H', "history" }, { 'I', "into" }, { 'K', "keep-cache" },
-		{ 'G', "log-format" },
+		{ 'G', "log-format" }, { 'B', "base" },
 		{ 'L', "listen" }, { 'P', "prefix" },
 	};
 	char *end;
@@ -149,6 +153,7 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		case 'p': o->pin = true; break;
 		case 'F': o->force = true; break;
 		case 'I': o->into = optarg; break;
+		case 'B': o->base = optarg; break;
 		case 'K': o->keep_cache = true; break;
 		case 'G':
 			if (strcmp(optarg, "json") != 0 && strcmp(optarg, "text") != 0) {

@@ -672,6 +672,8 @@ int main(int argc, char **argv)
 		code = cli_status(argc - 1, argv + 1);
 	else if (strcmp(argv[1], "mounts") == 0)
 		code = cli_mounts(argc - 1, argv + 1);
+	else if (strcmp(argv[1], "webui") == 0)
+		code = cli_webui(argc - 1, argv + 1);
 	else if (strcmp(argv[1], "verify") == 0)
 		code = cli_verify(argc - 1, argv + 1);
 	else if (strcmp(argv[1], "evict") == 0)
