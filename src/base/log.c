@@ -180,10 +180,11 @@ char *log_url_public(const char *url)
 
 void log_redact(const char *in, char *out, size_t outlen)
 {
-	char *work = malloc(outlen);
+	char *work;
 
 	if (!outlen)
-		return;
+		return;		/* before malloc: malloc(0) may give memory to free */
+	work = malloc(outlen);
 	if (!work) {
 		snprintf(out, outlen, "<log line dropped: out of memory>");
 		return;
