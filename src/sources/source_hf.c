@@ -896,6 +896,8 @@ int source_hf_tree_page(const char *json, size_t len, struct hf_tree_file **t, s
 		memset(tf, 0, sizeof(*tf));
 		tf->size = json_is_integer(lsize) ? json_integer_value(lsize) :
 			   json_is_integer(size) ? json_integer_value(size) : -1;
+		if (tf->size < 0)
+			tf->size = -1;	/* unknown: a negative size is no size */
 		tf->path = strdup(json_string_value(path));
 		tf->oid = json_is_string(oid) ? lower_dup(json_string_value(oid)) : NULL;
 		tf->lfs_oid = json_is_string(loid) ? lower_dup(json_string_value(loid)) : NULL;
