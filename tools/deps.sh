@@ -1,5 +1,6 @@
 #!/bin/sh
 # deps.sh: install what building and testing modelfs needs on Debian 12.
+#   tools/deps.sh [fuzz]   fuzz: clang and libFuzzer too (see below)
 #
 # Idempotent: installs only the packages dpkg does not already report as
 # installed, and runs `apt-get update` only when something is missing.
@@ -10,6 +11,16 @@ set -eu
 PACKAGES="meson ninja-build pkg-config gcc libfuse3-dev fuse3 libcurl4-openssl-dev
 libsqlite3-dev libssl-dev libjansson-dev libxxhash-dev libmicrohttpd-dev python3-pytest python3-yaml
 attr curl"
+
+# "deps.sh fuzz": also clang and its libFuzzer runtime (tools/fuzz.sh),
+# and only what building needs: the fuzzers mount nothing and use no
+# JavaScript client, so a machine without /dev/fuse can run them.
+FUZZ=0
+case "${1:-}" in
+fuzz) FUZZ=1; PACKAGES="$PACKAGES clang libclang-rt-14-dev" ;;
+"") ;;
+*) echo "usage: tools/deps.sh [fuzz]" >&2; exit 2 ;;
+esac
 
 say() { printf 'deps.sh: %s\n' "$*"; }
 die() { printf 'deps.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -43,6 +54,8 @@ if [ -n "$missing" ]; then
 else
 	say "all packages present"
 fi
+
+[ "$FUZZ" = 1 ] && exit 0
 
 # The official @huggingface/hub client checks the fake Hub
 # (tests/integration/test_fakehub_hf.py). Optional: without node, npm or the

@@ -3,7 +3,8 @@
 # builds, runs the unit tests, the integration suite (real FUSE mounts
 # against the local fake hub), the integration suite again under
 # ASan/UBSan, and the engine-heavy tests again under TSan (the fake hub's
-# own tests run once). Ends with the line
+# own tests run once), and a short run of every fuzz target
+# (tools/fuzz.sh smoke). Ends with the line
 # "N passed, N failed". Exit status 0 only when nothing failed.
 # The integration tests fail, not skip, when they cannot mount (no FUSE,
 # no binary); "tools/test.sh --allow-skip" lets them skip instead.
@@ -48,6 +49,9 @@ MODELFS_BIN=$PWD/build-tsan/modelfs $PY -m pytest -q -p no:cacheprovider \
 	--junitxml="$results/tsan.xml" tests/integration/test_concurrency.py \
 	tests/integration/test_lazy.py tests/integration/test_cache.py \
 	tests/integration/test_faults.py tests/integration/test_verify.py || status=1
+
+step "fuzz smoke (libFuzzer: corpus replay, then 20 s per target)"
+bash tools/fuzz.sh smoke --junit "$results/fuzz.xml" || status=1
 
 step "summary"
 $PY tools/testsummary.py "$results"/* || status=1

@@ -105,6 +105,13 @@ int source_join_path(const char *dir, const char *name, char **out);
 #define SOURCE_EXT_MAX 32
 int source_safe_name(const char *raw, char **out);
 
+/* The file name a Content-Disposition header value cd gives
+ * (filename*=UTF-8'' preferred over filename=), made safe by
+ * source_safe_name(): 0 and *out (the caller frees), *out NULL when cd
+ * is NULL, names none, or nothing usable is left of it; -ENOMEM. Used by
+ * the url source; public so that it can be tested on its own. */
+int source_disposition_name(const char *cd, char **out);
+
 /* The paths of a mount, claimed by its entries' files in config order,
  * so that two entries never show the same path (the first keeps it).
  * Used by the mount and by check alike. Not thread-safe. */

@@ -157,12 +157,14 @@ out:
 
 /* Length of the userinfo ("user:pass@") of the URL whose authority starts
  * at p, '@' included; 0 when it has none. The authority ends at the first
- * '/', '?', '#' or a byte that ends a URL in a log line. */
+ * '/', '?', '#' or a byte that ends a URL in a log line. Not at a "'":
+ * userinfo may hold one (RFC 3986 sub-delims), and a password cut there
+ * would be shown. */
 static size_t userinfo_len(const char *p)
 {
 	size_t at = 0;
 
-	for (size_t i = 0; p[i] && !strchr("/?# \"'\n", p[i]); i++)
+	for (size_t i = 0; p[i] && !strchr("/?# \"\n", p[i]); i++)
 		if (p[i] == '@')
 			at = i + 1;
 	return at;
@@ -245,10 +247,11 @@ char *log_url_public(const char *url)
 
 void log_redact(const char *in, char *out, size_t outlen)
 {
-	char *work = malloc(outlen);
+	char *work;
 
 	if (!outlen)
-		return;
+		return;		/* before malloc: malloc(0) may give memory to free */
+	work = malloc(outlen);
 	if (!work) {
 		snprintf(out, outlen, "<log line dropped: out of memory>");
 		return;

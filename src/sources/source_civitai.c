@@ -334,6 +334,22 @@ static int api_error(struct civ *cv, struct source_file *f, int rc, const char *
 	}
 }
 
+/* Which version of a model body: see source_i.h. */
+json_t *source_civitai_model_version(const json_t *model, uint64_t vid)
+{
+	json_t *versions = json_object_get(model, "modelVersions"), *v;
+	size_t i;
+
+	json_array_foreach(versions, i, v) {
+		const char *status = jstr(v, "status");
+
+		if (vid ? jid(v, "id") == vid
+			: jid(v, "id") && (!status || strcmp(status, "Published") == 0))
+			return v;
+	}
+	return NULL;
+}
+
 /*
  * A version of model e->model_id from GET /api/v1/models/{id}, into *out
  * (the caller json_decref()s it): version vid, or with vid 0 the latest
@@ -343,9 +359,8 @@ static int version_from_model(struct civ *cv, struct source_file *f, uint64_t vi
 {
 	const struct config_entry *e = f->entry;
 	struct http_meta m;
-	json_t *root = NULL, *versions, *v = NULL;
+	json_t *root = NULL, *v = NULL;
 	char *url = NULL, why[200];
-	size_t i;
 	int rc;
 
 	if (asprintf(&url, "%s/api/v1/models/%" PRIu64, cv->endpoint, cfg_id(e->model_id)) < 0)
@@ -355,15 +370,8 @@ static int version_from_model(struct civ *cv, struct source_file *f, uint64_t vi
 	free(url);
 	if (rc)
 		return api_error(cv, f, rc, "model", e->model_id, why);
-	versions = json_object_get(root, "modelVersions");
-	json_array_foreach(versions, i, v) {
-		const char *status = jstr(v, "status");
-
-		if (vid ? jid(v, "id") == vid
-			: jid(v, "id") && (!status || strcmp(status, "Published") == 0))
-			break;
-	}
-	if (!json_is_array(versions) || i == json_array_size(versions)) {
+	v = source_civitai_model_version(root, vid);
+	if (!v) {
 		if (vid)
 			source_set_error(f, -ENOENT, "CivitAI model %s has no published version %"
 					 PRIu64, e->model_id, vid);
@@ -556,6 +564,15 @@ static int describe_file(struct source_file *f, const json_t *version, const jso
 	for (char *p = f->sha256; p && *p; p++)
 		*p = (char)tolower((unsigned char)*p);
 	return 0;
+}
+
+/* The file of a version body, and f's fields from it: see source_i.h. */
+int source_civitai_version_file(struct source_file *f, const json_t *version,
+				const json_t **file)
+{
+	int rc = pick_file(f, version, file);
+
+	return rc ? rc : describe_file(f, version, *file);
 }
 
 /* ---- the download ------------------------------------------------------- */
@@ -753,9 +770,7 @@ static int resolve_file(struct civ *cv, struct source_file *f)
 
 	rc = get_version(cv, f, &version);
 	if (rc == 0)
-		rc = pick_file(f, version, &file);
-	if (rc == 0)
-		rc = describe_file(f, version, file);
+		rc = source_civitai_version_file(f, version, &file);
 	if (rc != -ENOMEM && cv->token_status == -EACCES) {
 		/* Named (anonymously) as far as it went; nothing is fetched with a
 		 * token the user believes in but CivitAI refused. */

@@ -85,13 +85,6 @@ struct probe {
 };
 
 /* One file of a tree listing. */
-struct tree_file {
-	char *path;
-	int64_t size;
-	char *oid;			/* git blob sha1 */
-	char *lfs_oid;			/* sha256 of an LFS file, or NULL */
-};
-
 /* ---- small helpers ------------------------------------------------------ */
 
 static void free_secret(char *s)
@@ -834,7 +827,7 @@ static int resolve_anywhere(struct hf *h, struct source_file *f, const char *rev
 
 /* ---- a gated file's size, from the (public) listing ---------------------- */
 
-static void tree_files_free(struct tree_file *t, size_t n)
+void source_hf_tree_free(struct hf_tree_file *t, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		free(t[i].path);
@@ -861,10 +854,11 @@ static bool safe_repo_path(const char *p, size_t len)
 	return true;
 }
 
-/* Append the files of one tree page (a JSON array) to *t. */
-static int tree_page(const struct http_body *b, struct tree_file **t, size_t *n, size_t *cap)
+/* One page of the tree listing: see source_i.h. */
+int source_hf_tree_page(const char *json, size_t len, struct hf_tree_file **t, size_t *n,
+			size_t *cap)
 {
-	json_t *root = json_loadb(b->data ? b->data : "", b->len, 0, NULL), *item;
+	json_t *root = json_loadb(json ? json : "", len, 0, NULL), *item;
 	size_t i;
 	int rc = 0;
 
@@ -878,7 +872,7 @@ static int tree_page(const struct http_body *b, struct tree_file **t, size_t *n,
 		json_t *lfs = json_object_get(item, "lfs");
 		json_t *loid = json_is_object(lfs) ? json_object_get(lfs, "oid") : NULL;
 		json_t *lsize = json_is_object(lfs) ? json_object_get(lfs, "size") : NULL;
-		struct tree_file *tf;
+		struct hf_tree_file *tf;
 
 		if (!json_is_string(type) || strcmp(json_string_value(type), "file") != 0)
 			continue;	/* directories, "unknown" */
@@ -889,7 +883,7 @@ static int tree_page(const struct http_body *b, struct tree_file **t, size_t *n,
 		}
 		if (*n == *cap) {
 			size_t ncap = *cap ? *cap * 2 : 64;
-			struct tree_file *grown = realloc(*t, ncap * sizeof(**t));
+			struct hf_tree_file *grown = realloc(*t, ncap * sizeof(**t));
 
 			if (!grown) {
 				rc = -ENOMEM;
@@ -902,6 +896,8 @@ static int tree_page(const struct http_body *b, struct tree_file **t, size_t *n,
 		memset(tf, 0, sizeof(*tf));
 		tf->size = json_is_integer(lsize) ? json_integer_value(lsize) :
 			   json_is_integer(size) ? json_integer_value(size) : -1;
+		if (tf->size < 0)
+			tf->size = -1;	/* unknown: a negative size is no size */
 		tf->path = strdup(json_string_value(path));
 		tf->oid = json_is_string(oid) ? lower_dup(json_string_value(oid)) : NULL;
 		tf->lfs_oid = json_is_string(loid) ? lower_dup(json_string_value(loid)) : NULL;
@@ -916,8 +912,8 @@ static int tree_page(const struct http_body *b, struct tree_file **t, size_t *n,
 	return rc;
 }
 
-/* The next page's URL from a Link header (rel="next"), or NULL. */
-static char *link_next(const char *v)
+/* The next page's URL from a Link header: see source_i.h. */
+char *source_hf_link_next(const char *v)
 {
 	for (const char *p = v ? strchr(v, '<') : NULL; p; p = strchr(p, '<')) {
 		const char *end = strchr(p, '>'), *params, *stop;
@@ -956,7 +952,7 @@ static char *link_next(const char *v)
 static char *next_page(struct hf *h, const char *link)
 {
 	static const char hub[] = "https://huggingface.co/";
-	char *url = link_next(link), *fixed = NULL;
+	char *url = source_hf_link_next(link), *fixed = NULL;
 
 	if (!url || strncmp(url, hub, sizeof(hub) - 1) != 0 ||
 	    strncmp(h->endpoint, hub, sizeof(hub) - 2) == 0)
@@ -973,12 +969,12 @@ static char *next_page(struct hf *h, const char *link)
  * resolve_at() does.
  */
 static int tree_list(struct hf *h, struct source_file *f, const char *rev, const char *dir,
-		     bool recursive, struct tree_file **out, size_t *nout)
+		     bool recursive, struct hf_tree_file **out, size_t *nout)
 {
 	const struct config_entry *e = h->e;
 	char *qrev = quote(rev, false), *qdir = dir[0] ? quote(dir, false) : strdup("");
 	char *url = NULL, *prev = NULL;
-	struct tree_file *t = NULL;
+	struct hf_tree_file *t = NULL;
 	struct http_body b = { .max = BODY_MAX };
 	size_t n = 0, cap = 0;
 	int rc = -ENOMEM, pages = 0;
@@ -998,7 +994,7 @@ static int tree_list(struct hf *h, struct source_file *f, const char *rev, const
 			http_meta_clear(&m);
 			break;
 		}
-		rc = tree_page(&b, &t, &n, &cap);
+		rc = source_hf_tree_page(b.data, b.len, &t, &n, &cap);
 		free(prev);
 		prev = url;
 		url = rc ? NULL : next_page(h, header(&m, H_LINK));
@@ -1022,7 +1018,7 @@ static int tree_list(struct hf *h, struct source_file *f, const char *rev, const
 	free(qdir);
 	free(b.data);
 	if (rc || f->err) {
-		tree_files_free(t, n);
+		source_hf_tree_free(t, n);
 		return rc;
 	}
 	*out = t;
@@ -1037,7 +1033,7 @@ static void gated_details(struct hf *h, struct source_file *f, const char *rev)
 	struct source_file probe_f = { .entry = h->e };
 	const char *slash = strrchr(f->remote_path, '/');
 	char *dir = slash ? strndup(f->remote_path, (size_t)(slash - f->remote_path)) : strdup("");
-	struct tree_file *t = NULL;
+	struct hf_tree_file *t = NULL;
 	size_t n = 0;
 
 	f->size = h->e->size;
@@ -1050,7 +1046,7 @@ static void gated_details(struct hf *h, struct source_file *f, const char *rev)
 				f->sha256 = strdup(t[i].lfs_oid);
 		}
 	}
-	tree_files_free(t, n);
+	source_hf_tree_free(t, n);
 	free(probe_f.error);
 	free(dir);
 }
@@ -1153,7 +1149,7 @@ out:
 }
 
 /* One source_file for a listed path. */
-static int folder_file(struct hf *h, struct source_file *f, const struct tree_file *t,
+static int folder_file(struct hf *h, struct source_file *f, const struct hf_tree_file *t,
 		       const char *commit)
 {
 	const char *hash = t->lfs_oid ? t->lfs_oid : t->oid;
@@ -1198,7 +1194,7 @@ static int folder_file(struct hf *h, struct source_file *f, const struct tree_fi
 static int folder_at(struct hf *h, struct source_file *f, struct source_file **files, size_t *n)
 {
 	const struct config_entry *e = h->e;
-	struct tree_file *t = NULL;
+	struct hf_tree_file *t = NULL;
 	struct source_file *out = NULL;
 	size_t nt = 0, nk = 0, k = 0;
 	char *commit = NULL;
@@ -1253,7 +1249,7 @@ static int folder_at(struct hf *h, struct source_file *f, struct source_file **f
 	out = NULL;
 out:
 	source_files_free(out, out ? nk : 0);
-	tree_files_free(t, nt);
+	source_hf_tree_free(t, nt);
 	free(commit);
 	return rc;
 }

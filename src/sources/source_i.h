@@ -6,6 +6,7 @@
 #ifndef MODELFS_SOURCE_I_H
 #define MODELFS_SOURCE_I_H
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdbool.h>
 
@@ -73,5 +74,42 @@ int source_token_get(struct source_token *t,
 				     struct source_token *t),
 		     struct source_ctx *ctx, struct http_client *c,
 		     char **value, char **name, char **error);
+
+/* ---- Hugging Face answers, parsed apart from the requests (source_hf.c) */
+
+/* A file of a repo tree listing. */
+struct hf_tree_file {
+	char *path;			/* a safe relative path: no "", ".", ".." part */
+	int64_t size;			/* the LFS size if any, else size; -1 if neither */
+	char *oid;			/* git blob sha1, lowercase, or NULL */
+	char *lfs_oid;			/* sha256 of an LFS file, lowercase, or NULL */
+};
+
+/* Append the files of one page of /api/models/REPO/tree/REV (json[0..len),
+ * a JSON array) to *t (n used, cap allocated; both 0 with *t NULL at the
+ * first page). Entries that are not files, or whose path is unusable in
+ * the mount, are skipped. 0; -EPROTO when json is not an array; -ENOMEM.
+ * *t grows on every return: free it with source_hf_tree_free(*t, *n). */
+int source_hf_tree_page(const char *json, size_t len, struct hf_tree_file **t, size_t *n,
+			size_t *cap);
+void source_hf_tree_free(struct hf_tree_file *t, size_t n);
+/* The URL of rel="next" in a Link header value v (NULL is fine), as
+ * written between its <>; a new string, or NULL when there is none. */
+char *source_hf_link_next(const char *v);
+
+/* ---- CivitAI answers, parsed apart from the requests (source_civitai.c) */
+
+/* The version of a /api/v1/models/ID body that vid names, or with vid 0
+ * its first published one (the API lists them newest first); borrowed
+ * from model, or NULL when there is none. */
+json_t *source_civitai_model_version(const json_t *model, uint64_t vid);
+/* From a version body (as /api/v1/model-versions/ID gives it, or one of
+ * a model's modelVersions): the file f's entry means (by file_id, then
+ * filename, primary, first "Model"; never a guess) into *file, borrowed
+ * from version, and f's path (the name made safe), revision,
+ * remote_path, mtime and sha256 (64 lowercase hex, or NULL). 0; f's err
+ * (-ENOENT, -EPROTO: f->error says why); -ENOMEM. */
+int source_civitai_version_file(struct source_file *f, const json_t *version,
+				const json_t **file);
 
 #endif

@@ -34,10 +34,8 @@
 #include "modelfs/text.h"
 #include "source_i.h"
 
-/* The file name a Content-Disposition header gives (filename*=UTF-8''
- * preferred over filename=), made safe by source_safe_name(): 0 and *out,
- * NULL when there is none (or nothing usable is left of it); -ENOMEM. */
-static int disposition_name(const char *cd, char **out)
+/* Content-Disposition -> a safe name: see source.h. */
+int source_disposition_name(const char *cd, char **out)
 {
 	const char *p;
 	char *name = NULL;
@@ -174,7 +172,7 @@ static int apply_probe(struct source_file *f, int rc, struct http_meta *m, const
 	if (!e->filename) {
 		char *name = NULL;
 
-		rc = disposition_name(m->content_disposition, &name);
+		rc = source_disposition_name(m->content_disposition, &name);
 		if (rc)
 			return rc;
 		if (name) {

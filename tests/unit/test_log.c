@@ -99,6 +99,7 @@ int main(void)
 	check_redact("header Bearer tok-secret-1 and /files/tok-secret-1/x",
 		     "header Bearer *** and /files/***/x");
 	check_redact("mail user@h.example stays", "mail user@h.example stays");
+	check_redact("url='https://u:it's@h/a' ok", "url='https://***@h/a' ok");
 
 	check_public("https://h.example/m.safetensors?sig=1#frag", "https://h.example/m.safetensors");
 	check_public("http://u:p@h.example/a/b", "http://***@h.example/a/b");
@@ -107,6 +108,7 @@ int main(void)
 	check_public("https://h.example/${TOKEN}/m.bin", "https://h.example/${TOKEN}/m.bin");
 	check_public("s3://bucket/key?versionId=3", "s3://bucket/key");
 	check_public("https://h.example/q?user@x", "https://h.example/q");
+	check_public("https://user:'w@h.example/a", "https://***@h.example/a");
 	check_json();
 	check_turn_over();
 	return check_summary();
