@@ -1337,10 +1337,20 @@ static int hf_refresh(struct source_ctx *ctx, struct http_client *c, struct sour
 	if (rc == 0 && f->err)
 		rc = f->err;
 	/* The same name at the same commit must still mean the same bytes. */
-	if (rc == 0 && ((size >= 0 && f->size != size) ||
-			(sha && f->sha256 && strcmp(sha, f->sha256) != 0) ||
-			(git && f->git_sha1 && strcmp(git, f->git_sha1) != 0)))
+	if (rc == 0 && size >= 0 && f->size != size) {
+		source_set_error(f, -ESTALE, "%s changed at its origin: %s at %.12s was %lld bytes, "
+				 "the Hub now says %lld", f->path, f->remote_path, rev, (long long)size,
+				 (long long)f->size);
 		rc = -ESTALE;
+	} else if (rc == 0 && sha && f->sha256 && strcmp(sha, f->sha256) != 0) {
+		source_set_error(f, -ESTALE, "%s changed at its origin: %s at %.12s had sha256 %s, "
+				 "the Hub now says %s", f->path, f->remote_path, rev, sha, f->sha256);
+		rc = -ESTALE;
+	} else if (rc == 0 && git && f->git_sha1 && strcmp(git, f->git_sha1) != 0) {
+		source_set_error(f, -ESTALE, "%s changed at its origin: %s at %.12s had git blob %s, "
+				 "the Hub now says %s", f->path, f->remote_path, rev, git, f->git_sha1);
+		rc = -ESTALE;
+	}
 out:
 	free(rev);
 	free(sha);
