@@ -80,6 +80,15 @@ int source_resolve(struct source_ctx *ctx, struct http_client *c,
  * f->error naming what changed and both values. */
 int source_refresh(struct source_ctx *ctx, struct http_client *c, struct source_file *f);
 
+/* The licence the source states for e at revision (a commit), for a
+ * lock file: Hugging Face's model card (cardData.license, else a
+ * "license:X" tag), one API request. 0 and *out (the caller frees), *out
+ * NULL when none is stated or the source has no such notion (CivitAI
+ * states permissions, not a licence; URLs and S3 nothing); -errno when
+ * the Hub could not tell (-EAGAIN unreachable). */
+int source_license(struct source_ctx *ctx, struct http_client *c, const struct config_entry *e,
+		   const char *revision, char **out);
+
 /* The line `check` shows for the credential used, e.g. "HF_TOKEN (user
  * alice)" or "none"; into out. */
 void source_auth_describe(struct source_ctx *ctx, const struct source_file *f,
