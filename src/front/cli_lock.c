@@ -26,6 +26,7 @@
 #include "cli.h"
 #include "modelfs/config_fetch.h"
 #include "modelfs/engine.h"
+#include "modelfs/http.h"
 #include "modelfs/lock.h"
 #include "modelfs/log.h"
 #include "modelfs/prefetch_run.h"
@@ -81,9 +82,28 @@ static char *civitai_file_id(const char *remote_path)
 	return p ? strndup(p + 7, strspn(p + 7, "0123456789")) : NULL;
 }
 
+/* The licence the source states for le at its commit, when sources is
+ * given; a source that cannot tell leaves it out, with a warning. */
+static int add_license(struct source_ctx *sources, struct http_client *http,
+		       const struct config_entry *ce, struct lock_entry *le)
+{
+	int rc;
+
+	if (!sources || ce->source != CONFIG_SOURCE_HUGGINGFACE)
+		return 0;
+	rc = source_license(sources, http, ce, le->commit, &le->license);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc)
+		fprintf(stderr, "modelfs lock: %s: the licence could not be read (%s); written "
+			"without one\n", ce->id, strerror(-rc));
+	return 0;
+}
+
 /* e's row of a fresh resolution as a lock entry (files without a hash
- * get one later): 0, or -ENOMEM. */
-static int lock_entry_of(struct lock *l, const struct engine_resolved *r)
+ * get one later), with its licence when sources is given: 0, or -ENOMEM. */
+static int lock_entry_of(struct lock *l, const struct engine_resolved *r,
+			 struct source_ctx *sources, struct http_client *http)
 {
 	const struct config_entry *ce = r->entry;
 	struct lock_entry *le;
@@ -101,6 +121,8 @@ static int lock_entry_of(struct lock *l, const struct engine_resolved *r)
 			rc = *pin ? 0 : -ENOMEM;
 		}
 	}
+	if (rc == 0)
+		rc = add_license(sources, http, ce, le);
 	for (size_t i = 0; rc == 0 && i < r->n; i++) {
 		const struct source_file *f = &r->files[i];
 		bool origin_validator = ce->source == CONFIG_SOURCE_URL ||
@@ -128,17 +150,22 @@ static int lock_entry_of(struct lock *l, const struct engine_resolved *r)
 }
 
 /* Resolve the entries chosen (all when chosen is NULL) into l, claiming
- * paths as a mount does. Failed files are printed; *nfailed counts them. */
-static int resolve_into(const struct config *cfg, const bool *chosen, struct lock *l,
-			size_t *nfailed)
+ * paths as a mount does, with licences when asked (one more request per
+ * Hugging Face entry). Failed files are printed; *nfailed counts them. */
+static int resolve_into(const struct config *cfg, const bool *chosen, bool licenses,
+			struct lock *l, size_t *nfailed)
 {
 	struct engine_resolved *r = NULL;
 	struct source_paths *paths = NULL;
+	struct source_ctx *sources = NULL;
+	struct http_client *http = NULL;
 	int rc = engine_resolve(cfg, chosen, &r);
 
 	*nfailed = 0;
 	if (rc == 0)
 		rc = source_paths_new(&paths);
+	if (rc == 0 && licenses && (http_client_new(&http) != 0 || source_ctx_new(cfg, &sources) != 0))
+		rc = -ENOMEM;
 	for (size_t i = 0; rc == 0 && i < cfg->n_entries; i++) {
 		if (chosen && !chosen[i])
 			continue;
@@ -159,8 +186,10 @@ static int resolve_into(const struct config *cfg, const bool *chosen, struct loc
 			(*nfailed)++;
 		}
 		if (*nfailed == 0)
-			rc = lock_entry_of(l, &r[i]);
+			rc = lock_entry_of(l, &r[i], sources, http);
 	}
+	source_ctx_free(sources);
+	http_client_free(http);
 	source_paths_free(paths);
 	engine_resolved_free(r, cfg->n_entries);
 	return rc;
@@ -350,7 +379,7 @@ static int check_drift(const struct config *cfg, const struct lock *old, const c
 	struct lock now = { 0 };
 	size_t nfailed = 0, drift = 0;
 	char why[384];
-	int rc = resolve_into(cfg, NULL, &now, &nfailed);
+	int rc = resolve_into(cfg, NULL, false, &now, &nfailed);
 
 	if (rc || nfailed) {
 		if (rc)
@@ -457,7 +486,7 @@ static int write_lock(const struct cli_opts *o, const struct config *cfg, const 
 		code = EXIT_USAGE;
 		goto out;
 	}
-	rc = resolve_into(cfg, chosen, &l, &nfailed);
+	rc = resolve_into(cfg, chosen, true, &l, &nfailed);
 	if (rc == 0 && old)
 		rc = keep_unchosen(cfg, chosen, old, &l);
 	if (rc || nfailed) {

@@ -98,7 +98,8 @@ def test_lock_writes_every_field_and_is_byte_identical_twice(hub, modelfs_bin, t
                  'revision = "main"', 'file = "model.safetensors"', 'commit = "%s"' % c0,
                  'path = "Stable-diffusion/model.safetensors"',
                  'remote_path = "model.safetensors"', "size = %d" % model["size"],
-                 'sha256 = "%s"' % model["sha256"], 'hash_from = "source"'):
+                 'sha256 = "%s"' % model["sha256"], 'hash_from = "source"',
+                 'license = "mit"'):                 # the model card's, at that commit
         assert want in tiny, (want, tiny)
     folder = e["clip/dir"]
     assert 'include = ["config.json", "tokenizer/*"]' in folder
@@ -108,6 +109,7 @@ def test_lock_writes_every_field_and_is_byte_identical_twice(hub, modelfs_bin, t
     plain = e["vae/plain"]
     assert 'url = "${HUB}/files/plain.bin"' in plain
     assert 'hash_from = "lock"' in plain and "etag = " in plain
+    assert "license" not in plain                   # a plain URL states none
     import hashlib
     want_sha = hashlib.sha256((hub.root / "plain.bin").read_bytes()).hexdigest()
     assert 'sha256 = "%s"' % want_sha in plain
