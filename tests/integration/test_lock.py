@@ -5,12 +5,13 @@ that changed at the origin naming both values, and --check / --update
 report and re-pin drift."""
 
 import errno
+import hashlib
 import os
 import re
 
 import pytest
 
-from mfs import MiB, config, pread, run, wait_state, xattr
+from mfs import MiB, commit_sha, hf, hf_conf, hf_fixture, pread, run, wait_state, xattr
 
 COMMIT_RE = re.compile(r'commit = "([0-9a-f]{40})"')
 
@@ -18,30 +19,12 @@ COMMIT_RE = re.compile(r'commit = "([0-9a-f]{40})"')
 # ---------------------------------------------------------------------------
 # helpers
 
-def repos(hub):
-    return hub.control("GET", "hf/repos", server="hf")
-
-
 def fixture(hub, repo, path, commit=0):
-    return repos(hub)[repo]["commits"][commit]["files"][path]
-
-
-def commit_sha(hub, repo, commit=0):
-    return repos(hub)[repo]["commits"][commit]["sha"]
-
-
-def hf(repo, **keys):
-    parts = ['source = "huggingface"', 'repo = "%s"' % repo]
-    for k, v in keys.items():
-        if isinstance(v, list):
-            parts.append("%s = [%s]" % (k, ", ".join('"%s"' % x for x in v)))
-        else:
-            parts.append('%s = "%s"' % (k, v))
-    return "{ " + ", ".join(parts) + " }"
+    return hf_fixture(hub, repo, path, commit)[1]
 
 
 def conf(hub, entries):
-    return config(entries, settings='hf_endpoint = "%s"\nretry_timeout = 3' % hub.base("hf"))
+    return hf_conf(hub, entries, settings="retry_timeout = 3")
 
 
 def env_of(tmp_path, **extra):
@@ -110,7 +93,6 @@ def test_lock_writes_every_field_and_is_byte_identical_twice(hub, modelfs_bin, t
     assert 'url = "${HUB}/files/plain.bin"' in plain
     assert 'hash_from = "lock"' in plain and "etag = " in plain
     assert "license" not in plain                   # a plain URL states none
-    import hashlib
     want_sha = hashlib.sha256((hub.root / "plain.bin").read_bytes()).hexdigest()
     assert 'sha256 = "%s"' % want_sha in plain
     assert hub.base() not in text            # nothing expanded, no host, no query
