@@ -87,6 +87,8 @@ struct config {
 	int connections;		/* 1 .. 64, default 32 */
 	int retry_timeout_sec;		/* how long transient failures are retried, default 120 */
 	char *mountpoint;		/* NULL: /workspace/models */
+	char *lock;			/* a lock file to mount with (lock.h), as written:
+					 * relative to the config's folder; or NULL */
 	char *hf_endpoint, *civitai_endpoint, *gdrive_endpoint;	/* no trailing '/' */
 	char **prefetch;		/* [modelfs] prefetch: entry ids, entry names or
 					 * paths in the mount to warm after mounting;

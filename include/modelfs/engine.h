@@ -29,6 +29,8 @@
 
 #include "modelfs/cache.h"
 #include "modelfs/config.h"
+#include "modelfs/lock.h"
+#include "modelfs/source.h"
 
 struct engine;
 struct engine_file;
@@ -41,6 +43,36 @@ typedef void (*engine_read_cb)(void *arg, const char *buf, ssize_t len);
  * files. Entries that fail are kept, with their error, so the mount
  * still lists them. No threads remain when it returns. */
 int engine_open(const struct config *cfg, struct cache *cache, struct engine **out);
+/* The same with a lock (lock.h): the catalog is filled from it, asking
+ * no source, so a mount needs the network only for bytes not cached. A
+ * config entry the lock does not have, or has for another spec (another
+ * repo, revision, URL...), is listed with an error saying so; a lock
+ * entry the config does not have is left out with a warning. A locked
+ * file's bytes come from its source at the locked commit or version,
+ * fetched with the locked size, hash and validator: an origin that now
+ * differs fails the file with both values named (source_refresh()). The
+ * lock may be freed once this returns. Files that a lock being built
+ * has no hash for yet are fine: they are checked against their size
+ * and validator only. */
+int engine_open_locked(const struct config *cfg, const struct lock *lock, struct cache *cache,
+		       struct engine **out);
+
+/* Resolve every entry of cfg (with only, those whose only[i] is true)
+ * with the mount's own resolver (in parallel, a few tries each; network),
+ * without a cache: no stored resolution is used or written. *out has
+ * cfg->n_entries rows in config order (a skipped one has no files); each
+ * row's files carry their own err (-EAGAIN: the origin could not be
+ * reached). Paths are not claimed (source_paths_claim()). 0 or -ENOMEM;
+ * free with engine_resolved_free(). */
+struct engine_resolved {
+	const struct config_entry *entry;
+	struct source_file *files;
+	size_t n;
+	int rc;				/* source_resolve()'s */
+};
+int engine_resolve(const struct config *cfg, const bool *only, struct engine_resolved **out);
+void engine_resolved_free(struct engine_resolved *r, size_t n);
+
 /* Start the fetch workers and the verifier. */
 int engine_start(struct engine *e);
 /* Stop transfers (within a few seconds even when stalled) and the
@@ -72,6 +104,7 @@ struct engine_origin {
 	char *revision;
 	char *sha256;
 	char *git_sha1;
+	char *validator;		/* the origin's ETag or Last-Modified (or a commit) */
 };
 int engine_file_origin(struct engine_file *f, struct engine_origin *out);
 void engine_origin_clear(struct engine_origin *o);

@@ -48,6 +48,8 @@ struct source_file {
 	char *revision;		/* what the name was pinned to (a commit, a version id), or NULL */
 	char *sha256;		/* expected, lowercase hex, or NULL */
 	char *git_sha1;		/* expected git blob SHA-1 when no sha256 is known, or NULL */
+	bool hash_fetched;	/* sha256 was learnt from the bytes (a lock file), the
+				 * origin states none: the cache key stays the origin's */
 	char *data_url;		/* where the bytes are now; secret */
 	char **mirror_urls;	/* the same bytes elsewhere, tried in order; NULL-terminated or NULL */
 	struct source_auth auth;
@@ -73,9 +75,19 @@ int source_resolve(struct source_ctx *ctx, struct http_client *c,
 		   const struct config_entry *e, struct source_file **files, size_t *n);
 
 /* Fill f's data_url and auth afresh (a signed URL expired, or f came from
- * a stored resolution): 0 or -errno; -ESTALE when the name now means
- * other bytes (another size, validator or revision). */
+ * a stored resolution or a lock): 0 or -errno; -ESTALE when the name now
+ * means other bytes (another size, validator, hash or revision), with
+ * f->error naming what changed and both values. */
 int source_refresh(struct source_ctx *ctx, struct http_client *c, struct source_file *f);
+
+/* The licence the source states for e at revision (a commit), for a
+ * lock file: Hugging Face's model card (cardData.license, else a
+ * "license:X" tag), one API request. 0 and *out (the caller frees), *out
+ * NULL when none is stated or the source has no such notion (CivitAI
+ * states permissions, not a licence; URLs and S3 nothing); -errno when
+ * the Hub could not tell (-EAGAIN unreachable). */
+int source_license(struct source_ctx *ctx, struct http_client *c, const struct config_entry *e,
+		   const char *revision, char **out);
 
 /* The line `check` shows for the credential used, e.g. "HF_TOKEN (user
  * alice)" or "none"; into out. */
@@ -87,9 +99,11 @@ void source_auth_describe(struct source_ctx *ctx, const struct source_file *f,
  * while this is unchanged. 64 hex + NUL into out. */
 void source_spec_hash(const struct config_entry *e, char out[65]);
 
-/* The cache key of a file's content: "sha256:<hex>" when the hash is
- * known, "git:<sha1>" for a git blob, else a hash of its URL without
- * query, validator and size. */
+/* The cache key of a file's content: "sha256:<hex>" when the origin
+ * states the hash, "git:<sha1>" for a git blob, else (also when the hash
+ * was only learnt from the bytes: hash_fetched) a hash of its URL
+ * without query, validator and size, so that a lock's hashing and a
+ * mount without the lock share the cached bytes. */
 int source_content_key(const struct source_file *f, char **out);
 
 /* The path of a file in the mount: dir + "/" + name, or name. */

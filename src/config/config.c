@@ -854,6 +854,7 @@ static const struct key_spec modelfs_keys[] = {
 	{ "connections", K_COUNT, .off = CFG(connections), .min = 1, .max = 64 },
 	{ "retry_timeout", K_DURATION, .off = CFG(retry_timeout_sec) },
 	{ "mountpoint", K_PATH, .off = CFG(mountpoint) },
+	{ "lock", K_STRING, .off = CFG(lock) },
 	{ "hf_endpoint", K_BASE_URL, .off = CFG(hf_endpoint) },
 	{ "civitai_endpoint", K_BASE_URL, .off = CFG(civitai_endpoint) },
 	{ "gdrive_endpoint", K_BASE_URL, .off = CFG(gdrive_endpoint) },
@@ -2266,6 +2267,7 @@ void config_free(struct config *cfg)
 	free(cfg->cache_dir);
 	free(cfg->layout);
 	free(cfg->mountpoint);
+	free(cfg->lock);
 	free(cfg->hf_endpoint);
 	free(cfg->civitai_endpoint);
 	free(cfg->gdrive_endpoint);

@@ -3,7 +3,11 @@
  * resolved once, in parallel, at open. A resolution that succeeds is
  * stored; when the origin cannot be reached the stored one is used
  * instead (offline remount), so unreachable never reads as deleted.
- * Also the engine's life cycle and the per-file accessors.
+ * With a lock file the lock is the resolution (from_lock()): no source
+ * is asked at open, and the first read of a missing block asks the
+ * source for the bytes at the locked commit, holding it to the locked
+ * size and hash (source_refresh()). Also the engine's life cycle and the
+ * per-file accessors.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -28,7 +32,9 @@
 
 struct resolve_job {
 	struct source_ctx *sources;
-	struct store *store;
+	struct store *store;		/* NULL: engine_resolve(), nothing stored */
+	const struct lock *lock;	/* resolve from it, not from the sources; or NULL */
+	bool skip;			/* engine_resolve() was not asked for this one */
 	const struct config_entry *entry;
 	struct source_file *files;
 	size_t n;
@@ -109,7 +115,10 @@ static void remember(struct resolve_job *job)
 			continue;
 		rows[i] = (struct store_resolution){
 			.path = f->path, .spec_hash = spec, .file_key = key, .size = f->size,
-			.mtime = f->mtime, .validator = f->validator, .sha256 = f->sha256,
+			.mtime = f->mtime, .validator = f->validator,
+			/* A hash a lock learnt is not the origin's: an offline
+			 * mount without the lock keys the file as its source does. */
+			.sha256 = f->hash_fetched ? NULL : f->sha256,
 			.remote_path = f->remote_path, .revision = f->revision,
 			.git_sha1 = f->git_sha1, .resolved_at = now,
 		};
@@ -129,11 +138,101 @@ static void remember(struct resolve_job *job)
 	store_resolutions_free(old, nold);
 }
 
+/* The path an entry's one file has before its source names it: what
+ * an entry that cannot be resolved is listed as. */
+static int entry_path(const struct config_entry *e, char **out)
+{
+	if (e->filename)
+		return source_join_path(e->dir, e->filename, out);
+	if (e->source == CONFIG_SOURCE_HUGGINGFACE && !e->file)
+		return (*out = strdup(e->dir)) ? 0 : -ENOMEM;	/* a repo as a folder */
+	return source_join_path(e->dir, e->name, out);
+}
+
+/* The entry as one file that fails with why (-ESTALE: listed, never read). */
+static int lock_refused(struct resolve_job *job, const char *why)
+{
+	struct source_file *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -ENOMEM;
+	job->files = f;
+	job->n = 1;
+	f->entry = job->entry;
+	f->size = 0;
+	f->mtime = -1;
+	f->err = -ESTALE;
+	f->error = strdup(why);
+	return entry_path(job->entry, &f->path) == 0 && f->error ? 0 : -ENOMEM;
+}
+
+static int dup_to(char **dst, const char *src)
+{
+	*dst = src ? strdup(src) : NULL;
+	return src && !*dst ? -ENOMEM : 0;
+}
+
+/* job's files from the lock, asking no source: 0 or -ENOMEM. */
+static int from_lock(struct resolve_job *job)
+{
+	const struct config_entry *e = job->entry;
+	const struct lock_entry *le = lock_find(job->lock, e->id);
+	char why[512], spec[384];
+	int rc = 0;
+
+	if (!le) {
+		snprintf(why, sizeof(why), "entry %s is not in the lock %s: run modelfs lock "
+			 "--update %s to pin it", e->id, job->lock->path ? job->lock->path : "",
+			 e->id);
+		return lock_refused(job, why);
+	}
+	if (!lock_entry_matches(le, e, spec, sizeof(spec))) {
+		snprintf(why, sizeof(why), "entry %s changed since it was locked (%s): run modelfs "
+			 "lock --update %s to pin what it asks for now", e->id, spec, e->id);
+		return lock_refused(job, why);
+	}
+	job->files = calloc(le->n_files ? le->n_files : 1, sizeof(*job->files));
+	if (!job->files)
+		return -ENOMEM;
+	job->n = le->n_files;
+	for (size_t i = 0; i < le->n_files && rc == 0; i++) {
+		const struct lock_file *lf = &le->files[i];
+		struct source_file *f = &job->files[i];
+
+		f->entry = e;
+		f->size = lf->size;
+		f->mtime = -1;
+		f->hash_fetched = lf->hash_fetched;
+		rc = dup_to(&f->path, lf->path);
+		if (rc == 0)
+			rc = dup_to(&f->remote_path, lf->remote_path);
+		if (rc == 0)
+			rc = dup_to(&f->sha256, lf->sha256);
+		if (rc == 0)
+			rc = dup_to(&f->git_sha1, lf->git_sha1);
+		if (rc == 0)
+			rc = dup_to(&f->validator, lf->etag);
+		/* What the revision resolved to: the bytes are asked for there. */
+		if (rc == 0)
+			rc = dup_to(&f->revision, le->commit ? le->commit : le->version_id);
+	}
+	return rc;
+}
+
 static void resolve_one(struct resolve_job *job, struct http_client *http, int64_t deadline_ms)
 {
 	struct source_file *stored = NULL;
 	size_t nstored = 0;
 	int rc;
+
+	if (job->skip)
+		return;
+	if (job->lock) {
+		job->rc = from_lock(job);
+		if (job->rc == 0 && job->store)
+			remember(job);		/* keeps mtimes stable across mounts */
+		return;
+	}
 
 	/* A few quick tries: a mount should not hang for long on one origin. */
 	for (int attempt = 0; attempt < 3; attempt++) {
@@ -150,10 +249,11 @@ static void resolve_one(struct resolve_job *job, struct http_client *http, int64
 	}
 	job->rc = rc;
 	if (rc == 0) {
-		remember(job);
+		if (job->store)
+			remember(job);
 		return;
 	}
-	if (rc == -EAGAIN && from_store(job, &stored, &nstored) == 0) {
+	if (rc == -EAGAIN && job->store && from_store(job, &stored, &nstored) == 0) {
 		log_warn("event=resolve_offline entry=%s reason=\"%s\" action=\"using the stored "
 			 "resolution\"", job->entry->id,
 			 job->n && job->files[0].error ? job->files[0].error : "origin unreachable");
@@ -312,13 +412,87 @@ static int add_file(struct engine *e, struct source_file *src)
 	return 0;
 }
 
+static int resolve_pool_run(struct resolve_pool *pool, const struct config *cfg)
+{
+	int parallel = cfg->connections < RESOLVE_MAX_PARALLEL ? cfg->connections
+							       : RESOLVE_MAX_PARALLEL;
+
+	return resolve_all(pool, parallel < (int)cfg->n_entries ? parallel : (int)cfg->n_entries);
+}
+
+int engine_resolve(const struct config *cfg, const bool *only, struct engine_resolved **out)
+{
+	struct resolve_pool pool = { .njobs = cfg->n_entries };
+	struct engine_resolved *r = calloc(cfg->n_entries + 1, sizeof(*r));
+	struct source_ctx *sources = NULL;
+	int rc;
+
+	*out = NULL;
+	pool.jobs = calloc(cfg->n_entries + 1, sizeof(*pool.jobs));
+	rc = r && pool.jobs ? source_ctx_new(cfg, &sources) : -ENOMEM;
+	if (rc)
+		goto out;
+	pthread_mutex_init(&pool.lock, NULL);
+	for (size_t i = 0; i < cfg->n_entries; i++)
+		pool.jobs[i] = (struct resolve_job){ .sources = sources, .entry = &cfg->entries[i],
+						     .skip = only && !only[i] };
+	rc = resolve_pool_run(&pool, cfg);
+	pthread_mutex_destroy(&pool.lock);
+	for (size_t i = 0; rc == 0 && i < cfg->n_entries; i++) {
+		r[i] = (struct engine_resolved){ .entry = &cfg->entries[i], .files = pool.jobs[i].files,
+						 .n = pool.jobs[i].n, .rc = pool.jobs[i].rc };
+		pool.jobs[i].files = NULL;
+		pool.jobs[i].n = 0;
+	}
+out:
+	for (size_t i = 0; pool.jobs && i < cfg->n_entries; i++)
+		source_files_free(pool.jobs[i].files, pool.jobs[i].n);
+	free(pool.jobs);
+	source_ctx_free(sources);
+	if (rc) {
+		free(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+void engine_resolved_free(struct engine_resolved *r, size_t n)
+{
+	for (size_t i = 0; r && i < n; i++)
+		source_files_free(r[i].files, r[i].n);
+	free(r);
+}
+
+/* A locked entry the config no longer has is not mounted: the config
+ * holds how to reach its bytes (auth, headers, mirrors). Said once. */
+static void warn_unused_lock(const struct config *cfg, const struct lock *lock)
+{
+	for (size_t i = 0; lock && i < lock->n_entries; i++) {
+		bool found = false;
+
+		for (size_t k = 0; k < cfg->n_entries && !found; k++)
+			found = strcmp(cfg->entries[k].id, lock->entries[i].id) == 0;
+		if (!found)
+			log_warn("event=lock_entry_unused entry=%s lock=%s reason=\"the config has no "
+				 "such entry\" action=\"not mounted; modelfs lock --update drops it\"",
+				 lock->entries[i].id, lock->path ? lock->path : "");
+	}
+}
+
 int engine_open(const struct config *cfg, struct cache *cache, struct engine **out)
+{
+	return engine_open_locked(cfg, NULL, cache, out);
+}
+
+int engine_open_locked(const struct config *cfg, const struct lock *lock, struct cache *cache,
+		       struct engine **out)
 {
 	struct engine *e = calloc(1, sizeof(*e));
 	struct resolve_pool pool = { .njobs = cfg->n_entries };
 	struct source_paths *paths = NULL;
 	size_t total = 0;
-	int rc, parallel;
+	int rc;
 
 	if (!e)
 		return -ENOMEM;
@@ -343,11 +517,10 @@ int engine_open(const struct config *cfg, struct cache *cache, struct engine **o
 	}
 	for (size_t i = 0; i < cfg->n_entries; i++)
 		pool.jobs[i] = (struct resolve_job){ .sources = e->sources,
-						     .store = cache_store(cache),
+						     .store = cache_store(cache), .lock = lock,
 						     .entry = &cfg->entries[i] };
-	parallel = cfg->connections < RESOLVE_MAX_PARALLEL ? cfg->connections
-							   : RESOLVE_MAX_PARALLEL;
-	rc = resolve_all(&pool, parallel < (int)cfg->n_entries ? parallel : (int)cfg->n_entries);
+	warn_unused_lock(cfg, lock);
+	rc = resolve_pool_run(&pool, cfg);
 	if (rc)
 		goto out;
 	for (size_t i = 0; i < pool.njobs; i++)
@@ -531,6 +704,8 @@ int engine_file_origin(struct engine_file *f, struct engine_origin *out)
 		rc = dup_or_null(f->src.sha256, &out->sha256);
 	if (rc == 0)
 		rc = dup_or_null(f->src.git_sha1, &out->git_sha1);
+	if (rc == 0)
+		rc = dup_or_null(f->src.validator, &out->validator);
 	pthread_mutex_unlock(&f->lock);
 	if (rc)
 		engine_origin_clear(out);
@@ -543,6 +718,7 @@ void engine_origin_clear(struct engine_origin *o)
 	free(o->revision);
 	free(o->sha256);
 	free(o->git_sha1);
+	free(o->validator);
 	memset(o, 0, sizeof(*o));
 }
 

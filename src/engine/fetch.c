@@ -970,6 +970,10 @@ static int refresh_url(struct engine_file *f, struct http_client *http, uint32_t
 	pthread_mutex_unlock(&f->lock);
 	if (rc == 0)
 		log_info("event=url_refreshed path=%s", f->src.path);
+	/* The source says what changed and both values: that, not the
+	 * generic "changed at the origin", is what the reader should see. */
+	if (rc == -ESTALE && scratch.error)
+		engine_file_fail(f, -EIO, scratch.error);
 	source_file_clear(&scratch);
 	return rc;
 }

@@ -38,6 +38,9 @@ struct cli_opts {
 	const char *base;		/* webui --base MOUNTPOINT */
 	const char *listen;		/* serve --listen ADDR:PORT */
 	const char *prefix;		/* serve --prefix /PATH */
+	const char *output;		/* lock --output FILE */
+	const char *lock;		/* mount, lock: --lock FILE */
+	bool check, update;		/* lock --check, lock --update */
 	bool foreground, offline, debug, json, pin, force, keep_cache;
 	bool log_json;			/* --log-format json */
 	int jobs;			/* -j, 0: default */
@@ -122,6 +125,13 @@ int into_place(const char *dir, struct engine_file *f, bool keep_cache, char *er
 /* The cache prefetch --into uses unless --cache-dir is given. */
 #define INTO_CACHE ".modelfs-cache"
 
+/* The lock a mount is given (--lock, else the config's `lock`, a
+ * relative one from the config file's folder) into *out, NULL when none:
+ * 0, or an exit code with the message printed (cli_lock.c). */
+struct lock;
+int cli_mount_lock(const struct cli_opts *o, const struct config *cfg, const char *config,
+		   struct lock **out);
+
 /* The commands. */
 int cli_prefetch(int argc, char **argv);
 int cli_status(int argc, char **argv);
@@ -131,5 +141,6 @@ int cli_verify(int argc, char **argv);
 int cli_evict(int argc, char **argv);
 int cli_info(int argc, char **argv);
 int cli_serve(int argc, char **argv);
+int cli_lock(int argc, char **argv);
 
 #endif

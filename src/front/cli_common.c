@@ -26,10 +26,18 @@
 const char cli_usage_text[] =
 	"usage: modelfs COMMAND [OPTIONS]\n"
 	"\n"
-	"  mount [-f] [-o FUSEOPTS] [CONFIG [MOUNTPOINT]]\n"
+	"  mount [-f] [-o FUSEOPTS] [--lock FILE] [CONFIG [MOUNTPOINT]]\n"
 	"        mount the models of CONFIG (default mountpoint " DEFAULT_MOUNTPOINT ");\n"
 	"        returns when the mount is live; unmount with fusermount3 -u MOUNTPOINT\n"
 	"        CONFIG is a file or an http(s) URL; default $PROVISION_URL\n"
+	"        with --lock, exactly the files of the lock file, asking no source\n"
+	"  lock CONFIG [--output FILE]\n"
+	"        resolve every entry and write a lock file (default models.lock):\n"
+	"        commits, sizes and hashes; files without a hash are fetched to hash\n"
+	"  lock --check CONFIG [--lock FILE]\n"
+	"        list what changed at the sources since the lock; exit 1 if anything\n"
+	"  lock --update CONFIG [ENTRY ...] [--lock FILE]\n"
+	"        re-pin the named entries (all when none); the others stay as locked\n"
 	"  check [--offline] CONFIG\n"
 	"        validate CONFIG and resolve every entry; exit 1 if any fails\n"
 	"  prefetch [--pin] [-j N] [--json] [--config CONFIG] [PATH|ENTRY ...]\n"
@@ -76,7 +84,8 @@ static const struct {
 	const char *cmd;
 	const char *opts;
 } allowed[] = {
-	{ "mount", " foreground fuse-opts log-file log-format " },
+	{ "mount", " foreground fuse-opts log-file log-format lock " },
+	{ "lock", " output lock check update " },
 	{ "check", " offline " },
 	{ "prefetch", " pin jobs config json into keep-cache " },
 	{ "status", " json history config " },
@@ -119,6 +128,10 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		{ "base", required_argument, NULL, 'B' },
 		{ "listen", required_argument, NULL, 'L' },
 		{ "prefix", required_argument, NULL, 'P' },
+		{ "output", required_argument, NULL, 'O' },
+		{ "lock", required_argument, NULL, 'X' },
+		{ "check", no_argument, NULL, 'Q' },
+		{ "update", no_argument, NULL, 'U' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -128,6 +141,7 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		{ 'j', "jobs" }, { 'H', "history" }, { 'I', "into" }, { 'K', "keep-cache" },
 		{ 'G', "log-format" }, { 'B', "base" },
 		{ 'L', "listen" }, { 'P', "prefix" },
+		{ 'O', "output" }, { 'X', "lock" }, { 'Q', "check" }, { 'U', "update" },
 	};
 	char *end;
 	int ch;
@@ -164,6 +178,10 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 			break;
 		case 'L': o->listen = optarg; break;
 		case 'P': o->prefix = optarg; break;
+		case 'O': o->output = optarg; break;
+		case 'X': o->lock = optarg; break;
+		case 'Q': o->check = true; break;
+		case 'U': o->update = true; break;
 		case 'j':
 			o->jobs = (int)strtol(optarg, &end, 10);
 			if (*end || o->jobs < 1 || o->jobs > 64) {

@@ -404,6 +404,7 @@ static int cli_mount(int argc, char **argv)
 	struct engine_file **warm = NULL;
 	struct cache_limits lim;
 	struct fs_options fo = { 0 };
+	struct lock *lock = NULL;
 	char cache_buf[PATH_MAX], mnt_real[PATH_MAX], *fuse_opts = NULL;
 	const char *cache_dir, *mnt;
 	size_t nwarm = 0;
@@ -425,6 +426,14 @@ static int cli_mount(int argc, char **argv)
 		free(fuse_opts);
 		return cli_config_exit(rc);
 	}
+	/* A bad lock is a usage error before anything is mounted. */
+	code = cli_mount_lock(&o, cfg, config_arg(&o), &lock);
+	if (code) {
+		config_free(cfg);
+		free(fuse_opts);
+		return code;
+	}
+	code = EXIT_MODEL;
 	mnt = o.nargs == 2 ? o.args[1] : cfg->mountpoint ? cfg->mountpoint : DEFAULT_MOUNTPOINT;
 	cache_dir = cli_cache_dir(&o, cfg, cache_buf, sizeof(cache_buf));
 	if (prepare_mountpoint(mnt) != 0)
@@ -476,7 +485,9 @@ static int cli_mount(int argc, char **argv)
 	if (rc)
 		log_warn("event=control_unavailable error=\"%s\" action=\"modelfs commands will not "
 			 "reach this mount\"", strerror(-rc));
-	rc = engine_open(cfg, cache, &engine);
+	rc = engine_open_locked(cfg, lock, cache, &engine);
+	lock_free(lock);	/* the catalog holds copies */
+	lock = NULL;
 	if (rc == 0)
 		rc = tree_build(engine, cfg->dirs, store_created(cache_store(cache)), &tree);
 	if (rc) {
@@ -535,6 +546,7 @@ out:
 	tree_free(tree);
 	cache_close(cache);
 	config_free(cfg);
+	lock_free(lock);
 	free(warm);
 	free(fuse_opts);
 	if (log_fd >= 0)
@@ -682,6 +694,8 @@ int main(int argc, char **argv)
 		code = cli_info(argc - 1, argv + 1);
 	else if (strcmp(argv[1], "serve") == 0)
 		code = cli_serve(argc - 1, argv + 1);
+	else if (strcmp(argv[1], "lock") == 0)
+		code = cli_lock(argc - 1, argv + 1);
 	else {
 		fprintf(stderr, "modelfs: unknown command '%s'\n\n", argv[1]);
 		fputs(cli_usage_text, stderr);

@@ -162,9 +162,16 @@ static int refresh_same(struct source_ctx *ctx, struct http_client *c, struct so
 	rc = probe(ctx, c, f);
 	if (rc == 0 && f->err)
 		rc = f->err;
-	if (rc == 0 && (f->size != size ||
-			(validator && (!f->validator || strcmp(validator, f->validator) != 0))))
+	if (rc == 0 && f->size != size) {
+		source_set_error(f, -ESTALE, "%s changed at its origin: it was %lld bytes, the origin "
+				 "now has %lld", f->path, (long long)size, (long long)f->size);
 		rc = -ESTALE;
+	} else if (rc == 0 && validator && (!f->validator || strcmp(validator, f->validator) != 0)) {
+		source_set_error(f, -ESTALE, "%s changed at its origin: its validator was %s, the "
+				 "origin now gives %s", f->path, validator,
+				 f->validator ? f->validator : "none");
+		rc = -ESTALE;
+	}
 	free(validator);
 	return rc;
 }
@@ -455,7 +462,7 @@ int source_content_key(const struct source_file *f, char **out)
 	const char *url = f->entry->url ? f->entry->url : f->path;
 	int rc;
 
-	if (f->sha256)
+	if (f->sha256 && !f->hash_fetched)
 		return asprintf(out, "sha256:%s", f->sha256) < 0 ? -ENOMEM : 0;
 	if (f->git_sha1)
 		return asprintf(out, "git:%s", f->git_sha1) < 0 ? -ENOMEM : 0;

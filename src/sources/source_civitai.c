@@ -850,9 +850,15 @@ static int civ_refresh(struct source_ctx *ctx, struct http_client *c, struct sou
 	}
 	civ_close(&cv);
 	/* The same name must still mean the same bytes. */
-	if (rc == 0 && ((size >= 0 && f->size != size) ||
-			(sha && (!f->sha256 || strcmp(sha, f->sha256) != 0))))
+	if (rc == 0 && size >= 0 && f->size != size) {
+		source_set_error(f, -ESTALE, "%s changed at its origin: it was %lld bytes, CivitAI "
+				 "now says %lld", f->path, (long long)size, (long long)f->size);
 		rc = -ESTALE;
+	} else if (rc == 0 && sha && (!f->sha256 || strcmp(sha, f->sha256) != 0)) {
+		source_set_error(f, -ESTALE, "%s changed at its origin: its sha256 was %s, CivitAI "
+				 "now says %s", f->path, sha, f->sha256 ? f->sha256 : "none");
+		rc = -ESTALE;
+	}
 	free(sha);
 	return rc;
 }

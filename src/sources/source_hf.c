@@ -1294,6 +1294,80 @@ fail:
 	return rc;
 }
 
+/* ---- the licence ----------------------------------------------------------------- */
+
+/* The licence a model card states: cardData.license (a string, or a list
+ * of them), else a "license:X" tag; "other" with its license_name. A
+ * copy the caller frees, or NULL when the card states none. */
+static char *card_license(json_t *root)
+{
+	json_t *card = json_object_get(root, "cardData"), *lic = json_object_get(card, "license");
+	json_t *name = json_object_get(card, "license_name"), *tags = json_object_get(root, "tags");
+	const char *text = json_string_value(lic);
+	char *out = NULL;
+	size_t i;
+	json_t *t;
+
+	if (json_is_array(lic) && json_array_size(lic) > 0)
+		text = json_string_value(json_array_get(lic, 0));
+	if (text && strcmp(text, "other") == 0 && json_string_value(name)) {
+		if (asprintf(&out, "other (%s)", json_string_value(name)) < 0)
+			out = NULL;
+		return out;
+	}
+	if (text)
+		return strdup(text);
+	json_array_foreach(tags, i, t)
+		if (json_string_value(t) && strncmp(json_string_value(t), "license:", 8) == 0)
+			return strdup(json_string_value(t) + 8);
+	return NULL;
+}
+
+int source_license(struct source_ctx *ctx, struct http_client *c, const struct config_entry *e,
+		   const char *revision, char **out)
+{
+	struct http_body b = { .max = BODY_MAX };
+	struct source_file scratch = { .entry = e };
+	struct http_meta m;
+	char *qrev = NULL, *url = NULL;
+	json_t *root = NULL;
+	struct hf h;
+	int rc;
+
+	*out = NULL;
+	if (e->source != CONFIG_SOURCE_HUGGINGFACE)
+		return 0;	/* CivitAI states permissions, not a licence; URLs none */
+	rc = hf_init(&h, ctx, c, e);
+	if (rc)
+		return rc;
+	hf_use(&h, ctx->cfg->hf_endpoint);
+	qrev = quote(revision ? revision : e->revision, false);
+	if (!qrev || asprintf(&url, "%s/api/%s/%s/revision/%s", h.endpoint, api_plural(e), e->repo,
+			      qrev) < 0) {
+		url = NULL;
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = hf_get(&h, url, false, &b, &m);
+	if (rc) {
+		rc = hf_fail(&h, &scratch, rc, &m, revision, NULL);
+		if (rc == 0)
+			rc = scratch.err ? scratch.err : -EIO;
+	} else {
+		root = json_loadb(b.data ? b.data : "", b.len, 0, NULL);
+		*out = json_is_object(root) ? card_license(root) : NULL;
+	}
+	http_meta_clear(&m);
+out:
+	json_decref(root);
+	free(scratch.error);
+	free(b.data);
+	free(url);
+	free(qrev);
+	hf_clear(&h);
+	return rc;
+}
+
 /* ---- source_ops ---------------------------------------------------------------- */
 
 static int hf_resolve(struct source_ctx *ctx, struct http_client *c,
@@ -1333,10 +1407,20 @@ static int hf_refresh(struct source_ctx *ctx, struct http_client *c, struct sour
 	if (rc == 0 && f->err)
 		rc = f->err;
 	/* The same name at the same commit must still mean the same bytes. */
-	if (rc == 0 && ((size >= 0 && f->size != size) ||
-			(sha && f->sha256 && strcmp(sha, f->sha256) != 0) ||
-			(git && f->git_sha1 && strcmp(git, f->git_sha1) != 0)))
+	if (rc == 0 && size >= 0 && f->size != size) {
+		source_set_error(f, -ESTALE, "%s changed at its origin: %s at %.12s was %lld bytes, "
+				 "the Hub now says %lld", f->path, f->remote_path, rev, (long long)size,
+				 (long long)f->size);
 		rc = -ESTALE;
+	} else if (rc == 0 && sha && f->sha256 && strcmp(sha, f->sha256) != 0) {
+		source_set_error(f, -ESTALE, "%s changed at its origin: %s at %.12s had sha256 %s, "
+				 "the Hub now says %s", f->path, f->remote_path, rev, sha, f->sha256);
+		rc = -ESTALE;
+	} else if (rc == 0 && git && f->git_sha1 && strcmp(git, f->git_sha1) != 0) {
+		source_set_error(f, -ESTALE, "%s changed at its origin: %s at %.12s had git blob %s, "
+				 "the Hub now says %s", f->path, f->remote_path, rev, git, f->git_sha1);
+		rc = -ESTALE;
+	}
 out:
 	free(rev);
 	free(sha);

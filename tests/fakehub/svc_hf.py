@@ -38,6 +38,7 @@ Origin (hf, hfmirror) routes:
       A renamed repo answers 307 with a relative Location on the new name.
   GET /api/resolve-cache/{types}/{repo}/{commit}/{path}?etag=...
   GET /api/{types}/{repo}[/revision/{rev}][?blobs=true]        model info
+      (cardData from README.md's front matter, and its license as a tag)
   GET /api/{types}/{repo}/tree/{rev}[/{path}]?recursive=&expand=[&cursor=]
       pages of hf_tree_page_size entries, Link: <absolute next>; rel="next"
   GET /api/{types}/{repo}/xet-read-token/{rev}
@@ -201,6 +202,22 @@ def lfs_pointer(sha256, size):
 
 def repo_key(rtype, repo_id):
     return PREFIX[rtype] + repo_id
+
+
+def _card_data(readme):
+    """The model card's YAML front matter as the Hub's cardData, for the
+    flat `key: value` lines the fixtures use (a README without one: {})."""
+    if readme is None or readme.lfs:
+        return {}
+    with open(readme.blob, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    m = re.match(r"---\n(.*?)\n---\n", text, re.S)
+    card = {}
+    for line in (m.group(1).splitlines() if m else []):
+        key, sep, value = line.partition(":")
+        if sep and key.strip() and value.strip():
+            card[key.strip()] = value.strip()
+    return card
 
 
 class HfFile:
@@ -735,13 +752,15 @@ class HfHandler(HubHandler):
                     s["lfs"] = {"sha256": f.sha256, "size": f.size, "pointerSize": f.pointer_size}
             siblings.append(s)
         total = sum(f.size for f in files.values())
+        card = _card_data(files.get("README.md"))
         self.reply_json(200, {
             "_id": hashlib.sha1(repo.key.encode()).hexdigest()[:24], "id": repo.id,
             "author": repo.id.split("/")[0], "sha": sha, "private": repo.private,
             "gated": repo.gated, "disabled": repo.disabled,
             "lastModified": "2025-01-01T00:00:00.000Z", "createdAt": "2024-06-01T00:00:00.000Z",
-            "downloads": 0, "likes": 0, "tags": ["safetensors"], "library_name": "transformers",
-            "siblings": siblings, "usedStorage": total,
+            "downloads": 0, "likes": 0, "library_name": "transformers",
+            "tags": ["safetensors"] + (["license:" + card["license"]] if "license" in card else []),
+            "siblings": siblings, "usedStorage": total, "cardData": card,
             "safetensors": {"parameters": {"BF16": 1000000}, "total": 1000000}},
             [("X-Repo-Commit", sha)])
 

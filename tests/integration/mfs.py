@@ -3,6 +3,7 @@
 import os
 import subprocess
 import time
+from pathlib import Path
 
 MiB = 1 << 20
 
@@ -94,3 +95,37 @@ def wait_state(path, state, timeout=30.0):
 
 def run(cmd, **kw):
     return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
+
+
+# ---------------------------------------------------------------------------
+# Hugging Face entries on the fake Hub (tests/fakehub/svc_hf.py)
+
+def hf_conf(hub, entries, settings="", block_size="1M"):
+    """A config whose hf_endpoint is the fake Hub."""
+    s = 'hf_endpoint = "%s"\n%s' % (hub.base("hf"), settings)
+    return config(entries, settings=s, block_size=block_size)
+
+
+def hf(repo, **keys):
+    """An inline table for a huggingface entry."""
+    parts = ['source = "huggingface"', 'repo = "%s"' % repo]
+    for k, v in keys.items():
+        if isinstance(v, list):
+            parts.append("%s = [%s]" % (k, ", ".join('"%s"' % x for x in v)))
+        else:
+            parts.append('%s = "%s"' % (k, v))
+    return "{ " + ", ".join(parts) + " }"
+
+
+def repos(hub):
+    return hub.control("GET", "hf/repos", server="hf")
+
+
+def hf_fixture(hub, repo, path, commit=0):
+    """(blob path, file info) of path in the repo's commit number `commit`."""
+    info = repos(hub)[repo]["commits"][commit]["files"][path]
+    return Path(info["blob"]), info
+
+
+def commit_sha(hub, repo, commit=0):
+    return repos(hub)[repo]["commits"][commit]["sha"]

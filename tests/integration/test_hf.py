@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mfs import MiB, config, file_slice, pread, run, wait_state, xattr
+from mfs import (MiB, commit_sha, config, file_slice, hf, hf_conf, hf_fixture as fixture, pread,
+                 run, wait_state, xattr)
 
 GOOD = "hf_testerTOKEN0123456789abcdefghijklmn"        # svc_hf.TOKENS: user "tester"
 OUTSIDER = "hf_outsiderTOKEN0123456789abcdefghijkl"   # a valid user not on gated lists
@@ -20,37 +21,6 @@ FAILED = [r"event=entry_failed", r"event=hf_token_invalid"]
 
 # ---------------------------------------------------------------------------
 # helpers
-
-def hf_conf(hub, entries, settings="", block_size="1M"):
-    """A config whose hf_endpoint is the fake Hub."""
-    s = 'hf_endpoint = "%s"\n%s' % (hub.base("hf"), settings)
-    return config(entries, settings=s, block_size=block_size)
-
-
-def hf(repo, **keys):
-    """An inline table for a huggingface entry."""
-    parts = ['source = "huggingface"', 'repo = "%s"' % repo]
-    for k, v in keys.items():
-        if isinstance(v, list):
-            parts.append("%s = [%s]" % (k, ", ".join('"%s"' % x for x in v)))
-        else:
-            parts.append('%s = "%s"' % (k, v))
-    return "{ " + ", ".join(parts) + " }"
-
-
-def repos(hub):
-    return hub.control("GET", "hf/repos", server="hf")
-
-
-def fixture(hub, repo, path, commit=0):
-    """(blob path, file info) of path in the repo's commit number `commit`."""
-    info = repos(hub)[repo]["commits"][commit]["files"][path]
-    return Path(info["blob"]), info
-
-
-def commit_sha(hub, repo, commit=0):
-    return repos(hub)[repo]["commits"][commit]["sha"]
-
 
 def reqs(hub, server, path=None):
     return hub.requests(server=server, path=path)

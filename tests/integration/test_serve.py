@@ -25,9 +25,8 @@ import pytest
 
 from conftest import ERROR_LINE_RE, SANITIZER_RE, SCRUB_NAMES, SCRUB_PREFIXES, _tail
 from hubclient import fetch
-from mfs import MiB, config, data_requests, run, wait_for
+from mfs import MiB, commit_sha, config, data_requests, hf, repos, run, wait_for
 from test_fakehub_hf import JS, js_ready
-from test_hf import commit_sha, hf, repos
 
 GOOD = "hf_testerTOKEN0123456789abcdefghijklmn"        # svc_hf.TOKENS: user "tester"
 STOP_TIMEOUT = 10

@@ -318,6 +318,7 @@ static void test_modelfs_keys(void)
 	cfg = OK("[modelfs]\ncache_max_size = \"80%\"\ncache_min_free = \"10G\"\nblock_size = 65536\n"
 		 "layout = \"ComfyUI\"\nverify = \"strict\"\nconnections = 64\nretry_timeout = \"2m\"\n"
 		 "mountpoint = \"/mnt/models\"\ncivitai_endpoint = \"http://127.0.0.1:9/\"\n"
+		 "lock = \"models.lock\"\n"
 		 "[models.vae]\nv = \"https://e.x/v.bin\"\n");
 	if (cfg) {
 		CHECK(cfg->cache_max_size == -1 && cfg->cache_max_percent == 80);
@@ -328,6 +329,7 @@ static void test_modelfs_keys(void)
 		CHECK(cfg->entries[0].verify == CONFIG_VERIFY_STRICT);	/* inherited */
 		CHECK(cfg->connections == 64 && cfg->retry_timeout_sec == 120);
 		CHECK_STR(cfg->mountpoint, "/mnt/models");
+		CHECK_STR(cfg->lock, "models.lock");	/* relative: to the config's folder */
 		CHECK_STR(cfg->civitai_endpoint, "http://127.0.0.1:9");
 		CHECK_STR(cfg->entries[0].dir, "vae");
 	}
