@@ -35,6 +35,7 @@ struct cli_opts {
 	const char *log_file;
 	const char *fuse_opts;
 	const char *into;		/* prefetch --into DIR */
+	const char *layout;		/* mount -o layout=, over the config's; or NULL */
 	bool foreground, offline, debug, json, pin, force, keep_cache;
 	int jobs;			/* -j, 0: default */
 	int history;			/* --history[=N] rows, 0: none */

@@ -25,10 +25,14 @@
 const char cli_usage_text[] =
 	"usage: modelfs COMMAND [OPTIONS]\n"
 	"\n"
-	"  mount [-f] [-o FUSEOPTS] [CONFIG [MOUNTPOINT]]\n"
+	"  mount [-f] [-o OPTIONS] [CONFIG [MOUNTPOINT]]\n"
 	"        mount the models of CONFIG (default mountpoint " DEFAULT_MOUNTPOINT ");\n"
-	"        returns when the mount is live; unmount with fusermount3 -u MOUNTPOINT\n"
+	"        returns when the mount is live (exit 3: live, but some entries failed)\n"
 	"        CONFIG is a file or an http(s) URL; default $PROVISION_URL\n"
+	"        OPTIONS: cache_dir=DIR,layout=NAME,uid=U,gid=G,umask=M,log_file=FILE,\n"
+	"        debug, libfuse's (allow_other, auto_unmount, max_read=N, ...);\n"
+	"        mount(8)'s (_netdev, nofail, noauto, x-*, ...) are ignored\n"
+
 	"  check [--offline] CONFIG\n"
 	"        validate CONFIG and resolve every entry; exit 1 if any fails\n"
 	"  prefetch [--pin] [-j N] [--json] [--config CONFIG] [PATH|ENTRY ...]\n"
@@ -54,7 +58,8 @@ const char cli_usage_text[] =
 	"  -d, --debug       debug logging (also -o debug, MODELFS_LOG=debug)\n"
 	"  -h, --help        this text;  -V, --version  the version\n"
 	"\n"
-	"exit codes: 0 ok, 1 a model failed, 2 usage or config error, 130 interrupted\n";
+	"exit codes: 0 ok, 1 a model failed, 2 usage or config error, 3 mounted with\n"
+	"failed entries, 130 interrupted\n";
 
 /* Which options each command takes (by long name). */
 static const struct {
@@ -212,7 +217,7 @@ int cli_load_config(const struct cli_opts *o, const char *arg, struct config **c
 			return -EIO;	/* not the config's fault: exit 1, not 2 */
 		path = fetched;
 	}
-	rc = config_load(path, cfg, &err);
+	rc = config_load_layout(path, o->layout, cfg, &err);
 	if (rc)
 		fprintf(stderr, "modelfs: %s\n", err.msg);
 	free(fetched);

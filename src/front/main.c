@@ -32,6 +32,7 @@
 #include "modelfs/http.h"
 #include "modelfs/humanize.h"
 #include "modelfs/log.h"
+#include "modelfs/mountopts.h"
 #include "modelfs/prefetch_run.h"
 #include "modelfs/select.h"
 #include "modelfs/source.h"
@@ -54,10 +55,10 @@ static const char *config_arg(const struct cli_opts *o)
 
 /* ---- mount ------------------------------------------------------------ */
 
-/* Run fusermount3 -uz on a mountpoint whose daemon died; 0 if it worked. */
-static int lazy_unmount(const char *mnt)
+/* Run fusermount3 with flag ("-u", "-uz") on mnt; 0 if it worked. */
+static int fusermount(const char *flag, const char *mnt)
 {
-	char *const argv[] = { "fusermount3", "-uz", (char *)mnt, NULL };
+	char *const argv[] = { "fusermount3", (char *)flag, (char *)mnt, NULL };
 	pid_t pid;
 	int status;
 
@@ -90,7 +91,7 @@ static int prepare_mountpoint(const char *mnt)
 	}
 	if (errno == ENOTCONN) {
 		log_warn("event=stale_mount mountpoint=%s action=\"fusermount3 -uz\"", mnt);
-		if (lazy_unmount(mnt) != 0 || statfs(mnt, &sfs) != 0) {
+		if (fusermount("-uz", mnt) != 0 || statfs(mnt, &sfs) != 0) {
 			fprintf(stderr, "modelfs: %s is a dead mount (\"Transport endpoint is not "
 				"connected\") that could not be cleared; run: fusermount3 -uz %s\n",
 				mnt, mnt);
@@ -184,38 +185,6 @@ static void raise_fd_limit(void)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-}
-
-/* Take "debug" out of the -o options into o->debug: the level of our
- * log, not only FUSE's. Returns the options left (the caller frees), or
- * NULL when none are. */
-static char *take_debug_opt(struct cli_opts *o)
-{
-	char *copy, *save = NULL, *out;
-	size_t used = 0;
-
-	if (!o->fuse_opts)
-		return NULL;
-	copy = strdup(o->fuse_opts);
-	out = calloc(1, strlen(o->fuse_opts) + 1);
-	if (!copy || !out) {
-		free(copy);
-		free(out);
-		return NULL;
-	}
-	for (char *opt = strtok_r(copy, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
-		if (strcmp(opt, "debug") == 0) {
-			o->debug = true;
-			continue;
-		}
-		used += (size_t)sprintf(out + used, "%s%s", used ? "," : "", opt);
-	}
-	free(copy);
-	if (!used) {
-		free(out);
-		return NULL;
-	}
-	return out;
 }
 
 /* The files the config wants warm: entries with prefetch = true and
@@ -368,9 +337,92 @@ static int report_mount(struct engine *e, const struct config *cfg, const char *
 	return nfailed > 0 ? EXIT_PARTIAL : 0;
 }
 
+/* ---- mount options ---------------------------------------------------- */
+
+/* -o for `modelfs mount` and the mount helpers, read by the one parser
+ * (mountopts.h); modelfs's keys land where the command line's would, a
+ * flag given as well winning. 0, or EXIT_USAGE with the message printed.
+ * o points into mo afterwards. */
+static int apply_mount_opts(struct cli_opts *o, struct mount_opts *mo)
+{
+	char err[512];
+
+	if (mountopts_parse(o->fuse_opts, mo, err, sizeof(err)) != 0) {
+		fprintf(stderr, "modelfs mount: -o: %s\n", err);
+		return EXIT_USAGE;
+	}
+	if (!o->cache_dir)
+		o->cache_dir = mo->cache_dir;
+	if (!o->log_file)
+		o->log_file = mo->log_file;
+	o->layout = mo->layout;
+	o->debug |= mo->debug;
+	return 0;
+}
+
+/* Whether /etc/fuse.conf has the line user_allow_other. */
+static bool fuse_conf_allows_other(void)
+{
+	FILE *fp = fopen("/etc/fuse.conf", "re");
+	char line[256];
+	bool yes = false;
+
+	while (fp && !yes && fgets(line, sizeof(line), fp)) {
+		char *w = line + strspn(line, " \t");
+
+		w[strcspn(w, " \t\r\n#")] = '\0';
+		yes = strcmp(w, "user_allow_other") == 0;
+	}
+	if (fp)
+		fclose(fp);
+	return yes;
+}
+
+/* fusermount3 refuses allow_other to a user other than root unless
+ * /etc/fuse.conf allows it, with a line that names neither modelfs nor a
+ * fix: check first and say what to do. 0 or EXIT_USAGE. */
+static int check_allow_other(const struct mount_opts *mo)
+{
+	if (!mo->allow_other || geteuid() == 0 || fuse_conf_allows_other())
+		return 0;
+	fputs("modelfs mount: -o allow_other is for root only unless /etc/fuse.conf has the line "
+	      "user_allow_other: add that line (as root), or mount without allow_other (then only "
+	      "your user can read the mount)\n", stderr);
+	return EXIT_USAGE;
+}
+
+/* "modelfs:CONFIG", the source findmnt and df show: the config's full
+ * path, or its URL without query (a token may be there). NULL when out of
+ * memory; the caller frees. */
+static char *mount_fsname(const char *config)
+{
+	char real[PATH_MAX], *pub = NULL, *out = NULL;
+
+	if (config_is_url(config)) {
+		pub = log_url_public(config);
+		if (!pub)
+			return NULL;
+		config = pub;
+	} else if (realpath(config, real)) {
+		config = real;
+	}
+	if (asprintf(&out, "modelfs:%s", config) < 0)
+		out = NULL;
+	free(pub);
+	return out;
+}
+
+/* libfuse mounts on /dev/fd/N as on an open /dev/fuse (mount.fuse3's
+ * drop_privileges, CSI drivers): no folder to prepare there. */
+static bool is_fd_mountpoint(const char *mnt)
+{
+	return strncmp(mnt, "/dev/fd/", 8) == 0;
+}
+
 static int cli_mount(int argc, char **argv)
 {
 	struct cli_opts o;
+	struct mount_opts mo = { 0 };
 	struct config *cfg = NULL;
 	struct cache *cache = NULL;
 	struct engine *engine = NULL;
@@ -381,7 +433,7 @@ static int cli_mount(int argc, char **argv)
 	struct engine_file **warm = NULL;
 	struct cache_limits lim;
 	struct fs_options fo = { 0 };
-	char cache_buf[PATH_MAX], mnt_real[PATH_MAX], *fuse_opts = NULL;
+	char cache_buf[PATH_MAX], mnt_real[PATH_MAX], *fsname = NULL;
 	const char *cache_dir, *mnt;
 	size_t nwarm = 0;
 	int notify_fd = -1, log_fd = -1, code = EXIT_MODEL, rc;
@@ -395,19 +447,26 @@ static int cli_mount(int argc, char **argv)
 		fputs(cli_usage_text, stderr);
 		return EXIT_USAGE;
 	}
-	fuse_opts = take_debug_opt(&o);
+	code = apply_mount_opts(&o, &mo);
+	if (code == 0)
+		code = check_allow_other(&mo);
+	if (code) {
+		mountopts_free(&mo);
+		return code;
+	}
 	log_init(2, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 	rc = cli_load_config(&o, config_arg(&o), &cfg);
 	if (rc) {
-		free(fuse_opts);
+		mountopts_free(&mo);
 		return cli_config_exit(rc);
 	}
+	code = EXIT_MODEL;
 	mnt = o.nargs == 2 ? o.args[1] : cfg->mountpoint ? cfg->mountpoint : DEFAULT_MOUNTPOINT;
 	cache_dir = cli_cache_dir(&o, cfg, cache_buf, sizeof(cache_buf));
-	if (prepare_mountpoint(mnt) != 0)
+	if (!is_fd_mountpoint(mnt) && prepare_mountpoint(mnt) != 0)
 		goto out;
 	/* Before mounting: afterwards realpath() would ask our own mount. */
-	if (!realpath(mnt, mnt_real))
+	if (is_fd_mountpoint(mnt) || !realpath(mnt, mnt_real))
 		snprintf(mnt_real, sizeof(mnt_real), "%s", mnt);
 	if (o.log_file) {
 		log_fd = open(o.log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -454,9 +513,14 @@ static int cli_mount(int argc, char **argv)
 		log_error("event=mount_failed error=\"%s\"", strerror(-rc));
 		goto out;
 	}
+	fsname = mount_fsname(config_arg(&o));
 	fo.mountpoint = mnt_real;
-	fo.fuse_opts = fuse_opts;
+	fo.fsname = fsname;
+	fo.fuse_opts = mo.fuse;
 	fo.allow_other = geteuid() == 0;
+	fo.uid = mo.uid >= 0 ? (uid_t)mo.uid : getuid();
+	fo.gid = mo.gid >= 0 ? (gid_t)mo.gid : getgid();
+	fo.umask = mo.umask >= 0 ? (mode_t)mo.umask : 0;
 	fo.debug = o.debug && o.foreground;
 	rc = fs_mount(tree, engine, &fo, &fs);
 	if (rc == 0)
@@ -468,7 +532,8 @@ static int cli_mount(int argc, char **argv)
 	log_info("event=mounted mountpoint=%s files=%zu cache_dir=%s version=%s", mnt,
 		 engine_nfiles(engine), cache_dir, MODELFS_VERSION);
 	/* Said before the parent exits, while stderr is still the caller's. */
-	notify_parent(notify_fd, report_mount(engine, cfg, config_arg(&o), mnt));
+	code = report_mount(engine, cfg, config_arg(&o), mnt);
+	notify_parent(notify_fd, code);
 	log_set_console(-1);
 	if (notify_fd >= 0) {
 		close(notify_fd);
@@ -506,7 +571,8 @@ out:
 	cache_close(cache);
 	config_free(cfg);
 	free(warm);
-	free(fuse_opts);
+	free(fsname);
+	mountopts_free(&mo);
 	if (log_fd >= 0)
 		close(log_fd);
 	return code;
