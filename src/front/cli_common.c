@@ -59,7 +59,8 @@ const char cli_usage_text[] =
 	"  -h, --help        this text;  -V, --version  the version\n"
 	"\n"
 	"exit codes: 0 ok, 1 a model failed, 2 usage or config error, 3 mounted with\n"
-	"failed entries, 130 interrupted\n";
+	"failed entries, 130 interrupted. As mount.fuse.modelfs (mount -t fuse.modelfs,\n"
+	"fstab): 0 mounted (failed entries warned about), 1 usage, 32 mount failed\n";
 
 /* Which options each command takes (by long name). */
 static const struct {

@@ -138,9 +138,18 @@ static void notify_parent(int fd, int code)
 		log_warn("event=notify_parent error=\"%s\"", strerror(errno));
 }
 
+/* What a mount helper exits with: mount(8) expects 0 for a live mount,
+ * some entries failed or not (the warning is printed); 1 for a bad
+ * invocation, 32 for a mount that failed. */
+static int helper_exit_code(int code)
+{
+	return code == 0 || code == EXIT_PARTIAL ? 0 : code == EXIT_USAGE ? 1 : 32;
+}
+
 /* Fork; the parent waits until the child says the mount is live (or
- * failed) and exits with that code. Returns the pipe end in the child. */
-static int daemonize(void)
+ * failed) and exits with that code (as a mount helper's, for a helper).
+ * Returns the pipe end in the child. */
+static int daemonize(bool helper)
 {
 	int pfd[2];
 	pid_t pid;
@@ -155,7 +164,7 @@ static int daemonize(void)
 		close(pfd[1]);
 		if (read(pfd[0], &code, 1) != 1)
 			code = EXIT_MODEL;	/* the child died before it could say */
-		_exit(code);
+		_exit(helper ? helper_exit_code(code) : code);
 	}
 	close(pfd[0]);
 	setsid();
@@ -419,7 +428,9 @@ static bool is_fd_mountpoint(const char *mnt)
 	return strncmp(mnt, "/dev/fd/", 8) == 0;
 }
 
-static int cli_mount(int argc, char **argv)
+/* `modelfs mount`, and the mount helpers (helper: exit as mount(8)
+ * expects, see helper_exit_code()). */
+static int do_mount(int argc, char **argv, bool helper)
 {
 	struct cli_opts o;
 	struct mount_opts mo = { 0 };
@@ -477,7 +488,7 @@ static int cli_mount(int argc, char **argv)
 		}
 	}
 	if (!o.foreground) {
-		notify_fd = daemonize();
+		notify_fd = daemonize(helper);
 		if (notify_fd < 0) {
 			fprintf(stderr, "modelfs: cannot daemonize: %s\n", strerror(-notify_fd));
 			goto out;
@@ -576,6 +587,83 @@ out:
 	if (log_fd >= 0)
 		close(log_fd);
 	return code;
+}
+
+static int cli_mount(int argc, char **argv)
+{
+	return do_mount(argc, argv, false);
+}
+
+/* ---- mount helpers -------------------------------------------------------- */
+
+/* Called as mount.fuse.modelfs or mount.modelfs: mount(8) and fstab run
+ *   mount.fuse.modelfs SOURCE MOUNTPOINT [-sfnvrw] [-N NS] [-o OPTS] [-t TYPE]
+ * and mount.fuse3 runs `modelfs SOURCE MOUNTPOINT -o OPTS` (then we are
+ * called as modelfs). SOURCE is modelfs:/abs/config.toml, or the path or
+ * URL alone. Daemonizes, returns once the mount is live; exits 0 when it
+ * is, even with failed entries (warned about), as mount(8) expects. */
+static bool is_helper_name(const char *argv0)
+{
+	const char *base = strrchr(argv0, '/');
+
+	base = base ? base + 1 : argv0;
+	return strcmp(base, "mount.fuse.modelfs") == 0 || strcmp(base, "mount.modelfs") == 0;
+}
+
+static int helper_main(int argc, char **argv)
+{
+	const char *pos[2] = { NULL, NULL }, *opts = NULL, *source;
+	char *margv[8];
+	int margc = 0, npos = 0, ch;
+
+	optind = 1;
+	opterr = 1;
+	/* '-' first: positionals come in order, wherever the options are. */
+	while ((ch = getopt(argc, argv, "-sfnvrwo:t:N:h")) != -1) {
+		switch (ch) {
+		case 1:
+			if (npos == 2) {
+				fprintf(stderr, "%s: too many arguments: %s\n", argv[0], optarg);
+				return 1;
+			}
+			pos[npos++] = optarg;
+			break;
+		case 'o':
+			opts = optarg;	/* mount(8) gives one -o, already merged */
+			break;
+		case 'f':
+			return 0;	/* mount -f: fake it */
+		case 's': case 'n': case 'v': case 'r': case 'w': case 't': case 'N':
+			break;		/* sloppy, no mtab, verbose, ro (always), type, ns */
+		default:
+			fprintf(stderr, "usage: %s modelfs:/path/to/models.toml MOUNTPOINT "
+				"[-o OPTIONS]\n", argv[0]);
+			return ch == 'h' ? 0 : 1;
+		}
+	}
+	if (npos != 2) {
+		fprintf(stderr, "usage: %s modelfs:/path/to/models.toml MOUNTPOINT [-o OPTIONS]\n",
+			argv[0]);
+		return 1;
+	}
+	source = strncmp(pos[0], "modelfs:", 8) == 0 ? pos[0] + 8 : pos[0];
+	/* mount(8) and systemd run helpers from anywhere, "/" at boot. */
+	if (source[0] != '/' && !config_is_url(source)) {
+		fprintf(stderr, "%s: the source %s must be modelfs: and an absolute path to the "
+			"config (modelfs:/etc/modelfs/models.toml), or an http(s) URL\n", argv[0],
+			pos[0]);
+		return 1;
+	}
+	margv[margc++] = "mount";
+	if (opts) {
+		margv[margc++] = "-o";
+		margv[margc++] = (char *)opts;
+	}
+	margv[margc++] = "--";
+	margv[margc++] = (char *)source;
+	margv[margc++] = (char *)pos[1];
+	margv[margc] = NULL;
+	return helper_exit_code(do_mount(margc, margv, true));
 }
 
 /* ---- check ------------------------------------------------------------ */
@@ -679,16 +767,21 @@ static int cli_check(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	int code = EXIT_USAGE;
+	bool helper = is_helper_name(argv[0]);
 
-	if (argc < 2) {
+	/* mount.fuse3 runs "modelfs SOURCE MOUNTPOINT -o ...": a source, not
+	 * a command, where the command goes. */
+	if (!helper && argc >= 3 && (strncmp(argv[1], "modelfs:", 8) == 0 || argv[1][0] == '/'))
+		helper = true;
+	if (argc < 2 && !helper) {
 		fputs(cli_usage_text, stderr);
 		return EXIT_USAGE;
 	}
-	if (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0) {
+	if (!helper && (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0)) {
 		printf("modelfs %s\n", MODELFS_VERSION);
 		return 0;
 	}
-	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+	if (!helper && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
 		fputs(cli_usage_text, stdout);
 		return 0;
 	}
@@ -698,7 +791,9 @@ int main(int argc, char **argv)
 		fputs("modelfs: cannot initialise libcurl\n", stderr);
 		return EXIT_MODEL;
 	}
-	if (strcmp(argv[1], "mount") == 0)
+	if (helper)
+		code = helper_main(argc, argv);
+	else if (strcmp(argv[1], "mount") == 0)
 		code = cli_mount(argc - 1, argv + 1);
 	else if (strcmp(argv[1], "check") == 0)
 		code = cli_check(argc - 1, argv + 1);
