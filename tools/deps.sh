@@ -7,8 +7,11 @@
 # or when /dev/fuse is missing (the integration tests mount for real).
 set -eu
 
+# systemd: systemd-analyze and the fstab generator (test_service.py), not
+# a running systemd; util-linux: mount, unshare, nsenter, findmnt, setpriv.
 PACKAGES="meson ninja-build pkg-config gcc libfuse3-dev fuse3 libcurl4-openssl-dev
-libsqlite3-dev libssl-dev libjansson-dev libxxhash-dev python3-pytest attr curl"
+libsqlite3-dev libssl-dev libjansson-dev libxxhash-dev python3-pytest attr curl
+systemd util-linux"
 
 say() { printf 'deps.sh: %s\n' "$*"; }
 die() { printf 'deps.sh: error: %s\n' "$*" >&2; exit 1; }

@@ -32,7 +32,8 @@ const char cli_usage_text[] =
 	"        OPTIONS: cache_dir=DIR,layout=NAME,uid=U,gid=G,umask=M,log_file=FILE,\n"
 	"        debug, libfuse's (allow_other, auto_unmount, max_read=N, ...);\n"
 	"        mount(8)'s (_netdev, nofail, noauto, x-*, ...) are ignored\n"
-
+	"  unmount [--lazy] MOUNTPOINT\n"
+	"        unmount (fusermount3 -u, or -uz with --lazy) and wait for the daemon\n"
 	"  check [--offline] CONFIG\n"
 	"        validate CONFIG and resolve every entry; exit 1 if any fails\n"
 	"  prefetch [--pin] [-j N] [--json] [--config CONFIG] [PATH|ENTRY ...]\n"

@@ -273,7 +273,14 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	size_t len;
 	int err;
 
-	if (!node || !node->file || strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) != 0) {
+	if (node && ino == FUSE_ROOT_ID && strcmp(name, XATTR_PREFIX "pid") == 0) {
+		/* The root names the daemon, so that `modelfs unmount` can wait
+		 * for it to finish after fusermount3 -u. */
+		if (asprintf(&value, "%ld", (long)getpid()) < 0) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+	} else if (!node || !node->file || strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) != 0) {
 		fuse_reply_err(req, node ? ENODATA : ENOENT);
 		return;
 	} else {

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -34,6 +35,7 @@
 #include "modelfs/log.h"
 #include "modelfs/mountopts.h"
 #include "modelfs/prefetch_run.h"
+#include "modelfs/sdnotify.h"
 #include "modelfs/select.h"
 #include "modelfs/source.h"
 #include "modelfs/tree.h"
@@ -428,6 +430,30 @@ static bool is_fd_mountpoint(const char *mnt)
 	return strncmp(mnt, "/dev/fd/", 8) == 0;
 }
 
+/* ---- systemd ------------------------------------------------------------ */
+
+/* READY=1 for a Type=notify unit, sent only now that the mount is live,
+ * with the cache's figures as its STATUS. */
+static void notify_ready(struct engine *e, const char *mnt, int code)
+{
+	uint64_t size = 0, cached = 0;
+	char a[32], b[32], msg[PATH_MAX + 256];
+	int rc;
+
+	for (size_t i = 0; i < engine_nfiles(e); i++) {
+		size += engine_file_size(engine_file_at(e, i));
+		cached += engine_file_cached(engine_file_at(e, i));
+	}
+	humanize_bytes(cached, a, sizeof(a));
+	humanize_bytes(size, b, sizeof(b));
+	snprintf(msg, sizeof(msg), "READY=1\nMAINPID=%ld\nSTATUS=Mounted %s: %zu files, %s of %s "
+		 "cached%s", (long)getpid(), mnt, engine_nfiles(e), a, b,
+		 code == EXIT_PARTIAL ? "; some entries failed (see the log)" : "");
+	rc = sdnotify(msg);
+	if (rc < 0)
+		log_warn("event=sd_notify_failed error=\"%s\"", strerror(-rc));
+}
+
 /* `modelfs mount`, and the mount helpers (helper: exit as mount(8)
  * expects, see helper_exit_code()). */
 static int do_mount(int argc, char **argv, bool helper)
@@ -545,6 +571,7 @@ static int do_mount(int argc, char **argv, bool helper)
 	/* Said before the parent exits, while stderr is still the caller's. */
 	code = report_mount(engine, cfg, config_arg(&o), mnt);
 	notify_parent(notify_fd, code);
+	notify_ready(engine, mnt, code);
 	log_set_console(-1);
 	if (notify_fd >= 0) {
 		close(notify_fd);
@@ -569,6 +596,7 @@ static int do_mount(int argc, char **argv, bool helper)
 	rc = fs_run(fs);
 	code = rc ? EXIT_MODEL : 0;
 	log_info("event=unmounting mountpoint=%s", mnt);
+	sdnotify("STOPPING=1\nSTATUS=Unmounting");
 out:
 	notify_parent(notify_fd, code);
 	/* Commands and the warmup use the engine: they go first. */
@@ -664,6 +692,104 @@ static int helper_main(int argc, char **argv)
 	margv[margc++] = (char *)pos[1];
 	margv[margc] = NULL;
 	return helper_exit_code(do_mount(margc, margv, true));
+}
+
+/* ---- unmount ------------------------------------------------------------ */
+
+/* The fstype of the topmost mount at path ("fuse.modelfs"), from
+ * mountinfo: asking the mount itself may hang or fail when it is dead. */
+static int mount_fstype(const char *path, char *type, size_t len)
+{
+	FILE *mi = fopen("/proc/self/mountinfo", "re");
+	char line[8192];
+	int rc = -ENOENT;
+
+	if (!mi)
+		return -errno;
+	while (fgets(line, sizeof(line), mi)) {
+		char mnt[4096], fstype[64], *sep = strstr(line, " - ");
+
+		/* id parent MAJ:MIN root mountpoint ... - fstype source opts */
+		if (sep && sscanf(line, "%*s %*s %*s %*s %4095s", mnt) == 1 &&
+		    sscanf(sep + 3, "%63s", fstype) == 1 && strcmp(mnt, path) == 0) {
+			snprintf(type, len, "%s", fstype);
+			rc = 0;
+		}
+	}
+	fclose(mi);
+	return rc;
+}
+
+/* Wait up to timeout_ms for the process pid to end. */
+static bool wait_gone(long pid, int timeout_ms)
+{
+	for (int waited = 0; waited < timeout_ms; waited += 50) {
+		if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+			return true;
+		usleep(50 * 1000);
+	}
+	return false;
+}
+
+/* modelfs unmount [--lazy] MOUNTPOINT: fusermount3 -u (-uz with --lazy),
+ * then wait for the daemon to finish, so that a script may start another
+ * mount on the same cache at once. Only ever unmounts fuse.modelfs. */
+static int cli_unmount(int argc, char **argv)
+{
+	char real[PATH_MAX], type[64], pidbuf[24] = "";
+	const char *mnt = NULL;
+	bool lazy = false;
+	long pid = 0;
+	ssize_t n;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--lazy") == 0 || strcmp(argv[i], "-z") == 0) {
+			lazy = true;
+		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			puts("usage: modelfs unmount [--lazy] MOUNTPOINT");
+			return 0;
+		} else if (argv[i][0] == '-' || mnt) {
+			fputs("usage: modelfs unmount [--lazy] MOUNTPOINT\n", stderr);
+			return EXIT_USAGE;
+		} else {
+			mnt = argv[i];
+		}
+	}
+	if (!mnt) {
+		fputs("usage: modelfs unmount [--lazy] MOUNTPOINT\n", stderr);
+		return EXIT_USAGE;
+	}
+	/* realpath() of a dead mount fails with ENOTCONN: take it as given. */
+	if (!realpath(mnt, real))
+		snprintf(real, sizeof(real), "%s", mnt);
+	if (mount_fstype(real, type, sizeof(type)) != 0) {
+		fprintf(stderr, "modelfs unmount: %s is not mounted\n", mnt);
+		return EXIT_MODEL;
+	}
+	if (strcmp(type, "fuse.modelfs") != 0) {
+		fprintf(stderr, "modelfs unmount: %s is a %s mount, not a modelfs one; not touched\n",
+			mnt, type);
+		return EXIT_MODEL;
+	}
+	n = getxattr(real, "user.modelfs.pid", pidbuf, sizeof(pidbuf) - 1);
+	if (n > 0) {
+		pidbuf[n] = '\0';
+		pid = atol(pidbuf);
+	}
+	if (fusermount(lazy ? "-uz" : "-u", real) != 0) {
+		fprintf(stderr, "modelfs unmount: fusermount3 %s %s failed%s\n", lazy ? "-uz" : "-u",
+			real, lazy ? "" : "; if it is busy, close what uses it, or detach it now "
+			"with modelfs unmount --lazy");
+		return EXIT_MODEL;
+	}
+	/* A lazy unmount leaves the daemon serving open files until they are
+	 * closed: there is nothing to wait for. */
+	if (!lazy && pid > 0 && !wait_gone(pid, 10000)) {
+		fprintf(stderr, "modelfs unmount: %s is unmounted, but its daemon (pid %ld) is still "
+			"running after 10 s\n", mnt, pid);
+		return EXIT_MODEL;
+	}
+	return 0;
 }
 
 /* ---- check ------------------------------------------------------------ */
@@ -795,6 +921,8 @@ int main(int argc, char **argv)
 		code = helper_main(argc, argv);
 	else if (strcmp(argv[1], "mount") == 0)
 		code = cli_mount(argc - 1, argv + 1);
+	else if (strcmp(argv[1], "unmount") == 0 || strcmp(argv[1], "umount") == 0)
+		code = cli_unmount(argc - 1, argv + 1);
 	else if (strcmp(argv[1], "check") == 0)
 		code = cli_check(argc - 1, argv + 1);
 	else if (strcmp(argv[1], "prefetch") == 0)

@@ -2,7 +2,7 @@
 owner, group and umask as stat shows them and as the kernel enforces them,
 fstab-only options ignored, the layout switched, unknown options refused,
 fsname/subtype for findmnt, allow_other for users without
-user_allow_other."""
+user_allow_other, and `modelfs unmount`."""
 
 import json
 import os
@@ -87,3 +87,33 @@ def test_allow_other_without_user_allow_other_names_fuse_conf(modelfs_bin, hub, 
              modelfs_bin, tmp_path / "cache", cfg, tmp_path / "mnt"], timeout=30)
     assert r.returncode == 2, r.stderr
     assert "/etc/fuse.conf" in r.stderr and "user_allow_other" in r.stderr
+
+
+def test_unmount_stops_the_daemon_and_touches_only_modelfs_mounts(modelfs_bin, hub, mount):
+    m = mount(one_vae(hub))
+    pid = m.pid
+    assert pid and os.getxattr(m.path, "user.modelfs.pid").decode() == str(pid)
+    r = run([modelfs_bin, "unmount", m.path], timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert not m.is_mounted()
+    assert not os.path.exists("/proc/%d" % pid) or \
+        open("/proc/%d/stat" % pid).read().split(")")[1].split()[0] == "Z"
+    r = run([modelfs_bin, "unmount", "/proc"])
+    assert r.returncode == 1 and "not a modelfs one" in r.stderr
+    r = run([modelfs_bin, "unmount", m.path])
+    assert r.returncode == 1 and "not mounted" in r.stderr
+
+
+def test_lazy_unmount_detaches_a_busy_mount(modelfs_bin, hub, mount):
+    m = mount(one_vae(hub))
+    busy = subprocess.Popen(["sleep", "30"], cwd=m.path / "VAE")
+    try:
+        r = run([modelfs_bin, "unmount", m.path])
+        assert r.returncode == 1 and "--lazy" in r.stderr
+        assert m.is_mounted()
+        r = run([modelfs_bin, "unmount", "--lazy", m.path])
+        assert r.returncode == 0, r.stderr
+        assert not m.is_mounted()
+    finally:
+        busy.kill()
+        busy.wait()
