@@ -8,10 +8,12 @@
 set -eu
 
 # systemd: systemd-analyze and the fstab generator (test_service.py), not
-# a running systemd; util-linux: mount, unshare, nsenter, findmnt, setpriv.
+# a running systemd; util-linux: mount, unshare, nsenter, findmnt, setpriv;
+# debootstrap and systemd-container (systemd-nspawn): test_container.py's
+# Debian root (tools/test-rootfs.sh).
 PACKAGES="meson ninja-build pkg-config gcc libfuse3-dev fuse3 libcurl4-openssl-dev
 libsqlite3-dev libssl-dev libjansson-dev libxxhash-dev python3-pytest attr curl
-systemd util-linux"
+systemd util-linux debootstrap systemd-container"
 
 say() { printf 'deps.sh: %s\n' "$*"; }
 die() { printf 'deps.sh: error: %s\n' "$*" >&2; exit 1; }

@@ -49,6 +49,16 @@ def run_private(script, args=(), timeout=120, env=None, propagation="private"):
                           timeout=timeout, env=env)
 
 
+def sanitizer_env(folder, base=None):
+    """base (default: ours) with the sanitizers told to write their
+    reports to files folder/san.* (a daemon's stderr goes nowhere)."""
+    env = dict(os.environ if base is None else base)
+    for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+        env[var] = ":".join(o for o in (os.environ.get(var, ""),
+                                        "log_path=%s" % (folder / "san")) if o)
+    return env
+
+
 def sanitizer_reports(folder):
     """Texts of the sanitizer log files under folder (log_path=folder/san)."""
     return [p.read_text(errors="replace") for p in sorted(folder.glob("san*"))]

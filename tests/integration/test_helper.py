@@ -13,7 +13,7 @@ import shutil
 import pytest
 
 from mfs import MiB, config
-from nsutil import end_procs, run_private, sanitizer_reports
+from nsutil import end_procs, run_private, sanitizer_env, sanitizer_reports
 
 
 @pytest.fixture
@@ -39,10 +39,7 @@ def ns(modelfs_bin, hub, tmp_path):
     bad = tmp_path / "partial.toml"
     bad.write_text(config({"vae": {"good": '"%s"' % hub.url("good.bin"),
                                    "gone": '"%s"' % hub.url("gone.bin")}}))
-    env = {"PATH": os.environ["PATH"]}
-    for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
-        env[var] = ":".join(o for o in (os.environ.get(var, ""),
-                                        "log_path=%s" % (tmp_path / "san")) if o)
+    env = sanitizer_env(tmp_path, {"PATH": os.environ["PATH"]})    # mount(8) sets no HOME
     yield {"dir": tmp_path, "sbin": sbin, "cfg": cfg, "bad": bad, "env": env, "sha": sha}
     left = end_procs("modelfs:%s" % tmp_path)    # a daemon's source argument
     assert not left, "processes still running after the namespace ended: %s" % left

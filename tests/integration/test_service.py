@@ -15,6 +15,7 @@ import pytest
 
 from conftest import REPO, is_mounted
 from mfs import MiB, config, run
+from nsutil import sanitizer_env, sanitizer_reports
 
 
 def unit_text(modelfs_bin):
@@ -95,10 +96,9 @@ def test_ready_only_once_live_then_sigterm_unmounts(modelfs_bin, hub, tmp_path, 
     else:
         name = str(tmp_path / "notify.sock")
         sock.bind(name)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MODELFS_"))}
+    env = sanitizer_env(tmp_path, {k: v for k, v in os.environ.items()
+                                   if not k.startswith(("HF_", "MODELFS_"))})
     env.update(NOTIFY_SOCKET=name, HOME=str(tmp_path))
-    for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
-        env[var] = ":".join(o for o in (env.get(var, ""), "log_path=%s" % (tmp_path / "san")) if o)
     log = open(tmp_path / "stderr", "wb")
     proc = subprocess.Popen([modelfs_bin, "mount", "-f", "--cache-dir", tmp_path / "cache",
                              cfg, mnt], stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
@@ -128,6 +128,6 @@ def test_ready_only_once_live_then_sigterm_unmounts(modelfs_bin, hub, tmp_path, 
             subprocess.run(["fusermount3", "-uz", str(mnt)])
         sock.close()
         log.close()
-    reports = [p.read_text() for p in tmp_path.glob("san*")]
+    reports = sanitizer_reports(tmp_path)
     assert not reports, reports
     assert stat.S_ISDIR(os.stat(tmp_path / "cache").st_mode)
