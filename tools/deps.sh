@@ -8,9 +8,13 @@
 # or when /dev/fuse is missing (the integration tests mount for real).
 set -eu
 
+# systemd: systemd-analyze and the fstab generator (test_service.py), not
+# a running systemd; util-linux: mount, unshare, nsenter, findmnt, setpriv;
+# debootstrap and systemd-container (systemd-nspawn): test_container.py's
+# Debian root (tools/test-rootfs.sh).
 PACKAGES="meson ninja-build pkg-config gcc libfuse3-dev fuse3 libcurl4-openssl-dev
 libsqlite3-dev libssl-dev libjansson-dev libxxhash-dev libmicrohttpd-dev python3-pytest python3-yaml
-attr curl"
+attr curl systemd util-linux debootstrap systemd-container"
 
 # "deps.sh fuzz": also clang and its libFuzzer runtime (tools/fuzz.sh),
 # and only what building needs: the fuzzers mount nothing and use no

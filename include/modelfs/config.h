@@ -115,6 +115,14 @@ int config_load(const char *path, struct config **out, struct config_error *err)
 int config_parse(const char *text, size_t len, const char *name,
 		 struct config **out, struct config_error *err);
 
+/* The same with the layout named by a mount's -o layout= ("forge",
+ * "comfyui", "flat") in place of [modelfs] layout; [layout] tables still
+ * move folders. layout NULL: as above. */
+int config_load_layout(const char *path, const char *layout, struct config **out,
+		       struct config_error *err);
+int config_parse_layout(const char *text, size_t len, const char *name, const char *layout,
+			struct config **out, struct config_error *err);
+
 void config_free(struct config *cfg);
 
 /* "42G", "512MiB", "8 m", "1024" -> *bytes (binary units, K = 1024);

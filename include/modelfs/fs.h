@@ -12,6 +12,7 @@
 #define MODELFS_FS_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "modelfs/engine.h"
 #include "modelfs/tree.h"
@@ -20,10 +21,17 @@ struct fs;
 
 struct fs_options {
 	const char *mountpoint;		/* absolute, no symlinks (realpath) */
-	const char *fuse_opts;		/* -o text from the command line, or NULL */
+	const char *fsname;		/* "modelfs:CONFIG", shown by findmnt; NULL: "modelfs" */
+	const char *fuse_opts;		/* libfuse's options (mountopts.h), or NULL */
 	const char *cache_dir;		/* shown as user.modelfs.cache_dir on the root */
 	bool allow_other;
 	bool debug;
+	/* What stat shows: owner, group, and a umask over 0444 files and
+	 * 0555 folders. With default_permissions the kernel checks access
+	 * against these, so they decide who may read. */
+	uid_t uid;
+	gid_t gid;
+	mode_t umask;
 };
 
 int fs_mount(struct tree *tree, struct engine *engine, const struct fs_options *opts,

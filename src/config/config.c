@@ -343,6 +343,7 @@ struct parser {
 	struct config_error *err;
 	struct config *cfg;		/* being filled */
 	const struct layout *layout;
+	const char *layout_over;	/* a mount's -o layout=, over [modelfs]'s; or NULL */
 	struct override *ov;		/* [layout] category -> folder */
 	size_t n_ov;
 };
@@ -2074,6 +2075,12 @@ static int parse_tree(struct parser *p, const struct toml_value *root)
 		if (rc)
 			return rc;
 	}
+	if (p->layout_over) {
+		p->layout = find_layout(p->layout_over);
+		if (!p->layout)
+			return fail(p, 0, 0, "layout \"%.60s\" (given with -o layout=) is not one of "
+				    "forge, comfyui, flat", p->layout_over);
+	}
 	v = toml_table_get(root, "layout");
 	if (v) {
 		if (v->type != TOML_TABLE)
@@ -2105,8 +2112,15 @@ static int parse_tree(struct parser *p, const struct toml_value *root)
 int config_parse(const char *text, size_t len, const char *name, struct config **out,
 		 struct config_error *err)
 {
+	return config_parse_layout(text, len, name, NULL, out, err);
+}
+
+int config_parse_layout(const char *text, size_t len, const char *name, const char *layout,
+			struct config **out, struct config_error *err)
+{
 	struct config_error dummy;
-	struct parser p = { .name = name ? name : "config", .err = err ? err : &dummy };
+	struct parser p = { .name = name ? name : "config", .err = err ? err : &dummy,
+			    .layout_over = layout };
 	struct toml_value *root = NULL;
 	struct toml_error terr = { 0 };
 	int rc;
@@ -2152,6 +2166,12 @@ out:
 }
 
 int config_load(const char *path, struct config **out, struct config_error *err)
+{
+	return config_load_layout(path, NULL, out, err);
+}
+
+int config_load_layout(const char *path, const char *layout, struct config **out,
+		       struct config_error *err)
 {
 	struct config_error dummy;
 	struct stat st;
@@ -2207,7 +2227,7 @@ int config_load(const char *path, struct config **out, struct config_error *err)
 			break;
 		len += (size_t)n;
 	}
-	rc = config_parse(text, len, path, out, err);
+	rc = config_parse_layout(text, len, path, layout, out, err);
 	goto out;
 fail_errno:
 	snprintf(err->msg, sizeof(err->msg), "%s: cannot read: %s", path, strerror(-rc));

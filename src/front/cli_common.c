@@ -26,10 +26,15 @@
 const char cli_usage_text[] =
 	"usage: modelfs COMMAND [OPTIONS]\n"
 	"\n"
-	"  mount [-f] [-o FUSEOPTS] [--lock FILE] [CONFIG [MOUNTPOINT]]\n"
+	"  mount [-f] [-o OPTIONS] [--lock FILE] [CONFIG [MOUNTPOINT]]\n"
 	"        mount the models of CONFIG (default mountpoint " DEFAULT_MOUNTPOINT ");\n"
-	"        returns when the mount is live; unmount with fusermount3 -u MOUNTPOINT\n"
+	"        returns when the mount is live (exit 3: live, but some entries failed)\n"
 	"        CONFIG is a file or an http(s) URL; default $PROVISION_URL\n"
+	"        OPTIONS: cache_dir=DIR,layout=NAME,uid=U,gid=G,umask=M,log_file=FILE,\n"
+	"        debug, libfuse's (allow_other, auto_unmount, max_read=N, ...);\n"
+	"        mount(8)'s (_netdev, nofail, noauto, x-*, ...) are ignored\n"
+	"  unmount [--lazy] MOUNTPOINT\n"
+	"        unmount (fusermount3 -u, or -uz with --lazy) and wait for the daemon\n"
 	"        with --lock, exactly the files of the lock file, asking no source\n"
 	"  lock CONFIG [--output FILE]\n"
 	"        resolve every entry and write a lock file (default models.lock):\n"
@@ -76,8 +81,9 @@ const char cli_usage_text[] =
 	"status, prefetch, verify, evict and info given a path inside a mount, or\n"
 	"run from inside one, ask that mount whatever --cache-dir says.\n"
 	"\n"
-	"exit codes: 0 ok, 1 a model failed, 2 usage or config error, 3 mounted but\n"
-	"some entries failed (mount), 130 interrupted\n";
+	"exit codes: 0 ok, 1 a model failed, 2 usage or config error, 3 mounted with\n"
+	"failed entries, 130 interrupted. As mount.fuse.modelfs (mount -t fuse.modelfs,\n"
+	"fstab): 0 mounted (failed entries warned about), 1 usage, 32 mount failed\n";
 
 /* Which options each command takes (by long name). */
 static const struct {
@@ -264,7 +270,7 @@ int cli_load_config(const struct cli_opts *o, const char *arg, struct config **c
 			return -EIO;	/* not the config's fault: exit 1, not 2 */
 		path = fetched;
 	}
-	rc = config_load(path, cfg, &err);
+	rc = config_load_layout(path, o->layout, cfg, &err);
 	if (rc)
 		fprintf(stderr, "modelfs: %s\n", err.msg);
 	free(fetched);

@@ -33,6 +33,9 @@ struct fs {
 	struct engine *engine;
 	struct fuse_session *se;
 	unsigned max_read;		/* -o max_read=N, which INIT must repeat */
+	uid_t uid;			/* what stat shows (fs_options) */
+	gid_t gid;
+	mode_t umask;
 	bool mounted;
 	char *cache_dir;		/* the root's user.modelfs.cache_dir */
 };
@@ -42,35 +45,36 @@ static struct fs *fs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
-static void node_stat(const struct tree_node *node, struct stat *st)
+static void node_stat(const struct fs *fs, const struct tree_node *node, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = node->ino;
-	st->st_uid = 0;
-	st->st_gid = 0;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
 	st->st_mtime = st->st_ctime = st->st_atime = node->mtime;
 	if (node->file) {
-		st->st_mode = S_IFREG | 0444;
+		st->st_mode = S_IFREG | (0444 & ~fs->umask);
 		st->st_nlink = 1;
 		st->st_size = (off_t)engine_file_size(node->file);
 		st->st_blocks = (st->st_size + 511) / 512;
 		st->st_blksize = 1 << 20;	/* hints large reads to stdio and cp */
 	} else {
-		st->st_mode = S_IFDIR | 0555;
+		st->st_mode = S_IFDIR | (0555 & ~fs->umask);
 		st->st_nlink = 2;
 		for (size_t i = 0; i < node->nchildren; i++)
 			st->st_nlink += node->children[i]->file == NULL;
 	}
 }
 
-static void fill_entry(const struct tree_node *node, struct fuse_entry_param *e)
+static void fill_entry(const struct fs *fs, const struct tree_node *node,
+		       struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = node->ino;
 	e->generation = 1;
 	e->attr_timeout = FS_TIMEOUT;
 	e->entry_timeout = FS_TIMEOUT;
-	node_stat(node, &e->attr);
+	node_stat(fs, node, &e->attr);
 }
 
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
@@ -112,7 +116,7 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_entry(req, &e);
 		return;
 	}
-	fill_entry(node, &e);
+	fill_entry(fs_of(req), node, &e);
 	fuse_reply_entry(req, &e);
 }
 
@@ -125,7 +129,7 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	node_stat(node, &st);
+	node_stat(fs_of(req), node, &st);
 	fuse_reply_attr(req, &st, FS_TIMEOUT);
 }
 
@@ -165,7 +169,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 		struct fuse_entry_param e;
 		size_t n;
 
-		fill_entry(node, &e);
+		fill_entry(fs_of(req), node, &e);
 		if (plus)
 			n = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t)i + 1);
 		else
@@ -263,31 +267,43 @@ static char *xattr_value(struct engine_file *f, const char *name, int *err)
 	return v;
 }
 
-/* The root names the cache directory, whose control socket reaches this
- * daemon: modelfs commands run inside the mount find it with no
- * --cache-dir. */
+/* The root's own attributes: user.modelfs.cache_dir, whose control socket
+ * reaches this daemon (commands run inside the mount find it with no
+ * --cache-dir), and user.modelfs.pid (`modelfs unmount` waits for it to
+ * finish after fusermount3 -u). A copy, or NULL with *err set. */
 #define XATTR_CACHE_DIR "cache_dir"
+#define XATTR_PID "pid"
+
+static char *root_xattr(const struct fs *fs, const char *name, int *err)
+{
+	char *v = NULL;
+
+	*err = ENODATA;
+	if (strcmp(name, XATTR_CACHE_DIR) == 0 && fs->cache_dir)
+		v = strdup(fs->cache_dir);
+	else if (strcmp(name, XATTR_PID) == 0 && asprintf(&v, "%ld", (long)getpid()) < 0)
+		v = NULL;
+	return v;
+}
 
 static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct fs *fs = fs_of(req);
 	struct tree_node *node = tree_get(fs->tree, ino);
-	bool root_name = ino == FUSE_ROOT_ID && fs->cache_dir &&
-			 strcmp(name, XATTR_PREFIX XATTR_CACHE_DIR) == 0;
-	char *value;
+	char *value = NULL;
 	size_t len;
-	int err;
+	int err = ENODATA;
 
-	if (!node || (!node->file && !root_name) ||
-	    strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) != 0) {
-		fuse_reply_err(req, node ? ENODATA : ENOENT);
+	if (!node) {
+		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (root_name) {
-		value = strdup(fs->cache_dir);
-		err = ENOMEM;
-	} else {
-		value = xattr_value(node->file, name + strlen(XATTR_PREFIX), &err);
+	if (strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) == 0) {
+		name += strlen(XATTR_PREFIX);
+		if (ino == FUSE_ROOT_ID)
+			value = root_xattr(fs, name, &err);
+		else if (node->file)
+			value = xattr_value(node->file, name, &err);
 	}
 	if (!value) {
 		fuse_reply_err(req, err);
@@ -316,6 +332,8 @@ static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	}
 	if (ino == FUSE_ROOT_ID && fs_of(req)->cache_dir)
 		len += (size_t)snprintf(list, sizeof(list), XATTR_PREFIX XATTR_CACHE_DIR) + 1;
+	if (ino == FUSE_ROOT_ID)
+		len += (size_t)snprintf(list + len, sizeof(list) - len, XATTR_PREFIX XATTR_PID) + 1;
 	for (size_t i = 0; node->file && i < sizeof(names) / sizeof(names[0]); i++) {
 		char *v;
 		int err;
@@ -440,12 +458,36 @@ static unsigned fuse_opt_max_read(const char *opts)
 	return n;
 }
 
+/* The options modelfs always mounts with. fsname and subtype make the
+ * mount "modelfs:CONFIG" of type fuse.modelfs in findmnt and df; a comma
+ * or backslash in CONFIG is escaped, as libfuse's option parser wants.
+ * NULL when out of memory; the caller frees. */
+static char *base_options(const struct fs_options *opts)
+{
+	const char *name = opts->fsname ? opts->fsname : "modelfs";
+	char *esc = malloc(2 * strlen(name) + 1), *e = esc, *out = NULL;
+
+	if (!esc)
+		return NULL;
+	for (const char *c = name; *c; c++) {
+		if (*c == ',' || *c == '\\')
+			*e++ = '\\';
+		*e++ = *c;
+	}
+	*e = '\0';
+	if (asprintf(&out, "ro,fsname=%s,subtype=modelfs,default_permissions%s", esc,
+		     opts->allow_other ? ",allow_other" : "") < 0)
+		out = NULL;
+	free(esc);
+	return out;
+}
+
 int fs_mount(struct tree *tree, struct engine *engine, const struct fs_options *opts,
 	     struct fs **out)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fs *fs = calloc(1, sizeof(*fs));
-	char base[256];
+	char *base = NULL;
 	int rc = -EIO;
 
 	if (!fs)
@@ -455,9 +497,11 @@ int fs_mount(struct tree *tree, struct engine *engine, const struct fs_options *
 	fs->max_read = fuse_opt_max_read(opts->fuse_opts);
 	if (opts->cache_dir && !(fs->cache_dir = realpath(opts->cache_dir, NULL)))
 		fs->cache_dir = strdup(opts->cache_dir);
-	snprintf(base, sizeof(base), "ro,fsname=modelfs,subtype=modelfs,default_permissions%s",
-		 opts->allow_other ? ",allow_other" : "");
-	if (fuse_opt_add_arg(&args, "modelfs") || fuse_opt_add_arg(&args, "-o") ||
+	fs->uid = opts->uid;
+	fs->gid = opts->gid;
+	fs->umask = opts->umask & 0777;
+	base = base_options(opts);
+	if (!base || fuse_opt_add_arg(&args, "modelfs") || fuse_opt_add_arg(&args, "-o") ||
 	    fuse_opt_add_arg(&args, base) ||
 	    (opts->fuse_opts && (fuse_opt_add_arg(&args, "-o") ||
 				 fuse_opt_add_arg(&args, opts->fuse_opts))) ||
@@ -486,10 +530,12 @@ int fs_mount(struct tree *tree, struct engine *engine, const struct fs_options *
 	fs->mounted = true;
 	raise_readahead(opts->mountpoint);
 	fuse_opt_free_args(&args);
+	free(base);
 	*out = fs;
 	return 0;
 fail:
 	fuse_opt_free_args(&args);
+	free(base);
 	fs_unmount(fs);
 	return rc;
 }

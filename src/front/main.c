@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -32,7 +33,9 @@
 #include "modelfs/http.h"
 #include "modelfs/humanize.h"
 #include "modelfs/log.h"
+#include "modelfs/mountopts.h"
 #include "modelfs/prefetch_run.h"
+#include "modelfs/sdnotify.h"
 #include "modelfs/select.h"
 #include "modelfs/source.h"
 #include "modelfs/tree.h"
@@ -54,10 +57,10 @@ static const char *config_arg(const struct cli_opts *o)
 
 /* ---- mount ------------------------------------------------------------ */
 
-/* Run fusermount3 -uz on a mountpoint whose daemon died; 0 if it worked. */
-static int lazy_unmount(const char *mnt)
+/* Run fusermount3 with flag ("-u", "-uz") on mnt; 0 if it worked. */
+static int fusermount(const char *flag, const char *mnt)
 {
-	char *const argv[] = { "fusermount3", "-uz", (char *)mnt, NULL };
+	char *const argv[] = { "fusermount3", (char *)flag, (char *)mnt, NULL };
 	pid_t pid;
 	int status;
 
@@ -90,7 +93,7 @@ static int prepare_mountpoint(const char *mnt)
 	}
 	if (errno == ENOTCONN) {
 		log_warn("event=stale_mount mountpoint=%s action=\"fusermount3 -uz\"", mnt);
-		if (lazy_unmount(mnt) != 0 || statfs(mnt, &sfs) != 0) {
+		if (fusermount("-uz", mnt) != 0 || statfs(mnt, &sfs) != 0) {
 			fprintf(stderr, "modelfs: %s is a dead mount (\"Transport endpoint is not "
 				"connected\") that could not be cleared; run: fusermount3 -uz %s\n",
 				mnt, mnt);
@@ -137,9 +140,18 @@ static void notify_parent(int fd, int code)
 		log_warn("event=notify_parent error=\"%s\"", strerror(errno));
 }
 
+/* What a mount helper exits with: mount(8) expects 0 for a live mount,
+ * some entries failed or not (the warning is printed); 1 for a bad
+ * invocation, 32 for a mount that failed. */
+static int helper_exit_code(int code)
+{
+	return code == 0 || code == EXIT_PARTIAL ? 0 : code == EXIT_USAGE ? 1 : 32;
+}
+
 /* Fork; the parent waits until the child says the mount is live (or
- * failed) and exits with that code. Returns the pipe end in the child. */
-static int daemonize(void)
+ * failed) and exits with that code (as a mount helper's, for a helper).
+ * Returns the pipe end in the child. */
+static int daemonize(bool helper)
 {
 	int pfd[2];
 	pid_t pid;
@@ -154,7 +166,7 @@ static int daemonize(void)
 		close(pfd[1]);
 		if (read(pfd[0], &code, 1) != 1)
 			code = EXIT_MODEL;	/* the child died before it could say */
-		_exit(code);
+		_exit(helper ? helper_exit_code(code) : code);
 	}
 	close(pfd[0]);
 	setsid();
@@ -207,38 +219,6 @@ static void raise_fd_limit(void)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-}
-
-/* Take "debug" out of the -o options into o->debug: the level of our
- * log, not only FUSE's. Returns the options left (the caller frees), or
- * NULL when none are. */
-static char *take_debug_opt(struct cli_opts *o)
-{
-	char *copy, *save = NULL, *out;
-	size_t used = 0;
-
-	if (!o->fuse_opts)
-		return NULL;
-	copy = strdup(o->fuse_opts);
-	out = calloc(1, strlen(o->fuse_opts) + 1);
-	if (!copy || !out) {
-		free(copy);
-		free(out);
-		return NULL;
-	}
-	for (char *opt = strtok_r(copy, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
-		if (strcmp(opt, "debug") == 0) {
-			o->debug = true;
-			continue;
-		}
-		used += (size_t)sprintf(out + used, "%s%s", used ? "," : "", opt);
-	}
-	free(copy);
-	if (!used) {
-		free(out);
-		return NULL;
-	}
-	return out;
 }
 
 /* The files the config wants warm: entries with prefetch = true and
@@ -391,9 +371,118 @@ static int report_mount(struct engine *e, const struct config *cfg, const char *
 	return nfailed > 0 ? EXIT_PARTIAL : 0;
 }
 
-static int cli_mount(int argc, char **argv)
+/* ---- mount options ---------------------------------------------------- */
+
+/* -o for `modelfs mount` and the mount helpers, read by the one parser
+ * (mountopts.h); modelfs's keys land where the command line's would, a
+ * flag given as well winning. 0, or EXIT_USAGE with the message printed.
+ * o points into mo afterwards. */
+static int apply_mount_opts(struct cli_opts *o, struct mount_opts *mo)
+{
+	char err[512];
+
+	if (mountopts_parse(o->fuse_opts, mo, err, sizeof(err)) != 0) {
+		fprintf(stderr, "modelfs mount: -o: %s\n", err);
+		return EXIT_USAGE;
+	}
+	if (!o->cache_dir)
+		o->cache_dir = mo->cache_dir;
+	if (!o->log_file)
+		o->log_file = mo->log_file;
+	o->layout = mo->layout;
+	o->debug |= mo->debug;
+	return 0;
+}
+
+/* Whether /etc/fuse.conf has the line user_allow_other. */
+static bool fuse_conf_allows_other(void)
+{
+	FILE *fp = fopen("/etc/fuse.conf", "re");
+	char line[256];
+	bool yes = false;
+
+	while (fp && !yes && fgets(line, sizeof(line), fp)) {
+		char *w = line + strspn(line, " \t");
+
+		w[strcspn(w, " \t\r\n#")] = '\0';
+		yes = strcmp(w, "user_allow_other") == 0;
+	}
+	if (fp)
+		fclose(fp);
+	return yes;
+}
+
+/* fusermount3 refuses allow_other to a user other than root unless
+ * /etc/fuse.conf allows it, with a line that names neither modelfs nor a
+ * fix: check first and say what to do. 0 or EXIT_USAGE. */
+static int check_allow_other(const struct mount_opts *mo)
+{
+	if (!mo->allow_other || geteuid() == 0 || fuse_conf_allows_other())
+		return 0;
+	fputs("modelfs mount: -o allow_other is for root only unless /etc/fuse.conf has the line "
+	      "user_allow_other: add that line (as root), or mount without allow_other (then only "
+	      "your user can read the mount)\n", stderr);
+	return EXIT_USAGE;
+}
+
+/* "modelfs:CONFIG", the source findmnt and df show: the config's full
+ * path, or its URL without query (a token may be there). NULL when out of
+ * memory; the caller frees. */
+static char *mount_fsname(const char *config)
+{
+	char real[PATH_MAX], *pub = NULL, *out = NULL;
+
+	if (config_is_url(config)) {
+		pub = log_url_public(config);
+		if (!pub)
+			return NULL;
+		config = pub;
+	} else if (realpath(config, real)) {
+		config = real;
+	}
+	if (asprintf(&out, "modelfs:%s", config) < 0)
+		out = NULL;
+	free(pub);
+	return out;
+}
+
+/* libfuse mounts on /dev/fd/N as on an open /dev/fuse (mount.fuse3's
+ * drop_privileges, CSI drivers): no folder to prepare there. */
+static bool is_fd_mountpoint(const char *mnt)
+{
+	return strncmp(mnt, "/dev/fd/", 8) == 0;
+}
+
+/* ---- systemd ------------------------------------------------------------ */
+
+/* READY=1 for a Type=notify unit, sent only now that the mount is live,
+ * with the cache's figures as its STATUS. */
+static void notify_ready(struct engine *e, const char *mnt, int code)
+{
+	uint64_t size = 0, cached = 0;
+	char a[32], b[32], msg[PATH_MAX + 256];
+	int rc;
+
+	for (size_t i = 0; i < engine_nfiles(e); i++) {
+		size += engine_file_size(engine_file_at(e, i));
+		cached += engine_file_cached(engine_file_at(e, i));
+	}
+	humanize_bytes(cached, a, sizeof(a));
+	humanize_bytes(size, b, sizeof(b));
+	snprintf(msg, sizeof(msg), "READY=1\nMAINPID=%ld\nSTATUS=Mounted %s: %zu files, %s of %s "
+		 "cached%s", (long)getpid(), mnt, engine_nfiles(e), a, b,
+		 code == EXIT_PARTIAL ? "; some entries failed (see the log)" : "");
+	rc = sdnotify(msg);
+	if (rc < 0)
+		log_warn("event=sd_notify_failed error=\"%s\"", strerror(-rc));
+}
+
+/* `modelfs mount`, and the mount helpers (helper: exit as mount(8)
+ * expects, see helper_exit_code()). */
+static int do_mount(int argc, char **argv, bool helper)
 {
 	struct cli_opts o;
+	struct mount_opts mo = { 0 };
 	struct config *cfg = NULL;
 	struct cache *cache = NULL;
 	struct engine *engine = NULL;
@@ -405,7 +494,7 @@ static int cli_mount(int argc, char **argv)
 	struct cache_limits lim;
 	struct fs_options fo = { 0 };
 	struct lock *lock = NULL;
-	char cache_buf[PATH_MAX], mnt_real[PATH_MAX], *fuse_opts = NULL;
+	char cache_buf[PATH_MAX], mnt_real[PATH_MAX], *fsname = NULL;
 	const char *cache_dir, *mnt;
 	size_t nwarm = 0;
 	int notify_fd = -1, log_fd = -1, code = EXIT_MODEL, rc;
@@ -419,27 +508,33 @@ static int cli_mount(int argc, char **argv)
 		fputs(cli_usage_text, stderr);
 		return EXIT_USAGE;
 	}
-	fuse_opts = take_debug_opt(&o);
+	code = apply_mount_opts(&o, &mo);
+	if (code == 0)
+		code = check_allow_other(&mo);
+	if (code) {
+		mountopts_free(&mo);
+		return code;
+	}
 	log_init(2, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 	rc = cli_load_config(&o, config_arg(&o), &cfg);
 	if (rc) {
-		free(fuse_opts);
+		mountopts_free(&mo);
 		return cli_config_exit(rc);
 	}
 	/* A bad lock is a usage error before anything is mounted. */
 	code = cli_mount_lock(&o, cfg, config_arg(&o), &lock);
 	if (code) {
 		config_free(cfg);
-		free(fuse_opts);
+		mountopts_free(&mo);
 		return code;
 	}
 	code = EXIT_MODEL;
 	mnt = o.nargs == 2 ? o.args[1] : cfg->mountpoint ? cfg->mountpoint : DEFAULT_MOUNTPOINT;
 	cache_dir = cli_cache_dir(&o, cfg, cache_buf, sizeof(cache_buf));
-	if (prepare_mountpoint(mnt) != 0)
+	if (!is_fd_mountpoint(mnt) && prepare_mountpoint(mnt) != 0)
 		goto out;
 	/* Before mounting: afterwards realpath() would ask our own mount. */
-	if (!realpath(mnt, mnt_real))
+	if (is_fd_mountpoint(mnt) || !realpath(mnt, mnt_real))
 		snprintf(mnt_real, sizeof(mnt_real), "%s", mnt);
 	log_set_json(o.log_json);
 	if (o.log_file && !want_syslog(&o)) {
@@ -451,7 +546,7 @@ static int cli_mount(int argc, char **argv)
 		}
 	}
 	if (!o.foreground) {
-		notify_fd = daemonize();
+		notify_fd = daemonize(helper);
 		if (notify_fd < 0) {
 			fprintf(stderr, "modelfs: cannot daemonize: %s\n", strerror(-notify_fd));
 			goto out;
@@ -494,10 +589,15 @@ static int cli_mount(int argc, char **argv)
 		log_error("event=mount_failed error=\"%s\"", strerror(-rc));
 		goto out;
 	}
+	fsname = mount_fsname(config_arg(&o));
 	fo.mountpoint = mnt_real;
 	fo.cache_dir = cache_dir;
-	fo.fuse_opts = fuse_opts;
+	fo.fsname = fsname;
+	fo.fuse_opts = mo.fuse;
 	fo.allow_other = geteuid() == 0;
+	fo.uid = mo.uid >= 0 ? (uid_t)mo.uid : getuid();
+	fo.gid = mo.gid >= 0 ? (gid_t)mo.gid : getgid();
+	fo.umask = mo.umask >= 0 ? (mode_t)mo.umask : 0;
 	fo.debug = o.debug && o.foreground;
 	rc = fs_mount(tree, engine, &fo, &fs);
 	if (rc == 0)
@@ -509,7 +609,9 @@ static int cli_mount(int argc, char **argv)
 	log_info("event=mounted mountpoint=%s files=%zu cache_dir=%s version=%s", mnt,
 		 engine_nfiles(engine), cache_dir, MODELFS_VERSION);
 	/* Said before the parent exits, while stderr is still the caller's. */
-	notify_parent(notify_fd, report_mount(engine, cfg, config_arg(&o), mnt));
+	code = report_mount(engine, cfg, config_arg(&o), mnt);
+	notify_parent(notify_fd, code);
+	notify_ready(engine, mnt, code);
 	log_set_console(-1);
 	if (notify_fd >= 0) {
 		close(notify_fd);
@@ -534,6 +636,7 @@ static int cli_mount(int argc, char **argv)
 	rc = fs_run(fs);
 	code = rc ? EXIT_MODEL : 0;
 	log_info("event=unmounting mountpoint=%s", mnt);
+	sdnotify("STOPPING=1\nSTATUS=Unmounting");
 out:
 	notify_parent(notify_fd, code);
 	/* Commands and the warmup use the engine: they go first. */
@@ -548,10 +651,186 @@ out:
 	config_free(cfg);
 	lock_free(lock);
 	free(warm);
-	free(fuse_opts);
+	free(fsname);
+	mountopts_free(&mo);
 	if (log_fd >= 0)
 		close(log_fd);
 	return code;
+}
+
+static int cli_mount(int argc, char **argv)
+{
+	return do_mount(argc, argv, false);
+}
+
+/* ---- mount helpers -------------------------------------------------------- */
+
+/* Called as mount.fuse.modelfs or mount.modelfs: mount(8) and fstab run
+ *   mount.fuse.modelfs SOURCE MOUNTPOINT [-sfnvrw] [-N NS] [-o OPTS] [-t TYPE]
+ * and mount.fuse3 runs `modelfs SOURCE MOUNTPOINT -o OPTS` (then we are
+ * called as modelfs). SOURCE is modelfs:/abs/config.toml, or the path or
+ * URL alone. Daemonizes, returns once the mount is live; exits 0 when it
+ * is, even with failed entries (warned about), as mount(8) expects. */
+static bool is_helper_name(const char *argv0)
+{
+	const char *base = strrchr(argv0, '/');
+
+	base = base ? base + 1 : argv0;
+	return strcmp(base, "mount.fuse.modelfs") == 0 || strcmp(base, "mount.modelfs") == 0;
+}
+
+static int helper_main(int argc, char **argv)
+{
+	const char *pos[2] = { NULL, NULL }, *opts = NULL, *source;
+	char *margv[8];
+	int margc = 0, npos = 0, ch;
+
+	optind = 1;
+	opterr = 1;
+	/* '-' first: positionals come in order, wherever the options are. */
+	while ((ch = getopt(argc, argv, "-sfnvrwo:t:N:h")) != -1) {
+		switch (ch) {
+		case 1:
+			if (npos == 2) {
+				fprintf(stderr, "%s: too many arguments: %s\n", argv[0], optarg);
+				return 1;
+			}
+			pos[npos++] = optarg;
+			break;
+		case 'o':
+			opts = optarg;	/* mount(8) gives one -o, already merged */
+			break;
+		case 'f':
+			return 0;	/* mount -f: fake it */
+		case 's': case 'n': case 'v': case 'r': case 'w': case 't': case 'N':
+			break;		/* sloppy, no mtab, verbose, ro (always), type, ns */
+		default:
+			fprintf(stderr, "usage: %s modelfs:/path/to/models.toml MOUNTPOINT "
+				"[-o OPTIONS]\n", argv[0]);
+			return ch == 'h' ? 0 : 1;
+		}
+	}
+	if (npos != 2) {
+		fprintf(stderr, "usage: %s modelfs:/path/to/models.toml MOUNTPOINT [-o OPTIONS]\n",
+			argv[0]);
+		return 1;
+	}
+	source = strncmp(pos[0], "modelfs:", 8) == 0 ? pos[0] + 8 : pos[0];
+	/* mount(8) and systemd run helpers from anywhere, "/" at boot. */
+	if (source[0] != '/' && !config_is_url(source)) {
+		fprintf(stderr, "%s: the source %s must be modelfs: and an absolute path to the "
+			"config (modelfs:/etc/modelfs/models.toml), or an http(s) URL\n", argv[0],
+			pos[0]);
+		return 1;
+	}
+	margv[margc++] = "mount";
+	if (opts) {
+		margv[margc++] = "-o";
+		margv[margc++] = (char *)opts;
+	}
+	margv[margc++] = "--";
+	margv[margc++] = (char *)source;
+	margv[margc++] = (char *)pos[1];
+	margv[margc] = NULL;
+	return helper_exit_code(do_mount(margc, margv, true));
+}
+
+/* ---- unmount ------------------------------------------------------------ */
+
+/* The fstype of the topmost mount at path ("fuse.modelfs"), from
+ * mountinfo: asking the mount itself may hang or fail when it is dead. */
+static int mount_fstype(const char *path, char *type, size_t len)
+{
+	FILE *mi = fopen("/proc/self/mountinfo", "re");
+	char line[8192];
+	int rc = -ENOENT;
+
+	if (!mi)
+		return -errno;
+	while (fgets(line, sizeof(line), mi)) {
+		char mnt[4096], fstype[64], *sep = strstr(line, " - ");
+
+		/* id parent MAJ:MIN root mountpoint ... - fstype source opts */
+		if (sep && sscanf(line, "%*s %*s %*s %*s %4095s", mnt) == 1 &&
+		    sscanf(sep + 3, "%63s", fstype) == 1 && strcmp(mnt, path) == 0) {
+			snprintf(type, len, "%s", fstype);
+			rc = 0;
+		}
+	}
+	fclose(mi);
+	return rc;
+}
+
+/* Wait up to timeout_ms for the process pid to end. */
+static bool wait_gone(long pid, int timeout_ms)
+{
+	for (int waited = 0; waited < timeout_ms; waited += 50) {
+		if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+			return true;
+		usleep(50 * 1000);
+	}
+	return false;
+}
+
+/* modelfs unmount [--lazy] MOUNTPOINT: fusermount3 -u (-uz with --lazy),
+ * then wait for the daemon to finish, so that a script may start another
+ * mount on the same cache at once. Only ever unmounts fuse.modelfs. */
+static int cli_unmount(int argc, char **argv)
+{
+	char real[PATH_MAX], type[64], pidbuf[24] = "";
+	const char *mnt = NULL;
+	bool lazy = false;
+	long pid = 0;
+	ssize_t n;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--lazy") == 0 || strcmp(argv[i], "-z") == 0) {
+			lazy = true;
+		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			puts("usage: modelfs unmount [--lazy] MOUNTPOINT");
+			return 0;
+		} else if (argv[i][0] == '-' || mnt) {
+			fputs("usage: modelfs unmount [--lazy] MOUNTPOINT\n", stderr);
+			return EXIT_USAGE;
+		} else {
+			mnt = argv[i];
+		}
+	}
+	if (!mnt) {
+		fputs("usage: modelfs unmount [--lazy] MOUNTPOINT\n", stderr);
+		return EXIT_USAGE;
+	}
+	/* realpath() of a dead mount fails with ENOTCONN: take it as given. */
+	if (!realpath(mnt, real))
+		snprintf(real, sizeof(real), "%s", mnt);
+	if (mount_fstype(real, type, sizeof(type)) != 0) {
+		fprintf(stderr, "modelfs unmount: %s is not mounted\n", mnt);
+		return EXIT_MODEL;
+	}
+	if (strcmp(type, "fuse.modelfs") != 0) {
+		fprintf(stderr, "modelfs unmount: %s is a %s mount, not a modelfs one; not touched\n",
+			mnt, type);
+		return EXIT_MODEL;
+	}
+	n = getxattr(real, "user.modelfs.pid", pidbuf, sizeof(pidbuf) - 1);
+	if (n > 0) {
+		pidbuf[n] = '\0';
+		pid = atol(pidbuf);
+	}
+	if (fusermount(lazy ? "-uz" : "-u", real) != 0) {
+		fprintf(stderr, "modelfs unmount: fusermount3 %s %s failed%s\n", lazy ? "-uz" : "-u",
+			real, lazy ? "" : "; if it is busy, close what uses it, or detach it now "
+			"with modelfs unmount --lazy");
+		return EXIT_MODEL;
+	}
+	/* A lazy unmount leaves the daemon serving open files until they are
+	 * closed: there is nothing to wait for. */
+	if (!lazy && pid > 0 && !wait_gone(pid, 10000)) {
+		fprintf(stderr, "modelfs unmount: %s is unmounted, but its daemon (pid %ld) is still "
+			"running after 10 s\n", mnt, pid);
+		return EXIT_MODEL;
+	}
+	return 0;
 }
 
 /* ---- check ------------------------------------------------------------ */
@@ -655,16 +934,21 @@ static int cli_check(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	int code = EXIT_USAGE;
+	bool helper = is_helper_name(argv[0]);
 
-	if (argc < 2) {
+	/* mount.fuse3 runs "modelfs SOURCE MOUNTPOINT -o ...": a source, not
+	 * a command, where the command goes. */
+	if (!helper && argc >= 3 && (strncmp(argv[1], "modelfs:", 8) == 0 || argv[1][0] == '/'))
+		helper = true;
+	if (argc < 2 && !helper) {
 		fputs(cli_usage_text, stderr);
 		return EXIT_USAGE;
 	}
-	if (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0) {
+	if (!helper && (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0)) {
 		printf("modelfs %s\n", MODELFS_VERSION);
 		return 0;
 	}
-	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+	if (!helper && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
 		fputs(cli_usage_text, stdout);
 		return 0;
 	}
@@ -674,8 +958,12 @@ int main(int argc, char **argv)
 		fputs("modelfs: cannot initialise libcurl\n", stderr);
 		return EXIT_MODEL;
 	}
-	if (strcmp(argv[1], "mount") == 0)
+	if (helper)
+		code = helper_main(argc, argv);
+	else if (strcmp(argv[1], "mount") == 0)
 		code = cli_mount(argc - 1, argv + 1);
+	else if (strcmp(argv[1], "unmount") == 0 || strcmp(argv[1], "umount") == 0)
+		code = cli_unmount(argc - 1, argv + 1);
 	else if (strcmp(argv[1], "check") == 0)
 		code = cli_check(argc - 1, argv + 1);
 	else if (strcmp(argv[1], "prefetch") == 0)
