@@ -44,6 +44,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import re
 import socket
 import struct
@@ -188,6 +189,12 @@ class FaultRule:
                       hostile name; it must be latin-1 with no CR or LF
                       (a raw line break would end the header; a name with
                       one comes percent-encoded, filename*=UTF-8''a%0Ab)
+      chaos           {"seed": S, "p": P}: each matching request, with
+                      probability P, gets one fault drawn from CHAOS_KINDS
+                      (a reset, a body cut short or after N bytes, a wrong
+                      Content-Range, a 200 to a Range, an HTML page, a 503
+                      or 429, a stall), from a generator seeded with S: the
+                      same requests in the same order get the same faults
     When several rules match, they apply in the order posted and a later
     rule's value wins; `fail` statuses are taken from the first matching rule
     that still has some.
@@ -197,7 +204,7 @@ class FaultRule:
     EFFECTS = {"down", "hang", "fail", "retry_after", "header_delay_ms",
                "delay_ms", "rate_bps", "truncate_after", "ignore_range",
                "html_error", "wrong_content_range", "etag", "no_validators",
-               "report_size", "disposition"}
+               "report_size", "disposition", "chaos"}
 
     def __init__(self, spec, rule_id):
         if not isinstance(spec, dict):
@@ -238,6 +245,15 @@ class FaultRule:
         rate = _want(spec, "rate_bps", int, None, minimum=1)
         if rate is not None:
             self.effects["rate_bps"] = rate
+        chaos = _want(spec, "chaos", dict, None)
+        self.chaos = None
+        if chaos is not None:
+            seed = _want(chaos, "seed", int, 0)
+            p = chaos.get("p", 0.3)
+            if not isinstance(p, (int, float)) or not 0 <= p <= 1:
+                raise ValueError("chaos.p: a probability from 0 to 1")
+            self.chaos = (random.Random(seed), float(p))
+            self.effects["chaos"] = True
         etag = _want(spec, "etag", str, None)
         if etag is not None:
             self.effects["etag"] = etag
@@ -277,6 +293,36 @@ def _want(spec, key, typ, default, minimum=None):
     if minimum is not None and value < minimum:
         raise ValueError("%s: at least %d" % (key, minimum))
     return value
+
+
+# What a chaos rule draws from: each a set of effects, or a status.
+CHAOS_KINDS = (
+    {"down": "reset"},
+    {"truncate_after": 0},
+    {"truncate_after": None},           # cut after a drawn number of bytes
+    {"wrong_content_range": True},
+    {"ignore_range": True},
+    {"html_error": True},
+    503,
+    429,
+    {"delay_ms": None},                 # a stall of a drawn length
+    {"header_delay_ms": None},
+)
+
+
+def chaos_draw(rng, p):
+    """The faults for one request of a chaos rule: None, effects or a status."""
+    if rng.random() >= p:
+        return None
+    kind = rng.choice(CHAOS_KINDS)
+    if isinstance(kind, int):
+        return kind
+    drawn = dict(kind)
+    for k, v in drawn.items():
+        if v is None:
+            drawn[k] = rng.randrange(1, 1 << 20) if k == "truncate_after" \
+                else rng.randrange(50, 1500)
+    return drawn
 
 
 class Fault:
@@ -330,6 +376,13 @@ class FaultTable:
                 if not rule.matches(server, method, key):
                     continue
                 effects.update(rule.effects)
+                if rule.chaos:
+                    effects.pop("chaos", None)
+                    drawn = chaos_draw(*rule.chaos)
+                    if isinstance(drawn, int):
+                        status, retry_after = drawn, 0
+                    elif drawn:
+                        effects.update(drawn)
                 if status is None and rule.fail:
                     status = rule.fail.pop(0)
                     retry_after = rule.retry_after
