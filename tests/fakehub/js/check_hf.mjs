@@ -6,24 +6,11 @@
 //
 // If the real client and the fake disagree (an exception, a wrong size), the
 // fake is what gets fixed.
-import { createHash } from "node:crypto";
 import { downloadFile, fileDownloadInfo, listFiles, whoAmI } from "@huggingface/hub";
+import { attempt, out, sha256 } from "./results.mjs";
 
 const [hubUrl, token, outsider] = process.argv.slice(2);
-const out = {};
 
-async function attempt(name, fn) {
-	try {
-		out[name] = await fn();
-	} catch (e) {
-		out[name] = { error: String(e.message), status: e.statusCode ?? null };
-	}
-}
-
-async function sha256(blob) {
-	const buf = Buffer.from(await blob.arrayBuffer());
-	return { size: buf.length, sha256: createHash("sha256").update(buf).digest("hex") };
-}
 
 await attempt("list", async () => {
 	const entries = [];

@@ -4,19 +4,10 @@
 // fake Hub's fixtures.
 //
 //   node check_serve.mjs SERVE_URL REPO PATH...
-import { createHash } from "node:crypto";
 import { downloadFile, fileDownloadInfo, listFiles } from "@huggingface/hub";
+import { attempt, out, sha256 } from "./results.mjs";
 
 const [hubUrl, repo, ...paths] = process.argv.slice(2);
-const out = {};
-
-async function attempt(name, fn) {
-	try {
-		out[name] = await fn();
-	} catch (e) {
-		out[name] = { error: String(e.message), status: e.statusCode ?? null };
-	}
-}
 
 await attempt("list", async () => {
 	const entries = [];
@@ -30,9 +21,7 @@ for (const path of paths) {
 		return info && { size: info.size, etag: info.etag, xet: Boolean(info.xet) };
 	});
 	await attempt("download:" + path, async () => {
-		const blob = await downloadFile({ repo, path, hubUrl, xet: false });
-		const buf = Buffer.from(await blob.arrayBuffer());
-		return { size: buf.length, sha256: createHash("sha256").update(buf).digest("hex") };
+		return sha256(await downloadFile({ repo, path, hubUrl, xet: false }));
 	});
 }
 await attempt("info:missing", () => fileDownloadInfo({ repo, path: "nope.bin", hubUrl }));
