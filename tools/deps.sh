@@ -19,11 +19,14 @@ attr curl systemd util-linux debootstrap systemd-container"
 # "deps.sh fuzz": also clang and its libFuzzer runtime (tools/fuzz.sh),
 # and only what building needs: the fuzzers mount nothing and use no
 # JavaScript client, so a machine without /dev/fuse can run them.
+# "deps.sh deb": also what builds and checks the Debian package
+# (tools/deb.sh); likewise only what building needs.
 FUZZ=0
 case "${1:-}" in
 fuzz) FUZZ=1; PACKAGES="$PACKAGES clang libclang-rt-14-dev" ;;
+deb) FUZZ=1; PACKAGES="$PACKAGES debhelper dpkg-dev lintian" ;;
 "") ;;
-*) echo "usage: tools/deps.sh [fuzz]" >&2; exit 2 ;;
+*) echo "usage: tools/deps.sh [fuzz|deb]" >&2; exit 2 ;;
 esac
 
 say() { printf 'deps.sh: %s\n' "$*"; }
