@@ -1,14 +1,21 @@
 """The Debian package: tools/deb.sh builds it from this tree with
 dpkg-buildpackage and lintian finds no error; it holds the program, the
 mount helpers, the man pages, the systemd unit and the example config,
-depends on fuse3 and the libraries modelfs links, and the program it
-installs runs."""
+depends on fuse3 and the libraries modelfs links; the program it
+installs runs, and installed with dpkg in a Debian container it mounts."""
 
+import hashlib
+import os
+import shutil
+import signal
 import subprocess
 
 import pytest
 
 from conftest import REPO
+from mfs import wait_for
+from nsutil import end_procs, procs_mentioning
+from test_container import make_work, rootfs  # noqa: F401  (a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -43,3 +50,40 @@ def test_the_installed_program_runs(deb, tmp_path):
     assert r.returncode == 0 and "0.1.0" in r.stdout + r.stderr, (r.stdout, r.stderr)
     unit = (root / "usr/lib/systemd/system/modelfs@.service").read_text()
     assert "ExecStart=/usr/bin/modelfs mount" in unit
+
+
+def test_the_package_installs_and_mounts_in_a_container(deb, rootfs, hub, tmp_path):
+    """The .deb installed with dpkg in the Debian root (an overlay over the
+    cached one, thrown away after), then mounted in there; the host reads
+    the file through /proc/PID/root."""
+    work, cfg, sha = make_work(hub, tmp_path)
+    shutil.copy(deb, work / "modelfs.deb")
+    script = ("dpkg -i /work/modelfs.deb >/work/dpkg.log 2>&1 && exec /usr/bin/modelfs mount -f "
+              "--cache-dir /work/cache /work/%s /work/mnt" % cfg)
+    argv = ["systemd-nspawn", "-q", "-D", rootfs, "--register=no", "--keep-unit",
+            "--volatile=overlay", "--as-pid2", "--console=pipe", "--bind=%s:/work" % work,
+            "--bind=/dev/fuse", "sh", "-c", script]
+    out = open(tmp_path / "nspawn.out", "wb")
+    box = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+    try:
+        def daemon():
+            assert box.poll() is None, ((tmp_path / "nspawn.out").read_text(),
+                                        (work / "dpkg.log").read_text()
+                                        if (work / "dpkg.log").exists() else "")
+            return ([p for p in procs_mentioning("/work/" + cfg)
+                     if open("/proc/%d/cmdline" % p, "rb").read()
+                     .startswith(b"/usr/bin/modelfs\0")] or [None])[0]
+        pid = wait_for(daemon, timeout=120, what="the packaged daemon inside the container")
+        inside = "/proc/%d/root/work/mnt/VAE/a.bin" % pid
+        wait_for(lambda: os.path.exists(inside), timeout=60, what="the mount inside")
+        with open(inside, "rb") as f:
+            assert hashlib.sha256(f.read()).hexdigest() == sha
+        os.kill(pid, signal.SIGTERM)
+        assert box.wait(timeout=10) == 0, (tmp_path / "nspawn.out").read_text()
+    finally:
+        if box.poll() is None:
+            box.kill()
+            box.wait()
+        out.close()
+        left = end_procs("/work/" + cfg, grace=5)
+    assert not left
