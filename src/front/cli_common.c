@@ -56,6 +56,8 @@ const char cli_usage_text[] =
 	"        every modelfs mount on this machine, live or stale\n"
 	"  webui comfyui|forge --config CONFIG [--base MOUNTPOINT]\n"
 	"        ComfyUI's extra_model_paths.yaml, or Forge's folder flags, for the mount\n"
+	"  webui forge-hashes DATA_DIR --config CONFIG [--base MOUNTPOINT]\n"
+	"        fill Forge/A1111's hash cache (DATA_DIR/cache.json) from the mount\n"
 	"  verify [--json] [--config CONFIG] [PATH|ENTRY ...]\n"
 	"        re-check cached blocks and hashes; drop anything bad (exit 1)\n"
 	"  evict [--force] [--json] [--config CONFIG] [PATH|ENTRY ...]\n"

@@ -4,12 +4,20 @@
  * extra_model_paths.yaml (a section with a base_path and one key per
  * category); Forge and A1111 take one flag per folder (WEBUI.md §4).
  * Both are written from the config's layout, so they name the folders the
- * mount really shows, whichever layout it uses.
+ * mount really shows, whichever layout it uses. forge-hashes fills the
+ * hash cache Forge and A1111 keep, from the hashes the mount's files carry,
+ * so the webui never reads a whole checkpoint to hash it.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "modelfs/log.h"
@@ -128,6 +136,115 @@ static void print_forge(const struct config *cfg, const char *base)
 	putchar('\n');
 }
 
+/* ---- forge-hashes: Forge/A1111's hash cache, filled ---------------------- */
+
+/* The hash a file in the mount carries, when the source or config gave
+ * one: 0, or -ENODATA. */
+static int file_sha256(const char *path, char out[65])
+{
+	ssize_t n = getxattr(path, "user.modelfs.sha256", out, 64);
+
+	if (n != 64)
+		return -ENODATA;
+	out[64] = '\0';
+	return 0;
+}
+
+/* Every file under dir (a folder of the mount), as title -> {"mtime",
+ * "sha256"} into section. A checkpoint's title is checkpoint/RELPATH; a
+ * LoRA's lora/NAME, its file name without the extension. */
+static int add_hashes(json_t *section, const char *dir, const char *rel, bool lora, int *added)
+{
+	char path[PATH_MAX], sub[PATH_MAX], sha[65], title[PATH_MAX + 16];
+	struct dirent *d;
+	struct stat st;
+	DIR *dh;
+
+	snprintf(path, sizeof(path), "%s%s%s", dir, rel[0] ? "/" : "", rel);
+	dh = opendir(path);
+	if (!dh)
+		return errno == ENOENT ? 0 : -errno;
+	while ((d = readdir(dh)) != NULL) {
+		char full[PATH_MAX * 2];
+
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(sub, sizeof(sub), "%s%s%s", rel, rel[0] ? "/" : "", d->d_name);
+		snprintf(full, sizeof(full), "%s/%s", dir, sub);
+		if (stat(full, &st) != 0)
+			continue;
+		if (S_ISDIR(st.st_mode)) {
+			add_hashes(section, dir, sub, lora, added);
+			continue;
+		}
+		if (!S_ISREG(st.st_mode) || file_sha256(full, sha) != 0)
+			continue;
+		if (lora) {
+			const char *dot = strrchr(d->d_name, '.');
+
+			snprintf(title, sizeof(title), "lora/%.*s",
+				 dot ? (int)(dot - d->d_name) : (int)strlen(d->d_name), d->d_name);
+		} else {
+			snprintf(title, sizeof(title), "checkpoint/%s", sub);
+		}
+		json_object_set_new(section, title, json_pack("{s:f, s:s}", "mtime",
+					(double)st.st_mtim.tv_sec + st.st_mtim.tv_nsec / 1e9,
+					"sha256", sha));
+		(*added)++;
+	}
+	closedir(dh);
+	return 0;
+}
+
+/* DATA_DIR/cache.json, which Forge and A1111 read their hashes from (and
+ * import into their diskcache cache/ folder when that is absent): the
+ * entries there are kept, the mount's files added, written atomically. */
+static int forge_hashes(const struct config *cfg, const char *base, const char *data_dir)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 16], dir[PATH_MAX];
+	json_t *cache, *hashes, *addnet;
+	json_error_t jerr;
+	const char *folder;
+	int added = 0, rc = 0;
+
+	snprintf(path, sizeof(path), "%s/cache.json", data_dir);
+	cache = json_load_file(path, 0, &jerr);
+	if (!cache && access(path, F_OK) == 0) {
+		fprintf(stderr, "modelfs webui: %s is not JSON (%s); move it aside\n", path, jerr.text);
+		return EXIT_MODEL;
+	}
+	if (!cache)
+		cache = json_object();
+	hashes = json_object_get(cache, "hashes");
+	if (!json_is_object(hashes))
+		json_object_set_new(cache, "hashes", hashes = json_object());
+	addnet = json_object_get(cache, "hashes-addnet");
+	if (!json_is_object(addnet))
+		json_object_set_new(cache, "hashes-addnet", addnet = json_object());
+	if ((folder = shown_folder(cfg, "checkpoints")) != NULL) {
+		snprintf(dir, sizeof(dir), "%s/%s", base, folder);
+		rc = add_hashes(hashes, dir, "", false, &added);
+	}
+	/* Forge keeps the whole file's SHA-256 for a LoRA there (WEBUI.md §2). */
+	if (rc == 0 && (folder = shown_folder(cfg, "loras")) != NULL) {
+		snprintf(dir, sizeof(dir), "%s/%s", base, folder);
+		rc = add_hashes(addnet, dir, "", true, &added);
+	}
+	snprintf(tmp, sizeof(tmp), "%s.modelfs-tmp", path);
+	if (rc == 0 && json_dump_file(cache, tmp, JSON_INDENT(4) | JSON_SORT_KEYS) != 0)
+		rc = -EIO;
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = -errno;
+	json_decref(cache);
+	if (rc) {
+		unlink(tmp);
+		fprintf(stderr, "modelfs webui: cannot write %s: %s\n", path, strerror(-rc));
+		return EXIT_MODEL;
+	}
+	printf("%d hash%s written to %s\n", added, added == 1 ? "" : "es", path);
+	return 0;
+}
+
 int cli_webui(int argc, char **argv)
 {
 	struct cli_opts o;
@@ -137,9 +254,12 @@ int cli_webui(int argc, char **argv)
 
 	if (rc)
 		return rc > 0 ? 0 : EXIT_USAGE;
-	which = o.nargs == 1 ? o.args[0] : NULL;
-	if (!which || (strcmp(which, "comfyui") != 0 && strcmp(which, "forge") != 0)) {
+	which = o.nargs >= 1 ? o.args[0] : NULL;
+	if (!which || (strcmp(which, "comfyui") != 0 && strcmp(which, "forge") != 0 &&
+		       strcmp(which, "forge-hashes") != 0) ||
+	    o.nargs != (strcmp(which, "forge-hashes") == 0 ? 2 : 1)) {
 		fprintf(stderr, "modelfs webui: say which: modelfs webui comfyui|forge --config CONFIG "
+			"[--base MOUNTPOINT], or webui forge-hashes DATA_DIR --config CONFIG "
 			"[--base MOUNTPOINT]\n");
 		return EXIT_USAGE;
 	}
@@ -152,10 +272,13 @@ int cli_webui(int argc, char **argv)
 	if (rc)
 		return cli_config_exit(rc);
 	base = o.base ? o.base : cfg->mountpoint ? cfg->mountpoint : DEFAULT_MOUNTPOINT;
+	rc = 0;
 	if (strcmp(which, "comfyui") == 0)
 		print_comfyui(cfg, base);
-	else
+	else if (strcmp(which, "forge") == 0)
 		print_forge(cfg, base);
+	else
+		rc = forge_hashes(cfg, base, o.args[1]);
 	config_free(cfg);
-	return 0;
+	return rc;
 }

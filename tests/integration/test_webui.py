@@ -1,12 +1,14 @@
 """modelfs webui comfyui|forge: the webuis pointed at the mount in one
 command, checked against the mount itself."""
 
+import json
 import os
 import shlex
 
+import diskcache
 import yaml
 
-from mfs import MiB, config
+from mfs import MiB, config, url_entry
 from test_ops import cli
 
 
@@ -65,3 +67,52 @@ def test_forge_flags_name_the_mounts_folders(hub, mount, modelfs_bin, tmp_path):
     assert "lora.safetensors" in os.listdir(flags["--lora-dir"])
     r = cli(modelfs_bin, tmp_path, "webui", "a1111", "--config", cfg, expect=2)
     assert "comfyui|forge" in r.stderr
+
+
+def webui_sha256_from_cache(data_dir, filename, title, use_addnet_hash=False):
+    """What Forge/A1111's modules/cache.py and hashes.py do: import
+    cache.json into diskcache (their cache/ folder is absent on first
+    start), then answer a file's hash only while its mtime is not newer
+    than the cached one."""
+    caches = {}
+    with open(os.path.join(data_dir, "cache.json"), encoding="utf8") as f:
+        for subsection, keyvalues in json.load(f).items():
+            c = caches.setdefault(subsection, diskcache.Cache(
+                os.path.join(data_dir, "cache", subsection)))
+            for key, value in keyvalues.items():
+                c[key] = value
+    hashes = caches["hashes-addnet" if use_addnet_hash else "hashes"]
+    entry = hashes.get(title)
+    for c in caches.values():
+        c.close()
+    if entry is None or os.path.getmtime(filename) > entry["mtime"]:
+        return None
+    return entry["sha256"]
+
+
+def test_forge_hashes_fill_the_webuis_hash_cache(hub, mount, modelfs_bin, tmp_path):
+    shas = {}
+    for name in ("ckpt.safetensors", "lora.safetensors"):
+        _, shas[name] = hub.add_file(name, MiB, seed=len(name))
+    text = config({"checkpoints": {"c": url_entry(hub.url("ckpt.safetensors"),
+                                                  sha256=shas["ckpt.safetensors"])},
+                   "lora": {"l": url_entry(hub.url("lora.safetensors"),
+                                           sha256=shas["lora.safetensors"])}},
+                  layout="forge")
+    m = mount(text)
+    data = tmp_path / "forge-data"
+    data.mkdir()
+    (data / "cache.json").write_text('{"hashes": {"checkpoint/mine.ckpt": '
+                                     '{"mtime": 1.0, "sha256": "ab"}}}')
+    r = cli(modelfs_bin, tmp_path, "webui", "forge-hashes", data, "--config", m.config_path,
+            "--base", m.path, expect=0)
+    assert "2 hashes written" in r.stdout
+    ckpt = m.path / "Stable-diffusion" / "ckpt.safetensors"
+    lora = m.path / "Lora" / "lora.safetensors"
+    assert webui_sha256_from_cache(str(data), ckpt, "checkpoint/ckpt.safetensors") == \
+        shas["ckpt.safetensors"]
+    assert webui_sha256_from_cache(str(data), lora, "lora/lora", use_addnet_hash=True) == \
+        shas["lora.safetensors"]
+    # What was there stays; nothing of the models was read to hash them.
+    assert "checkpoint/mine.ckpt" in (data / "cache.json").read_text()
+    assert os.getxattr(ckpt, "user.modelfs.cached") == b"0"
