@@ -58,26 +58,24 @@ def make_work(hub, tmp_path):
     return work, cfg, sha
 
 
-def test_mount_inside_nspawn_read_from_the_host(rootfs, modelfs_bin, hub, tmp_path):
-    work, cfg, sha = make_work(hub, tmp_path)
-    env = sanitizer_env(work)
+def mount_in_box_and_read(argv, program, work, cfg, sha, tmp_path, timeout=60):
+    """Start the container (argv), find the daemon it runs (program, its
+    path inside) for cfg, read a.bin from the host through /proc/PID/root
+    and check its hash; a --bind arrives inside as a slave, so the mount
+    never shows outside. SIGTERM ends it within 10 s; nothing is left."""
     out = open(tmp_path / "nspawn.out", "wb")
-    cmd = ["/opt/modelfs/modelfs", "mount", "-f", "--cache-dir", "/work/cache",
-           "/work/" + cfg, "/work/mnt"]
-    box = subprocess.Popen(nspawn(rootfs, work, modelfs_bin, cmd, fuse=True, env=env),
-                           stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+    box = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
     try:
         def daemon():
             assert box.poll() is None, (tmp_path / "nspawn.out").read_text()
             return ([p for p in procs_mentioning("/work/" + cfg)
                      if open("/proc/%d/cmdline" % p, "rb").read()
-                     .startswith(b"/opt/modelfs/modelfs\0")] or [None])[0]
-        pid = wait_for(daemon, timeout=60, what="the daemon inside the container")
+                     .startswith(program.encode() + b"\0")] or [None])[0]
+        pid = wait_for(daemon, timeout=timeout, what="the daemon inside the container")
         inside = "/proc/%d/root/work/mnt/VAE/a.bin" % pid
         wait_for(lambda: os.path.exists(inside), timeout=60, what="the mount inside")
         with open(inside, "rb") as f:
             assert hashlib.sha256(f.read()).hexdigest() == sha
-        # A --bind arrives inside as a slave: the mount stays in there.
         assert not is_mounted(work / "mnt")
         t0 = time.monotonic()
         os.kill(pid, signal.SIGTERM)
@@ -90,6 +88,15 @@ def test_mount_inside_nspawn_read_from_the_host(rootfs, modelfs_bin, hub, tmp_pa
         out.close()
         left = end_procs("/work/" + cfg, grace=5)
     assert not left
+
+
+def test_mount_inside_nspawn_read_from_the_host(rootfs, modelfs_bin, hub, tmp_path):
+    work, cfg, sha = make_work(hub, tmp_path)
+    env = sanitizer_env(work)
+    cmd = ["/opt/modelfs/modelfs", "mount", "-f", "--cache-dir", "/work/cache",
+           "/work/" + cfg, "/work/mnt"]
+    mount_in_box_and_read(nspawn(rootfs, work, modelfs_bin, cmd, fuse=True, env=env),
+                          "/opt/modelfs/modelfs", work, cfg, sha, tmp_path)
     assert not sanitizer_reports(work)
 
 

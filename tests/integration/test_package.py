@@ -4,18 +4,13 @@ mount helpers, the man pages, the systemd unit and the example config,
 depends on fuse3 and the libraries modelfs links; the program it
 installs runs, and installed with dpkg in a Debian container it mounts."""
 
-import hashlib
-import os
 import shutil
-import signal
 import subprocess
 
 import pytest
 
 from conftest import REPO
-from mfs import wait_for
-from nsutil import end_procs, procs_mentioning
-from test_container import make_work, rootfs  # noqa: F401  (a fixture)
+from test_container import make_work, mount_in_box_and_read, rootfs  # noqa: F401 (a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -63,27 +58,4 @@ def test_the_package_installs_and_mounts_in_a_container(deb, rootfs, hub, tmp_pa
     argv = ["systemd-nspawn", "-q", "-D", rootfs, "--register=no", "--keep-unit",
             "--volatile=overlay", "--as-pid2", "--console=pipe", "--bind=%s:/work" % work,
             "--bind=/dev/fuse", "sh", "-c", script]
-    out = open(tmp_path / "nspawn.out", "wb")
-    box = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-    try:
-        def daemon():
-            assert box.poll() is None, ((tmp_path / "nspawn.out").read_text(),
-                                        (work / "dpkg.log").read_text()
-                                        if (work / "dpkg.log").exists() else "")
-            return ([p for p in procs_mentioning("/work/" + cfg)
-                     if open("/proc/%d/cmdline" % p, "rb").read()
-                     .startswith(b"/usr/bin/modelfs\0")] or [None])[0]
-        pid = wait_for(daemon, timeout=120, what="the packaged daemon inside the container")
-        inside = "/proc/%d/root/work/mnt/VAE/a.bin" % pid
-        wait_for(lambda: os.path.exists(inside), timeout=60, what="the mount inside")
-        with open(inside, "rb") as f:
-            assert hashlib.sha256(f.read()).hexdigest() == sha
-        os.kill(pid, signal.SIGTERM)
-        assert box.wait(timeout=10) == 0, (tmp_path / "nspawn.out").read_text()
-    finally:
-        if box.poll() is None:
-            box.kill()
-            box.wait()
-        out.close()
-        left = end_procs("/work/" + cfg, grace=5)
-    assert not left
+    mount_in_box_and_read(argv, "/usr/bin/modelfs", work, cfg, sha, tmp_path, timeout=120)
