@@ -89,6 +89,9 @@ struct config {
 	char *mountpoint;		/* NULL: /workspace/models */
 	char *lock;			/* a lock file to mount with (lock.h), as written:
 					 * relative to the config's folder; or NULL */
+	char *serve;			/* [modelfs] serve: "ADDR:PORT" the mount's daemon
+					 * also serves the Hub's protocol on, or NULL */
+	char *serve_prefix;		/* its path prefix, or NULL */
 	char *hf_endpoint, *civitai_endpoint, *gdrive_endpoint;	/* no trailing '/' */
 	char **prefetch;		/* [modelfs] prefetch: entry ids, entry names or
 					 * paths in the mount to warm after mounting;

@@ -856,6 +856,8 @@ static const struct key_spec modelfs_keys[] = {
 	{ "retry_timeout", K_DURATION, .off = CFG(retry_timeout_sec) },
 	{ "mountpoint", K_PATH, .off = CFG(mountpoint) },
 	{ "lock", K_STRING, .off = CFG(lock) },
+	{ "serve", K_STRING, .off = CFG(serve) },
+	{ "serve_prefix", K_STRING, .off = CFG(serve_prefix) },
 	{ "hf_endpoint", K_BASE_URL, .off = CFG(hf_endpoint) },
 	{ "civitai_endpoint", K_BASE_URL, .off = CFG(civitai_endpoint) },
 	{ "gdrive_endpoint", K_BASE_URL, .off = CFG(gdrive_endpoint) },
@@ -2288,6 +2290,8 @@ void config_free(struct config *cfg)
 	free(cfg->layout);
 	free(cfg->mountpoint);
 	free(cfg->lock);
+	free(cfg->serve);
+	free(cfg->serve_prefix);
 	free(cfg->hf_endpoint);
 	free(cfg->civitai_endpoint);
 	free(cfg->gdrive_endpoint);

@@ -66,6 +66,11 @@ void cli_limits(const struct config *cfg, struct cache_limits *lim);
 /* The exit code for a cli_load_config() failure. */
 int cli_config_exit(int rc);
 
+/* Whether a serve address ("127.0.0.1:8080", "[::1]:8080") is loopback:
+ * serving beyond it waits for client tokens (issue 14). Not an address at
+ * all counts as true: serve_open() refuses it with its own message. */
+bool cli_listen_is_loopback(const char *addr);
+
 /* Live and stale modelfs mounts: their mountpoints, from mountinfo (the
  * caller frees with cli_mounts_free). 0 or -errno. */
 #define MOUNT_FSTYPE "fuse.modelfs"

@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <pwd.h>
@@ -326,6 +327,27 @@ static void sleep_ms(int ms)
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
 
 	nanosleep(&ts, NULL);
+}
+
+/* Whether addr ("127.0.0.1:8080", "[::1]:8080") is a loopback address.
+ * Anything else would offer the cache, and what the server's tokens
+ * fetched, to the network: that waits for client tokens (issue 14, 4). */
+bool cli_listen_is_loopback(const char *addr)
+{
+	const char *colon = strrchr(addr, ':');
+	struct in_addr a4;
+	char host[64];
+	size_t n = colon ? (size_t)(colon - addr) : 0;
+
+	if (!colon || n == 0 || n >= sizeof(host))
+		return true;	/* not an address: serve_open() says so */
+	memcpy(host, addr, n);
+	host[n] = '\0';
+	if (strcmp(host, "[::1]") == 0)
+		return true;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	return host[0] != '[';	/* a name or garbage: serve_open() refuses it */
 }
 
 /* ---- finding the mount a path lies in -------------------------------------- */

@@ -29,27 +29,6 @@
 
 #define DEFAULT_LISTEN "127.0.0.1:8080"
 
-/* Whether addr ("127.0.0.1:8080", "[::1]:8080") is a loopback address.
- * Anything else would offer the cache, and what the server's tokens
- * fetched, to the network: that waits for client tokens (issue 14, 4). */
-static bool loopback(const char *addr)
-{
-	const char *colon = strrchr(addr, ':');
-	struct in_addr a4;
-	char host[64];
-	size_t n = colon ? (size_t)(colon - addr) : 0;
-
-	if (!colon || n == 0 || n >= sizeof(host))
-		return true;	/* not an address: serve_open() says so */
-	memcpy(host, addr, n);
-	host[n] = '\0';
-	if (strcmp(host, "[::1]") == 0)
-		return true;
-	if (inet_pton(AF_INET, host, &a4) == 1)
-		return (ntohl(a4.s_addr) >> 24) == 127;
-	return host[0] != '[';	/* a name or garbage: serve_open() refuses it */
-}
-
 static int usage(const char *why)
 {
 	fprintf(stderr, "modelfs serve: %s\n", why);
@@ -83,7 +62,7 @@ int cli_serve(int argc, char **argv)
 	so.prefix = o.prefix;
 	if (so.prefix && so.prefix[0] && so.prefix[0] != '/')
 		return usage("--prefix is a path: /huggingface");
-	if (!loopback(so.listen)) {
+	if (!cli_listen_is_loopback(so.listen)) {
 		fprintf(stderr, "modelfs serve: %s is not a loopback address; serving beyond this "
 			"machine needs client tokens, which serve does not check yet: listen on "
 			"127.0.0.1 (or [::1]) and put a proxy in front\n", so.listen);

@@ -37,6 +37,7 @@
 #include "modelfs/prefetch_run.h"
 #include "modelfs/sdnotify.h"
 #include "modelfs/select.h"
+#include "modelfs/serve.h"
 #include "modelfs/source.h"
 #include "modelfs/tree.h"
 #include "modelfs_config.h"
@@ -479,6 +480,26 @@ static void notify_ready(struct engine *e, const char *mnt, int code)
 
 /* `modelfs mount`, and the mount helpers (helper: exit as mount(8)
  * expects, see helper_exit_code()). */
+/* [modelfs] serve: the daemon also answers the Hub's download protocol,
+ * on the mount's engine, so both share one cache and one fetch of each
+ * block. 0 (nothing asked, or serving), or -errno (logged). */
+static int start_serving(struct engine *engine, const struct config *cfg, struct serve **out)
+{
+	struct serve_opts so = { .listen = cfg->serve, .prefix = cfg->serve_prefix };
+	int rc;
+
+	*out = NULL;
+	if (!cfg->serve)
+		return 0;
+	rc = serve_open(engine, &so, out);
+	if (rc)
+		log_error("event=serve_failed listen=%s error=\"%s\"", cfg->serve, strerror(-rc));
+	else
+		log_info("event=serving listen=%s prefix=%s files=%zu", cfg->serve,
+			 cfg->serve_prefix ? cfg->serve_prefix : "", serve_nfiles(*out));
+	return rc;
+}
+
 static int do_mount(int argc, char **argv, bool helper)
 {
 	struct cli_opts o;
@@ -494,6 +515,7 @@ static int do_mount(int argc, char **argv, bool helper)
 	struct cache_limits lim;
 	struct fs_options fo = { 0 };
 	struct lock *lock = NULL;
+	struct serve *srv = NULL;
 	char cache_buf[PATH_MAX], mnt_real[PATH_MAX], *fsname = NULL;
 	const char *cache_dir, *mnt;
 	size_t nwarm = 0;
@@ -527,6 +549,14 @@ static int do_mount(int argc, char **argv, bool helper)
 		config_free(cfg);
 		mountopts_free(&mo);
 		return code;
+	}
+	if (cfg->serve && !cli_listen_is_loopback(cfg->serve)) {
+		fprintf(stderr, "modelfs: [modelfs] serve = \"%s\": only a loopback address (127.x, "
+			"[::1]) can be served until clients must show a token\n", cfg->serve);
+		config_free(cfg);
+		lock_free(lock);
+		mountopts_free(&mo);
+		return EXIT_USAGE;
 	}
 	code = EXIT_MODEL;
 	mnt = o.nargs == 2 ? o.args[1] : cfg->mountpoint ? cfg->mountpoint : DEFAULT_MOUNTPOINT;
@@ -602,6 +632,8 @@ static int do_mount(int argc, char **argv, bool helper)
 	rc = fs_mount(tree, engine, &fo, &fs);
 	if (rc == 0)
 		rc = engine_start(engine);
+	if (rc == 0)
+		rc = start_serving(engine, cfg, &srv);
 	if (rc) {
 		code = rc == -EINVAL ? EXIT_USAGE : EXIT_MODEL;
 		goto out;
@@ -639,8 +671,9 @@ static int do_mount(int argc, char **argv, bool helper)
 	sdnotify("STOPPING=1\nSTATUS=Unmounting");
 out:
 	notify_parent(notify_fd, code);
-	/* Commands and the warmup use the engine: they go first. */
+	/* Commands, the server and the warmup use the engine: they go first. */
 	control_server_stop(control);
+	serve_close(srv);
 	prefetch_bg_stop(warmup);
 	/* Stop fetches first: their replies need the session. */
 	if (engine)

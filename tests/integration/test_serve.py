@@ -564,3 +564,39 @@ def test_non_loopback_listen_is_refused(hub, serve, modelfs_bin, tmp_path):
     r = run([modelfs_bin, "serve", "--listen", "0.0.0.0:0", "--cache-dir", tmp_path / "cache",
              cfg], env=serve_env(tmp_path / "w", {}), timeout=30)
     assert r.returncode == 2 and "not a loopback address" in r.stderr
+
+
+def test_a_mount_serves_too_sharing_its_cache(hub, mount):
+    """[modelfs] serve: the mount's daemon answers the Hub's protocol on the
+    same engine and cache: a file read through the mount downloads through
+    serve with no request to the hub, and the other way round."""
+    data, _ = add_big(hub, 3 * MiB + 17)
+    tiny, _ = fixture(hub, "org/tiny", "config.json")
+    port = free_port()
+    text = hf_conf(hub, {"checkpoints": {"big": hf("org/big", file="big.bin"),
+                                         "c": hf("org/tiny", file="config.json")}})
+    text = text.replace("[modelfs]\n", '[modelfs]\nserve = "127.0.0.1:%d"\n'
+                        'serve_prefix = "/hf"\n' % port, 1)
+    m = mount(text)
+    assert "event=serving listen=127.0.0.1:%d prefix=/hf files=2" % port in m.log()
+    base = "http://127.0.0.1:%d/hf" % port
+    assert (m.path / "Stable-diffusion" / "big.bin").read_bytes() == data
+    before = hub_requests_total(hub)
+    r = fetch(base + "/org/big/resolve/main/big.bin")
+    assert r.status == 200 and r.body == data
+    assert hub_requests_total(hub) == before            # the mount's blocks
+    r = fetch(base + "/org/tiny/resolve/main/config.json")
+    assert r.status == 200 and r.body == tiny
+    after = hub_requests_total(hub)
+    assert (m.path / "Stable-diffusion" / "config.json").read_bytes() == tiny
+    assert hub_requests_total(hub) == after             # serve's blocks
+    m.unmount()
+    with pytest.raises(OSError):
+        fetch(base + "/org/big/resolve/main/big.bin", timeout=5)
+
+
+def test_a_mount_refuses_to_serve_beyond_loopback(hub, mount):
+    text = hf_conf(hub, {"checkpoints": {"c": hf("org/tiny", file="config.json")}})
+    text = text.replace("[modelfs]\n", '[modelfs]\nserve = "0.0.0.0:8080"\n', 1)
+    m = mount(text, expect_fail=True)
+    assert m.returncode == 2 and "only a loopback address" in m.stderr
