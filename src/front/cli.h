@@ -28,6 +28,7 @@
 #define EXIT_INTERRUPTED 130		/* 128 + SIGINT, as shells report it */
 #define DEFAULT_MOUNTPOINT "/workspace/models"
 #define DEFAULT_HISTORY 50
+#define MAX_MODELS 64			/* mount --model, at most */
 
 struct cli_opts {
 	const char *cache_dir;		/* --cache-dir */
@@ -36,6 +37,9 @@ struct cli_opts {
 	const char *fuse_opts;
 	const char *into;		/* prefetch --into DIR */
 	const char *base;		/* webui --base MOUNTPOINT */
+	char *models[MAX_MODELS];	/* mount --model LINK, in order */
+	int nmodels;
+	const char *category;		/* mount --category, for --model */
 	const char *listen;		/* serve --listen ADDR:PORT */
 	const char *prefix;		/* serve --prefix /PATH */
 	const char *output;		/* lock --output FILE */
@@ -128,6 +132,12 @@ void cli_catch_interrupt(void);
 bool into_has(const char *dir, struct engine_file *f);
 int into_place(const char *dir, struct engine_file *f, bool keep_cache, char *err,
 	       size_t errlen);
+/* mount --model (model_links.c): the text of a config whose entries are
+ * links (n of them) in category: 0 and *out (the caller frees), or
+ * -EINVAL with err saying which link and what is understood. */
+int models_config(char *const *links, size_t n, const char *category, char **out, char *err,
+		  size_t errlen);
+
 /* The cache prefetch --into uses unless --cache-dir is given. */
 #define INTO_CACHE ".modelfs-cache"
 

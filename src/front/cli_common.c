@@ -28,9 +28,12 @@ const char cli_usage_text[] =
 	"usage: modelfs COMMAND [OPTIONS]\n"
 	"\n"
 	"  mount [-f] [-o OPTIONS] [--lock FILE] [CONFIG [MOUNTPOINT]]\n"
+	"  mount [-f] [-o OPTIONS] --model LINK [--model LINK ...] [--category C] [MOUNTPOINT]\n"
 	"        mount the models of CONFIG (default mountpoint " DEFAULT_MOUNTPOINT ");\n"
 	"        returns when the mount is live (exit 3: live, but some entries failed)\n"
 	"        CONFIG is a file or an http(s) URL; default $PROVISION_URL\n"
+	"        --model: no config, just these (hf://ORG/REPO[/PATH], a Hugging Face\n"
+	"        repo or file link, a CivitAI link, a URL) in category C (checkpoints)\n"
 	"        OPTIONS: cache_dir=DIR,layout=NAME,uid=U,gid=G,umask=M,log_file=FILE,\n"
 	"        debug, libfuse's (allow_other, auto_unmount, max_read=N, ...);\n"
 	"        mount(8)'s (_netdev, nofail, noauto, x-*, ...) are ignored\n"
@@ -93,7 +96,7 @@ static const struct {
 	const char *cmd;
 	const char *opts;
 } allowed[] = {
-	{ "mount", " foreground fuse-opts log-file log-format lock " },
+	{ "mount", " foreground fuse-opts log-file log-format lock model category " },
 	{ "lock", " output lock check update " },
 	{ "check", " offline " },
 	{ "prefetch", " pin jobs config json into keep-cache " },
@@ -135,6 +138,8 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		{ "keep-cache", no_argument, NULL, 'K' },
 		{ "log-format", required_argument, NULL, 'G' },
 		{ "base", required_argument, NULL, 'B' },
+		{ "model", required_argument, NULL, 'M' },
+		{ "category", required_argument, NULL, 'Y' },
 		{ "listen", required_argument, NULL, 'L' },
 		{ "prefix", required_argument, NULL, 'P' },
 		{ "output", required_argument, NULL, 'O' },
@@ -148,7 +153,7 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		{ 'C', "config" }, { 'l', "log-file" }, { 'n', "offline" }, { 'f', "foreground" },
 		{ 'o', "fuse-opts" }, { 'J', "json" }, { 'p', "pin" }, { 'F', "force" },
 		{ 'j', "jobs" }, { 'H', "history" }, { 'I', "into" }, { 'K', "keep-cache" },
-		{ 'G', "log-format" }, { 'B', "base" },
+		{ 'G', "log-format" }, { 'B', "base" }, { 'M', "model" }, { 'Y', "category" },
 		{ 'L', "listen" }, { 'P', "prefix" },
 		{ 'O', "output" }, { 'X', "lock" }, { 'Q', "check" }, { 'U', "update" },
 	};
@@ -177,6 +182,15 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		case 'F': o->force = true; break;
 		case 'I': o->into = optarg; break;
 		case 'B': o->base = optarg; break;
+		case 'M':
+			if (o->nmodels == MAX_MODELS) {
+				fprintf(stderr, "modelfs %s: at most %d --model; write a config for "
+					"more\n", cmd, MAX_MODELS);
+				return -EINVAL;
+			}
+			o->models[o->nmodels++] = optarg;
+			break;
+		case 'Y': o->category = optarg; break;
 		case 'K': o->keep_cache = true; break;
 		case 'G':
 			if (strcmp(optarg, "json") != 0 && strcmp(optarg, "text") != 0) {
@@ -223,6 +237,10 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 			fputs(cli_usage_text, stderr);
 			return -EINVAL;
 		}
+	}
+	if (o->category && !o->nmodels) {
+		fprintf(stderr, "modelfs %s: --category goes with --model LINK\n", cmd);
+		return -EINVAL;
 	}
 	if (o->keep_cache && !o->into) {
 		fprintf(stderr, "modelfs %s: --keep-cache goes with --into DIR\n", cmd);

@@ -51,9 +51,33 @@ static const char *config_arg(const struct cli_opts *o)
 {
 	const char *env = getenv("PROVISION_URL");
 
+	if (o->nmodels)
+		return "--model";	/* the config is made of the links */
 	if (o->nargs >= 1)
 		return o->args[0];
 	return env && env[0] ? env : NULL;
+}
+
+/* The mount's config: CONFIG's, or one made of --model links. */
+static int mount_config(const struct cli_opts *o, struct config **cfg)
+{
+	struct config_error err;
+	char why[512], *text = NULL;
+	int rc;
+
+	if (!o->nmodels)
+		return cli_load_config(o, config_arg(o), cfg);
+	rc = models_config(o->models, (size_t)o->nmodels, o->category ? o->category : "checkpoints",
+			   &text, why, sizeof(why));
+	if (rc) {
+		fprintf(stderr, "modelfs: %s\n", why);
+		return rc;
+	}
+	rc = config_parse(text, strlen(text), "--model", cfg, &err);
+	if (rc)
+		fprintf(stderr, "modelfs: %s\n", err.msg);
+	free(text);
+	return rc;
 }
 
 /* ---- mount ------------------------------------------------------------ */
@@ -524,9 +548,10 @@ static int do_mount(int argc, char **argv, bool helper)
 	rc = cli_parse(argc, argv, "mount", &o);
 	if (rc)
 		return rc > 0 ? 0 : EXIT_USAGE;
-	if (!config_arg(&o) || o.nargs > 2) {
-		fputs(o.nargs > 2 ? "modelfs mount: too many arguments\n" : "modelfs mount: CONFIG is "
-		      "missing (give a file or URL, or set PROVISION_URL)\n", stderr);
+	if (!config_arg(&o) || o.nargs > (o.nmodels ? 1 : 2)) {
+		fputs(o.nargs > 1 ? "modelfs mount: too many arguments (with --model, only the "
+		      "MOUNTPOINT)\n" : "modelfs mount: CONFIG is missing (give a file or URL, "
+		      "--model LINK, or set PROVISION_URL)\n", stderr);
 		fputs(cli_usage_text, stderr);
 		return EXIT_USAGE;
 	}
@@ -538,7 +563,7 @@ static int do_mount(int argc, char **argv, bool helper)
 		return code;
 	}
 	log_init(2, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
-	rc = cli_load_config(&o, config_arg(&o), &cfg);
+	rc = mount_config(&o, &cfg);
 	if (rc) {
 		mountopts_free(&mo);
 		return cli_config_exit(rc);
@@ -559,7 +584,8 @@ static int do_mount(int argc, char **argv, bool helper)
 		return EXIT_USAGE;
 	}
 	code = EXIT_MODEL;
-	mnt = o.nargs == 2 ? o.args[1] : cfg->mountpoint ? cfg->mountpoint : DEFAULT_MOUNTPOINT;
+	mnt = o.nargs == (o.nmodels ? 1 : 2) ? o.args[o.nargs - 1]
+	    : cfg->mountpoint ? cfg->mountpoint : DEFAULT_MOUNTPOINT;
 	cache_dir = cli_cache_dir(&o, cfg, cache_buf, sizeof(cache_buf));
 	if (!is_fd_mountpoint(mnt) && prepare_mountpoint(mnt) != 0)
 		goto out;

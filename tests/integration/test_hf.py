@@ -5,11 +5,13 @@ to the Hub only, clear errors, retries, re-resolution, offline and mirrors."""
 import errno
 import hashlib
 import os
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from conftest import fusermount_unmount
 from mfs import (MiB, commit_sha, config, file_slice, hf, hf_conf, hf_fixture as fixture, pread,
                  run, wait_state, xattr)
 
@@ -496,3 +498,35 @@ def test_late_resolution_learns_the_sha256(hub, mount):
     assert sha256_of(path) == info["sha256"]
     wait_state(path, "verified")
     assert xattr(path, "sha256") == info["sha256"]
+
+
+def test_mount_model_links_with_no_config(hub, modelfs_bin, tmp_path):
+    """modelfs mount --model: a whole repo (hf://), a file link and a plain
+    URL, mounted with no config file."""
+    hub.add_file("plain.bin", MiB)
+    mnt, cache = tmp_path / "mnt", tmp_path / "cache"
+    mnt.mkdir()
+    hf_base = hub.base("hf")
+    links = ["hf://org/tiny", "%s/org/tiny/blob/main/config.json" % hf_base,
+             hub.url("plain.bin")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MODELFS_"))}
+    env.update(HF_ENDPOINT=hf_base, HF_TOKEN=GOOD, HOME=str(tmp_path))
+    argv = [str(modelfs_bin), "mount", "--cache-dir", str(cache), "--log-file",
+            str(tmp_path / "m.log"), "--category", "vae"]
+    for link in links:
+        argv += ["--model", link]
+    r = subprocess.run(argv + [str(mnt)], capture_output=True, text=True, timeout=60, env=env,
+                       stdin=subprocess.DEVNULL)
+    try:
+        assert r.returncode == 0, r.stderr
+        vae = mnt / "VAE"
+        assert sorted(os.listdir(vae)) == ["config.json", "plain.bin", "tiny"]
+        data = fixture(hub, "org/tiny", "config.json")[0].read_bytes()
+        assert (vae / "config.json").read_bytes() == data
+        assert (vae / "tiny" / "config.json").read_bytes() == data
+        assert (vae / "plain.bin").read_bytes() == (hub.root / "plain.bin").read_bytes()
+    finally:
+        fusermount_unmount(mnt)
+    bad = subprocess.run([str(modelfs_bin), "mount", "--model", "hf://org", str(mnt)],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert bad.returncode == 2 and "hf://ORG/REPO" in bad.stderr, bad.stderr
