@@ -1157,7 +1157,9 @@ static int download_range(struct engine_file *f, struct http_client *http,
 			log_warn("event=try_mirror path=%s block=%llu mirror=%d error=\"%s\"",
 				 f->src.path, (unsigned long long)sink->idx, which, reason);
 		rc = download_from(f, http, sink, len, which, xxh3, reason, reason_len);
-		if (rc == 0 || rc == -ECANCELED || rc == -ENOMEM)
+		/* Our own failures (stopping, memory, a full disk) are not the
+		 * origin's: a mirror would fare no better. */
+		if (rc == 0 || rc == -ECANCELED || rc == -ENOMEM || rc == -ENOSPC)
 			break;
 	}
 	return rc;
@@ -1546,6 +1548,15 @@ static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct h
 			held = rc == 0;
 		} else if (!mem) {
 			cache_block_abort(cf, inf->idx);
+		}
+		if (rc == -ENOSPC && !mem) {
+			/* The disk filled while the block was written (another program,
+			 * or our own index): the readers still get it, uncached. */
+			log_warn("event=disk_full path=%s block=%llu action=\"served uncached\"",
+				 f->src.path, (unsigned long long)inf->idx);
+			mem = mem_block_get(e, cache_block_len(cf, inf->idx));
+			rc = mem ? download_block(f, http, cf, inf, mem, &xxh3, reason, sizeof(reason))
+				 : -ENOMEM;
 		}
 	}
 done:

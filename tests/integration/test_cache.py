@@ -332,3 +332,46 @@ def test_reads_served_uncached_fetch_each_block_once(hub, mount, tmp_path):
     # 128 reads in 8 blocks: each block once (not 128 blocks' worth).
     assert bytes_fetched(hub, "full.bin") <= 40 * MiB, bytes_fetched(hub, "full.bin")
     assert len(data_requests(hub, "full.bin")) <= 10
+
+
+def test_a_disk_that_fills_mid_block_serves_it_uncached(hub, mount, tmp_path):
+    """Room was there when the block was reserved, then another program
+    filled the disk while it was written: the read still gets its bytes
+    (fetched again, uncached), and once space returns blocks are cached
+    again."""
+    fsdir = tmp_path / "smallfs"
+    fsdir.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(fsdir)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        src, _ = hub.add_file("fill.bin", 12 * MiB)
+        hub.faults(path="fill.bin", rate_bps=4 * MiB)
+        # The index cannot log the fetch on a full disk either: that is said.
+        m = mount(config({"vae": {"f": '"%s"' % hub.url("fill.bin")}}, block_size="4M",
+                         settings="cache_min_free = 0"), cache_dir=fsdir / "cache",
+                  allowed_errors=[r"event=store_error .*disk full"])
+        path = m.path / "VAE" / "fill.bin"
+        got = {}
+        reader = threading.Thread(target=lambda: got.setdefault("b", pread(path, 0, 4 * MiB)))
+        reader.start()
+        time.sleep(0.3)                             # the block is being written
+        hog = fsdir / "hog"
+        with open(hog, "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * MiB)
+            except OSError:
+                pass                                # the disk is full now
+        reader.join(30)
+        assert got.get("b") == file_slice(src, 0, 4 * MiB)
+        assert "event=disk_full path=VAE/fill.bin block=0" in m.log()
+        assert xattr(path, "cached") == "0"
+        hog.unlink()                                # space returns: cached again
+        hub.clear_faults()
+        # (block 1 may have come uncached with the kernel's readahead, and
+        # stays in memory: block 2 was never asked for)
+        assert pread(path, 8 * MiB, MiB) == file_slice(src, 8 * MiB, MiB)
+        wait_for(lambda: xattr(path, "cached") == str(4 * MiB), what="block 2 cached")
+        m.unmount()
+    finally:
+        subprocess.run(["umount", "-l", str(fsdir)])
