@@ -97,6 +97,10 @@ struct engine_file {
 	atomic_bool verify_queued;
 	atomic_bool partial_logged;	/* "state=partial" was logged */
 	atomic_bool uncached_logged;	/* "serving_uncached" was logged */
+	/* Blocks this file's origin gave its cache file since that was last
+	 * emptied: entries with one sha256 share a cache file, and a hash
+	 * mismatch blames the one whose origin gave the bytes. */
+	atomic_ullong fetched;
 	struct inflight **inflight;	/* [nblocks]; protected by lock */
 	uint64_t ra_last;		/* last block read; protected by lock */
 	uint32_t ra_window;		/* blocks fetched ahead; protected by lock */

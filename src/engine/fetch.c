@@ -75,6 +75,16 @@ bool engine_sleep_ms(struct engine *e, int64_t ms)
 	return !atomic_load(&e->stop);
 }
 
+static bool file_failed(struct engine_file *f)
+{
+	bool failed;
+
+	pthread_mutex_lock(&f->lock);
+	failed = f->err != 0;
+	pthread_mutex_unlock(&f->lock);
+	return failed;
+}
+
 void engine_file_fail(struct engine_file *f, int err, const char *reason)
 {
 	char shown[512];
@@ -1543,9 +1553,15 @@ static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct h
 	}
 	if (rc == 0) {
 		rc = download_block(f, http, cf, inf, mem, &xxh3, reason, sizeof(reason));
+		/* A file that failed meanwhile (its origin gave a shared file bad
+		 * bytes, or changed) keeps no more of its origin's blocks. */
+		if (!mem && rc == 0 && file_failed(f))
+			rc = -EIO;
 		if (!mem && rc == 0) {
 			rc = cache_block_commit(cf, inf->idx, xxh3);
 			held = rc == 0;
+			if (held)
+				atomic_fetch_add(&f->fetched, 1);
 		} else if (!mem) {
 			cache_block_abort(cf, inf->idx);
 		}

@@ -45,6 +45,9 @@ void verify_enqueue(struct engine_file *f)
 	pthread_mutex_unlock(&e->vlock);
 }
 
+static void blame_mismatch(struct engine_file *f, struct cache_file *cf, const char *reason,
+			   const char *expected, const char *got);
+
 static void verify_file(struct engine_file *f)
 {
 	struct cache_file *cf;
@@ -96,10 +99,50 @@ static void verify_file(struct engine_file *f)
 	snprintf(reason, sizeof(reason), "checksum mismatch: expected %s %s, got %s",
 		 by_sha256 ? "sha256" : "git blob sha1", expected, got);
 	cache_file_set_state(cf, STORE_CORRUPT, actual, reason);	/* drops its blocks */
+	blame_mismatch(f, cf, reason, expected, got);
+}
+
+/* Entries with one sha256 share a cache file. When one file's origin gave
+ * every block of a mismatch, it alone fails: the others start afresh from
+ * their own origins instead of showing corrupt. Otherwise nothing tells
+ * which origin lied, and the file whose check failed fails, as before. */
+static void blame_mismatch(struct engine_file *f, struct cache_file *cf, const char *reason,
+			   const char *expected, const char *got)
+{
+	struct engine *e = f->eng;
+	struct engine_file *culprit = NULL;
+	int contributors = 0;
+	bool shared = false;
+
+	for (size_t i = 0; i < e->nfiles; i++) {
+		struct engine_file *g = e->files[i];
+		struct cache_file *gcf;
+
+		pthread_mutex_lock(&g->lock);
+		gcf = g->cf;
+		pthread_mutex_unlock(&g->lock);
+		if (gcf != cf)
+			continue;
+		shared = shared || g != f;
+		if (atomic_exchange(&g->fetched, 0) > 0) {
+			contributors++;
+			culprit = g;
+		}
+	}
+	if (contributors != 1)
+		culprit = f;
 	log_error("event=file_corrupt path=%s expected=%s actual=%s action=\"blocks dropped; "
-		  "reads fail until the source is fixed\"", f->src.path, expected, got);
-	engine_file_fail(f, -EIO, reason);
-	strict_release(f, -EIO);
+		  "reads fail until the source is fixed\"", culprit->src.path, expected, got);
+	engine_file_fail(culprit, -EIO, reason);
+	strict_release(culprit, -EIO);
+	if (culprit != f)
+		strict_release(f, -EIO);	/* its parked reads would wait for nothing */
+	if (shared && contributors == 1) {
+		/* The bad bytes are gone: the others fetch anew from their own. */
+		cache_file_set_state(cf, STORE_REMOTE, NULL, NULL);
+		log_warn("event=shared_file_refetched path=%s blamed=%s action=\"its other entries "
+			 "fetch it afresh from their own origins\"", f->src.path, culprit->src.path);
+	}
 }
 
 static void *verifier_main(void *arg)

@@ -85,3 +85,27 @@ def test_strict_with_wrong_hash_serves_no_byte(hub, mount):
             f.read(10)
     assert e.value.errno == errno.EIO
     assert xattr(m.path / "VAE" / "sw.bin", "state") == "corrupt"
+
+
+def test_a_bad_origin_does_not_take_down_another_entry_of_the_same_sha256(hub, mount):
+    """Two entries name one sha256, so they share one cached file. The one
+    whose origin gave the wrong bytes fails; the other is not shown
+    corrupt, and reads exact from its own origin."""
+    good, sha = hub.add_file("good.bin", 3 * MiB, seed=1)
+    hub.add_file("bad.bin", 3 * MiB, seed=2)              # same size, other bytes
+    m = mount(config({"vae": {"a": url_entry(hub.url("bad.bin"), sha256=sha),
+                              "b": url_entry(hub.url("good.bin"), sha256=sha)}}),
+              allowed_errors=[r"bad\.bin"])
+    bad_path, good_path = m.path / "VAE" / "bad.bin", m.path / "VAE" / "good.bin"
+    try:
+        bad_path.read_bytes()
+    except OSError as e:
+        assert e.errno == errno.EIO
+    wait_state(bad_path, "error")                         # its own fault, not the file's
+    assert "checksum mismatch" in xattr(bad_path, "error")
+    assert "event=shared_file_refetched path=VAE/bad.bin blamed=VAE/bad.bin" in m.log()
+    assert xattr(good_path, "state") not in ("corrupt", "error"), xattr(good_path, "state")
+    assert good_path.read_bytes() == good.read_bytes()
+    wait_state(good_path, "verified")
+    with pytest.raises(OSError):
+        bad_path.read_bytes()                               # still its fault
