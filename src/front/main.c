@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
@@ -990,10 +991,27 @@ static int cli_check(int argc, char **argv)
 	return failed ? EXIT_MODEL : 0;
 }
 
+/* Tokens live in this process's memory and environment: no core dump of
+ * it, and no other process of the same user reads its memory or environ
+ * (/proc/PID/mem, /proc/PID/environ become root's). Sanitizer builds keep
+ * it dumpable: LeakSanitizer inspects the process through ptrace. For a
+ * core to debug, MODELFS_DUMPABLE=1. */
+static void protect_secrets(void)
+{
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+	const char *keep = getenv("MODELFS_DUMPABLE");
+
+	if ((!keep || strcmp(keep, "1") != 0) && prctl(PR_SET_DUMPABLE, 0) != 0)
+		fprintf(stderr, "modelfs: cannot make the process undumpable: %s\n", strerror(errno));
+#endif
+}
+
 int main(int argc, char **argv)
 {
 	int code = EXIT_USAGE;
 	bool helper = is_helper_name(argv[0]);
+
+	protect_secrets();
 
 	/* mount.fuse3 runs "modelfs SOURCE MOUNTPOINT -o ...": a source, not
 	 * a command, where the command goes. */

@@ -4,7 +4,14 @@ xattrs (readable by every local user on an allow_other mount), `status`
 userinfo, in a ${VAR} expanded into its path and into its query."""
 
 import os
+import shutil
+import socket
 import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
 
 from mfs import MiB, config, pread, wait_for, xattr
 from test_ops import cli, status
@@ -93,3 +100,41 @@ def test_userinfo_and_secrets_are_cut_from_a_failed_fetchs_reason(hub, mount, mo
     r = subprocess.run(["getfattr", "-d", "-m", "user.modelfs", str(path)],
                        capture_output=True, text=True)
     assert_no_canary("getfattr", r.stdout + r.stderr)
+
+
+def test_a_process_holding_tokens_is_not_dumpable(hub, modelfs_bin, tmp_path):
+    """Run as an ordinary user, modelfs keeps its memory and environment
+    (HF_TOKEN) from the user's other processes: /proc/PID/environ and mem
+    become root's, and no core is dumped. Sanitizer builds stay dumpable
+    (LeakSanitizer needs ptrace), so this checks the plain build only."""
+    if any(k in os.environ for k in ("ASAN_OPTIONS", "TSAN_OPTIONS")):
+        pytest.skip("a sanitizer build stays dumpable")
+    # pytest's temp dirs are root's alone: a folder nobody can reach.
+    work = Path(tempfile.mkdtemp(prefix="modelfs-nobody-"))
+    os.chmod(work, 0o777)
+    cfg = work / "c.toml"
+    cfg.write_text(config({"vae": {"a": '"%s"' % hub.url("a.bin")}}))
+    hub.add_file("a.bin", MiB)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"PATH": os.environ["PATH"], "HOME": str(work), "HF_TOKEN": "hf_" + "x" * 34}
+    proc = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                             str(modelfs_bin), "serve", "--cache-dir", str(work / "cache"),
+                             "--listen", "127.0.0.1:%d" % port, str(cfg)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "serve did not listen"
+            time.sleep(0.05)
+        assert os.stat("/proc/%d" % proc.pid).st_uid == 65534     # it runs as nobody...
+        assert os.stat("/proc/%d/environ" % proc.pid).st_uid == 0  # ...its secrets are root's
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
