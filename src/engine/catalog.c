@@ -677,6 +677,13 @@ uint64_t engine_file_cached(struct engine_file *f)
 	return cf ? cache_file_cached_bytes(cf) : 0;
 }
 
+uint64_t engine_file_progress(struct engine_file *f)
+{
+	uint64_t n = engine_file_cached(f) + atomic_load(&f->arriving);
+
+	return n < (uint64_t)f->src.size ? n : (uint64_t)f->src.size;
+}
+
 void engine_file_hashes(struct engine_file *f, struct file_hashes *out)
 {
 	pthread_mutex_lock(&f->lock);

@@ -101,6 +101,8 @@ struct engine_file {
 	 * emptied: entries with one sha256 share a cache file, and a hash
 	 * mismatch blames the one whose origin gave the bytes. */
 	atomic_ullong fetched;
+	atomic_ullong arriving;		/* bytes received of blocks not committed yet:
+					 * progress between two blocks */
 	struct inflight **inflight;	/* [nblocks]; protected by lock */
 	uint64_t ra_last;		/* last block read; protected by lock */
 	uint32_t ra_window;		/* blocks fetched ahead; protected by lock */

@@ -739,7 +739,16 @@ struct block_sink {
 	uint32_t from;			/* the range being fetched starts here in the block... */
 	uint32_t arrived;		/* ...and this attempt has had it up to here */
 	uint32_t tail_from;		/* [tail_from, len) is in already (fetched first) */
+	uint64_t counted;		/* what this sink added to f->arriving */
 };
+
+/* The sink's bytes leave f->arriving: its attempt starts again, or its
+ * block ended (then they count as cached, or not at all). */
+static void sink_uncount(struct block_sink *s)
+{
+	atomic_fetch_sub(&s->f->arriving, s->counted);
+	s->counted = 0;
+}
 
 /* Whether bytes [start, end) of the block are in the data file (or mem). */
 static bool sink_has(const struct block_sink *s, uint64_t start, uint64_t end)
@@ -827,6 +836,8 @@ static int sink_write(void *ctx, uint64_t offset, const void *data, size_t len)
 		}
 	}
 	s->arrived = at + (uint32_t)len;
+	s->counted += len;
+	atomic_fetch_add(&s->f->arriving, len);
 	if (rc == 0 && s->arrived >= atomic_load(&s->inf->early_end))
 		rc = answer_arrived(s);
 	return rc;
@@ -1072,6 +1083,7 @@ static int attempt_run(struct engine_file *f, struct http_client *http, const st
 	XXH3_64bits_reset(sink->xxh);
 	sink->buf_len = 0;
 	sink->arrived = sink->from;	/* a retry starts the range again */
+	sink_uncount(sink);
 	rc = http_get(http, &rq, sink_write, sink, meta);
 	if (rc == 0 && !sink->mem)
 		rc = sink_flush(sink);
@@ -1249,6 +1261,7 @@ static int download_block(struct engine_file *f, struct http_client *http, struc
 				    sizeof(reason));
 	if (rc == 0 && split)
 		rc = hash_written(&sink, len, xxh3);
+	sink_uncount(&sink);
 	free(sink.buf);
 	store_log_fetch(cache_store(e->cache), cache_file_id(cf), sink.start, len,
 			clock_now_ms() - started, rc, rc ? reason : NULL);

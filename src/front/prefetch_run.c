@@ -165,7 +165,7 @@ static json_t *progress_event(struct run *r, int64_t ms)
 		pthread_mutex_unlock(&r->lock);
 		if (status == RUNNING)
 			json_array_append_new(files, json_pack("[I, I]", (json_int_t)i,
-				(json_int_t)engine_file_cached(r->files[i].f)));
+				(json_int_t)engine_file_progress(r->files[i].f)));
 	}
 	return json_pack("{s:s, s:I, s:o}", "event", "progress", "ms", (json_int_t)ms, "files", files);
 }

@@ -756,3 +756,18 @@ def test_commands_find_the_mount_from_a_path_inside_it(hub, mount, modelfs_bin, 
     assert mine and mine[0]["state"] == "stale" and "fusermount3 -uz" in mine[0]["recover"]
     r = cli(modelfs_bin, tmp_path, "verify", path, expect=1)
     assert "is stale" in r.stderr and "fusermount3 -uz %s" % m.path in r.stderr, r.stderr
+
+
+def test_prefetch_progress_moves_within_a_block(hub, modelfs_bin, tmp_path):
+    """Progress counts bytes as they arrive, not per block: a file of one
+    8 MiB block fetched at 4 MiB/s shows values between 0 and its size."""
+    hub.add_file("slow.bin", 8 * MiB)
+    hub.faults(path="slow.bin", method="GET", rate_bps=4 * MiB)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(config({"vae": {"s": '"%s"' % hub.url("slow.bin")}}, block_size="8M"))
+    r = cli(modelfs_bin, tmp_path, "prefetch", "--json", "--config", cfg, "--cache-dir",
+            tmp_path / "cache", expect=0)
+    seen = [v for ev in map(json.loads, r.stdout.splitlines()) if ev["event"] == "progress"
+            for _, v in ev["files"]]
+    assert any(0 < v < 8 * MiB for v in seen), seen
+    assert seen == sorted(seen)                     # it never goes back
