@@ -332,24 +332,40 @@ static int json_line(char *out, size_t cap, const char *stamp, const char *level
 
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-	char raw[LOG_LINE_MAX], line[2 * LOG_LINE_MAX + 64], clean[LOG_LINE_MAX], stamp[64];
+	char line[2 * LOG_LINE_MAX + 64], stamp[64], *raw = NULL, *clean;
 	struct timespec ts;
 	struct tm tm;
 	va_list ap;
+	size_t cap;
 	int n;
 
 	if ((int)level > atomic_load(&log_level))
 		return;
 	va_start(ap, fmt);
-	vsnprintf(raw, sizeof(raw), fmt, ap);
+	n = vasprintf(&raw, fmt, ap);
 	va_end(ap);
-	log_redact(raw, clean, sizeof(clean));
+	if (n < 0)
+		return;
+	/* Redacted whole, then cut: a secret across the cut would otherwise
+	 * leave its first bytes. Redaction may lengthen a URL ("?<redacted>"). */
+	cap = 2 * (size_t)n + 64;
+	clean = malloc(cap);
+	if (!clean) {
+		free(raw);
+		return;
+	}
+	log_redact(raw, clean, cap);
+	free(raw);
+	if (strlen(clean) >= LOG_LINE_MAX)
+		clean[LOG_LINE_MAX - 1] = '\0';
 	if (log_syslog) {
 		static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 		syslog(prio[level], "%s", clean);
 	}
-	if (log_fd < 0 && log_console < 0)
+	if (log_fd < 0 && log_console < 0) {
+		free(clean);
 		return;
+	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
@@ -358,6 +374,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 		n = json_line(line, sizeof(line), stamp, level_names[level], clean);
 	else
 		n = snprintf(line, sizeof(line), "%s %s %s\n", stamp, level_names[level], clean);
+	free(clean);
 	if (n > (int)sizeof(line) - 1) {
 		n = sizeof(line) - 1;
 		line[n - 1] = '\n';

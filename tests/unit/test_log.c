@@ -63,6 +63,28 @@ static void check_json(void)
 	unlink(path);
 }
 
+/* A secret across the line's 2 KiB cut must not leave its first bytes. */
+static void check_secret_at_the_cut(void)
+{
+	char path[] = "/tmp/modelfs-test-log-XXXXXX", pad[2048], *line = malloc(8192);
+	int fd = mkstemp(path);
+	FILE *f;
+
+	memset(pad, 'a', sizeof(pad));
+	pad[2030] = '\0';
+	log_init(fd, 0, LOG_LVL_INFO);
+	log_info("%s cut-secret-77f1e2d3 end", pad);
+	log_init(2, 0, LOG_LVL_INFO);
+	f = fopen(path, "r");
+	CHECK(f && line && fgets(line, 8192, f));
+	CHECK(line && !strstr(line, "cut-sec") && strstr(line, "a *** end") != NULL);
+	if (f)
+		fclose(f);
+	free(line);
+	close(fd);
+	unlink(path);
+}
+
 static void check_turn_over(void)
 {
 	char path[] = "/tmp/modelfs-test-log-XXXXXX", old[64], pad[1500];
@@ -109,7 +131,9 @@ int main(void)
 	check_public("s3://bucket/key?versionId=3", "s3://bucket/key");
 	check_public("https://h.example/q?user@x", "https://h.example/q");
 	check_public("https://user:'w@h.example/a", "https://***@h.example/a");
+	log_add_secret("cut-secret-77f1e2d3");
 	check_json();
+	check_secret_at_the_cut();
 	check_turn_over();
 	return check_summary();
 }
