@@ -653,10 +653,13 @@ static void put_entry(FILE *out, const struct lock_entry *e)
 
 int lock_write(struct lock *l, FILE *out)
 {
-	qsort(l->entries, l->n_entries, sizeof(*l->entries), entry_cmp);
+	/* qsort() of no elements may still not be given NULL (C11 7.22.5). */
+	if (l->n_entries > 1)
+		qsort(l->entries, l->n_entries, sizeof(*l->entries), entry_cmp);
 	for (size_t i = 0; i < l->n_entries; i++)
-		qsort(l->entries[i].files, l->entries[i].n_files, sizeof(*l->entries[i].files),
-		      file_cmp);
+		if (l->entries[i].n_files > 1)
+			qsort(l->entries[i].files, l->entries[i].n_files,
+			      sizeof(*l->entries[i].files), file_cmp);
 	fputs("# modelfs lock file: what each entry of the config resolved to, and the size\n"
 	      "# and hash of every file. `modelfs mount --lock FILE` serves exactly these;\n"
 	      "# `modelfs lock --check` lists what changed at the sources since, and\n"
