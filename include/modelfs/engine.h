@@ -120,6 +120,10 @@ void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb
 /* "remote", "partial", "complete", "verified", "corrupt" or "error". */
 const char *engine_file_state(struct engine_file *f);
 uint64_t engine_file_cached(struct engine_file *f);
+/* The mount serves a local file of f's name instead (the front decides,
+ * before mounting); status shows it. */
+void engine_file_set_shadowed(struct engine_file *f);
+bool engine_file_shadowed(struct engine_file *f);
 /* Cached bytes plus those received of blocks still on their way: what a
  * progress bar shows, moving between two blocks. */
 uint64_t engine_file_progress(struct engine_file *f);

@@ -6,6 +6,8 @@
  *     inode across remounts. The root is inode 1.
  * (2) A folder's mtime is the newest mtime of its entries (or the
  *     cache's creation time when empty), so it changes only when they do.
+ * (3) shadowed is set by the front before it mounts (a local file had
+ *     the entry's name) and never changes after.
  * Ownership: tree_build() gives the tree; tree_free() frees it. Nodes
  * point at engine files, which the engine owns.
  * Threads: read-only after build; safe from any thread.
@@ -27,6 +29,7 @@ struct tree_node {
 	size_t nchildren;
 	struct engine_file *file;	/* NULL for a folder */
 	int64_t mtime;
+	bool shadowed;			/* a local file of that name wins (3) */
 };
 
 struct tree;
@@ -38,5 +41,10 @@ void tree_free(struct tree *t);
 struct tree_node *tree_root(struct tree *t);
 struct tree_node *tree_get(struct tree *t, uint64_t ino);
 struct tree_node *tree_child(const struct tree_node *dir, const char *name);
+/* The node at path ("VAE/x.bin"; "" is the root), or NULL. */
+struct tree_node *tree_find(struct tree *t, const char *path);
+/* node's path from the root ("" for the root) into buf: 0, or
+ * -ENAMETOOLONG when it does not fit. */
+int tree_node_path(const struct tree_node *node, char *buf, size_t len);
 
 #endif

@@ -677,6 +677,16 @@ uint64_t engine_file_cached(struct engine_file *f)
 	return cf ? cache_file_cached_bytes(cf) : 0;
 }
 
+void engine_file_set_shadowed(struct engine_file *f)
+{
+	atomic_store(&f->shadowed, true);
+}
+
+bool engine_file_shadowed(struct engine_file *f)
+{
+	return atomic_load(&f->shadowed);
+}
+
 uint64_t engine_file_progress(struct engine_file *f)
 {
 	uint64_t n = engine_file_cached(f) + atomic_load(&f->arriving);

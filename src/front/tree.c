@@ -229,3 +229,37 @@ struct tree_node *tree_child(const struct tree_node *dir, const char *name)
 	}
 	return NULL;
 }
+
+struct tree_node *tree_find(struct tree *t, const char *path)
+{
+	struct tree_node *node = t->root;
+	char *copy = strdup(path), *save = NULL;
+
+	if (!copy)
+		return NULL;
+	for (char *part = strtok_r(copy, "/", &save); part && node; part = strtok_r(NULL, "/", &save))
+		node = tree_child(node, part);
+	free(copy);
+	return node;
+}
+
+int tree_node_path(const struct tree_node *node, char *buf, size_t len)
+{
+	size_t at = len - 1;
+
+	if (len == 0)
+		return -ENAMETOOLONG;
+	buf[at] = '\0';
+	for (; node && node->parent; node = node->parent) {
+		size_t n = strlen(node->name) + (node->parent->parent ? 1 : 0);
+
+		if (n > at)
+			return -ENAMETOOLONG;
+		at -= n;
+		memcpy(buf + at + (node->parent->parent ? 1 : 0), node->name, strlen(node->name));
+		if (node->parent->parent)
+			buf[at] = '/';
+	}
+	memmove(buf, buf + at, len - at);
+	return 0;
+}
