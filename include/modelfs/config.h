@@ -87,6 +87,8 @@ struct config {
 	int connections;		/* 1 .. 64, default 32 */
 	int retry_timeout_sec;		/* how long transient failures are retried, default 120 */
 	char *mountpoint;		/* NULL: /workspace/models */
+	char *local_dir;		/* local files live here; NULL: in the mountpoint's
+					 * own folder */
 	char *lock;			/* a lock file to mount with (lock.h), as written:
 					 * relative to the config's folder; or NULL */
 	char *serve;			/* [modelfs] serve: "ADDR:PORT" the mount's daemon

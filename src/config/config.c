@@ -855,6 +855,7 @@ static const struct key_spec modelfs_keys[] = {
 	{ "connections", K_COUNT, .off = CFG(connections), .min = 1, .max = 64 },
 	{ "retry_timeout", K_DURATION, .off = CFG(retry_timeout_sec) },
 	{ "mountpoint", K_PATH, .off = CFG(mountpoint) },
+	{ "local_dir", K_PATH, .off = CFG(local_dir) },
 	{ "lock", K_STRING, .off = CFG(lock) },
 	{ "serve", K_STRING, .off = CFG(serve) },
 	{ "serve_prefix", K_STRING, .off = CFG(serve_prefix) },
@@ -2289,6 +2290,7 @@ void config_free(struct config *cfg)
 	free(cfg->cache_dir);
 	free(cfg->layout);
 	free(cfg->mountpoint);
+	free(cfg->local_dir);
 	free(cfg->lock);
 	free(cfg->serve);
 	free(cfg->serve_prefix);

@@ -649,6 +649,8 @@ static int do_mount(int argc, char **argv, bool helper)
 	fsname = mount_fsname(config_arg(&o));
 	fo.mountpoint = mnt_real;
 	fo.cache_dir = cache_dir;
+	fo.local_dir = mo.local_dir ? mo.local_dir : cfg->local_dir;
+	fo.read_only = mo.read_only;
 	fo.fsname = fsname;
 	fo.fuse_opts = mo.fuse;
 	fo.allow_other = geteuid() == 0;
