@@ -15,8 +15,9 @@
  *     inode that the caller's taken() never claims; it lives until the
  *     kernel forgets it as often as it was looked up.
  * (4) What a caller creates is owned by the uid/gid it passes (the FUSE
- *     caller's), the group being the folder's when that folder is setgid.
- *     A create that fails half way (the chown) removes what it made.
+ *     caller's), the group being the folder's when that folder is setgid;
+ *     a daemon that is not root keeps its own. A create that fails half
+ *     way (the chown) removes what it made.
  * Errors are the syscalls' own, returned as -errno; nothing is logged
  * here (the FUSE front logs where it replies).
  * Ownership: local_open() gives the layer; local_close() frees it, its

@@ -167,7 +167,8 @@ static int refuse_tree(struct fs *fs, const struct tree_node *node, const char *
 	return fs_refuse(fs, node->ino, path, NULL, op, EROFS);
 }
 
-static int set_times(int fd, const char *path, const struct stat *attr, int to_set)
+static int set_times(int fd, int fh, const char *path, bool symlink, const struct stat *attr,
+		     int to_set)
 {
 	struct timespec tv[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_nsec = UTIME_OMIT } };
 
@@ -179,7 +180,13 @@ static int set_times(int fd, const char *path, const struct stat *attr, int to_s
 		tv[1].tv_nsec = UTIME_NOW;
 	else if (to_set & FUSE_SET_ATTR_MTIME)
 		tv[1] = attr->st_mtim;
-	return (fd >= 0 ? futimens(fd, tv) : utimensat(AT_FDCWD, path, tv, 0)) == 0 ? 0 : -errno;
+	if (fh >= 0)
+		return futimens(fh, tv) == 0 ? 0 : -errno;
+	/* The /proc path of a symlink's fd would lead the daemon, as root,
+	 * to wherever the link points: a link's own times or nothing. */
+	if (symlink)
+		return utimensat(fd, "", tv, AT_EMPTY_PATH) == 0 ? 0 : errno == EINVAL ? -EPERM : -errno;
+	return utimensat(AT_FDCWD, path, tv, 0) == 0 ? 0 : -errno;
 }
 
 /* chmod, chown, truncate and utimens of a local file, in that order;
@@ -187,8 +194,13 @@ static int set_times(int fd, const char *path, const struct stat *attr, int to_s
 static int local_setattr(int fd, int fh, const struct stat *attr, int to_set)
 {
 	char path[64];
+	struct stat st;
 
+	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+		return -errno;
 	local_fd_path(fd, path, sizeof(path));
+	if (S_ISLNK(st.st_mode) && (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_SIZE)))
+		return -EPERM;	/* never through the link (see set_times) */
 	if ((to_set & FUSE_SET_ATTR_MODE) && chmod(path, attr->st_mode & 07777) != 0)
 		return -errno;
 	if ((to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
@@ -201,7 +213,7 @@ static int local_setattr(int fd, int fh, const struct stat *attr, int to_set)
 		return -errno;
 	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
 		      FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW))
-		return set_times(fh, path, attr, to_set);
+		return set_times(fd, fh, path, S_ISLNK(st.st_mode), attr, to_set);
 	return 0;
 }
 

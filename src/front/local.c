@@ -276,10 +276,21 @@ static gid_t new_gid(int dirfd, gid_t gid)
 	return gid;
 }
 
+/* Give name in dirfd (or fd itself, when name is "") to uid/gid. A daemon
+ * that is not root cannot, and needs not: only its own user reaches its
+ * mount unless allow_other, and then new files stay its user's. */
+static int give(int fd, const char *name, uid_t uid, gid_t gid, int dirfd)
+{
+	if (geteuid() != 0)
+		return 0;
+	return fchownat(fd, name, uid, new_gid(dirfd, gid),
+			AT_SYMLINK_NOFOLLOW | (*name ? 0 : AT_EMPTY_PATH)) == 0 ? 0 : -errno;
+}
+
 int local_create(int dirfd, const char *name, int flags, mode_t mode, uid_t uid, gid_t gid,
 		 int *out)
 {
-	int fd = openat(dirfd, name, flags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+	int rc, fd = openat(dirfd, name, flags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 
 	if (fd < 0 && errno == EEXIST && !(flags & O_EXCL)) {
 		/* made meanwhile, from outside: open it as open(2) would */
@@ -291,9 +302,8 @@ int local_create(int dirfd, const char *name, int flags, mode_t mode, uid_t uid,
 	}
 	if (fd < 0)
 		return -errno;
-	if (fchown(fd, uid, new_gid(dirfd, gid)) != 0) {
-		int rc = -errno;
-
+	rc = give(fd, "", uid, gid, dirfd);
+	if (rc) {
 		close(fd);
 		unlinkat(dirfd, name, 0);
 		return rc;
@@ -304,11 +314,12 @@ int local_create(int dirfd, const char *name, int flags, mode_t mode, uid_t uid,
 
 int local_mkdir(int dirfd, const char *name, mode_t mode, uid_t uid, gid_t gid)
 {
+	int rc;
+
 	if (mkdirat(dirfd, name, mode) != 0)
 		return -errno;
-	if (fchownat(dirfd, name, uid, new_gid(dirfd, gid), AT_SYMLINK_NOFOLLOW) != 0) {
-		int rc = -errno;
-
+	rc = give(dirfd, name, uid, gid, dirfd);
+	if (rc) {
 		unlinkat(dirfd, name, AT_REMOVEDIR);
 		return rc;
 	}
@@ -317,11 +328,12 @@ int local_mkdir(int dirfd, const char *name, mode_t mode, uid_t uid, gid_t gid)
 
 int local_symlink(const char *target, int dirfd, const char *name, uid_t uid, gid_t gid)
 {
+	int rc;
+
 	if (symlinkat(target, dirfd, name) != 0)
 		return -errno;
-	if (fchownat(dirfd, name, uid, new_gid(dirfd, gid), AT_SYMLINK_NOFOLLOW) != 0) {
-		int rc = -errno;
-
+	rc = give(dirfd, name, uid, gid, dirfd);
+	if (rc) {
 		unlinkat(dirfd, name, 0);
 		return rc;
 	}

@@ -245,3 +245,17 @@ def test_ro_keeps_local_files_read_only(hub, mount, tmp_path):
     assert os_error(lambda: open(m.path / "notes.txt", "a")) == errno.EROFS
     assert os_error(lambda: (m.path / "new.txt").write_text("x")) == errno.EROFS
     assert os.statvfs(m.path).f_flag & os.ST_RDONLY
+
+
+def test_a_local_symlink_never_leads_the_daemon_outside(hub, mount, tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("root's")
+    os.utime(outside, (1000000000, 1000000000))
+    m = mount(one_vae(hub))
+    link = m.path / "VAE" / "l"
+    os.symlink(str(outside), link)
+    os.utime(link, (5, 5), follow_symlinks=False)      # the link's own times, or EPERM
+    assert os.stat(outside).st_mtime == 1000000000
+    assert os.readlink(link) == str(outside)
+    os.unlink(link)
+    assert outside.read_text() == "root's"
