@@ -29,6 +29,7 @@ enum config_source {
 	CONFIG_SOURCE_HUGGINGFACE,
 	CONFIG_SOURCE_CIVITAI,
 	CONFIG_SOURCE_S3,
+	CONFIG_SOURCE_LOCAL,		/* a file on this machine, served as it is (no cache) */
 };
 
 enum config_verify {
@@ -60,6 +61,7 @@ struct config_entry {
 	char **include, **exclude;	/* huggingface repo folders; NULL-terminated or NULL */
 	char *model_id, *version_id, *file_id;		/* civitai */
 	char *endpoint, *region;	/* s3 */
+	char *path;			/* local: absolute */
 	char **mirrors;			/* NULL-terminated or NULL */
 
 	struct config_header *headers;	/* sent to the entry's own host only */

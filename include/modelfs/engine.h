@@ -41,7 +41,9 @@ typedef void (*engine_read_cb)(void *arg, const char *buf, ssize_t len);
 
 /* Resolve every entry of cfg (in parallel; network) and open the cache
  * files. Entries that fail are kept, with their error, so the mount
- * still lists them. No threads remain when it returns. */
+ * still lists them. source = "local" entries are not the engine's: they
+ * give no file (nor in engine_resolve()); the front serves them. No
+ * threads remain when it returns. */
 int engine_open(const struct config *cfg, struct cache *cache, struct engine **out);
 /* The same with a lock (lock.h): the catalog is filled from it, asking
  * no source, so a mount needs the network only for bytes not cached. A

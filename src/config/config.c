@@ -158,7 +158,8 @@ const char *config_layout_dir(const char *layout, const char *category)
 	return layout_folder(l, category);
 }
 
-static const char *const source_names[] = { "url", "huggingface", "civitai", "s3", NULL };
+static const char *const source_names[] = { "url", "huggingface", "civitai", "s3", "local",
+					     NULL };
 
 const char *config_source_name(enum config_source source)
 {
@@ -870,14 +871,16 @@ enum entry_key {
 	E_SOURCE, E_URL, E_REPO, E_FILE, E_REVISION, E_REPO_TYPE, E_INCLUDE, E_EXCLUDE,
 	E_MODEL_ID, E_VERSION_ID, E_FILE_ID, E_ENDPOINT, E_REGION, E_MIRRORS,
 	E_FILENAME, E_SHA256, E_SIZE, E_HEADERS, E_AUTH_HEADER, E_GATED, E_VERIFY,
-	E_PREFETCH, E_PIN, N_ENTRY_KEYS
+	E_PREFETCH, E_PIN, E_PATH, N_ENTRY_KEYS
 };
 
 #define S_URL (1u << CONFIG_SOURCE_URL)
 #define S_HF (1u << CONFIG_SOURCE_HUGGINGFACE)
 #define S_CIVITAI (1u << CONFIG_SOURCE_CIVITAI)
 #define S_S3 (1u << CONFIG_SOURCE_S3)
-#define S_ALL (S_URL | S_HF | S_CIVITAI | S_S3)
+#define S_LOCAL (1u << CONFIG_SOURCE_LOCAL)
+#define S_REMOTE (S_URL | S_HF | S_CIVITAI | S_S3)
+#define S_ALL (S_REMOTE | S_LOCAL)
 
 #define ENT(f) offsetof(struct config_entry, f)
 static const struct key_spec entry_keys[N_ENTRY_KEYS] = {
@@ -896,19 +899,20 @@ static const struct key_spec entry_keys[N_ENTRY_KEYS] = {
 	[E_FILE_ID] = { "file_id", K_ID, .off = ENT(file_id), .sources = S_CIVITAI },
 	[E_ENDPOINT] = { "endpoint", K_BASE_URL, .off = ENT(endpoint), .sources = S_S3 },
 	[E_REGION] = { "region", K_STRING, .off = ENT(region), .sources = S_S3 },
-	[E_MIRRORS] = { "mirrors", K_URLS, .off = ENT(mirrors), .sources = S_ALL },
+	[E_MIRRORS] = { "mirrors", K_URLS, .off = ENT(mirrors), .sources = S_REMOTE },
 	[E_FILENAME] = { "filename", K_FILENAME, .off = ENT(filename), .sources = S_ALL },
-	[E_SHA256] = { "sha256", K_SHA256, .off = ENT(sha256), .sources = S_ALL },
-	[E_SIZE] = { "size", K_SIZE, .off = ENT(size), .sources = S_ALL },
+	[E_SHA256] = { "sha256", K_SHA256, .off = ENT(sha256), .sources = S_REMOTE },
+	[E_SIZE] = { "size", K_SIZE, .off = ENT(size), .sources = S_REMOTE },
 	[E_HEADERS] = { "headers", K_HEADERS, .off = ENT(headers), .off2 = ENT(n_headers),
-			 .sources = S_ALL, .secret = true },
-	[E_AUTH_HEADER] = { "auth_header", K_STRING, .off = ENT(auth_header), .sources = S_ALL,
-			    .secret = true },
-	[E_GATED] = { "gated", K_BOOL, .off = ENT(gated), .sources = S_ALL },
+			 .sources = S_REMOTE, .secret = true },
+	[E_AUTH_HEADER] = { "auth_header", K_STRING, .off = ENT(auth_header),
+			    .sources = S_REMOTE, .secret = true },
+	[E_GATED] = { "gated", K_BOOL, .off = ENT(gated), .sources = S_REMOTE },
 	[E_VERIFY] = { "verify", K_CHOICE, .off = ENT(verify), .choices = verify_names,
-			.sources = S_ALL },
-	[E_PREFETCH] = { "prefetch", K_BOOL, .off = ENT(prefetch), .sources = S_ALL },
-	[E_PIN] = { "pin", K_BOOL, .off = ENT(pin), .sources = S_ALL },
+			.sources = S_REMOTE },
+	[E_PREFETCH] = { "prefetch", K_BOOL, .off = ENT(prefetch), .sources = S_REMOTE },
+	[E_PIN] = { "pin", K_BOOL, .off = ENT(pin), .sources = S_REMOTE },
+	[E_PATH] = { "path", K_PATH, .off = ENT(path), .sources = S_LOCAL },
 };
 
 /* What a kind takes, for "must be ..." messages. */
@@ -1445,10 +1449,12 @@ static int entry_source(struct parser *p, const char *prefix, const struct toml_
 		e->source = CONFIG_SOURCE_HUGGINGFACE;
 	else if (seen[E_MODEL_ID] || seen[E_VERSION_ID])
 		e->source = CONFIG_SOURCE_CIVITAI;
+	else if (seen[E_PATH])
+		e->source = CONFIG_SOURCE_LOCAL;
 	else
 		return fail(p, line, col, "entry %s has no source: give it url = \"https://...\", or "
-			    "source = \"huggingface\" with repo, or source = \"civitai\" with model_id",
-			    prefix);
+			    "source = \"huggingface\" with repo, or source = \"civitai\" with model_id, "
+			    "or source = \"local\" with path", prefix);
 	return 0;
 }
 
@@ -1539,6 +1545,12 @@ static int entry_checks(struct parser *p, const char *prefix, const struct toml_
 				    "version_id (the numbers in "
 				    "civitai.com/models/MODEL?modelVersionId=VERSION)", prefix);
 		break;
+	case CONFIG_SOURCE_LOCAL:
+		if (!e->path || !e->path[1] || e->path[strlen(e->path) - 1] == '/' ||
+		    strcmp(strrchr(e->path, '/'), "/.") == 0 || strcmp(strrchr(e->path, '/'), "/..") == 0)
+			return fail(p, line, col, "entry %s (source local) needs path = "
+				    "\"/path/to/model.safetensors\", a file on this machine", prefix);
+		break;
 	}
 	if (rc || !e->auth_header)
 		return rc;
@@ -1592,6 +1604,11 @@ static int entry_place(struct parser *p, struct config_entry *e)
 		break;
 	case CONFIG_SOURCE_CIVITAI:
 		break;		/* named by the API */
+	case CONFIG_SOURCE_LOCAL:
+		e->filename = strdup(strrchr(e->path, '/') + 1);
+		if (!e->filename)
+			return nomem(p);
+		break;
 	}
 	return 0;
 }
@@ -2275,6 +2292,7 @@ void config_free(struct config *cfg)
 		free(e->file_id);
 		free(e->endpoint);
 		free(e->region);
+		free(e->path);
 		free_strv(e->mirrors);
 		for (size_t h = 0; h < e->n_headers; h++) {
 			free(e->headers[h].name);

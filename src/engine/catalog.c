@@ -435,7 +435,8 @@ int engine_resolve(const struct config *cfg, const bool *only, struct engine_res
 	pthread_mutex_init(&pool.lock, NULL);
 	for (size_t i = 0; i < cfg->n_entries; i++)
 		pool.jobs[i] = (struct resolve_job){ .sources = sources, .entry = &cfg->entries[i],
-						     .skip = only && !only[i] };
+						     .skip = (only && !only[i]) ||
+							     cfg->entries[i].source == CONFIG_SOURCE_LOCAL };
 	rc = resolve_pool_run(&pool, cfg);
 	pthread_mutex_destroy(&pool.lock);
 	for (size_t i = 0; rc == 0 && i < cfg->n_entries; i++) {
@@ -518,7 +519,9 @@ int engine_open_locked(const struct config *cfg, const struct lock *lock, struct
 	for (size_t i = 0; i < cfg->n_entries; i++)
 		pool.jobs[i] = (struct resolve_job){ .sources = e->sources,
 						     .store = cache_store(cache), .lock = lock,
-						     .entry = &cfg->entries[i] };
+						     .entry = &cfg->entries[i],
+						     /* the front serves local files */
+						     .skip = cfg->entries[i].source == CONFIG_SOURCE_LOCAL };
 	warn_unused_lock(cfg, lock);
 	rc = resolve_pool_run(&pool, cfg);
 	if (rc)

@@ -54,7 +54,7 @@ int fs_dir_fd(struct fs *fs, fuse_ino_t ino, bool make, const struct fuse_ctx *c
 
 	*tnode = dir;
 	if (dir)
-		return dir->file ? -ENOTDIR : tree_dir_fd(fs, dir, make, ctx);
+		return tree_node_is_file(dir) ? -ENOTDIR : tree_dir_fd(fs, dir, make, ctx);
 	fd = fs->local ? local_node_fd(fs->local, ino) : -1;
 	if (fd < 0)
 		return -ENOENT;
@@ -69,7 +69,18 @@ static void node_stat(struct fs *fs, const struct tree_node *node, struct stat *
 	st->st_uid = fs->uid;
 	st->st_gid = fs->gid;
 	st->st_mtime = st->st_ctime = st->st_atime = node->mtime;
-	if (node->file) {
+	if (node->local) {
+		/* Served as it is, read-only: its own owner and modes decide
+		 * who reads it (default_permissions), never the daemon's. */
+		if (stat(node->local->path, st) != 0) {
+			memset(st, 0, sizeof(*st));
+			st->st_mode = S_IFREG;
+			st->st_mtime = st->st_ctime = st->st_atime = node->mtime;
+		}
+		st->st_ino = node->ino;
+		st->st_mode &= ~(mode_t)0222;
+		st->st_nlink = 1;
+	} else if (node->file) {
 		st->st_mode = S_IFREG | (0444 & ~fs->umask);
 		st->st_nlink = 1;
 		st->st_size = (off_t)engine_file_size(node->file);
@@ -80,7 +91,7 @@ static void node_stat(struct fs *fs, const struct tree_node *node, struct stat *
 		st->st_mode = S_IFDIR | ((fs_writable(fs) ? 0755 : 0555) & ~fs->umask);
 		st->st_nlink = 2;
 		for (size_t i = 0; i < node->nchildren; i++)
-			st->st_nlink += node->children[i]->file == NULL;
+			st->st_nlink += !tree_node_is_file(node->children[i]);
 		if (fs->local) {
 			/* A local change to the folder changes its mtime, which
 			 * webuis poll to notice new files (WEBUI.md §5). */
@@ -95,9 +106,15 @@ static void node_stat(struct fs *fs, const struct tree_node *node, struct stat *
 	}
 }
 
+/* Remote files never change while mounted; folders and local files may. */
+static double node_timeout(const struct fs *fs, const struct tree_node *node)
+{
+	return node->local || (!node->file && fs->local) ? FS_LOCAL_TIMEOUT : FS_TIMEOUT;
+}
+
 static void fill_entry(struct fs *fs, const struct tree_node *node, struct fuse_entry_param *e)
 {
-	double timeout = node->file || !fs->local ? FS_TIMEOUT : FS_LOCAL_TIMEOUT;
+	double timeout = node_timeout(fs, node);
 
 	memset(e, 0, sizeof(*e));
 	e->ino = node->ino;
@@ -138,7 +155,7 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fs_local_lookup(req, parent, name);
 		return;
 	}
-	if (dir->file) {
+	if (tree_node_is_file(dir)) {
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
@@ -181,7 +198,7 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	node_stat(fs_of(req), node, &st);
-	fuse_reply_attr(req, &st, node->file || !fs_of(req)->local ? FS_TIMEOUT : FS_LOCAL_TIMEOUT);
+	fuse_reply_attr(req, &st, node_timeout(fs_of(req), node));
 }
 
 static int listing_add(struct fs_listing *l, const char *name, struct tree_node *node,
@@ -250,7 +267,7 @@ static int make_listing(struct fs *fs, fuse_ino_t ino, struct fs_listing *l)
 	struct tree_node *dir;
 	int fd = fs_dir_fd(fs, ino, false, NULL, &dir), rc;
 
-	if (dir && dir->file)
+	if (dir && tree_node_is_file(dir))
 		return -ENOTDIR;
 	if (!dir && fd < 0)
 		return fd;
@@ -261,7 +278,8 @@ static int make_listing(struct fs *fs, fuse_ino_t ino, struct fs_listing *l)
 		struct tree_node *c = dir->children[i];
 
 		if (!c->shadowed)
-			rc = listing_add(l, c->name, c, c->ino, c->file ? S_IFREG : S_IFDIR);
+			rc = listing_add(l, c->name, c, c->ino,
+					 tree_node_is_file(c) ? S_IFREG : S_IFDIR);
 	}
 	if (rc == 0 && fd >= 0)
 		rc = fs_list_local(fd, dir, l);
@@ -356,13 +374,29 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fs_local_open(req, ino, fi);
 		return;
 	}
-	if (!node->file) {
+	if (!tree_node_is_file(node)) {
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-		fuse_reply_err(req, fs_refuse(fs_of(req), ino, engine_file_path(node->file), NULL,
-					      "open for writing", EROFS));
+		fuse_reply_err(req, fs_refuse_node(fs_of(req), node, "open for writing"));
+		return;
+	}
+	if (node->local) {
+		/* Passed through: read as it is now, never cached by us. */
+		int fd = open(node->local->path, O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0) {
+			err = errno;
+			log_warn("event=local_entry_unreadable entry=%s path=%s error=\"%s\" "
+				 "action=\"fix path in the config\"", node->local->id,
+				 node->local->path, strerror(err));
+			fuse_reply_err(req, err);
+			return;
+		}
+		fi->fh = (uint64_t)fd;
+		if (fuse_reply_open(req, fi) != 0)
+			close(fd);
 		return;
 	}
 	/* A file that can never be read says so at open, not as an empty read
@@ -391,7 +425,7 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct tree_node *node = tree_get(fs_of(req)->tree, ino);
 
-	if (!node) {
+	if (!node || node->local) {
 		fs_local_read(req, size, off, fi);
 		return;
 	}
@@ -674,24 +708,26 @@ static bool tree_has_ino(void *arg, uint64_t ino)
  * file is the user's data and wins (fs_i.h), with a warning naming both. */
 static void mark_shadowed(struct fs *fs, const char *local_dir)
 {
-	for (size_t i = 0; i < engine_nfiles(fs->engine); i++) {
-		struct engine_file *f = engine_file_at(fs->engine, i);
-		const char *path = engine_file_path(f), *slash = strrchr(path, '/');
-		struct tree_node *node = tree_find(fs->tree, path);
-		char *dir = slash ? strndup(path, (size_t)(slash - path)) : strdup("");
+	for (size_t i = 0; i < tree_nnodes(fs->tree); i++) {
+		struct tree_node *node = tree_node_at(fs->tree, i);
+		const struct config_entry *ce = node->file ? engine_file_entry(node->file) : node->local;
+		char path[PATH_MAX];
 		struct stat st;
-		int fd = dir ? local_open_dir(fs->local, dir) : -ENOMEM;
+		int fd;
 
-		free(dir);
+		if (!tree_node_is_file(node) || tree_node_path(node->parent, path, sizeof(path)) != 0)
+			continue;
+		fd = local_open_dir(fs->local, path);
 		if (fd < 0)
 			continue;
-		if (node && node->file == f &&
-		    fstatat(fd, slash ? slash + 1 : path, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (fstatat(fd, node->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 			node->shadowed = true;
-			engine_file_set_shadowed(f);
-			log_warn("event=shadowed path=%s entry=%s local=%s/%s action=\"the local file "
-				 "is served; move it away and remount to see the entry\"", path,
-				 engine_file_entry(f) ? engine_file_entry(f)->id : "-", local_dir, path);
+			if (node->file)
+				engine_file_set_shadowed(node->file);
+			log_warn("event=shadowed path=%s%s%s entry=%s local=%s/%s%s%s action=\"the local "
+				 "file is served; move it away and remount to see the entry\"", path,
+				 path[0] ? "/" : "", node->name, ce ? ce->id : "-", local_dir, path,
+				 path[0] ? "/" : "", node->name);
 		}
 		close(fd);
 	}

@@ -76,6 +76,9 @@ int fs_local_entry(struct fs *fs, int dirfd, const char *name, struct fuse_entry
  * file (path, or path/name) and the operation. */
 int fs_refuse(struct fs *fs, uint64_t ino, const char *path, const char *name, const char *op,
 	      int err);
+/* The same for a tree node (a remote file or folder, or a source =
+ * "local" entry), named by its path. */
+int fs_refuse_node(struct fs *fs, const struct tree_node *node, const char *op);
 /* Add the local entries of dirfd whose names the tree folder dir (may be
  * NULL) does not have. 0 or -errno. */
 int fs_list_local(int dirfd, const struct tree_node *dir, struct fs_listing *l);

@@ -157,8 +157,7 @@ void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forg
 	fuse_reply_none(req);
 }
 
-/* EROFS for a remote inode (logged), naming it. */
-static int refuse_tree(struct fs *fs, const struct tree_node *node, const char *op)
+int fs_refuse_node(struct fs *fs, const struct tree_node *node, const char *op)
 {
 	char path[PATH_MAX];
 
@@ -225,7 +224,7 @@ void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	int fd, rc;
 
 	if (node) {
-		fuse_reply_err(req, refuse_tree(fs, node, to_set & FUSE_SET_ATTR_SIZE ? "truncate"
+		fuse_reply_err(req, fs_refuse_node(fs, node, to_set & FUSE_SET_ATTR_SIZE ? "truncate"
 						: "setattr"));
 		return;
 	}
@@ -267,7 +266,7 @@ static int new_name_dir(fuse_req_t req, fuse_ino_t parent, const char *name, con
 
 	if (!fs_writable(fs))
 		return -EROFS;
-	if (dir && !dir->file) {
+	if (dir && !tree_node_is_file(dir)) {
 		same = tree_child(dir, name);
 		if (same) {
 			if (tree_node_path(dir, path, sizeof(path)) != 0)
@@ -342,9 +341,9 @@ static int changed_name_dir(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 	if (!fs_writable(fs))
 		return -EROFS;
-	same = dir && !dir->file ? tree_child(dir, name) : NULL;
+	same = dir && !tree_node_is_file(dir) ? tree_child(dir, name) : NULL;
 	if (same && !same->shadowed)
-		return -refuse_tree(fs, same, op);
+		return -fs_refuse_node(fs, same, op);
 	return fs_dir_fd(fs, parent, false, NULL, &dir);
 }
 
@@ -423,7 +422,9 @@ void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	if (!tree_get(fs_of(req)->tree, ino))
+	const struct tree_node *node = tree_get(fs_of(req)->tree, ino);
+
+	if (!node || node->local)
 		close((int)fi->fh);
 	fuse_reply_err(req, 0);
 }
@@ -443,12 +444,12 @@ void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
 {
 	struct tree_node *node = tree_get(fs_of(req)->tree, ino);
 
-	fuse_reply_err(req, node ? refuse_tree(fs_of(req), node, "setxattr") : ENOTSUP);
+	fuse_reply_err(req, node ? fs_refuse_node(fs_of(req), node, "setxattr") : ENOTSUP);
 }
 
 void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	struct tree_node *node = tree_get(fs_of(req)->tree, ino);
 
-	fuse_reply_err(req, node ? refuse_tree(fs_of(req), node, "removexattr") : ENOTSUP);
+	fuse_reply_err(req, node ? fs_refuse_node(fs_of(req), node, "removexattr") : ENOTSUP);
 }

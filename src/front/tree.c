@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <xxhash.h>
+
+#include "modelfs/log.h"
 
 struct tree {
 	struct tree_node *root;
@@ -110,19 +113,44 @@ static int64_t finish(struct tree_node *node, const char *path, int64_t empty_mt
 			return newest;
 		snprintf(sub, len, "%s/%s", path, c->name);
 		c->ino = XXH3_64bits(sub, strlen(sub));
-		m = c->file ? c->mtime : finish(c, sub, empty_mtime);
+		m = tree_node_is_file(c) ? c->mtime : finish(c, sub, empty_mtime);
 		if (m > newest)
 			newest = m;
 		free(sub);
 	}
-	if (!node->file)
+	if (!tree_node_is_file(node))
 		node->mtime = node->nchildren ? newest : empty_mtime;
 	return node->mtime;
 }
 
-int tree_build(struct engine *e, char *const *dirs, int64_t empty_mtime, struct tree **out)
+/* A source = "local" entry's node; 0 or -ENOMEM. */
+static int add_local_entry(struct tree *t, const struct config_entry *ce, int64_t empty_mtime)
+{
+	struct tree_node *dir = ce->dir[0] ? mkdirs(t, ce->dir, strlen(ce->dir)) : t->root;
+	struct tree_node *node;
+	struct stat st;
+
+	if (!dir)
+		return -ENOMEM;
+	if (find_child(dir, ce->filename)) {
+		log_warn("event=path_taken entry=%s path=%s%s%s action=\"another entry has this "
+			 "name; give this one a filename\"", ce->id, ce->dir, ce->dir[0] ? "/" : "",
+			 ce->filename);
+		return 0;
+	}
+	node = new_node(t, dir, ce->filename);
+	if (!node)
+		return -ENOMEM;
+	node->local = ce;
+	node->mtime = stat(ce->path, &st) == 0 ? st.st_mtime : empty_mtime;
+	return 0;
+}
+
+int tree_build(struct engine *e, const struct config *cfg, int64_t empty_mtime,
+	       struct tree **out)
 {
 	struct tree *t = calloc(1, sizeof(*t));
+	char *const *dirs = cfg->dirs;
 	int rc = -ENOMEM;
 
 	if (!t)
@@ -159,6 +187,10 @@ int tree_build(struct engine *e, char *const *dirs, int64_t empty_mtime, struct 
 		node->file = f;
 		node->mtime = engine_file_mtime(f);
 	}
+	for (size_t i = 0; i < cfg->n_entries; i++)
+		if (cfg->entries[i].source == CONFIG_SOURCE_LOCAL &&
+		    add_local_entry(t, &cfg->entries[i], empty_mtime) != 0)
+			goto fail;
 	finish(t->root, "", empty_mtime);
 	t->root->ino = 1;
 	/* Inode 0 and 1 are taken, and two paths may hash alike: nudge. */
@@ -228,6 +260,16 @@ struct tree_node *tree_child(const struct tree_node *dir, const char *name)
 			hi = mid;
 	}
 	return NULL;
+}
+
+size_t tree_nnodes(const struct tree *t)
+{
+	return t->n;
+}
+
+struct tree_node *tree_node_at(struct tree *t, size_t i)
+{
+	return t->by_ino[i];
 }
 
 struct tree_node *tree_find(struct tree *t, const char *path)

@@ -259,3 +259,56 @@ def test_a_local_symlink_never_leads_the_daemon_outside(hub, mount, tmp_path):
     assert os.readlink(link) == str(outside)
     os.unlink(link)
     assert outside.read_text() == "root's"
+
+
+def test_source_local_entries_appear_in_the_layout_and_pass_reads_through(hub, mount, tmp_path,
+                                                                          modelfs_bin):
+    data = tmp_path / "data"
+    data.mkdir()
+    mine = data / "mine.safetensors"
+    mine.write_bytes(os.urandom(300 * 1024))
+    os.chmod(mine, 0o640)
+    hub.add_file("r.bin", 4096)
+    cfg = config({"vae": {"r": '"%s"' % hub.url("r.bin")},
+                  "lora": {"mine": '{ source = "local", path = "%s" }' % mine,
+                           "named": '{ path = "%s", filename = "other.bin" }' % mine}})
+    m = mount(cfg)
+    lora = m.path / "Lora"
+    assert sorted(os.listdir(lora)) == ["mine.safetensors", "other.bin"]
+    assert (lora / "mine.safetensors").read_bytes() == mine.read_bytes()
+    st = os.stat(lora / "other.bin")
+    assert st.st_size == 300 * 1024 and stat.S_IMODE(st.st_mode) == 0o440
+    for op in (lambda: open(lora / "other.bin", "ab"), lambda: (lora / "other.bin").unlink(),
+               lambda: os.truncate(lora / "other.bin", 0)):
+        assert os_error(op) == errno.EROFS, op
+    with open(mine, "ab") as f:                        # read as it is now
+        f.write(b"tail")
+    time.sleep(1.2)
+    assert (lora / "mine.safetensors").read_bytes()[-4:] == b"tail"
+    st = json.loads(status(modelfs_bin, m, "--json"))
+    assert [f["path"] for f in st["files"]] == ["VAE/r.bin"]   # nothing of it is cached
+    r = subprocess.run([str(modelfs_bin), "check", str(m.config_path)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    row = [line for line in r.stdout.splitlines() if line.startswith("Lora/mine.safetensors")]
+    assert row and " local " in row[0] and " ok " in row[0], r.stdout
+
+
+def test_source_local_bad_paths_are_named_with_the_fix(hub, mount, tmp_path):
+    hub.add_file("r.bin", 4096)
+    remote = '"%s"' % hub.url("r.bin")
+    bad = mount(config({"vae": {"r": remote, "l": '{ source = "local", path = "rel/x.bin" }'}}),
+                expect_fail=True)
+    assert "path" in bad.stderr and "absolute" in bad.stderr
+    missing = tmp_path / "nowhere.bin"
+    m = mount(config({"vae": {"r": remote, "l": '{ source = "local", path = "%s" }' % missing}}),
+              expect_partial=True)
+    assert "vae/l" in m.stderr and str(missing) in m.stderr and "fix path" in m.stderr
+    assert os_error(lambda: open(m.path / "VAE" / "nowhere.bin", "rb")) == errno.ENOENT
+    mnt = tmp_path / "models"
+    mnt.mkdir()
+    (mnt / "x.bin").write_bytes(b"x")
+    inside = mount(config({"vae": {"r": remote,
+                                   "l": '{ source = "local", path = "%s" }' % (mnt / "x.bin")}}),
+                   mountpoint=mnt, expect_fail=True)
+    assert "inside the mountpoint" in inside.stderr and "vae/l" in inside.stderr
