@@ -18,8 +18,11 @@
  *     caller's), the group being the folder's when that folder is setgid;
  *     a daemon that is not root keeps its own. A create that fails half
  *     way (the chown) removes what it made.
- * Errors are the syscalls' own, returned as -errno; nothing is logged
- * here (the FUSE front logs where it replies).
+ * Errors: the syscalls' own errno, as -errno, so what the local disk
+ * says reaches the writer unchanged (ENOSPC, EDQUOT, EACCES, ENOTEMPTY,
+ * EXDEV...), with one translation: a symlink where a folder is walked
+ * (ELOOP from O_NOFOLLOW) is -ENOTDIR, "no local folder here". Nothing
+ * is logged here (the FUSE front logs where it replies).
  * Ownership: local_open() gives the layer; local_close() frees it, its
  * nodes and their fds. Fds returned by local_open_dir()/local_make_dir()
  * and local_reopen() are the caller's to close.

@@ -265,6 +265,7 @@ int fs_list_local(int dirfd, const struct tree_node *dir, struct fs_listing *l)
 static int make_listing(struct fs *fs, fuse_ino_t ino, struct fs_listing *l)
 {
 	struct tree_node *dir;
+	struct stat st;
 	int fd = fs_dir_fd(fs, ino, false, NULL, &dir), rc;
 
 	if (dir && tree_node_is_file(dir))
@@ -277,7 +278,9 @@ static int make_listing(struct fs *fs, fuse_ino_t ino, struct fs_listing *l)
 	for (size_t i = 0; rc == 0 && dir && i < dir->nchildren; i++) {
 		struct tree_node *c = dir->children[i];
 
-		if (!c->shadowed)
+		/* A shadowed entry is listed with the local names, unless its
+		 * local file went (lookups give the entry again then). */
+		if (!c->shadowed || fd < 0 || fstatat(fd, c->name, &st, AT_SYMLINK_NOFOLLOW) != 0)
 			rc = listing_add(l, c->name, c, c->ino,
 					 tree_node_is_file(c) ? S_IFREG : S_IFDIR);
 	}

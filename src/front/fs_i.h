@@ -7,6 +7,8 @@
  * node (local.h), never both: the local layer skips the tree's inodes.
  * A tree file whose name a local file already had at mount is
  * "shadowed": lookups give the local file.
+ * Locks: fs.refused_lock and the local layer's own are never held
+ * together, nor across a reply.
  */
 #ifndef MODELFS_FS_I_H
 #define MODELFS_FS_I_H

@@ -338,13 +338,22 @@ static int changed_name_dir(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	struct fs *fs = fs_of(req);
 	struct tree_node *dir = tree_get(fs->tree, parent), *same;
+	struct stat st;
+	int fd;
 
 	if (!fs_writable(fs))
 		return -EROFS;
 	same = dir && !tree_node_is_file(dir) ? tree_child(dir, name) : NULL;
 	if (same && !same->shadowed)
 		return -fs_refuse_node(fs, same, op);
-	return fs_dir_fd(fs, parent, false, NULL, &dir);
+	fd = fs_dir_fd(fs, parent, false, NULL, &dir);
+	/* a shadowed entry whose local file went is the entry again */
+	if (same && (fd < 0 || fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)) {
+		if (fd >= 0)
+			close(fd);
+		return -fs_refuse_node(fs, same, op);
+	}
+	return fd;
 }
 
 static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, int flags)

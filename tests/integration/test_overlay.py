@@ -130,6 +130,11 @@ def test_a_local_file_under_a_remote_name_wins_and_status_says_shadowed(hub, mou
     warn = [line for line in m.log().splitlines() if "event=shadowed" in line]
     assert len(warn) == 1 and "path=VAE/r.bin" in warn[0] and "entry=vae/r" in warn[0]
     assert "local=%s/VAE/r.bin" % m.path in warn[0]
+    # Deleting the local file (it is the user's) brings the entry back.
+    f.unlink()
+    assert os.listdir(m.path / "VAE") == ["r.bin"]
+    assert f.read_bytes() == (hub.root / "r.bin").read_bytes()
+    assert os_error(lambda: f.unlink()) == errno.EROFS
 
 
 def test_files_are_owned_by_the_writer_not_the_daemon(hub, mount, tmp_path):
