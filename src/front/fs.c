@@ -587,6 +587,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.unlink = fs_unlink,
 	.rmdir = fs_rmdir,
 	.rename = fs_rename,
+	.link = fs_link,
 	.create = fs_create,
 	.opendir = fs_opendir,
 	.readdir = fs_readdir,

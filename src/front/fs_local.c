@@ -308,6 +308,29 @@ void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char 
 			fd < 0 ? fd : local_symlink(link, fd, name, ctx->uid, ctx->gid));
 }
 
+void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	struct fs *fs = fs_of(req);
+	struct tree_node *node = tree_get(fs->tree, ino);
+	char path[64];
+	int fd, dirfd, rc;
+
+	if (node) {
+		fuse_reply_err(req, fs_refuse_node(fs, node, "link"));
+		return;
+	}
+	fd = node_fd(fs, ino);
+	dirfd = fd < 0 ? -ENOENT : new_name_dir(req, newparent, newname, "link");
+	if (dirfd < 0) {
+		fuse_reply_err(req, -dirfd);
+		return;
+	}
+	/* The /proc link names the node's own inode, a symlink included. */
+	local_fd_path(fd, path, sizeof(path));
+	rc = linkat(AT_FDCWD, path, dirfd, newname, AT_SYMLINK_FOLLOW) == 0 ? 0 : -errno;
+	reply_new_entry(req, dirfd, newname, rc);
+}
+
 void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	       struct fuse_file_info *fi)
 {

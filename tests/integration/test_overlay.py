@@ -317,3 +317,56 @@ def test_source_local_bad_paths_are_named_with_the_fix(hub, mount, tmp_path):
                                    "l": '{ source = "local", path = "%s" }' % (mnt / "x.bin")}}),
                    mountpoint=mnt, expect_fail=True)
     assert "inside the mountpoint" in inside.stderr and "vae/l" in inside.stderr
+
+
+def test_hard_links_between_local_files_and_never_to_remote_ones(hub, mount):
+    m = mount(one_vae(hub))
+    a = m.path / "VAE" / "a.txt"
+    a.write_text("same")
+    os.link(a, m.path / "b.txt")
+    assert (m.path / "b.txt").read_text() == "same" and os.stat(a).st_nlink == 2
+    assert os_error(lambda: os.link(m.path / "VAE" / "r.bin", m.path / "c.bin")) == errno.EROFS
+    assert os_error(lambda: os.link(a, m.path / "VAE" / "r.bin")) == errno.EEXIST
+
+
+def test_many_writers_and_listers_at_once(hub, mount):
+    """The FUSE loop is multi-threaded: local nodes are made, renamed and
+    forgotten from many threads while others list (ASan checks the rest)."""
+    import threading
+    m = mount(one_vae(hub))
+    errors = []
+
+    def writer(k):
+        try:
+            d = m.path / ("w%d" % k)
+            d.mkdir()
+            for i in range(60):
+                f = d / ("f%d.txt" % i)
+                f.write_text("%d-%d" % (k, i))
+                f.rename(d / ("g%d.txt" % i))
+                assert (d / ("g%d.txt" % i)).read_text() == "%d-%d" % (k, i)
+                if i % 2:
+                    (d / ("g%d.txt" % i)).unlink()
+        except Exception as e:                      # reported below
+            errors.append(e)
+
+    def lister():
+        try:
+            for _ in range(100):
+                for entry in os.scandir(m.path):
+                    entry.stat(follow_symlinks=False)
+                os.listdir(m.path / "VAE")
+        except FileNotFoundError:
+            pass
+        except Exception as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(6)]
+    threads += [threading.Thread(target=lister) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for k in range(6):
+        assert len(os.listdir(m.path / ("w%d" % k))) == 30
