@@ -30,9 +30,9 @@
 #define FS_READAHEAD_KB 1024
 #define XATTR_PREFIX "user.modelfs."
 
-/* A tree folder's local fd, or -errno; mtime of the local folder too. */
-static int tree_dir_fd(struct fs *fs, const struct tree_node *dir, bool make,
-		       const struct fuse_ctx *ctx)
+/* A tree folder's local O_PATH fd (made, owned like the mount, when make),
+ * or -errno. */
+static int tree_dir_fd(struct fs *fs, const struct tree_node *dir, bool make)
 {
 	char path[PATH_MAX];
 	int rc;
@@ -46,15 +46,14 @@ static int tree_dir_fd(struct fs *fs, const struct tree_node *dir, bool make,
 		    : local_open_dir(fs->local, path);
 }
 
-int fs_dir_fd(struct fs *fs, fuse_ino_t ino, bool make, const struct fuse_ctx *ctx,
-	      struct tree_node **tnode)
+int fs_dir_fd(struct fs *fs, fuse_ino_t ino, bool make, struct tree_node **tnode)
 {
 	struct tree_node *dir = tree_get(fs->tree, ino);
 	int fd;
 
 	*tnode = dir;
 	if (dir)
-		return tree_node_is_file(dir) ? -ENOTDIR : tree_dir_fd(fs, dir, make, ctx);
+		return tree_node_is_file(dir) ? -ENOTDIR : tree_dir_fd(fs, dir, make);
 	fd = fs->local ? local_node_fd(fs->local, ino) : -1;
 	if (fd < 0)
 		return -ENOENT;
@@ -95,7 +94,7 @@ static void node_stat(struct fs *fs, const struct tree_node *node, struct stat *
 		if (fs->local) {
 			/* A local change to the folder changes its mtime, which
 			 * webuis poll to notice new files (WEBUI.md §5). */
-			int fd = tree_dir_fd(fs, node, false, NULL);
+			int fd = tree_dir_fd(fs, node, false);
 			struct stat lst;
 
 			if (fd >= 0 && fstat(fd, &lst) == 0 && lst.st_mtime > st->st_mtime)
@@ -166,7 +165,7 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_entry(req, &e);
 		return;
 	}
-	fd = tree_dir_fd(fs, dir, false, NULL);
+	fd = tree_dir_fd(fs, dir, false);
 	if (fd >= 0) {
 		rc = fs_local_entry(fs, fd, name, &e);
 		close(fd);
@@ -266,7 +265,7 @@ static int make_listing(struct fs *fs, fuse_ino_t ino, struct fs_listing *l)
 {
 	struct tree_node *dir;
 	struct stat st;
-	int fd = fs_dir_fd(fs, ino, false, NULL, &dir), rc;
+	int fd = fs_dir_fd(fs, ino, false, &dir), rc;
 
 	if (dir && tree_node_is_file(dir))
 		return -ENOTDIR;

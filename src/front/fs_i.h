@@ -37,8 +37,8 @@ struct fs {
 	bool mounted;
 	char *cache_dir;		/* the root's user.modelfs.cache_dir */
 	pthread_mutex_t refused_lock;
-	struct {			/* when a write to a remote inode was last logged */
-		uint64_t ino;
+	struct {			/* when a refusal (inode, errno) was last logged */
+		uint64_t key;
 		int64_t at_ms;
 	} refused[FS_REFUSED_SLOTS];	/* protected by refused_lock */
 };
@@ -69,8 +69,7 @@ static inline bool fs_writable(const struct fs *fs)
 /* The tree folder at ino's local fd (created when make), or a dup of a
  * local node's: an O_PATH fd the caller closes, or -errno. *tnode gets
  * the tree folder, or NULL for a local one. */
-int fs_dir_fd(struct fs *fs, fuse_ino_t ino, bool make, const struct fuse_ctx *ctx,
-	      struct tree_node **tnode);
+int fs_dir_fd(struct fs *fs, fuse_ino_t ino, bool make, struct tree_node **tnode);
 /* An entry for name in dirfd (looked up once more), local timeouts. */
 int fs_local_entry(struct fs *fs, int dirfd, const char *name, struct fuse_entry_param *e);
 /* err (EROFS: a change to a remote entry; EEXIST: a new local name a

@@ -30,14 +30,15 @@
 int fs_refuse(struct fs *fs, uint64_t ino, const char *path, const char *name, const char *op,
 	      int err)
 {
-	size_t slot = (size_t)(ino % FS_REFUSED_SLOTS);
+	uint64_t key = ino ^ ((uint64_t)err << 56);	/* EROFS and EEXIST apart */
+	size_t slot = (size_t)(key % FS_REFUSED_SLOTS);
 	int64_t now = clock_now_ms();
 	bool say;
 
 	pthread_mutex_lock(&fs->refused_lock);
-	say = fs->refused[slot].ino != ino || now - fs->refused[slot].at_ms >= REFUSED_LOG_MS;
+	say = fs->refused[slot].key != key || now - fs->refused[slot].at_ms >= REFUSED_LOG_MS;
 	if (say) {
-		fs->refused[slot].ino = ino;
+		fs->refused[slot].key = key;
 		fs->refused[slot].at_ms = now;
 	}
 	pthread_mutex_unlock(&fs->refused_lock);
@@ -274,7 +275,7 @@ static int new_name_dir(fuse_req_t req, fuse_ino_t parent, const char *name, con
 			return -fs_refuse(fs, same->ino, path, name, op, EEXIST);
 		}
 	}
-	return fs_dir_fd(fs, parent, true, fuse_req_ctx(req), &dir);
+	return fs_dir_fd(fs, parent, true, &dir);
 }
 
 static void reply_new_entry(fuse_req_t req, int dirfd, const char *name, int rc)
@@ -369,7 +370,7 @@ static int changed_name_dir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	same = dir && !tree_node_is_file(dir) ? tree_child(dir, name) : NULL;
 	if (same && !same->shadowed)
 		return -fs_refuse_node(fs, same, op);
-	fd = fs_dir_fd(fs, parent, false, NULL, &dir);
+	fd = fs_dir_fd(fs, parent, false, &dir);
 	/* a shadowed entry whose local file went is the entry again */
 	if (same && (fd < 0 || fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)) {
 		if (fd >= 0)
@@ -411,7 +412,7 @@ void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 	int rc = 0;
 
 	if (to == -ENOENT)	/* into a folder that is only remote so far */
-		to = fs_dir_fd(fs_of(req), newparent, true, fuse_req_ctx(req), &dir);
+		to = fs_dir_fd(fs_of(req), newparent, true, &dir);
 	if (from < 0 || to < 0)
 		rc = from < 0 ? from : to;
 	else if (renameat2(from, name, to, newname, flags) != 0)
