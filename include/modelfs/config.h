@@ -86,6 +86,7 @@ struct config {
 	enum config_verify verify;
 	int connections;		/* 1 .. 64, default 32 */
 	int retry_timeout_sec;		/* how long transient failures are retried, default 120 */
+	int cache_ttl_sec;		/* evict files not used this long; 0 (default): never */
 	char *mountpoint;		/* NULL: /workspace/models */
 	char *lock;			/* a lock file to mount with (lock.h), as written:
 					 * relative to the config's folder; or NULL */

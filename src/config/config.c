@@ -854,6 +854,7 @@ static const struct key_spec modelfs_keys[] = {
 	{ "verify", K_CHOICE, .off = CFG(verify), .choices = verify_names },
 	{ "connections", K_COUNT, .off = CFG(connections), .min = 1, .max = 64 },
 	{ "retry_timeout", K_DURATION, .off = CFG(retry_timeout_sec) },
+	{ "cache_ttl", K_DURATION, .off = CFG(cache_ttl_sec) },
 	{ "mountpoint", K_PATH, .off = CFG(mountpoint) },
 	{ "lock", K_STRING, .off = CFG(lock) },
 	{ "serve", K_STRING, .off = CFG(serve) },

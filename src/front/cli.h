@@ -50,6 +50,7 @@ struct cli_opts {
 	bool log_json;			/* --log-format json */
 	int jobs;			/* -j, 0: default */
 	int history;			/* --history[=N] rows, 0: none */
+	int unused_for;			/* evict --unused-for, seconds; -1: not given */
 	int nargs;
 	char **args;
 };

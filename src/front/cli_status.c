@@ -83,13 +83,27 @@ static int standalone_list(struct cli_target *t, struct ops_list *l)
 
 /* ---- status ------------------------------------------------------------------- */
 
+/* "3h ago" for a file's last_used, "-" when it has none. */
+static const char *age(json_t *f, time_t now, char *buf, size_t len)
+{
+	json_t *t = json_object_get(f, "last_used");
+	char a[24];
+
+	if (!json_is_integer(t))
+		return "-";
+	snprintf(buf, len, "%s ago", humanize_age(now - json_integer_value(t), a, sizeof(a)));
+	return buf;
+}
+
 static void print_files(json_t *files)
 {
-	char size[32], cached[32], state[48];
+	char size[32], cached[32], state[48], read[32];
+	time_t now = time(NULL);
 	json_t *f;
 	size_t i;
 
-	printf("%-52s %10s %10s  %-16s %s\n", "PATH", "SIZE", "CACHED", "STATE", "SOURCE");
+	printf("%-52s %10s %10s  %-16s %-9s %s\n", "PATH", "SIZE", "CACHED", "STATE", "LAST USE",
+	       "SOURCE");
 	json_array_foreach(files, i, f) {
 		const char *path = json_is_string(json_object_get(f, "path")) ? str(f, "path")
 				 : json_is_string(json_object_get(f, "entry")) ? str(f, "entry")
@@ -97,8 +111,9 @@ static void print_files(json_t *files)
 
 		snprintf(state, sizeof(state), "%s%s", str(f, "state"),
 			 json_is_true(json_object_get(f, "pinned")) ? ",pinned" : "");
-		printf("%-52s %10s %10s  %-16s %s\n", path, bytes(f, "size", size, sizeof(size)),
+		printf("%-52s %10s %10s  %-16s %-9s %s\n", path, bytes(f, "size", size, sizeof(size)),
 		       bytes(f, "cached", cached, sizeof(cached)), state,
+		       age(f, now, read, sizeof(read)),
 		       json_is_string(json_object_get(f, "source")) ? str(f, "source") : "-");
 		if (json_is_string(json_object_get(f, "error")))
 			printf("    error: %s\n", str(f, "error"));
@@ -365,7 +380,9 @@ int cli_verify(int argc, char **argv)
 
 static void print_evict(json_t *res)
 {
-	char freed[32], kept[32];
+	bool retention = json_is_integer(json_object_get(res, "unused_before"));
+	char freed[32], kept[32], read[32];
+	time_t now = time(NULL);
 	json_t *f;
 	size_t i;
 
@@ -378,13 +395,19 @@ static void print_evict(json_t *res)
 	}
 	json_array_foreach(json_object_get(res, "files"), i, f) {
 		const char *result = str(f, "result");
+		const char *path = json_is_string(json_object_get(f, "path")) ? str(f, "path")
+				 : "(a file no entry names)";
 
-		if (strcmp(result, "pinned") == 0)
-			printf("refused  %s: pinned (evict --force unpins and evicts it)\n", str(f, "path"));
-		else if (strcmp(result, "empty") == 0)
-			printf("empty    %s: nothing cached\n", str(f, "path"));
-		else
-			printf("evicted  %s: freed %s%s%s%s\n", str(f, "path"),
+		if (strcmp(result, "pinned") == 0 && retention)
+			printf("kept     %s: pinned, last used %s\n", path, age(f, now, read, sizeof(read)));
+		else if (strcmp(result, "pinned") == 0)
+			printf("refused  %s: pinned (evict --force unpins and evicts it)\n", path);
+		else if (strcmp(result, "recent") == 0)
+			printf("kept     %s: used %s\n", path, age(f, now, read, sizeof(read)));
+		else if (strcmp(result, "empty") == 0 && !retention)
+			printf("empty    %s: nothing cached\n", path);
+		else if (strcmp(result, "evicted") == 0)
+			printf("evicted  %s: freed %s%s%s%s\n", path,
 			       bytes(f, "freed", freed, sizeof(freed)), num(f, "kept") ? " (" : "",
 			       num(f, "kept") ? bytes(f, "kept", kept, sizeof(kept)) : "",
 			       num(f, "kept") ? " kept: being read right now)" : "");
@@ -405,8 +428,19 @@ int cli_evict(int argc, char **argv)
 		json_t *req = json_pack("{s:s, s:o, s:b}", "cmd", "evict", "paths",
 					cli_paths_json(o.args, o.nargs), "force", o.force);
 
+		if (o.unused_for >= 0)
+			json_object_set_new(req, "unused_for", json_integer(o.unused_for));
 		code = cli_call(&t, req, &res);
 		json_decref(req);
+	} else if (o.nargs == 0 && o.unused_for >= 0) {
+		int rc;
+
+		res = ops_retain(t.cache, ops_unused_before(o.unused_for), &rc);
+		if (!res) {
+			fprintf(stderr, "modelfs: cannot read the cache index in %s: %s\n",
+				t.cache_dir, strerror(-rc));
+			code = EXIT_MODEL;
+		}
 	} else if (o.nargs == 0) {
 		res = ops_trim(t.cache);
 	} else {
@@ -415,7 +449,8 @@ int cli_evict(int argc, char **argv)
 
 		code = standalone_select(&t, &o, &l, &chosen);
 		if (code == 0) {
-			res = ops_evict(&l, chosen, o.force);
+			res = ops_evict(&l, chosen, o.force, o.unused_for >= 0
+					? ops_unused_before(o.unused_for) : 0);
 			free(chosen);
 			ops_list_free(&l);
 		}

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "modelfs/clock.h"
 #include "modelfs/select.h"
 #include "modelfs/source.h"
 
@@ -105,6 +106,7 @@ static void from_file_row(struct ops_item *it, const struct store_file *files, i
 		it->stored_state = sf->state;
 		it->stored_cached = sf->cached_bytes;
 		it->stored_pinned = sf->pinned;
+		it->stored_last_used = sf->last_used;
 		it->stored_sha256 = dup_or_null(sf->sha256);
 		it->stored_error = dup_or_null(sf->error);
 		break;
@@ -286,10 +288,17 @@ static json_t *str_json(char *s)
 	return j ? j : json_null();
 }
 
+/* Seconds since the epoch, or null for 0 (never). */
+static json_t *time_json(int64_t ms)
+{
+	return ms > 0 ? json_integer((json_int_t)(ms / 1000)) : json_null();
+}
+
 static json_t *file_status(const struct ops_item *it)
 {
 	json_t *o = json_object();
 	uint64_t cached;
+	int64_t last_used;
 	bool pinned;
 	char *sha, *error;
 
@@ -298,11 +307,13 @@ static json_t *file_status(const struct ops_item *it)
 
 		cached = engine_file_cached(it->ef);
 		pinned = cf && cache_file_pinned(cf);
+		last_used = cf ? cache_file_last_used(cf) : 0;
 		sha = engine_file_sha256(it->ef);
 		error = engine_file_error(it->ef);
 	} else {
 		cached = it->stored_cached;
 		pinned = it->stored_pinned;
+		last_used = it->stored_last_used;
 		sha = dup_or_null(it->stored_sha256 ? it->stored_sha256 : it->want_sha256);
 		error = dup_or_null(it->stored_error);
 	}
@@ -316,6 +327,7 @@ static json_t *file_status(const struct ops_item *it)
 	json_object_set_new(o, "source", str_json(dup_or_null(it->source)));
 	json_object_set_new(o, "sha256", str_json(sha));
 	json_object_set_new(o, "error", str_json(error));
+	json_object_set_new(o, "last_used", time_json(last_used));
 	return o;
 }
 
@@ -438,7 +450,8 @@ json_t *ops_verify(const struct ops_list *l, const bool *chosen, const atomic_in
 	return o;
 }
 
-json_t *ops_evict(const struct ops_list *l, const bool *chosen, bool force)
+json_t *ops_evict(const struct ops_list *l, const bool *chosen, bool force,
+		  int64_t unused_before)
 {
 	json_t *o = json_object(), *files = json_array();
 	uint64_t total = 0;
@@ -449,18 +462,23 @@ json_t *ops_evict(const struct ops_list *l, const bool *chosen, bool force)
 		struct cache_file *cf;
 		const char *result;
 		uint64_t before = 0, after = 0;
+		int64_t last_used = 0;
 		json_t *r;
 
 		if (!chosen[i])
 			continue;
 		cf = item_cache(l, it);
-		if (cf)
+		if (cf) {
 			before = cache_file_cached_bytes(cf);
+			last_used = cache_file_last_used(cf);
+		}
 		if (!cf || before == 0) {
 			result = "empty";
+		} else if (unused_before > 0 && last_used >= unused_before) {
+			result = "recent";
 		} else if (cache_file_pinned(cf) && !force) {
 			result = "pinned";
-			refused++;
+			refused += unused_before <= 0;
 		} else {
 			if (force)
 				cache_file_pin(cf, CACHE_PIN_CONFIG | CACHE_PIN_USER, false);
@@ -474,13 +492,48 @@ json_t *ops_evict(const struct ops_list *l, const bool *chosen, bool force)
 		json_object_set_new(r, "freed", json_integer((json_int_t)(before - after)));
 		json_object_set_new(r, "kept", json_integer((json_int_t)after));
 		json_object_set_new(r, "result", json_string(result));
+		json_object_set_new(r, "last_used", time_json(last_used));
 		json_array_append_new(files, r);
 		total += before - after;
 	}
 	json_object_set_new(o, "files", files);
 	json_object_set_new(o, "freed", json_integer((json_int_t)total));
 	json_object_set_new(o, "refused", json_integer(refused));
+	if (unused_before > 0)
+		json_object_set_new(o, "unused_before", time_json(unused_before));
 	return o;
+}
+
+int64_t ops_unused_before(int secs)
+{
+	int64_t t = clock_wall_ms() - (int64_t)secs * 1000;
+
+	return t > 0 ? t : 1;
+}
+
+json_t *ops_retain(struct cache *c, int64_t unused_before, int *err)
+{
+	struct ops_list l;
+	json_t *res = NULL;
+	bool *all = NULL;
+
+	*err = ops_list_store(c, NULL, &l);
+	if (*err)
+		return NULL;
+	all = malloc((l.n ? l.n : 1) * sizeof(*all));
+	if (!all) {
+		*err = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < l.n; i++)
+		all[i] = true;
+	res = ops_evict(&l, all, false, unused_before);
+	if (!res)
+		*err = -ENOMEM;
+out:
+	free(all);
+	ops_list_free(&l);
+	return res;
 }
 
 json_t *ops_trim(struct cache *c)
