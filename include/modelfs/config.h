@@ -71,6 +71,15 @@ struct config_entry {
 	bool gated, prefetch, pin;
 	enum config_verify verify;
 	int line, col;			/* where the entry is written */
+
+	/* An artifact of a manifest entry ({ source = "manifest", path =
+	 * "x.yaml" }, manifest.h): it is expanded into one entry per
+	 * artifact, all with the manifest entry's category and name, ids
+	 * "CATEGORY/NAME/PATH", the model's folder "FOLDER/NAME". NULL for
+	 * any other entry. */
+	char *manifest;			/* the manifest file, as opened */
+	char *manifest_model;		/* its model_id and version, or NULL */
+	char *manifest_version;
 };
 
 struct config {
@@ -114,6 +123,11 @@ struct config_error {
  * filled for a bad config; -errno (err filled) when the file can't be
  * read. */
 int config_load(const char *path, struct config **out, struct config_error *err);
+/* A path ending in .yaml or .yml is a model manifest (manifest.h):
+ * config_load() makes it a config of one manifest entry, under
+ * [models.diffusers] for a diffusers pipeline (profile, model_index.json),
+ * else [models.checkpoints]. */
+bool config_is_manifest(const char *path);
 
 /* The same from text already in memory; name is used in messages. */
 int config_parse(const char *text, size_t len, const char *name,

@@ -9,6 +9,10 @@
  *            "cache": {"used", "limit", "fs_free", "min_free"},
  *            "files": [{"path", "entry", "key", "size", "cached", "state",
  *                       "pinned", "source", "sha256", "error", "last_used"}],
+ *            "models": [{"entry", "manifest", "model_id", "version",
+ *                        "artifacts", "verified", "available"}],
+ *                       (one per manifest entry: available when every
+ *                       artifact is verified)
  *            "history": [{"time", "path", "key", "offset", "bytes", "ms",
  *                         "outcome", "error"}]}      (when asked for)
  *   verify: {"files": [{"path", "entry", "checked_blocks", "bad_blocks",
@@ -48,6 +52,7 @@ struct ops_item {
 	int64_t file_id;		/* in the cache index; 0 when none */
 	uint32_t block_size;
 	struct engine_file *ef;		/* the daemon's file, or NULL */
+	const struct config_entry *entry;	/* its config entry, or NULL */
 	/* Without a daemon: the index's view when the list was made. */
 	enum store_file_state stored_state;
 	uint64_t stored_cached;

@@ -47,6 +47,9 @@ const char cli_usage_text[] =
 	"        list what changed at the sources since the lock; exit 1 if anything\n"
 	"  lock --update CONFIG [ENTRY ...] [--lock FILE]\n"
 	"        re-pin the named entries (all when none); the others stay as locked\n"
+	"  manifest CONFIG ENTRY [--output FILE]\n"
+	"        write ENTRY as a model manifest (YAML): its pinned source and every\n"
+	"        file's sha256 (files whose source states none are fetched to hash)\n"
 	"  check [--offline] CONFIG\n"
 	"        validate CONFIG and resolve every entry; exit 1 if any fails\n"
 	"  prefetch [--pin] [-j N] [--json] [--config CONFIG] [PATH|ENTRY ...]\n"
@@ -101,6 +104,7 @@ static const struct {
 } allowed[] = {
 	{ "mount", " foreground fuse-opts log-file log-format lock model category " },
 	{ "lock", " output lock check update " },
+	{ "manifest", " output " },
 	{ "check", " offline " },
 	{ "prefetch", " pin jobs config json into keep-cache " },
 	{ "status", " json history config " },

@@ -120,6 +120,28 @@ static void print_files(json_t *files)
 	}
 }
 
+/* Manifest models: available only when every artifact is verified. */
+static void print_models(json_t *models)
+{
+	char label[256];
+	json_t *m;
+	size_t i;
+
+	json_array_foreach(models, i, m) {
+		bool has_model = json_is_string(json_object_get(m, "model_id"));
+		bool has_version = json_is_string(json_object_get(m, "version"));
+
+		snprintf(label, sizeof(label), "%s%s%s", has_model ? str(m, "model_id") : "",
+			 has_model && has_version ? " " : "", has_version ? str(m, "version") : "");
+		if (i == 0)
+			printf("\nmodels from manifests:\n");
+		printf("%s%s%s%s: %s, %lld of %lld artifacts verified\n", str(m, "entry"),
+		       label[0] ? " (" : "", label, label[0] ? ")" : "",
+		       json_is_true(json_object_get(m, "available")) ? "available" : "not available",
+		       (long long)num(m, "verified"), (long long)num(m, "artifacts"));
+	}
+}
+
 static void print_history(json_t *history)
 {
 	char when[32], size[32];
@@ -157,6 +179,7 @@ static void print_status(json_t *st)
 	else
 		printf("not mounted; cache %s\n", str(st, "cache_dir"));
 	print_files(json_object_get(st, "files"));
+	print_models(json_object_get(st, "models"));
 	printf("\ncache: %s used, limit %s, %s free on disk (keeps %s free)\n",
 	       bytes(cache, "used", used, sizeof(used)),
 	       json_is_integer(json_object_get(cache, "limit"))

@@ -75,6 +75,7 @@ int ops_list_engine(struct engine *e, struct cache *c, struct ops_list *out)
 			return -ENOMEM;
 		}
 		it->ef = f;
+		it->entry = ent;
 		it->path = strdup(engine_file_path(f));
 		it->entry_id = strdup(ent->id);
 		it->entry_name = strdup(ent->name);
@@ -130,6 +131,7 @@ static int item_from_resolution(struct ops_list *l, const struct store_resolutio
 	slash = r->entry_id ? strchr(r->entry_id, '/') : NULL;
 	it->entry_name = ent ? strdup(ent->name) : dup_or_null(slash ? slash + 1 : r->entry_id);
 	it->key = dup_or_null(r->file_key);
+	it->entry = ent;
 	it->source = ent ? engine_entry_source(ent) : NULL;
 	it->want_sha256 = dup_or_null(r->sha256);
 	it->want_git1 = dup_or_null(r->git_sha1);
@@ -150,6 +152,7 @@ static int item_from_entry(struct ops_list *l, const struct config_entry *ent)
 		it->path = NULL;
 	it->entry_id = strdup(ent->id);
 	it->entry_name = strdup(ent->name);
+	it->entry = ent;
 	it->source = engine_entry_source(ent);
 	it->want_sha256 = dup_or_null(ent->sha256);
 	it->size = ent->size;
@@ -369,6 +372,48 @@ static json_t *history_json(const struct ops_list *l, int max)
 	return a;
 }
 
+/* One object per manifest entry (its artifacts are entries "C/N/PATH"
+ * with one category and name): a model is available only when every
+ * artifact is verified. */
+static json_t *models_json(const struct ops_list *l)
+{
+	json_t *models = json_array(), *m;
+	size_t k;
+
+	for (size_t i = 0; i < l->n; i++) {
+		const struct config_entry *ent = l->items[i].entry;
+		json_t *found = NULL;
+		char *group;
+
+		if (!ent || !ent->manifest || asprintf(&group, "%s/%s", ent->category, ent->name) < 0)
+			continue;
+		json_array_foreach(models, k, m)
+			if (!found && strcmp(json_string_value(json_object_get(m, "entry")), group) == 0)
+				found = m;
+		if (!found) {
+			found = json_pack("{s:s, s:s, s:o, s:o, s:i, s:i}", "entry", group,
+					  "manifest", ent->manifest, "model_id",
+					  str_json(dup_or_null(ent->manifest_model)), "version",
+					  str_json(dup_or_null(ent->manifest_version)), "artifacts", 0,
+					  "verified", 0);
+			json_array_append_new(models, found);
+		}
+		free(group);
+		if (!found)
+			continue;
+		json_object_set_new(found, "artifacts", json_integer(
+			json_integer_value(json_object_get(found, "artifacts")) + 1));
+		if (strcmp(item_state(&l->items[i], NULL), "verified") == 0)
+			json_object_set_new(found, "verified", json_integer(
+				json_integer_value(json_object_get(found, "verified")) + 1));
+	}
+	json_array_foreach(models, k, m)
+		json_object_set_new(m, "available", json_boolean(
+			json_integer_value(json_object_get(m, "verified")) ==
+			json_integer_value(json_object_get(m, "artifacts"))));
+	return models;
+}
+
 json_t *ops_status(const struct ops_list *l, const char *mountpoint, const char *cache_dir,
 		   long pid, int history)
 {
@@ -391,6 +436,7 @@ json_t *ops_status(const struct ops_list *l, const char *mountpoint, const char 
 	for (size_t i = 0; i < l->n; i++)
 		json_array_append_new(files, file_status(&l->items[i]));
 	json_object_set_new(o, "files", files);
+	json_object_set_new(o, "models", models_json(l));
 	if (history > 0)
 		json_object_set_new(o, "history", history_json(l, history));
 	return o;
