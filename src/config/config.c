@@ -12,6 +12,7 @@
 
 #include "modelfs/log.h"
 #include "modelfs/manifest.h"
+#include "modelfs/model_catalog.h"
 #include "modelfs/text.h"
 #include "modelfs/toml.h"
 
@@ -347,6 +348,7 @@ struct parser {
 	const char *layout_over;	/* a mount's -o layout=, over [modelfs]'s; or NULL */
 	struct override *ov;		/* [layout] category -> folder */
 	size_t n_ov;
+	struct model_catalog *catalog;	/* read at the first { catalog = ... } */
 };
 
 __attribute__((format(printf, 4, 5)))
@@ -2035,6 +2037,95 @@ static int parse_manifest_entry(struct parser *p, const char *category,
 	return rc;
 }
 
+/* ---- catalog entries ---------------------------------------------------- */
+
+static bool table_has(const struct toml_value *v, const char *key)
+{
+	for (size_t i = 0; v->type == TOML_TABLE && i < v->u.table.len; i++)
+		if (strcmp(v->u.table.items[i].key, key) == 0)
+			return true;
+	return false;
+}
+
+static int catalog_loaded(struct parser *p, const struct toml_value *at)
+{
+	struct model_catalog_error cerr;
+	char path[PATH_MAX];
+
+	if (p->catalog)
+		return 0;
+	if (model_catalog_load(model_catalog_path(path, sizeof(path)), &p->catalog, &cerr) != 0)
+		return fail(p, at->line, at->col, "the model catalog cannot be read: %s", cerr.msg);
+	return 0;
+}
+
+/* { catalog = "NAME" [, pin = B] [, prefetch = B] }: the catalog's pinned
+ * Hugging Face file, in the category of the table it is written under. */
+static int parse_catalog_entry(struct parser *p, const char *category,
+			       const struct toml_keyval *kv, struct config_entry *e)
+{
+	const struct toml_value *name = NULL;
+	const struct catalog_model *m;
+	char prefix[WHERE_MAX - 40], hint[96];
+	const char *h;
+	int rc;
+
+	snprintf(prefix, sizeof(prefix), "models");
+	add_key(prefix, sizeof(prefix), category);
+	add_key(prefix, sizeof(prefix), kv->key);
+	if (!valid_name(kv->key))
+		return fail(p, kv->line, kv->col, "entry name %s must be 1 to %d bytes, without '/', "
+			    "and not \".\" or \"..\"", prefix, NAME_MAX_BYTES);
+	if (entry_init(p, category, kv, e) || asprintf(&e->id, "%s/%s", category, kv->key) < 0) {
+		e->id = NULL;
+		return nomem(p);
+	}
+	for (size_t i = 0; i < kv->value->u.table.len; i++) {
+		const struct toml_keyval *item = &kv->value->u.table.items[i];
+		bool *flag = !strcmp(item->key, "pin") ? &e->pin
+			   : !strcmp(item->key, "prefetch") ? &e->prefetch : NULL;
+
+		if (strcmp(item->key, "catalog") == 0 && item->value->type != TOML_STRING)
+			return fail(p, item->value->line, item->value->col, "%s.catalog must be a "
+				    "model's name, a string like \"sdxl-base\"", prefix);
+		if (strcmp(item->key, "catalog") == 0)
+			name = item->value;
+		else if (flag && item->value->type == TOML_BOOL)
+			*flag = item->value->u.boolean;
+		else
+			return fail(p, item->line, item->col, "entry %s: a catalog entry takes catalog "
+				    "= \"NAME\", and pin and prefetch (true or false); not %s here",
+				    prefix, item->key);
+	}
+	rc = catalog_loaded(p, name);
+	if (rc)
+		return rc;
+	m = model_catalog_find(p->catalog, name->u.str.ptr);
+	if (!m) {
+		const char **names = calloc(p->catalog->n + 1, sizeof(*names));
+
+		if (!names)
+			return nomem(p);
+		for (size_t i = 0; i < p->catalog->n; i++)
+			names[i] = p->catalog->models[i].name;
+		h = suggest(name->u.str.ptr, names, p->catalog->n, hint, sizeof(hint));
+		free(names);
+		return fail(p, name->line, name->col, "%s.catalog: no model \"%.60s\" in the "
+			    "catalog%s; `modelfs catalog` lists them", prefix, name->u.str.ptr, h);
+	}
+	e->source = CONFIG_SOURCE_HUGGINGFACE;
+	e->repo = strdup(m->repo);
+	e->file = strdup(m->file);
+	e->revision = strdup(m->revision);
+	e->repo_type = strdup("model");
+	e->gated = m->gated;
+	e->size = m->size;
+	if (!e->repo || !e->file || !e->revision || !e->repo_type ||
+	    (m->sha256 && !(e->sha256 = strdup(m->sha256))))
+		return nomem(p);
+	return entry_place(p, e);
+}
+
 static int parse_models(struct parser *p, const struct toml_value *models)
 {
 	struct config *cfg = p->cfg;
@@ -2076,7 +2167,10 @@ static int parse_models(struct parser *p, const struct toml_value *models)
 			}
 			rc = grow_entries(p, &cap, 1);
 			/* Counted first so config_free() frees a half-made entry. */
-			if (rc == 0)
+			if (rc == 0 && table_has(kv->value, "catalog"))
+				rc = parse_catalog_entry(p, cat->key, kv,
+							 &cfg->entries[cfg->n_entries++]);
+			else if (rc == 0)
 				rc = parse_entry(p, cat->key, kv, &cfg->entries[cfg->n_entries++]);
 			if (rc)
 				return rc;
@@ -2316,6 +2410,7 @@ int config_parse_layout(const char *text, size_t len, const char *name, const ch
 out:
 	toml_free(root);
 	free(p.ov);
+	model_catalog_free(p.catalog);
 	if (rc) {
 		config_free(p.cfg);
 		return rc;

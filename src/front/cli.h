@@ -176,5 +176,6 @@ int cli_info(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 int cli_lock(int argc, char **argv);
 int cli_manifest(int argc, char **argv);
+int cli_catalog(int argc, char **argv);
 
 #endif

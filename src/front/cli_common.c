@@ -50,6 +50,9 @@ const char cli_usage_text[] =
 	"  manifest CONFIG ENTRY [--output FILE]\n"
 	"        write ENTRY as a model manifest (YAML): its pinned source and every\n"
 	"        file's sha256 (files whose source states none are fetched to hash)\n"
+	"  catalog [search WORDS ...] [--json]\n"
+	"        the built-in catalog of popular models, pinned; in a config:\n"
+	"        NAME = { catalog = \"NAME\" }\n"
 	"  check [--offline] CONFIG\n"
 	"        validate CONFIG and resolve every entry; exit 1 if any fails\n"
 	"  prefetch [--pin] [-j N] [--json] [--config CONFIG] [PATH|ENTRY ...]\n"
@@ -105,6 +108,7 @@ static const struct {
 	{ "mount", " foreground fuse-opts log-file log-format lock model category " },
 	{ "lock", " output lock check update " },
 	{ "manifest", " output " },
+	{ "catalog", " json " },
 	{ "check", " offline " },
 	{ "prefetch", " pin jobs config json into keep-cache " },
 	{ "status", " json history config " },
