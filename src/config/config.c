@@ -1761,6 +1761,20 @@ static int recognise_link(struct parser *p, const struct toml_keyval **seen, str
 
 /* One entry of [models.category]: its keys, then its source (written or
  * implied), what that source needs, and its place in the mount. */
+/* "models.CATEGORY.NAME" for messages into prefix; an entry name that is
+ * no folder name is refused. */
+static int entry_where(struct parser *p, const char *category, const struct toml_keyval *kv,
+		       char *prefix, size_t len)
+{
+	snprintf(prefix, len, "models");
+	add_key(prefix, len, category);
+	add_key(prefix, len, kv->key);
+	if (!valid_name(kv->key))
+		return fail(p, kv->line, kv->col, "entry name %s must be 1 to %d bytes, without '/', "
+			    "and not \".\" or \"..\"", prefix, NAME_MAX_BYTES);
+	return 0;
+}
+
 /* What every entry starts with: its category and name (the key), the
  * config's defaults, where it is written. -ENOMEM. */
 static int entry_init(struct parser *p, const char *category, const struct toml_keyval *kv,
@@ -1787,13 +1801,9 @@ static int parse_entry(struct parser *p, const char *category, const struct toml
 		e->id = NULL;
 		return nomem(p);
 	}
-	snprintf(prefix, sizeof(prefix), "models");
-	add_key(prefix, sizeof(prefix), category);
-	add_key(prefix, sizeof(prefix), kv->key);
-	if (!valid_name(e->name))
-		return fail(p, kv->line, kv->col, "entry name %s must be 1 to %d bytes, without '/', "
-			    "and not \".\" or \"..\"", prefix, NAME_MAX_BYTES);
-
+	rc = entry_where(p, category, kv, prefix, sizeof(prefix));
+	if (rc)
+		return rc;
 	if (kv->value->type == TOML_STRING) {
 		/* "name" = "https://...": a URL entry. Its url has no key
 		 * of its own (""), so messages name the entry. */
@@ -2004,12 +2014,9 @@ static int parse_manifest_entry(struct parser *p, const char *category,
 	char prefix[WHERE_MAX - 40], *file = NULL;
 	int rc;
 
-	snprintf(prefix, sizeof(prefix), "models");
-	add_key(prefix, sizeof(prefix), category);
-	add_key(prefix, sizeof(prefix), kv->key);
-	if (!valid_name(kv->key))
-		return fail(p, kv->line, kv->col, "entry name %s must be 1 to %d bytes, without '/', "
-			    "and not \".\" or \"..\"", prefix, NAME_MAX_BYTES);
+	rc = entry_where(p, category, kv, prefix, sizeof(prefix));
+	if (rc)
+		return rc;
 	for (size_t i = 0; i < t->u.table.len; i++) {
 		const struct toml_keyval *item = &t->u.table.items[i];
 
@@ -2070,12 +2077,9 @@ static int parse_catalog_entry(struct parser *p, const char *category,
 	const char *h;
 	int rc;
 
-	snprintf(prefix, sizeof(prefix), "models");
-	add_key(prefix, sizeof(prefix), category);
-	add_key(prefix, sizeof(prefix), kv->key);
-	if (!valid_name(kv->key))
-		return fail(p, kv->line, kv->col, "entry name %s must be 1 to %d bytes, without '/', "
-			    "and not \".\" or \"..\"", prefix, NAME_MAX_BYTES);
+	rc = entry_where(p, category, kv, prefix, sizeof(prefix));
+	if (rc)
+		return rc;
 	if (entry_init(p, category, kv, e) || asprintf(&e->id, "%s/%s", category, kv->key) < 0) {
 		e->id = NULL;
 		return nomem(p);
