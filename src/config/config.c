@@ -1972,13 +1972,25 @@ static int artifact_entry(struct parser *p, const char *category, const struct t
 				       !(e->model_id = strdup(m->civitai_model_id))))
 			return nomem(p);
 		break;
-	case MANIFEST_URL:
+	case MANIFEST_URL: {
+		/* ${VAR}s expand as in the config (a manifest holds no secret). */
+		struct toml_value v = { .type = TOML_STRING, .line = kv->line, .col = kv->col,
+					.u.str = { .ptr = a->url, .len = strlen(a->url) } };
+		char where[WHERE_MAX];
+		int rc;
+
+		snprintf(where, sizeof(where), "the url of %s in %s", a->path, file);
+		rc = get_string(p, &v, where, "a URL", &e->url);
+		if (rc)
+			return rc;
+		if (!valid_http_url(e->url))
+			return fail(p, kv->line, kv->col, "%s is no http(s) URL once expanded", where);
 		e->source = CONFIG_SOURCE_URL;
-		e->url = strdup(a->url);
 		e->url_written = strdup(a->url);
-		if (!e->url || !e->url_written)
+		if (!e->url_written)
 			return nomem(p);
 		break;
+	}
 	}
 	if (!e->sha256 || !e->manifest || !e->filename || !e->id || !e->dir)
 		return nomem(p);
