@@ -36,6 +36,7 @@ struct reader {
 	struct manifest_error *err;
 };
 
+__attribute__((format(printf, 3, 4)))
 static int fail_at(struct reader *r, const yaml_node_t *at, const char *fmt, ...)
 {
 	va_list ap;
