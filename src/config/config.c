@@ -2078,7 +2078,7 @@ static int catalog_loaded(struct parser *p, const struct toml_value *at)
 	return 0;
 }
 
-/* { catalog = "NAME" [, pin = B] [, prefetch = B] }: the catalog's pinned
+/* { catalog = "NAME" [, pin = B] [, prefetch = B] [, filename = "F"] }: the catalog's pinned
  * Hugging Face file, in the category of the table it is written under. */
 static int parse_catalog_entry(struct parser *p, const char *category,
 			       const struct toml_keyval *kv, struct config_entry *e)
@@ -2104,14 +2104,22 @@ static int parse_catalog_entry(struct parser *p, const char *category,
 		if (strcmp(item->key, "catalog") == 0 && item->value->type != TOML_STRING)
 			return fail(p, item->value->line, item->value->col, "%s.catalog must be a "
 				    "model's name, a string like \"sdxl-base\"", prefix);
-		if (strcmp(item->key, "catalog") == 0)
+		if (strcmp(item->key, "catalog") == 0) {
 			name = item->value;
-		else if (flag && item->value->type == TOML_BOOL)
+		} else if (flag && item->value->type == TOML_BOOL) {
 			*flag = item->value->u.boolean;
-		else
+		} else if (strcmp(item->key, "filename") == 0 && item->value->type == TOML_STRING &&
+			   valid_name(item->value->u.str.ptr) &&
+			   strlen(item->value->u.str.ptr) == item->value->u.str.len) {
+			free(e->filename);
+			e->filename = strdup(item->value->u.str.ptr);
+			if (!e->filename)
+				return nomem(p);
+		} else {
 			return fail(p, item->line, item->col, "entry %s: a catalog entry takes catalog "
-				    "= \"NAME\", and pin and prefetch (true or false); not %s here",
-				    prefix, item->key);
+				    "= \"NAME\", pin and prefetch (true or false) and filename (a file "
+				    "name); not this %s", prefix, item->key);
+		}
 	}
 	rc = catalog_loaded(p, name);
 	if (rc)

@@ -51,7 +51,12 @@ static json_t *model_json(const struct catalog_model *m)
 			 "sha256", m->sha256 ? json_string(m->sha256) : json_null());
 }
 
-static void print_model(const struct catalog_model *m)
+/* Column widths: the longest name and licence shown. */
+struct widths {
+	int name, license;
+};
+
+static void print_model(const struct catalog_model *m, struct widths w)
 {
 	char size[32] = "-", vram[32] = "-";
 
@@ -59,8 +64,8 @@ static void print_model(const struct catalog_model *m)
 		humanize_bytes((uint64_t)m->size, size, sizeof(size));
 	if (vram_of(m) > 0)
 		humanize_bytes((uint64_t)vram_of(m), vram, sizeof(vram));
-	printf("%-22s %-16s %10s %10s  %-22s %-5s %s\n", m->name, m->category, size, vram,
-	       m->license, m->gated ? "yes" : "no", m->title);
+	printf("%-*s %-16s %10s %10s  %-*s %-5s %s\n", w.name, m->name, m->category, size, vram,
+	       w.license, m->license, m->gated ? "yes" : "no", m->title);
 }
 
 int cli_catalog(int argc, char **argv)
@@ -71,6 +76,7 @@ int cli_catalog(int argc, char **argv)
 	char path[PATH_MAX];
 	char *const *words;
 	json_t *list = NULL;
+	struct widths w = { .name = 4, .license = 7 };
 	int rc, nwords, shown = 0;
 
 	rc = cli_parse(argc, argv, "catalog", &o);
@@ -88,9 +94,16 @@ int cli_catalog(int argc, char **argv)
 		return rc == -EINVAL ? EXIT_USAGE : EXIT_MODEL;
 	}
 	list = o.json ? json_array() : NULL;
+	for (size_t i = 0; i < c->n; i++)
+		if (matches(&c->models[i], words, nwords)) {
+			int nl = (int)strlen(c->models[i].name), ll = (int)strlen(c->models[i].license);
+
+			w.name = nl > w.name ? nl : w.name;
+			w.license = ll > w.license ? ll : w.license;
+		}
 	if (!o.json)
-		printf("%-22s %-16s %10s %10s  %-22s %-5s %s\n", "NAME", "CATEGORY", "SIZE", "GPU MEM",
-		       "LICENSE", "GATED", "TITLE");
+		printf("%-*s %-16s %10s %10s  %-*s %-5s %s\n", w.name, "NAME", "CATEGORY", "SIZE",
+		       "GPU MEM", w.license, "LICENSE", "GATED", "TITLE");
 	for (size_t i = 0; i < c->n; i++) {
 		if (!matches(&c->models[i], words, nwords))
 			continue;
@@ -98,7 +111,7 @@ int cli_catalog(int argc, char **argv)
 		if (list)
 			json_array_append_new(list, model_json(&c->models[i]));
 		else
-			print_model(&c->models[i]);
+			print_model(&c->models[i], w);
 	}
 	if (list)
 		cli_print_json(list);

@@ -25,27 +25,41 @@ def test_every_catalog_model_is_pinned_and_expands_to_a_valid_entry(modelfs_bin,
     models = json.loads(r.stdout)
     assert len(models) >= 3
     assert len({m["name"] for m in models}) == len(models)
-    lines = []
+    by_category = {}
     for m in models:
         assert re.fullmatch(r"[0-9a-f]{40}", m["revision"]), m
         assert re.fullmatch(r"[a-z0-9.-]+", m["name"]) and "/" in m["repo"], m
         assert m["sha256"] is None or re.fullmatch(r"[0-9a-f]{64}", m["sha256"]), m
-        lines.append('[models.%s]\n"%s" = { catalog = "%s" }' % (m["category"], m["name"],
-                                                                  m["name"]))
-    # Every pin is cited: a comment names the repo at that commit (and where
-    # it was read).
+        # Two models may share a file name (sdxl_vae.safetensors): each its own.
+        by_category.setdefault(m["category"], []).append(
+            '"%s" = { catalog = "%s", filename = "%s-%s" }'
+            % (m["name"], m["name"], m["name"], m["file"].split("/")[-1]))
+    # Every pin is cited: the comment block right above each [[model]]
+    # names where its revision was read, and its size and sha256 too.
     text = CATALOG.read_text()
     assert text.count("[[model]]") == len(models)
-    comments = "\n".join(l for l in text.splitlines() if l.lstrip().startswith("#"))
-    for m in models:
-        assert re.search(r"%s\S* at %s" % (re.escape(m["repo"]), m["revision"]), comments), m
+    blocks = text.split("[[model]]")
+    for before, table in zip(blocks, blocks[1:]):
+        comment = []
+        for line in reversed(before.rstrip("\n").splitlines()):
+            if not line.startswith("#"):
+                break
+            comment.append(line)
+        name = re.search(r'^name = "([^"]+)"', table, re.M).group(1)
+        m = next(x for x in models if x["name"] == name)
+        cited = " ".join(comment)
+        assert comment and "revision" in cited, name
+        assert m["size"] is None or "size" in cited, name
+        assert m["sha256"] is None or "sha256" in cited.lower(), name
     cfg = tmp_path / "all.toml"
-    cfg.write_text("\n".join(lines) + "\n")
+    cfg.write_text("".join("[models.%s]\n%s\n" % (c, "\n".join(e))
+                           for c, e in by_category.items()))
     r = run([modelfs_bin, "check", "--offline", cfg], timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     for m in models:
         if m["size"] is not None and m["sha256"] is not None:
-            assert re.search(r"/%s\s.*sha256 pinned" % re.escape(m["file"].split("/")[-1]),
+            assert re.search(r"/%s-%s\s.*sha256 pinned" % (m["name"],
+                                                             re.escape(m["file"].split("/")[-1])),
                              r.stdout), (m, r.stdout)
 
 
@@ -62,7 +76,7 @@ def test_catalog_search_and_a_did_you_mean(modelfs_bin, tmp_path):
     assert 'typo.toml:2:' in r.stderr and 'did you mean "sdxl-base"' in r.stderr, r.stderr
     cfg.write_text('[models.checkpoints]\nbase = { catalog = "sdxl-base", repo = "a/b" }\n')
     r = run([modelfs_bin, "check", "--offline", cfg], timeout=60)
-    assert r.returncode == 2 and "not repo here" in r.stderr, r.stderr
+    assert r.returncode == 2 and "not this repo" in r.stderr, r.stderr
 
 
 def test_a_bad_catalog_file_is_named(modelfs_bin, tmp_path):
