@@ -13,7 +13,8 @@ set -eu
 # debootstrap and systemd-container (systemd-nspawn): test_container.py's
 # Debian root (tools/test-rootfs.sh).
 PACKAGES="meson ninja-build pkg-config gcc libfuse3-dev fuse3 libcurl4-openssl-dev
-libsqlite3-dev libssl-dev libjansson-dev libxxhash-dev libmicrohttpd-dev python3-pytest python3-yaml python3-diskcache
+libsqlite3-dev libssl-dev libjansson-dev libxxhash-dev libmicrohttpd-dev libyaml-dev
+python3-pytest python3-yaml python3-diskcache
 attr curl systemd util-linux debootstrap systemd-container"
 
 # "deps.sh fuzz": also clang and its libFuzzer runtime (tools/fuzz.sh),

@@ -12,9 +12,9 @@ set -eu
 CACHE=${MODELFS_TEST_ROOTFS_CACHE:-/var/cache/modelfs-test-rootfs}
 ROOT=$CACHE/bookworm
 # Bumped when the package list changes, so that old roots are remade.
-STAMP=$ROOT/.modelfs-rootfs-v3
+STAMP=$ROOT/.modelfs-rootfs-v4
 MIRROR=${MODELFS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-INCLUDE=fuse3,libfuse3-3,libcurl4,libsqlite3-0,libssl3,libjansson4,libxxhash0,libmicrohttpd12,ca-certificates
+INCLUDE=fuse3,libfuse3-3,libcurl4,libsqlite3-0,libssl3,libjansson4,libxxhash0,libmicrohttpd12,libyaml-0-2,ca-certificates
 # The sanitizer build (build-asan) runs in it too.
 INCLUDE=$INCLUDE,libasan8,libubsan1
 
@@ -33,7 +33,7 @@ debootstrap --variant=minbase --include="$INCLUDE" bookworm "$tmp" "$MIRROR" \
 	>"$CACHE/debootstrap.log" 2>&1 || die "debootstrap failed; see $CACHE/debootstrap.log"
 # Mount points for the test's binds (the root is used read-only).
 mkdir -p "$tmp/opt/modelfs" "$tmp/work"
-touch "$tmp/.modelfs-rootfs-v3"
+touch "$tmp/.modelfs-rootfs-v4"
 rm -rf "$ROOT"
 mv "$tmp" "$ROOT"
 trap - EXIT

@@ -76,6 +76,9 @@ uint64_t cache_file_nblocks(const struct cache_file *f);
 uint32_t cache_block_len(const struct cache_file *f, uint64_t idx);
 bool cache_block_present(struct cache_file *f, uint64_t idx);
 uint64_t cache_file_cached_bytes(struct cache_file *f);
+/* When a block of f was last read or written, ms since the epoch (at a
+ * second's grain, kept across restarts); 0 when nothing is cached. */
+int64_t cache_file_last_used(struct cache_file *f);
 bool cache_file_complete(struct cache_file *f);
 bool cache_file_pinned(struct cache_file *f);
 /* A pinned file's blocks are never evicted. A pin has owners: the config

@@ -73,6 +73,15 @@ struct config_entry {
 	bool gated, prefetch, pin;
 	enum config_verify verify;
 	int line, col;			/* where the entry is written */
+
+	/* An artifact of a manifest entry ({ source = "manifest", path =
+	 * "x.yaml" }, manifest.h): it is expanded into one entry per
+	 * artifact, all with the manifest entry's category and name, ids
+	 * "CATEGORY/NAME/PATH", the model's folder "FOLDER/NAME". NULL for
+	 * any other entry. */
+	char *manifest;			/* the manifest file, as opened */
+	char *manifest_model;		/* its model_id and version, or NULL */
+	char *manifest_version;
 };
 
 struct config {
@@ -88,6 +97,7 @@ struct config {
 	enum config_verify verify;
 	int connections;		/* 1 .. 64, default 32 */
 	int retry_timeout_sec;		/* how long transient failures are retried, default 120 */
+	int cache_ttl_sec;		/* evict files not used this long; 0 (default): never */
 	char *mountpoint;		/* NULL: /workspace/models */
 	char *local_dir;		/* local files live here; NULL: in the mountpoint's
 					 * own folder */
@@ -117,6 +127,11 @@ struct config_error {
  * filled for a bad config; -errno (err filled) when the file can't be
  * read. */
 int config_load(const char *path, struct config **out, struct config_error *err);
+/* A path ending in .yaml or .yml is a model manifest (manifest.h):
+ * config_load() makes it a config of one manifest entry, under
+ * [models.diffusers] for a diffusers pipeline (profile, model_index.json),
+ * else [models.checkpoints]. */
+bool config_is_manifest(const char *path);
 
 /* The same from text already in memory; name is used in messages. */
 int config_parse(const char *text, size_t len, const char *name,

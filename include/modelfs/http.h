@@ -142,6 +142,20 @@ bool http_etag_is_strong(const char *etag);
  * into out; -EINVAL if url is not absolute http(s). */
 int http_url_origin(const char *url, char *out, size_t outlen);
 
+/* What a block of response header lines (status lines, "Name: value",
+ * CRLF or LF) tells, read by the very code that reads a transfer's
+ * headers: meta as a response fills it (want_headers as a request's, or
+ * NULL), and the facts that stay inside a transfer. For the fuzzer
+ * (tests/fuzz/fuzz_http_headers.c). 0 or -ENOMEM. */
+struct http_header_facts {
+	int64_t content_range_total;	/* -1 unknown */
+	int retry_after;		/* seconds, -1 none */
+	int ratelimit_t;		/* -1 none */
+	char server_msg[161];		/* X-Error-Message, printable ASCII only */
+};
+int http_read_header_block(const char *block, size_t len, const char *const *want_headers,
+			   struct http_meta *meta, struct http_header_facts *facts);
+
 /* Parse "bytes a-b/total" (total may be '*': -1). 0 or -EINVAL. */
 int http_parse_content_range(const char *value, uint64_t *first,
 			     uint64_t *last, int64_t *total);

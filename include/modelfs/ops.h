@@ -8,15 +8,23 @@
  *   status: {"mounted", "pid", "mountpoint", "cache_dir",
  *            "cache": {"used", "limit", "fs_free", "min_free"},
  *            "files": [{"path", "entry", "key", "size", "cached", "state",
- *                       "pinned", "shadowed", "source", "sha256", "error"}],
+ *                       "pinned", "shadowed", "source", "sha256", "error",
+ *                       "last_used"}],
+ *            "models": [{"entry", "manifest", "model_id", "version",
+ *                        "artifacts", "verified", "available"}],
+ *                       (one per manifest entry: available when every
+ *                       artifact is verified)
  *            "history": [{"time", "path", "key", "offset", "bytes", "ms",
  *                         "outcome", "error"}]}      (when asked for)
  *   verify: {"files": [{"path", "entry", "checked_blocks", "bad_blocks",
  *                       "bad_bytes", "hash", "state", "error"}], "bad": N}
- *   evict:  {"files": [{"path", "entry", "freed", "result"}],
- *            "freed": N, "refused": N}   or, with no file named,
+ *   evict:  {"files": [{"path", "entry", "freed", "kept", "result",
+ *                       "last_used"}], "freed": N, "refused": N,
+ *            "unused_before" (a retention pass only)}
+ *           (result: evicted, empty, pinned, recent)  or, with no file named,
  *           {"trimmed": true, "freed": N, "used": N}
- * Numbers are bytes; absent values are null.
+ * Numbers are bytes, last_used seconds since the epoch (the last read or
+ * write of a block, at a second's grain); absent values are null.
  * Ownership: an ops_list is the caller's (ops_list_free); JSON results
  * are new references.
  * Threads: a list is used by one thread; the functions block on disk
@@ -45,10 +53,12 @@ struct ops_item {
 	int64_t file_id;		/* in the cache index; 0 when none */
 	uint32_t block_size;
 	struct engine_file *ef;		/* the daemon's file, or NULL */
+	const struct config_entry *entry;	/* its config entry, or NULL */
 	/* Without a daemon: the index's view when the list was made. */
 	enum store_file_state stored_state;
 	uint64_t stored_cached;
 	bool stored_pinned;
+	int64_t stored_last_used;	/* ms; 0: nothing cached */
 	char *stored_sha256, *stored_error;
 };
 
@@ -79,8 +89,18 @@ json_t *ops_status(const struct ops_list *l, const char *mountpoint, const char 
 /* Verify the chosen files; stops early at *cancel (may be NULL). */
 json_t *ops_verify(const struct ops_list *l, const bool *chosen, const atomic_int *cancel);
 /* Drop the chosen files' blocks; pinned ones only with force (which
- * unpins them). */
-json_t *ops_evict(const struct ops_list *l, const bool *chosen, bool force);
+ * unpins them). unused_before > 0 (ms since the epoch) keeps the files
+ * used since then ("recent") and skips pinned ones without refusing
+ * them: a retention pass, not a request for those files. */
+json_t *ops_evict(const struct ops_list *l, const bool *chosen, bool force,
+		  int64_t unused_before);
+/* A retention pass over every file of the cache index (not only the
+ * config's): evict those not used since unused_before (ms since the
+ * epoch), pinned ones excepted; the shape of ops_evict(). NULL on ENOMEM
+ * or when the index cannot be read (*err then says why). */
+json_t *ops_retain(struct cache *c, int64_t unused_before, int *err);
+/* The unused_before of "not used for secs": now - secs, never <= 0. */
+int64_t ops_unused_before(int secs);
 /* Evict down to the cache's limits. */
 json_t *ops_trim(struct cache *c);
 

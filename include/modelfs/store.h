@@ -42,6 +42,8 @@ struct store_file {
 	unsigned pin_mask;	/* who pinned it (cache.h CACHE_PIN_*) */
 	uint64_t dropped_bytes;	/* blocks dropped because the size changed */
 	uint64_t cached_bytes;	/* bytes of its block rows; filled by store_files_list() */
+	int64_t last_used;	/* newest block atime, ms; 0 with no block;
+				 * filled by store_files_list() */
 };
 
 struct store_block {
@@ -50,6 +52,7 @@ struct store_block {
 	uint32_t len;
 	uint64_t xxh3;
 	uint32_t block_size;	/* of its file; filled by store_lru_blocks() */
+	int64_t atime;		/* last use, ms; filled by store_blocks_load() */
 };
 
 struct store_resolution {

@@ -23,3 +23,18 @@ char *humanize_bytes(uint64_t bytes, char *out, size_t outlen)
 	snprintf(out, outlen, v < 10 ? "%.2f %s" : v < 100 ? "%.1f %s" : "%.0f %s", v, units[u]);
 	return out;
 }
+
+char *humanize_age(int64_t secs, char *out, size_t outlen)
+{
+	if (secs < 0)
+		secs = 0;
+	if (secs < 120)
+		snprintf(out, outlen, "%llds", (long long)secs);
+	else if (secs < 2 * 3600)
+		snprintf(out, outlen, "%lldm", (long long)(secs / 60));
+	else if (secs < 2 * 86400)
+		snprintf(out, outlen, "%lldh", (long long)(secs / 3600));
+	else
+		snprintf(out, outlen, "%lldd", (long long)(secs / 86400));
+	return out;
+}

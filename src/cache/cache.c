@@ -392,6 +392,7 @@ static void load_block(void *ctx, const struct store_block *sb)
 		return;		/* geometry changed: the row is ignored and overwritten later */
 	f->blocks[sb->idx].state = BLOCK_UNCHECKED;
 	f->blocks[sb->idx].xxh3 = sb->xxh3;
+	f->blocks[sb->idx].touched = sb->atime;
 	f->present_bytes += sb->len;
 }
 
@@ -569,6 +570,18 @@ uint64_t cache_file_cached_bytes(struct cache_file *f)
 	n = f->present_bytes;
 	pthread_mutex_unlock(&f->lock);
 	return n;
+}
+
+int64_t cache_file_last_used(struct cache_file *f)
+{
+	int64_t newest = 0;
+
+	pthread_mutex_lock(&f->lock);
+	for (uint64_t i = 0; i < f->nblocks; i++)
+		if (state_present(f->blocks[i].state) && f->blocks[i].touched > newest)
+			newest = f->blocks[i].touched;
+	pthread_mutex_unlock(&f->lock);
+	return newest;
 }
 
 bool cache_file_complete(struct cache_file *f)

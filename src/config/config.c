@@ -11,6 +11,8 @@
 #include "modelfs/config.h"
 
 #include "modelfs/log.h"
+#include "modelfs/manifest.h"
+#include "modelfs/model_catalog.h"
 #include "modelfs/text.h"
 #include "modelfs/toml.h"
 
@@ -347,6 +349,7 @@ struct parser {
 	const char *layout_over;	/* a mount's -o layout=, over [modelfs]'s; or NULL */
 	struct override *ov;		/* [layout] category -> folder */
 	size_t n_ov;
+	struct model_catalog *catalog;	/* read at the first { catalog = ... } */
 };
 
 __attribute__((format(printf, 4, 5)))
@@ -855,6 +858,7 @@ static const struct key_spec modelfs_keys[] = {
 	{ "verify", K_CHOICE, .off = CFG(verify), .choices = verify_names },
 	{ "connections", K_COUNT, .off = CFG(connections), .min = 1, .max = 64 },
 	{ "retry_timeout", K_DURATION, .off = CFG(retry_timeout_sec) },
+	{ "cache_ttl", K_DURATION, .off = CFG(cache_ttl_sec) },
 	{ "mountpoint", K_PATH, .off = CFG(mountpoint) },
 	{ "local_dir", K_PATH, .off = CFG(local_dir) },
 	{ "lock", K_STRING, .off = CFG(lock) },
@@ -1775,6 +1779,34 @@ static int recognise_link(struct parser *p, const struct toml_keyval **seen, str
 
 /* One entry of [models.category]: its keys, then its source (written or
  * implied), what that source needs, and its place in the mount. */
+/* "models.CATEGORY.NAME" for messages into prefix; an entry name that is
+ * no folder name is refused. */
+static int entry_where(struct parser *p, const char *category, const struct toml_keyval *kv,
+		       char *prefix, size_t len)
+{
+	snprintf(prefix, len, "models");
+	add_key(prefix, len, category);
+	add_key(prefix, len, kv->key);
+	if (!valid_name(kv->key))
+		return fail(p, kv->line, kv->col, "entry name %s must be 1 to %d bytes, without '/', "
+			    "and not \".\" or \"..\"", prefix, NAME_MAX_BYTES);
+	return 0;
+}
+
+/* What every entry starts with: its category and name (the key), the
+ * config's defaults, where it is written. -ENOMEM. */
+static int entry_init(struct parser *p, const char *category, const struct toml_keyval *kv,
+		      struct config_entry *e)
+{
+	e->size = -1;
+	e->verify = p->cfg->verify;
+	e->line = kv->line;
+	e->col = kv->col;
+	e->category = strdup(category);
+	e->name = strdup(kv->key);
+	return e->category && e->name ? 0 : -ENOMEM;
+}
+
 static int parse_entry(struct parser *p, const char *category, const struct toml_keyval *kv,
 		       struct config_entry *e)
 {
@@ -1783,23 +1815,13 @@ static int parse_entry(struct parser *p, const char *category, const struct toml
 	char prefix[WHERE_MAX - 40], where[WHERE_MAX];
 	int rc;
 
-	e->size = -1;
-	e->verify = p->cfg->verify;
-	e->line = kv->line;
-	e->col = kv->col;
-	e->category = strdup(category);
-	e->name = strdup(kv->key);
-	if (!e->category || !e->name || asprintf(&e->id, "%s/%s", category, kv->key) < 0) {
+	if (entry_init(p, category, kv, e) || asprintf(&e->id, "%s/%s", category, kv->key) < 0) {
 		e->id = NULL;
 		return nomem(p);
 	}
-	snprintf(prefix, sizeof(prefix), "models");
-	add_key(prefix, sizeof(prefix), category);
-	add_key(prefix, sizeof(prefix), kv->key);
-	if (!valid_name(e->name))
-		return fail(p, kv->line, kv->col, "entry name %s must be 1 to %d bytes, without '/', "
-			    "and not \".\" or \"..\"", prefix, NAME_MAX_BYTES);
-
+	rc = entry_where(p, category, kv, prefix, sizeof(prefix));
+	if (rc)
+		return rc;
 	if (kv->value->type == TOML_STRING) {
 		/* "name" = "https://...": a URL entry. Its url has no key
 		 * of its own (""), so messages name the entry. */
@@ -1898,10 +1920,258 @@ static int check_category(struct parser *p, const struct toml_keyval *cat, const
 		    key, cat->key);
 }
 
+/* ---- manifest entries ------------------------------------------------- */
+
+/* { source = "manifest", ... }: the one entry form whose source is no
+ * source of its own (its artifacts' are). */
+static bool is_manifest_entry(const struct toml_value *v)
+{
+	if (v->type != TOML_TABLE)
+		return false;
+	for (size_t i = 0; i < v->u.table.len; i++) {
+		const struct toml_keyval *kv = &v->u.table.items[i];
+
+		if (strcmp(kv->key, "source") == 0)
+			return kv->value->type == TOML_STRING &&
+			       strcmp(kv->value->u.str.ptr, "manifest") == 0;
+	}
+	return false;
+}
+
+/* The manifest's file: as written when absolute, else from the config
+ * file's folder (the current one for a config that is no file). */
+static int manifest_file(struct parser *p, const char *written, char **out)
+{
+	const char *slash = strrchr(p->name, '/');
+
+	if (written[0] == '/' || !slash || strstr(p->name, "://"))
+		*out = strdup(written);
+	else if (asprintf(out, "%.*s/%s", (int)(slash - p->name), p->name, written) < 0)
+		*out = NULL;
+	return *out ? 0 : nomem(p);
+}
+
+/* One artifact as an ordinary entry of its provider's source. */
+static int artifact_entry(struct parser *p, const char *category, const struct toml_keyval *kv,
+			  const char *file, const struct manifest *m,
+			  const struct manifest_artifact *a, struct config_entry *e)
+{
+	const char *folder = category_folder(p, category), *base = strrchr(a->path, '/');
+	int dirlen = base ? (int)(base - a->path) : 0;
+
+	if (entry_init(p, category, kv, e))
+		return nomem(p);
+	e->sha256 = strdup(a->sha256);
+	e->manifest = strdup(file);
+	e->filename = strdup(base ? base + 1 : a->path);
+	if (asprintf(&e->id, "%s/%s/%s", category, kv->key, a->path) < 0)
+		e->id = NULL;
+	if (asprintf(&e->dir, "%s%s%s%s%.*s", folder, folder[0] ? "/" : "", kv->key,
+		     dirlen ? "/" : "", dirlen, a->path) < 0)
+		e->dir = NULL;
+	if ((m->model_id && !(e->manifest_model = strdup(m->model_id))) ||
+	    (m->version && !(e->manifest_version = strdup(m->version))))
+		return nomem(p);
+	switch (m->provider) {
+	case MANIFEST_HUGGINGFACE:
+		e->source = CONFIG_SOURCE_HUGGINGFACE;
+		e->repo = strdup(m->repo_id);
+		e->file = strdup(a->path);
+		e->revision = strdup(m->revision ? m->revision : "main");
+		e->repo_type = strdup(m->repo_type ? m->repo_type : "model");
+		if (!e->repo || !e->file || !e->revision || !e->repo_type)
+			return nomem(p);
+		break;
+	case MANIFEST_CIVITAI:
+		/* The version's file of this name (source_civitai.c). */
+		e->source = CONFIG_SOURCE_CIVITAI;
+		e->version_id = strdup(m->civitai_version_id);
+		if (!e->version_id || (m->civitai_model_id &&
+				       !(e->model_id = strdup(m->civitai_model_id))))
+			return nomem(p);
+		break;
+	case MANIFEST_URL: {
+		/* ${VAR}s expand as in the config (a manifest holds no secret). */
+		struct toml_value v = { .type = TOML_STRING, .line = kv->line, .col = kv->col,
+					.u.str = { .ptr = a->url, .len = strlen(a->url) } };
+		char where[WHERE_MAX];
+		int rc;
+
+		snprintf(where, sizeof(where), "the url of %s in %s", a->path, file);
+		rc = get_string(p, &v, where, "a URL", &e->url);
+		if (rc)
+			return rc;
+		if (!valid_http_url(e->url))
+			return fail(p, kv->line, kv->col, "%s is no http(s) URL once expanded", where);
+		e->source = CONFIG_SOURCE_URL;
+		e->url_written = strdup(a->url);
+		if (!e->url_written)
+			return nomem(p);
+		break;
+	}
+	}
+	if (!e->sha256 || !e->manifest || !e->filename || !e->id || !e->dir)
+		return nomem(p);
+	return 0;
+}
+
+static int grow_entries(struct parser *p, size_t *cap, size_t more)
+{
+	struct config *cfg = p->cfg;
+	struct config_entry *grown;
+	size_t want = cfg->n_entries + more;
+
+	if (want <= *cap)
+		return 0;
+	want = want > 2 * *cap ? want : 2 * *cap;
+	grown = realloc(cfg->entries, want * sizeof(*grown));
+	if (!grown)
+		return nomem(p);
+	memset(grown + *cap, 0, (want - *cap) * sizeof(*grown));
+	cfg->entries = grown;
+	*cap = want;
+	return 0;
+}
+
+/* { source = "manifest", path = "x.yaml" }: read the manifest and add
+ * an entry per artifact. */
+static int parse_manifest_entry(struct parser *p, const char *category,
+				const struct toml_keyval *kv, size_t *cap)
+{
+	const struct toml_value *t = kv->value, *path = NULL;
+	struct manifest_error merr;
+	struct manifest *m = NULL;
+	char prefix[WHERE_MAX - 40], *file = NULL;
+	int rc;
+
+	rc = entry_where(p, category, kv, prefix, sizeof(prefix));
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < t->u.table.len; i++) {
+		const struct toml_keyval *item = &t->u.table.items[i];
+
+		if (strcmp(item->key, "path") == 0)
+			path = item->value;
+		else if (strcmp(item->key, "source") != 0)
+			return fail(p, item->line, item->col, "entry %s: a manifest entry takes "
+				    "source and path only, not %s (the manifest says the rest)",
+				    prefix, item->key);
+	}
+	if (!path || path->type != TOML_STRING || !path->u.str.ptr[0])
+		return fail(p, path ? path->line : kv->line, path ? path->col : kv->col,
+			    "entry %s needs path = \"model.yaml\": the manifest file, from the "
+			    "config's folder", prefix);
+	rc = manifest_file(p, path->u.str.ptr, &file);
+	if (rc == 0 && manifest_load(file, &m, &merr) != 0)
+		rc = fail(p, path->line, path->col, "%s.path: %s", prefix, merr.msg);
+	if (rc == 0)
+		rc = grow_entries(p, cap, m->n_artifacts);
+	for (size_t i = 0; rc == 0 && i < m->n_artifacts; i++)
+		rc = artifact_entry(p, category, kv, file, m, &m->artifacts[i],
+				    &p->cfg->entries[p->cfg->n_entries++]);
+	manifest_free(m);
+	free(file);
+	return rc;
+}
+
+/* ---- catalog entries ---------------------------------------------------- */
+
+static bool table_has(const struct toml_value *v, const char *key)
+{
+	for (size_t i = 0; v->type == TOML_TABLE && i < v->u.table.len; i++)
+		if (strcmp(v->u.table.items[i].key, key) == 0)
+			return true;
+	return false;
+}
+
+static int catalog_loaded(struct parser *p, const struct toml_value *at)
+{
+	struct model_catalog_error cerr;
+	char path[PATH_MAX];
+
+	if (p->catalog)
+		return 0;
+	if (model_catalog_load(model_catalog_path(path, sizeof(path)), &p->catalog, &cerr) != 0)
+		return fail(p, at->line, at->col, "the model catalog cannot be read: %s", cerr.msg);
+	return 0;
+}
+
+/* { catalog = "NAME" [, pin = B] [, prefetch = B] [, filename = "F"] }: the catalog's pinned
+ * Hugging Face file, in the category of the table it is written under. */
+static int parse_catalog_entry(struct parser *p, const char *category,
+			       const struct toml_keyval *kv, struct config_entry *e)
+{
+	const struct toml_value *name = NULL;
+	const struct catalog_model *m;
+	char prefix[WHERE_MAX - 40], hint[96];
+	const char *h;
+	int rc;
+
+	rc = entry_where(p, category, kv, prefix, sizeof(prefix));
+	if (rc)
+		return rc;
+	if (entry_init(p, category, kv, e) || asprintf(&e->id, "%s/%s", category, kv->key) < 0) {
+		e->id = NULL;
+		return nomem(p);
+	}
+	for (size_t i = 0; i < kv->value->u.table.len; i++) {
+		const struct toml_keyval *item = &kv->value->u.table.items[i];
+		bool *flag = !strcmp(item->key, "pin") ? &e->pin
+			   : !strcmp(item->key, "prefetch") ? &e->prefetch : NULL;
+
+		if (strcmp(item->key, "catalog") == 0 && item->value->type != TOML_STRING)
+			return fail(p, item->value->line, item->value->col, "%s.catalog must be a "
+				    "model's name, a string like \"sdxl-base\"", prefix);
+		if (strcmp(item->key, "catalog") == 0) {
+			name = item->value;
+		} else if (flag && item->value->type == TOML_BOOL) {
+			*flag = item->value->u.boolean;
+		} else if (strcmp(item->key, "filename") == 0 && item->value->type == TOML_STRING &&
+			   valid_name(item->value->u.str.ptr) &&
+			   strlen(item->value->u.str.ptr) == item->value->u.str.len) {
+			free(e->filename);
+			e->filename = strdup(item->value->u.str.ptr);
+			if (!e->filename)
+				return nomem(p);
+		} else {
+			return fail(p, item->line, item->col, "entry %s: a catalog entry takes catalog "
+				    "= \"NAME\", pin and prefetch (true or false) and filename (a file "
+				    "name); not this %s", prefix, item->key);
+		}
+	}
+	rc = catalog_loaded(p, name);
+	if (rc)
+		return rc;
+	m = model_catalog_find(p->catalog, name->u.str.ptr);
+	if (!m) {
+		const char **names = calloc(p->catalog->n + 1, sizeof(*names));
+
+		if (!names)
+			return nomem(p);
+		for (size_t i = 0; i < p->catalog->n; i++)
+			names[i] = p->catalog->models[i].name;
+		h = suggest(name->u.str.ptr, names, p->catalog->n, hint, sizeof(hint));
+		free(names);
+		return fail(p, name->line, name->col, "%s.catalog: no model \"%.60s\" in the "
+			    "catalog%s; `modelfs catalog` lists them", prefix, name->u.str.ptr, h);
+	}
+	e->source = CONFIG_SOURCE_HUGGINGFACE;
+	e->repo = strdup(m->repo);
+	e->file = strdup(m->file);
+	e->revision = strdup(m->revision);
+	e->repo_type = strdup("model");
+	e->gated = m->gated;
+	e->size = m->size;
+	if (!e->repo || !e->file || !e->revision || !e->repo_type ||
+	    (m->sha256 && !(e->sha256 = strdup(m->sha256))))
+		return nomem(p);
+	return entry_place(p, e);
+}
+
 static int parse_models(struct parser *p, const struct toml_value *models)
 {
 	struct config *cfg = p->cfg;
-	size_t total = 0;
+	size_t cap = 0;
 	int rc;
 
 	if (models->type != TOML_TABLE)
@@ -1924,21 +2194,26 @@ static int parse_models(struct parser *p, const struct toml_value *models)
 		rc = check_category(p, cat, name);
 		if (rc)
 			return rc;
-		total += cat->value->u.table.len;
 	}
-	if (total == 0)
-		return 0;
-	cfg->entries = calloc(total, sizeof(*cfg->entries));
-	if (!cfg->entries)
-		return nomem(p);
 	for (size_t i = 0; i < models->u.table.len; i++) {
 		const struct toml_keyval *cat = &models->u.table.items[i];
 
 		for (size_t j = 0; j < cat->value->u.table.len; j++) {
-			/* Counted first so config_free() frees a half-made entry. */
-			struct config_entry *e = &cfg->entries[cfg->n_entries++];
+			const struct toml_keyval *kv = &cat->value->u.table.items[j];
 
-			rc = parse_entry(p, cat->key, &cat->value->u.table.items[j], e);
+			if (is_manifest_entry(kv->value)) {
+				rc = parse_manifest_entry(p, cat->key, kv, &cap);
+				if (rc)
+					return rc;
+				continue;
+			}
+			rc = grow_entries(p, &cap, 1);
+			/* Counted first so config_free() frees a half-made entry. */
+			if (rc == 0 && table_has(kv->value, "catalog"))
+				rc = parse_catalog_entry(p, cat->key, kv,
+							 &cfg->entries[cfg->n_entries++]);
+			else if (rc == 0)
+				rc = parse_entry(p, cat->key, kv, &cfg->entries[cfg->n_entries++]);
 			if (rc)
 				return rc;
 		}
@@ -2177,12 +2452,85 @@ int config_parse_layout(const char *text, size_t len, const char *name, const ch
 out:
 	toml_free(root);
 	free(p.ov);
+	model_catalog_free(p.catalog);
 	if (rc) {
 		config_free(p.cfg);
 		return rc;
 	}
 	*out = p.cfg;
 	return 0;
+}
+
+bool config_is_manifest(const char *path)
+{
+	size_t n = strlen(path);
+
+	return (n > 5 && strcmp(path + n - 5, ".yaml") == 0) ||
+	       (n > 4 && strcmp(path + n - 4, ".yml") == 0);
+}
+
+/* s as a TOML basic string's body into out (len >= 2 * strlen(s) + 1). */
+static void toml_escape(const char *s, char *out)
+{
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			*out++ = '\\';
+		*out++ = *s;
+	}
+	*out = '\0';
+}
+
+/* A manifest as the whole config: its model as the one entry, under
+ * diffusers for a diffusers pipeline (its profile says so, or it has a
+ * model_index.json), else checkpoints, named after the
+ * model_id's last part (else the file's name). */
+static int manifest_config(const char *path, const char *text, size_t len, const char *layout,
+			   struct config **out, struct config_error *err)
+{
+	char name[NAME_MAX_BYTES + 1], real[PATH_MAX], qpath[2 * PATH_MAX + 1], *toml = NULL;
+	const char *category, *from, *dot;
+	struct manifest_error merr;
+	struct manifest *m = NULL;
+	size_t n;
+	int rc;
+
+	rc = manifest_parse(text, len, path, &m, &merr);
+	if (rc) {
+		snprintf(err->msg, sizeof(err->msg), "%s", merr.msg);
+		return rc;
+	}
+	category = "checkpoints";
+	for (size_t i = 0; i < m->n_artifacts; i++)
+		if (strcmp(m->artifacts[i].path, "model_index.json") == 0)
+			category = "diffusers";
+	if (m->profile && strstr(m->profile, "diffusers"))
+		category = "diffusers";
+	from = m->model_id && m->model_id[0] ? m->model_id : path;
+	from = strrchr(from, '/') ? strrchr(from, '/') + 1 : from;
+	dot = from == path || !m->model_id ? strrchr(from, '.') : NULL;
+	n = dot && dot > from ? (size_t)(dot - from) : strlen(from);
+	n = n < NAME_MAX_BYTES ? n : NAME_MAX_BYTES;
+	for (size_t i = 0; i < n; i++)
+		name[i] = isalnum((unsigned char)from[i]) || strchr("._-", from[i]) ? from[i] : '-';
+	name[n] = '\0';
+	if (!realpath(path, real)) {
+		rc = -errno;
+		snprintf(err->msg, sizeof(err->msg), "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	toml_escape(real, qpath);
+	if (asprintf(&toml, "[models.%s]\n\"%s\" = { source = \"manifest\", path = \"%s\" }\n",
+		     category, name[0] && strcmp(name, ".") && strcmp(name, "..") ? name : "model",
+		     qpath) < 0) {
+		toml = NULL;
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = config_parse_layout(toml, strlen(toml), path, layout, out, err);
+out:
+	free(toml);
+	manifest_free(m);
+	return rc;
 }
 
 int config_load(const char *path, struct config **out, struct config_error *err)
@@ -2247,7 +2595,10 @@ int config_load_layout(const char *path, const char *layout, struct config **out
 			break;
 		len += (size_t)n;
 	}
-	rc = config_parse_layout(text, len, path, layout, out, err);
+	if (config_is_manifest(path))
+		rc = manifest_config(path, text, len, layout, out, err);
+	else
+		rc = config_parse_layout(text, len, path, layout, out, err);
 	goto out;
 fail_errno:
 	snprintf(err->msg, sizeof(err->msg), "%s: cannot read: %s", path, strerror(-rc));
@@ -2301,6 +2652,9 @@ void config_free(struct config *cfg)
 		free(e->headers);
 		free(e->auth_header);
 		free(e->sha256);
+		free(e->manifest);
+		free(e->manifest_model);
+		free(e->manifest_version);
 	}
 	free(cfg->entries);
 	free_strv(cfg->dirs);

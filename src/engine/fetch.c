@@ -740,7 +740,17 @@ struct block_sink {
 	uint32_t arrived;		/* ...and this attempt has had it up to here */
 	uint32_t tail_from;		/* [tail_from, len) is in already (fetched first) */
 	uint64_t counted;		/* what this sink added to f->arriving */
+	int disk_err;			/* the cache's disk failed a write or read-back */
 };
+
+/* rc of a write to (or read back from) the cache's disk: kept, so that
+ * the block is served uncached rather than failed (fetch_inflight). */
+static int sink_disk(struct block_sink *s, int rc)
+{
+	if (rc && !s->disk_err)
+		s->disk_err = rc;
+	return rc;
+}
 
 /* The sink's bytes leave f->arriving: its attempt starts again, or its
  * block ended (then they count as cached, or not at all). */
@@ -758,7 +768,8 @@ static bool sink_has(const struct block_sink *s, uint64_t start, uint64_t end)
 
 static int sink_flush(struct block_sink *s)
 {
-	int rc = s->buf_len ? cache_block_write(s->cf, s->idx, s->buf_at, s->buf, s->buf_len) : 0;
+	int rc = s->buf_len ? sink_disk(s, cache_block_write(s->cf, s->idx, s->buf_at, s->buf,
+							    s->buf_len)) : 0;
 
 	s->buf_at += s->buf_len;
 	s->buf_len = 0;
@@ -829,7 +840,7 @@ static int sink_write(void *ctx, uint64_t offset, const void *data, size_t len)
 		if (s->buf_len == 0)
 			s->buf_at = at;
 		if (len >= SINK_BUFFER) {
-			rc = cache_block_write(s->cf, s->idx, at, data, len);
+			rc = sink_disk(s, cache_block_write(s->cf, s->idx, at, data, len));
 		} else {
 			memcpy(s->buf + s->buf_len, data, len);
 			s->buf_len += (uint32_t)len;
@@ -1222,7 +1233,7 @@ static int hash_written(struct block_sink *s, uint32_t len, uint64_t *xxh3)
 	XXH3_64bits_reset(st);
 	for (uint32_t at = 0, n; at < len && rc == 0; at += n) {
 		n = len - at < SINK_BUFFER ? len - at : SINK_BUFFER;
-		rc = cache_block_read_written(s->cf, s->idx, at, s->buf, n);
+		rc = sink_disk(s, cache_block_read_written(s->cf, s->idx, at, s->buf, n));
 		XXH3_64bits_update(st, s->buf, n);
 	}
 	*xxh3 = XXH3_64bits_digest(st);
@@ -1231,10 +1242,10 @@ static int hash_written(struct block_sink *s, uint32_t len, uint64_t *xxh3)
 }
 
 /* Download block idx of f into the cache (or into mem when mem is set):
- * 0 or -errno. */
+ * 0 or -errno; *disk_err: the cache's disk failed (the bytes came). */
 static int download_block(struct engine_file *f, struct http_client *http, struct cache_file *cf,
 			  struct inflight *inf, char *mem, uint64_t *xxh3, char *out_reason,
-			  size_t reason_len)
+			  size_t reason_len, int *disk_err)
 {
 	struct engine *e = f->eng;
 	uint64_t idx = inf->idx;
@@ -1270,6 +1281,7 @@ static int download_block(struct engine_file *f, struct http_client *http, struc
 				 "remount to pick up the new version");
 	if (rc)
 		snprintf(out_reason, reason_len, "%s", reason);
+	*disk_err = sink.disk_err;
 	return rc;
 }
 
@@ -1565,7 +1577,9 @@ static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct h
 		}
 	}
 	if (rc == 0) {
-		rc = download_block(f, http, cf, inf, mem, &xxh3, reason, sizeof(reason));
+		int disk_err = 0;
+
+		rc = download_block(f, http, cf, inf, mem, &xxh3, reason, sizeof(reason), &disk_err);
 		/* A file that failed meanwhile (its origin gave a shared file bad
 		 * bytes, or changed) keeps no more of its origin's blocks. */
 		if (!mem && rc == 0 && file_failed(f))
@@ -1573,19 +1587,24 @@ static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct h
 		if (!mem && rc == 0) {
 			rc = cache_block_commit(cf, inf->idx, xxh3);
 			held = rc == 0;
+			disk_err = rc;
 			if (held)
 				atomic_fetch_add(&f->fetched, 1);
 		} else if (!mem) {
 			cache_block_abort(cf, inf->idx);
 		}
-		if (rc == -ENOSPC && !mem) {
-			/* The disk filled while the block was written (another program,
-			 * or our own index): the readers still get it, uncached. */
-			log_warn("event=disk_full path=%s block=%llu action=\"served uncached\"",
-				 f->src.path, (unsigned long long)inf->idx);
+		if (rc && !mem && (rc == -ENOSPC || disk_err)) {
+			/* The cache's disk filled or failed while the block was
+			 * written or recorded (another program, our own index, a bad
+			 * disk): the readers still get it, uncached. */
+			int err = disk_err ? disk_err : rc;
+
+			log_warn("event=%s path=%s block=%llu error=\"%s\" action=\"served uncached\"",
+				 err == -ENOSPC ? "disk_full" : "cache_write_failed", f->src.path,
+				 (unsigned long long)inf->idx, strerror(-err));
 			mem = mem_block_get(e, cache_block_len(cf, inf->idx));
-			rc = mem ? download_block(f, http, cf, inf, mem, &xxh3, reason, sizeof(reason))
-				 : -ENOMEM;
+			rc = mem ? download_block(f, http, cf, inf, mem, &xxh3, reason, sizeof(reason),
+						  &disk_err) : -ENOMEM;
 		}
 	}
 done:

@@ -50,6 +50,7 @@ struct cli_opts {
 	bool log_json;			/* --log-format json */
 	int jobs;			/* -j, 0: default */
 	int history;			/* --history[=N] rows, 0: none */
+	int unused_for;			/* evict --unused-for, seconds; -1: not given */
 	int nargs;
 	char **args;
 };
@@ -149,6 +150,22 @@ int cli_mount_lock(const struct cli_opts *o, const struct config *cfg, const cha
 		   struct lock **out);
 
 /* The commands. */
+/* What `lock` and `manifest` share (cli_lock.c); cmd names the command
+ * in messages. cli_lock_choose(): chosen[] for entry ids or names (all
+ * when n is 0), -ENOENT (printed) for a name that matches none.
+ * cli_lock_resolve(): resolve the chosen entries (all when NULL) into l,
+ * with licences when asked; failed files printed and counted.
+ * cli_lock_hash(): fetch through the cache and hash every file of l that
+ * has no hash (with want_sha256, also those with only a git blob id):
+ * 0 or an exit code, printed. */
+struct lock;
+int cli_lock_choose(const char *cmd, const struct config *cfg, char *const *names, int n,
+		    bool *chosen);
+int cli_lock_resolve(const char *cmd, const struct config *cfg, const bool *chosen,
+		     bool licenses, struct lock *l, size_t *nfailed);
+int cli_lock_hash(const char *cmd, const struct cli_opts *o, const struct config *cfg,
+		  struct lock *l, bool want_sha256);
+
 int cli_prefetch(int argc, char **argv);
 int cli_status(int argc, char **argv);
 int cli_mounts(int argc, char **argv);
@@ -158,5 +175,7 @@ int cli_evict(int argc, char **argv);
 int cli_info(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 int cli_lock(int argc, char **argv);
+int cli_manifest(int argc, char **argv);
+int cli_catalog(int argc, char **argv);
 
 #endif

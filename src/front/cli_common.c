@@ -47,6 +47,12 @@ const char cli_usage_text[] =
 	"        list what changed at the sources since the lock; exit 1 if anything\n"
 	"  lock --update CONFIG [ENTRY ...] [--lock FILE]\n"
 	"        re-pin the named entries (all when none); the others stay as locked\n"
+	"  manifest CONFIG ENTRY [--output FILE]\n"
+	"        write ENTRY as a model manifest (YAML): its pinned source and every\n"
+	"        file's sha256 (files whose source states none are fetched to hash)\n"
+	"  catalog [search WORDS ...] [--json]\n"
+	"        the built-in catalog of popular models, pinned; in a config:\n"
+	"        NAME = { catalog = \"NAME\" }\n"
 	"  check [--offline] CONFIG\n"
 	"        validate CONFIG and resolve every entry; exit 1 if any fails\n"
 	"  prefetch [--pin] [-j N] [--json] [--config CONFIG] [PATH|ENTRY ...]\n"
@@ -67,6 +73,9 @@ const char cli_usage_text[] =
 	"  evict [--force] [--json] [--config CONFIG] [PATH|ENTRY ...]\n"
 	"        free the cache of files (pinned ones only with --force), or\n"
 	"        with none named, trim the cache to its limits\n"
+	"  evict --unused-for DURATION [PATH|ENTRY ...]\n"
+	"        free the files not read for DURATION (\"30d\"), pinned ones excepted;\n"
+	"        every file in the cache when none are named\n"
 	"  info [--json] [--config CONFIG] FILE\n"
 	"        tensors, dtypes, parameters and GPU memory of a .safetensors\n"
 	"        or .gguf file, from its header only\n"
@@ -98,13 +107,15 @@ static const struct {
 } allowed[] = {
 	{ "mount", " foreground fuse-opts log-file log-format lock model category " },
 	{ "lock", " output lock check update " },
+	{ "manifest", " output " },
+	{ "catalog", " json " },
 	{ "check", " offline " },
 	{ "prefetch", " pin jobs config json into keep-cache " },
 	{ "status", " json history config " },
 	{ "mounts", " json " },
 	{ "webui", " config base " },
 	{ "verify", " json config " },
-	{ "evict", " force json config " },
+	{ "evict", " force json config unused-for " },
 	{ "info", " json config " },
 	{ "serve", " config listen prefix log-file " },
 };
@@ -146,6 +157,7 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		{ "lock", required_argument, NULL, 'X' },
 		{ "check", no_argument, NULL, 'Q' },
 		{ "update", no_argument, NULL, 'U' },
+		{ "unused-for", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -156,11 +168,13 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		{ 'G', "log-format" }, { 'B', "base" }, { 'M', "model" }, { 'Y', "category" },
 		{ 'L', "listen" }, { 'P', "prefix" },
 		{ 'O', "output" }, { 'X', "lock" }, { 'Q', "check" }, { 'U', "update" },
+		{ 'T', "unused-for" },
 	};
 	char *end;
 	int ch;
 
 	memset(o, 0, sizeof(*o));
+	o->unused_for = -1;
 	optind = 1;
 	opterr = 1;
 	while ((ch = getopt_long(argc, argv, "fo:dhj:", longopts, NULL)) != -1) {
@@ -205,6 +219,13 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		case 'X': o->lock = optarg; break;
 		case 'Q': o->check = true; break;
 		case 'U': o->update = true; break;
+		case 'T':
+			if (config_parse_duration(optarg, &o->unused_for) != 0) {
+				fprintf(stderr, "modelfs %s: --unused-for takes a duration like "
+					"\"30d\", \"12h\" or \"90m\", not \"%s\"\n", cmd, optarg);
+				return -EINVAL;
+			}
+			break;
 		case 'j':
 			o->jobs = (int)strtol(optarg, &end, 10);
 			if (*end || o->jobs < 1 || o->jobs > 64) {

@@ -84,7 +84,7 @@ static char *civitai_file_id(const char *remote_path)
 
 /* The licence the source states for le at its commit, when sources is
  * given; a source that cannot tell leaves it out, with a warning. */
-static int add_license(struct source_ctx *sources, struct http_client *http,
+static int add_license(const char *cmd, struct source_ctx *sources, struct http_client *http,
 		       const struct config_entry *ce, struct lock_entry *le)
 {
 	int rc;
@@ -95,14 +95,14 @@ static int add_license(struct source_ctx *sources, struct http_client *http,
 	if (rc == -ENOMEM)
 		return rc;
 	if (rc)
-		fprintf(stderr, "modelfs lock: %s: the licence could not be read (%s); written "
-			"without one\n", ce->id, strerror(-rc));
+		fprintf(stderr, "modelfs %s: %s: the licence could not be read (%s); written "
+			"without one\n", cmd, ce->id, strerror(-rc));
 	return 0;
 }
 
 /* e's row of a fresh resolution as a lock entry (files without a hash
  * get one later), with its licence when sources is given: 0, or -ENOMEM. */
-static int lock_entry_of(struct lock *l, const struct engine_resolved *r,
+static int lock_entry_of(const char *cmd, struct lock *l, const struct engine_resolved *r,
 			 struct source_ctx *sources, struct http_client *http)
 {
 	const struct config_entry *ce = r->entry;
@@ -122,7 +122,7 @@ static int lock_entry_of(struct lock *l, const struct engine_resolved *r,
 		}
 	}
 	if (rc == 0)
-		rc = add_license(sources, http, ce, le);
+		rc = add_license(cmd, sources, http, ce, le);
 	for (size_t i = 0; rc == 0 && i < r->n; i++) {
 		const struct source_file *f = &r->files[i];
 		bool origin_validator = ce->source == CONFIG_SOURCE_URL ||
@@ -152,8 +152,8 @@ static int lock_entry_of(struct lock *l, const struct engine_resolved *r,
 /* Resolve the entries chosen (all when chosen is NULL) into l, claiming
  * paths as a mount does, with licences when asked (one more request per
  * Hugging Face entry). Failed files are printed; *nfailed counts them. */
-static int resolve_into(const struct config *cfg, const bool *chosen, bool licenses,
-			struct lock *l, size_t *nfailed)
+int cli_lock_resolve(const char *cmd, const struct config *cfg, const bool *chosen,
+		     bool licenses, struct lock *l, size_t *nfailed)
 {
 	struct engine_resolved *r = NULL;
 	struct source_paths *paths = NULL;
@@ -179,15 +179,15 @@ static int resolve_into(const struct config *cfg, const bool *chosen, bool licen
 			if (!f->err)
 				continue;
 			log_redact(f->error ? f->error : strerror(-f->err), why, sizeof(why));
-			fprintf(stderr, "modelfs lock: %s (%s): %s\n", f->path, r[i].entry->id, why);
+			fprintf(stderr, "modelfs %s: %s (%s): %s\n", cmd, f->path, r[i].entry->id, why);
 			(*nfailed)++;
 		}
 		if (r[i].n == 0 && r[i].rc) {
-			fprintf(stderr, "modelfs lock: %s: %s\n", r[i].entry->id, strerror(-r[i].rc));
+			fprintf(stderr, "modelfs %s: %s: %s\n", cmd, r[i].entry->id, strerror(-r[i].rc));
 			(*nfailed)++;
 		}
 		if (*nfailed == 0)
-			rc = lock_entry_of(l, &r[i], sources, http);
+			rc = lock_entry_of(cmd, l, &r[i], sources, http);
 	}
 	source_ctx_free(sources);
 	http_client_free(http);
@@ -218,21 +218,27 @@ static int hash_tick(void *arg)
 	return 0;
 }
 
-static struct lock_file *unhashed(struct lock *l, const char *path)
+/* A file to fetch and hash: no hash, or only a git blob id when a
+ * sha256 is wanted (a manifest's). */
+static bool needs_hash(const struct lock_file *f, bool want_sha256)
+{
+	return !f->sha256 && (!f->git_sha1 || want_sha256);
+}
+
+static struct lock_file *unhashed(struct lock *l, const char *path, bool want_sha256)
 {
 	for (size_t i = 0; i < l->n_entries; i++)
 		for (size_t k = 0; k < l->entries[i].n_files; k++) {
 			struct lock_file *f = &l->entries[i].files[k];
 
-			if (!f->sha256 && !f->git_sha1 && strcmp(f->path, path) == 0)
+			if (needs_hash(f, want_sha256) && strcmp(f->path, path) == 0)
 				return f;
 		}
 	return NULL;
 }
 
-/* Fetch every file of l that has no hash through the cache and hash it:
- * 0, or an exit code (message printed). */
-static int hash_missing(const struct cli_opts *o, const struct config *cfg, struct lock *l)
+int cli_lock_hash(const char *cmd, const struct cli_opts *o, const struct config *cfg,
+		  struct lock *l, bool want_sha256)
 {
 	struct cache_limits lim;
 	struct cache *cache = NULL;
@@ -251,15 +257,15 @@ static int hash_missing(const struct cli_opts *o, const struct config *cfg, stru
 
 	for (size_t i = 0; i < l->n_entries; i++)
 		for (size_t k = 0; k < l->entries[i].n_files; k++)
-			n += !l->entries[i].files[k].sha256 && !l->entries[i].files[k].git_sha1;
+			n += needs_hash(&l->entries[i].files[k], want_sha256);
 	if (n == 0)
 		return 0;
 	cli_limits(cfg, &lim);
 	rc = cache_open(dir, &lim, &cache);
 	if (rc) {
-		fprintf(stderr, "modelfs lock: %zu file%s need%s hashing through the cache %s: %s%s\n",
-			n, n == 1 ? "" : "s", n == 1 ? "s" : "", dir, strerror(-rc),
-			rc == -EBUSY ? " (a mount uses it: give lock another --cache-dir)" : "");
+		fprintf(stderr, "modelfs %s: %zu file%s need%s hashing through the cache %s: %s%s\n",
+			cmd, n, n == 1 ? "" : "s", n == 1 ? "s" : "", dir, strerror(-rc),
+			rc == -EBUSY ? " (a mount uses it: give another --cache-dir)" : "");
 		return EXIT_MODEL;
 	}
 	rc = engine_open_locked(cfg, l, cache, &engine);
@@ -269,14 +275,14 @@ static int hash_missing(const struct cli_opts *o, const struct config *cfg, stru
 	}
 	files = calloc(n, sizeof(*files));
 	if (rc || !files) {
-		fprintf(stderr, "modelfs lock: cannot start the engine: %s\n",
+		fprintf(stderr, "modelfs %s: cannot start the engine: %s\n", cmd,
 			strerror(rc ? -rc : ENOMEM));
 		code = EXIT_MODEL;
 		goto out;
 	}
 	n = 0;
 	for (size_t i = 0; i < engine_nfiles(engine); i++)
-		if (unhashed(l, engine_file_path(engine_file_at(engine, i))))
+		if (unhashed(l, engine_file_path(engine_file_at(engine, i)), want_sha256))
 			files[n++] = engine_file_at(engine, i);
 	v.progress = progress_new(stderr, tty, 0);
 	progress_note(v.progress, "hashing the files whose source states no hash...");
@@ -286,11 +292,11 @@ static int hash_missing(const struct cli_opts *o, const struct config *cfg, stru
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct lock_file *lf = unhashed(l, engine_file_path(files[i]));
+		struct lock_file *lf = unhashed(l, engine_file_path(files[i]), want_sha256);
 		char *sha = engine_file_sha256(files[i]);
 
 		if (!sha) {
-			fprintf(stderr, "modelfs lock: %s: fetched, but no hash was computed\n",
+			fprintf(stderr, "modelfs %s: %s: fetched, but no hash was computed\n", cmd,
 				engine_file_path(files[i]));
 			code = EXIT_MODEL;
 			continue;
@@ -380,7 +386,7 @@ static int check_drift(const struct config *cfg, const struct lock *old, const c
 	struct lock now = { 0 };
 	size_t nfailed = 0, drift = 0;
 	char why[384];
-	int rc = resolve_into(cfg, NULL, false, &now, &nfailed);
+	int rc = cli_lock_resolve("lock", cfg, NULL, false, &now, &nfailed);
 
 	if (rc || nfailed) {
 		if (rc)
@@ -426,8 +432,8 @@ out:
 
 /* ---- writing and updating ------------------------------------------------------- */
 
-/* --update's names: entry ids or entry names; all entries when none. */
-static int choose(const struct config *cfg, char *const *names, int n, bool *chosen)
+int cli_lock_choose(const char *cmd, const struct config *cfg, char *const *names, int n,
+		    bool *chosen)
 {
 	for (size_t i = 0; i < cfg->n_entries; i++)
 		chosen[i] = n == 0;
@@ -439,8 +445,8 @@ static int choose(const struct config *cfg, char *const *names, int n, bool *cho
 			    strcmp(cfg->entries[i].name, names[a]) == 0)
 				chosen[i] = hit = true;
 		if (!hit) {
-			fprintf(stderr, "modelfs lock: no entry %s in the config (give an id like "
-				"\"checkpoints/name\" or a name)\n", names[a]);
+			fprintf(stderr, "modelfs %s: no entry %s in the config (give an id like "
+				"\"checkpoints/name\" or a name)\n", cmd, names[a]);
 			return -ENOENT;
 		}
 	}
@@ -481,13 +487,13 @@ static int write_lock(const struct cli_opts *o, const struct config *cfg, const 
 	if (!chosen)
 		return EXIT_MODEL;
 	/* Without a lock yet there is nothing to keep: every entry is pinned. */
-	rc = choose(cfg, o->update && old ? o->args + 1 : NULL, o->update && old ? o->nargs - 1 : 0,
+	rc = cli_lock_choose("lock", cfg, o->update && old ? o->args + 1 : NULL, o->update && old ? o->nargs - 1 : 0,
 		    chosen);
 	if (rc) {
 		code = EXIT_USAGE;
 		goto out;
 	}
-	rc = resolve_into(cfg, chosen, true, &l, &nfailed);
+	rc = cli_lock_resolve("lock", cfg, chosen, true, &l, &nfailed);
 	if (rc == 0 && old)
 		rc = keep_unchosen(cfg, chosen, old, &l);
 	if (rc || nfailed) {
@@ -498,7 +504,7 @@ static int write_lock(const struct cli_opts *o, const struct config *cfg, const 
 				nfailed, nfailed == 1 ? "" : "s", path);
 		goto out;
 	}
-	code = hash_missing(o, cfg, &l);
+	code = cli_lock_hash("lock", o, cfg, &l, false);
 	if (code)
 		goto out;
 	rc = lock_save(&l, path);

@@ -83,13 +83,27 @@ static int standalone_list(struct cli_target *t, struct ops_list *l)
 
 /* ---- status ------------------------------------------------------------------- */
 
+/* "3h ago" for a file's last_used, "-" when it has none. */
+static const char *age(json_t *f, time_t now, char *buf, size_t len)
+{
+	json_t *t = json_object_get(f, "last_used");
+	char a[24];
+
+	if (!json_is_integer(t))
+		return "-";
+	snprintf(buf, len, "%s ago", humanize_age(now - json_integer_value(t), a, sizeof(a)));
+	return buf;
+}
+
 static void print_files(json_t *files)
 {
-	char size[32], cached[32], state[48];
+	char size[32], cached[32], state[48], read[32];
+	time_t now = time(NULL);
 	json_t *f;
 	size_t i;
 
-	printf("%-52s %10s %10s  %-16s %s\n", "PATH", "SIZE", "CACHED", "STATE", "SOURCE");
+	printf("%-52s %10s %10s  %-16s %-9s %s\n", "PATH", "SIZE", "CACHED", "STATE", "LAST USE",
+	       "SOURCE");
 	json_array_foreach(files, i, f) {
 		const char *path = json_is_string(json_object_get(f, "path")) ? str(f, "path")
 				 : json_is_string(json_object_get(f, "entry")) ? str(f, "entry")
@@ -98,11 +112,34 @@ static void print_files(json_t *files)
 		snprintf(state, sizeof(state), "%s%s%s", str(f, "state"),
 			 json_is_true(json_object_get(f, "pinned")) ? ",pinned" : "",
 			 json_is_true(json_object_get(f, "shadowed")) ? ",shadowed" : "");
-		printf("%-52s %10s %10s  %-16s %s\n", path, bytes(f, "size", size, sizeof(size)),
+		printf("%-52s %10s %10s  %-16s %-9s %s\n", path, bytes(f, "size", size, sizeof(size)),
 		       bytes(f, "cached", cached, sizeof(cached)), state,
+		       age(f, now, read, sizeof(read)),
 		       json_is_string(json_object_get(f, "source")) ? str(f, "source") : "-");
 		if (json_is_string(json_object_get(f, "error")))
 			printf("    error: %s\n", str(f, "error"));
+	}
+}
+
+/* Manifest models: available only when every artifact is verified. */
+static void print_models(json_t *models)
+{
+	char label[256];
+	json_t *m;
+	size_t i;
+
+	json_array_foreach(models, i, m) {
+		bool has_model = json_is_string(json_object_get(m, "model_id"));
+		bool has_version = json_is_string(json_object_get(m, "version"));
+
+		snprintf(label, sizeof(label), "%s%s%s", has_model ? str(m, "model_id") : "",
+			 has_model && has_version ? " " : "", has_version ? str(m, "version") : "");
+		if (i == 0)
+			printf("\nmodels from manifests:\n");
+		printf("%s%s%s%s: %s, %lld of %lld artifacts verified\n", str(m, "entry"),
+		       label[0] ? " (" : "", label, label[0] ? ")" : "",
+		       json_is_true(json_object_get(m, "available")) ? "available" : "not available",
+		       (long long)num(m, "verified"), (long long)num(m, "artifacts"));
 	}
 }
 
@@ -143,6 +180,7 @@ static void print_status(json_t *st)
 	else
 		printf("not mounted; cache %s\n", str(st, "cache_dir"));
 	print_files(json_object_get(st, "files"));
+	print_models(json_object_get(st, "models"));
 	printf("\ncache: %s used, limit %s, %s free on disk (keeps %s free)\n",
 	       bytes(cache, "used", used, sizeof(used)),
 	       json_is_integer(json_object_get(cache, "limit"))
@@ -366,7 +404,9 @@ int cli_verify(int argc, char **argv)
 
 static void print_evict(json_t *res)
 {
-	char freed[32], kept[32];
+	bool retention = json_is_integer(json_object_get(res, "unused_before"));
+	char freed[32], kept[32], read[32];
+	time_t now = time(NULL);
 	json_t *f;
 	size_t i;
 
@@ -379,13 +419,19 @@ static void print_evict(json_t *res)
 	}
 	json_array_foreach(json_object_get(res, "files"), i, f) {
 		const char *result = str(f, "result");
+		const char *path = json_is_string(json_object_get(f, "path")) ? str(f, "path")
+				 : "(a file no entry names)";
 
-		if (strcmp(result, "pinned") == 0)
-			printf("refused  %s: pinned (evict --force unpins and evicts it)\n", str(f, "path"));
-		else if (strcmp(result, "empty") == 0)
-			printf("empty    %s: nothing cached\n", str(f, "path"));
-		else
-			printf("evicted  %s: freed %s%s%s%s\n", str(f, "path"),
+		if (strcmp(result, "pinned") == 0 && retention)
+			printf("kept     %s: pinned, last used %s\n", path, age(f, now, read, sizeof(read)));
+		else if (strcmp(result, "pinned") == 0)
+			printf("refused  %s: pinned (evict --force unpins and evicts it)\n", path);
+		else if (strcmp(result, "recent") == 0)
+			printf("kept     %s: used %s\n", path, age(f, now, read, sizeof(read)));
+		else if (strcmp(result, "empty") == 0 && !retention)
+			printf("empty    %s: nothing cached\n", path);
+		else if (strcmp(result, "evicted") == 0)
+			printf("evicted  %s: freed %s%s%s%s\n", path,
 			       bytes(f, "freed", freed, sizeof(freed)), num(f, "kept") ? " (" : "",
 			       num(f, "kept") ? bytes(f, "kept", kept, sizeof(kept)) : "",
 			       num(f, "kept") ? " kept: being read right now)" : "");
@@ -406,8 +452,19 @@ int cli_evict(int argc, char **argv)
 		json_t *req = json_pack("{s:s, s:o, s:b}", "cmd", "evict", "paths",
 					cli_paths_json(o.args, o.nargs), "force", o.force);
 
+		if (o.unused_for >= 0)
+			json_object_set_new(req, "unused_for", json_integer(o.unused_for));
 		code = cli_call(&t, req, &res);
 		json_decref(req);
+	} else if (o.nargs == 0 && o.unused_for >= 0) {
+		int rc;
+
+		res = ops_retain(t.cache, ops_unused_before(o.unused_for), &rc);
+		if (!res) {
+			fprintf(stderr, "modelfs: cannot read the cache index in %s: %s\n",
+				t.cache_dir, strerror(-rc));
+			code = EXIT_MODEL;
+		}
 	} else if (o.nargs == 0) {
 		res = ops_trim(t.cache);
 	} else {
@@ -416,7 +473,8 @@ int cli_evict(int argc, char **argv)
 
 		code = standalone_select(&t, &o, &l, &chosen);
 		if (code == 0) {
-			res = ops_evict(&l, chosen, o.force);
+			res = ops_evict(&l, chosen, o.force, o.unused_for >= 0
+					? ops_unused_before(o.unused_for) : 0);
 			free(chosen);
 			ops_list_free(&l);
 		}

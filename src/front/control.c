@@ -467,17 +467,31 @@ static int do_evict(struct client *cl, json_t *req)
 {
 	const struct control_ctx *ctx = &cl->srv->ctx;
 	json_t *paths = json_object_get(req, "paths");
+	json_t *unused_for = json_object_get(req, "unused_for");
+	int64_t before = 0;
 	struct ops_list l;
 	bool *chosen = NULL;
 	int rc;
 
+	if (json_is_integer(unused_for)) {
+		json_int_t secs = json_integer_value(unused_for);
+
+		if (secs < 0 || secs > INT_MAX)
+			return reply_error(cl->fd, 2, "unused_for is out of range");
+		before = ops_unused_before((int)secs);
+	}
+	if ((!json_is_array(paths) || json_array_size(paths) == 0) && before > 0) {
+		json_t *res = ops_retain(ctx->cache, before, &rc);
+
+		return res ? reply_result(cl->fd, req, res) : reply_error(cl->fd, 1, strerror(-rc));
+	}
 	if (!json_is_array(paths) || json_array_size(paths) == 0)
 		return reply_result(cl->fd, req, ops_trim(ctx->cache));
 	rc = select_files(cl, req, &l, &chosen);
 	if (rc)
 		return rc;
-	rc = reply_result(cl->fd, req,
-			  ops_evict(&l, chosen, json_is_true(json_object_get(req, "force"))));
+	rc = reply_result(cl->fd, req, ops_evict(&l, chosen, json_is_true(json_object_get(req,
+			  "force")), before));
 	free(chosen);
 	ops_list_free(&l);
 	return rc;

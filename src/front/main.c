@@ -36,6 +36,7 @@
 #include "modelfs/log.h"
 #include "modelfs/mountopts.h"
 #include "modelfs/prefetch_run.h"
+#include "modelfs/retention.h"
 #include "modelfs/sdnotify.h"
 #include "modelfs/select.h"
 #include "modelfs/serve.h"
@@ -583,6 +584,7 @@ static int do_mount(int argc, char **argv, bool helper)
 	struct fs *fs = NULL;
 	struct control_server *control = NULL;
 	struct prefetch_bg *warmup = NULL;
+	struct retention *retention = NULL;
 	struct engine_file **warm = NULL;
 	struct cache_limits lim;
 	struct fs_options fo = { 0 };
@@ -742,6 +744,8 @@ static int do_mount(int argc, char **argv, bool helper)
 		if (rc)
 			log_warn("event=control_unavailable error=\"%s\"", strerror(-rc));
 	}
+	if (cfg->cache_ttl_sec > 0 && retention_start(cache, cfg->cache_ttl_sec, &retention) != 0)
+		log_warn("event=cache_ttl_unavailable error=\"cannot start the retention pass\"");
 	if (warm_files(engine, cfg, mnt_real, &warm, &nwarm) == 0 && nwarm > 0 &&
 	    prefetch_bg_start(engine, warm, nwarm, cfg->connections, &warmup) != 0)
 		log_warn("event=warmup_failed error=\"cannot start the background prefetch\"");
@@ -755,6 +759,7 @@ out:
 	control_server_stop(control);
 	serve_close(srv);
 	prefetch_bg_stop(warmup);
+	retention_stop(retention);
 	/* Stop fetches first: their replies need the session. */
 	if (engine)
 		engine_close(engine);
@@ -1138,6 +1143,10 @@ int main(int argc, char **argv)
 		code = cli_serve(argc - 1, argv + 1);
 	else if (strcmp(argv[1], "lock") == 0)
 		code = cli_lock(argc - 1, argv + 1);
+	else if (strcmp(argv[1], "manifest") == 0)
+		code = cli_manifest(argc - 1, argv + 1);
+	else if (strcmp(argv[1], "catalog") == 0)
+		code = cli_catalog(argc - 1, argv + 1);
 	else {
 		fprintf(stderr, "modelfs: unknown command '%s'\n\n", argv[1]);
 		fputs(cli_usage_text, stderr);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "modelfs/clock.h"
 #include "modelfs/select.h"
 #include "modelfs/source.h"
 
@@ -74,6 +75,7 @@ int ops_list_engine(struct engine *e, struct cache *c, struct ops_list *out)
 			return -ENOMEM;
 		}
 		it->ef = f;
+		it->entry = ent;
 		it->path = strdup(engine_file_path(f));
 		it->entry_id = strdup(ent->id);
 		it->entry_name = strdup(ent->name);
@@ -105,6 +107,7 @@ static void from_file_row(struct ops_item *it, const struct store_file *files, i
 		it->stored_state = sf->state;
 		it->stored_cached = sf->cached_bytes;
 		it->stored_pinned = sf->pinned;
+		it->stored_last_used = sf->last_used;
 		it->stored_sha256 = dup_or_null(sf->sha256);
 		it->stored_error = dup_or_null(sf->error);
 		break;
@@ -128,6 +131,7 @@ static int item_from_resolution(struct ops_list *l, const struct store_resolutio
 	slash = r->entry_id ? strchr(r->entry_id, '/') : NULL;
 	it->entry_name = ent ? strdup(ent->name) : dup_or_null(slash ? slash + 1 : r->entry_id);
 	it->key = dup_or_null(r->file_key);
+	it->entry = ent;
 	it->source = ent ? engine_entry_source(ent) : NULL;
 	it->want_sha256 = dup_or_null(r->sha256);
 	it->want_git1 = dup_or_null(r->git_sha1);
@@ -148,6 +152,7 @@ static int item_from_entry(struct ops_list *l, const struct config_entry *ent)
 		it->path = NULL;
 	it->entry_id = strdup(ent->id);
 	it->entry_name = strdup(ent->name);
+	it->entry = ent;
 	it->source = engine_entry_source(ent);
 	it->want_sha256 = dup_or_null(ent->sha256);
 	it->size = ent->size;
@@ -286,10 +291,17 @@ static json_t *str_json(char *s)
 	return j ? j : json_null();
 }
 
+/* Seconds since the epoch, or null for 0 (never). */
+static json_t *time_json(int64_t ms)
+{
+	return ms > 0 ? json_integer((json_int_t)(ms / 1000)) : json_null();
+}
+
 static json_t *file_status(const struct ops_item *it)
 {
 	json_t *o = json_object();
 	uint64_t cached;
+	int64_t last_used;
 	bool pinned;
 	char *sha, *error;
 
@@ -298,11 +310,13 @@ static json_t *file_status(const struct ops_item *it)
 
 		cached = engine_file_cached(it->ef);
 		pinned = cf && cache_file_pinned(cf);
+		last_used = cf ? cache_file_last_used(cf) : 0;
 		sha = engine_file_sha256(it->ef);
 		error = engine_file_error(it->ef);
 	} else {
 		cached = it->stored_cached;
 		pinned = it->stored_pinned;
+		last_used = it->stored_last_used;
 		sha = dup_or_null(it->stored_sha256 ? it->stored_sha256 : it->want_sha256);
 		error = dup_or_null(it->stored_error);
 	}
@@ -317,6 +331,7 @@ static json_t *file_status(const struct ops_item *it)
 	json_object_set_new(o, "source", str_json(dup_or_null(it->source)));
 	json_object_set_new(o, "sha256", str_json(sha));
 	json_object_set_new(o, "error", str_json(error));
+	json_object_set_new(o, "last_used", time_json(last_used));
 	return o;
 }
 
@@ -358,6 +373,48 @@ static json_t *history_json(const struct ops_list *l, int max)
 	return a;
 }
 
+/* One object per manifest entry (its artifacts are entries "C/N/PATH"
+ * with one category and name): a model is available only when every
+ * artifact is verified. */
+static json_t *models_json(const struct ops_list *l)
+{
+	json_t *models = json_array(), *m;
+	size_t k;
+
+	for (size_t i = 0; i < l->n; i++) {
+		const struct config_entry *ent = l->items[i].entry;
+		json_t *found = NULL;
+		char *group;
+
+		if (!ent || !ent->manifest || asprintf(&group, "%s/%s", ent->category, ent->name) < 0)
+			continue;
+		json_array_foreach(models, k, m)
+			if (!found && strcmp(json_string_value(json_object_get(m, "entry")), group) == 0)
+				found = m;
+		if (!found) {
+			found = json_pack("{s:s, s:s, s:o, s:o, s:i, s:i}", "entry", group,
+					  "manifest", ent->manifest, "model_id",
+					  str_json(dup_or_null(ent->manifest_model)), "version",
+					  str_json(dup_or_null(ent->manifest_version)), "artifacts", 0,
+					  "verified", 0);
+			json_array_append_new(models, found);
+		}
+		free(group);
+		if (!found)
+			continue;
+		json_object_set_new(found, "artifacts", json_integer(
+			json_integer_value(json_object_get(found, "artifacts")) + 1));
+		if (strcmp(item_state(&l->items[i], NULL), "verified") == 0)
+			json_object_set_new(found, "verified", json_integer(
+				json_integer_value(json_object_get(found, "verified")) + 1));
+	}
+	json_array_foreach(models, k, m)
+		json_object_set_new(m, "available", json_boolean(
+			json_integer_value(json_object_get(m, "verified")) ==
+			json_integer_value(json_object_get(m, "artifacts"))));
+	return models;
+}
+
 json_t *ops_status(const struct ops_list *l, const char *mountpoint, const char *cache_dir,
 		   long pid, int history)
 {
@@ -380,6 +437,7 @@ json_t *ops_status(const struct ops_list *l, const char *mountpoint, const char 
 	for (size_t i = 0; i < l->n; i++)
 		json_array_append_new(files, file_status(&l->items[i]));
 	json_object_set_new(o, "files", files);
+	json_object_set_new(o, "models", models_json(l));
 	if (history > 0)
 		json_object_set_new(o, "history", history_json(l, history));
 	return o;
@@ -439,7 +497,8 @@ json_t *ops_verify(const struct ops_list *l, const bool *chosen, const atomic_in
 	return o;
 }
 
-json_t *ops_evict(const struct ops_list *l, const bool *chosen, bool force)
+json_t *ops_evict(const struct ops_list *l, const bool *chosen, bool force,
+		  int64_t unused_before)
 {
 	json_t *o = json_object(), *files = json_array();
 	uint64_t total = 0;
@@ -450,18 +509,23 @@ json_t *ops_evict(const struct ops_list *l, const bool *chosen, bool force)
 		struct cache_file *cf;
 		const char *result;
 		uint64_t before = 0, after = 0;
+		int64_t last_used = 0;
 		json_t *r;
 
 		if (!chosen[i])
 			continue;
 		cf = item_cache(l, it);
-		if (cf)
+		if (cf) {
 			before = cache_file_cached_bytes(cf);
+			last_used = cache_file_last_used(cf);
+		}
 		if (!cf || before == 0) {
 			result = "empty";
+		} else if (unused_before > 0 && last_used >= unused_before) {
+			result = "recent";
 		} else if (cache_file_pinned(cf) && !force) {
 			result = "pinned";
-			refused++;
+			refused += unused_before <= 0;
 		} else {
 			if (force)
 				cache_file_pin(cf, CACHE_PIN_CONFIG | CACHE_PIN_USER, false);
@@ -475,13 +539,48 @@ json_t *ops_evict(const struct ops_list *l, const bool *chosen, bool force)
 		json_object_set_new(r, "freed", json_integer((json_int_t)(before - after)));
 		json_object_set_new(r, "kept", json_integer((json_int_t)after));
 		json_object_set_new(r, "result", json_string(result));
+		json_object_set_new(r, "last_used", time_json(last_used));
 		json_array_append_new(files, r);
 		total += before - after;
 	}
 	json_object_set_new(o, "files", files);
 	json_object_set_new(o, "freed", json_integer((json_int_t)total));
 	json_object_set_new(o, "refused", json_integer(refused));
+	if (unused_before > 0)
+		json_object_set_new(o, "unused_before", time_json(unused_before));
 	return o;
+}
+
+int64_t ops_unused_before(int secs)
+{
+	int64_t t = clock_wall_ms() - (int64_t)secs * 1000;
+
+	return t > 0 ? t : 1;
+}
+
+json_t *ops_retain(struct cache *c, int64_t unused_before, int *err)
+{
+	struct ops_list l;
+	json_t *res = NULL;
+	bool *all = NULL;
+
+	*err = ops_list_store(c, NULL, &l);
+	if (*err)
+		return NULL;
+	all = malloc((l.n ? l.n : 1) * sizeof(*all));
+	if (!all) {
+		*err = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < l.n; i++)
+		all[i] = true;
+	res = ops_evict(&l, all, false, unused_before);
+	if (!res)
+		*err = -ENOMEM;
+out:
+	free(all);
+	ops_list_free(&l);
+	return res;
 }
 
 json_t *ops_trim(struct cache *c)

@@ -510,7 +510,8 @@ static int take_header(struct xfer *x, const char *line, size_t len)
 		const char *sp = memchr(line, ' ', len);
 
 		hop_reset_headers(x);
-		if (sp && (size_t)(line + len - sp) >= 4 && isdigit((unsigned char)sp[1]) &&
+		/* Three digits, the first 1-9: "012" is no status (RFC 9110 15). */
+		if (sp && (size_t)(line + len - sp) >= 4 && sp[1] >= '1' && sp[1] <= '9' &&
 		    isdigit((unsigned char)sp[2]) && isdigit((unsigned char)sp[3]))
 			m->status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 + (sp[3] - '0');
 		return 0;
@@ -575,6 +576,30 @@ static int take_header(struct xfer *x, const char *line, size_t len)
 	}
 	/* Location: the absolute form comes from CURLINFO_REDIRECT_URL. */
 	return 0;
+}
+
+int http_read_header_block(const char *block, size_t len, const char *const *want_headers,
+			   struct http_meta *meta, struct http_header_facts *facts)
+{
+	struct http_request rq = { .want_headers = want_headers };
+	struct xfer x = { .rq = &rq, .meta = meta };
+	int rc = 0;
+
+	_Static_assert(sizeof(facts->server_msg) == sizeof(x.server_msg), "one message size");
+	memset(meta, 0, sizeof(*meta));
+	hop_reset_headers(&x);
+	for (const char *line = block, *end = block + len; rc == 0 && line < end;) {
+		const char *nl = memchr(line, '\n', (size_t)(end - line));
+		size_t n = nl ? (size_t)(nl - line) + 1 : (size_t)(end - line);
+
+		rc = take_header(&x, line, n);
+		line += n;
+	}
+	facts->content_range_total = x.cr_total;
+	facts->retry_after = x.retry_after;
+	facts->ratelimit_t = x.ratelimit_t;
+	memcpy(facts->server_msg, x.server_msg, sizeof(facts->server_msg));
+	return rc;
 }
 
 static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)

@@ -450,7 +450,8 @@ int store_files_list(struct store *s, struct store_file **out, int *n)
 	*n = 0;
 	pthread_mutex_lock(&s->lock);
 	rc = prepare(s, "SELECT f.id,f.key,f.size,f.block_size,f.state,f.sha256,f.error,f.pinned,"
-		     "(SELECT COALESCE(SUM(b.len),0) FROM blocks b WHERE b.file_id=f.id) "
+		     "(SELECT COALESCE(SUM(b.len),0) FROM blocks b WHERE b.file_id=f.id),"
+		     "(SELECT COALESCE(MAX(b.atime),0) FROM blocks b WHERE b.file_id=f.id) "
 		     "FROM files f ORDER BY f.id", &st);
 	if (rc)
 		goto out;
@@ -464,6 +465,7 @@ int store_files_list(struct store *s, struct store_file **out, int *n)
 		memset(&rows[count], 0, sizeof(rows[count]));
 		file_from_row(st, &rows[count]);
 		rows[count].cached_bytes = (uint64_t)sqlite3_column_int64(st, 8);
+		rows[count].last_used = sqlite3_column_int64(st, 9);
 		count++;
 	}
 	rc = sql_errno(s, rc, "files_list");
@@ -493,7 +495,7 @@ int store_blocks_load(struct store *s, int64_t file_id,
 	int rc;
 
 	pthread_mutex_lock(&s->lock);
-	rc = prepare(s, "SELECT idx,len,xxh3 FROM blocks WHERE file_id=?", &st);
+	rc = prepare(s, "SELECT idx,len,xxh3,atime FROM blocks WHERE file_id=?", &st);
 	if (rc)
 		goto out;
 	sqlite3_bind_int64(st, 1, file_id);
@@ -503,6 +505,7 @@ int store_blocks_load(struct store *s, int64_t file_id,
 			.idx = (uint64_t)sqlite3_column_int64(st, 0),
 			.len = (uint32_t)sqlite3_column_int64(st, 1),
 			.xxh3 = (uint64_t)sqlite3_column_int64(st, 2),
+			.atime = sqlite3_column_int64(st, 3),
 		};
 		fn(ctx, &b);
 	}

@@ -308,7 +308,8 @@ class MountHarness:
         return env
 
     def mount(self, config_text, *, cache_dir=None, extra_args=(), env=None,
-              expect_fail=False, expect_partial=False, allowed_errors=(), mountpoint=None):
+              expect_fail=False, expect_partial=False, allowed_errors=(),
+              config_name="config.toml", mountpoint=None):
         if expect_fail and expect_partial:
             raise ValueError("expect_fail and expect_partial exclude each other")
         n = len(self.mounts) + 1
@@ -321,7 +322,7 @@ class MountHarness:
         workdir = workdir.resolve()
         mountpoint = mountpoint.resolve()
         cache = Path(cache_dir) if cache_dir else workdir / "cache"
-        config_path = workdir / "config.toml"
+        config_path = workdir / config_name
         config_path.write_text(config_text)
         m = Mount(self, workdir, mountpoint, cache, config_path, allowed_errors, expect_fail)
         self.mounts.append(m)

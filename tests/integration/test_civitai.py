@@ -480,3 +480,42 @@ def test_fake_civitai_speaks_the_protocol(cv, hub):
     hub.config(civitai_url_ttl=-1)
     r = fetch(dl("/api/download/models/1001").header("Location"))
     assert r.status == 403 and b"Request has expired" in r.body
+
+
+# ---------------------------------------------------------------------------
+# locks and manifests
+
+def test_a_civitai_model_locks_and_writes_a_manifest(cv, hub, mount, modelfs_bin, tmp_path):
+    """`model_id` alone resolves to the newest published version: the lock pins
+    that version (and each file's id and sha256), so a mount with the lock
+    serves exactly it with no API request, offline; the manifest names the
+    version and the file, and mounts the same bytes."""
+    cfg = write_cfg(tmp_path, cv.config({"lora": {"dt": civ(model_id=100)}}))
+    lock = tmp_path / "models.lock"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIVITAI")}
+    env["HOME"] = str(tmp_path)
+    r = run([modelfs_bin, "lock", "--cache-dir", tmp_path / "c", "--output", lock, cfg], env=env)
+    assert r.returncode == 0, r.stderr
+    text = lock.read_text()
+    assert 'version_id = "1001"' in text and 'model_id = "100"' in text, text
+    assert 'file_id = "5001"' in text and 'sha256 = "%s"' % cv.sha["v2"] in text, text
+    api_before = len(cv.api_requests("/api/v1/*"))
+    m = mount(cv.config({"lora": {"dt": civ(model_id=100)}}), extra_args=["--lock", lock])
+    path = m.path / "Lora" / "detailTweaker_v2.safetensors"
+    assert path.read_bytes() == cv.src["v2"].read_bytes()
+    wait_state(path, "verified")
+    # The catalog came from the lock: no API request at mount (the bytes
+    # come from the download endpoint, which is not the API).
+    assert len(cv.api_requests("/api/v1/*")) == api_before, cv.api_requests()[api_before:]
+    m.unmount()
+    r = run([modelfs_bin, "manifest", "--cache-dir", tmp_path / "c", cfg, "dt"], env=env)
+    assert r.returncode == 0, r.stderr
+    assert 'source: {provider: "civitai", model_id: "100", version_id: "1001"}' in r.stdout, \
+        r.stdout
+    assert '- path: "detailTweaker_v2.safetensors"\n  sha256: "%s"' % cv.sha["v2"] in r.stdout
+    man = tmp_path / "dt.yaml"
+    man.write_text(r.stdout)
+    m = mount(cv.config({"lora": {"dt": '{ source = "manifest", path = "%s" }' % man}}))
+    path = m.path / "Lora" / "dt" / "detailTweaker_v2.safetensors"
+    assert path.read_bytes() == cv.src["v2"].read_bytes()
+    wait_state(path, "verified")

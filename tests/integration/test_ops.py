@@ -387,6 +387,7 @@ def test_status_of_a_partially_cached_mount(hub, mount, modelfs_bin, tmp_path):
     assert st["mounted"] is True and st["mountpoint"] == str(m.path)
     assert isinstance(st["pid"], int) and st["cache_dir"] == str(m.cache_dir)
     f = file_status(st, "VAE/st.bin")
+    assert abs(f.pop("last_used") - time.time()) < 120
     assert f == {"path": "VAE/st.bin", "entry": "vae/m", "key": None, "size": 10 * MiB,
                  "cached": 3 * MiB, "state": "partial", "pinned": False, "shadowed": False,
                  "source": hub.url("st.bin"), "sha256": sha, "error": None}
@@ -771,3 +772,110 @@ def test_prefetch_progress_moves_within_a_block(hub, modelfs_bin, tmp_path):
             for _, v in ev["files"]]
     assert any(0 < v < 8 * MiB for v in seen), seen
     assert seen == sorted(seen)                     # it never goes back
+
+
+# ---------------------------------------------------------------------------
+# retention: evict --unused-for, cache_ttl, last use in status
+
+DAY_MS = 86400 * 1000
+
+
+def age_files(cache_dir, paths, days):
+    """Make the index say the files at these mount paths were last used
+    `days` ago (the cache must not be in use)."""
+    import sqlite3
+    db = sqlite3.connect(str(cache_dir / "index.sqlite"))
+    with db:
+        for path in paths:
+            n = db.execute("UPDATE blocks SET atime = atime - ? WHERE file_id IN (SELECT f.id "
+                           "FROM files f JOIN resolutions r ON r.file_key = f.key "
+                           "WHERE r.path = ?)", (days * DAY_MS, path)).rowcount
+            assert n > 0, path
+    db.close()
+
+
+def three_file_mount(hub, mount, settings=""):
+    files = {}
+    for name, size in (("old.bin", 3 * MiB), ("oldpin.bin", 2 * MiB), ("new.bin", 1 * MiB)):
+        files[name] = hub.add_file(name, size)[1]
+    text = config({"vae": {"o": url_entry(hub.url("old.bin"), sha256=files["old.bin"]),
+                           "p": url_entry(hub.url("oldpin.bin"), sha256=files["oldpin.bin"],
+                                          pin=True),
+                           "n": url_entry(hub.url("new.bin"), sha256=files["new.bin"])}},
+                  settings=settings)
+    m = mount(text)
+    for name, sha in files.items():
+        assert sha256_of(m.path / "VAE" / name) == sha
+    return text, m, files
+
+
+def test_evict_unused_for_drops_only_files_not_read_since(hub, mount, modelfs_bin, tmp_path):
+    text, m, files = three_file_mount(hub, mount)
+    st = status(modelfs_bin, tmp_path, m.cache_dir)
+    now = time.time()
+    for name in files:
+        assert now - 120 < file_status(st, "VAE/" + name)["last_used"] <= now + 1
+    assert "LAST USE" in cli(modelfs_bin, tmp_path, "status", "--cache-dir", m.cache_dir,
+                             expect=0).stdout
+    m.unmount()
+    age_files(m.cache_dir, ["VAE/old.bin", "VAE/oldpin.bin"], 40)
+
+    # Without a mount: the whole index is looked at, pinned files are kept
+    # and not a refusal (exit 0).
+    res = cli_json(modelfs_bin, tmp_path, "evict", "--unused-for", "30d", "--cache-dir",
+                   m.cache_dir)
+    results = {f["path"]: f["result"] for f in res["files"]}
+    assert results["VAE/old.bin"] == "evicted" and results["VAE/oldpin.bin"] == "pinned"
+    assert results["VAE/new.bin"] == "recent" and res["refused"] == 0
+    assert res["freed"] == 3 * MiB and res["unused_before"] < now - 29 * 86400
+    r = cli(modelfs_bin, tmp_path, "evict", "--unused-for", "30d", "--cache-dir", m.cache_dir,
+            expect=0)
+    assert "kept     VAE/oldpin.bin: pinned" in r.stdout and "VAE/new.bin: used" in r.stdout
+    st = status(modelfs_bin, tmp_path, m.cache_dir)
+    assert file_status(st, "VAE/old.bin")["cached"] == 0
+    assert file_status(st, "VAE/old.bin")["last_used"] is None
+    assert file_status(st, "VAE/oldpin.bin")["cached"] == 2 * MiB
+    assert file_status(st, "VAE/oldpin.bin")["last_used"] < now - 39 * 86400
+
+    # Through a mount: the daemon's files, named or not.
+    m = mount(text, cache_dir=m.cache_dir)
+    assert sha256_of(m.path / "VAE" / "old.bin") == files["old.bin"]
+    time.sleep(2.2)
+    res = cli_json(modelfs_bin, tmp_path, "evict", "--unused-for", "2s", "--cache-dir",
+                   m.cache_dir, "VAE/new.bin", "VAE/old.bin")
+    assert {f["path"]: f["result"] for f in res["files"]} == {
+        "VAE/new.bin": "evicted", "VAE/old.bin": "evicted"}
+    assert sha256_of(m.path / "VAE" / "new.bin") == files["new.bin"]
+    res = cli_json(modelfs_bin, tmp_path, "evict", "--unused-for", "1h", "--cache-dir",
+                   m.cache_dir)
+    assert res["freed"] == 0 and {f["result"] for f in res["files"]} <= {"recent", "pinned",
+                                                                         "empty"}
+    r = cli(modelfs_bin, tmp_path, "evict", "--unused-for", "a while", "--cache-dir",
+            m.cache_dir, expect=2)
+    assert "--unused-for takes a duration" in r.stderr
+
+
+def test_cache_ttl_evicts_files_unused_that_long(hub, mount, modelfs_bin, tmp_path):
+    text, m, files = three_file_mount(hub, mount, settings='cache_ttl = "30d"')
+    assert "cache_ttl_evicted" not in m.log()
+    m.unmount()
+    age_files(m.cache_dir, ["VAE/old.bin", "VAE/oldpin.bin"], 31)
+    m = mount(text, cache_dir=m.cache_dir)
+    wait_for(lambda: "event=cache_ttl_evicted path=VAE/old.bin" in m.log(),
+             what="the retention pass's log line")
+    st = status(modelfs_bin, tmp_path, m.cache_dir)
+    assert file_status(st, "VAE/old.bin")["cached"] == 0
+    assert file_status(st, "VAE/oldpin.bin")["cached"] == 2 * MiB
+    assert file_status(st, "VAE/new.bin")["cached"] == MiB
+    assert "oldpin.bin" not in m.log().split("cache_ttl_evicted", 1)[1]
+    # Evicted, not lost: read again, exact.
+    assert sha256_of(m.path / "VAE" / "old.bin") == files["old.bin"]
+    bad = config({"vae": {}}, settings='cache_ttl = "forever"')
+    r = cli(modelfs_bin, tmp_path, "check", "--offline", str(write_tmp(tmp_path, bad)), expect=2)
+    assert "cache_ttl" in r.stderr and "forever" in r.stderr
+
+
+def write_tmp(tmp_path, text):
+    p = tmp_path / "ttl.toml"
+    p.write_text(text)
+    return p

@@ -138,3 +138,29 @@ def test_a_process_holding_tokens_is_not_dumpable(hub, modelfs_bin, tmp_path):
         proc.terminate()
         proc.wait(10)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_no_secret_in_a_lock_or_a_manifest(hub, mount, modelfs_bin, tmp_path):
+    """A lock and a manifest are files people commit and share: the URL is
+    written as the config writes it (${VAR} unexpanded), without userinfo
+    or query, and no header or token appears, although both fetch (and so
+    use the secrets) to hash a file whose origin states no hash."""
+    hub.add_file("%s/locked.bin" % PATH_TOKEN, MiB + 3)
+    cfg = tmp_path / "models.toml"
+    cfg.write_text(config({"vae": {"s": '{ url = "%s", auth_header = "Bearer ${MFS_AUTH}", '
+                                        'headers = { "X-Api-Key" = "${MFS_KEY}" } }'
+                                        % secret_url(hub, "locked.bin")}}))
+    lock = tmp_path / "models.lock"
+    r = cli(modelfs_bin, tmp_path, "lock", "--cache-dir", tmp_path / "c", "--output", lock, cfg,
+            env=ENV, expect=0)
+    assert_no_canary("lock's output", r.stdout + r.stderr)
+    assert_no_canary("the lock", lock.read_text())
+    assert "${MFS_PATH_TOKEN}" in lock.read_text()
+    r = cli(modelfs_bin, tmp_path, "manifest", "--cache-dir", tmp_path / "c", cfg, "vae/s",
+            env=ENV, expect=0)
+    assert_no_canary("the manifest", r.stdout + r.stderr)
+    assert "provider: \"url\"" in r.stdout and "sha256: \"" in r.stdout, r.stdout
+    # Its ${VAR}s expand again where it is mounted: the same bytes.
+    m = mount(r.stdout, config_name="s.yaml", env=ENV)
+    want = (hub.root / PATH_TOKEN / "locked.bin").read_bytes()
+    assert pread(m.path / "Stable-diffusion" / "s" / "locked.bin", 0, len(want) + 1) == want
