@@ -728,7 +728,7 @@ static void mark_shadowed(struct fs *fs, const char *local_dir)
 			if (node->file)
 				engine_file_set_shadowed(node->file);
 			log_warn("event=shadowed path=%s%s%s entry=%s local=%s/%s%s%s action=\"the local "
-				 "file is served; move it away and remount to see the entry\"", path,
+				 "file is served; move or delete it to see the entry\"", path,
 				 path[0] ? "/" : "", node->name, ce ? ce->id : "-", local_dir, path,
 				 path[0] ? "/" : "", node->name);
 		}
