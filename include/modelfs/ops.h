@@ -8,7 +8,9 @@
  *   status: {"mounted", "pid", "mountpoint", "cache_dir",
  *            "cache": {"used", "limit", "fs_free", "min_free"},
  *            "files": [{"path", "entry", "key", "size", "cached", "state",
- *                       "pinned", "source", "sha256", "error"}],
+ *                       "pinned", "source", "sha256", "error",
+ *                       "downloaded": {"tier", "origin"} (this run; null
+ *                       without a daemon)}],
  *            "history": [{"time", "path", "key", "offset", "bytes", "ms",
  *                         "outcome", "error"}]}      (when asked for)
  *   verify: {"files": [{"path", "entry", "checked_blocks", "bad_blocks",

@@ -508,6 +508,8 @@ int engine_open_locked(const struct config *cfg, const struct lock *lock, struct
 	pthread_cond_init(&e->vcond, NULL);
 	pthread_mutex_init(&pool.lock, NULL);
 	rc = source_ctx_new(cfg, &e->sources);
+	if (rc == 0 && cfg->cache_proxy)
+		rc = tier_new(cfg->cache_proxy, cfg->cache_proxy_private, &e->tier);
 	if (rc)
 		goto out;
 	pool.jobs = calloc(cfg->n_entries ? cfg->n_entries : 1, sizeof(*pool.jobs));
@@ -601,6 +603,7 @@ void engine_close(struct engine *e)
 		file_free(e->files[i]);
 	free(e->files);
 	source_ctx_free(e->sources);
+	tier_free(e->tier);
 	pthread_mutex_destroy(&e->qlock);
 	pthread_cond_destroy(&e->qcond);
 	pthread_cond_destroy(&e->stop_cond);
@@ -682,6 +685,12 @@ uint64_t engine_file_progress(struct engine_file *f)
 	uint64_t n = engine_file_cached(f) + atomic_load(&f->arriving);
 
 	return n < (uint64_t)f->src.size ? n : (uint64_t)f->src.size;
+}
+
+void engine_file_bytes_from(struct engine_file *f, uint64_t *tier, uint64_t *origin)
+{
+	*tier = atomic_load(&f->bytes_tier);
+	*origin = atomic_load(&f->bytes_origin);
 }
 
 void engine_file_hashes(struct engine_file *f, struct file_hashes *out)

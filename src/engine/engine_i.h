@@ -16,6 +16,7 @@
 
 #include "modelfs/engine.h"
 #include "modelfs/source.h"
+#include "modelfs/tier.h"
 
 struct pending_read;
 
@@ -103,6 +104,8 @@ struct engine_file {
 	atomic_ullong fetched;
 	atomic_ullong arriving;		/* bytes received of blocks not committed yet:
 					 * progress between two blocks */
+	atomic_ullong bytes_tier;	/* downloaded through the shared tier, this run */
+	atomic_ullong bytes_origin;	/* downloaded from the origin or a mirror, this run */
 	struct inflight **inflight;	/* [nblocks]; protected by lock */
 	uint64_t ra_last;		/* last block read; protected by lock */
 	uint32_t ra_window;		/* blocks fetched ahead; protected by lock */
@@ -121,6 +124,7 @@ struct engine {
 	const struct config *cfg;
 	struct cache *cache;
 	struct source_ctx *sources;
+	struct tier *tier;		/* cache_proxy, or NULL */
 	struct engine_file **files;
 	size_t nfiles;
 

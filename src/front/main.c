@@ -1061,6 +1061,8 @@ int main(int argc, char **argv)
 		code = cli_serve(argc - 1, argv + 1);
 	else if (strcmp(argv[1], "lock") == 0)
 		code = cli_lock(argc - 1, argv + 1);
+	else if (strcmp(argv[1], "tier") == 0)
+		code = cli_tier(argc - 1, argv + 1);
 	else {
 		fprintf(stderr, "modelfs: unknown command '%s'\n\n", argv[1]);
 		fputs(cli_usage_text, stderr);

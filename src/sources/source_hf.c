@@ -712,6 +712,18 @@ static int fill_mirrors(struct hf *h, struct source_file *f, const char *commit,
 	return 0;
 }
 
+/* f->stable_url: the file at its commit on the endpoint in use, which a
+ * tier can fetch and follow to the CDN for as long as the commit exists
+ * (a signed CDN URL expires, and "main" moves). */
+static int set_stable_url(struct hf *h, struct source_file *f, const char *commit,
+			  const char *path)
+{
+	free(f->stable_url);
+	f->stable_url = resolve_url(h->endpoint, h->e, commit, path);
+	f->stable_by_commit = true;
+	return f->stable_url ? 0 : -ENOMEM;
+}
+
 static void clear_error(struct source_file *f)
 {
 	f->err = 0;
@@ -794,7 +806,8 @@ static int resolve_at(struct hf *h, struct source_file *f, const char *rev)
 	free(f->validator);
 	f->validator = NULL;
 	if ((!f->sha256 && !f->git_sha1 && !(f->validator = strdup(commit))) || !f->data_url ||
-	    fill_auth(h, f) || fill_mirrors(h, f, commit, f->remote_path))
+	    fill_auth(h, f) || fill_mirrors(h, f, commit, f->remote_path) ||
+	    set_stable_url(h, f, commit, f->remote_path))
 		rc = -ENOMEM;
 	log_debug("event=hf_resolved entry=%s path=%s commit=%.12s size=%lld cdn=%d", h->e->id,
 		  f->remote_path, commit, (long long)f->size, f->data_url &&
@@ -1181,7 +1194,8 @@ static int folder_file(struct hf *h, struct source_file *f, const struct hf_tree
 	 * itself: its /resolve/ URL at the commit. */
 	if (!t->lfs_oid && !(f->data_url = resolve_url(h->endpoint, h->e, commit, t->path)))
 		return -ENOMEM;
-	if (fill_auth(h, f) || fill_mirrors(h, f, commit, t->path))
+	if (fill_auth(h, f) || fill_mirrors(h, f, commit, t->path) ||
+	    set_stable_url(h, f, commit, t->path))
 		return -ENOMEM;
 	return 0;
 }

@@ -1,0 +1,220 @@
+"""A shared cache tier (cache_proxy): Debian's nginx run with the config
+`modelfs tier nginx` prints, in front of the fake Hub. Nodes read cold files
+through it and the Hub's CDN sends each byte once; requests with a token go
+straight to the Hub; a dead tier costs one log line and the reads go on at
+the origin; a neighbour's `modelfs serve` answers the same URLs."""
+
+import hashlib
+import json
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from mfs import MiB, hf, hf_conf, hf_fixture as fixture
+from tierutil import NGINX, NginxTier, SpyTier
+
+GOOD = "hf_testerTOKEN0123456789abcdefghijklmn"        # svc_hf.TOKENS: user "tester"
+
+pytestmark = pytest.mark.skipif(not os.path.exists(NGINX),
+                                reason="nginx is not installed (tools/deps.sh installs it)")
+
+
+def add_big(hub, name, size, seed):
+    hub.control("POST", "hf/repos", {"org/" + name: {"commits": [
+        {"big.bin": {"kind": "raw", "size": size, "seed": seed}}]}}, server="hf")
+    blob, info = fixture(hub, "org/" + name, "big.bin")
+    return blob, info
+
+
+def sha256_of(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(4 * MiB):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cdn_bytes(hub, repo_file):
+    """Bytes of repo_file the Hub's CDN sent (the 1-byte probes left out)."""
+    return sum(r["bytes"] for r in hub.requests(path=repo_file)
+               if r["server"].startswith("hfcdn") and r["method"] == "GET"
+               and r["range"] != "bytes=0-0")
+
+
+def origin_body_bytes(hub, repo_file):
+    """Body bytes of repo_file from the Hub origin itself (302s carry none)."""
+    return sum(r["bytes"] for r in hub.requests(path=repo_file, server="hf")
+               if r["method"] == "GET" and r["range"] != "bytes=0-0"
+               and r["status"] in (200, 206))
+
+
+def status(modelfs_bin, m):
+    r = subprocess.run([str(modelfs_bin), "status", "--json", "--cache-dir", str(m.cache_dir)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return {f["path"]: f for f in json.loads(r.stdout)["files"]}
+
+
+def tier_conf(hub, entries, proxy, extra=""):
+    return hf_conf(hub, entries, settings='cache_proxy = "%s"\n%s' % (proxy, extra),
+                   block_size="8M")
+
+
+def read_all(paths):
+    """sha256 of each path, read concurrently."""
+    out = [None] * len(paths)
+
+    def one(i):
+        out[i] = sha256_of(paths[i])
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(paths))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    return out
+
+
+@pytest.fixture
+def nginx_tier(modelfs_bin, hub):
+    tiers = []
+
+    def start(**kw):
+        t = NginxTier(modelfs_bin, "127.0.0.1", ["127.0.0.1"], **kw)
+        tiers.append(t)
+        return t.start()
+
+    yield start
+    for t in tiers:
+        t.stop()
+
+
+# ---------------------------------------------------------------------------
+# the generated config
+
+def test_tier_nginx_prints_a_config_nginx_accepts(modelfs_bin, tmp_path):
+    (tmp_path / "cache").mkdir()
+    r = subprocess.run([str(modelfs_bin), "tier", "nginx", "--listen", "127.0.0.1:18980",
+                        "--cache", str(tmp_path / "cache"), "--max-size", "20G",
+                        "--origin", "huggingface.co", "--allow", "10.0.0.0/8"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    conf = r.stdout
+    for want in ("slice 8388608;", "proxy_cache_lock on;", "proxy_cache_lock_timeout 300s;",
+                 "proxy_cache_key $mfs_key$slice_range;", "max_size=21474836480",
+                 '"huggingface.co" 1;', "allow 10.0.0.0/8;", "deny all;",
+                 'proxy_set_header Authorization "";', "error_page 301 302 303 307 308"):
+        assert want in conf
+    path = tmp_path / "tier.conf"
+    path.write_text(conf)
+    t = subprocess.run([NGINX, "-t", "-p", str(tmp_path), "-c", str(path), "-e", "stderr"],
+                       capture_output=True, text=True, timeout=30)
+    assert t.returncode == 0, t.stderr
+    bad = subprocess.run([str(modelfs_bin), "tier", "nginx", "--cache", "/tmp/x;evil"],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2
+
+
+# ---------------------------------------------------------------------------
+# through nginx, on loopback
+
+def test_three_nodes_through_nginx_fetch_each_byte_once(modelfs_bin, hub, mount, nginx_tier):
+    """3 mounts read the same cold file at once through the tier: every
+    read is exact, and the CDN sends each byte once (the tier follows the
+    Hub's 302 itself; its cache key is the sha256, not the signed URL)."""
+    size = 64 * MiB + 12345
+    blob, info = add_big(hub, "big", size, seed=31)
+    tier = nginx_tier()
+    conf = tier_conf(hub, {"checkpoints": {"big": hf("org/big", file="big.bin")}}, tier.url)
+    nodes = [mount(conf) for _ in range(3)]
+    paths = [m.path / "Stable-diffusion" / "big.bin" for m in nodes]
+    assert read_all(paths) == [info["sha256"]] * 3
+    sent = cdn_bytes(hub, "org/big/big.bin")
+    assert size <= sent <= 1.02 * size, "the CDN sent %d bytes for a %d-byte file" % (sent, size)
+    assert origin_body_bytes(hub, "org/big/big.bin") == 0
+    # Nobody sent the tier a credential, and the Hub saw none from it.
+    assert not any(r["authorization"] for r in hub.requests(path="org/big/big.bin"))
+    for m in nodes:
+        f = status(modelfs_bin, m)["Stable-diffusion/big.bin"]
+        assert f["downloaded"] == {"tier": size, "origin": 0}
+        assert "event=tier_down" not in m.log()
+
+
+def test_tier_killed_mid_read_reads_finish_from_the_origin(modelfs_bin, hub, mount, nginx_tier):
+    """The tier dies while a file is being read: the read finishes from the
+    origin, exact, with one log line saying so."""
+    size = 48 * MiB + 7
+    blob, info = add_big(hub, "kill", size, seed=32)
+    tier = nginx_tier()
+    hub.faults(server="hfcdn*", path="org/kill/big.bin", rate_bps=12 * MiB)
+    m = mount(tier_conf(hub, {"checkpoints": {"kill": hf("org/kill", file="big.bin")}},
+                        tier.url))
+    path = m.path / "Stable-diffusion" / "big.bin"
+    result = []
+    reader = threading.Thread(target=lambda: result.append(sha256_of(path)))
+    reader.start()
+    deadline = time.monotonic() + 30
+    while cdn_bytes(hub, "org/kill/big.bin") < 8 * MiB and time.monotonic() < deadline:
+        time.sleep(0.1)
+    tier.kill()
+    reader.join(300)
+    assert result == [info["sha256"]]
+    log = m.log()
+    assert log.count("event=tier_down") == 1, log
+    f = status(modelfs_bin, m)["Stable-diffusion/big.bin"]
+    assert f["downloaded"]["tier"] > 0 and f["downloaded"]["origin"] > 0
+    assert f["downloaded"]["tier"] + f["downloaded"]["origin"] >= size
+
+
+# ---------------------------------------------------------------------------
+# policy, with a spy for a tier
+
+def test_broken_tier_costs_one_log_line(modelfs_bin, hub, mount):
+    """A tier answering 502 is skipped after the first failure: one log
+    line, every byte from the origin, exact."""
+    size = 24 * MiB + 5
+    blob, info = add_big(hub, "spy", size, seed=33)
+    with SpyTier(502) as spy:
+        m = mount(tier_conf(hub, {"checkpoints": {"spy": hf("org/spy", file="big.bin")}},
+                            spy.url))
+        assert sha256_of(m.path / "Stable-diffusion" / "big.bin") == info["sha256"]
+        assert spy.requests, "nothing asked the tier"
+        commit = hub.control("GET", "hf/repos", server="hf")["org/spy"]["commits"][0]["sha"]
+        want = "/sha256-%s/http/127.0.0.1:%d/org/spy/resolve/%s/big.bin" % (
+            info["sha256"], hub.ports["hf"], commit)
+        assert spy.requests[0]["path"] == want
+        assert not any("authorization" in r["headers"] for r in spy.requests)
+        assert m.log().count("event=tier_down") == 1
+        f = status(modelfs_bin, m)["Stable-diffusion/big.bin"]
+        assert f["downloaded"] == {"tier": 0, "origin": size}
+
+
+def test_gated_file_with_token_never_reaches_the_tier(modelfs_bin, hub, mount):
+    """HF_TOKEN is set and the file is gated: its requests go to the Hub,
+    none to the tier (a tier hit would hand gated bytes to anyone)."""
+    blob, info = fixture(hub, "org/gated", "model.safetensors")
+    with SpyTier(502) as spy:
+        m = mount(tier_conf(hub, {"checkpoints": {"g": hf("org/gated",
+                                                         file="model.safetensors")}}, spy.url),
+                  env={"HF_TOKEN": GOOD})
+        assert sha256_of(m.path / "Stable-diffusion" / "model.safetensors") == info["sha256"]
+        assert spy.requests == []
+        assert "event=tier_down" not in m.log()
+
+
+def test_private_tier_gets_the_token_and_no_one_else(modelfs_bin, hub, mount):
+    """cache_proxy_private = true: the gated file's requests go to the tier
+    with the token (the tier enforces access); the fallback still works."""
+    blob, info = fixture(hub, "org/gated", "model.safetensors")
+    with SpyTier(502) as spy:
+        m = mount(tier_conf(hub, {"checkpoints": {"g": hf("org/gated",
+                                                         file="model.safetensors")}}, spy.url,
+                            extra="cache_proxy_private = true\n"),
+                  env={"HF_TOKEN": GOOD})
+        assert sha256_of(m.path / "Stable-diffusion" / "model.safetensors") == info["sha256"]
+        assert spy.requests
+        assert all(r["headers"].get("authorization") == "Bearer " + GOOD for r in spy.requests)
+        assert not any(r["leak"] for r in hub.requests(path="org/gated/*"))
