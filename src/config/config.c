@@ -864,6 +864,7 @@ static const struct key_spec modelfs_keys[] = {
 	{ "prefetch", K_STRINGS, .off = CFG(prefetch) },
 	{ "cache_proxy", K_BASE_URL, .off = CFG(cache_proxy) },
 	{ "cache_proxy_private", K_BOOL, .off = CFG(cache_proxy_private) },
+	{ "bandwidth_limit", K_SIZE, .off = CFG(bandwidth_limit) },
 };
 #define N_MODELFS_KEYS (sizeof(modelfs_keys) / sizeof(modelfs_keys[0]))
 

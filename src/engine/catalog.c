@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "engine_i.h"
+#include "modelfs/bandwidth.h"
 #include "modelfs/clock.h"
 #include "modelfs/http.h"
 #include "modelfs/humanize.h"
@@ -512,6 +513,7 @@ int engine_open_locked(const struct config *cfg, const struct lock *lock, struct
 		rc = tier_new(cfg->cache_proxy, cfg->cache_proxy_private, &e->tier);
 	if (rc)
 		goto out;
+	bandwidth_set((uint64_t)cfg->bandwidth_limit);
 	pool.jobs = calloc(cfg->n_entries ? cfg->n_entries : 1, sizeof(*pool.jobs));
 	if (!pool.jobs) {
 		rc = -ENOMEM;
