@@ -218,3 +218,61 @@ def test_private_tier_gets_the_token_and_no_one_else(modelfs_bin, hub, mount):
         assert spy.requests
         assert all(r["headers"].get("authorization") == "Bearer " + GOOD for r in spy.requests)
         assert not any(r["leak"] for r in hub.requests(path="org/gated/*"))
+
+
+# ---------------------------------------------------------------------------
+# 3 nodes in network namespaces, a capped origin, a real tier
+
+@pytest.fixture
+def cluster(modelfs_bin):
+    from netnodes import Cluster, Unavailable
+    try:
+        c = Cluster(modelfs_bin, nodes=3).open()
+    except Unavailable as e:
+        pytest.skip("no network namespaces here: %s" % e)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def test_three_netns_nodes_read_cold_files_through_the_tier(cluster):
+    """3 nodes (each its own network namespace, 1 Gbit/s NIC, a real mount)
+    read the same cold 256 MiB file at once through nginx: exact, and the
+    origin (capped at 400 Mbit/s) sends each byte once. Then the tier is
+    killed while they read a second file: the reads finish from the origin,
+    exact, each node saying so in at most one log line."""
+    from netnodes import problems
+    size = 256 * MiB
+    one = cluster.add_file("org/one", size, seed=51)
+    two = cluster.add_file("org/two", 128 * MiB + 3, seed=52)
+    tier = cluster.start_tier()
+    conf = cluster.config({"one": "org/one", "two": "org/two"}, tier.url)
+    for n in cluster.nodes:
+        n.mount(conf)
+    shas, took = cluster.read_everywhere("Stable-diffusion/one.bin")
+    assert shas == [one["sha256"]] * 3
+    sent = cluster.cdn_bytes("org/one")
+    print("tier: 3 nodes, %d MiB cold: origin sent %d bytes (%.3fx) in %.1f s"
+          % (size >> 20, sent, sent / size, took))
+    assert size <= sent <= 1.02 * size
+
+    def kill_when_started():
+        deadline = time.monotonic() + 60
+        while cluster.cdn_bytes("org/two") < 16 * MiB and time.monotonic() < deadline:
+            time.sleep(0.1)
+        tier.kill()
+
+    shas, took = cluster.read_everywhere("Stable-diffusion/two.bin", during=kill_when_started)
+    assert shas == [two["sha256"]] * 3
+    print("tier killed mid-read: 3 nodes finished from the origin in %.1f s" % took)
+    for n in cluster.nodes:
+        assert n.log().count("event=tier_down") <= 1
+        r = n.status()
+        assert r.returncode == 0, r.stderr
+        files = {f["entry"]: f for f in json.loads(r.stdout)["files"]}
+        assert files["checkpoints/one"]["downloaded"] == {"tier": size, "origin": 0}
+    assert any("event=tier_down" in n.log() for n in cluster.nodes)
+    cluster.unmount_all()
+    for n in cluster.nodes:
+        assert problems(n) == []
