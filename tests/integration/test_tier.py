@@ -14,6 +14,7 @@ import time
 import pytest
 
 from mfs import MiB, hf, hf_conf, hf_fixture as fixture
+from test_serve import serve  # noqa: F401  (the fixture: a neighbour's modelfs serve)
 from tierutil import NGINX, NginxTier, SpyTier
 
 GOOD = "hf_testerTOKEN0123456789abcdefghijklmn"        # svc_hf.TOKENS: user "tester"
@@ -167,6 +168,36 @@ def test_tier_killed_mid_read_reads_finish_from_the_origin(modelfs_bin, hub, mou
     f = status(modelfs_bin, m)["Stable-diffusion/big.bin"]
     assert f["downloaded"]["tier"] > 0 and f["downloaded"]["origin"] > 0
     assert f["downloaded"]["tier"] + f["downloaded"]["origin"] >= size
+
+
+# ---------------------------------------------------------------------------
+# a neighbour's modelfs serve as the tier (peers)
+
+def test_a_neighbours_serve_is_a_tier(modelfs_bin, hub, mount, serve):
+    """Two nodes use a third node's `modelfs serve` as their cache_proxy:
+    both read exact bytes, the CDN sends the file once (to the serving
+    node), and a file the neighbour does not serve goes to the origin."""
+    size = 40 * MiB + 99
+    blob, info = add_big(hub, "peer", size, seed=34)
+    _, other = add_big(hub, "other", 9 * MiB, seed=35)
+    peer = serve(hf_conf(hub, {"checkpoints": {"p": hf("org/peer", file="big.bin")}},
+                         block_size="8M"))
+    conf = tier_conf(hub, {"checkpoints": {"p": hf("org/peer", file="big.bin"),
+                                           "o": hf("org/other", file="big.bin",
+                                                   filename="other.bin")}}, peer.url(""))
+    nodes = [mount(conf) for _ in range(2)]
+    assert read_all([m.path / "Stable-diffusion" / "big.bin" for m in nodes]) == \
+        [info["sha256"]] * 2
+    assert read_all([m.path / "Stable-diffusion" / "other.bin" for m in nodes]) == \
+        [other["sha256"]] * 2
+    sent = cdn_bytes(hub, "org/peer/big.bin")
+    assert size <= sent <= 1.02 * size
+    for m in nodes:
+        files = status(modelfs_bin, m)
+        assert files["Stable-diffusion/big.bin"]["downloaded"] == {"tier": size, "origin": 0}
+        assert files["Stable-diffusion/other.bin"]["downloaded"] == {"tier": 0,
+                                                                     "origin": 9 * MiB}
+        assert "event=tier_down" not in m.log()
 
 
 # ---------------------------------------------------------------------------
