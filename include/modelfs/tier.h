@@ -58,8 +58,9 @@ void tier_free(struct tier *t);
 int tier_route(struct tier *t, const struct tier_target *tg, char **url, bool *to_tier_auth);
 
 /* The outcome of a request tier_route() sent to the tier: 0 or the
- * -errno of http_get(), status the HTTP status (0 when none). */
-void tier_report(struct tier *t, int rc, long status);
+ * -errno of http_get(), status the HTTP status (0 when none), why its
+ * reason (http_meta.error_text) or NULL. */
+void tier_report(struct tier *t, int rc, long status, const char *why);
 
 /* The tier URL of tg on proxy, with no policy: 0 and *out; -ENOENT when
  * tg has no stable key; -EINVAL for a bad origin URL; -ENOMEM. */

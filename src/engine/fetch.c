@@ -1222,7 +1222,7 @@ static int download_via_tier(struct engine_file *f, struct http_client *http,
 	if (rc)
 		return rc == -ENOMEM ? rc : -ENOENT;
 	rc = attempt_run(f, http, &a, sink, len, xxh3, &meta);
-	tier_report(f->eng->tier, rc, meta.status);
+	tier_report(f->eng->tier, rc, meta.status, meta.error_text);
 	if (rc == 0)
 		atomic_fetch_add(&f->bytes_tier, len);
 	else if (rc != -ECANCELED && rc != -ENOMEM && rc != -ENOSPC)

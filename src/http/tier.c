@@ -23,6 +23,7 @@
 
 struct tier {
 	char *proxy;			/* no trailing '/' */
+	char origin[512];		/* scheme://host:port of proxy: what logs show */
 	bool private_ok;
 	pthread_mutex_t lock;
 	int64_t down_until_ms;		/* 0: up; protected by lock */
@@ -45,6 +46,7 @@ int tier_new(const char *proxy, bool private_ok, struct tier **out)
 	while (n > 0 && t->proxy[n - 1] == '/')
 		t->proxy[--n] = '\0';
 	t->private_ok = private_ok;
+	memcpy(t->origin, origin, sizeof(t->origin));
 	pthread_mutex_init(&t->lock, NULL);
 	*out = t;
 	return 0;
@@ -144,30 +146,35 @@ static bool tier_broken(int rc, long status)
 	return rc == -EAGAIN || rc == -EIO || rc == -EPROTO || status >= 500;
 }
 
-void tier_report(struct tier *t, int rc, long status)
+void tier_report(struct tier *t, int rc, long status, const char *why)
 {
 	bool was_down, log_down = false, log_up = false;
+	int64_t now = clock_now_ms();
 
 	if (!t || rc == -ECANCELED || rc == -ENOMEM || rc == -ENOSPC)
 		return;
 	pthread_mutex_lock(&t->lock);
 	was_down = t->down_until_ms != 0;
 	if (rc == 0 || !tier_broken(rc, status)) {
-		t->down_until_ms = 0;
-		log_up = was_down;
-	} else if (!was_down || clock_now_ms() >= t->down_until_ms) {
+		/* A request sent before the failure may still end well: only a
+		 * try after the wait brings the tier back, so it does not flap. */
+		if (was_down && now >= t->down_until_ms) {
+			t->down_until_ms = 0;
+			log_up = true;
+		}
+	} else if (!was_down || now >= t->down_until_ms) {
 		/* Requests that were under way when it failed report too: only
 		 * the first of them says so. */
-		t->down_until_ms = clock_now_ms() + TIER_RETRY_MS;
+		t->down_until_ms = now + TIER_RETRY_MS;
 		log_down = !was_down;
 	}
 	pthread_mutex_unlock(&t->lock);
 	if (log_down)
 		log_warn("event=tier_down proxy=%s error=\"%s\" action=\"reading from the origins; "
-			 "trying the tier again in %d s\"", t->proxy,
-			 status >= 500 ? "HTTP 5xx" : strerror(-rc), TIER_RETRY_MS / 1000);
+			 "trying the tier again in %d s\"", t->origin,
+			 why ? why : strerror(-rc), TIER_RETRY_MS / 1000);
 	if (log_up)
-		log_info("event=tier_up proxy=%s", t->proxy);
+		log_info("event=tier_up proxy=%s", t->origin);
 }
 
 int tier_parse_target(const char *target, char *key_kind, char key[65], const char **path)
