@@ -58,6 +58,9 @@ struct source_file {
 				 * NULL: the bytes have no stable name and go to the origin */
 	bool stable_by_commit;	/* stable_url's path holds revision (a commit); else
 				 * only sha256 names the bytes */
+	bool public_bytes;	/* the origin gives these bytes to anyone (a public Hub
+				 * repo): a shared tier may have them though auth holds a
+				 * token; false when not known */
 	struct source_auth auth;
 	bool no_range;		/* the origin ignores Range: the file is streamed in order */
 	int err;		/* 0, or the -errno of a failed resolution */

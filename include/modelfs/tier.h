@@ -18,6 +18,7 @@
  * (2) A request carrying credentials (a token, the entry's headers) goes
  *     to its origin unless the tier is private (cache_proxy_private): a
  *     cache hit would hand gated bytes to anyone who reaches the tier.
+ *     (Bytes the source knows to be public carry none: source.h.)
  *     Through a private tier the credentials go to the tier's host and no
  *     other. SigV4 signs the origin's Host: it never goes through.
  * (3) A failure that says the tier is unusable (connect error, reset,

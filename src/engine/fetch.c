@@ -863,6 +863,7 @@ static int scratch_of(struct engine_file *f, struct source_file *scratch)
 	COPY(sha256);
 	COPY(git_sha1);
 #undef COPY
+	scratch->public_bytes = src->public_bytes;
 	pthread_mutex_unlock(&f->lock);
 	if (oom) {
 		source_file_clear(scratch);
@@ -891,6 +892,7 @@ static void adopt_locked(struct engine_file *f, struct source_file *scratch)
 	free(src->stable_url);
 	src->stable_url = scratch->stable_url;
 	src->stable_by_commit = scratch->stable_by_commit;
+	src->public_bytes = scratch->public_bytes;
 	scratch->stable_url = NULL;
 	if (!src->validator) {
 		src->validator = scratch->validator;
@@ -1183,8 +1185,9 @@ static int tier_attempt(struct engine_file *f, struct attempt *a)
 		.origin_url = src->stable_url,
 		.sha256 = src->sha256,
 		.commit = src->stable_by_commit ? src->revision : NULL,
-		.credentials = au->authorization || au->n_headers || au->aws_credentials ||
-			       au->aws_session_token,
+		/* Public bytes need none of them: the tier fetches them as anyone. */
+		.credentials = !src->public_bytes && (au->authorization || au->n_headers ||
+						      au->aws_credentials || au->aws_session_token),
 		.sigv4 = au->aws_sigv4 != NULL,
 	};
 	bool with_auth = false;

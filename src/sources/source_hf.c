@@ -1066,6 +1066,26 @@ static void gated_details(struct hf *h, struct source_file *f, const char *rev)
 
 /* ---- single files --------------------------------------------------------- */
 
+static int pin_revision(struct hf *h, struct source_file *f, const char *rev, char **commit,
+			bool *gated, bool *open);
+
+/* f->public_bytes, for a shared tier: worth one model info request only
+ * when a token would otherwise keep f's bytes away from the tier (without
+ * one, nothing secret goes there anyway). A failure leaves f private. */
+static void learn_public(struct hf *h, struct source_file *f)
+{
+	struct source_file probe_f = { .entry = h->e };
+	char *commit = NULL;
+	bool gated, open;
+
+	if (!h->cfg->cache_proxy || !h->bearer || !f->revision)
+		return;
+	if (pin_revision(h, &probe_f, f->revision, &commit, &gated, &open) == 0 && !probe_f.err)
+		f->public_bytes = open;
+	free(commit);
+	free(probe_f.error);
+}
+
 static int resolve_single(struct hf *h, struct source_file **files, size_t *n)
 {
 	const struct config_entry *e = h->e;
@@ -1083,6 +1103,8 @@ static int resolve_single(struct hf *h, struct source_file **files, size_t *n)
 	rc = resolve_anywhere(h, f, e->revision);
 	if (rc == 0 && f->err == -EACCES && strstr(f->error, " is gated: "))
 		gated_details(h, f, e->revision);
+	if (rc == 0 && !f->err)
+		learn_public(h, f);
 	if (rc && rc != -EAGAIN) {
 		source_files_free(f, 1);
 		return rc;
@@ -1118,18 +1140,20 @@ static bool kept(const struct config_entry *e, const char *path)
 	return (!e->include || glob_any(e->include, path)) && !glob_any(e->exclude, path);
 }
 
-/* The commit rev names and whether the repo is gated, from the model info. */
-static int pin_revision(struct hf *h, struct source_file *f, char **commit, bool *gated)
+/* The commit rev names, whether the repo is gated, and whether anyone may
+ * read its bytes (neither gated nor private), from the model info. */
+static int pin_revision(struct hf *h, struct source_file *f, const char *rev, char **commit,
+			bool *gated, bool *open)
 {
 	const struct config_entry *e = h->e;
-	char *qrev = quote(e->revision, false), *url = NULL;
+	char *qrev = quote(rev, false), *url = NULL;
 	struct http_body b = { .max = BODY_MAX };
 	struct http_meta m;
-	json_t *root = NULL, *sha, *g;
+	json_t *root = NULL, *sha, *g, *priv;
 	int rc = -ENOMEM;
 
 	*commit = NULL;
-	*gated = false;
+	*gated = *open = false;
 	if (!qrev || asprintf(&url, "%s/api/%s/%s/revision/%s", h->endpoint, api_plural(e),
 			      e->repo, qrev) < 0) {
 		free(qrev);
@@ -1137,18 +1161,20 @@ static int pin_revision(struct hf *h, struct source_file *f, char **commit, bool
 	}
 	rc = hf_get(h, url, false, &b, &m);
 	if (rc) {
-		rc = hf_fail(h, f, rc, &m, e->revision, NULL);
+		rc = hf_fail(h, f, rc, &m, rev, NULL);
 		goto out;
 	}
 	root = json_loadb(b.data ? b.data : "", b.len, 0, NULL);
 	sha = json_is_object(root) ? json_object_get(root, "sha") : NULL;
 	g = json_is_object(root) ? json_object_get(root, "gated") : NULL;
+	priv = json_is_object(root) ? json_object_get(root, "private") : NULL;
 	if (!json_is_string(sha) || !is_hex(json_string_value(sha), 40)) {
 		source_set_error(f, -EPROTO, "%s does not answer like a Hugging Face Hub (no commit "
 				 "in the model info of %s): check hf_endpoint", h->endpoint, e->repo);
 		goto out;
 	}
 	*gated = json_is_true(g) || json_is_string(g);
+	*open = json_is_false(priv) && json_is_false(g);
 	*commit = lower_dup(json_string_value(sha));
 	if (!*commit)
 		rc = -ENOMEM;
@@ -1212,7 +1238,7 @@ static int folder_at(struct hf *h, struct source_file *f, struct source_file **f
 	struct source_file *out = NULL;
 	size_t nt = 0, nk = 0, k = 0;
 	char *commit = NULL;
-	bool gated;
+	bool gated, open;
 	int rc;
 
 	clear_error(f);
@@ -1221,7 +1247,7 @@ static int folder_at(struct hf *h, struct source_file *f, struct source_file **f
 				 "the Hugging Face token is invalid");
 		return 0;
 	}
-	rc = pin_revision(h, f, &commit, &gated);
+	rc = pin_revision(h, f, e->revision, &commit, &gated, &open);
 	if (rc == 0 && !f->err)
 		rc = tree_list(h, f, commit, "", true, &t, &nt);
 	if (rc || f->err)
@@ -1235,8 +1261,10 @@ static int folder_at(struct hf *h, struct source_file *f, struct source_file **f
 	}
 	rc = source_files_new(e, nk, &out);
 	for (size_t i = 0; rc == 0 && i < nt; i++)
-		if (kept(e, t[i].path))
+		if (kept(e, t[i].path)) {
+			out[k].public_bytes = open;
 			rc = folder_file(h, &out[k++], &t[i], commit);
+		}
 	if (rc)
 		goto out;
 	if (gated) {

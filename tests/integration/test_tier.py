@@ -223,6 +223,24 @@ def test_broken_tier_costs_one_log_line(modelfs_bin, hub, mount):
         assert f["downloaded"] == {"tier": 0, "origin": size}
 
 
+def test_public_file_with_token_goes_through_the_tier_without_it(modelfs_bin, hub, mount):
+    """HF_TOKEN is set but the repo is public (the model info says neither
+    gated nor private): its blocks are asked of the tier, which gets no
+    token; the gated file of the same mount still goes straight to the Hub."""
+    _, info = add_big(hub, "pub", 17 * MiB, seed=36)
+    _, gated = fixture(hub, "org/gated", "model.safetensors")
+    with SpyTier(502) as spy:
+        m = mount(tier_conf(hub, {"checkpoints": {
+            "p": hf("org/pub", file="big.bin"),
+            "g": hf("org/gated", file="model.safetensors")}}, spy.url),
+            env={"HF_TOKEN": GOOD})
+        assert sha256_of(m.path / "Stable-diffusion" / "big.bin") == info["sha256"]
+        assert sha256_of(m.path / "Stable-diffusion" / "model.safetensors") == gated["sha256"]
+        assert spy.requests
+        assert all("/org/pub/" in r["path"] for r in spy.requests)
+        assert not any("authorization" in r["headers"] for r in spy.requests)
+
+
 def test_gated_file_with_token_never_reaches_the_tier(modelfs_bin, hub, mount):
     """HF_TOKEN is set and the file is gated: its requests go to the Hub,
     none to the tier (a tier hit would hand gated bytes to anyone)."""
