@@ -3,8 +3,9 @@
  * engine's state. Private to src/engine/.
  *
  * Lock order (the only one): engine_file.lock, then engine.qlock or the
- * cache's locks (taken inside cache_* calls). qlock, vlock, mem_lock and
- * prefetch_req.lock are leaves: nothing else is taken while one is held.
+ * cache's locks (taken inside cache_* calls) or the tier's (inside
+ * tier_route()). qlock, vlock, mem_lock, prefetch_req.lock and the tier's
+ * lock are leaves: nothing else is taken while one is held.
  * No lock is held across the network, a disk hash, or a callback.
  */
 #ifndef MODELFS_ENGINE_I_H
