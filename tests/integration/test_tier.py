@@ -13,14 +13,18 @@ import time
 
 import pytest
 
+from conftest import _cannot
 from mfs import MiB, hf, hf_conf, hf_fixture as fixture
 from test_serve import serve  # noqa: F401  (the fixture: a neighbour's modelfs serve)
 from tierutil import NGINX, NginxTier, SpyTier
 
 GOOD = "hf_testerTOKEN0123456789abcdefghijklmn"        # svc_hf.TOKENS: user "tester"
 
-pytestmark = pytest.mark.skipif(not os.path.exists(NGINX),
-                                reason="nginx is not installed (tools/deps.sh installs it)")
+
+
+def need_nginx():
+    if not os.path.exists(NGINX):
+        _cannot("nginx is not installed (tools/deps.sh installs it)")
 
 
 def add_big(hub, name, size, seed):
@@ -81,6 +85,7 @@ def read_all(paths):
 
 @pytest.fixture
 def nginx_tier(modelfs_bin, hub):
+    need_nginx()
     tiers = []
 
     def start(**kw):
@@ -97,6 +102,7 @@ def nginx_tier(modelfs_bin, hub):
 # the generated config
 
 def test_tier_nginx_prints_a_config_nginx_accepts(modelfs_bin, tmp_path):
+    need_nginx()
     (tmp_path / "cache").mkdir()
     r = subprocess.run([str(modelfs_bin), "tier", "nginx", "--listen", "127.0.0.1:18980",
                         "--cache", str(tmp_path / "cache"), "--max-size", "20G",
@@ -275,6 +281,7 @@ def test_private_tier_gets_the_token_and_no_one_else(modelfs_bin, hub, mount):
 @pytest.fixture
 def cluster(modelfs_bin):
     from netnodes import Cluster, Unavailable
+    need_nginx()
     try:
         c = Cluster(modelfs_bin, nodes=3).open()
     except Unavailable as e:
