@@ -1220,8 +1220,17 @@ static int download_via_tier(struct engine_file *f, struct http_client *http,
 {
 	struct http_meta meta;
 	struct attempt a;
+	bool unresolved;
 	int rc = tier_attempt(f, &a);
 
+	pthread_mutex_lock(&f->lock);
+	unresolved = rc == -ENOENT && f->eng->tier && !f->src.stable_url && !f->src.data_url;
+	a.url_gen = f->url_gen;
+	pthread_mutex_unlock(&f->lock);
+	/* Listed from a stored resolution, which keeps no stable URL: resolve
+	 * it first, or this block would come from the origin. */
+	if (unresolved && refresh_url(f, http, a.url_gen) == 0)
+		rc = tier_attempt(f, &a);
 	if (rc)
 		return rc == -ENOMEM ? rc : -ENOENT;
 	rc = attempt_run(f, http, &a, sink, len, xxh3, &meta);

@@ -1445,6 +1445,8 @@ static int hf_refresh(struct source_ctx *ctx, struct http_client *c, struct sour
 	rc = hf_init(&h, ctx, c, e);
 	if (rc == 0)
 		rc = resolve_anywhere(&h, f, rev);
+	if (rc == 0 && !f->err && !f->public_bytes)
+		learn_public(&h, f);	/* not stored with a resolution */
 	hf_clear(&h);
 	if (rc == 0 && f->err)
 		rc = f->err;

@@ -176,6 +176,29 @@ def test_tier_killed_mid_read_reads_finish_from_the_origin(modelfs_bin, hub, mou
     assert f["downloaded"]["tier"] + f["downloaded"]["origin"] >= size
 
 
+def test_after_a_remount_every_block_still_comes_through_the_tier(modelfs_bin, hub, mount,
+                                                                   nginx_tier):
+    """A remount while the Hub is away lists files from their stored
+    resolution, which keeps no stable URL (nor whether the repo is public):
+    the first block read later resolves the file again, so that it too comes
+    through the tier, token or not."""
+    size = 24 * MiB + 1
+    _, info = add_big(hub, "again", size, seed=37)
+    tier = nginx_tier()
+    conf = tier_conf(hub, {"checkpoints": {"a": hf("org/again", file="big.bin")}}, tier.url)
+    first = mount(conf, env={"HF_TOKEN": GOOD})
+    path = first.path / "Stable-diffusion" / "big.bin"
+    with open(path, "rb") as f:
+        f.read(MiB)
+    first.unmount()
+    hub.faults(server="hf", down=True)         # the Hub is away at the remount
+    second = mount(conf, cache_dir=first.cache_dir, env={"HF_TOKEN": GOOD})
+    hub.clear_faults()
+    assert sha256_of(second.path / "Stable-diffusion" / "big.bin") == info["sha256"]
+    got = status(modelfs_bin, second)["Stable-diffusion/big.bin"]["downloaded"]
+    assert got == {"tier": size - 8 * MiB, "origin": 0}
+
+
 # ---------------------------------------------------------------------------
 # a neighbour's modelfs serve as the tier (peers)
 
