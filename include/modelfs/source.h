@@ -52,6 +52,15 @@ struct source_file {
 				 * origin states none: the cache key stays the origin's */
 	char *data_url;		/* where the bytes are now; secret */
 	char **mirror_urls;	/* the same bytes elsewhere, tried in order; NULL-terminated or NULL */
+	char *stable_url;	/* an origin URL that names these bytes for good, for a shared
+				 * tier (tier.h) to fetch and follow: the Hub's /resolve/ at the
+				 * commit, or a URL whose bytes sha256 pins; no secret in it.
+				 * NULL: the bytes have no stable name and go to the origin */
+	bool stable_by_commit;	/* stable_url's path holds revision (a commit); else
+				 * only sha256 names the bytes */
+	bool public_bytes;	/* the origin gives these bytes to anyone (a public Hub
+				 * repo): a shared tier may have them though auth holds a
+				 * token; false when not known */
 	struct source_auth auth;
 	bool no_range;		/* the origin ignores Range: the file is streamed in order */
 	int err;		/* 0, or the -errno of a failed resolution */

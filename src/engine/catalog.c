@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "engine_i.h"
+#include "modelfs/bandwidth.h"
 #include "modelfs/clock.h"
 #include "modelfs/http.h"
 #include "modelfs/humanize.h"
@@ -508,8 +509,11 @@ int engine_open_locked(const struct config *cfg, const struct lock *lock, struct
 	pthread_cond_init(&e->vcond, NULL);
 	pthread_mutex_init(&pool.lock, NULL);
 	rc = source_ctx_new(cfg, &e->sources);
+	if (rc == 0 && cfg->cache_proxy)
+		rc = tier_new(cfg->cache_proxy, cfg->cache_proxy_private, &e->tier);
 	if (rc)
 		goto out;
+	bandwidth_set((uint64_t)cfg->bandwidth_limit);
 	pool.jobs = calloc(cfg->n_entries ? cfg->n_entries : 1, sizeof(*pool.jobs));
 	if (!pool.jobs) {
 		rc = -ENOMEM;
@@ -601,6 +605,7 @@ void engine_close(struct engine *e)
 		file_free(e->files[i]);
 	free(e->files);
 	source_ctx_free(e->sources);
+	tier_free(e->tier);
 	pthread_mutex_destroy(&e->qlock);
 	pthread_cond_destroy(&e->qcond);
 	pthread_cond_destroy(&e->stop_cond);
@@ -682,6 +687,12 @@ uint64_t engine_file_progress(struct engine_file *f)
 	uint64_t n = engine_file_cached(f) + atomic_load(&f->arriving);
 
 	return n < (uint64_t)f->src.size ? n : (uint64_t)f->src.size;
+}
+
+void engine_file_bytes_from(struct engine_file *f, uint64_t *tier, uint64_t *origin)
+{
+	*tier = atomic_load(&f->bytes_tier);
+	*origin = atomic_load(&f->bytes_origin);
 }
 
 void engine_file_hashes(struct engine_file *f, struct file_hashes *out)

@@ -525,6 +525,7 @@ void source_file_clear(struct source_file *f)
 	free(f->sha256);
 	free(f->git_sha1);
 	free_secret(f->data_url);
+	free(f->stable_url);
 	for (size_t i = 0; f->mirror_urls && f->mirror_urls[i]; i++)
 		free(f->mirror_urls[i]);
 	free(f->mirror_urls);

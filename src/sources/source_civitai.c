@@ -745,6 +745,14 @@ static int probe_download(struct civ *cv, struct source_file *f, const json_t *v
 	}
 	free_secret(f->data_url);
 	f->data_url = strdup(m.final_url ? m.final_url : url);
+	/* The download endpoint (its 307 to storage followed by the tier),
+	 * keyed by the file's SHA-256: the signed storage URL expires. */
+	free(f->stable_url);
+	f->stable_url = NULL;
+	if (f->sha256 && !(f->stable_url = strdup(url))) {
+		rc = -ENOMEM;
+		goto out;
+	}
 	if (!f->data_url || fill_auth(cv, f) != 0 || source_fill_mirrors(f) != 0) {
 		rc = -ENOMEM;
 		goto out;
