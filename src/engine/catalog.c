@@ -89,9 +89,11 @@ static int from_store(struct resolve_job *job, struct source_file **files, size_
 	return 0;
 }
 
-/* Keep mtimes stable across remounts: the origin's, else the first
- * resolution's. Then store what was resolved. */
-static void remember(struct resolve_job *job)
+/* Keep mtimes stable across remounts and boxes: the origin's, else the
+ * stored resolution's, else (a first resolution) the date of the commit a
+ * Hugging Face file was resolved at (http given), else now. Then store
+ * what was resolved. */
+static void remember(struct resolve_job *job, struct http_client *http)
 {
 	const struct config_entry *e = job->entry;
 	struct store_resolution *old = NULL, *rows;
@@ -106,12 +108,13 @@ static void remember(struct resolve_job *job)
 		struct source_file *f = &job->files[i];
 		char *key = NULL;
 
-		if (f->mtime < 0) {
+		for (int k = 0; f->mtime < 0 && k < nold; k++)
+			if (strcmp(old[k].path, f->path) == 0 && strcmp(old[k].spec_hash, spec) == 0)
+				f->mtime = old[k].mtime;
+		if (f->mtime < 0 && http && !f->err)
+			source_commit_date(job->sources, http, f, &f->mtime);
+		if (f->mtime < 0)
 			f->mtime = now;
-			for (int k = 0; k < nold; k++)
-				if (strcmp(old[k].path, f->path) == 0 && strcmp(old[k].spec_hash, spec) == 0)
-					f->mtime = old[k].mtime;
-		}
 		if (f->err || source_content_key(f, &key) != 0)
 			continue;
 		rows[i] = (struct store_resolution){
@@ -231,7 +234,7 @@ static void resolve_one(struct resolve_job *job, struct http_client *http, int64
 	if (job->lock) {
 		job->rc = from_lock(job);
 		if (job->rc == 0 && job->store)
-			remember(job);		/* keeps mtimes stable across mounts */
+			remember(job, NULL);	/* keeps mtimes stable across mounts */
 		return;
 	}
 
@@ -251,7 +254,7 @@ static void resolve_one(struct resolve_job *job, struct http_client *http, int64
 	job->rc = rc;
 	if (rc == 0) {
 		if (job->store)
-			remember(job);
+			remember(job, http);
 		return;
 	}
 	if (rc == -EAGAIN && job->store && from_store(job, &stored, &nstored) == 0) {
