@@ -16,6 +16,9 @@ PACKAGES="meson ninja-build pkg-config gcc libfuse3-dev fuse3 libcurl4-openssl-d
 libsqlite3-dev libssl-dev libjansson-dev libxxhash-dev libmicrohttpd-dev libyaml-dev
 python3-pytest python3-yaml python3-diskcache
 attr curl systemd util-linux debootstrap systemd-container"
+# nginx: the shared cache tier of test_tier.py; iproute2 (ip, tc): its nodes
+# in network namespaces.
+PACKAGES="$PACKAGES nginx iproute2"
 
 # "deps.sh fuzz": also clang and its libFuzzer runtime (tools/fuzz.sh),
 # and only what building needs: the fuzzers mount nothing and use no

@@ -107,6 +107,9 @@ struct config {
 					 * also serves the Hub's protocol on, or NULL */
 	char *serve_prefix;		/* its path prefix, or NULL */
 	char *hf_endpoint, *civitai_endpoint, *gdrive_endpoint;	/* no trailing '/' */
+	char *cache_proxy;		/* a shared cache tier (tier.h), no trailing '/', or NULL */
+	bool cache_proxy_private;	/* requests with credentials go through it too */
+	int64_t bandwidth_limit;	/* bytes per second over all connections; 0: none */
 	char **prefetch;		/* [modelfs] prefetch: entry ids, entry names or
 					 * paths in the mount to warm after mounting;
 					 * NULL-terminated or NULL */

@@ -9,7 +9,8 @@
  *            "cache": {"used", "limit", "fs_free", "min_free"},
  *            "files": [{"path", "entry", "key", "size", "cached", "state",
  *                       "pinned", "shadowed", "source", "sha256", "error",
- *                       "last_used"}],
+ *                       "last_used", "downloaded": {"tier", "origin"} (this
+ *                       run; null without a daemon)}],
  *            "models": [{"entry", "manifest", "model_id", "version",
  *                        "artifacts", "verified", "available"}],
  *                       (one per manifest entry: available when every

@@ -10,6 +10,10 @@
  *   HEAD|GET /{repo}/resolve/{rev}/{path}        also /datasets/, /spaces/
  *   GET /api/{models|datasets|spaces}/{repo}[/revision/{rev}][?blobs=true]
  *   GET /api/{...}/{repo}/tree/{rev}[/{path}][?recursive=true][&cursor=C]
+ *   HEAD|GET /sha256-{hex}/... and /commit-{hex}/{scheme}/{host}/{resolve
+ *       path}: tier.h's scheme, so that neighbours can use this server as
+ *       their cache_proxy (a file it does not serve is a 404: they go to
+ *       the origin)
  *
  * (1) Only what the config names is served: each Hugging Face repo at the
  *     one commit the engine pinned it to, with the files its entries keep.

@@ -52,6 +52,15 @@ struct source_file {
 				 * origin states none: the cache key stays the origin's */
 	char *data_url;		/* where the bytes are now; secret */
 	char **mirror_urls;	/* the same bytes elsewhere, tried in order; NULL-terminated or NULL */
+	char *stable_url;	/* an origin URL that names these bytes for good, for a shared
+				 * tier (tier.h) to fetch and follow: the Hub's /resolve/ at the
+				 * commit, or a URL whose bytes sha256 pins; no secret in it.
+				 * NULL: the bytes have no stable name and go to the origin */
+	bool stable_by_commit;	/* stable_url's path holds revision (a commit); else
+				 * only sha256 names the bytes */
+	bool public_bytes;	/* the origin gives these bytes to anyone (a public Hub
+				 * repo): a shared tier may have them though auth holds a
+				 * token; false when not known */
 	struct source_auth auth;
 	bool no_range;		/* the origin ignores Range: the file is streamed in order */
 	int err;		/* 0, or the -errno of a failed resolution */
@@ -144,5 +153,13 @@ int source_auth_copy(struct source_auth *dst, const struct source_auth *src);
 void source_auth_clear(struct source_auth *a);
 void source_file_clear(struct source_file *f);
 void source_files_free(struct source_file *files, size_t n);
+
+/* The date of the commit a Hugging Face file was resolved at (the
+ * Hub's lastModified at that revision): an mtime the same on every box.
+ * Asked once a run per repo and commit. 0 and *date (-1 when the Hub
+ * gives none); -ENOTSUP for other sources; -errno when it could not be
+ * asked. */
+int source_commit_date(struct source_ctx *ctx, struct http_client *c, const struct source_file *f,
+		       int64_t *date);
 
 #endif

@@ -868,6 +868,9 @@ static const struct key_spec modelfs_keys[] = {
 	{ "civitai_endpoint", K_BASE_URL, .off = CFG(civitai_endpoint) },
 	{ "gdrive_endpoint", K_BASE_URL, .off = CFG(gdrive_endpoint) },
 	{ "prefetch", K_STRINGS, .off = CFG(prefetch) },
+	{ "cache_proxy", K_BASE_URL, .off = CFG(cache_proxy) },
+	{ "cache_proxy_private", K_BOOL, .off = CFG(cache_proxy_private) },
+	{ "bandwidth_limit", K_SIZE, .off = CFG(bandwidth_limit) },
 };
 #define N_MODELFS_KEYS (sizeof(modelfs_keys) / sizeof(modelfs_keys[0]))
 
@@ -2666,6 +2669,7 @@ void config_free(struct config *cfg)
 	free(cfg->lock);
 	free(cfg->serve);
 	free(cfg->serve_prefix);
+	free(cfg->cache_proxy);
 	free(cfg->hf_endpoint);
 	free(cfg->civitai_endpoint);
 	free(cfg->gdrive_endpoint);

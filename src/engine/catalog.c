@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "engine_i.h"
+#include "modelfs/bandwidth.h"
 #include "modelfs/clock.h"
 #include "modelfs/http.h"
 #include "modelfs/humanize.h"
@@ -88,9 +89,11 @@ static int from_store(struct resolve_job *job, struct source_file **files, size_
 	return 0;
 }
 
-/* Keep mtimes stable across remounts: the origin's, else the first
- * resolution's. Then store what was resolved. */
-static void remember(struct resolve_job *job)
+/* Keep mtimes stable across remounts and boxes: the origin's, else the
+ * stored resolution's, else (a first resolution) the date of the commit a
+ * Hugging Face file was resolved at (http given), else now. Then store
+ * what was resolved. */
+static void remember(struct resolve_job *job, struct http_client *http)
 {
 	const struct config_entry *e = job->entry;
 	struct store_resolution *old = NULL, *rows;
@@ -105,12 +108,13 @@ static void remember(struct resolve_job *job)
 		struct source_file *f = &job->files[i];
 		char *key = NULL;
 
-		if (f->mtime < 0) {
+		for (int k = 0; f->mtime < 0 && k < nold; k++)
+			if (strcmp(old[k].path, f->path) == 0 && strcmp(old[k].spec_hash, spec) == 0)
+				f->mtime = old[k].mtime;
+		if (f->mtime < 0 && http && !f->err)
+			source_commit_date(job->sources, http, f, &f->mtime);
+		if (f->mtime < 0)
 			f->mtime = now;
-			for (int k = 0; k < nold; k++)
-				if (strcmp(old[k].path, f->path) == 0 && strcmp(old[k].spec_hash, spec) == 0)
-					f->mtime = old[k].mtime;
-		}
 		if (f->err || source_content_key(f, &key) != 0)
 			continue;
 		rows[i] = (struct store_resolution){
@@ -230,7 +234,7 @@ static void resolve_one(struct resolve_job *job, struct http_client *http, int64
 	if (job->lock) {
 		job->rc = from_lock(job);
 		if (job->rc == 0 && job->store)
-			remember(job);		/* keeps mtimes stable across mounts */
+			remember(job, NULL);	/* keeps mtimes stable across mounts */
 		return;
 	}
 
@@ -250,7 +254,7 @@ static void resolve_one(struct resolve_job *job, struct http_client *http, int64
 	job->rc = rc;
 	if (rc == 0) {
 		if (job->store)
-			remember(job);
+			remember(job, http);
 		return;
 	}
 	if (rc == -EAGAIN && job->store && from_store(job, &stored, &nstored) == 0) {
@@ -509,8 +513,11 @@ int engine_open_locked(const struct config *cfg, const struct lock *lock, struct
 	pthread_cond_init(&e->vcond, NULL);
 	pthread_mutex_init(&pool.lock, NULL);
 	rc = source_ctx_new(cfg, &e->sources);
+	if (rc == 0 && cfg->cache_proxy)
+		rc = tier_new(cfg->cache_proxy, cfg->cache_proxy_private, &e->tier);
 	if (rc)
 		goto out;
+	bandwidth_set((uint64_t)cfg->bandwidth_limit);
 	pool.jobs = calloc(cfg->n_entries ? cfg->n_entries : 1, sizeof(*pool.jobs));
 	if (!pool.jobs) {
 		rc = -ENOMEM;
@@ -604,6 +611,7 @@ void engine_close(struct engine *e)
 		file_free(e->files[i]);
 	free(e->files);
 	source_ctx_free(e->sources);
+	tier_free(e->tier);
 	pthread_mutex_destroy(&e->qlock);
 	pthread_cond_destroy(&e->qcond);
 	pthread_cond_destroy(&e->stop_cond);
@@ -695,6 +703,12 @@ uint64_t engine_file_progress(struct engine_file *f)
 	uint64_t n = engine_file_cached(f) + atomic_load(&f->arriving);
 
 	return n < (uint64_t)f->src.size ? n : (uint64_t)f->src.size;
+}
+
+void engine_file_bytes_from(struct engine_file *f, uint64_t *tier, uint64_t *origin)
+{
+	*tier = atomic_load(&f->bytes_tier);
+	*origin = atomic_load(&f->bytes_origin);
 }
 
 void engine_file_hashes(struct engine_file *f, struct file_hashes *out)

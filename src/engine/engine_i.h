@@ -3,8 +3,9 @@
  * engine's state. Private to src/engine/.
  *
  * Lock order (the only one): engine_file.lock, then engine.qlock or the
- * cache's locks (taken inside cache_* calls). qlock, vlock, mem_lock and
- * prefetch_req.lock are leaves: nothing else is taken while one is held.
+ * cache's locks (taken inside cache_* calls) or the tier's (inside
+ * tier_route()). qlock, vlock, mem_lock, prefetch_req.lock and the tier's
+ * lock are leaves: nothing else is taken while one is held.
  * No lock is held across the network, a disk hash, or a callback.
  */
 #ifndef MODELFS_ENGINE_I_H
@@ -16,6 +17,7 @@
 
 #include "modelfs/engine.h"
 #include "modelfs/source.h"
+#include "modelfs/tier.h"
 
 struct pending_read;
 
@@ -104,6 +106,8 @@ struct engine_file {
 	atomic_ullong fetched;
 	atomic_ullong arriving;		/* bytes received of blocks not committed yet:
 					 * progress between two blocks */
+	atomic_ullong bytes_tier;	/* downloaded through the shared tier, this run */
+	atomic_ullong bytes_origin;	/* downloaded from the origin or a mirror, this run */
 	struct inflight **inflight;	/* [nblocks]; protected by lock */
 	uint64_t ra_last;		/* last block read; protected by lock */
 	uint32_t ra_window;		/* blocks fetched ahead; protected by lock */
@@ -122,6 +126,7 @@ struct engine {
 	const struct config *cfg;
 	struct cache *cache;
 	struct source_ctx *sources;
+	struct tier *tier;		/* cache_proxy, or NULL */
 	struct engine_file **files;
 	size_t nfiles;
 

@@ -874,6 +874,7 @@ static int scratch_of(struct engine_file *f, struct source_file *scratch)
 	COPY(sha256);
 	COPY(git_sha1);
 #undef COPY
+	scratch->public_bytes = src->public_bytes;
 	pthread_mutex_unlock(&f->lock);
 	if (oom) {
 		source_file_clear(scratch);
@@ -899,6 +900,11 @@ static void adopt_locked(struct engine_file *f, struct source_file *scratch)
 	free(src->mirror_urls);
 	src->mirror_urls = scratch->mirror_urls;
 	scratch->mirror_urls = NULL;
+	free(src->stable_url);
+	src->stable_url = scratch->stable_url;
+	src->stable_by_commit = scratch->stable_by_commit;
+	src->public_bytes = scratch->public_bytes;
+	scratch->stable_url = NULL;
 	if (!src->validator) {
 		src->validator = scratch->validator;
 		scratch->validator = NULL;
@@ -1177,19 +1183,99 @@ static int mirror_count(struct engine_file *f)
 	return n;
 }
 
-/* Download len bytes from sink->from from the data URL, then from each
- * mirror in turn: 0 or -errno, reason filled. */
+/* ---- the shared tier (tier.h) ------------------------------------------ */
+
+/* Where the tier would take f's bytes from, under f->lock: 0 and a->url
+ * (with the credentials only for a private tier); -ENOENT to go to the
+ * origin. */
+static int tier_attempt(struct engine_file *f, struct attempt *a)
+{
+	const struct source_file *src = &f->src;
+	const struct source_auth *au = &src->auth;
+	struct tier_target tg = {
+		.origin_url = src->stable_url,
+		.sha256 = src->sha256,
+		.commit = src->stable_by_commit ? src->revision : NULL,
+		/* Public bytes need none of them: the tier fetches them as anyone. */
+		.credentials = !src->public_bytes && (au->authorization || au->n_headers ||
+						      au->aws_credentials || au->aws_session_token),
+		.sigv4 = au->aws_sigv4 != NULL,
+	};
+	bool with_auth = false;
+	int rc;
+
+	memset(a, 0, sizeof(*a));
+	pthread_mutex_lock(&f->lock);
+	rc = tier_route(f->eng->tier, &tg, &a->url, &with_auth);
+	if (rc == 0 && with_auth) {
+		/* A private tier: the credentials go to its host, none other. */
+		rc = source_auth_copy(&a->auth, au);
+		free(a->auth.origin_url);
+		a->auth.origin_url = rc ? NULL : strdup(a->url);
+		if (rc == 0 && !a->auth.origin_url)
+			rc = -ENOMEM;
+	}
+	pthread_mutex_unlock(&f->lock);
+	if (rc)
+		attempt_clear(a);
+	return rc;
+}
+
+/* One try of sink's range through the tier: 0, -ENOENT when the tier is
+ * not for this file or failed (the origin is next; a failure is the
+ * tier's to report, tier.h (3)), or our own failure (stopping, memory,
+ * a full disk). No If-Range: the key names the bytes, and nginx's slice
+ * module answers If-Range from its slice 0. */
+static int download_via_tier(struct engine_file *f, struct http_client *http,
+			     struct block_sink *sink, uint32_t len, uint64_t *xxh3)
+{
+	struct http_meta meta;
+	struct attempt a;
+	bool unresolved;
+	int rc = tier_attempt(f, &a);
+
+	pthread_mutex_lock(&f->lock);
+	unresolved = rc == -ENOENT && f->eng->tier && !f->src.stable_url && !f->src.data_url;
+	a.url_gen = f->url_gen;
+	pthread_mutex_unlock(&f->lock);
+	/* Listed from a stored resolution, which keeps no stable URL: resolve
+	 * it first, or this block would come from the origin. */
+	if (unresolved && refresh_url(f, http, a.url_gen) == 0)
+		rc = tier_attempt(f, &a);
+	if (rc)
+		return rc == -ENOMEM ? rc : -ENOENT;
+	rc = attempt_run(f, http, &a, sink, len, xxh3, &meta);
+	tier_report(f->eng->tier, rc, meta.status, meta.error_text);
+	if (rc == 0)
+		atomic_fetch_add(&f->bytes_tier, len);
+	else if (rc != -ECANCELED && rc != -ENOMEM && rc != -ENOSPC)
+		log_debug("event=tier_miss path=%s block=%llu status=%ld error=\"%s\"", f->src.path,
+			  (unsigned long long)sink->idx, meta.status,
+			  meta.error_text ? meta.error_text : strerror(-rc));
+	http_meta_clear(&meta);
+	attempt_clear(&a);
+	if (rc == 0 || rc == -ECANCELED || rc == -ENOMEM || rc == -ENOSPC)
+		return rc;
+	return -ENOENT;
+}
+
+/* Download len bytes from sink->from through the tier, else from the
+ * data URL, then from each mirror in turn: 0 or -errno, reason filled. */
 static int download_range(struct engine_file *f, struct http_client *http,
 			  struct block_sink *sink, uint32_t len, uint64_t *xxh3, char *reason,
 			  size_t reason_len)
 {
-	int rc = -EIO;
+	int rc = download_via_tier(f, http, sink, len, xxh3);
 
+	if (rc != -ENOENT)
+		return rc;
 	for (int which = 0; which <= mirror_count(f); which++) {
 		if (which > 0)
 			log_warn("event=try_mirror path=%s block=%llu mirror=%d error=\"%s\"",
 				 f->src.path, (unsigned long long)sink->idx, which, reason);
 		rc = download_from(f, http, sink, len, which, xxh3, reason, reason_len);
+		if (rc == 0)
+			atomic_fetch_add(&f->bytes_origin, len);
 		/* Our own failures (stopping, memory, a full disk) are not the
 		 * origin's: a mirror would fare no better. */
 		if (rc == 0 || rc == -ECANCELED || rc == -ENOMEM || rc == -ENOSPC)

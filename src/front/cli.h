@@ -174,6 +174,8 @@ int cli_verify(int argc, char **argv);
 int cli_evict(int argc, char **argv);
 int cli_info(int argc, char **argv);
 int cli_serve(int argc, char **argv);
+/* cli_tier.c: modelfs tier nginx */
+int cli_tier(int argc, char **argv);
 int cli_lock(int argc, char **argv);
 int cli_manifest(int argc, char **argv);
 int cli_catalog(int argc, char **argv);

@@ -83,6 +83,8 @@ const char cli_usage_text[] =
 	"        serve CONFIG's Hugging Face files over the Hub's download\n"
 	"        protocol (HF_ENDPOINT=http://ADDR:PORT/PATH) until SIGTERM;\n"
 	"        default 127.0.0.1:8080, loopback only\n"
+	"  tier nginx [--listen ADDR] [--cache DIR] [--max-size N] [--origin HOST ...]\n"
+	"        print an nginx config for a shared cache tier (cache_proxy)\n"
 	"\n"
 	"common options:\n"
 	"  --cache-dir DIR   cache location (default $MODELFS_CACHE_DIR, the config's\n"

@@ -95,6 +95,18 @@ static const char *age(json_t *f, time_t now, char *buf, size_t len)
 	return buf;
 }
 
+/* Where this run's downloads of a file came from, when the tier took part
+ * (without a tier every byte is the origin's: nothing to tell). */
+static void print_downloaded(json_t *d)
+{
+	char tier[32], origin[32];
+
+	if (!json_is_object(d) || num(d, "tier") == 0)
+		return;
+	printf("    downloaded: %s from the tier, %s from the origin\n",
+	       bytes(d, "tier", tier, sizeof(tier)), bytes(d, "origin", origin, sizeof(origin)));
+}
+
 static void print_files(json_t *files)
 {
 	char size[32], cached[32], state[48], read[32];
@@ -118,6 +130,7 @@ static void print_files(json_t *files)
 		       json_is_string(json_object_get(f, "source")) ? str(f, "source") : "-");
 		if (json_is_string(json_object_get(f, "error")))
 			printf("    error: %s\n", str(f, "error"));
+		print_downloaded(json_object_get(f, "downloaded"));
 	}
 }
 

@@ -1147,6 +1147,8 @@ int main(int argc, char **argv)
 		code = cli_manifest(argc - 1, argv + 1);
 	else if (strcmp(argv[1], "catalog") == 0)
 		code = cli_catalog(argc - 1, argv + 1);
+	else if (strcmp(argv[1], "tier") == 0)
+		code = cli_tier(argc - 1, argv + 1);
 	else {
 		fprintf(stderr, "modelfs: unknown command '%s'\n\n", argv[1]);
 		fputs(cli_usage_text, stderr);

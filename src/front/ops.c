@@ -282,6 +282,18 @@ static json_t *size_json(int64_t v)
 	return v >= 0 ? json_integer(v) : json_null();
 }
 
+/* {"tier", "origin"}: bytes the daemon downloaded for the file this run,
+ * through the shared tier and from the origin; null without a daemon. */
+static json_t *downloaded_json(const struct ops_item *it)
+{
+	uint64_t tier, origin;
+
+	if (!it->ef)
+		return json_null();
+	engine_file_bytes_from(it->ef, &tier, &origin);
+	return json_pack("{s:I, s:I}", "tier", (json_int_t)tier, "origin", (json_int_t)origin);
+}
+
 /* Steals s (may be NULL). */
 static json_t *str_json(char *s)
 {
@@ -332,6 +344,7 @@ static json_t *file_status(const struct ops_item *it)
 	json_object_set_new(o, "sha256", str_json(sha));
 	json_object_set_new(o, "error", str_json(error));
 	json_object_set_new(o, "last_used", time_json(last_used));
+	json_object_set_new(o, "downloaded", downloaded_json(it));
 	return o;
 }
 

@@ -13,6 +13,7 @@
  * body byte (decide()). CURLcodes and HTTP statuses become errnos in one
  * place, classify(), which passes through what the callbacks decided.
  */
+#include "modelfs/bandwidth.h"
 #include "modelfs/http.h"
 #include "modelfs/clock.h"
 #include "modelfs/log.h"
@@ -756,6 +757,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 		return 0;
 	switch (x->mode) {
 	case BODY_SINK:
+		bandwidth_take(n);	/* bandwidth_limit: sleeping here slows the sender */
 		if (x->ranged && n > x->rq->range_len - x->bytes) {
 			set_error_text(x, "body longer than the requested %" PRIu64 " bytes",
 				       x->rq->range_len);

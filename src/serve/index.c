@@ -234,6 +234,22 @@ found:
 	return -ESRCH;
 }
 
+int hub_index_find_sha256(const struct hub_index *x, const char *sha256,
+			  const struct hub_pin **pin, const struct hub_file **file)
+{
+	for (size_t i = 0; i < x->npins; i++)
+		for (size_t k = 0; k < x->pins[i].nfiles; k++) {
+			const struct hub_file *f = &x->pins[i].files[k];
+
+			if (f->sha256 && strcmp(f->sha256, sha256) == 0) {
+				*pin = &x->pins[i];
+				*file = f;
+				return 0;
+			}
+		}
+	return -ENOENT;
+}
+
 const struct hub_file *hub_pin_file(const struct hub_pin *p, const char *path)
 {
 	struct hub_file key = { .path = (char *)path };

@@ -89,6 +89,10 @@ int hub_index_find(const struct hub_index *x, const char *type, const char *repo
 		   const char *rev, const struct hub_pin **pin);
 /* path in p, or NULL. */
 const struct hub_file *hub_pin_file(const struct hub_pin *p, const char *path);
+/* The LFS file whose content hash is sha256 (lowercase hex), in any pin:
+ * 0 with *pin and *file; -ENOENT. */
+int hub_index_find_sha256(const struct hub_index *x, const char *sha256,
+			  const struct hub_pin **pin, const struct hub_file **file);
 
 /* ---- api.c ---------------------------------------------------------------- */
 

@@ -24,6 +24,7 @@
 #include <microhttpd.h>
 
 #include "modelfs/log.h"
+#include "modelfs/tier.h"
 #include "serve_i.h"
 
 #define BODY_BLOCK (256u << 10)		/* libmicrohttpd's buffer per streamed body */
@@ -334,6 +335,34 @@ static enum MHD_Result tree(struct serve *s, struct MHD_Connection *c, const cha
 
 /* ---- dispatch ----------------------------------------------------------------- */
 
+/* A neighbour's cache_proxy request (tier.h's scheme): the file by its
+ * sha256, or the Hub path at the commit the key names. Only what this
+ * server serves anyway is answered, by the same resolve(); anything else
+ * is a 404, and the neighbour goes to the origin. */
+static enum MHD_Result peer(struct serve *s, struct MHD_Connection *c, bool head, char kind,
+			    const char *key, const char *path)
+{
+	const struct hub_pin *p = NULL;
+	const struct hub_file *f = NULL;
+	struct route rt;
+	enum MHD_Result ok;
+
+	if (kind == 's') {
+		if (hub_index_find_sha256(s->index, key, &p, &f) != 0)
+			return reply_error(c, -ENOENT, NULL, "Entry not found");
+		return resolve(s, c, head, p, f->path);
+	}
+	if (route_parse(path, &rt) != 0)
+		return reply_error(c, -ENOENT, NULL, "Entry not found");
+	if (rt.kind != ROUTE_RESOLVE || strcmp(rt.rev, key) != 0 ||
+	    hub_index_find(s->index, rt.type, rt.repo, rt.rev, &p) != 0 || strcmp(p->commit, key) != 0)
+		ok = reply_error(c, -ENOENT, NULL, "Entry not found");
+	else
+		ok = resolve(s, c, head, p, rt.path);
+	route_clear(&rt);
+	return ok;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
 				  const char *method, const char *version, const char *upload_data,
 				  size_t *upload_data_size, void **con_cls)
@@ -345,6 +374,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	struct route rt;
 	enum MHD_Result ok;
 	json_t *info;
+	const char *path;
+	char kind, key[65];
 	int rc;
 
 	/* The first call has the headers only. Answering then would make
@@ -363,6 +394,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return reply_error(c, -ENOSYS, NULL, "Method not allowed");
 	if (strncmp(url, s->prefix, plen) != 0 || (url[plen] != '/' && url[plen] != '\0'))
 		return reply_error(c, -ENODEV, NULL, "not found");
+	if (tier_parse_target(url + plen, &kind, key, &path) == 0)
+		return peer(s, c, head, kind, key, path);
 	rc = route_parse(url + plen, &rt);
 	if (rc == -ENOENT)
 		return reply_error(c, -ENODEV, NULL,

@@ -44,6 +44,7 @@
 
 #include "modelfs/clock.h"
 #include "modelfs/log.h"
+#include "modelfs/text.h"
 #include "source_i.h"
 
 #define PROBE_HOPS		10		/* same-origin redirects followed by a probe */
@@ -63,6 +64,7 @@ enum { H_COMMIT, H_LINKED_ETAG, H_LINKED_SIZE, H_ERROR_CODE, H_LINK };
 
 /* One resolution: the entry, where it is asked, with what credential. */
 struct hf {
+	struct source_ctx *ctx;
 	struct http_client *c;
 	const struct config_entry *e;
 	const struct config *cfg;
@@ -393,6 +395,7 @@ static int hf_init(struct hf *h, struct source_ctx *ctx, struct http_client *c,
 	int rc;
 
 	memset(h, 0, sizeof(*h));
+	h->ctx = ctx;
 	h->c = c;
 	h->e = e;
 	h->cfg = ctx->cfg;
@@ -712,6 +715,18 @@ static int fill_mirrors(struct hf *h, struct source_file *f, const char *commit,
 	return 0;
 }
 
+/* f->stable_url: the file at its commit on the endpoint in use, which a
+ * tier can fetch and follow to the CDN for as long as the commit exists
+ * (a signed CDN URL expires, and "main" moves). */
+static int set_stable_url(struct hf *h, struct source_file *f, const char *commit,
+			  const char *path)
+{
+	free(f->stable_url);
+	f->stable_url = resolve_url(h->endpoint, h->e, commit, path);
+	f->stable_by_commit = true;
+	return f->stable_url ? 0 : -ENOMEM;
+}
+
 static void clear_error(struct source_file *f)
 {
 	f->err = 0;
@@ -794,7 +809,8 @@ static int resolve_at(struct hf *h, struct source_file *f, const char *rev)
 	free(f->validator);
 	f->validator = NULL;
 	if ((!f->sha256 && !f->git_sha1 && !(f->validator = strdup(commit))) || !f->data_url ||
-	    fill_auth(h, f) || fill_mirrors(h, f, commit, f->remote_path))
+	    fill_auth(h, f) || fill_mirrors(h, f, commit, f->remote_path) ||
+	    set_stable_url(h, f, commit, f->remote_path))
 		rc = -ENOMEM;
 	log_debug("event=hf_resolved entry=%s path=%s commit=%.12s size=%lld cdn=%d", h->e->id,
 		  f->remote_path, commit, (long long)f->size, f->data_url &&
@@ -1053,6 +1069,51 @@ static void gated_details(struct hf *h, struct source_file *f, const char *rev)
 
 /* ---- single files --------------------------------------------------------- */
 
+static int pin_revision(struct hf *h, struct source_file *f, const char *rev, char **commit,
+			bool *gated, bool *open, int64_t *date);
+
+/* What the Hub says of the repo at f's commit: the commit's date and
+ * whether its bytes are public, asked once a run per repo and commit. 0,
+ * or -errno when it could not be asked (a failure leaves f as it was). */
+static int revision_fact(struct hf *h, const struct source_file *f,
+			 struct source_revision_fact *fact)
+{
+	struct source_file probe_f = { .entry = h->e };
+	char *commit = NULL, *key = NULL;
+	bool gated;
+	int rc;
+
+	if (!f->revision)
+		return -EINVAL;
+	if (asprintf(&key, "%s@%s", h->e->repo, f->revision) < 0)
+		return -ENOMEM;
+	rc = 0;
+	if (!source_fact_get(h->ctx, key, fact)) {
+		*fact = (struct source_revision_fact){ .time = -1 };
+		rc = pin_revision(h, &probe_f, f->revision, &commit, &gated, &fact->open,
+				  &fact->time);
+		if (rc == 0 && probe_f.err)
+			rc = probe_f.err;
+		if (rc == 0)
+			source_fact_put(h->ctx, key, fact->time, fact->open);
+	}
+	free(key);
+	free(commit);
+	free(probe_f.error);
+	return rc;
+}
+
+/* f->public_bytes, for a shared tier: worth one model info request only
+ * when a token would otherwise keep f's bytes away from the tier (without
+ * one, nothing secret goes there anyway). A failure leaves f private. */
+static void learn_public(struct hf *h, struct source_file *f)
+{
+	struct source_revision_fact fact;
+
+	if (h->cfg->cache_proxy && h->bearer && revision_fact(h, f, &fact) == 0)
+		f->public_bytes = fact.open;
+}
+
 static int resolve_single(struct hf *h, struct source_file **files, size_t *n)
 {
 	const struct config_entry *e = h->e;
@@ -1070,6 +1131,8 @@ static int resolve_single(struct hf *h, struct source_file **files, size_t *n)
 	rc = resolve_anywhere(h, f, e->revision);
 	if (rc == 0 && f->err == -EACCES && strstr(f->error, " is gated: "))
 		gated_details(h, f, e->revision);
+	if (rc == 0 && !f->err)
+		learn_public(h, f);
 	if (rc && rc != -EAGAIN) {
 		source_files_free(f, 1);
 		return rc;
@@ -1105,18 +1168,20 @@ static bool kept(const struct config_entry *e, const char *path)
 	return (!e->include || glob_any(e->include, path)) && !glob_any(e->exclude, path);
 }
 
-/* The commit rev names and whether the repo is gated, from the model info. */
-static int pin_revision(struct hf *h, struct source_file *f, char **commit, bool *gated)
+/* The commit rev names, whether the repo is gated, and whether anyone may
+ * read its bytes (neither gated nor private), from the model info. */
+static int pin_revision(struct hf *h, struct source_file *f, const char *rev, char **commit,
+			bool *gated, bool *open, int64_t *date)
 {
 	const struct config_entry *e = h->e;
-	char *qrev = quote(e->revision, false), *url = NULL;
+	char *qrev = quote(rev, false), *url = NULL;
 	struct http_body b = { .max = BODY_MAX };
 	struct http_meta m;
-	json_t *root = NULL, *sha, *g;
+	json_t *root = NULL, *sha, *g, *priv;
 	int rc = -ENOMEM;
 
 	*commit = NULL;
-	*gated = false;
+	*gated = *open = false;
 	if (!qrev || asprintf(&url, "%s/api/%s/%s/revision/%s", h->endpoint, api_plural(e),
 			      e->repo, qrev) < 0) {
 		free(qrev);
@@ -1124,18 +1189,22 @@ static int pin_revision(struct hf *h, struct source_file *f, char **commit, bool
 	}
 	rc = hf_get(h, url, false, &b, &m);
 	if (rc) {
-		rc = hf_fail(h, f, rc, &m, e->revision, NULL);
+		rc = hf_fail(h, f, rc, &m, rev, NULL);
 		goto out;
 	}
 	root = json_loadb(b.data ? b.data : "", b.len, 0, NULL);
 	sha = json_is_object(root) ? json_object_get(root, "sha") : NULL;
 	g = json_is_object(root) ? json_object_get(root, "gated") : NULL;
+	priv = json_is_object(root) ? json_object_get(root, "private") : NULL;
 	if (!json_is_string(sha) || !is_hex(json_string_value(sha), 40)) {
 		source_set_error(f, -EPROTO, "%s does not answer like a Hugging Face Hub (no commit "
 				 "in the model info of %s): check hf_endpoint", h->endpoint, e->repo);
 		goto out;
 	}
 	*gated = json_is_true(g) || json_is_string(g);
+	*open = json_is_false(priv) && json_is_false(g);
+	/* lastModified at a revision: the date of its commit. */
+	*date = text_iso_time(json_string_value(json_object_get(root, "lastModified")));
 	*commit = lower_dup(json_string_value(sha));
 	if (!*commit)
 		rc = -ENOMEM;
@@ -1181,7 +1250,8 @@ static int folder_file(struct hf *h, struct source_file *f, const struct hf_tree
 	 * itself: its /resolve/ URL at the commit. */
 	if (!t->lfs_oid && !(f->data_url = resolve_url(h->endpoint, h->e, commit, t->path)))
 		return -ENOMEM;
-	if (fill_auth(h, f) || fill_mirrors(h, f, commit, t->path))
+	if (fill_auth(h, f) || fill_mirrors(h, f, commit, t->path) ||
+	    set_stable_url(h, f, commit, t->path))
 		return -ENOMEM;
 	return 0;
 }
@@ -1198,7 +1268,8 @@ static int folder_at(struct hf *h, struct source_file *f, struct source_file **f
 	struct source_file *out = NULL;
 	size_t nt = 0, nk = 0, k = 0;
 	char *commit = NULL;
-	bool gated;
+	bool gated, open;
+	int64_t date = -1;
 	int rc;
 
 	clear_error(f);
@@ -1207,7 +1278,7 @@ static int folder_at(struct hf *h, struct source_file *f, struct source_file **f
 				 "the Hugging Face token is invalid");
 		return 0;
 	}
-	rc = pin_revision(h, f, &commit, &gated);
+	rc = pin_revision(h, f, e->revision, &commit, &gated, &open, &date);
 	if (rc == 0 && !f->err)
 		rc = tree_list(h, f, commit, "", true, &t, &nt);
 	if (rc || f->err)
@@ -1221,8 +1292,11 @@ static int folder_at(struct hf *h, struct source_file *f, struct source_file **f
 	}
 	rc = source_files_new(e, nk, &out);
 	for (size_t i = 0; rc == 0 && i < nt; i++)
-		if (kept(e, t[i].path))
+		if (kept(e, t[i].path)) {
+			out[k].public_bytes = open;
+			out[k].mtime = date;	/* the commit's date: the same on every box */
 			rc = folder_file(h, &out[k++], &t[i], commit);
+		}
 	if (rc)
 		goto out;
 	if (gated) {
@@ -1368,6 +1442,25 @@ out:
 	return rc;
 }
 
+int source_commit_date(struct source_ctx *ctx, struct http_client *c, const struct source_file *f,
+		       int64_t *date)
+{
+	struct source_revision_fact fact;
+	struct hf h;
+	int rc;
+
+	*date = -1;
+	if (f->entry->source != CONFIG_SOURCE_HUGGINGFACE || !f->revision)
+		return -ENOTSUP;
+	rc = hf_init(&h, ctx, c, f->entry);
+	if (rc == 0)
+		rc = revision_fact(&h, f, &fact);
+	if (rc == 0)
+		*date = fact.time;
+	hf_clear(&h);
+	return rc;
+}
+
 /* ---- source_ops ---------------------------------------------------------------- */
 
 static int hf_resolve(struct source_ctx *ctx, struct http_client *c,
@@ -1403,6 +1496,8 @@ static int hf_refresh(struct source_ctx *ctx, struct http_client *c, struct sour
 	rc = hf_init(&h, ctx, c, e);
 	if (rc == 0)
 		rc = resolve_anywhere(&h, f, rev);
+	if (rc == 0 && !f->err && !f->public_bytes)
+		learn_public(&h, f);	/* not stored with a resolution */
 	hf_clear(&h);
 	if (rc == 0 && f->err)
 		rc = f->err;

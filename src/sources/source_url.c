@@ -169,6 +169,13 @@ static int apply_probe(struct source_file *f, int rc, struct http_meta *m, const
 	f->data_url = strdup(m->final_url ? m->final_url : e->url);
 	if (!f->data_url || fill_auth(f, origin) != 0 || source_fill_mirrors(f) != 0)
 		return -ENOMEM;
+	/* Through a tier only when sha256 pins the bytes and the URL as
+	 * written holds no secret: no query (a signature), no ${VAR}. */
+	free(f->stable_url);
+	f->stable_url = NULL;
+	if (f->sha256 && !strchr(e->url, '?') && e->url_written &&
+	    strcmp(e->url, e->url_written) == 0 && !(f->stable_url = strdup(e->url)))
+		return -ENOMEM;
 	if (!e->filename) {
 		char *name = NULL;
 

@@ -65,8 +65,11 @@ class HubError(Exception):
 class FakeHub:
     """A running fakehub: .root, .ports, URLs, files, faults, request log."""
 
-    def __init__(self, root, workdir, bind="127.0.0.1"):
+    def __init__(self, root, workdir, bind="127.0.0.1", wrap=()):
+        """wrap: a command to run fakehub under ("ip", "netns", "exec", NS):
+        it must exec fakehub, so that stopping the process stops it."""
         self.root = Path(root)
+        self.wrap = list(wrap)
         self.workdir = Path(workdir)
         self.bind = bind
         self.port_file = self.workdir / "ports.json"
@@ -80,7 +83,7 @@ class FakeHub:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
-                [PYTHON, str(HERE / "fakehub.py"), "--root", str(self.root),
+                [*self.wrap, PYTHON, str(HERE / "fakehub.py"), "--root", str(self.root),
                  "--port-file", str(self.port_file), "--bind", self.bind,
                  "--exit-with-parent"],
                 stdin=subprocess.DEVNULL, stdout=err, stderr=err)
