@@ -114,6 +114,16 @@ struct config {
 					 * paths in the mount to warm after mounting;
 					 * NULL-terminated or NULL */
 
+	/* layout = ["forge", "comfyui"]: one subtree per layout over one
+	 * cache. views[i] is the config as layout i lays it out, everything
+	 * under a folder of the layout's name ("forge/Stable-diffusion/..."),
+	 * with the same entries in the same order; views[0] is this config.
+	 * view: the folder this config's files are under, or NULL (one
+	 * layout: views NULL, n_views 0). */
+	struct config **views;
+	size_t n_views;
+	char *view;
+
 	char **dirs;			/* every folder of the mount, NULL-terminated, sorted
 					 * (parents first), no root: the layout's folders
 					 * (shown even when empty), [layout]'s, and every

@@ -44,7 +44,8 @@ struct tree;
 
 /* cfg's folders (always shown), every file of e, then cfg's source =
  * "local" entries (a path a remote file has already is logged and left
- * out). cfg must outlive the tree. */
+ * out); with several layouts (config.h views), the same for each view,
+ * whose nodes point at the same engine files. cfg must outlive the tree. */
 int tree_build(struct engine *e, const struct config *cfg, int64_t empty_mtime,
 	       struct tree **out);
 void tree_free(struct tree *t);

@@ -350,6 +350,9 @@ struct parser {
 	struct override *ov;		/* [layout] category -> folder */
 	size_t n_ov;
 	struct model_catalog *catalog;	/* read at the first { catalog = ... } */
+	const char **view_names;	/* layout = [...]: the views' layouts, or NULL */
+	size_t n_view_names;
+	const char *view;		/* the view this parse lays out, or NULL: the first */
 };
 
 __attribute__((format(printf, 4, 5)))
@@ -947,7 +950,8 @@ static const char *expected(const struct key_spec *ks, char *buf, size_t n)
 	case K_ID: return "a number (an integer or a string of digits)";
 	case K_SHA256: return "a string of 64 hex digits";
 	case K_HEADERS: return "a table of \"Header-Name\" = \"value\"";
-	case K_LAYOUT: return "\"forge\", \"comfyui\", \"flat\" or a table of category = \"folder\"";
+	case K_LAYOUT: return "\"forge\", \"comfyui\", \"flat\", an array of them or a table of "
+			      "category = \"folder\"";
 	}
 	return "something else";
 }
@@ -1151,6 +1155,40 @@ static int add_overrides(struct parser *p, const struct toml_value *t, const cha
 	return 0;
 }
 
+/* layout = ["forge", "comfyui"]: several layouts at once, each a view
+ * under a folder of its name; this parse lays out p->view (the first
+ * when NULL). */
+static int get_views(struct parser *p, const struct key_spec *ks, const struct toml_value *v,
+		     const char *where)
+{
+	const struct toml_value *chosen = NULL;
+	int idx;
+
+	if (v->u.array.len < 2)
+		return fail(p, v->line, v->col, "%s as an array names two or more layouts, like "
+			    "[\"forge\", \"comfyui\"]; for one, write layout = \"forge\"", where);
+	p->view_names = calloc(v->u.array.len + 1, sizeof(*p->view_names));
+	if (!p->view_names)
+		return nomem(p);
+	for (size_t i = 0; i < v->u.array.len; i++) {
+		const struct toml_value *item = v->u.array.items[i];
+		int rc = get_choice(p, ks, item, where, &idx);
+
+		if (rc)
+			return rc;
+		for (size_t k = 0; k < p->n_view_names; k++)
+			if (strcmp(p->view_names[k], layout_names[idx]) == 0)
+				return fail(p, item->line, item->col, "%s names %s twice", where,
+					    layout_names[idx]);
+		p->view_names[p->n_view_names++] = layout_names[idx];
+		if (!chosen && (!p->view || strcmp(p->view, layout_names[idx]) == 0))
+			chosen = item;
+		if (chosen == item)
+			p->layout = find_layout(layout_names[idx]);
+	}
+	return 0;
+}
+
 /* Parses one key's value into obj as ks says. */
 static int set_value(struct parser *p, const struct key_spec *ks, const struct toml_value *v,
 		     const char *where, void *obj)
@@ -1309,6 +1347,10 @@ static int set_value(struct parser *p, const struct key_spec *ks, const struct t
 		if (v->type == TOML_TABLE) {
 			/* A table alone means: forge, with these folders changed. */
 			rc = add_overrides(p, v, where);
+			break;
+		}
+		if (v->type == TOML_ARRAY) {
+			rc = get_views(p, ks, v, where);
 			break;
 		}
 		rc = get_choice(p, ks, v, where, &idx);
@@ -2342,6 +2384,46 @@ static int check_paths(struct parser *p)
 	return rc;
 }
 
+/* One view of several (get_views()): every folder and entry under a
+ * folder of the layout's name, which is itself a folder of the mount. */
+static int put_under_view(struct parser *p)
+{
+	struct config *cfg = p->cfg;
+	const char *view = p->layout->name;
+	size_t n = 0;
+	char **dirs;
+
+	cfg->view = strdup(view);
+	if (!cfg->view)
+		return nomem(p);
+	for (size_t i = 0; i < cfg->n_entries; i++) {
+		struct config_entry *e = &cfg->entries[i];
+		char *dir;
+
+		if (asprintf(&dir, "%s%s%s", view, e->dir[0] ? "/" : "", e->dir) < 0)
+			return nomem(p);
+		free(e->dir);
+		e->dir = dir;
+	}
+	while (cfg->dirs && cfg->dirs[n])
+		n++;
+	dirs = calloc(n + 2, sizeof(*dirs));
+	if (!dirs)
+		return nomem(p);
+	dirs[0] = strdup(view);
+	for (size_t i = 0; i < n; i++)
+		if (asprintf(&dirs[i + 1], "%s/%s", view, cfg->dirs[i]) < 0)
+			dirs[i + 1] = NULL;
+	for (size_t i = 0; i < n; i++)
+		free(cfg->dirs[i]);
+	free(cfg->dirs);
+	cfg->dirs = dirs;
+	for (size_t i = 0; i <= n; i++)
+		if (!dirs[i])
+			return nomem(p);
+	return 0;
+}
+
 /* ---- entry points ----------------------------------------------------- */
 
 static const char *const top_keys[] = { "modelfs", "layout", "models" };
@@ -2402,9 +2484,11 @@ static int parse_tree(struct parser *p, const struct toml_value *root)
 			return rc;
 	}
 	rc = build_dirs(p);
-	if (rc)
-		return rc;
-	return check_paths(p);
+	if (rc == 0)
+		rc = check_paths(p);
+	if (rc == 0 && p->view_names && !p->layout_over)
+		rc = put_under_view(p);
+	return rc;
 }
 
 int config_parse(const char *text, size_t len, const char *name, struct config **out,
@@ -2413,12 +2497,41 @@ int config_parse(const char *text, size_t len, const char *name, struct config *
 	return config_parse_layout(text, len, name, NULL, out, err);
 }
 
+static int parse_text(const char *text, size_t len, const char *name, const char *layout,
+		      const char *view, struct config **out, struct config_error *err);
+
+/* The other views of a config with several layouts: the same text laid
+ * out by each, kept in p->cfg->views after p->cfg itself. */
+static int parse_views(struct parser *p, const char *text, size_t len)
+{
+	struct config *cfg = p->cfg;
+	int rc = 0;
+
+	cfg->views = calloc(p->n_view_names, sizeof(*cfg->views));
+	if (!cfg->views)
+		return nomem(p);
+	cfg->views[0] = cfg;
+	cfg->n_views = 1;
+	for (size_t i = 1; rc == 0 && i < p->n_view_names; i++) {
+		rc = parse_text(text, len, p->name, NULL, p->view_names[i], &cfg->views[i], p->err);
+		if (rc == 0)
+			cfg->n_views++;
+	}
+	return rc;
+}
+
 int config_parse_layout(const char *text, size_t len, const char *name, const char *layout,
 			struct config **out, struct config_error *err)
 {
+	return parse_text(text, len, name, layout, NULL, out, err);
+}
+
+static int parse_text(const char *text, size_t len, const char *name, const char *layout,
+		      const char *view, struct config **out, struct config_error *err)
+{
 	struct config_error dummy;
 	struct parser p = { .name = name ? name : "config", .err = err ? err : &dummy,
-			    .layout_over = layout };
+			    .layout_over = layout, .view = view };
 	struct toml_value *root = NULL;
 	struct toml_error terr = { 0 };
 	int rc;
@@ -2452,9 +2565,12 @@ int config_parse_layout(const char *text, size_t len, const char *name, const ch
 		goto out;
 	}
 	rc = parse_tree(&p, root);
+	if (rc == 0 && p.view_names && !layout && !view)
+		rc = parse_views(&p, text, len);
 out:
 	toml_free(root);
 	free(p.ov);
+	free(p.view_names);
 	model_catalog_free(p.catalog);
 	if (rc) {
 		config_free(p.cfg);
@@ -2625,6 +2741,10 @@ void config_free(struct config *cfg)
 {
 	if (!cfg)
 		return;
+	for (size_t i = 1; i < cfg->n_views; i++)
+		config_free(cfg->views[i]);
+	free(cfg->views);
+	free(cfg->view);
 	for (size_t i = 0; i < cfg->n_entries; i++) {
 		struct config_entry *e = &cfg->entries[i];
 

@@ -146,11 +146,81 @@ static int add_local_entry(struct tree *t, const struct config_entry *ce, int64_
 	return 0;
 }
 
+/* f's node at path (its own, or another view's of it); 0 or -ENOMEM. */
+static int add_file(struct tree *t, struct engine_file *f, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	struct tree_node *dir = slash ? mkdirs(t, path, (size_t)(slash - path)) : t->root;
+	struct tree_node *node;
+
+	if (!dir)
+		return -ENOMEM;
+	node = find_child(dir, slash ? slash + 1 : path);
+	if (node) {
+		/* Only files that resolved claim a path (source.h): one that
+		 * failed gives its place to one that can be read. Anything
+		 * else is a file vs folder clash. */
+		if (node->file && engine_file_open_error(node->file) && !engine_file_open_error(f)) {
+			node->file = f;
+			node->mtime = engine_file_mtime(f);
+		}
+		return 0;
+	}
+	node = new_node(t, dir, slash ? slash + 1 : path);
+	if (!node)
+		return -ENOMEM;
+	node->file = f;
+	node->mtime = engine_file_mtime(f);
+	return 0;
+}
+
+/* f's path in another view of the config (config.h views): its entry's
+ * folder there, then what follows its folder in f's own path. NULL when
+ * f is not of cfg's entries (a file a lock added). */
+static char *view_path(const struct config *cfg, const struct config *view,
+		       struct engine_file *f)
+{
+	const struct config_entry *ce = engine_file_entry(f);
+	const char *path = engine_file_path(f);
+	size_t k, dirlen;
+	char *out;
+
+	if (ce < cfg->entries || ce >= cfg->entries + cfg->n_entries)
+		return NULL;
+	k = (size_t)(ce - cfg->entries);
+	dirlen = strlen(ce->dir);
+	if (k >= view->n_entries || strncmp(path, ce->dir, dirlen) != 0)
+		return NULL;
+	return asprintf(&out, "%s%s", view->entries[k].dir, path + dirlen) < 0 ? NULL : out;
+}
+
+/* The folders and files of one config, or of one more view of it. */
+static int add_view(struct tree *t, struct engine *e, const struct config *cfg,
+		    const struct config *view, int64_t empty_mtime)
+{
+	int rc = 0;
+
+	for (size_t i = 0; view->dirs && view->dirs[i]; i++)
+		if (view->dirs[i][0] && !mkdirs(t, view->dirs[i], strlen(view->dirs[i])))
+			return -ENOMEM;
+	for (size_t i = 0; rc == 0 && i < engine_nfiles(e); i++) {
+		struct engine_file *f = engine_file_at(e, i);
+		char *path = view == cfg ? NULL : view_path(cfg, view, f);
+
+		if (view == cfg || path)
+			rc = add_file(t, f, path ? path : engine_file_path(f));
+		free(path);
+	}
+	for (size_t i = 0; rc == 0 && i < view->n_entries; i++)
+		if (view->entries[i].source == CONFIG_SOURCE_LOCAL)
+			rc = add_local_entry(t, &view->entries[i], empty_mtime);
+	return rc;
+}
+
 int tree_build(struct engine *e, const struct config *cfg, int64_t empty_mtime,
 	       struct tree **out)
 {
 	struct tree *t = calloc(1, sizeof(*t));
-	char *const *dirs = cfg->dirs;
 	int rc = -ENOMEM;
 
 	if (!t)
@@ -158,39 +228,11 @@ int tree_build(struct engine *e, const struct config *cfg, int64_t empty_mtime,
 	t->root = new_node(t, NULL, "");
 	if (!t->root)
 		goto fail;
-	for (size_t i = 0; dirs && dirs[i]; i++)
-		if (dirs[i][0] && !mkdirs(t, dirs[i], strlen(dirs[i])))
-			goto fail;
-	for (size_t i = 0; i < engine_nfiles(e); i++) {
-		struct engine_file *f = engine_file_at(e, i);
-		const char *path = engine_file_path(f), *slash = strrchr(path, '/');
-		struct tree_node *dir = slash ? mkdirs(t, path, (size_t)(slash - path)) : t->root;
-		struct tree_node *node;
-
-		if (!dir)
-			goto fail;
-		node = find_child(dir, slash ? slash + 1 : path);
-		if (node) {
-			/* Only files that resolved claim a path (source.h): one
-			 * that failed gives its place to one that can be read.
-			 * Anything else is a file vs folder clash. */
-			if (node->file && engine_file_open_error(node->file) &&
-			    !engine_file_open_error(f)) {
-				node->file = f;
-				node->mtime = engine_file_mtime(f);
-			}
-			continue;
-		}
-		node = new_node(t, dir, slash ? slash + 1 : path);
-		if (!node)
-			goto fail;
-		node->file = f;
-		node->mtime = engine_file_mtime(f);
-	}
-	for (size_t i = 0; i < cfg->n_entries; i++)
-		if (cfg->entries[i].source == CONFIG_SOURCE_LOCAL &&
-		    add_local_entry(t, &cfg->entries[i], empty_mtime) != 0)
-			goto fail;
+	rc = add_view(t, e, cfg, cfg, empty_mtime);
+	for (size_t v = 1; rc == 0 && v < cfg->n_views; v++)
+		rc = add_view(t, e, cfg, cfg->views[v], empty_mtime);
+	if (rc)
+		goto fail;
 	finish(t->root, "", empty_mtime);
 	t->root->ino = 1;
 	/* Inode 0 and 1 are taken, and two paths may hash alike: nudge. */
