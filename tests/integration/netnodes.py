@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# ip netns exec without copies of the host's FUSE mounts (see the script).
+NETNS_EXEC = str(HERE / "netns-exec")
 sys.path.insert(0, str(HERE.parent / "fakehub"))
 
 from hubclient import FakeHub      # noqa: E402
@@ -72,7 +74,7 @@ class Node:
                               if o)
         with open(self.dir / "mount.stderr", "wb") as err:
             self.proc = subprocess.Popen(
-                ["ip", "netns", "exec", self.ns, str(self.cluster.binary), "mount", "-f",
+                [NETNS_EXEC, self.ns, str(self.cluster.binary), "mount", "-f",
                  "--cache-dir", str(self.cache), "--log-file", str(self.log_path),
                  str(conf), str(self.mnt)],
                 stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=e)
@@ -180,7 +182,7 @@ class Cluster:
             self.close()
             raise Unavailable(str(e)) from e
         self.hub = FakeHub(self.dir / "hubroot", self.dir / "hub", bind=self.origin_ip,
-                           wrap=("ip", "netns", "exec", self.tag + "o")).start()
+                           wrap=(NETNS_EXEC, self.tag + "o")).start()
         return self
 
     def start_tier(self):
