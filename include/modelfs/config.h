@@ -102,9 +102,13 @@ struct config {
 	char *serve;			/* [modelfs] serve: "ADDR:PORT" the mount's daemon
 					 * also serves the Hub's protocol on, or NULL */
 	char *serve_prefix;		/* its path prefix, or NULL */
+	char *serve_token_file;		/* the server's access token: clients must send it
+					 * (needed to serve beyond loopback), or NULL */
 	char *hf_endpoint, *civitai_endpoint, *gdrive_endpoint;	/* no trailing '/' */
 	char *cache_proxy;		/* a shared cache tier (tier.h), no trailing '/', or NULL */
 	bool cache_proxy_private;	/* requests with credentials go through it too */
+	char *cache_proxy_token_file;	/* the tier's access token (a neighbour's serve),
+					 * sent to the tier's host only, or NULL */
 	int64_t bandwidth_limit;	/* bytes per second over all connections; 0: none */
 	char **prefetch;		/* [modelfs] prefetch: entry ids, entry names or
 					 * paths in the mount to warm after mounting;

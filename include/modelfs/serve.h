@@ -23,8 +23,9 @@
  *     time and each chunk is sent as it arrives, so a connection holds at
  *     most two chunks whatever the file's size. Missing blocks are
  *     fetched by the engine (single flight, verified as a mount's are).
- * (3) Nothing upstream leaks: a request's Authorization is never used,
- *     a response carries no token, no signed URL and no X-Xet-* header.
+ * (3) Nothing upstream leaks: a response carries no token, no signed
+ *     URL and no X-Xet-* header. A request's Authorization is used only
+ *     to decide whether the client may have what it asks (6).
  * (4) A single satisfiable range answers 206 with its exact
  *     Content-Range; an unsatisfiable one 416 with "bytes {*}/SIZE"
  *     (braces ours); a multi-range or malformed Range the whole body,
@@ -33,6 +34,13 @@
  *     {"error": "..."} with X-Error-Code and X-Error-Message, its status
  *     given by serve_status() and nowhere else; except a 416, which has
  *     an empty body and its Content-Range, as the Hub's CDN answers it.
+ * (6) Access: with an access token (serve_opts.access_token) every
+ *     request must carry it ("Authorization: Bearer T", a client's
+ *     HF_TOKEN), else 401. A repo the Hub does not give anonymous
+ *     clients (gated, private) is served only to a client showing the
+ *     access token or a token the Hub accepts for that repo, asked once
+ *     per (token, repo) and remembered for minutes (access.c); else
+ *     401 (no token) or 403 (a refused token), code GatedRepo.
  * Ownership: serve_open() gives a server; serve_close() stops and frees
  * it. The engine must outlive it and must not be stopped before it.
  * Threads: one thread per connection (bounded by SERVE_MAX_CONNECTIONS);
@@ -50,7 +58,8 @@
 #include "modelfs/engine.h"
 
 #define SERVE_CHUNK (1u << 20)		/* bytes asked of the engine at a time */
-#define SERVE_MAX_CONNECTIONS 64
+#define SERVE_MAX_CONNECTIONS 256	/* beyond: refused at accept, never queued */
+#define SERVE_IDLE_TIMEOUT_SEC 30	/* a connection silent this long is closed */
 #define SERVE_TREE_PAGE 1000		/* tree entries per page (the Hub's is unpublished) */
 
 struct serve;
@@ -59,6 +68,8 @@ struct serve_opts {
 	const char *listen;		/* "127.0.0.1:8080", "[::1]:8080" */
 	const char *prefix;		/* "/huggingface", or NULL/"" for none */
 	int tree_page;			/* entries per tree page; 0: SERVE_TREE_PAGE */
+	const char *hub;		/* the Hub that decides access (hf_endpoint) */
+	const char *access_token;	/* clients must show it, or NULL (6); copied */
 };
 
 /* Index the engine's Hugging Face files and listen on o->listen. 0 and
@@ -78,6 +89,9 @@ size_t serve_nfiles(const struct serve *s);
  *   -ESRCH    404  RevisionNotFound
  *   -ENODEV   404  (none)              (no such endpoint)
  *   -EACCES   403  (none)              (the engine was refused the bytes)
+ *   -EPERM    401  (none)              (not the server's access token)
+ *   -EKEYEXPIRED  401 GatedRepo        (no token, and the repo is not public)
+ *   -EKEYREJECTED 403 GatedRepo        (the Hub refuses the client's token)
  *   -EINVAL   400  (none)              (an encoded repo id, a bad cursor)
  *   -ERANGE   416  (none)
  *   -ENOSYS   405  (none)              (a method other than GET or HEAD)

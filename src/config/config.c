@@ -862,12 +862,14 @@ static const struct key_spec modelfs_keys[] = {
 	{ "lock", K_STRING, .off = CFG(lock) },
 	{ "serve", K_STRING, .off = CFG(serve) },
 	{ "serve_prefix", K_STRING, .off = CFG(serve_prefix) },
+	{ "serve_token_file", K_PATH, .off = CFG(serve_token_file) },
 	{ "hf_endpoint", K_BASE_URL, .off = CFG(hf_endpoint) },
 	{ "civitai_endpoint", K_BASE_URL, .off = CFG(civitai_endpoint) },
 	{ "gdrive_endpoint", K_BASE_URL, .off = CFG(gdrive_endpoint) },
 	{ "prefetch", K_STRINGS, .off = CFG(prefetch) },
 	{ "cache_proxy", K_BASE_URL, .off = CFG(cache_proxy) },
 	{ "cache_proxy_private", K_BOOL, .off = CFG(cache_proxy_private) },
+	{ "cache_proxy_token_file", K_PATH, .off = CFG(cache_proxy_token_file) },
 	{ "bandwidth_limit", K_SIZE, .off = CFG(bandwidth_limit) },
 };
 #define N_MODELFS_KEYS (sizeof(modelfs_keys) / sizeof(modelfs_keys[0]))
@@ -2649,6 +2651,8 @@ void config_free(struct config *cfg)
 	free(cfg->lock);
 	free(cfg->serve);
 	free(cfg->serve_prefix);
+	free(cfg->serve_token_file);
+	free(cfg->cache_proxy_token_file);
 	free(cfg->cache_proxy);
 	free(cfg->hf_endpoint);
 	free(cfg->civitai_endpoint);

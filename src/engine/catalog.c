@@ -21,6 +21,7 @@
 #include "modelfs/http.h"
 #include "modelfs/humanize.h"
 #include "modelfs/log.h"
+#include "modelfs/secret.h"
 
 /* Resolving asks the services' APIs, which rate-limit per client: fewer at
  * once than the block downloads' connections. */
@@ -481,6 +482,21 @@ static void warn_unused_lock(const struct config *cfg, const struct lock *lock)
 	}
 }
 
+/* cache_proxy_token_file into the tier: 0, or -errno (logged). */
+static int tier_token(struct tier *t, const char *path)
+{
+	char *token = NULL;
+	int rc = secret_read_file(path, &token);
+
+	if (rc == 0)
+		rc = tier_set_token(t, token);
+	else
+		log_error("event=cache_proxy_token_unreadable path=%s error=\"%s\"", path,
+			  rc == -ENODATA ? "the file is empty" : strerror(-rc));
+	secret_free(token);
+	return rc;
+}
+
 int engine_open(const struct config *cfg, struct cache *cache, struct engine **out)
 {
 	return engine_open_locked(cfg, NULL, cache, out);
@@ -511,6 +527,8 @@ int engine_open_locked(const struct config *cfg, const struct lock *lock, struct
 	rc = source_ctx_new(cfg, &e->sources);
 	if (rc == 0 && cfg->cache_proxy)
 		rc = tier_new(cfg->cache_proxy, cfg->cache_proxy_private, &e->tier);
+	if (rc == 0 && e->tier && cfg->cache_proxy_token_file)
+		rc = tier_token(e->tier, cfg->cache_proxy_token_file);
 	if (rc)
 		goto out;
 	bandwidth_set((uint64_t)cfg->bandwidth_limit);

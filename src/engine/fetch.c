@@ -1185,6 +1185,22 @@ static int mirror_count(struct engine_file *f)
 
 /* ---- the shared tier (tier.h) ------------------------------------------ */
 
+/* The tier's own token (tier.h (2a)) on a, for the tier's host only: 0
+ * or -ENOMEM. Kept apart from tier_attempt() on purpose: it is the one
+ * place the tier's credential enters a request. */
+static int tier_credential(struct tier *t, struct attempt *a)
+{
+	char *bearer = tier_authorization(t);
+
+	if (!bearer)
+		return 0;
+	free(a->auth.authorization);
+	a->auth.authorization = bearer;
+	if (!a->auth.origin_url)
+		a->auth.origin_url = strdup(a->url);
+	return a->auth.origin_url ? 0 : -ENOMEM;
+}
+
 /* Where the tier would take f's bytes from, under f->lock: 0 and a->url
  * (with the credentials only for a private tier); -ENOENT to go to the
  * origin. */
@@ -1215,6 +1231,8 @@ static int tier_attempt(struct engine_file *f, struct attempt *a)
 		if (rc == 0 && !a->auth.origin_url)
 			rc = -ENOMEM;
 	}
+	if (rc == 0)
+		rc = tier_credential(f->eng->tier, a);
 	pthread_mutex_unlock(&f->lock);
 	if (rc)
 		attempt_clear(a);

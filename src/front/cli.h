@@ -42,6 +42,7 @@ struct cli_opts {
 	const char *category;		/* mount --category, for --model */
 	const char *listen;		/* serve --listen ADDR:PORT */
 	const char *prefix;		/* serve --prefix /PATH */
+	const char *token_file;		/* serve --token-file FILE: the access token */
 	const char *output;		/* lock --output FILE */
 	const char *lock;		/* mount, lock: --lock FILE */
 	bool check, update;		/* lock --check, lock --update */
@@ -75,6 +76,12 @@ int cli_config_exit(int rc);
  * serving beyond it waits for client tokens (issue 14). Not an address at
  * all counts as true: serve_open() refuses it with its own message. */
 bool cli_listen_is_loopback(const char *addr);
+/* The access token a server on listen needs, from path (--token-file,
+ * serve_token_file) or none: 0 and *out (NULL without path; free with
+ * secret_free()); EXIT_USAGE, said on stderr as who, when listen is not
+ * loopback and there is no path, or the file cannot be read, is empty
+ * or holds fewer than 16 characters. */
+int cli_serve_token(const char *path, const char *listen, const char *who, char **out);
 
 /* Live and stale modelfs mounts: their mountpoints, from mountinfo (the
  * caller frees with cli_mounts_free). 0 or -errno. */

@@ -12,6 +12,10 @@
  * engine_open(), the engine's workers, libmicrohttpd's), so every thread
  * inherits the mask and the main thread alone takes them, with
  * sigwait(): the stop is ordinary code, not a signal handler.
+ *
+ * Beyond loopback every client must show the access token
+ * (cli_serve_token()): the check is made after the config is read, since
+ * serve_token_file may name the file, and before the cache is opened.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,6 +29,7 @@
 #include "cli.h"
 #include "modelfs/engine.h"
 #include "modelfs/log.h"
+#include "modelfs/secret.h"
 #include "modelfs/serve.h"
 
 #define DEFAULT_LISTEN "127.0.0.1:8080"
@@ -43,6 +48,7 @@ int cli_serve(int argc, char **argv)
 	struct serve_opts so = { 0 };
 	struct engine *engine = NULL;
 	struct serve *srv = NULL;
+	char *token = NULL;
 	const char *env = getenv("PROVISION_URL");
 	sigset_t stop_sigs;
 	int code = EXIT_MODEL, rc, sig = 0, log_fd = -1;
@@ -62,12 +68,6 @@ int cli_serve(int argc, char **argv)
 	so.prefix = o.prefix;
 	if (so.prefix && so.prefix[0] && so.prefix[0] != '/')
 		return usage("--prefix is a path: /huggingface");
-	if (!cli_listen_is_loopback(so.listen)) {
-		fprintf(stderr, "modelfs serve: %s is not a loopback address; serving beyond this "
-			"machine needs client tokens, which serve does not check yet: listen on "
-			"127.0.0.1 (or [::1]) and put a proxy in front\n", so.listen);
-		return EXIT_USAGE;
-	}
 	/* A test knob: tree pages short enough to see the Link header. */
 	if (getenv("MODELFS_SERVE_TREE_PAGE"))
 		so.tree_page = atoi(getenv("MODELFS_SERVE_TREE_PAGE"));
@@ -96,6 +96,12 @@ int cli_serve(int argc, char **argv)
 		code = EXIT_USAGE;
 		goto out;
 	}
+	code = cli_serve_token(o.token_file ? o.token_file : t.cfg->serve_token_file, so.listen,
+			       "modelfs serve", &token);
+	if (code)
+		goto out;
+	so.access_token = token;
+	so.hub = t.cfg->hf_endpoint;
 	code = EXIT_MODEL;
 	rc = engine_open(t.cfg, t.cache, &engine);
 	if (rc == 0)
@@ -123,6 +129,7 @@ out:
 	serve_close(srv);
 	engine_close(engine);
 	cli_target_close(&t);
+	secret_free(token);
 	if (log_fd >= 0) {
 		log_init(2, 0, LOG_LVL_WARN);
 		close(log_fd);

@@ -39,6 +39,7 @@
 #include "modelfs/retention.h"
 #include "modelfs/sdnotify.h"
 #include "modelfs/select.h"
+#include "modelfs/secret.h"
 #include "modelfs/serve.h"
 #include "modelfs/source.h"
 #include "modelfs/tree.h"
@@ -511,13 +512,23 @@ static void notify_ready(struct engine *e, const char *mnt, int code)
  * block. 0 (nothing asked, or serving), or -errno (logged). */
 static int start_serving(struct engine *engine, const struct config *cfg, struct serve **out)
 {
-	struct serve_opts so = { .listen = cfg->serve, .prefix = cfg->serve_prefix };
+	struct serve_opts so = { .listen = cfg->serve, .prefix = cfg->serve_prefix,
+				 .hub = cfg->hf_endpoint };
+	char *token = NULL;
 	int rc;
 
 	*out = NULL;
 	if (!cfg->serve)
 		return 0;
+	/* Checked before mounting too (do_mount): a file gone since is an error here. */
+	if (cli_serve_token(cfg->serve_token_file, cfg->serve, "modelfs", &token) != 0) {
+		log_error("event=serve_failed listen=%s error=\"cannot read serve_token_file\"",
+			  cfg->serve);
+		return -EACCES;
+	}
+	so.access_token = token;
 	rc = serve_open(engine, &so, out);
+	secret_free(token);
 	if (rc)
 		log_error("event=serve_failed listen=%s error=\"%s\"", cfg->serve, strerror(-rc));
 	else
@@ -578,13 +589,17 @@ static int do_mount(int argc, char **argv, bool helper)
 		mountopts_free(&mo);
 		return code;
 	}
-	if (cfg->serve && !cli_listen_is_loopback(cfg->serve)) {
-		fprintf(stderr, "modelfs: [modelfs] serve = \"%s\": only a loopback address (127.x, "
-			"[::1]) can be served until clients must show a token\n", cfg->serve);
-		config_free(cfg);
-		lock_free(lock);
-		mountopts_free(&mo);
-		return EXIT_USAGE;
+	if (cfg->serve) {
+		char *token = NULL;
+
+		code = cli_serve_token(cfg->serve_token_file, cfg->serve, "modelfs", &token);
+		secret_free(token);
+		if (code) {
+			config_free(cfg);
+			lock_free(lock);
+			mountopts_free(&mo);
+			return code;
+		}
 	}
 	code = EXIT_MODEL;
 	mnt = o.nargs == (o.nmodels ? 1 : 2) ? o.args[o.nargs - 1]

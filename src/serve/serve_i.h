@@ -5,6 +5,7 @@
  *   index.c   the engine's Hugging Face files as repos at commits
  *   api.c     the JSON answers: model info, tree pages
  *   stream.c  a body from the engine, a chunk at a time
+ *   access.c  whether a client may read a repo (the Hub decides, remembered)
  *   server.c  libmicrohttpd: listening, dispatch, headers, errors
  *
  * Lock order: server.c takes none of its own; a stream's lock is a leaf
@@ -105,6 +106,23 @@ json_t *api_info(const struct hub_pin *p, bool blobs);
  * -ENOENT when dir is neither a folder nor a file of p; -ENOMEM. */
 int api_tree(const struct hub_pin *p, const char *dir, bool recursive, size_t start,
 	     size_t page, json_t **page_out, size_t *next);
+
+/* ---- access.c ------------------------------------------------------------- */
+
+/* hub: the Hub to ask (hf_endpoint); server_token: the access token
+ * clients may show instead, or NULL. Both copied. 0 or -ENOMEM. */
+struct access;
+int access_new(const char *hub, const char *server_token, struct access **out);
+void access_free(struct access *a);
+/* Whether every client must show the server's access token. */
+bool access_required(const struct access *a);
+/* Whether token (may be NULL) is the server's access token. */
+bool access_server_token(const struct access *a, const char *token);
+/* May the client with token (NULL: none) read p? 0 yes; -EACCES the Hub
+ * refuses it; -EAGAIN the Hub could not tell (refuse: fail closed);
+ * -ENOMEM. Blocks on the Hub at most once per (token, repo) in
+ * access.c's memory time. Thread-safe. */
+int access_check(struct access *a, const char *token, const struct hub_pin *p);
 
 /* ---- stream.c ------------------------------------------------------------- */
 

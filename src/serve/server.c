@@ -28,13 +28,13 @@
 #include "serve_i.h"
 
 #define BODY_BLOCK (256u << 10)		/* libmicrohttpd's buffer per streamed body */
-#define IDLE_TIMEOUT_SEC 60		/* a connection that sends nothing for this long is closed */
 #define LISTEN_BACKLOG 128
 #define JSON_TYPE "application/json; charset=utf-8"
 
 struct serve {
 	struct engine *engine;
 	struct hub_index *index;
+	struct access *access;
 	struct MHD_Daemon *daemon;
 	int fd;				/* the listening socket, -1 once libmicrohttpd has it */
 	char *prefix;			/* "" or "/huggingface" (no trailing '/') */
@@ -59,6 +59,14 @@ unsigned serve_status(int err, const char **code)
 	case -ENODEV:
 		return 404;
 	case -EACCES:
+		return 403;
+	case -EPERM:
+		return 401;
+	case -EKEYEXPIRED:
+		*code = "GatedRepo";
+		return 401;
+	case -EKEYREJECTED:
+		*code = "GatedRepo";
 		return 403;
 	case -EINVAL:
 		return 400;
@@ -333,6 +341,46 @@ static enum MHD_Result tree(struct serve *s, struct MHD_Connection *c, const cha
 	return ok;
 }
 
+/* ---- access (serve.h (6)) ------------------------------------------------------ */
+
+/* The token of "Authorization: Bearer T", or NULL. */
+static const char *client_token(struct MHD_Connection *c)
+{
+	const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+						    MHD_HTTP_HEADER_AUTHORIZATION);
+
+	if (!v || strncasecmp(v, "Bearer ", 7) != 0)
+		return NULL;
+	v += 7;
+	while (*v == ' ')
+		v++;
+	return *v ? v : NULL;
+}
+
+/* 0 when the client may read p, else the answer has been queued into *ok. */
+static int refused(struct serve *s, struct MHD_Connection *c, const struct hub_pin *p,
+		   enum MHD_Result *ok)
+{
+	const char *token = client_token(c);
+	int rc = access_check(s->access, token, p);
+
+	if (rc == 0)
+		return 0;
+	if (rc == -EACCES && !token)
+		*ok = reply_error(c, -EKEYEXPIRED, NULL, "Access to %s %s is restricted. You must "
+				  "have access to it and be authenticated to access it. Please log "
+				  "in.", p->type, p->repo);
+	else if (rc == -EACCES)
+		*ok = reply_error(c, -EKEYREJECTED, NULL, "Access to %s %s is restricted and the "
+				  "Hub does not give it to your token.", p->type, p->repo);
+	else if (rc == -EAGAIN)
+		*ok = reply_error(c, -EAGAIN, NULL, "Access to %s %s cannot be checked now: the "
+				  "Hub did not answer", p->type, p->repo);
+	else
+		*ok = reply_error(c, rc, NULL, "out of memory");
+	return rc;
+}
+
 /* ---- dispatch ----------------------------------------------------------------- */
 
 /* A neighbour's cache_proxy request (tier.h's scheme): the file by its
@@ -350,6 +398,8 @@ static enum MHD_Result peer(struct serve *s, struct MHD_Connection *c, bool head
 	if (kind == 's') {
 		if (hub_index_find_sha256(s->index, key, &p, &f) != 0)
 			return reply_error(c, -ENOENT, NULL, "Entry not found");
+		if (refused(s, c, p, &ok))
+			return ok;
 		return resolve(s, c, head, p, f->path);
 	}
 	if (route_parse(path, &rt) != 0)
@@ -357,6 +407,8 @@ static enum MHD_Result peer(struct serve *s, struct MHD_Connection *c, bool head
 	if (rt.kind != ROUTE_RESOLVE || strcmp(rt.rev, key) != 0 ||
 	    hub_index_find(s->index, rt.type, rt.repo, rt.rev, &p) != 0 || strcmp(p->commit, key) != 0)
 		ok = reply_error(c, -ENOENT, NULL, "Entry not found");
+	else if (refused(s, c, p, &ok))
+		;
 	else
 		ok = resolve(s, c, head, p, rt.path);
 	route_clear(&rt);
@@ -392,6 +444,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	}
 	if (!head && strcmp(method, MHD_HTTP_METHOD_GET) != 0)
 		return reply_error(c, -ENOSYS, NULL, "Method not allowed");
+	if (access_required(s->access) && !access_server_token(s->access, client_token(c)))
+		return reply_error(c, -EPERM, NULL, "Invalid credentials in Authorization header: "
+				   "this server needs its access token (HF_TOKEN)");
 	if (strncmp(url, s->prefix, plen) != 0 || (url[plen] != '/' && url[plen] != '\0'))
 		return reply_error(c, -ENODEV, NULL, "not found");
 	if (tier_parse_target(url + plen, &kind, key, &path) == 0)
@@ -410,6 +465,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		ok = reply_error(c, rc, NULL, "Repository not found");
 	else if (rc == -ESRCH)
 		ok = reply_error(c, rc, NULL, "Invalid rev id: %s", rt.rev);
+	else if (refused(s, c, p, &ok))
+		;
 	else if (rt.kind == ROUTE_RESOLVE)
 		ok = resolve(s, c, head, p, rt.path);
 	else if (rt.kind == ROUTE_TREE)
@@ -515,6 +572,8 @@ int serve_open(struct engine *e, const struct serve_opts *o, struct serve **out)
 		goto out;
 	}
 	rc = hub_index_build(e, &s->index);
+	if (rc == 0)
+		rc = access_new(o->hub, o->access_token, &s->access);
 	if (rc)
 		goto out;
 	rc = listen_on(o->listen, s->host, sizeof(s->host), &s->fd);
@@ -528,7 +587,7 @@ int serve_open(struct engine *e, const struct serve_opts *o, struct serve **out)
 				     MHD_USE_POLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, s,
 				     MHD_OPTION_LISTEN_SOCKET, s->fd,
 				     MHD_OPTION_CONNECTION_LIMIT, (unsigned)SERVE_MAX_CONNECTIONS,
-				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_SEC,
+				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVE_IDLE_TIMEOUT_SEC,
 				     MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL,
 				     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 				     MHD_OPTION_END);
@@ -558,6 +617,7 @@ void serve_close(struct serve *s)
 	if (s->fd >= 0)
 		close(s->fd);
 	hub_index_free(s->index);
+	access_free(s->access);
 	free(s->prefix);
 	free(s);
 }
