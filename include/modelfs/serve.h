@@ -10,6 +10,7 @@
  *   HEAD|GET /{repo}/resolve/{rev}/{path}        also /datasets/, /spaces/
  *   GET /api/{models|datasets|spaces}/{repo}[/revision/{rev}][?blobs=true]
  *   GET /api/{...}/{repo}/tree/{rev}[/{path}][?recursive=true][&cursor=C]
+ *   GET /metrics                                 Prometheus text (serve_opts)
  *   HEAD|GET /sha256-{hex}/... and /commit-{hex}/{scheme}/{host}/{resolve
  *       path}: tier.h's scheme, so that neighbours can use this server as
  *       their cache_proxy (a file it does not serve is a 404: they go to
@@ -64,12 +65,27 @@
 
 struct serve;
 
+/* What a server has answered since it started. */
+struct serve_stats {
+	uint64_t requests;
+	uint64_t status_class[6];	/* [2] 2xx, [4] 4xx, [5] 5xx */
+	uint64_t bytes_cache;		/* body bytes the cache had when asked */
+	uint64_t bytes_origin;		/* body bytes that waited for a download */
+	uint64_t bodies_cut;		/* bodies ended early (the engine failed, a stop) */
+};
+
+/* GET /metrics: the Prometheus text for s into *text (the caller frees):
+ * 0 or -errno. Called on a connection's thread. */
+typedef int (*serve_metrics_fn)(void *arg, struct serve *s, char **text);
+
 struct serve_opts {
 	const char *listen;		/* "127.0.0.1:8080", "[::1]:8080" */
 	const char *prefix;		/* "/huggingface", or NULL/"" for none */
 	int tree_page;			/* entries per tree page; 0: SERVE_TREE_PAGE */
 	const char *hub;		/* the Hub that decides access (hf_endpoint) */
 	const char *access_token;	/* clients must show it, or NULL (6); copied */
+	serve_metrics_fn metrics;	/* answers GET {prefix}/metrics; NULL: 404 */
+	void *metrics_arg;
 };
 
 /* Index the engine's Hugging Face files and listen on o->listen. 0 and
@@ -80,6 +96,8 @@ int serve_open(struct engine *e, const struct serve_opts *o, struct serve **out)
 /* Stop accepting, end every connection (a body being sent is cut), join
  * the threads, free. NULL is a no-op. */
 void serve_close(struct serve *s);
+/* Its counters now; thread-safe. */
+void serve_stats(struct serve *s, struct serve_stats *out);
 /* How many files the server publishes. */
 size_t serve_nfiles(const struct serve *s);
 

@@ -46,6 +46,7 @@ struct cli_opts {
 	const char *output;		/* lock --output FILE */
 	const char *lock;		/* mount, lock: --lock FILE */
 	bool check, update;		/* lock --check, lock --update */
+	bool metrics;			/* status --metrics */
 	const char *layout;		/* mount -o layout=, over the config's; or NULL */
 	bool foreground, offline, debug, json, pin, force, keep_cache;
 	bool log_json;			/* --log-format json */

@@ -61,8 +61,9 @@ const char cli_usage_text[] =
 	"        using the cache, or without one when --config is given\n"
 	"  prefetch --into DIR [--keep-cache] --config CONFIG [PATH|ENTRY ...]\n"
 	"        no FUSE: put each file, verified, under DIR in the layout\n"
-	"  status [--json] [--history[=N]] [--config CONFIG]\n"
-	"        every file's size, cached bytes and state; cache totals\n"
+	"  status [--json] [--history[=N]] [--metrics] [--config CONFIG]\n"
+	"        every file's size, cached bytes and state; cache totals;\n"
+	"        what a serve served; --metrics: the Prometheus text\n"
 	"  mounts [--json]\n"
 	"        every modelfs mount on this machine, live or stale\n"
 	"  webui comfyui|forge --config CONFIG [--base MOUNTPOINT]\n"
@@ -114,7 +115,7 @@ static const struct {
 	{ "catalog", " json " },
 	{ "check", " offline " },
 	{ "prefetch", " pin jobs config json into keep-cache " },
-	{ "status", " json history config " },
+	{ "status", " json history config metrics " },
 	{ "mounts", " json " },
 	{ "webui", " config base " },
 	{ "verify", " json config " },
@@ -157,6 +158,7 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		{ "listen", required_argument, NULL, 'L' },
 		{ "prefix", required_argument, NULL, 'P' },
 		{ "token-file", required_argument, NULL, 'k' },
+		{ "metrics", no_argument, NULL, 'm' },
 		{ "output", required_argument, NULL, 'O' },
 		{ "lock", required_argument, NULL, 'X' },
 		{ "check", no_argument, NULL, 'Q' },
@@ -170,7 +172,7 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		{ 'o', "fuse-opts" }, { 'J', "json" }, { 'p', "pin" }, { 'F', "force" },
 		{ 'j', "jobs" }, { 'H', "history" }, { 'I', "into" }, { 'K', "keep-cache" },
 		{ 'G', "log-format" }, { 'B', "base" }, { 'M', "model" }, { 'Y', "category" },
-		{ 'L', "listen" }, { 'P', "prefix" }, { 'k', "token-file" },
+		{ 'L', "listen" }, { 'P', "prefix" }, { 'k', "token-file" }, { 'm', "metrics" },
 		{ 'O', "output" }, { 'X', "lock" }, { 'Q', "check" }, { 'U', "update" },
 		{ 'T', "unused-for" },
 	};
@@ -220,6 +222,7 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		case 'L': o->listen = optarg; break;
 		case 'P': o->prefix = optarg; break;
 		case 'k': o->token_file = optarg; break;
+		case 'm': o->metrics = true; break;
 		case 'O': o->output = optarg; break;
 		case 'X': o->lock = optarg; break;
 		case 'Q': o->check = true; break;

@@ -28,7 +28,9 @@
 
 #include "cli.h"
 #include "modelfs/engine.h"
+#include "modelfs/control.h"
 #include "modelfs/log.h"
+#include "modelfs/metrics.h"
 #include "modelfs/secret.h"
 #include "modelfs/serve.h"
 
@@ -48,6 +50,8 @@ int cli_serve(int argc, char **argv)
 	struct serve_opts so = { 0 };
 	struct engine *engine = NULL;
 	struct serve *srv = NULL;
+	struct control_server *control = NULL;
+	struct metrics_daemon md = { 0 };
 	char *token = NULL;
 	const char *env = getenv("PROVISION_URL");
 	sigset_t stop_sigs;
@@ -89,10 +93,11 @@ int cli_serve(int argc, char **argv)
 	if (code)
 		goto out;
 	if (t.fd >= 0) {
-		fprintf(stderr, "modelfs serve: the cache %s belongs to the mount at %s (pid %ld); "
-			"one cache has one owner, so serve does not open it too: stop that mount "
+		fprintf(stderr, "modelfs serve: the cache %s belongs to %s%s (pid %ld); "
+			"one cache has one owner, so serve does not open it too: stop that %s "
 			"or give serve another --cache-dir\n", t.cache_dir,
-			t.mountpoint ? t.mountpoint : "(unknown)", t.pid);
+			t.mountpoint ? "the mount at " : "another modelfs serve",
+			t.mountpoint ? t.mountpoint : "", t.pid, t.mountpoint ? "mount" : "server");
 		code = EXIT_USAGE;
 		goto out;
 	}
@@ -102,8 +107,18 @@ int cli_serve(int argc, char **argv)
 		goto out;
 	so.access_token = token;
 	so.hub = t.cfg->hf_endpoint;
+	md = (struct metrics_daemon){ .cache = t.cache, .cache_dir = t.cache_dir };
+	so.metrics = metrics_serve_hook;
+	so.metrics_arg = &md;
+	/* Bound while the lock is ours, as a mount does: commands that find
+	 * it (status, prefetch) wait for their answer until it starts. */
+	rc = control_server_open(t.cache_dir, &control);
+	if (rc)
+		log_warn("event=control_unavailable error=\"%s\" action=\"modelfs commands will not "
+			 "reach this server\"", strerror(-rc));
 	code = EXIT_MODEL;
 	rc = engine_open(t.cfg, t.cache, &engine);
+	md.engine = engine;
 	if (rc == 0)
 		rc = engine_start(engine);
 	if (rc) {
@@ -118,6 +133,15 @@ int cli_serve(int argc, char **argv)
 		code = rc == -EINVAL ? EXIT_USAGE : EXIT_MODEL;
 		goto out;
 	}
+	if (control) {
+		struct control_ctx ctx = { .engine = engine, .cache = t.cache,
+					   .cache_dir = t.cache_dir, .connections = t.cfg->connections,
+					   .serve = srv, .serving = so.listen };
+
+		rc = control_server_start(control, &ctx);
+		if (rc)
+			log_warn("event=control_unavailable error=\"%s\"", strerror(-rc));
+	}
 	fprintf(stderr, "modelfs serve: %zu files on http://%s%s (HF_ENDPOINT); stop with "
 		"SIGTERM or Ctrl-C\n", serve_nfiles(srv), so.listen, so.prefix ? so.prefix : "");
 	while (sigwait(&stop_sigs, &sig) != 0)
@@ -125,7 +149,8 @@ int cli_serve(int argc, char **argv)
 	log_info("event=serve_stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	code = 0;
 out:
-	/* Connections first: their bodies read through the engine. */
+	/* Commands and connections first: they read through the engine. */
+	control_server_stop(control);
 	serve_close(srv);
 	engine_close(engine);
 	cli_target_close(&t);

@@ -39,6 +39,7 @@
 #include "modelfs/retention.h"
 #include "modelfs/sdnotify.h"
 #include "modelfs/select.h"
+#include "modelfs/metrics.h"
 #include "modelfs/secret.h"
 #include "modelfs/serve.h"
 #include "modelfs/source.h"
@@ -510,10 +511,12 @@ static void notify_ready(struct engine *e, const char *mnt, int code)
 /* [modelfs] serve: the daemon also answers the Hub's download protocol,
  * on the mount's engine, so both share one cache and one fetch of each
  * block. 0 (nothing asked, or serving), or -errno (logged). */
-static int start_serving(struct engine *engine, const struct config *cfg, struct serve **out)
+static int start_serving(struct engine *engine, const struct config *cfg,
+			 struct metrics_daemon *md, struct serve **out)
 {
 	struct serve_opts so = { .listen = cfg->serve, .prefix = cfg->serve_prefix,
-				 .hub = cfg->hf_endpoint };
+				 .hub = cfg->hf_endpoint, .metrics = metrics_serve_hook,
+				 .metrics_arg = md };
 	char *token = NULL;
 	int rc;
 
@@ -554,6 +557,7 @@ static int do_mount(int argc, char **argv, bool helper)
 	struct fs_options fo = { 0 };
 	struct lock *lock = NULL;
 	struct serve *srv = NULL;
+	struct metrics_daemon md = { 0 };
 	char cache_buf[PATH_MAX], mnt_real[PATH_MAX], *fsname = NULL;
 	const char *cache_dir, *mnt;
 	size_t nwarm = 0;
@@ -674,10 +678,11 @@ static int do_mount(int argc, char **argv, bool helper)
 	fo.umask = mo.umask >= 0 ? (mode_t)mo.umask : 0;
 	fo.debug = o.debug && o.foreground;
 	rc = fs_mount(tree, engine, &fo, &fs);
+	md = (struct metrics_daemon){ .engine = engine, .cache = cache, .cache_dir = cache_dir };
 	if (rc == 0)
 		rc = engine_start(engine);
 	if (rc == 0)
-		rc = start_serving(engine, cfg, &srv);
+		rc = start_serving(engine, cfg, &md, &srv);
 	if (rc) {
 		code = rc == -EINVAL ? EXIT_USAGE : EXIT_MODEL;
 		goto out;
@@ -700,7 +705,8 @@ static int do_mount(int argc, char **argv, bool helper)
 	 * (a connection made meanwhile waits in the socket's backlog). */
 	if (control) {
 		struct control_ctx ctx = { .engine = engine, .cache = cache, .mountpoint = mnt_real,
-					   .cache_dir = cache_dir, .connections = cfg->connections };
+					   .cache_dir = cache_dir, .connections = cfg->connections,
+					   .serve = srv, .serving = srv ? cfg->serve : NULL };
 
 		rc = control_server_start(control, &ctx);
 		if (rc)

@@ -124,12 +124,25 @@ bool access_server_token(const struct access *a, const char *token);
  * access.c's memory time. Thread-safe. */
 int access_check(struct access *a, const char *token, const struct hub_pin *p);
 
+/* What serve_stats() reads; each field counted with atomics. */
+struct serve_counters {
+	atomic_uint_fast64_t requests;
+	atomic_uint_fast64_t status_class[6];
+	atomic_uint_fast64_t bytes_cache;
+	atomic_uint_fast64_t bytes_origin;
+	atomic_uint_fast64_t bodies_cut;
+};
+
 /* ---- stream.c ------------------------------------------------------------- */
 
-/* The body [first, last] of f, read through the engine. */
+/* The body [first, last] of f, read through the engine. Bytes sent are
+ * counted into k: as from the cache when the engine answered the chunk
+ * at once, on the asking thread (it had every block), else as from the
+ * origin; a body that ends in an error counts in bodies_cut. k must
+ * outlive the stream (the server's do: serve_close() joins). */
 struct stream;
 int stream_new(struct engine_file *f, uint64_t first, uint64_t last, const atomic_int *stop,
-	       struct stream **out);
+	       struct serve_counters *k, struct stream **out);
 /* libmicrohttpd's content reader: copies the bytes at body offset pos
  * into buf, waiting for the engine when they are not in yet. > 0, or
  * MHD_CONTENT_READER_END_WITH_ERROR when the engine failed or *stop was

@@ -41,6 +41,9 @@ struct serve {
 	char host[80];			/* the listen address, for Link URLs without a Host */
 	size_t tree_page;
 	atomic_int stop;		/* set by serve_close(): waiting bodies give up */
+	struct serve_counters counters;	/* atomics: no lock */
+	serve_metrics_fn metrics;	/* GET /metrics, or NULL */
+	void *metrics_arg;
 };
 
 unsigned serve_status(int err, const char **code)
@@ -96,10 +99,14 @@ static void header(struct MHD_Response *r, const char *name, const char *value)
 	MHD_add_response_header(r, name, safe);
 }
 
-static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r)
+static enum MHD_Result queue(struct serve *s, struct MHD_Connection *c, unsigned status,
+			     struct MHD_Response *r)
 {
 	enum MHD_Result ok;
 
+	atomic_fetch_add(&s->counters.requests, 1);
+	if (status / 100 < 6)
+		atomic_fetch_add(&s->counters.status_class[status / 100], 1);
 	if (!r)
 		return MHD_NO;		/* out of memory: libmicrohttpd closes the connection */
 	ok = MHD_queue_response(c, status, r);
@@ -126,11 +133,12 @@ static struct MHD_Response *json_response(json_t *j)
 /* The Hub's error: status and X-Error-Code from serve_status(), the
  * message in the body and in X-Error-Message; commit when known (the
  * Hub's 404 for a missing file still names it). */
-static enum MHD_Result reply_error(struct MHD_Connection *c, int err, const char *commit,
-				   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static enum MHD_Result reply_error(struct serve *s, struct MHD_Connection *c, int err,
+				   const char *commit, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
 
-static enum MHD_Result reply_error(struct MHD_Connection *c, int err, const char *commit,
-				   const char *fmt, ...)
+static enum MHD_Result reply_error(struct serve *s, struct MHD_Connection *c, int err,
+				   const char *commit, const char *fmt, ...)
 {
 	const char *code;
 	unsigned status = serve_status(err, &code);
@@ -154,21 +162,21 @@ static enum MHD_Result reply_error(struct MHD_Connection *c, int err, const char
 		if (status == 405)
 			header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
 	}
-	return queue(c, status, r);
+	return queue(s, c, status, r);
 }
 
-static enum MHD_Result reply_json(struct MHD_Connection *c, json_t *j, const char *commit,
-				  const char *link)
+static enum MHD_Result reply_json(struct serve *s, struct MHD_Connection *c, json_t *j,
+				  const char *commit, const char *link)
 {
 	struct MHD_Response *r = json_response(j);
 
 	if (!r)
-		return reply_error(c, -ENOMEM, NULL, "out of memory");
+		return reply_error(s, c, -ENOMEM, NULL, "out of memory");
 	if (commit)
 		header(r, "X-Repo-Commit", commit);
 	if (link)
 		header(r, "Link", link);
-	return queue(c, MHD_HTTP_OK, r);
+	return queue(s, c, MHD_HTTP_OK, r);
 }
 
 /* ---- /resolve/ ---------------------------------------------------------------- */
@@ -193,7 +201,7 @@ static enum MHD_Result resolve(struct serve *s, struct MHD_Connection *c, bool h
 	int rc, err;
 
 	if (!f)
-		return reply_error(c, -ENOENT, p->commit, "Entry not found");
+		return reply_error(s, c, -ENOENT, p->commit, "Entry not found");
 	err = engine_file_open_error(f->ef);
 	if (err) {
 		char *why = engine_file_error(f->ef);
@@ -201,7 +209,7 @@ static enum MHD_Result resolve(struct serve *s, struct MHD_Connection *c, bool h
 		log_warn("event=serve_refused path=%s error=\"%s\"", engine_file_path(f->ef),
 			 why ? why : strerror(-err));
 		free(why);
-		return reply_error(c, err == -EACCES ? -EACCES : -EIO, p->commit,
+		return reply_error(s, c, err == -EACCES ? -EACCES : -EIO, p->commit,
 				   err == -EACCES ? "The server's own access to this file was refused"
 						  : "The server cannot read this file");
 	}
@@ -213,7 +221,7 @@ static enum MHD_Result resolve(struct serve *s, struct MHD_Connection *c, bool h
 			header(r, MHD_HTTP_HEADER_CONTENT_RANGE, value);
 			header(r, "X-Repo-Commit", p->commit);
 		}
-		return queue(c, MHD_HTTP_RANGE_NOT_SATISFIABLE, r);
+		return queue(s, c, MHD_HTTP_RANGE_NOT_SATISFIABLE, r);
 	}
 	if (rc == 1) {
 		status = MHD_HTTP_PARTIAL_CONTENT;
@@ -225,7 +233,7 @@ static enum MHD_Result resolve(struct serve *s, struct MHD_Connection *c, bool h
 		r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
 	else if (head)
 		r = MHD_create_response_from_callback(f->size, BODY_BLOCK, no_body, NULL, NULL);
-	else if (stream_new(f->ef, first, last, &s->stop, &st) != 0)
+	else if (stream_new(f->ef, first, last, &s->stop, &s->counters, &st) != 0)
 		r = NULL;
 	else {
 		r = MHD_create_response_from_callback(last - first + 1, BODY_BLOCK, stream_read, st,
@@ -234,7 +242,7 @@ static enum MHD_Result resolve(struct serve *s, struct MHD_Connection *c, bool h
 			stream_release(st);
 	}
 	if (!r)
-		return reply_error(c, -ENOMEM, p->commit, "out of memory");
+		return reply_error(s, c, -ENOMEM, p->commit, "out of memory");
 	snprintf(etag, sizeof(etag), "\"%s\"", f->sha256 ? f->sha256 : f->blob_id);
 	header(r, MHD_HTTP_HEADER_CONTENT_TYPE, f->sha256 ? "application/octet-stream"
 							   : "text/plain; charset=utf-8");
@@ -256,7 +264,7 @@ static enum MHD_Result resolve(struct serve *s, struct MHD_Connection *c, bool h
 	log_debug("event=serve_file path=%s status=%u first=%llu last=%llu head=%d",
 		  engine_file_path(f->ef), status, (unsigned long long)first,
 		  (unsigned long long)last, head);
-	return queue(c, status, r);
+	return queue(s, c, status, r);
 }
 
 /* ---- /api/ -------------------------------------------------------------------- */
@@ -325,17 +333,17 @@ static enum MHD_Result tree(struct serve *s, struct MHD_Connection *c, const cha
 		errno = 0;
 		start = strtoul(cursor, &end, 10);
 		if (errno || *end || !cursor[0])
-			return reply_error(c, -EINVAL, p->commit, "Invalid cursor");
+			return reply_error(s, c, -EINVAL, p->commit, "Invalid cursor");
 	}
 	rc = api_tree(p, rt->path, arg_true(c, "recursive"), start, s->tree_page, &page, &next);
 	if (rc == -ENOENT)
-		return reply_error(c, -ENOENT, p->commit, "%s does not exist on \"%s\"", rt->path,
+		return reply_error(s, c, -ENOENT, p->commit, "%s does not exist on \"%s\"", rt->path,
 				   rt->rev);
 	if (rc)
-		return reply_error(c, rc, p->commit, "cannot list the tree");
+		return reply_error(s, c, rc, p->commit, "cannot list the tree");
 	if (next)
 		link = next_link(s, c, url, next);
-	ok = reply_json(c, page, p->commit, link);
+	ok = reply_json(s, c, page, p->commit, link);
 	json_decref(page);
 	free(link);
 	return ok;
@@ -367,18 +375,40 @@ static int refused(struct serve *s, struct MHD_Connection *c, const struct hub_p
 	if (rc == 0)
 		return 0;
 	if (rc == -EACCES && !token)
-		*ok = reply_error(c, -EKEYEXPIRED, NULL, "Access to %s %s is restricted. You must "
+		*ok = reply_error(s, c, -EKEYEXPIRED, NULL, "Access to %s %s is restricted. You must "
 				  "have access to it and be authenticated to access it. Please log "
 				  "in.", p->type, p->repo);
 	else if (rc == -EACCES)
-		*ok = reply_error(c, -EKEYREJECTED, NULL, "Access to %s %s is restricted and the "
+		*ok = reply_error(s, c, -EKEYREJECTED, NULL, "Access to %s %s is restricted and the "
 				  "Hub does not give it to your token.", p->type, p->repo);
 	else if (rc == -EAGAIN)
-		*ok = reply_error(c, -EAGAIN, NULL, "Access to %s %s cannot be checked now: the "
+		*ok = reply_error(s, c, -EAGAIN, NULL, "Access to %s %s cannot be checked now: the "
 				  "Hub did not answer", p->type, p->repo);
 	else
-		*ok = reply_error(c, rc, NULL, "out of memory");
+		*ok = reply_error(s, c, rc, NULL, "out of memory");
 	return rc;
+}
+
+/* ---- /metrics ------------------------------------------------------------------- */
+
+static enum MHD_Result metrics(struct serve *s, struct MHD_Connection *c)
+{
+	struct MHD_Response *r;
+	char *text = NULL;
+	int rc;
+
+	if (!s->metrics)
+		return reply_error(s, c, -ENODEV, NULL, "not found");
+	rc = s->metrics(s->metrics_arg, s, &text);
+	if (rc)
+		return reply_error(s, c, rc, NULL, "cannot gather the metrics: %s", strerror(-rc));
+	r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		free(text);
+		return reply_error(s, c, -ENOMEM, NULL, "out of memory");
+	}
+	header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+	return queue(s, c, MHD_HTTP_OK, r);
 }
 
 /* ---- dispatch ----------------------------------------------------------------- */
@@ -397,16 +427,16 @@ static enum MHD_Result peer(struct serve *s, struct MHD_Connection *c, bool head
 
 	if (kind == 's') {
 		if (hub_index_find_sha256(s->index, key, &p, &f) != 0)
-			return reply_error(c, -ENOENT, NULL, "Entry not found");
+			return reply_error(s, c, -ENOENT, NULL, "Entry not found");
 		if (refused(s, c, p, &ok))
 			return ok;
 		return resolve(s, c, head, p, f->path);
 	}
 	if (route_parse(path, &rt) != 0)
-		return reply_error(c, -ENOENT, NULL, "Entry not found");
+		return reply_error(s, c, -ENOENT, NULL, "Entry not found");
 	if (rt.kind != ROUTE_RESOLVE || strcmp(rt.rev, key) != 0 ||
 	    hub_index_find(s->index, rt.type, rt.repo, rt.rev, &p) != 0 || strcmp(p->commit, key) != 0)
-		ok = reply_error(c, -ENOENT, NULL, "Entry not found");
+		ok = reply_error(s, c, -ENOENT, NULL, "Entry not found");
 	else if (refused(s, c, p, &ok))
 		;
 	else
@@ -443,28 +473,30 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return MHD_YES;
 	}
 	if (!head && strcmp(method, MHD_HTTP_METHOD_GET) != 0)
-		return reply_error(c, -ENOSYS, NULL, "Method not allowed");
+		return reply_error(s, c, -ENOSYS, NULL, "Method not allowed");
 	if (access_required(s->access) && !access_server_token(s->access, client_token(c)))
-		return reply_error(c, -EPERM, NULL, "Invalid credentials in Authorization header: "
+		return reply_error(s, c, -EPERM, NULL, "Invalid credentials in Authorization header: "
 				   "this server needs its access token (HF_TOKEN)");
 	if (strncmp(url, s->prefix, plen) != 0 || (url[plen] != '/' && url[plen] != '\0'))
-		return reply_error(c, -ENODEV, NULL, "not found");
+		return reply_error(s, c, -ENODEV, NULL, "not found");
+	if (strcmp(url + plen, "/metrics") == 0)
+		return metrics(s, c);
 	if (tier_parse_target(url + plen, &kind, key, &path) == 0)
 		return peer(s, c, head, kind, key, path);
 	rc = route_parse(url + plen, &rt);
 	if (rc == -ENOENT)
-		return reply_error(c, -ENODEV, NULL,
+		return reply_error(s, c, -ENODEV, NULL,
 				   "Sorry, we can't find the page you are looking for.");
 	if (rc == -EINVAL)
-		return reply_error(c, -EINVAL, NULL, "Invalid request: the repo id must not be "
+		return reply_error(s, c, -EINVAL, NULL, "Invalid request: the repo id must not be "
 				   "url-encoded and paths may not hold \".\" or \"..\"");
 	if (rc)
-		return reply_error(c, rc, NULL, "cannot read the request");
+		return reply_error(s, c, rc, NULL, "cannot read the request");
 	rc = hub_index_find(s->index, rt.type, rt.repo, rt.rev, &p);
 	if (rc == -ENXIO)
-		ok = reply_error(c, rc, NULL, "Repository not found");
+		ok = reply_error(s, c, rc, NULL, "Repository not found");
 	else if (rc == -ESRCH)
-		ok = reply_error(c, rc, NULL, "Invalid rev id: %s", rt.rev);
+		ok = reply_error(s, c, rc, NULL, "Invalid rev id: %s", rt.rev);
 	else if (refused(s, c, p, &ok))
 		;
 	else if (rt.kind == ROUTE_RESOLVE)
@@ -473,8 +505,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		ok = tree(s, c, url, p, &rt);
 	else {
 		info = api_info(p, arg_true(c, "blobs"));
-		ok = info ? reply_json(c, info, p->commit, NULL)
-			  : reply_error(c, -ENOMEM, NULL, "out of memory");
+		ok = info ? reply_json(s, c, info, p->commit, NULL)
+			  : reply_error(s, c, -ENOMEM, NULL, "out of memory");
 		json_decref(info);
 	}
 	route_clear(&rt);
@@ -560,6 +592,8 @@ int serve_open(struct engine *e, const struct serve_opts *o, struct serve **out)
 	s->fd = -1;
 	s->engine = e;
 	s->tree_page = o->tree_page > 0 ? (size_t)o->tree_page : SERVE_TREE_PAGE;
+	s->metrics = o->metrics;
+	s->metrics_arg = o->metrics_arg;
 	while (plen > 0 && prefix[plen - 1] == '/')
 		plen--;
 	if (plen && prefix[0] != '/') {
@@ -620,6 +654,19 @@ void serve_close(struct serve *s)
 	access_free(s->access);
 	free(s->prefix);
 	free(s);
+}
+
+void serve_stats(struct serve *s, struct serve_stats *out)
+{
+	struct serve_counters *k = &s->counters;
+
+	memset(out, 0, sizeof(*out));
+	out->requests = atomic_load(&k->requests);
+	for (int i = 0; i < 6; i++)
+		out->status_class[i] = atomic_load(&k->status_class[i]);
+	out->bytes_cache = atomic_load(&k->bytes_cache);
+	out->bytes_origin = atomic_load(&k->bytes_origin);
+	out->bodies_cut = atomic_load(&k->bodies_cut);
 }
 
 size_t serve_nfiles(const struct serve *s)

@@ -887,3 +887,76 @@ def test_malformed_requests_and_slow_clients_leave_it_serving(hub, serve):
     finally:
         for sk in slow:
             sk.close()
+
+
+# ---------------------------------------------------------------------------
+# what it served: status and /metrics
+
+def parse_metrics(text):
+    """{'name{labels}': value} of a Prometheus text page; every family has
+    HELP and TYPE lines, every sample a number."""
+    out, typed = {}, set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            typed.add(line.split()[2])
+        elif line.startswith("#") or not line.strip():
+            continue
+        else:
+            key, value = line.rsplit(" ", 1)
+            assert key.split("{")[0] in typed, line
+            out[key] = float(value)
+    return out
+
+
+def test_status_and_metrics_count_what_was_served(hub, serve, modelfs_bin, mount):
+    """A cold download counts its bytes as from the origin (those that
+    waited for a download; readahead may have brought later ones in
+    first), the same again all as from the cache; a 404 counts as 4xx. GET /metrics answers the
+    Prometheus text format (requests, bytes by cache and origin, cache
+    size and limit, downloads, per-source fetch latency and errors);
+    `modelfs status` (text and --json) shows the serve counters and
+    `status --metrics` the same page, through the control socket; a plain
+    mount answers --metrics too, without serve counters."""
+    size = 3 * MiB + 17
+    data, _ = add_big(hub, size)
+    s = serve(hf_conf(hub, {"checkpoints": {"big": hf("org/big", file="big.bin")}}))
+    assert s.get("/org/big/resolve/main/big.bin").body == data
+    cold = parse_metrics(s.get("/metrics").body.decode())
+    origin = cold['modelfs_serve_bytes_total{from="origin"}']
+    assert origin >= MiB and origin + cold['modelfs_serve_bytes_total{from="cache"}'] == size
+    assert s.get("/org/big/resolve/main/big.bin").body == data
+    assert s.get("/org/big/resolve/main/nothere").status == 404
+    r = s.get("/metrics")
+    assert r.status == 200 and r.header("Content-Type").startswith("text/plain; version=0.0.4")
+    m = parse_metrics(r.body.decode())
+    assert m['modelfs_serve_bytes_total{from="origin"}'] == origin
+    assert m['modelfs_serve_bytes_total{from="cache"}'] == 2 * size - origin
+    assert m['modelfs_serve_requests_total{code="2xx"}'] >= 2
+    assert m['modelfs_serve_requests_total{code="4xx"}'] == 2     # and the start's probe
+    assert m['modelfs_downloaded_bytes_total{from="origin"}'] == size
+    assert m["modelfs_cache_used_bytes"] >= size
+    assert m['modelfs_fetches{source="huggingface"}'] >= 1
+    assert m['modelfs_fetch_errors{source="huggingface"}'] == 0
+    assert 'modelfs_fetch_seconds{source="huggingface"}' in m
+    base = [modelfs_bin, "status", "--cache-dir", s.cache_dir]
+    r = run(base + ["--json"], env=s.env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert st["serve"]["bytes_from_cache"] == 2 * size - origin
+    assert st["serve"]["bytes_from_origin"] == origin
+    assert st["serve"]["responses"]["4xx"] == 2 and st["serve"]["listen"].startswith("127.0.0.1:")
+    r = run(base, env=s.env, timeout=60)
+    assert r.returncode == 0 and "modelfs serve on 127.0.0.1:" in r.stdout, r.stdout
+    assert "served: " in r.stdout and "from the cache" in r.stdout
+    r = run(base + ["--metrics"], env=s.env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert parse_metrics(r.stdout)['modelfs_serve_bytes_total{from="cache"}'] == 2 * size - origin
+    # a plain mount, through its control socket
+    mnt = mount(hf_conf(hub, {"checkpoints": {"c": hf("org/tiny", file="config.json")}}))
+    tiny, _ = fixture(hub, "org/tiny", "config.json")
+    assert (mnt.path / "Stable-diffusion" / "config.json").read_bytes() == tiny
+    r = run([modelfs_bin, "status", "--metrics", "--cache-dir", mnt.cache_dir], timeout=60)
+    assert r.returncode == 0, r.stderr
+    pm = parse_metrics(r.stdout)
+    assert pm['modelfs_downloaded_bytes_total{from="origin"}'] == len(tiny)
+    assert not any(k.startswith("modelfs_serve_") for k in pm)
