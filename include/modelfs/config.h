@@ -61,6 +61,8 @@ struct config_entry {
 	char *model_id, *version_id, *file_id;		/* civitai */
 	char *endpoint, *region;	/* s3 */
 	char **mirrors;			/* NULL-terminated or NULL */
+	char *mirror_token_file;	/* sent as Bearer to the mirrors' hosts only, or NULL:
+					 * [modelfs] mirror_token_file then */
 
 	struct config_header *headers;	/* sent to the entry's own host only */
 	size_t n_headers;
@@ -109,6 +111,7 @@ struct config {
 	bool cache_proxy_private;	/* requests with credentials go through it too */
 	char *cache_proxy_token_file;	/* the tier's access token (a neighbour's serve),
 					 * sent to the tier's host only, or NULL */
+	char *mirror_token_file;	/* every entry's mirror_token_file unless it has one */
 	int64_t bandwidth_limit;	/* bytes per second over all connections; 0: none */
 	char **prefetch;		/* [modelfs] prefetch: entry ids, entry names or
 					 * paths in the mount to warm after mounting;

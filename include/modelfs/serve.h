@@ -11,6 +11,9 @@
  *   GET /api/{models|datasets|spaces}/{repo}[/revision/{rev}][?blobs=true]
  *   GET /api/{...}/{repo}/tree/{rev}[/{path}][?recursive=true][&cursor=C]
  *   GET /metrics                                 Prometheus text (serve_opts)
+ *   HEAD|GET /files/{mount path}                 any configured file, as a
+ *       mirror of its origin (its strong ETag, If-Range); a non-Hub file
+ *       whose source may take credentials only with the access token
  *   HEAD|GET /sha256-{hex}/... and /commit-{hex}/{scheme}/{host}/{resolve
  *       path}: tier.h's scheme, so that neighbours can use this server as
  *       their cache_proxy (a file it does not serve is a 404: they go to

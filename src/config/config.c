@@ -870,6 +870,7 @@ static const struct key_spec modelfs_keys[] = {
 	{ "cache_proxy", K_BASE_URL, .off = CFG(cache_proxy) },
 	{ "cache_proxy_private", K_BOOL, .off = CFG(cache_proxy_private) },
 	{ "cache_proxy_token_file", K_PATH, .off = CFG(cache_proxy_token_file) },
+	{ "mirror_token_file", K_PATH, .off = CFG(mirror_token_file) },
 	{ "bandwidth_limit", K_SIZE, .off = CFG(bandwidth_limit) },
 };
 #define N_MODELFS_KEYS (sizeof(modelfs_keys) / sizeof(modelfs_keys[0]))
@@ -878,7 +879,7 @@ enum entry_key {
 	E_SOURCE, E_URL, E_REPO, E_FILE, E_REVISION, E_REPO_TYPE, E_INCLUDE, E_EXCLUDE,
 	E_MODEL_ID, E_VERSION_ID, E_FILE_ID, E_ENDPOINT, E_REGION, E_MIRRORS,
 	E_FILENAME, E_SHA256, E_SIZE, E_HEADERS, E_AUTH_HEADER, E_GATED, E_VERIFY,
-	E_PREFETCH, E_PIN, N_ENTRY_KEYS
+	E_PREFETCH, E_PIN, E_MIRROR_TOKEN_FILE, N_ENTRY_KEYS
 };
 
 #define S_URL (1u << CONFIG_SOURCE_URL)
@@ -917,6 +918,8 @@ static const struct key_spec entry_keys[N_ENTRY_KEYS] = {
 			.sources = S_ALL },
 	[E_PREFETCH] = { "prefetch", K_BOOL, .off = ENT(prefetch), .sources = S_ALL },
 	[E_PIN] = { "pin", K_BOOL, .off = ENT(pin), .sources = S_ALL },
+	[E_MIRROR_TOKEN_FILE] = { "mirror_token_file", K_PATH, .off = ENT(mirror_token_file),
+				  .sources = S_ALL },
 };
 
 /* What a kind takes, for "must be ..." messages. */
@@ -2631,6 +2634,7 @@ void config_free(struct config *cfg)
 		free(e->endpoint);
 		free(e->region);
 		free_strv(e->mirrors);
+		free(e->mirror_token_file);
 		for (size_t h = 0; h < e->n_headers; h++) {
 			free(e->headers[h].name);
 			free(e->headers[h].value);
@@ -2653,6 +2657,7 @@ void config_free(struct config *cfg)
 	free(cfg->serve_prefix);
 	free(cfg->serve_token_file);
 	free(cfg->cache_proxy_token_file);
+	free(cfg->mirror_token_file);
 	free(cfg->cache_proxy);
 	free(cfg->hf_endpoint);
 	free(cfg->civitai_endpoint);

@@ -497,6 +497,45 @@ static int tier_token(struct tier *t, const char *path)
 	return rc;
 }
 
+/* Each entry's mirror credential (config.h mirror_token_file): 0, or
+ * -errno (logged) when a file cannot be read. */
+static int mirror_tokens(struct engine *e, const struct config *cfg)
+{
+	int rc = 0;
+
+	e->mirror_bearer = calloc(cfg->n_entries ? cfg->n_entries : 1, sizeof(*e->mirror_bearer));
+	if (!e->mirror_bearer)
+		return -ENOMEM;
+	for (size_t i = 0; rc == 0 && i < cfg->n_entries; i++) {
+		const char *path = cfg->entries[i].mirror_token_file ? cfg->entries[i].mirror_token_file
+								      : cfg->mirror_token_file;
+		char *token = NULL;
+
+		if (!path || !cfg->entries[i].mirrors)
+			continue;
+		rc = secret_read_file(path, &token);
+		if (rc)
+			log_error("event=mirror_token_unreadable entry=%s path=%s error=\"%s\"",
+				  cfg->entries[i].id, path,
+				  rc == -ENODATA ? "the file is empty" : strerror(-rc));
+		else if (asprintf(&e->mirror_bearer[i], "Bearer %s", token) >= 0)
+			log_add_secret(e->mirror_bearer[i]);
+		else {
+			e->mirror_bearer[i] = NULL;
+			rc = -ENOMEM;
+		}
+		secret_free(token);
+	}
+	return rc;
+}
+
+static void mirror_tokens_free(struct engine *e)
+{
+	for (size_t i = 0; e->mirror_bearer && i < e->cfg->n_entries; i++)
+		secret_free(e->mirror_bearer[i]);
+	free(e->mirror_bearer);
+}
+
 int engine_open(const struct config *cfg, struct cache *cache, struct engine **out)
 {
 	return engine_open_locked(cfg, NULL, cache, out);
@@ -529,6 +568,8 @@ int engine_open_locked(const struct config *cfg, const struct lock *lock, struct
 		rc = tier_new(cfg->cache_proxy, cfg->cache_proxy_private, &e->tier);
 	if (rc == 0 && e->tier && cfg->cache_proxy_token_file)
 		rc = tier_token(e->tier, cfg->cache_proxy_token_file);
+	if (rc == 0)
+		rc = mirror_tokens(e, cfg);
 	if (rc)
 		goto out;
 	bandwidth_set((uint64_t)cfg->bandwidth_limit);
@@ -624,6 +665,7 @@ void engine_close(struct engine *e)
 	free(e->files);
 	source_ctx_free(e->sources);
 	tier_free(e->tier);
+	mirror_tokens_free(e);
 	pthread_mutex_destroy(&e->qlock);
 	pthread_cond_destroy(&e->qcond);
 	pthread_cond_destroy(&e->stop_cond);

@@ -49,6 +49,10 @@ struct route {
  * -ENOMEM. On failure r holds nothing to free. */
 int route_parse(const char *target, struct route *r);
 void route_clear(struct route *r);
+/* A mount path from a /files/ target (after "/files/", still encoded):
+ * each segment decoded, none empty, ".", ".." or holding a '/'. 0 and
+ * *out; -EINVAL; -ENOMEM. */
+int route_mount_path(const char *target, char **out);
 /* Percent-decode s[0..len) into a new string: 0 or -EINVAL (a bad
  * escape, a NUL) or -ENOMEM. */
 int route_unescape(const char *s, size_t len, char **out);
@@ -94,6 +98,11 @@ const struct hub_file *hub_pin_file(const struct hub_pin *p, const char *path);
  * 0 with *pin and *file; -ENOENT. */
 int hub_index_find_sha256(const struct hub_index *x, const char *sha256,
 			  const struct hub_pin **pin, const struct hub_file **file);
+
+/* The pin and file of engine file ef: 0, or -ENOENT when ef is not
+ * served as a Hub file (another source, or left out). */
+int hub_index_find_file(const struct hub_index *x, const struct engine_file *ef,
+			const struct hub_pin **pin, const struct hub_file **file);
 
 /* ---- api.c ---------------------------------------------------------------- */
 

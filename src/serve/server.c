@@ -187,39 +187,53 @@ static ssize_t no_body(void *cls, uint64_t pos, char *buf, size_t max)
 	return MHD_CONTENT_READER_END_WITH_ERROR;
 }
 
-static enum MHD_Result resolve(struct serve *s, struct MHD_Connection *c, bool head,
-			       const struct hub_pin *p, const char *path)
+/* What a file's answer says of it. */
+struct body {
+	struct engine_file *ef;
+	uint64_t size;
+	const char *etag;		/* the ETag, quoted: "sha256", "git blob id", the
+					 * origin's strong ETag; or NULL */
+	bool lfs;			/* an LFS file: X-Linked-* and octet-stream */
+	const char *commit;		/* X-Repo-Commit, or NULL */
+};
+
+/* HEAD or GET of b, with its Range (serve.h (2), (4)). */
+static enum MHD_Result send_file(struct serve *s, struct MHD_Connection *c, bool head,
+				 const struct body *b)
 {
-	const struct hub_file *f = hub_pin_file(p, path);
 	const char *range = head ? NULL
 		: MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
+	const char *if_range = head ? NULL
+		: MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_RANGE);
 	uint64_t first = 0, last = 0;
 	struct MHD_Response *r;
 	struct stream *st = NULL;
-	char etag[80], value[96];
+	char value[96];
 	unsigned status = MHD_HTTP_OK;
 	int rc, err;
 
-	if (!f)
-		return reply_error(s, c, -ENOENT, p->commit, "Entry not found");
-	err = engine_file_open_error(f->ef);
+	/* RFC 9110 §13.1.5: a validator that is not ours means the whole body. */
+	if (if_range && (!b->etag || strcmp(if_range, b->etag) != 0))
+		range = NULL;
+	err = engine_file_open_error(b->ef);
 	if (err) {
-		char *why = engine_file_error(f->ef);
+		char *why = engine_file_error(b->ef);
 
-		log_warn("event=serve_refused path=%s error=\"%s\"", engine_file_path(f->ef),
+		log_warn("event=serve_refused path=%s error=\"%s\"", engine_file_path(b->ef),
 			 why ? why : strerror(-err));
 		free(why);
-		return reply_error(s, c, err == -EACCES ? -EACCES : -EIO, p->commit,
+		return reply_error(s, c, err == -EACCES ? -EACCES : -EIO, b->commit,
 				   err == -EACCES ? "The server's own access to this file was refused"
 						  : "The server cannot read this file");
 	}
-	rc = serve_parse_range(range, f->size, &first, &last);
+	rc = serve_parse_range(range, b->size, &first, &last);
 	if (rc == -ERANGE) {
 		r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
 		if (r) {
-			snprintf(value, sizeof(value), "bytes */%llu", (unsigned long long)f->size);
+			snprintf(value, sizeof(value), "bytes */%llu", (unsigned long long)b->size);
 			header(r, MHD_HTTP_HEADER_CONTENT_RANGE, value);
-			header(r, "X-Repo-Commit", p->commit);
+			if (b->commit)
+				header(r, "X-Repo-Commit", b->commit);
 		}
 		return queue(s, c, MHD_HTTP_RANGE_NOT_SATISFIABLE, r);
 	}
@@ -227,13 +241,13 @@ static enum MHD_Result resolve(struct serve *s, struct MHD_Connection *c, bool h
 		status = MHD_HTTP_PARTIAL_CONTENT;
 	} else {
 		first = 0;
-		last = f->size ? f->size - 1 : 0;
+		last = b->size ? b->size - 1 : 0;
 	}
-	if (f->size == 0)
+	if (b->size == 0)
 		r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
 	else if (head)
-		r = MHD_create_response_from_callback(f->size, BODY_BLOCK, no_body, NULL, NULL);
-	else if (stream_new(f->ef, first, last, &s->stop, &s->counters, &st) != 0)
+		r = MHD_create_response_from_callback(b->size, BODY_BLOCK, no_body, NULL, NULL);
+	else if (stream_new(b->ef, first, last, &s->stop, &s->counters, &st) != 0)
 		r = NULL;
 	else {
 		r = MHD_create_response_from_callback(last - first + 1, BODY_BLOCK, stream_read, st,
@@ -242,29 +256,53 @@ static enum MHD_Result resolve(struct serve *s, struct MHD_Connection *c, bool h
 			stream_release(st);
 	}
 	if (!r)
-		return reply_error(s, c, -ENOMEM, p->commit, "out of memory");
-	snprintf(etag, sizeof(etag), "\"%s\"", f->sha256 ? f->sha256 : f->blob_id);
-	header(r, MHD_HTTP_HEADER_CONTENT_TYPE, f->sha256 ? "application/octet-stream"
-							   : "text/plain; charset=utf-8");
-	header(r, MHD_HTTP_HEADER_ETAG, etag);
-	header(r, "X-Repo-Commit", p->commit);
+		return reply_error(s, c, -ENOMEM, b->commit, "out of memory");
+	header(r, MHD_HTTP_HEADER_CONTENT_TYPE, b->lfs || !b->commit ? "application/octet-stream"
+								   : "text/plain; charset=utf-8");
+	if (b->etag)
+		header(r, MHD_HTTP_HEADER_ETAG, b->etag);
+	if (b->commit)
+		header(r, "X-Repo-Commit", b->commit);
 	header(r, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
-	if (f->sha256) {
+	if (b->lfs) {
 		/* What the Hub puts on an LFS file's answer, so that clients
 		 * take the content's hash and size, not the pointer's. */
-		snprintf(value, sizeof(value), "%llu", (unsigned long long)f->size);
+		snprintf(value, sizeof(value), "%llu", (unsigned long long)b->size);
 		header(r, "X-Linked-Size", value);
-		header(r, "X-Linked-Etag", etag);
+		header(r, "X-Linked-Etag", b->etag);
 	}
 	if (status == MHD_HTTP_PARTIAL_CONTENT) {
 		snprintf(value, sizeof(value), "bytes %llu-%llu/%llu", (unsigned long long)first,
-			 (unsigned long long)last, (unsigned long long)f->size);
+			 (unsigned long long)last, (unsigned long long)b->size);
 		header(r, MHD_HTTP_HEADER_CONTENT_RANGE, value);
 	}
 	log_debug("event=serve_file path=%s status=%u first=%llu last=%llu head=%d",
-		  engine_file_path(f->ef), status, (unsigned long long)first,
+		  engine_file_path(b->ef), status, (unsigned long long)first,
 		  (unsigned long long)last, head);
 	return queue(s, c, status, r);
+}
+
+/* A Hub file as the Hub answers it: ETag the content's sha256 or the
+ * git blob id, X-Linked-* on LFS files, X-Repo-Commit. */
+static enum MHD_Result send_hub_file(struct serve *s, struct MHD_Connection *c, bool head,
+				     const struct hub_pin *p, const struct hub_file *f)
+{
+	char etag[80];
+	struct body b = { .ef = f->ef, .size = f->size, .lfs = f->sha256 != NULL, .etag = etag,
+			  .commit = p->commit };
+
+	snprintf(etag, sizeof(etag), "\"%s\"", f->sha256 ? f->sha256 : f->blob_id);
+	return send_file(s, c, head, &b);
+}
+
+static enum MHD_Result resolve(struct serve *s, struct MHD_Connection *c, bool head,
+			       const struct hub_pin *p, const char *path)
+{
+	const struct hub_file *f = hub_pin_file(p, path);
+
+	if (!f)
+		return reply_error(s, c, -ENOENT, p->commit, "Entry not found");
+	return send_hub_file(s, c, head, p, f);
 }
 
 /* ---- /api/ -------------------------------------------------------------------- */
@@ -445,6 +483,83 @@ static enum MHD_Result peer(struct serve *s, struct MHD_Connection *c, bool head
 	return ok;
 }
 
+/* Another source's file as a mirror of its origin answers it: the
+ * origin's strong ETag, so that a node's If-Range holds on either;
+ * else the content's sha256 when known; else none. */
+static enum MHD_Result send_origin_file(struct serve *s, struct MHD_Connection *c, bool head,
+					struct engine_file *ef)
+{
+	struct engine_origin o = { 0 };
+	char *sha = NULL, etag[80];
+	struct body b = { .ef = ef, .size = engine_file_size(ef) };
+	enum MHD_Result ok;
+
+	if (engine_file_origin(ef, &o) != 0)
+		return reply_error(s, c, -ENOMEM, NULL, "out of memory");
+	if (o.validator && o.validator[0] == '"') {
+		b.etag = o.validator;
+	} else if ((sha = engine_file_sha256(ef))) {
+		snprintf(etag, sizeof(etag), "\"%s\"", sha);
+		b.etag = etag;
+	}
+	ok = send_file(s, c, head, &b);
+	free(sha);
+	engine_origin_clear(&o);
+	return ok;
+}
+
+/* A file whose source takes no credential: a plain URL with no header,
+ * no auth_header and no ${VAR} (which may hold a secret). Any other
+ * non-Hub file may have been fetched with the server's credentials. */
+static bool public_source(const struct config_entry *e)
+{
+	return e->source == CONFIG_SOURCE_URL && !e->auth_header && e->n_headers == 0 &&
+	       e->url_written && !strstr(e->url_written, "${");
+}
+
+/* GET|HEAD /files/{mount path}: any configured file, as a mirror serves
+ * it. A Hub file follows its repo's access (serve.h (6)); another one
+ * goes to holders of the access token unless its source is public. */
+static enum MHD_Result mount_file(struct serve *s, struct MHD_Connection *c, bool head,
+				  const char *target)
+{
+	const struct hub_pin *p = NULL;
+	const struct hub_file *hf = NULL;
+	struct engine_file *ef = NULL;
+	char *path = NULL;
+	enum MHD_Result ok;
+	int rc = route_mount_path(target, &path);
+
+	if (rc == -EINVAL)
+		return reply_error(s, c, -EINVAL, NULL, "Invalid path: \".\", \"..\" or a bad escape");
+	if (rc)
+		return reply_error(s, c, rc, NULL, "cannot read the request");
+	for (size_t i = 0; !ef && i < engine_nfiles(s->engine); i++)
+		if (strcmp(engine_file_path(engine_file_at(s->engine, i)), path) == 0)
+			ef = engine_file_at(s->engine, i);
+	if (!ef) {
+		ok = reply_error(s, c, -ENOENT, NULL, "Entry not found");
+		goto out;
+	}
+	if (engine_file_entry(ef)->source == CONFIG_SOURCE_HUGGINGFACE) {
+		if (hub_index_find_file(s->index, ef, &p, &hf) != 0) {
+			ok = reply_error(s, c, -ENOENT, NULL, "Entry not found");
+			goto out;
+		}
+		if (!refused(s, c, p, &ok))
+			ok = send_hub_file(s, c, head, p, hf);
+	} else if (!public_source(engine_file_entry(ef)) &&
+		   !access_server_token(s->access, client_token(c))) {
+		ok = reply_error(s, c, -EACCES, NULL, "This file's source needs credentials: the "
+				 "server gives it only to clients with its access token");
+	} else {
+		ok = send_origin_file(s, c, head, ef);
+	}
+out:
+	free(path);
+	return ok;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
 				  const char *method, const char *version, const char *upload_data,
 				  size_t *upload_data_size, void **con_cls)
@@ -481,6 +596,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return reply_error(s, c, -ENODEV, NULL, "not found");
 	if (strcmp(url + plen, "/metrics") == 0)
 		return metrics(s, c);
+	if (strncmp(url + plen, "/files/", 7) == 0)
+		return mount_file(s, c, head, url + plen + 7);
 	if (tier_parse_target(url + plen, &kind, key, &path) == 0)
 		return peer(s, c, head, kind, key, path);
 	rc = route_parse(url + plen, &rt);

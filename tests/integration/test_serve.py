@@ -25,7 +25,7 @@ import pytest
 
 from conftest import ERROR_LINE_RE, SANITIZER_RE, SCRUB_NAMES, SCRUB_PREFIXES, _tail
 from hubclient import fetch
-from mfs import MiB, commit_sha, config, data_requests, hf, repos, run, wait_for
+from mfs import MiB, commit_sha, config, data_requests, hf, repos, run, url_entry, wait_for
 from test_fakehub_hf import JS, js_ready
 
 GOOD = "hf_testerTOKEN0123456789abcdefghijklmn"        # svc_hf.TOKENS: user "tester"
@@ -960,3 +960,81 @@ def test_status_and_metrics_count_what_was_served(hub, serve, modelfs_bin, mount
     pm = parse_metrics(r.stdout)
     assert pm['modelfs_downloaded_bytes_total{from="origin"}'] == len(tiny)
     assert not any(k.startswith("modelfs_serve_") for k in pm)
+
+
+# ---------------------------------------------------------------------------
+# /files/: every configured file, as a mirror
+
+def test_files_route_serves_every_source_and_is_a_mirror(hub, serve, mount, tmp_path):
+    """/files/{mount path} answers HEAD and Range GETs for a plain URL, a
+    CivitAI, an S3 and a Hugging Face entry with exact bytes; a file whose
+    source took the server's credentials (CivitAI with a token, S3) goes
+    only to holders of the access token; traversal is refused; and a node
+    whose URL entry names the box as a mirror, with mirror_token_file,
+    reads through it when the origin fails, its token sent to the box
+    only."""
+    from test_civitai import Civ, GOOD_KEY, civ
+    from test_s3 import CREDS, s3_entry, add as s3_add
+    url_path, url_sha = hub.add_file("mirrored.bin", 2 * MiB + 5, seed=41)
+    s3_path, _ = s3_add(hub, "sdxl/served.bin", MiB + 9, seed=42)
+    cv = Civ(hub)
+    tiny, _ = fixture(hub, "org/tiny", "config.json")
+    entries = {"checkpoints": {
+        "u": url_entry(hub.url("mirrored.bin"), sha256=url_sha),
+        "c": hf("org/tiny", file="config.json"),
+        "s": s3_entry(hub, key="sdxl/served.bin", filename="served.bin")},
+        "lora": {"cv": civ(version_id=1001)}}
+    text = config(entries, settings='hf_endpoint = "%s"\ncivitai_endpoint = "%s"' % (
+        hub.base("hf"), hub.base("civitai")))
+    s = serve(text, env=dict(CREDS, CIVITAI_TOKEN=GOOD_KEY, HF_TOKEN=GOOD),
+              extra_args=["--token-file", token_file(tmp_path)])
+    auth = {"Authorization": "Bearer " + ACCESS}
+    want = {"Stable-diffusion/mirrored.bin": Path(url_path).read_bytes(),
+            "Stable-diffusion/config.json": tiny,
+            "Stable-diffusion/served.bin": Path(s3_path).read_bytes(),
+            "Lora/detailTweaker_v2.safetensors": Path(cv.src["v2"]).read_bytes()}
+    for path, data in want.items():
+        target = "/files/" + urllib.parse.quote(path)
+        r = s.get(target, method="HEAD", headers=auth)
+        assert r.status == 200 and r.header("Content-Length") == str(len(data)), (path, r.status)
+        assert r.header("Accept-Ranges") == "bytes"
+        a, b = len(data) // 4, len(data) // 2
+        r = s.get(target, headers=dict(auth, Range="bytes=%d-%d" % (a, b)))
+        assert r.status == 206, (path, r.status, r.body[:200])
+        assert r.header("Content-Range") == "bytes %d-%d/%d" % (a, b, len(data))
+        assert r.body == data[a:b + 1]
+        assert s.get(target, headers=auth).body == data
+        no_secrets(r)
+    assert s.get("/files/Stable-diffusion/nothere.bin", headers=auth).status == 404
+    for bad in ("/files/../config.toml", "/files/%2e%2e/%2e%2e/etc/passwd",
+                "/files/Stable-diffusion/%2e%2e/Lora/detailTweaker_v2.safetensors", "/files/"):
+        assert s.get(bad, headers=auth).status == 400, bad
+    s.stop()
+
+    # on loopback without an access token: public sources only
+    s2 = serve(text, env=dict(CREDS, CIVITAI_TOKEN=GOOD_KEY, HF_TOKEN=GOOD))
+    assert s2.get("/files/Stable-diffusion/mirrored.bin").status == 200
+    assert s2.get("/files/Stable-diffusion/config.json").status == 200
+    for path in ("Stable-diffusion/served.bin", "Lora/detailTweaker_v2.safetensors"):
+        r = s2.get("/files/" + path)
+        assert r.status == 403 and "error" in json.loads(r.body), path
+    s2.stop()
+
+    # the box as a node's mirror: the origin fails, the mirror answers
+    box = serve(config({"checkpoints": {"u": url_entry(hub.url("mirrored.bin"), sha256=url_sha)}}),
+                extra_args=["--token-file", token_file(tmp_path, name="box.token")])
+    mirror = box.url("/files/Stable-diffusion/mirrored.bin")
+    # the box has the bytes before the origin goes away
+    assert box.get("/files/Stable-diffusion/mirrored.bin",
+                   headers=auth).body == want["Stable-diffusion/mirrored.bin"]
+    node_tf = token_file(tmp_path, name="node.token")
+    node = mount(config({"checkpoints": {"u": "{ url = \"%s\", sha256 = \"%s\", mirrors = [\"%s\"], "
+                                               "mirror_token_file = \"%s\" }"
+                                               % (hub.url("mirrored.bin"), url_sha, mirror,
+                                                  node_tf)}},
+                        settings="retry_timeout = 1"))
+    hub.faults(server="origin", path="mirrored.bin", down=True)   # after the resolution
+    got = (node.path / "Stable-diffusion" / "mirrored.bin").read_bytes()
+    assert got == want["Stable-diffusion/mirrored.bin"]
+    assert not any(ACCESS in (e["headers"].get("authorization") or "") for e in hub.requests())
+    assert ACCESS not in node.log()
