@@ -81,9 +81,11 @@ const char cli_usage_text[] =
 	"  info [--json] [--config CONFIG] FILE\n"
 	"        tensors, dtypes, parameters and GPU memory of a .safetensors\n"
 	"        or .gguf file, from its header only\n"
-	"  serve [--listen ADDR:PORT] [--prefix /PATH] [--token-file FILE] [--config] CONFIG\n"
+	"  serve [--listen ADDR:PORT] [--prefix /PATH] [--token-file FILE] [--daemon]\n"
+	"        [--config] CONFIG\n"
 	"        serve CONFIG's Hugging Face files over the Hub's download\n"
-	"        protocol (HF_ENDPOINT=http://ADDR:PORT/PATH) until SIGTERM;\n"
+	"        protocol (HF_ENDPOINT=http://ADDR:PORT/PATH) until SIGTERM\n"
+	"        (--daemon: in the background, exit 0 once listening);\n"
 	"        default 127.0.0.1:8080; another address needs --token-file\n"
 	"  tier nginx [--listen ADDR] [--cache DIR] [--max-size N] [--origin HOST ...]\n"
 	"        print an nginx config for a shared cache tier (cache_proxy)\n"
@@ -121,7 +123,7 @@ static const struct {
 	{ "verify", " json config " },
 	{ "evict", " force json config unused-for " },
 	{ "info", " json config " },
-	{ "serve", " config listen prefix log-file token-file " },
+	{ "serve", " config listen prefix log-file token-file daemon " },
 };
 
 static bool takes(const char *cmd, const char *opt)
@@ -159,6 +161,7 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		{ "prefix", required_argument, NULL, 'P' },
 		{ "token-file", required_argument, NULL, 'k' },
 		{ "metrics", no_argument, NULL, 'm' },
+		{ "daemon", no_argument, NULL, 'D' },
 		{ "output", required_argument, NULL, 'O' },
 		{ "lock", required_argument, NULL, 'X' },
 		{ "check", no_argument, NULL, 'Q' },
@@ -172,7 +175,7 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		{ 'o', "fuse-opts" }, { 'J', "json" }, { 'p', "pin" }, { 'F', "force" },
 		{ 'j', "jobs" }, { 'H', "history" }, { 'I', "into" }, { 'K', "keep-cache" },
 		{ 'G', "log-format" }, { 'B', "base" }, { 'M', "model" }, { 'Y', "category" },
-		{ 'L', "listen" }, { 'P', "prefix" }, { 'k', "token-file" }, { 'm', "metrics" },
+		{ 'L', "listen" }, { 'P', "prefix" }, { 'k', "token-file" }, { 'm', "metrics" }, { 'D', "daemon" },
 		{ 'O', "output" }, { 'X', "lock" }, { 'Q', "check" }, { 'U', "update" },
 		{ 'T', "unused-for" },
 	};
@@ -223,6 +226,7 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		case 'P': o->prefix = optarg; break;
 		case 'k': o->token_file = optarg; break;
 		case 'm': o->metrics = true; break;
+		case 'D': o->daemon = true; break;
 		case 'O': o->output = optarg; break;
 		case 'X': o->lock = optarg; break;
 		case 'Q': o->check = true; break;

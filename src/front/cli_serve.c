@@ -55,7 +55,7 @@ int cli_serve(int argc, char **argv)
 	char *token = NULL;
 	const char *env = getenv("PROVISION_URL");
 	sigset_t stop_sigs;
-	int code = EXIT_MODEL, rc, sig = 0, log_fd = -1;
+	int code = EXIT_MODEL, rc, sig = 0, log_fd = -1, notify_fd = -1;
 
 	rc = cli_parse(argc, argv, "serve", &o);
 	if (rc)
@@ -83,7 +83,17 @@ int cli_serve(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
+	if (o.daemon) {
+		notify_fd = cli_daemonize(NULL);
+		if (notify_fd < 0) {
+			fprintf(stderr, "modelfs serve: cannot go to the background: %s\n",
+				strerror(-notify_fd));
+			return EXIT_MODEL;
+		}
+	}
 	log_init(log_fd >= 0 ? log_fd : 2, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	if (o.daemon && log_fd >= 0)
+		log_set_console(2);	/* the terminal sees the start */
 	sigemptyset(&stop_sigs);
 	sigaddset(&stop_sigs, SIGTERM);
 	sigaddset(&stop_sigs, SIGINT);
@@ -92,6 +102,13 @@ int cli_serve(int argc, char **argv)
 	code = cli_target_open(&o, true, "serve", &t);
 	if (code)
 		goto out;
+	if (o.daemon && log_fd < 0) {
+		/* Once the terminal is gone the lines go to the cache's log;
+		 * until the server listens the terminal sees them too. */
+		log_fd = cli_default_log(t.cache_dir);
+		log_init(log_fd, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+		log_set_console(2);
+	}
 	if (t.fd >= 0) {
 		fprintf(stderr, "modelfs serve: the cache %s belongs to %s%s (pid %ld); "
 			"one cache has one owner, so serve does not open it too: stop that %s "
@@ -144,11 +161,22 @@ int cli_serve(int argc, char **argv)
 	}
 	fprintf(stderr, "modelfs serve: %zu files on http://%s%s (HF_ENDPOINT); stop with "
 		"SIGTERM or Ctrl-C\n", serve_nfiles(srv), so.listen, so.prefix ? so.prefix : "");
+	if (notify_fd >= 0) {
+		log_info("event=serve_daemon pid=%ld", (long)getpid());
+		cli_notify_parent(notify_fd, 0);
+		close(notify_fd);
+		notify_fd = -1;
+		log_set_console(-1);
+		if (chdir("/") != 0)
+			log_warn("event=chdir error=\"%s\"", strerror(errno));
+		cli_detach_stdio(log_fd);
+	}
 	while (sigwait(&stop_sigs, &sig) != 0)
 		;
 	log_info("event=serve_stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	code = 0;
 out:
+	cli_notify_parent(notify_fd, code);
 	/* Commands and connections first: they read through the engine. */
 	control_server_stop(control);
 	serve_close(srv);

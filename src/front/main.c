@@ -160,15 +160,6 @@ static bool path_within(const char *inner, const char *outer)
 	return strncmp(a, b, n) == 0 && (a[n] == '/' || a[n] == '\0');
 }
 
-/* Tell the waiting parent how the mount went: one byte, the exit code. */
-static void notify_parent(int fd, int code)
-{
-	unsigned char c = (unsigned char)code;
-
-	if (fd >= 0 && write(fd, &c, 1) != 1)
-		log_warn("event=notify_parent error=\"%s\"", strerror(errno));
-}
-
 /* What a mount helper exits with: mount(8) expects 0 for a live mount,
  * some entries failed or not (the warning is printed); 1 for a bad
  * invocation, 32 for a mount that failed. */
@@ -177,67 +168,10 @@ static int helper_exit_code(int code)
 	return code == 0 || code == EXIT_PARTIAL ? 0 : code == EXIT_USAGE ? 1 : 32;
 }
 
-/* Fork; the parent waits until the child says the mount is live (or
- * failed) and exits with that code (as a mount helper's, for a helper).
- * Returns the pipe end in the child. */
-static int daemonize(bool helper)
-{
-	int pfd[2];
-	pid_t pid;
-	unsigned char code = EXIT_MODEL;
-
-	if (pipe2(pfd, O_CLOEXEC) != 0)
-		return -errno;
-	pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid > 0) {
-		close(pfd[1]);
-		if (read(pfd[0], &code, 1) != 1)
-			code = EXIT_MODEL;	/* the child died before it could say */
-		_exit(helper ? helper_exit_code(code) : code);
-	}
-	close(pfd[0]);
-	setsid();
-	return pfd[1];
-}
-
-/* A daemon keeps no terminal; its stderr goes to the log file when there
- * is one, so that a crash or a sanitizer report is not lost. */
-static void detach_stdio(int log_fd)
-{
-	int fd = open("/dev/null", O_RDWR);
-
-	if (fd < 0)
-		return;
-	dup2(fd, 0);
-	dup2(fd, 1);
-	dup2(log_fd >= 0 ? log_fd : fd, 2);
-	if (log_fd >= 0)
-		log_file_is_stderr();
-	if (fd > 2)
-		close(fd);
-}
-
 /* --log-file syslog: the one way to syslog, which containers lack. */
 static bool want_syslog(const struct cli_opts *o)
 {
 	return o->log_file && strcmp(o->log_file, "syslog") == 0;
-}
-
-/* A background mount without --log-file logs to CACHE_DIR/modelfs.log:
- * the fd, or -1 (then only the terminal saw the lines so far). */
-static int default_log(const char *cache_dir)
-{
-	char path[PATH_MAX];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/%s", cache_dir, "modelfs.log");
-	fd = log_open_file(path);
-	if (fd < 0)
-		fprintf(stderr, "modelfs: cannot write the log %s: %s; give --log-file\n", path,
-			strerror(-fd));
-	return fd < 0 ? -1 : fd;
 }
 
 static void raise_fd_limit(void)
@@ -624,7 +558,7 @@ static int do_mount(int argc, char **argv, bool helper)
 		}
 	}
 	if (!o.foreground) {
-		notify_fd = daemonize(helper);
+		notify_fd = cli_daemonize(helper ? helper_exit_code : NULL);
 		if (notify_fd < 0) {
 			fprintf(stderr, "modelfs: cannot daemonize: %s\n", strerror(-notify_fd));
 			goto out;
@@ -642,7 +576,7 @@ static int do_mount(int argc, char **argv, bool helper)
 		goto out;
 	}
 	if (log_fd < 0 && !o.foreground && !want_syslog(&o)) {
-		log_fd = default_log(cache_dir);
+		log_fd = cli_default_log(cache_dir);
 		if (log_fd >= 0)
 			log_init(log_fd, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 	}
@@ -691,7 +625,7 @@ static int do_mount(int argc, char **argv, bool helper)
 		 engine_nfiles(engine), cache_dir, MODELFS_VERSION);
 	/* Said before the parent exits, while stderr is still the caller's. */
 	code = report_mount(engine, cfg, config_arg(&o), mnt);
-	notify_parent(notify_fd, code);
+	cli_notify_parent(notify_fd, code);
 	notify_ready(engine, mnt, code);
 	log_set_console(-1);
 	if (notify_fd >= 0) {
@@ -699,7 +633,7 @@ static int do_mount(int argc, char **argv, bool helper)
 		notify_fd = -1;
 		if (chdir("/") != 0)
 			log_warn("event=chdir error=\"%s\"", strerror(errno));
-		detach_stdio(log_fd);
+		cli_detach_stdio(log_fd);
 	}
 	/* Their threads log: started once the log goes only where it stays
 	 * (a connection made meanwhile waits in the socket's backlog). */
@@ -722,7 +656,7 @@ static int do_mount(int argc, char **argv, bool helper)
 	log_info("event=unmounting mountpoint=%s", mnt);
 	sdnotify("STOPPING=1\nSTATUS=Unmounting");
 out:
-	notify_parent(notify_fd, code);
+	cli_notify_parent(notify_fd, code);
 	/* Commands, the server and the warmup use the engine: they go first. */
 	control_server_stop(control);
 	serve_close(srv);

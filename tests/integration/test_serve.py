@@ -1038,3 +1038,44 @@ def test_files_route_serves_every_source_and_is_a_mirror(hub, serve, mount, tmp_
     assert got == want["Stable-diffusion/mirrored.bin"]
     assert not any(ACCESS in (e["headers"].get("authorization") or "") for e in hub.requests())
     assert ACCESS not in node.log()
+
+
+# ---------------------------------------------------------------------------
+# --daemon
+
+def test_daemon_returns_once_listening_and_stops_on_sigterm(hub, modelfs_bin, tmp_path):
+    """serve --daemon exits 0 once the server listens (the first request
+    succeeds at once), logs to CACHE_DIR/modelfs.log, is found by `status`
+    (its pid), and stops on SIGTERM; a start that fails (the port taken)
+    exits non-zero with the reason on the terminal."""
+    text = hf_conf(hub, {"checkpoints": {"c": hf("org/tiny", file="config.json")}})
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    cache = tmp_path / "cache"
+    env = serve_env(tmp_path / "w", {})
+    port = free_port()
+    r = run([modelfs_bin, "serve", "--daemon", "--listen", "127.0.0.1:%d" % port,
+             "--cache-dir", cache, cfg], env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    pid = None
+    try:
+        data, _ = fixture(hub, "org/tiny", "config.json")
+        got = fetch("http://127.0.0.1:%d/org/tiny/resolve/main/config.json" % port, timeout=10)
+        assert got.status == 200 and got.body == data
+        st = run([modelfs_bin, "status", "--json", "--cache-dir", cache], env=env, timeout=60)
+        assert st.returncode == 0, st.stderr
+        pid = json.loads(st.stdout)["pid"]
+        assert pid and os.path.exists("/proc/%d" % pid)
+        # a second one on the same port fails, and says why
+        r2 = run([modelfs_bin, "serve", "--daemon", "--listen", "127.0.0.1:%d" % port,
+                  "--cache-dir", tmp_path / "cache2", cfg], env=env, timeout=60)
+        assert r2.returncode != 0 and "cannot serve" in r2.stderr, r2.stderr
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            wait_for(lambda: not os.path.exists("/proc/%d" % pid), timeout=STOP_TIMEOUT,
+                     what="the daemon to exit")
+    log = (cache / "modelfs.log").read_text()
+    assert "event=serve_daemon" in log and "event=serve_stopping signal=SIGTERM" in log
+    for path in [cache / "modelfs.log", *(tmp_path / "w").glob("sanitizer*")]:
+        assert not SANITIZER_RE.search(path.read_text(errors="replace")), path
