@@ -27,6 +27,9 @@
  *     time and each chunk is sent as it arrives, so a connection holds at
  *     most two chunks whatever the file's size. Missing blocks are
  *     fetched by the engine (single flight, verified as a mount's are).
+ *     A file verified whole goes out from its data file instead
+ *     (sendfile), its blocks checked this run and held until the
+ *     request ends (cache_range_hold()).
  * (3) Nothing upstream leaks: a response carries no token, no signed
  *     URL and no X-Xet-* header. A request's Authorization is used only
  *     to decide whether the client may have what it asks (6).

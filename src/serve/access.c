@@ -7,9 +7,9 @@
  * The question asked of the Hub is the one a download asks: a GET of the
  * first byte of one of the repo's files at the pinned commit (the probe a
  * mount's resolution makes too), with the client's token (or none),
- * following no redirect. A 2xx or a 3xx (to the CDN) is yes; a 401, 403 or 404 is no; anything else is
- * "cannot tell", which is not remembered and refuses the request (503):
- * a server that cannot ask fails closed.
+ * following no redirect. A 2xx or a 3xx (to the CDN) is yes; a 401, 403
+ * or 404 is no; anything else is "cannot tell", which is not remembered
+ * and refuses the request (503): a server that cannot ask fails closed.
  *
  * A repo anyone may read (the anonymous question says yes) is served to
  * every client without asking about its token: the Hub would give such a

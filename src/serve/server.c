@@ -13,6 +13,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 
 #include <microhttpd.h>
 
+#include "modelfs/cache.h"
 #include "modelfs/log.h"
 #include "modelfs/tier.h"
 #include "serve_i.h"
@@ -179,6 +181,16 @@ static enum MHD_Result reply_json(struct serve *s, struct MHD_Connection *c, jso
 	return queue(s, c, MHD_HTTP_OK, r);
 }
 
+/* ---- a request's state ------------------------------------------------------ */
+
+/* What a request leaves to its end (on_completed()): the blocks held for
+ * a body sent straight from the data file. One per request, on its
+ * connection's thread until libmicrohttpd says it is done. */
+struct request {
+	struct cache_file *held;	/* or NULL */
+	uint64_t held_off, held_len;
+};
+
 /* ---- /resolve/ ---------------------------------------------------------------- */
 
 /* A HEAD's body is never read: its length is all libmicrohttpd needs. */
@@ -197,9 +209,42 @@ struct body {
 	const char *commit;		/* X-Repo-Commit, or NULL */
 };
 
+/* The body [first, last] of a file verified whole, sent from the data
+ * file by the kernel (sendfile): its blocks are checked if this run has
+ * not yet (cache.h (1)) and held until the request ends (on_completed()).
+ * NULL when it cannot be: the body is then streamed through the engine,
+ * which also waits for blocks that are not in. */
+static struct MHD_Response *from_data_file(struct serve *s, struct request *rq,
+					   struct engine_file *ef, uint64_t first, uint64_t last)
+{
+	struct cache_file *cf = engine_file_cache(ef);
+	uint64_t len = last - first + 1;
+	struct MHD_Response *r = NULL;
+	int fd, copy = -1;
+
+	if (!cf || rq->held || strcmp(engine_file_state(ef), "verified") != 0 ||
+	    cache_range_hold(cf, first, len, &fd) != 0)
+		return NULL;
+	/* libmicrohttpd closes what it is given: a copy, of the same open file. */
+	copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (copy >= 0)
+		r = MHD_create_response_from_fd_at_offset64(len, copy, first);
+	if (!r) {
+		if (copy >= 0)
+			close(copy);
+		cache_range_release(cf, first, len);
+		return NULL;
+	}
+	rq->held = cf;
+	rq->held_off = first;
+	rq->held_len = len;
+	atomic_fetch_add(&s->counters.bytes_cache, len);
+	return r;
+}
+
 /* HEAD or GET of b, with its Range (serve.h (2), (4)). */
-static enum MHD_Result send_file(struct serve *s, struct MHD_Connection *c, bool head,
-				 const struct body *b)
+static enum MHD_Result send_file(struct serve *s, struct MHD_Connection *c, struct request *rq,
+				 bool head, const struct body *b)
 {
 	const char *range = head ? NULL
 		: MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
@@ -247,6 +292,8 @@ static enum MHD_Result send_file(struct serve *s, struct MHD_Connection *c, bool
 		r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
 	else if (head)
 		r = MHD_create_response_from_callback(b->size, BODY_BLOCK, no_body, NULL, NULL);
+	else if ((r = from_data_file(s, rq, b->ef, first, last)))
+		;
 	else if (stream_new(b->ef, first, last, &s->stop, &s->counters, &st) != 0)
 		r = NULL;
 	else {
@@ -276,33 +323,34 @@ static enum MHD_Result send_file(struct serve *s, struct MHD_Connection *c, bool
 			 (unsigned long long)last, (unsigned long long)b->size);
 		header(r, MHD_HTTP_HEADER_CONTENT_RANGE, value);
 	}
-	log_debug("event=serve_file path=%s status=%u first=%llu last=%llu head=%d",
+	log_debug("event=serve_file path=%s status=%u first=%llu last=%llu head=%d body=%s",
 		  engine_file_path(b->ef), status, (unsigned long long)first,
-		  (unsigned long long)last, head);
+		  (unsigned long long)last, head, head ? "none" : rq->held ? "data_file" : "engine");
 	return queue(s, c, status, r);
 }
 
 /* A Hub file as the Hub answers it: ETag the content's sha256 or the
  * git blob id, X-Linked-* on LFS files, X-Repo-Commit. */
-static enum MHD_Result send_hub_file(struct serve *s, struct MHD_Connection *c, bool head,
-				     const struct hub_pin *p, const struct hub_file *f)
+static enum MHD_Result send_hub_file(struct serve *s, struct MHD_Connection *c,
+				     struct request *rq, bool head, const struct hub_pin *p,
+				     const struct hub_file *f)
 {
 	char etag[80];
 	struct body b = { .ef = f->ef, .size = f->size, .lfs = f->sha256 != NULL, .etag = etag,
 			  .commit = p->commit };
 
 	snprintf(etag, sizeof(etag), "\"%s\"", f->sha256 ? f->sha256 : f->blob_id);
-	return send_file(s, c, head, &b);
+	return send_file(s, c, rq, head, &b);
 }
 
-static enum MHD_Result resolve(struct serve *s, struct MHD_Connection *c, bool head,
-			       const struct hub_pin *p, const char *path)
+static enum MHD_Result resolve(struct serve *s, struct MHD_Connection *c, struct request *rq,
+			       bool head, const struct hub_pin *p, const char *path)
 {
 	const struct hub_file *f = hub_pin_file(p, path);
 
 	if (!f)
 		return reply_error(s, c, -ENOENT, p->commit, "Entry not found");
-	return send_hub_file(s, c, head, p, f);
+	return send_hub_file(s, c, rq, head, p, f);
 }
 
 /* ---- /api/ -------------------------------------------------------------------- */
@@ -455,8 +503,8 @@ static enum MHD_Result metrics(struct serve *s, struct MHD_Connection *c)
  * sha256, or the Hub path at the commit the key names. Only what this
  * server serves anyway is answered, by the same resolve(); anything else
  * is a 404, and the neighbour goes to the origin. */
-static enum MHD_Result peer(struct serve *s, struct MHD_Connection *c, bool head, char kind,
-			    const char *key, const char *path)
+static enum MHD_Result peer(struct serve *s, struct MHD_Connection *c, struct request *rq,
+			    bool head, char kind, const char *key, const char *path)
 {
 	const struct hub_pin *p = NULL;
 	const struct hub_file *f = NULL;
@@ -468,7 +516,7 @@ static enum MHD_Result peer(struct serve *s, struct MHD_Connection *c, bool head
 			return reply_error(s, c, -ENOENT, NULL, "Entry not found");
 		if (refused(s, c, p, &ok))
 			return ok;
-		return resolve(s, c, head, p, f->path);
+		return resolve(s, c, rq, head, p, f->path);
 	}
 	if (route_parse(path, &rt) != 0)
 		return reply_error(s, c, -ENOENT, NULL, "Entry not found");
@@ -478,7 +526,7 @@ static enum MHD_Result peer(struct serve *s, struct MHD_Connection *c, bool head
 	else if (refused(s, c, p, &ok))
 		;
 	else
-		ok = resolve(s, c, head, p, rt.path);
+		ok = resolve(s, c, rq, head, p, rt.path);
 	route_clear(&rt);
 	return ok;
 }
@@ -486,8 +534,8 @@ static enum MHD_Result peer(struct serve *s, struct MHD_Connection *c, bool head
 /* Another source's file as a mirror of its origin answers it: the
  * origin's strong ETag, so that a node's If-Range holds on either;
  * else the content's sha256 when known; else none. */
-static enum MHD_Result send_origin_file(struct serve *s, struct MHD_Connection *c, bool head,
-					struct engine_file *ef)
+static enum MHD_Result send_origin_file(struct serve *s, struct MHD_Connection *c,
+					struct request *rq, bool head, struct engine_file *ef)
 {
 	struct engine_origin o = { 0 };
 	char *sha = NULL, etag[80];
@@ -502,7 +550,7 @@ static enum MHD_Result send_origin_file(struct serve *s, struct MHD_Connection *
 		snprintf(etag, sizeof(etag), "\"%s\"", sha);
 		b.etag = etag;
 	}
-	ok = send_file(s, c, head, &b);
+	ok = send_file(s, c, rq, head, &b);
 	free(sha);
 	engine_origin_clear(&o);
 	return ok;
@@ -520,8 +568,8 @@ static bool public_source(const struct config_entry *e)
 /* GET|HEAD /files/{mount path}: any configured file, as a mirror serves
  * it. A Hub file follows its repo's access (serve.h (6)); another one
  * goes to holders of the access token unless its source is public. */
-static enum MHD_Result mount_file(struct serve *s, struct MHD_Connection *c, bool head,
-				  const char *target)
+static enum MHD_Result mount_file(struct serve *s, struct MHD_Connection *c, struct request *rq,
+				  bool head, const char *target)
 {
 	const struct hub_pin *p = NULL;
 	const struct hub_file *hf = NULL;
@@ -547,13 +595,13 @@ static enum MHD_Result mount_file(struct serve *s, struct MHD_Connection *c, boo
 			goto out;
 		}
 		if (!refused(s, c, p, &ok))
-			ok = send_hub_file(s, c, head, p, hf);
+			ok = send_hub_file(s, c, rq, head, p, hf);
 	} else if (!public_source(engine_file_entry(ef)) &&
 		   !access_server_token(s->access, client_token(c))) {
 		ok = reply_error(s, c, -EACCES, NULL, "This file's source needs credentials: the "
 				 "server gives it only to clients with its access token");
 	} else {
-		ok = send_origin_file(s, c, head, ef);
+		ok = send_origin_file(s, c, rq, head, ef);
 	}
 out:
 	free(path);
@@ -565,6 +613,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 				  size_t *upload_data_size, void **con_cls)
 {
 	struct serve *s = cls;
+	struct request *rq;
 	bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
 	size_t plen = strlen(s->prefix);
 	const struct hub_pin *p = NULL;
@@ -580,9 +629,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	 * connection: the answer waits for the second call, so that clients
 	 * keep their connection for the next request. */
 	if (!*con_cls) {
-		*con_cls = s;
-		return MHD_YES;
+		*con_cls = calloc(1, sizeof(struct request));
+		return *con_cls ? MHD_YES : MHD_NO;
 	}
+	rq = *con_cls;
 	if (*upload_data_size) {
 		*upload_data_size = 0;	/* a body to a GET or HEAD: ignored */
 		return MHD_YES;
@@ -597,9 +647,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	if (strcmp(url + plen, "/metrics") == 0)
 		return metrics(s, c);
 	if (strncmp(url + plen, "/files/", 7) == 0)
-		return mount_file(s, c, head, url + plen + 7);
+		return mount_file(s, c, rq, head, url + plen + 7);
 	if (tier_parse_target(url + plen, &kind, key, &path) == 0)
-		return peer(s, c, head, kind, key, path);
+		return peer(s, c, rq, head, kind, key, path);
 	rc = route_parse(url + plen, &rt);
 	if (rc == -ENOENT)
 		return reply_error(s, c, -ENODEV, NULL,
@@ -617,7 +667,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	else if (refused(s, c, p, &ok))
 		;
 	else if (rt.kind == ROUTE_RESOLVE)
-		ok = resolve(s, c, head, p, rt.path);
+		ok = resolve(s, c, rq, head, p, rt.path);
 	else if (rt.kind == ROUTE_TREE)
 		ok = tree(s, c, url, p, &rt);
 	else {
@@ -628,6 +678,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	}
 	route_clear(&rt);
 	return ok;
+}
+
+/* The request is done (answered, cut or the server stopping): let go of
+ * what it held. */
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+			 enum MHD_RequestTerminationCode why)
+{
+	struct request *rq = *con_cls;
+
+	if (!rq)
+		return;
+	if (rq->held)
+		cache_range_release(rq->held, rq->held_off, rq->held_len);
+	free(rq);
+	*con_cls = NULL;
 }
 
 /* Leave the target as the client sent it (see the top of the file). */
@@ -740,6 +805,7 @@ int serve_open(struct engine *e, const struct serve_opts *o, struct serve **out)
 				     MHD_OPTION_CONNECTION_LIMIT, (unsigned)SERVE_MAX_CONNECTIONS,
 				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVE_IDLE_TIMEOUT_SEC,
 				     MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL,
+				     MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
 				     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 				     MHD_OPTION_END);
 	if (!s->daemon) {

@@ -1079,3 +1079,42 @@ def test_daemon_returns_once_listening_and_stops_on_sigterm(hub, modelfs_bin, tm
     assert "event=serve_daemon" in log and "event=serve_stopping signal=SIGTERM" in log
     for path in [cache / "modelfs.log", *(tmp_path / "w").glob("sanitizer*")]:
         assert not SANITIZER_RE.search(path.read_text(errors="replace")), path
+
+
+def test_a_verified_file_goes_out_from_the_data_file(hub, serve, modelfs_bin):
+    """Once a file is verified whole, its bodies (whole or a range) are sent
+    from the cache's data file (sendfile), exact, counted as from the cache;
+    the blocks held for a send are let go when it ends: the file can then
+    be evicted whole through the server's control socket."""
+    size = 5 * MiB + 3
+    data, _ = add_big(hub, size, seed=43)
+    s = serve(hf_conf(hub, {"checkpoints": {"big": hf("org/big", file="big.bin")}}),
+              extra_args=["--debug"])
+    assert s.get("/org/big/resolve/main/big.bin").body == data
+    assert "body=engine" in s.log() and "body=data_file" not in s.log()
+    base = [modelfs_bin, "status", "--json", "--cache-dir", s.cache_dir]
+
+    def state():
+        st = json.loads(run(base, env=s.env, timeout=60).stdout)
+        return st["files"][0]["state"]
+
+    wait_for(lambda: state() == "verified", timeout=30, what="the file to be verified")
+    before = parse_metrics(s.get("/metrics").body.decode())
+    n_hub = hub_requests_total(hub)
+    for _ in range(2):
+        assert s.get("/org/big/resolve/main/big.bin").body == data
+    r = s.get("/org/big/resolve/main/big.bin", headers={"Range": "bytes=1048570-3145740"})
+    assert r.status == 206 and r.body == data[1048570:3145741]
+    assert r.header("Content-Range") == "bytes 1048570-3145740/%d" % size
+    assert s.get("/org/big/resolve/main/big.bin", method="HEAD").body == b""
+    after = parse_metrics(s.get("/metrics").body.decode())
+    sent = 2 * size + (3145741 - 1048570)
+    key = 'modelfs_serve_bytes_total{from="cache"}'
+    assert after[key] - before[key] == sent
+    assert hub_requests_total(hub) == n_hub
+    assert s.log().count("body=data_file") == 3
+    r = run([modelfs_bin, "evict", "--force", "--json", "--cache-dir", s.cache_dir,
+             "Stable-diffusion/big.bin"], env=s.env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    st = json.loads(run(base, env=s.env, timeout=60).stdout)
+    assert st["files"][0]["cached"] == 0, st["files"][0]
