@@ -167,7 +167,9 @@ int cli_serve(int argc, char **argv)
 		close(notify_fd);
 		notify_fd = -1;
 		log_set_console(-1);
-		if (chdir("/") != 0)
+		/* The cache names its files by the dir as given: a relative
+		 * one keeps the working directory. */
+		if (t.cache_dir[0] == '/' && chdir("/") != 0)
 			log_warn("event=chdir error=\"%s\"", strerror(errno));
 		cli_detach_stdio(log_fd);
 	}

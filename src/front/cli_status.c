@@ -15,8 +15,8 @@
 #include "cli.h"
 #include "modelfs/control.h"
 #include "modelfs/humanize.h"
-#include "modelfs/metrics.h"
 #include "modelfs/log.h"
+#include "modelfs/metrics.h"
 #include "modelfs/ops.h"
 #include "modelfs/text.h"
 
@@ -185,13 +185,10 @@ static void print_history(json_t *history)
 static void print_status(json_t *st)
 {
 	json_t *cache = json_object_get(st, "cache");
-	char used[32], limit[32], free_[32], keep[32];
-
 	json_t *srv = json_object_get(st, "serve");
-	char sent_cache[32], sent_origin[32];
+	char used[32], limit[32], free_[32], keep[32], sent_cache[32], sent_origin[32];
 
-	if (json_is_true(json_object_get(st, "mounted")) && json_is_string(json_object_get(st,
-											    "mountpoint")))
+	if (json_is_true(json_object_get(st, "mounted")))
 		printf("mounted at %s (pid %lld), cache %s\n", str(st, "mountpoint"),
 		       (long long)num(st, "pid"), str(st, "cache_dir"));
 	else if (json_is_object(srv))

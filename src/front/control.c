@@ -448,6 +448,8 @@ static int do_status(struct client *cl, json_t *req)
 	st = ops_status(&l, ctx->mountpoint, ctx->cache_dir, (long)getpid(),
 			history > 0 && history < 100000 ? (int)history : 0);
 	ops_list_free(&l);
+	if (st && !ctx->mountpoint)
+		json_object_set_new(st, "mounted", json_false());	/* a modelfs serve */
 	if (st && ctx->serve) {
 		struct serve_stats ss;
 		json_t *sj;

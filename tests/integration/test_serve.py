@@ -944,6 +944,7 @@ def test_status_and_metrics_count_what_was_served(hub, serve, modelfs_bin, mount
     st = json.loads(r.stdout)
     assert st["serve"]["bytes_from_cache"] == 2 * size - origin
     assert st["serve"]["bytes_from_origin"] == origin
+    assert st["mounted"] is False and st["pid"]
     assert st["serve"]["responses"]["4xx"] == 2 and st["serve"]["listen"].startswith("127.0.0.1:")
     r = run(base, env=s.env, timeout=60)
     assert r.returncode == 0 and "modelfs serve on 127.0.0.1:" in r.stdout, r.stdout
