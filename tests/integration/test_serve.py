@@ -604,7 +604,7 @@ def test_token_file_server_refuses_clients_without_its_token(hub, serve, tmp_pat
     for headers in ({}, {"Authorization": "Bearer nope-not-the-token-000000"},
                     {"Authorization": "Basic " + ACCESS}):
         for target in ("/org/tiny/resolve/main/config.json", "/api/models/org/tiny",
-                       "/nothing/here"):
+                       "/nothing/here", "/metrics", "/files/Stable-diffusion/config.json"):
             r = s.get(target, headers=headers)
             assert r.status == 401, (target, headers, r.status)
             assert "error" in json.loads(r.body) and r.header("X-Error-Message")
@@ -1119,3 +1119,21 @@ def test_a_verified_file_goes_out_from_the_data_file(hub, serve, modelfs_bin):
     assert r.returncode == 0, r.stderr
     st = json.loads(run(base, env=s.env, timeout=60).stdout)
     assert st["files"][0]["cached"] == 0, st["files"][0]
+
+
+def test_a_node_uses_the_box_as_its_hf_endpoint_with_the_access_token(hub, serve, mount,
+                                                                      tmp_path):
+    """A node whose hf_endpoint is a box serving beyond loopback, with the
+    box's access token as its HF_TOKEN, mounts and reads exact bytes (the
+    gated repo too), and its log never shows the token."""
+    conf = {"checkpoints": {"c": hf("org/tiny", file="config.json"),
+                            "g": hf("org/gated", file="model.safetensors")}}
+    box = serve(hf_conf(hub, conf), listen="0.0.0.0", env={"HF_TOKEN": GOOD},
+                extra_args=["--token-file", token_file(tmp_path)])
+    tiny, _ = fixture(hub, "org/tiny", "config.json")
+    gated, _ = fixture(hub, "org/gated", "model.safetensors")
+    node_conf = config(conf, settings='hf_endpoint = "%s"' % box.url(""))
+    node = mount(node_conf, env={"HF_TOKEN": ACCESS})
+    assert (node.path / "Stable-diffusion" / "config.json").read_bytes() == tiny
+    assert (node.path / "Stable-diffusion" / "model.safetensors").read_bytes() == gated
+    assert ACCESS not in node.log()
