@@ -29,6 +29,7 @@ enum config_source {
 	CONFIG_SOURCE_HUGGINGFACE,
 	CONFIG_SOURCE_CIVITAI,
 	CONFIG_SOURCE_S3,
+	CONFIG_SOURCE_LOCAL,		/* a file on this machine, served as it is (no cache) */
 };
 
 enum config_verify {
@@ -60,6 +61,7 @@ struct config_entry {
 	char **include, **exclude;	/* huggingface repo folders; NULL-terminated or NULL */
 	char *model_id, *version_id, *file_id;		/* civitai */
 	char *endpoint, *region;	/* s3 */
+	char *path;			/* local: absolute */
 	char **mirrors;			/* NULL-terminated or NULL */
 	char *mirror_token_file;	/* sent as Bearer to the mirrors' hosts only, or NULL:
 					 * [modelfs] mirror_token_file then */
@@ -99,6 +101,8 @@ struct config {
 	int retry_timeout_sec;		/* how long transient failures are retried, default 120 */
 	int cache_ttl_sec;		/* evict files not used this long; 0 (default): never */
 	char *mountpoint;		/* NULL: /workspace/models */
+	char *local_dir;		/* local files live here; NULL: in the mountpoint's
+					 * own folder */
 	char *lock;			/* a lock file to mount with (lock.h), as written:
 					 * relative to the config's folder; or NULL */
 	char *serve;			/* [modelfs] serve: "ADDR:PORT" the mount's daemon
@@ -116,6 +120,16 @@ struct config {
 	char **prefetch;		/* [modelfs] prefetch: entry ids, entry names or
 					 * paths in the mount to warm after mounting;
 					 * NULL-terminated or NULL */
+
+	/* layout = ["forge", "comfyui"]: one subtree per layout over one
+	 * cache. views[i] is the config as layout i lays it out, everything
+	 * under a folder of the layout's name ("forge/Stable-diffusion/..."),
+	 * with the same entries in the same order; views[0] is this config.
+	 * view: the folder this config's files are under, or NULL (one
+	 * layout: views NULL, n_views 0). */
+	struct config **views;
+	size_t n_views;
+	char *view;
 
 	char **dirs;			/* every folder of the mount, NULL-terminated, sorted
 					 * (parents first), no root: the layout's folders

@@ -41,7 +41,9 @@ typedef void (*engine_read_cb)(void *arg, const char *buf, ssize_t len);
 
 /* Resolve every entry of cfg (in parallel; network) and open the cache
  * files. Entries that fail are kept, with their error, so the mount
- * still lists them. No threads remain when it returns. */
+ * still lists them. source = "local" entries are not the engine's: they
+ * give no file (nor in engine_resolve()); the front serves them. No
+ * threads remain when it returns. */
 int engine_open(const struct config *cfg, struct cache *cache, struct engine **out);
 /* The same with a lock (lock.h): the catalog is filled from it, asking
  * no source, so a mount needs the network only for bytes not cached. A
@@ -120,6 +122,10 @@ void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb
 /* "remote", "partial", "complete", "verified", "corrupt" or "error". */
 const char *engine_file_state(struct engine_file *f);
 uint64_t engine_file_cached(struct engine_file *f);
+/* The mount serves a local file of f's name instead (the front decides,
+ * before mounting); status shows it. */
+void engine_file_set_shadowed(struct engine_file *f);
+bool engine_file_shadowed(struct engine_file *f);
 /* Cached bytes plus those received of blocks still on their way: what a
  * progress bar shows, moving between two blocks. */
 uint64_t engine_file_progress(struct engine_file *f);

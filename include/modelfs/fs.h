@@ -1,6 +1,7 @@
 /*
- * fs.h: the FUSE front: a read-only, low-level filesystem over a tree
- * and an engine. Every handler makes exactly one reply; reads that miss
+ * fs.h: the FUSE front: a low-level filesystem over a tree and an
+ * engine, whose remote files are read-only, beside the local files of
+ * the mountpoint's own folder (or local_dir), which are not (local.h). Every handler makes exactly one reply; reads that miss
  * the cache are replied later by the engine's worker, so FUSE threads
  * never wait on the network.
  * Ownership: fs_mount() gives a session that fs_unmount() frees; the
@@ -24,6 +25,8 @@ struct fs_options {
 	const char *fsname;		/* "modelfs:CONFIG", shown by findmnt; NULL: "modelfs" */
 	const char *fuse_opts;		/* libfuse's options (mountopts.h), or NULL */
 	const char *cache_dir;		/* shown as user.modelfs.cache_dir on the root */
+	const char *local_dir;		/* local files live here; NULL: the mountpoint's own */
+	bool read_only;			/* local files too (-o ro) */
 	bool allow_other;
 	bool debug;
 	/* What stat shows: owner, group, and a umask over 0444 files and

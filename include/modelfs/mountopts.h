@@ -5,14 +5,16 @@
  *
  * (1) Every option lands in exactly one class:
  *     - mount(8)'s own, meaningless here: auto, noauto, user, nouser,
- *       users, _netdev, nofail, defaults, rw, ro, comment=..., x-*
- *       (x-systemd.automount, ...): dropped (the mount is always ro);
+ *       users, _netdev, nofail, defaults, comment=..., x-*
+ *       (x-systemd.automount, ...): dropped;
  *     - libfuse's (allow_other, allow_root, auto_unmount, max_read=,
  *       default_permissions, blksize=, *context=, and the VFS flags
  *       dev/nodev, suid/nosuid, exec/noexec, atime/noatime, ...):
  *       passed through to libfuse as written;
  *     - modelfs's keys: cache_dir=, layout=, uid=, gid=, umask=,
- *       log_file=, and debug (our log level as well as libfuse's);
+ *       log_file=, local_dir=, ro and rw (whether local files may be
+ *       changed; remote ones never may), and debug (our log level as
+ *       well as libfuse's);
  *     - anything else, fsname= and subtype= included (modelfs sets
  *       those so that `findmnt -t fuse.modelfs` finds its mounts):
  *       refused, with a message naming the option.
@@ -34,6 +36,8 @@ struct mount_opts {
 	char *cache_dir;		/* NULL when not given */
 	char *layout;			/* "forge", "comfyui", "flat"; NULL when not given */
 	char *log_file;			/* NULL when not given */
+	char *local_dir;		/* NULL when not given */
+	bool read_only;			/* ro given after any rw */
 	long long uid, gid;		/* -1 when not given */
 	int umask;			/* 0 .. 0777, -1 when not given */
 	bool debug;

@@ -8,9 +8,9 @@
  *   status: {"mounted", "pid", "mountpoint", "cache_dir",
  *            "cache": {"used", "limit", "fs_free", "min_free"},
  *            "files": [{"path", "entry", "key", "size", "cached", "state",
- *                       "pinned", "source", "sha256", "error", "last_used",
- *                       "downloaded": {"tier", "origin"} (this run; null
- *                       without a daemon)}],
+ *                       "pinned", "shadowed", "source", "sha256", "error",
+ *                       "last_used", "downloaded": {"tier", "origin"} (this
+ *                       run; null without a daemon)}],
  *            "models": [{"entry", "manifest", "model_id", "version",
  *                        "artifacts", "verified", "available"}],
  *                       (one per manifest entry: available when every

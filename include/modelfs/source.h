@@ -154,4 +154,12 @@ void source_auth_clear(struct source_auth *a);
 void source_file_clear(struct source_file *f);
 void source_files_free(struct source_file *files, size_t n);
 
+/* The date of the commit a Hugging Face file was resolved at (the
+ * Hub's lastModified at that revision): an mtime the same on every box.
+ * Asked once a run per repo and commit. 0 and *date (-1 when the Hub
+ * gives none); -ENOTSUP for other sources; -errno when it could not be
+ * asked. */
+int source_commit_date(struct source_ctx *ctx, struct http_client *c, const struct source_file *f,
+		       int64_t *date);
+
 #endif

@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Bytes (1-4) of the printable character at s, of the n there; 0 when
  * s does not start with one (n == 0 included). */
@@ -26,5 +27,8 @@ int text_hex_digit(int c);
 /* A copy of s for a terminal: each byte that is not part of a printable
  * character written as \xNN. NULL on ENOMEM; the caller frees. */
 char *text_escape(const char *s);
+/* "2024-05-01T12:00:00.000Z" (ISO 8601, UTC; fraction and zone ignored)
+ * as seconds since the epoch, or -1 (s NULL or not such a time). */
+int64_t text_iso_time(const char *s);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,4 +105,14 @@ int text_hex_digit(int c)
 	if (c >= 'A' && c <= 'F')
 		return c - 'A' + 10;
 	return -1;
+}
+
+int64_t text_iso_time(const char *s)
+{
+	struct tm tm;
+
+	if (!s)
+		return -1;
+	memset(&tm, 0, sizeof(tm));
+	return strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) ? (int64_t)timegm(&tm) : -1;
 }

@@ -160,7 +160,8 @@ const char *config_layout_dir(const char *layout, const char *category)
 	return layout_folder(l, category);
 }
 
-static const char *const source_names[] = { "url", "huggingface", "civitai", "s3", NULL };
+static const char *const source_names[] = { "url", "huggingface", "civitai", "s3", "local",
+					     NULL };
 
 const char *config_source_name(enum config_source source)
 {
@@ -349,6 +350,9 @@ struct parser {
 	struct override *ov;		/* [layout] category -> folder */
 	size_t n_ov;
 	struct model_catalog *catalog;	/* read at the first { catalog = ... } */
+	const char **view_names;	/* layout = [...]: the views' layouts, or NULL */
+	size_t n_view_names;
+	const char *view;		/* the view this parse lays out, or NULL: the first */
 };
 
 __attribute__((format(printf, 4, 5)))
@@ -859,6 +863,7 @@ static const struct key_spec modelfs_keys[] = {
 	{ "retry_timeout", K_DURATION, .off = CFG(retry_timeout_sec) },
 	{ "cache_ttl", K_DURATION, .off = CFG(cache_ttl_sec) },
 	{ "mountpoint", K_PATH, .off = CFG(mountpoint) },
+	{ "local_dir", K_PATH, .off = CFG(local_dir) },
 	{ "lock", K_STRING, .off = CFG(lock) },
 	{ "serve", K_STRING, .off = CFG(serve) },
 	{ "serve_prefix", K_STRING, .off = CFG(serve_prefix) },
@@ -879,14 +884,16 @@ enum entry_key {
 	E_SOURCE, E_URL, E_REPO, E_FILE, E_REVISION, E_REPO_TYPE, E_INCLUDE, E_EXCLUDE,
 	E_MODEL_ID, E_VERSION_ID, E_FILE_ID, E_ENDPOINT, E_REGION, E_MIRRORS,
 	E_FILENAME, E_SHA256, E_SIZE, E_HEADERS, E_AUTH_HEADER, E_GATED, E_VERIFY,
-	E_PREFETCH, E_PIN, E_MIRROR_TOKEN_FILE, N_ENTRY_KEYS
+	E_PREFETCH, E_PIN, E_PATH, E_MIRROR_TOKEN_FILE, N_ENTRY_KEYS
 };
 
 #define S_URL (1u << CONFIG_SOURCE_URL)
 #define S_HF (1u << CONFIG_SOURCE_HUGGINGFACE)
 #define S_CIVITAI (1u << CONFIG_SOURCE_CIVITAI)
 #define S_S3 (1u << CONFIG_SOURCE_S3)
-#define S_ALL (S_URL | S_HF | S_CIVITAI | S_S3)
+#define S_LOCAL (1u << CONFIG_SOURCE_LOCAL)
+#define S_REMOTE (S_URL | S_HF | S_CIVITAI | S_S3)
+#define S_ALL (S_REMOTE | S_LOCAL)
 
 #define ENT(f) offsetof(struct config_entry, f)
 static const struct key_spec entry_keys[N_ENTRY_KEYS] = {
@@ -905,21 +912,22 @@ static const struct key_spec entry_keys[N_ENTRY_KEYS] = {
 	[E_FILE_ID] = { "file_id", K_ID, .off = ENT(file_id), .sources = S_CIVITAI },
 	[E_ENDPOINT] = { "endpoint", K_BASE_URL, .off = ENT(endpoint), .sources = S_S3 },
 	[E_REGION] = { "region", K_STRING, .off = ENT(region), .sources = S_S3 },
-	[E_MIRRORS] = { "mirrors", K_URLS, .off = ENT(mirrors), .sources = S_ALL },
+	[E_MIRRORS] = { "mirrors", K_URLS, .off = ENT(mirrors), .sources = S_REMOTE },
 	[E_FILENAME] = { "filename", K_FILENAME, .off = ENT(filename), .sources = S_ALL },
-	[E_SHA256] = { "sha256", K_SHA256, .off = ENT(sha256), .sources = S_ALL },
-	[E_SIZE] = { "size", K_SIZE, .off = ENT(size), .sources = S_ALL },
+	[E_SHA256] = { "sha256", K_SHA256, .off = ENT(sha256), .sources = S_REMOTE },
+	[E_SIZE] = { "size", K_SIZE, .off = ENT(size), .sources = S_REMOTE },
 	[E_HEADERS] = { "headers", K_HEADERS, .off = ENT(headers), .off2 = ENT(n_headers),
-			 .sources = S_ALL, .secret = true },
-	[E_AUTH_HEADER] = { "auth_header", K_STRING, .off = ENT(auth_header), .sources = S_ALL,
-			    .secret = true },
-	[E_GATED] = { "gated", K_BOOL, .off = ENT(gated), .sources = S_ALL },
+			 .sources = S_REMOTE, .secret = true },
+	[E_AUTH_HEADER] = { "auth_header", K_STRING, .off = ENT(auth_header),
+			    .sources = S_REMOTE, .secret = true },
+	[E_GATED] = { "gated", K_BOOL, .off = ENT(gated), .sources = S_REMOTE },
 	[E_VERIFY] = { "verify", K_CHOICE, .off = ENT(verify), .choices = verify_names,
-			.sources = S_ALL },
-	[E_PREFETCH] = { "prefetch", K_BOOL, .off = ENT(prefetch), .sources = S_ALL },
-	[E_PIN] = { "pin", K_BOOL, .off = ENT(pin), .sources = S_ALL },
+			.sources = S_REMOTE },
+	[E_PREFETCH] = { "prefetch", K_BOOL, .off = ENT(prefetch), .sources = S_REMOTE },
+	[E_PIN] = { "pin", K_BOOL, .off = ENT(pin), .sources = S_REMOTE },
+	[E_PATH] = { "path", K_PATH, .off = ENT(path), .sources = S_LOCAL },
 	[E_MIRROR_TOKEN_FILE] = { "mirror_token_file", K_PATH, .off = ENT(mirror_token_file),
-				  .sources = S_ALL },
+				  .sources = S_REMOTE },
 };
 
 /* What a kind takes, for "must be ..." messages. */
@@ -947,7 +955,8 @@ static const char *expected(const struct key_spec *ks, char *buf, size_t n)
 	case K_ID: return "a number (an integer or a string of digits)";
 	case K_SHA256: return "a string of 64 hex digits";
 	case K_HEADERS: return "a table of \"Header-Name\" = \"value\"";
-	case K_LAYOUT: return "\"forge\", \"comfyui\", \"flat\" or a table of category = \"folder\"";
+	case K_LAYOUT: return "\"forge\", \"comfyui\", \"flat\", an array of them or a table of "
+			      "category = \"folder\"";
 	}
 	return "something else";
 }
@@ -1151,6 +1160,40 @@ static int add_overrides(struct parser *p, const struct toml_value *t, const cha
 	return 0;
 }
 
+/* layout = ["forge", "comfyui"]: several layouts at once, each a view
+ * under a folder of its name; this parse lays out p->view (the first
+ * when NULL). */
+static int get_views(struct parser *p, const struct key_spec *ks, const struct toml_value *v,
+		     const char *where)
+{
+	const struct toml_value *chosen = NULL;
+	int idx;
+
+	if (v->u.array.len < 2)
+		return fail(p, v->line, v->col, "%s as an array names two or more layouts, like "
+			    "[\"forge\", \"comfyui\"]; for one, write layout = \"forge\"", where);
+	p->view_names = calloc(v->u.array.len + 1, sizeof(*p->view_names));
+	if (!p->view_names)
+		return nomem(p);
+	for (size_t i = 0; i < v->u.array.len; i++) {
+		const struct toml_value *item = v->u.array.items[i];
+		int rc = get_choice(p, ks, item, where, &idx);
+
+		if (rc)
+			return rc;
+		for (size_t k = 0; k < p->n_view_names; k++)
+			if (strcmp(p->view_names[k], layout_names[idx]) == 0)
+				return fail(p, item->line, item->col, "%s names %s twice", where,
+					    layout_names[idx]);
+		p->view_names[p->n_view_names++] = layout_names[idx];
+		if (!chosen && (!p->view || strcmp(p->view, layout_names[idx]) == 0))
+			chosen = item;
+		if (chosen == item)
+			p->layout = find_layout(layout_names[idx]);
+	}
+	return 0;
+}
+
 /* Parses one key's value into obj as ks says. */
 static int set_value(struct parser *p, const struct key_spec *ks, const struct toml_value *v,
 		     const char *where, void *obj)
@@ -1311,6 +1354,10 @@ static int set_value(struct parser *p, const struct key_spec *ks, const struct t
 			rc = add_overrides(p, v, where);
 			break;
 		}
+		if (v->type == TOML_ARRAY) {
+			rc = get_views(p, ks, v, where);
+			break;
+		}
 		rc = get_choice(p, ks, v, where, &idx);
 		if (!rc)
 			p->layout = find_layout(layout_names[idx]);
@@ -1456,10 +1503,12 @@ static int entry_source(struct parser *p, const char *prefix, const struct toml_
 		e->source = CONFIG_SOURCE_HUGGINGFACE;
 	else if (seen[E_MODEL_ID] || seen[E_VERSION_ID])
 		e->source = CONFIG_SOURCE_CIVITAI;
+	else if (seen[E_PATH])
+		e->source = CONFIG_SOURCE_LOCAL;
 	else
 		return fail(p, line, col, "entry %s has no source: give it url = \"https://...\", or "
-			    "source = \"huggingface\" with repo, or source = \"civitai\" with model_id",
-			    prefix);
+			    "source = \"huggingface\" with repo, or source = \"civitai\" with model_id, "
+			    "or source = \"local\" with path", prefix);
 	return 0;
 }
 
@@ -1550,6 +1599,12 @@ static int entry_checks(struct parser *p, const char *prefix, const struct toml_
 				    "version_id (the numbers in "
 				    "civitai.com/models/MODEL?modelVersionId=VERSION)", prefix);
 		break;
+	case CONFIG_SOURCE_LOCAL:
+		if (!e->path || !e->path[1] || e->path[strlen(e->path) - 1] == '/' ||
+		    strcmp(strrchr(e->path, '/'), "/.") == 0 || strcmp(strrchr(e->path, '/'), "/..") == 0)
+			return fail(p, line, col, "entry %s (source local) needs path = "
+				    "\"/path/to/model.safetensors\", a file on this machine", prefix);
+		break;
 	}
 	if (rc || !e->auth_header)
 		return rc;
@@ -1603,6 +1658,11 @@ static int entry_place(struct parser *p, struct config_entry *e)
 		break;
 	case CONFIG_SOURCE_CIVITAI:
 		break;		/* named by the API */
+	case CONFIG_SOURCE_LOCAL:
+		e->filename = strdup(strrchr(e->path, '/') + 1);
+		if (!e->filename)
+			return nomem(p);
+		break;
 	}
 	return 0;
 }
@@ -2329,6 +2389,46 @@ static int check_paths(struct parser *p)
 	return rc;
 }
 
+/* One view of several (get_views()): every folder and entry under a
+ * folder of the layout's name, which is itself a folder of the mount. */
+static int put_under_view(struct parser *p)
+{
+	struct config *cfg = p->cfg;
+	const char *view = p->layout->name;
+	size_t n = 0;
+	char **dirs;
+
+	cfg->view = strdup(view);
+	if (!cfg->view)
+		return nomem(p);
+	for (size_t i = 0; i < cfg->n_entries; i++) {
+		struct config_entry *e = &cfg->entries[i];
+		char *dir;
+
+		if (asprintf(&dir, "%s%s%s", view, e->dir[0] ? "/" : "", e->dir) < 0)
+			return nomem(p);
+		free(e->dir);
+		e->dir = dir;
+	}
+	while (cfg->dirs && cfg->dirs[n])
+		n++;
+	dirs = calloc(n + 2, sizeof(*dirs));
+	if (!dirs)
+		return nomem(p);
+	dirs[0] = strdup(view);
+	for (size_t i = 0; i < n; i++)
+		if (asprintf(&dirs[i + 1], "%s/%s", view, cfg->dirs[i]) < 0)
+			dirs[i + 1] = NULL;
+	for (size_t i = 0; i < n; i++)
+		free(cfg->dirs[i]);
+	free(cfg->dirs);
+	cfg->dirs = dirs;
+	for (size_t i = 0; i <= n; i++)
+		if (!dirs[i])
+			return nomem(p);
+	return 0;
+}
+
 /* ---- entry points ----------------------------------------------------- */
 
 static const char *const top_keys[] = { "modelfs", "layout", "models" };
@@ -2389,9 +2489,11 @@ static int parse_tree(struct parser *p, const struct toml_value *root)
 			return rc;
 	}
 	rc = build_dirs(p);
-	if (rc)
-		return rc;
-	return check_paths(p);
+	if (rc == 0)
+		rc = check_paths(p);
+	if (rc == 0 && p->view_names && !p->layout_over)
+		rc = put_under_view(p);
+	return rc;
 }
 
 int config_parse(const char *text, size_t len, const char *name, struct config **out,
@@ -2400,12 +2502,41 @@ int config_parse(const char *text, size_t len, const char *name, struct config *
 	return config_parse_layout(text, len, name, NULL, out, err);
 }
 
+static int parse_text(const char *text, size_t len, const char *name, const char *layout,
+		      const char *view, struct config **out, struct config_error *err);
+
+/* The other views of a config with several layouts: the same text laid
+ * out by each, kept in p->cfg->views after p->cfg itself. */
+static int parse_views(struct parser *p, const char *text, size_t len)
+{
+	struct config *cfg = p->cfg;
+	int rc = 0;
+
+	cfg->views = calloc(p->n_view_names, sizeof(*cfg->views));
+	if (!cfg->views)
+		return nomem(p);
+	cfg->views[0] = cfg;
+	cfg->n_views = 1;
+	for (size_t i = 1; rc == 0 && i < p->n_view_names; i++) {
+		rc = parse_text(text, len, p->name, NULL, p->view_names[i], &cfg->views[i], p->err);
+		if (rc == 0)
+			cfg->n_views++;
+	}
+	return rc;
+}
+
 int config_parse_layout(const char *text, size_t len, const char *name, const char *layout,
 			struct config **out, struct config_error *err)
 {
+	return parse_text(text, len, name, layout, NULL, out, err);
+}
+
+static int parse_text(const char *text, size_t len, const char *name, const char *layout,
+		      const char *view, struct config **out, struct config_error *err)
+{
 	struct config_error dummy;
 	struct parser p = { .name = name ? name : "config", .err = err ? err : &dummy,
-			    .layout_over = layout };
+			    .layout_over = layout, .view = view };
 	struct toml_value *root = NULL;
 	struct toml_error terr = { 0 };
 	int rc;
@@ -2439,9 +2570,12 @@ int config_parse_layout(const char *text, size_t len, const char *name, const ch
 		goto out;
 	}
 	rc = parse_tree(&p, root);
+	if (rc == 0 && p.view_names && !layout && !view)
+		rc = parse_views(&p, text, len);
 out:
 	toml_free(root);
 	free(p.ov);
+	free(p.view_names);
 	model_catalog_free(p.catalog);
 	if (rc) {
 		config_free(p.cfg);
@@ -2612,6 +2746,10 @@ void config_free(struct config *cfg)
 {
 	if (!cfg)
 		return;
+	for (size_t i = 1; i < cfg->n_views; i++)
+		config_free(cfg->views[i]);
+	free(cfg->views);
+	free(cfg->view);
 	for (size_t i = 0; i < cfg->n_entries; i++) {
 		struct config_entry *e = &cfg->entries[i];
 
@@ -2633,6 +2771,7 @@ void config_free(struct config *cfg)
 		free(e->file_id);
 		free(e->endpoint);
 		free(e->region);
+		free(e->path);
 		free_strv(e->mirrors);
 		free(e->mirror_token_file);
 		for (size_t h = 0; h < e->n_headers; h++) {
@@ -2652,6 +2791,7 @@ void config_free(struct config *cfg)
 	free(cfg->cache_dir);
 	free(cfg->layout);
 	free(cfg->mountpoint);
+	free(cfg->local_dir);
 	free(cfg->lock);
 	free(cfg->serve);
 	free(cfg->serve_prefix);

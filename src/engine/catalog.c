@@ -90,9 +90,11 @@ static int from_store(struct resolve_job *job, struct source_file **files, size_
 	return 0;
 }
 
-/* Keep mtimes stable across remounts: the origin's, else the first
- * resolution's. Then store what was resolved. */
-static void remember(struct resolve_job *job)
+/* Keep mtimes stable across remounts and boxes: the origin's, else the
+ * stored resolution's, else (a first resolution) the date of the commit a
+ * Hugging Face file was resolved at (http given), else now. Then store
+ * what was resolved. */
+static void remember(struct resolve_job *job, struct http_client *http)
 {
 	const struct config_entry *e = job->entry;
 	struct store_resolution *old = NULL, *rows;
@@ -107,12 +109,13 @@ static void remember(struct resolve_job *job)
 		struct source_file *f = &job->files[i];
 		char *key = NULL;
 
-		if (f->mtime < 0) {
+		for (int k = 0; f->mtime < 0 && k < nold; k++)
+			if (strcmp(old[k].path, f->path) == 0 && strcmp(old[k].spec_hash, spec) == 0)
+				f->mtime = old[k].mtime;
+		if (f->mtime < 0 && http && !f->err)
+			source_commit_date(job->sources, http, f, &f->mtime);
+		if (f->mtime < 0)
 			f->mtime = now;
-			for (int k = 0; k < nold; k++)
-				if (strcmp(old[k].path, f->path) == 0 && strcmp(old[k].spec_hash, spec) == 0)
-					f->mtime = old[k].mtime;
-		}
 		if (f->err || source_content_key(f, &key) != 0)
 			continue;
 		rows[i] = (struct store_resolution){
@@ -232,7 +235,7 @@ static void resolve_one(struct resolve_job *job, struct http_client *http, int64
 	if (job->lock) {
 		job->rc = from_lock(job);
 		if (job->rc == 0 && job->store)
-			remember(job);		/* keeps mtimes stable across mounts */
+			remember(job, NULL);	/* keeps mtimes stable across mounts */
 		return;
 	}
 
@@ -252,7 +255,7 @@ static void resolve_one(struct resolve_job *job, struct http_client *http, int64
 	job->rc = rc;
 	if (rc == 0) {
 		if (job->store)
-			remember(job);
+			remember(job, http);
 		return;
 	}
 	if (rc == -EAGAIN && job->store && from_store(job, &stored, &nstored) == 0) {
@@ -437,7 +440,8 @@ int engine_resolve(const struct config *cfg, const bool *only, struct engine_res
 	pthread_mutex_init(&pool.lock, NULL);
 	for (size_t i = 0; i < cfg->n_entries; i++)
 		pool.jobs[i] = (struct resolve_job){ .sources = sources, .entry = &cfg->entries[i],
-						     .skip = only && !only[i] };
+						     .skip = (only && !only[i]) ||
+							     cfg->entries[i].source == CONFIG_SOURCE_LOCAL };
 	rc = resolve_pool_run(&pool, cfg);
 	pthread_mutex_destroy(&pool.lock);
 	for (size_t i = 0; rc == 0 && i < cfg->n_entries; i++) {
@@ -581,7 +585,9 @@ int engine_open_locked(const struct config *cfg, const struct lock *lock, struct
 	for (size_t i = 0; i < cfg->n_entries; i++)
 		pool.jobs[i] = (struct resolve_job){ .sources = e->sources,
 						     .store = cache_store(cache), .lock = lock,
-						     .entry = &cfg->entries[i] };
+						     .entry = &cfg->entries[i],
+						     /* the front serves local files */
+						     .skip = cfg->entries[i].source == CONFIG_SOURCE_LOCAL };
 	warn_unused_lock(cfg, lock);
 	rc = resolve_pool_run(&pool, cfg);
 	if (rc)
@@ -740,6 +746,16 @@ uint64_t engine_file_cached(struct engine_file *f)
 	struct cache_file *cf = file_cf(f);
 
 	return cf ? cache_file_cached_bytes(cf) : 0;
+}
+
+void engine_file_set_shadowed(struct engine_file *f)
+{
+	atomic_store(&f->shadowed, true);
+}
+
+bool engine_file_shadowed(struct engine_file *f)
+{
+	return atomic_load(&f->shadowed);
 }
 
 uint64_t engine_file_progress(struct engine_file *f)

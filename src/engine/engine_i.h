@@ -99,6 +99,7 @@ struct engine_file {
 	atomic_bool verify_queued;
 	atomic_bool partial_logged;	/* "state=partial" was logged */
 	atomic_bool uncached_logged;	/* "serving_uncached" was logged */
+	atomic_bool shadowed;		/* a local file of its name is served instead */
 	/* Blocks this file's origin gave its cache file since that was last
 	 * emptied: entries with one sha256 share a cache file, and a hash
 	 * mismatch blames the one whose origin gave the bytes. */

@@ -167,7 +167,8 @@ int cli_lock_resolve(const char *cmd, const struct config *cfg, const bool *chos
 	if (rc == 0 && licenses && (http_client_new(&http) != 0 || source_ctx_new(cfg, &sources) != 0))
 		rc = -ENOMEM;
 	for (size_t i = 0; rc == 0 && i < cfg->n_entries; i++) {
-		if (chosen && !chosen[i])
+		/* a local file has no origin to pin */
+		if ((chosen && !chosen[i]) || cfg->entries[i].source == CONFIG_SOURCE_LOCAL)
 			continue;
 		for (size_t k = 0; k < r[i].n; k++)
 			source_paths_claim(paths, &r[i].files[k]);

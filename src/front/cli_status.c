@@ -122,8 +122,9 @@ static void print_files(json_t *files)
 				 : json_is_string(json_object_get(f, "entry")) ? str(f, "entry")
 				 : str(f, "key");
 
-		snprintf(state, sizeof(state), "%s%s", str(f, "state"),
-			 json_is_true(json_object_get(f, "pinned")) ? ",pinned" : "");
+		snprintf(state, sizeof(state), "%s%s%s", str(f, "state"),
+			 json_is_true(json_object_get(f, "pinned")) ? ",pinned" : "",
+			 json_is_true(json_object_get(f, "shadowed")) ? ",shadowed" : "");
 		printf("%-52s %10s %10s  %-16s %-9s %s\n", path, bytes(f, "size", size, sizeof(size)),
 		       bytes(f, "cached", cached, sizeof(cached)), state,
 		       age(f, now, read, sizeof(read)),

@@ -46,6 +46,26 @@ static const struct {
 };
 #define N_TARGETS (sizeof(targets) / sizeof(targets[0]))
 
+/* With several layouts (config.h views): the view a webui reads (its own
+ * layout's), else the first; with one layout, the config itself. */
+static const struct config *view_for(const struct config *cfg, const char *layout)
+{
+	for (size_t i = 0; i < cfg->n_views; i++)
+		if (strcmp(cfg->views[i]->layout, layout) == 0)
+			return cfg->views[i];
+	return cfg;
+}
+
+/* dir as the view's own layout names it, without the view's folder. */
+static const char *in_view(const struct config *cfg, const char *dir)
+{
+	size_t n = cfg->view ? strlen(cfg->view) : 0;
+
+	if (n && strncmp(dir, cfg->view, n) == 0 && (dir[n] == '/' || !dir[n]))
+		return dir[n] ? dir + n + 1 : dir + n;
+	return dir;
+}
+
 /* The mount's folder for a category, when the mount shows one: an entry's
  * of that category (a [layout] table may have moved it), else the
  * layout's. Two names are one category when the layout gives them one
@@ -61,11 +81,11 @@ static const char *shown_folder(const struct config *cfg, const char *category)
 		const char *its = config_layout_dir(cfg->layout, e->category);
 		bool repo_folder = e->source == CONFIG_SOURCE_HUGGINGFACE && !e->file;
 
-		if (its && strcmp(its, dir) == 0 && !repo_folder && e->dir[0])
-			return e->dir;
+		if (its && strcmp(its, dir) == 0 && !repo_folder && in_view(cfg, e->dir)[0])
+			return in_view(cfg, e->dir);
 	}
 	for (char **d = cfg->dirs; d && *d; d++)
-		if (strcmp(*d, dir) == 0)
+		if (strcmp(in_view(cfg, *d), dir) == 0)
 			return dir;
 	return NULL;
 }
@@ -249,7 +269,9 @@ int cli_webui(int argc, char **argv)
 {
 	struct cli_opts o;
 	struct config *cfg = NULL;
+	const struct config *view;
 	const char *which, *base;
+	char *view_base = NULL;
 	int rc = cli_parse(argc, argv, "webui", &o);
 
 	if (rc)
@@ -272,13 +294,22 @@ int cli_webui(int argc, char **argv)
 	if (rc)
 		return cli_config_exit(rc);
 	base = o.base ? o.base : cfg->mountpoint ? cfg->mountpoint : DEFAULT_MOUNTPOINT;
+	view = view_for(cfg, strcmp(which, "comfyui") == 0 ? "comfyui" : "forge");
+	if (view->view) {
+		if (asprintf(&view_base, "%s/%s", base, view->view) < 0) {
+			config_free(cfg);
+			return EXIT_MODEL;
+		}
+		base = view_base;
+	}
 	rc = 0;
 	if (strcmp(which, "comfyui") == 0)
-		print_comfyui(cfg, base);
+		print_comfyui(view, base);
 	else if (strcmp(which, "forge") == 0)
-		print_forge(cfg, base);
+		print_forge(view, base);
 	else
-		rc = forge_hashes(cfg, base, o.args[1]);
+		rc = forge_hashes(view, base, o.args[1]);
+	free(view_base);
 	config_free(cfg);
 	return rc;
 }

@@ -1,13 +1,15 @@
 /*
  * fs.c: the FUSE low-level operations. The tree answers metadata with no
  * lock and no network; reads go to the engine, which replies when the
- * bytes are there. The table at the bottom is the file's index.
+ * bytes are there. Names the tree does not have go to the local layer
+ * (fs_local.c, local.h). The table at the bottom is the file's index.
  *
  * Model files are immutable once resolved, so the kernel may cache
  * everything for long: entries, attributes and pages (keep_cache). Reads
  * are never direct_io: that would break mmap, which safetensors uses.
+ * Folders and local files may change, so they get short timeouts.
  */
-#include "modelfs/fs.h"
+#include "fs_i.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,64 +18,108 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "modelfs/log.h"
 
-#define FS_TIMEOUT 86400.0		/* the tree never changes while mounted */
 /* Kernel readahead for the mount: 1 MiB FUSE reads (max_pages caps them
  * there) and 1 MiB mmap fault-around; 4 MiB measured no better. */
 #define FS_READAHEAD_KB 1024
 #define XATTR_PREFIX "user.modelfs."
 
-struct fs {
-	struct tree *tree;
-	struct engine *engine;
-	struct fuse_session *se;
-	unsigned max_read;		/* -o max_read=N, which INIT must repeat */
-	uid_t uid;			/* what stat shows (fs_options) */
-	gid_t gid;
-	mode_t umask;
-	bool mounted;
-	char *cache_dir;		/* the root's user.modelfs.cache_dir */
-};
-
-static struct fs *fs_of(fuse_req_t req)
+/* A tree folder's local O_PATH fd (made, owned like the mount, when make),
+ * or -errno. */
+static int tree_dir_fd(struct fs *fs, const struct tree_node *dir, bool make)
 {
-	return fuse_req_userdata(req);
+	char path[PATH_MAX];
+	int rc;
+
+	if (!fs->local)
+		return -ENOENT;
+	rc = tree_node_path(dir, path, sizeof(path));
+	if (rc)
+		return rc;
+	return make ? local_make_dir(fs->local, path, fs->uid, fs->gid)
+		    : local_open_dir(fs->local, path);
 }
 
-static void node_stat(const struct fs *fs, const struct tree_node *node, struct stat *st)
+int fs_dir_fd(struct fs *fs, fuse_ino_t ino, bool make, struct tree_node **tnode)
+{
+	struct tree_node *dir = tree_get(fs->tree, ino);
+	int fd;
+
+	*tnode = dir;
+	if (dir)
+		return tree_node_is_file(dir) ? -ENOTDIR : tree_dir_fd(fs, dir, make);
+	fd = fs->local ? local_node_fd(fs->local, ino) : -1;
+	if (fd < 0)
+		return -ENOENT;
+	fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	return fd < 0 ? -errno : fd;
+}
+
+static void node_stat(struct fs *fs, const struct tree_node *node, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = node->ino;
 	st->st_uid = fs->uid;
 	st->st_gid = fs->gid;
 	st->st_mtime = st->st_ctime = st->st_atime = node->mtime;
-	if (node->file) {
+	if (node->local) {
+		/* Served as it is, read-only: its own owner and modes decide
+		 * who reads it (default_permissions), never the daemon's. */
+		if (stat(node->local->path, st) != 0) {
+			memset(st, 0, sizeof(*st));
+			st->st_mode = S_IFREG;
+			st->st_mtime = st->st_ctime = st->st_atime = node->mtime;
+		}
+		st->st_ino = node->ino;
+		st->st_mode &= ~(mode_t)0222;
+		st->st_nlink = 1;
+	} else if (node->file) {
 		st->st_mode = S_IFREG | (0444 & ~fs->umask);
 		st->st_nlink = 1;
 		st->st_size = (off_t)engine_file_size(node->file);
 		st->st_blocks = (st->st_size + 511) / 512;
 		st->st_blksize = 1 << 20;	/* hints large reads to stdio and cp */
 	} else {
-		st->st_mode = S_IFDIR | (0555 & ~fs->umask);
+		/* Writable: local files may be added to any folder. */
+		st->st_mode = S_IFDIR | ((fs_writable(fs) ? 0755 : 0555) & ~fs->umask);
 		st->st_nlink = 2;
 		for (size_t i = 0; i < node->nchildren; i++)
-			st->st_nlink += node->children[i]->file == NULL;
+			st->st_nlink += !tree_node_is_file(node->children[i]);
+		if (fs->local) {
+			/* A local change to the folder changes its mtime, which
+			 * webuis poll to notice new files (WEBUI.md §5). */
+			int fd = tree_dir_fd(fs, node, false);
+			struct stat lst;
+
+			if (fd >= 0 && fstat(fd, &lst) == 0 && lst.st_mtime > st->st_mtime)
+				st->st_mtime = st->st_ctime = lst.st_mtime;
+			if (fd >= 0)
+				close(fd);
+		}
 	}
 }
 
-static void fill_entry(const struct fs *fs, const struct tree_node *node,
-		       struct fuse_entry_param *e)
+/* Remote files never change while mounted; folders and local files may. */
+static double node_timeout(const struct fs *fs, const struct tree_node *node)
 {
+	return node->local || (!node->file && fs->local) ? FS_LOCAL_TIMEOUT : FS_TIMEOUT;
+}
+
+static void fill_entry(struct fs *fs, const struct tree_node *node, struct fuse_entry_param *e)
+{
+	double timeout = node_timeout(fs, node);
+
 	memset(e, 0, sizeof(*e));
 	e->ino = node->ino;
 	e->generation = 1;
-	e->attr_timeout = FS_TIMEOUT;
-	e->entry_timeout = FS_TIMEOUT;
+	e->attr_timeout = timeout;
+	e->entry_timeout = timeout;
 	node_stat(fs, node, &e->attr);
 }
 
@@ -99,25 +145,46 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct tree_node *dir = tree_get(fs_of(req)->tree, parent), *node;
+	struct fs *fs = fs_of(req);
+	struct tree_node *dir = tree_get(fs->tree, parent), *node;
 	struct fuse_entry_param e;
+	int rc = -ENOENT, fd;
 
-	if (!dir || dir->file) {
-		fuse_reply_err(req, dir ? ENOTDIR : ENOENT);
+	if (!dir) {
+		fs_local_lookup(req, parent, name);
+		return;
+	}
+	if (tree_node_is_file(dir)) {
+		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
 	node = strcmp(name, "..") == 0 ? (dir->parent ? dir->parent : dir)
 	     : strcmp(name, ".") == 0 ? dir : tree_child(dir, name);
-	if (!node) {
-		/* A negative entry, cached as long as the tree lives: webuis
-		 * probe many sidecar names (.yaml, .preview.png) per model. */
-		memset(&e, 0, sizeof(e));
-		e.entry_timeout = FS_TIMEOUT;
+	if (node && !node->shadowed) {
+		fill_entry(fs, node, &e);
 		fuse_reply_entry(req, &e);
 		return;
 	}
-	fill_entry(fs_of(req), node, &e);
-	fuse_reply_entry(req, &e);
+	fd = tree_dir_fd(fs, dir, false);
+	if (fd >= 0) {
+		rc = fs_local_entry(fs, fd, name, &e);
+		close(fd);
+	}
+	if (rc == 0) {
+		fuse_reply_entry(req, &e);
+	} else if (rc != -ENOENT && rc != -ENOTDIR) {
+		fuse_reply_err(req, -rc);
+	} else if (node) {
+		fill_entry(fs, node, &e);	/* its local file went: the entry is back */
+		fuse_reply_entry(req, &e);
+	} else {
+		/* A negative entry: webuis probe many sidecar names (.yaml,
+		 * .preview.png) per model. Cached as long as the tree lives
+		 * when nothing local can appear. */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = fs->local ? FS_LOCAL_TIMEOUT : FS_TIMEOUT;
+		fuse_reply_entry(req, &e);
+	}
 }
 
 static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -126,54 +193,160 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct stat st;
 
 	if (!node) {
-		fuse_reply_err(req, ENOENT);
+		fs_local_getattr(req, ino);
 		return;
 	}
 	node_stat(fs_of(req), node, &st);
-	fuse_reply_attr(req, &st, FS_TIMEOUT);
+	fuse_reply_attr(req, &st, node_timeout(fs_of(req), node));
+}
+
+static int listing_add(struct fs_listing *l, const char *name, struct tree_node *node,
+		       ino_t st_ino, mode_t type)
+{
+	struct fs_dirent *grown = realloc(l->e, (l->n + 1) * sizeof(*grown));
+
+	if (!grown)
+		return -ENOMEM;
+	l->e = grown;
+	grown[l->n].name = strdup(name);
+	if (!grown[l->n].name)
+		return -ENOMEM;
+	grown[l->n].node = node;
+	grown[l->n].st_ino = st_ino;
+	grown[l->n].type = type;
+	l->n++;
+	return 0;
+}
+
+static void listing_free(struct fs_listing *l)
+{
+	for (size_t i = 0; l && i < l->n; i++)
+		free(l->e[i].name);
+	if (l)
+		free(l->e);
+	free(l);
+}
+
+int fs_list_local(int dirfd, const struct tree_node *dir, struct fs_listing *l)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+	struct dirent *d;
+	DIR *dp;
+
+	if (fd < 0)
+		return -errno;
+	dp = fdopendir(fd);
+	if (!dp) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	while (rc == 0 && (errno = 0, d = readdir(dp)) != NULL) {
+		if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0)
+			continue;
+		if (dir) {
+			const struct tree_node *same = tree_child(dir, d->d_name);
+
+			/* a tree folder wins; a shadowed file was listed as local */
+			if (same && !same->shadowed)
+				continue;
+		}
+		rc = listing_add(l, d->d_name, NULL, d->d_ino, DTTOIF(d->d_type));
+	}
+	if (rc == 0 && errno)
+		rc = -errno;
+	closedir(dp);
+	return rc;
+}
+
+/* The snapshot a listing pages through: the tree's children (a shadowed
+ * one as the local file it is), then local names the tree lacks. */
+static int make_listing(struct fs *fs, fuse_ino_t ino, struct fs_listing *l)
+{
+	struct tree_node *dir;
+	struct stat st;
+	int fd = fs_dir_fd(fs, ino, false, &dir), rc;
+
+	if (dir && tree_node_is_file(dir))
+		return -ENOTDIR;
+	if (!dir && fd < 0)
+		return fd;
+	rc = listing_add(l, ".", dir, 0, S_IFDIR);
+	if (rc == 0)
+		rc = listing_add(l, "..", dir ? (dir->parent ? dir->parent : dir) : NULL, 0, S_IFDIR);
+	for (size_t i = 0; rc == 0 && dir && i < dir->nchildren; i++) {
+		struct tree_node *c = dir->children[i];
+
+		/* A shadowed entry is listed with the local names, unless its
+		 * local file went (lookups give the entry again then). */
+		if (!c->shadowed || fd < 0 || fstatat(fd, c->name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			rc = listing_add(l, c->name, c, c->ino,
+					 tree_node_is_file(c) ? S_IFREG : S_IFDIR);
+	}
+	if (rc == 0 && fd >= 0)
+		rc = fs_list_local(fd, dir, l);
+	if (fd >= 0)
+		close(fd);
+	return rc;
 }
 
 static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct tree_node *node = tree_get(fs_of(req)->tree, ino);
+	struct fs *fs = fs_of(req);
+	struct fs_listing *l = calloc(1, sizeof(*l));
+	int rc = l ? make_listing(fs, ino, l) : -ENOMEM;
 
-	if (!node || node->file) {
-		fuse_reply_err(req, node ? ENOTDIR : ENOENT);
+	if (rc) {
+		listing_free(l);
+		fuse_reply_err(req, -rc);
 		return;
 	}
-	fi->cache_readdir = 1;
-	fi->keep_cache = 1;
-	fuse_reply_open(req, fi);
+	fi->fh = (uintptr_t)l;
+	/* Only a listing that can never change may stay in the kernel. */
+	fi->cache_readdir = !fs->local;
+	fi->keep_cache = !fs->local;
+	if (fuse_reply_open(req, fi) != 0)
+		listing_free(l);
 }
 
-/* One page of a listing: ".", "..", then the children from off. */
-static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
+static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct tree_node *dir = tree_get(fs_of(req)->tree, ino);
-	char *buf;
+	listing_free((struct fs_listing *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+/* One page of a listing from off. Local entries go without a node (ino
+ * 0 in readdirplus): the kernel then looks them up itself, so every local
+ * node it holds came from a counted lookup. */
+static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
+		       bool plus)
+{
+	const struct fs_listing *l = (const struct fs_listing *)(uintptr_t)fi->fh;
+	char *buf = malloc(size);
 	size_t used = 0;
 
-	if (!dir || dir->file) {
-		fuse_reply_err(req, dir ? ENOTDIR : ENOENT);
-		return;
-	}
-	buf = malloc(size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	for (size_t i = (size_t)off; i < dir->nchildren + 2; i++) {
-		const struct tree_node *node = i == 0 ? dir : i == 1 ? (dir->parent ? dir->parent : dir)
-					     : dir->children[i - 2];
-		const char *name = i == 0 ? "." : i == 1 ? ".." : node->name;
+	for (size_t i = (size_t)off; i < l->n; i++) {
+		const struct fs_dirent *d = &l->e[i];
 		struct fuse_entry_param e;
 		size_t n;
 
-		fill_entry(fs_of(req), node, &e);
+		if (d->node) {
+			fill_entry(fs_of(req), d->node, &e);
+		} else {
+			memset(&e, 0, sizeof(e));
+			e.attr.st_ino = d->st_ino;
+			e.attr.st_mode = d->type;
+		}
 		if (plus)
-			n = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t)i + 1);
+			n = fuse_add_direntry_plus(req, buf + used, size - used, d->name, &e,
+						   (off_t)i + 1);
 		else
-			n = fuse_add_direntry(req, buf + used, size - used, name, &e.attr, (off_t)i + 1);
+			n = fuse_add_direntry(req, buf + used, size - used, d->name, &e.attr,
+					      (off_t)i + 1);
 		if (n > size - used)
 			break;
 		used += n;
@@ -185,13 +358,13 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
-	do_readdir(req, ino, size, off, false);
+	do_readdir(req, size, off, fi, false);
 }
 
 static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			   struct fuse_file_info *fi)
 {
-	do_readdir(req, ino, size, off, true);
+	do_readdir(req, size, off, fi, true);
 }
 
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -200,15 +373,32 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int err;
 
 	if (!node) {
-		fuse_reply_err(req, ENOENT);
+		fs_local_open(req, ino, fi);
 		return;
 	}
-	if (!node->file) {
+	if (!tree_node_is_file(node)) {
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-		fuse_reply_err(req, EROFS);
+		fuse_reply_err(req, fs_refuse_node(fs_of(req), node, "open for writing"));
+		return;
+	}
+	if (node->local) {
+		/* Passed through: read as it is now, never cached by us. */
+		int fd = open(node->local->path, O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0) {
+			err = errno;
+			log_warn("event=local_entry_unreadable entry=%s path=%s error=\"%s\" "
+				 "action=\"fix path in the config\"", node->local->id,
+				 node->local->path, strerror(err));
+			fuse_reply_err(req, err);
+			return;
+		}
+		fi->fh = (uint64_t)fd;
+		if (fuse_reply_open(req, fi) != 0)
+			close(fd);
 		return;
 	}
 	/* A file that can never be read says so at open, not as an empty read
@@ -237,8 +427,12 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct tree_node *node = tree_get(fs_of(req)->tree, ino);
 
-	if (!node || !node->file) {
-		fuse_reply_err(req, node ? EISDIR : ENOENT);
+	if (!node || node->local) {
+		fs_local_read(req, size, off, fi);
+		return;
+	}
+	if (!node->file) {
+		fuse_reply_err(req, EISDIR);
 		return;
 	}
 	log_debug("event=read path=%s off=%lld len=%zu", engine_file_path(node->file),
@@ -295,7 +489,8 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	int err = ENODATA;
 
 	if (!node) {
-		fuse_reply_err(req, ENOENT);
+		/* local files keep no modelfs attributes */
+		fuse_reply_err(req, ENODATA);
 		return;
 	}
 	if (strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) == 0) {
@@ -327,7 +522,7 @@ static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	size_t len = 0;
 
 	if (!node) {
-		fuse_reply_err(req, ENOENT);
+		fuse_reply_xattr(req, 0);	/* local: none of ours */
 		return;
 	}
 	if (ino == FUSE_ROOT_ID && fs_of(req)->cache_dir)
@@ -360,6 +555,13 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 	struct statvfs sv;
 	uint64_t total = 0;
 
+	/* What room there is for local files: their folder's filesystem. */
+	if (fs->local && fstatvfs(local_root_fd(fs->local), &sv) == 0) {
+		if (local_read_only(fs->local))
+			sv.f_flag |= ST_RDONLY;
+		fuse_reply_statfs(req, &sv);
+		return;
+	}
 	for (size_t i = 0; i < engine_nfiles(fs->engine); i++)
 		total += engine_file_size(engine_file_at(fs->engine, i));
 	memset(&sv, 0, sizeof(sv));
@@ -374,14 +576,32 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 static const struct fuse_lowlevel_ops fs_ops = {
 	.init = fs_init,
 	.lookup = fs_lookup,
+	.forget = fs_forget,
+	.forget_multi = fs_forget_multi,
 	.getattr = fs_getattr,
+	.setattr = fs_setattr,
+	.readlink = fs_readlink,
+	.mkdir = fs_mkdir,
+	.symlink = fs_symlink,
+	.unlink = fs_unlink,
+	.rmdir = fs_rmdir,
+	.rename = fs_rename,
+	.link = fs_link,
+	.create = fs_create,
 	.opendir = fs_opendir,
 	.readdir = fs_readdir,
 	.readdirplus = fs_readdirplus,
+	.releasedir = fs_releasedir,
 	.open = fs_open,
 	.read = fs_read,
+	.write = fs_write,
+	.flush = fs_flush,
+	.release = fs_release,
+	.fsync = fs_fsync,
 	.getxattr = fs_getxattr,
 	.listxattr = fs_listxattr,
+	.setxattr = fs_setxattr,
+	.removexattr = fs_removexattr,
 	.statfs = fs_statfs,
 };
 
@@ -475,11 +695,65 @@ static char *base_options(const struct fs_options *opts)
 		*e++ = *c;
 	}
 	*e = '\0';
-	if (asprintf(&out, "ro,fsname=%s,subtype=modelfs,default_permissions%s", esc,
-		     opts->allow_other ? ",allow_other" : "") < 0)
+	if (asprintf(&out, "%s,fsname=%s,subtype=modelfs,default_permissions%s",
+		     opts->read_only ? "ro" : "rw", esc, opts->allow_other ? ",allow_other" : "") < 0)
 		out = NULL;
 	free(esc);
 	return out;
+}
+
+static bool tree_has_ino(void *arg, uint64_t ino)
+{
+	return tree_get(arg, ino) != NULL;
+}
+
+/* Mark the tree files whose name a local file already has: the local
+ * file is the user's data and wins (fs_i.h), with a warning naming both. */
+static void mark_shadowed(struct fs *fs, const char *local_dir)
+{
+	for (size_t i = 0; i < tree_nnodes(fs->tree); i++) {
+		struct tree_node *node = tree_node_at(fs->tree, i);
+		const struct config_entry *ce = node->file ? engine_file_entry(node->file) : node->local;
+		char path[PATH_MAX];
+		struct stat st;
+		int fd;
+
+		if (!tree_node_is_file(node) || tree_node_path(node->parent, path, sizeof(path)) != 0)
+			continue;
+		fd = local_open_dir(fs->local, path);
+		if (fd < 0)
+			continue;
+		if (fstatat(fd, node->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			node->shadowed = true;
+			if (node->file)
+				engine_file_set_shadowed(node->file);
+			log_warn("event=shadowed path=%s%s%s entry=%s local=%s/%s%s%s action=\"the local "
+				 "file is served; move or delete it to see the entry\"", path,
+				 path[0] ? "/" : "", node->name, ce ? ce->id : "-", local_dir, path,
+				 path[0] ? "/" : "", node->name);
+		}
+		close(fd);
+	}
+}
+
+/* The local layer over opts->local_dir, else the mountpoint's own
+ * folder, opened now: once FUSE mounts, that path leads to us. */
+static int open_local(struct fs *fs, const struct fs_options *opts)
+{
+	const char *dir = opts->local_dir ? opts->local_dir : opts->mountpoint;
+	int rc;
+
+	if (!opts->local_dir && strncmp(opts->mountpoint, "/dev/fd/", 8) == 0)
+		return 0;	/* an open /dev/fuse: there is no folder under it */
+	rc = local_open(dir, opts->read_only, tree_has_ino, fs->tree, &fs->local);
+	if (rc) {
+		log_error("event=mount_failed local_dir=%s error=\"%s\" action=\"%s\"", dir,
+			  strerror(-rc), opts->local_dir ? "give an existing folder as local_dir"
+			  : "the mountpoint must be a folder modelfs can open");
+		return rc;
+	}
+	mark_shadowed(fs, dir);
+	return 0;
 }
 
 int fs_mount(struct tree *tree, struct engine *engine, const struct fs_options *opts,
@@ -500,6 +774,11 @@ int fs_mount(struct tree *tree, struct engine *engine, const struct fs_options *
 	fs->uid = opts->uid;
 	fs->gid = opts->gid;
 	fs->umask = opts->umask & 0777;
+	pthread_mutex_init(&fs->refused_lock, NULL);
+	rc = open_local(fs, opts);
+	if (rc)
+		goto fail;
+	rc = -EIO;
 	base = base_options(opts);
 	if (!base || fuse_opt_add_arg(&args, "modelfs") || fuse_opt_add_arg(&args, "-o") ||
 	    fuse_opt_add_arg(&args, base) ||
@@ -565,6 +844,8 @@ void fs_unmount(struct fs *fs)
 			fuse_session_unmount(fs->se);
 		fuse_session_destroy(fs->se);
 	}
+	local_close(fs->local);
+	pthread_mutex_destroy(&fs->refused_lock);
 	free(fs->cache_dir);
 	free(fs);
 }

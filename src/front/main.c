@@ -160,6 +160,30 @@ static bool path_within(const char *inner, const char *outer)
 	return strncmp(a, b, n) == 0 && (a[n] == '/' || a[n] == '\0');
 }
 
+/* A source = "local" entry inside the mountpoint would have the daemon
+ * read through its own mount, waiting on itself: refused by name.
+ * Asked before mounting, when the paths still lead to the real disk. */
+static bool local_entries_outside(const struct config *cfg, const char *mnt)
+{
+	size_t n = strlen(mnt);
+
+	for (size_t i = 0; i < cfg->n_entries; i++) {
+		const struct config_entry *ce = &cfg->entries[i];
+
+		if (ce->source != CONFIG_SOURCE_LOCAL)
+			continue;
+		if (path_within(ce->path, mnt) ||
+		    (strncmp(ce->path, mnt, n) == 0 && (ce->path[n] == '/' || !ce->path[n]))) {
+			fprintf(stderr, "modelfs: entry %s (%s:%d): path %s is inside the mountpoint "
+				"%s; a file already there shows in the mount as it is, so remove the "
+				"entry, or move the file elsewhere\n", ce->id, cfg->path, ce->line,
+				ce->path, mnt);
+			return false;
+		}
+	}
+	return true;
+}
+
 /* What a mount helper exits with: mount(8) expects 0 for a live mount,
  * some entries failed or not (the warning is printed); 1 for a bad
  * invocation, 32 for a mount that failed. */
@@ -245,7 +269,19 @@ out:
 struct entry_outcome {
 	size_t files, failed;		/* its files, those not resolved */
 	struct engine_file *first;	/* the first not resolved, or NULL */
+	int local_err;			/* source = "local": why its path is no file */
 };
+
+/* 0 when a source = "local" entry's path is a file to serve, else an
+ * errno (EISDIR for a folder). */
+static int local_entry_err(const struct config_entry *ce)
+{
+	struct stat st;
+
+	if (stat(ce->path, &st) != 0)
+		return errno;
+	return S_ISREG(st.st_mode) ? 0 : EISDIR;
+}
 
 /* A file failed when it has no cache file: it did not resolve, neither
  * from its origin nor from a stored resolution (an offline remount is
@@ -271,8 +307,14 @@ static int entry_outcomes(struct engine *e, const struct config *cfg,
 		if (!o[i].first)
 			o[i].first = f;
 	}
-	for (size_t i = 0; i < cfg->n_entries; i++)
+	for (size_t i = 0; i < cfg->n_entries; i++) {
+		if (cfg->entries[i].source == CONFIG_SOURCE_LOCAL) {
+			o[i].local_err = local_entry_err(&cfg->entries[i]);
+			o[i].files = 1;
+			o[i].failed = o[i].local_err != 0;
+		}
 		*nfailed += o[i].failed || !o[i].files;
+	}
 	*out = o;
 	return 0;
 }
@@ -285,6 +327,11 @@ static void print_failed_entry(const struct config *cfg, const struct config_ent
 	char *error, why[1024];
 
 	fprintf(stderr, "  %s (%s:%d): ", ce->id, cfg->path, ce->line);
+	if (ce->source == CONFIG_SOURCE_LOCAL) {
+		fprintf(stderr, "path %s: %s; fix path (a file on this machine)\n", ce->path,
+			strerror(o->local_err));
+		return;
+	}
 	if (!o->first) {
 		fputs("no file in the mount; the log says why (another entry may have its "
 		      "path)\n", stderr);
@@ -548,6 +595,10 @@ static int do_mount(int argc, char **argv, bool helper)
 	/* Before mounting: afterwards realpath() would ask our own mount. */
 	if (is_fd_mountpoint(mnt) || !realpath(mnt, mnt_real))
 		snprintf(mnt_real, sizeof(mnt_real), "%s", mnt);
+	if (!local_entries_outside(cfg, mnt_real)) {
+		code = EXIT_USAGE;
+		goto out;
+	}
 	log_set_json(o.log_json);
 	if (o.log_file && !want_syslog(&o)) {
 		log_fd = log_open_file(o.log_file);
@@ -596,7 +647,7 @@ static int do_mount(int argc, char **argv, bool helper)
 	lock_free(lock);	/* the catalog holds copies */
 	lock = NULL;
 	if (rc == 0)
-		rc = tree_build(engine, cfg->dirs, store_created(cache_store(cache)), &tree);
+		rc = tree_build(engine, cfg, store_created(cache_store(cache)), &tree);
 	if (rc) {
 		log_error("event=mount_failed error=\"%s\"", strerror(-rc));
 		goto out;
@@ -604,6 +655,8 @@ static int do_mount(int argc, char **argv, bool helper)
 	fsname = mount_fsname(config_arg(&o));
 	fo.mountpoint = mnt_real;
 	fo.cache_dir = cache_dir;
+	fo.local_dir = mo.local_dir ? mo.local_dir : cfg->local_dir;
+	fo.read_only = mo.read_only;
 	fo.fsname = fsname;
 	fo.fuse_opts = mo.fuse;
 	fo.allow_other = geteuid() == 0;
@@ -884,6 +937,26 @@ static void print_entry_row_offline(const struct config_entry *e)
 	free(path);
 }
 
+/* A source = "local" entry: its path, there or not (no network either
+ * way). 1 when it failed. */
+static int print_local_row(const struct config_entry *e)
+{
+	char *path = NULL, detail[PATH_MAX + 64];
+	struct stat st;
+	int err = local_entry_err(e);
+
+	if (source_join_path(e->dir, e->filename, &path) != 0)
+		return 1;
+	if (err)
+		snprintf(detail, sizeof(detail), "%s: %s", e->path, strerror(err));
+	else
+		snprintf(detail, sizeof(detail), "%s", e->path);
+	print_entry_row(path, "local", err || stat(e->path, &st) != 0 ? -1 : st.st_size,
+			err ? "error" : "ok", detail);
+	free(path);
+	return err != 0;
+}
+
 static int cli_check(int argc, char **argv)
 {
 	struct cli_opts o;
@@ -916,6 +989,10 @@ static int cli_check(int argc, char **argv)
 		struct source_file *files = NULL;
 		size_t n = 0;
 
+		if (e->source == CONFIG_SOURCE_LOCAL) {
+			failed += print_local_row(e);
+			continue;
+		}
 		if (o.offline) {
 			print_entry_row_offline(e);
 			continue;

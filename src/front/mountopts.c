@@ -37,8 +37,6 @@ static const struct opt_rule {
 	IGN("auto"), IGN("noauto"), IGN("user"), IGN("nouser"), IGN("users"), IGN("owner"),
 	IGN("group"), IGN("_netdev"), IGN("nofail"), IGN("defaults"), IGN("comment="),
 	IGN("user="),
-	/* The mount is read-only whatever is asked: ro is always given. */
-	IGN("rw"), IGN("ro"),
 	FUSE("allow_other"), FUSE("allow_root"), FUSE("auto_unmount"),
 	FUSE("default_permissions"), FUSE("max_read="), FUSE("blksize="),
 	FUSE("context="), FUSE("fscontext="), FUSE("defcontext="),
@@ -51,7 +49,7 @@ static const struct opt_rule {
 	FUSE("strictatime"), FUSE("nostrictatime"),
 	OURS("debug"), OURS("cache_dir="), OURS("layout="),
 	OURS("uid="), OURS("gid="), OURS("umask="),
-	OURS("log_file="),
+	OURS("log_file="), OURS("local_dir="), OURS("ro"), OURS("rw"),
 	{ "fsname=", OPT_REFUSE, "modelfs sets it to modelfs:CONFIG, so that findmnt -t "
 	  "fuse.modelfs finds the mount" },
 	{ "subtype=", OPT_REFUSE, "modelfs sets it to modelfs, so that findmnt -t "
@@ -177,6 +175,10 @@ static int set_ours(struct mount_opts *o, const char *opt, const char *raw, char
 		o->debug = true;
 		return 0;
 	}
+	if (strcmp(key, "ro") == 0 || strcmp(key, "rw") == 0) {
+		o->read_only = key[1] == 'o';
+		return 0;
+	}
 	v = unescape(raw);
 	if (!v)
 		return -ENOMEM;
@@ -207,6 +209,8 @@ static int set_ours(struct mount_opts *o, const char *opt, const char *raw, char
 		}
 	} else if (strcmp(key, "cache_dir") == 0) {
 		slot = &o->cache_dir;
+	} else if (strcmp(key, "local_dir") == 0) {
+		slot = &o->local_dir;
 	} else {
 		slot = &o->log_file;
 	}
@@ -240,7 +244,7 @@ int mountopts_parse(const char *text, struct mount_opts *out, char *err, size_t 
 			/* x-systemd.*, x-gvfs-*: for mount(8) and systemd only */
 		} else if (!r) {
 			snprintf(err, errlen, "unknown mount option \"%s\"; modelfs takes cache_dir=, "
-				 "layout=, uid=, gid=, umask=, log_file=, debug, libfuse's options "
+				 "layout=, uid=, gid=, umask=, log_file=, local_dir=, ro, rw, debug, libfuse's options "
 				 "(allow_other, auto_unmount, max_read=, default_permissions, ...) "
 				 "and ignores mount(8)'s (_netdev, nofail, noauto, x-*, ...)", opt);
 			rc = -EINVAL;
@@ -274,6 +278,7 @@ void mountopts_free(struct mount_opts *o)
 	free(o->cache_dir);
 	free(o->layout);
 	free(o->log_file);
+	free(o->local_dir);
 	memset(o, 0, sizeof(*o));
 	o->uid = o->gid = -1;
 	o->umask = -1;

@@ -339,6 +339,7 @@ static json_t *file_status(const struct ops_item *it)
 	json_object_set_new(o, "cached", json_integer((json_int_t)cached));
 	json_object_set_new(o, "state", json_string(item_state(it, NULL)));
 	json_object_set_new(o, "pinned", json_boolean(pinned));
+	json_object_set_new(o, "shadowed", json_boolean(it->ef && engine_file_shadowed(it->ef)));
 	json_object_set_new(o, "source", str_json(dup_or_null(it->source)));
 	json_object_set_new(o, "sha256", str_json(sha));
 	json_object_set_new(o, "error", str_json(error));

@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <xxhash.h>
+
+#include "modelfs/log.h"
 
 struct tree {
 	struct tree_node *root;
@@ -110,17 +113,112 @@ static int64_t finish(struct tree_node *node, const char *path, int64_t empty_mt
 			return newest;
 		snprintf(sub, len, "%s/%s", path, c->name);
 		c->ino = XXH3_64bits(sub, strlen(sub));
-		m = c->file ? c->mtime : finish(c, sub, empty_mtime);
+		m = tree_node_is_file(c) ? c->mtime : finish(c, sub, empty_mtime);
 		if (m > newest)
 			newest = m;
 		free(sub);
 	}
-	if (!node->file)
+	if (!tree_node_is_file(node))
 		node->mtime = node->nchildren ? newest : empty_mtime;
 	return node->mtime;
 }
 
-int tree_build(struct engine *e, char *const *dirs, int64_t empty_mtime, struct tree **out)
+/* A source = "local" entry's node; 0 or -ENOMEM. */
+static int add_local_entry(struct tree *t, const struct config_entry *ce, int64_t empty_mtime)
+{
+	struct tree_node *dir = ce->dir[0] ? mkdirs(t, ce->dir, strlen(ce->dir)) : t->root;
+	struct tree_node *node;
+	struct stat st;
+
+	if (!dir)
+		return -ENOMEM;
+	if (find_child(dir, ce->filename)) {
+		log_warn("event=path_taken entry=%s path=%s%s%s action=\"another entry has this "
+			 "name; give this one a filename\"", ce->id, ce->dir, ce->dir[0] ? "/" : "",
+			 ce->filename);
+		return 0;
+	}
+	node = new_node(t, dir, ce->filename);
+	if (!node)
+		return -ENOMEM;
+	node->local = ce;
+	node->mtime = stat(ce->path, &st) == 0 ? st.st_mtime : empty_mtime;
+	return 0;
+}
+
+/* f's node at path (its own, or another view's of it); 0 or -ENOMEM. */
+static int add_file(struct tree *t, struct engine_file *f, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	struct tree_node *dir = slash ? mkdirs(t, path, (size_t)(slash - path)) : t->root;
+	struct tree_node *node;
+
+	if (!dir)
+		return -ENOMEM;
+	node = find_child(dir, slash ? slash + 1 : path);
+	if (node) {
+		/* Only files that resolved claim a path (source.h): one that
+		 * failed gives its place to one that can be read. Anything
+		 * else is a file vs folder clash. */
+		if (node->file && engine_file_open_error(node->file) && !engine_file_open_error(f)) {
+			node->file = f;
+			node->mtime = engine_file_mtime(f);
+		}
+		return 0;
+	}
+	node = new_node(t, dir, slash ? slash + 1 : path);
+	if (!node)
+		return -ENOMEM;
+	node->file = f;
+	node->mtime = engine_file_mtime(f);
+	return 0;
+}
+
+/* f's path in another view of the config (config.h views): its entry's
+ * folder there, then what follows its folder in f's own path. NULL when
+ * f is not of cfg's entries (a file a lock added). */
+static char *view_path(const struct config *cfg, const struct config *view,
+		       struct engine_file *f)
+{
+	const struct config_entry *ce = engine_file_entry(f);
+	const char *path = engine_file_path(f);
+	size_t k, dirlen;
+	char *out;
+
+	if (ce < cfg->entries || ce >= cfg->entries + cfg->n_entries)
+		return NULL;
+	k = (size_t)(ce - cfg->entries);
+	dirlen = strlen(ce->dir);
+	if (k >= view->n_entries || strncmp(path, ce->dir, dirlen) != 0)
+		return NULL;
+	return asprintf(&out, "%s%s", view->entries[k].dir, path + dirlen) < 0 ? NULL : out;
+}
+
+/* The folders and files of one config, or of one more view of it. */
+static int add_view(struct tree *t, struct engine *e, const struct config *cfg,
+		    const struct config *view, int64_t empty_mtime)
+{
+	int rc = 0;
+
+	for (size_t i = 0; view->dirs && view->dirs[i]; i++)
+		if (view->dirs[i][0] && !mkdirs(t, view->dirs[i], strlen(view->dirs[i])))
+			return -ENOMEM;
+	for (size_t i = 0; rc == 0 && i < engine_nfiles(e); i++) {
+		struct engine_file *f = engine_file_at(e, i);
+		char *path = view == cfg ? NULL : view_path(cfg, view, f);
+
+		if (view == cfg || path)
+			rc = add_file(t, f, path ? path : engine_file_path(f));
+		free(path);
+	}
+	for (size_t i = 0; rc == 0 && i < view->n_entries; i++)
+		if (view->entries[i].source == CONFIG_SOURCE_LOCAL)
+			rc = add_local_entry(t, &view->entries[i], empty_mtime);
+	return rc;
+}
+
+int tree_build(struct engine *e, const struct config *cfg, int64_t empty_mtime,
+	       struct tree **out)
 {
 	struct tree *t = calloc(1, sizeof(*t));
 	int rc = -ENOMEM;
@@ -130,35 +228,11 @@ int tree_build(struct engine *e, char *const *dirs, int64_t empty_mtime, struct 
 	t->root = new_node(t, NULL, "");
 	if (!t->root)
 		goto fail;
-	for (size_t i = 0; dirs && dirs[i]; i++)
-		if (dirs[i][0] && !mkdirs(t, dirs[i], strlen(dirs[i])))
-			goto fail;
-	for (size_t i = 0; i < engine_nfiles(e); i++) {
-		struct engine_file *f = engine_file_at(e, i);
-		const char *path = engine_file_path(f), *slash = strrchr(path, '/');
-		struct tree_node *dir = slash ? mkdirs(t, path, (size_t)(slash - path)) : t->root;
-		struct tree_node *node;
-
-		if (!dir)
-			goto fail;
-		node = find_child(dir, slash ? slash + 1 : path);
-		if (node) {
-			/* Only files that resolved claim a path (source.h): one
-			 * that failed gives its place to one that can be read.
-			 * Anything else is a file vs folder clash. */
-			if (node->file && engine_file_open_error(node->file) &&
-			    !engine_file_open_error(f)) {
-				node->file = f;
-				node->mtime = engine_file_mtime(f);
-			}
-			continue;
-		}
-		node = new_node(t, dir, slash ? slash + 1 : path);
-		if (!node)
-			goto fail;
-		node->file = f;
-		node->mtime = engine_file_mtime(f);
-	}
+	rc = add_view(t, e, cfg, cfg, empty_mtime);
+	for (size_t v = 1; rc == 0 && v < cfg->n_views; v++)
+		rc = add_view(t, e, cfg, cfg->views[v], empty_mtime);
+	if (rc)
+		goto fail;
 	finish(t->root, "", empty_mtime);
 	t->root->ino = 1;
 	/* Inode 0 and 1 are taken, and two paths may hash alike: nudge. */
@@ -228,4 +302,48 @@ struct tree_node *tree_child(const struct tree_node *dir, const char *name)
 			hi = mid;
 	}
 	return NULL;
+}
+
+size_t tree_nnodes(const struct tree *t)
+{
+	return t->n;
+}
+
+struct tree_node *tree_node_at(struct tree *t, size_t i)
+{
+	return t->by_ino[i];
+}
+
+struct tree_node *tree_find(struct tree *t, const char *path)
+{
+	struct tree_node *node = t->root;
+	char *copy = strdup(path), *save = NULL;
+
+	if (!copy)
+		return NULL;
+	for (char *part = strtok_r(copy, "/", &save); part && node; part = strtok_r(NULL, "/", &save))
+		node = tree_child(node, part);
+	free(copy);
+	return node;
+}
+
+int tree_node_path(const struct tree_node *node, char *buf, size_t len)
+{
+	size_t at = len - 1;
+
+	if (len == 0)
+		return -ENAMETOOLONG;
+	buf[at] = '\0';
+	for (; node && node->parent; node = node->parent) {
+		size_t n = strlen(node->name) + (node->parent->parent ? 1 : 0);
+
+		if (n > at)
+			return -ENAMETOOLONG;
+		at -= n;
+		memcpy(buf + at + (node->parent->parent ? 1 : 0), node->name, strlen(node->name));
+		if (node->parent->parent)
+			buf[at] = '/';
+	}
+	memmove(buf, buf + at, len - at);
+	return 0;
 }

@@ -61,6 +61,7 @@ int source_ctx_new(const struct config *cfg, struct source_ctx **out)
 	ctx->cfg = cfg;
 	token_init(&ctx->hf);
 	token_init(&ctx->civitai);
+	pthread_mutex_init(&ctx->facts_lock, NULL);
 	*out = ctx;
 	return 0;
 }
@@ -71,7 +72,45 @@ void source_ctx_free(struct source_ctx *ctx)
 		return;
 	token_clear(&ctx->hf);
 	token_clear(&ctx->civitai);
+	for (size_t i = 0; i < ctx->n_facts; i++)
+		free(ctx->facts[i].key);
+	free(ctx->facts);
+	pthread_mutex_destroy(&ctx->facts_lock);
 	free(ctx);
+}
+
+bool source_fact_get(struct source_ctx *ctx, const char *key, struct source_revision_fact *out)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&ctx->facts_lock);
+	for (size_t i = 0; !found && i < ctx->n_facts; i++)
+		if (strcmp(ctx->facts[i].key, key) == 0) {
+			*out = ctx->facts[i];
+			out->key = NULL;
+			found = true;
+		}
+	pthread_mutex_unlock(&ctx->facts_lock);
+	return found;
+}
+
+void source_fact_put(struct source_ctx *ctx, const char *key, int64_t time, bool open)
+{
+	struct source_revision_fact *grown;
+	char *copy = strdup(key);
+
+	if (!copy)
+		return;
+	pthread_mutex_lock(&ctx->facts_lock);
+	grown = realloc(ctx->facts, (ctx->n_facts + 1) * sizeof(*grown));
+	if (grown) {
+		ctx->facts = grown;
+		grown[ctx->n_facts++] = (struct source_revision_fact){ .key = copy, .time = time,
+								       .open = open };
+		copy = NULL;
+	}
+	pthread_mutex_unlock(&ctx->facts_lock);
+	free(copy);
 }
 
 static char *dup_or_null(const char *s, bool *oom)

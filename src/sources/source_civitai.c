@@ -33,6 +33,7 @@
 #include <jansson.h>
 
 #include "modelfs/log.h"
+#include "modelfs/text.h"
 #include "source_i.h"
 
 #define TOKEN_ENV	"CIVITAI_TOKEN"
@@ -89,18 +90,6 @@ static uint64_t cfg_id(const char *s)
 }
 
 /* "2024-05-01T12:00:00.000Z" -> epoch seconds, -1 if not that shape. */
-static int64_t iso_time(const char *s)
-{
-	struct tm tm;
-	const char *end;
-
-	if (!s)
-		return -1;
-	memset(&tm, 0, sizeof(tm));
-	end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-	return end ? (int64_t)timegm(&tm) : -1;
-}
-
 static bool same_origin(const char *url, const char *base)
 {
 	char a[320], b[320];
@@ -541,9 +530,9 @@ static int describe_file(struct source_file *f, const json_t *version, const jso
 		return -ENOMEM;
 	/* A version never changes its bytes: its publication time is a stable
 	 * mtime (Forge keys its hash cache by mtime). */
-	f->mtime = iso_time(jstr(version, "publishedAt"));
+	f->mtime = text_iso_time(jstr(version, "publishedAt"));
 	if (f->mtime < 0)
-		f->mtime = iso_time(jstr(version, "createdAt"));
+		f->mtime = text_iso_time(jstr(version, "createdAt"));
 
 	if (sha && (strlen(sha) != 64 || strspn(sha, "0123456789abcdefABCDEF") != 64))
 		sha = NULL;		/* not a SHA-256: verify with the config's, if any */

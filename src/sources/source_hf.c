@@ -45,6 +45,7 @@
 #include "modelfs/clock.h"
 #include "modelfs/log.h"
 #include "modelfs/secret.h"
+#include "modelfs/text.h"
 #include "source_i.h"
 
 #define PROBE_HOPS		10		/* same-origin redirects followed by a probe */
@@ -63,6 +64,7 @@ enum { H_COMMIT, H_LINKED_ETAG, H_LINKED_SIZE, H_ERROR_CODE, H_LINK };
 
 /* One resolution: the entry, where it is asked, with what credential. */
 struct hf {
+	struct source_ctx *ctx;
 	struct http_client *c;
 	const struct config_entry *e;
 	const struct config *cfg;
@@ -357,6 +359,7 @@ static int hf_init(struct hf *h, struct source_ctx *ctx, struct http_client *c,
 	int rc;
 
 	memset(h, 0, sizeof(*h));
+	h->ctx = ctx;
 	h->c = c;
 	h->e = e;
 	h->cfg = ctx->cfg;
@@ -1031,23 +1034,48 @@ static void gated_details(struct hf *h, struct source_file *f, const char *rev)
 /* ---- single files --------------------------------------------------------- */
 
 static int pin_revision(struct hf *h, struct source_file *f, const char *rev, char **commit,
-			bool *gated, bool *open);
+			bool *gated, bool *open, int64_t *date);
+
+/* What the Hub says of the repo at f's commit: the commit's date and
+ * whether its bytes are public, asked once a run per repo and commit. 0,
+ * or -errno when it could not be asked (a failure leaves f as it was). */
+static int revision_fact(struct hf *h, const struct source_file *f,
+			 struct source_revision_fact *fact)
+{
+	struct source_file probe_f = { .entry = h->e };
+	char *commit = NULL, *key = NULL;
+	bool gated;
+	int rc;
+
+	if (!f->revision)
+		return -EINVAL;
+	if (asprintf(&key, "%s@%s", h->e->repo, f->revision) < 0)
+		return -ENOMEM;
+	rc = 0;
+	if (!source_fact_get(h->ctx, key, fact)) {
+		*fact = (struct source_revision_fact){ .time = -1 };
+		rc = pin_revision(h, &probe_f, f->revision, &commit, &gated, &fact->open,
+				  &fact->time);
+		if (rc == 0 && probe_f.err)
+			rc = probe_f.err;
+		if (rc == 0)
+			source_fact_put(h->ctx, key, fact->time, fact->open);
+	}
+	free(key);
+	free(commit);
+	free(probe_f.error);
+	return rc;
+}
 
 /* f->public_bytes, for a shared tier: worth one model info request only
  * when a token would otherwise keep f's bytes away from the tier (without
  * one, nothing secret goes there anyway). A failure leaves f private. */
 static void learn_public(struct hf *h, struct source_file *f)
 {
-	struct source_file probe_f = { .entry = h->e };
-	char *commit = NULL;
-	bool gated, open;
+	struct source_revision_fact fact;
 
-	if (!h->cfg->cache_proxy || !h->bearer || !f->revision)
-		return;
-	if (pin_revision(h, &probe_f, f->revision, &commit, &gated, &open) == 0 && !probe_f.err)
-		f->public_bytes = open;
-	free(commit);
-	free(probe_f.error);
+	if (h->cfg->cache_proxy && h->bearer && revision_fact(h, f, &fact) == 0)
+		f->public_bytes = fact.open;
 }
 
 static int resolve_single(struct hf *h, struct source_file **files, size_t *n)
@@ -1107,7 +1135,7 @@ static bool kept(const struct config_entry *e, const char *path)
 /* The commit rev names, whether the repo is gated, and whether anyone may
  * read its bytes (neither gated nor private), from the model info. */
 static int pin_revision(struct hf *h, struct source_file *f, const char *rev, char **commit,
-			bool *gated, bool *open)
+			bool *gated, bool *open, int64_t *date)
 {
 	const struct config_entry *e = h->e;
 	char *qrev = quote(rev, false), *url = NULL;
@@ -1139,6 +1167,8 @@ static int pin_revision(struct hf *h, struct source_file *f, const char *rev, ch
 	}
 	*gated = json_is_true(g) || json_is_string(g);
 	*open = json_is_false(priv) && json_is_false(g);
+	/* lastModified at a revision: the date of its commit. */
+	*date = text_iso_time(json_string_value(json_object_get(root, "lastModified")));
 	*commit = lower_dup(json_string_value(sha));
 	if (!*commit)
 		rc = -ENOMEM;
@@ -1203,6 +1233,7 @@ static int folder_at(struct hf *h, struct source_file *f, struct source_file **f
 	size_t nt = 0, nk = 0, k = 0;
 	char *commit = NULL;
 	bool gated, open;
+	int64_t date = -1;
 	int rc;
 
 	clear_error(f);
@@ -1211,7 +1242,7 @@ static int folder_at(struct hf *h, struct source_file *f, struct source_file **f
 				 "the Hugging Face token is invalid");
 		return 0;
 	}
-	rc = pin_revision(h, f, e->revision, &commit, &gated, &open);
+	rc = pin_revision(h, f, e->revision, &commit, &gated, &open, &date);
 	if (rc == 0 && !f->err)
 		rc = tree_list(h, f, commit, "", true, &t, &nt);
 	if (rc || f->err)
@@ -1227,6 +1258,7 @@ static int folder_at(struct hf *h, struct source_file *f, struct source_file **f
 	for (size_t i = 0; rc == 0 && i < nt; i++)
 		if (kept(e, t[i].path)) {
 			out[k].public_bytes = open;
+			out[k].mtime = date;	/* the commit's date: the same on every box */
 			rc = folder_file(h, &out[k++], &t[i], commit);
 		}
 	if (rc)
@@ -1370,6 +1402,25 @@ out:
 	free(b.data);
 	free(url);
 	free(qrev);
+	hf_clear(&h);
+	return rc;
+}
+
+int source_commit_date(struct source_ctx *ctx, struct http_client *c, const struct source_file *f,
+		       int64_t *date)
+{
+	struct source_revision_fact fact;
+	struct hf h;
+	int rc;
+
+	*date = -1;
+	if (f->entry->source != CONFIG_SOURCE_HUGGINGFACE || !f->revision)
+		return -ENOTSUP;
+	rc = hf_init(&h, ctx, c, f->entry);
+	if (rc == 0)
+		rc = revision_fact(&h, f, &fact);
+	if (rc == 0)
+		*date = fact.time;
 	hf_clear(&h);
 	return rc;
 }

@@ -26,10 +26,26 @@ struct source_token {
 	char *error;			/* why it was refused; protected by lock */
 };
 
+/* What the Hub said of a repo at a commit, asked once a run however many
+ * single files of it are configured (source_hf.c). */
+struct source_revision_fact {
+	char *key;			/* "repo@commit" */
+	int64_t time;			/* the commit's date, -1 unknown */
+	bool open;			/* neither gated nor private */
+};
+
 struct source_ctx {
 	const struct config *cfg;
 	struct source_token hf, civitai;
+	pthread_mutex_t facts_lock;
+	struct source_revision_fact *facts;	/* protected by facts_lock */
+	size_t n_facts;
 };
+
+/* The fact kept for key: true and *out, or false. */
+bool source_fact_get(struct source_ctx *ctx, const char *key, struct source_revision_fact *out);
+/* Keep a fact (key copied); best effort. */
+void source_fact_put(struct source_ctx *ctx, const char *key, int64_t time, bool open);
 
 /* Finds a single-file entry's file at its origin: 0 (f's own err tells),
  * -EAGAIN (unreachable) or -ENOMEM. */

@@ -278,6 +278,13 @@ class HfRepo:
                 return files
         return None
 
+    def commit_date(self, sha):
+        """The date of a commit, as the Hub's lastModified at that revision:
+        commit i of a repo was made on day i after 2024-03-01 (UTC)."""
+        index = next(i for i, (s, _) in enumerate(self.commits) if s == sha)
+        return time.strftime("%Y-%m-%dT%H:%M:%S.000Z",
+                             time.gmtime(1709294400 + index * 86400 + 3600))
+
     def resolve_rev(self, rev):
         """The commit a revision names, or None."""
         if rev in self.refs:
@@ -288,7 +295,8 @@ class HfRepo:
 
     def describe(self):
         return {"type": self.type, "id": self.id, "refs": dict(self.refs),
-                "commits": [{"sha": sha, "files": {p: f.describe() for p, f in files.items()}}
+                "commits": [{"sha": sha, "date": self.commit_date(sha),
+                             "files": {p: f.describe() for p, f in files.items()}}
                             for sha, files in self.commits]}
 
 
@@ -757,7 +765,7 @@ class HfHandler(HubHandler):
             "_id": hashlib.sha1(repo.key.encode()).hexdigest()[:24], "id": repo.id,
             "author": repo.id.split("/")[0], "sha": sha, "private": repo.private,
             "gated": repo.gated, "disabled": repo.disabled,
-            "lastModified": "2025-01-01T00:00:00.000Z", "createdAt": "2024-06-01T00:00:00.000Z",
+            "lastModified": repo.commit_date(sha), "createdAt": "2024-02-01T00:00:00.000Z",
             "downloads": 0, "likes": 0, "library_name": "transformers",
             "tags": ["safetensors"] + (["license:" + card["license"]] if "license" in card else []),
             "siblings": siblings, "usedStorage": total, "cardData": card,

@@ -6,7 +6,9 @@
                that need it are skipped, with the reason, when it is missing
   mount        factory: mount(config_text, *, cache_dir=None, extra_args=(),
                env=None, expect_fail=False, expect_partial=False,
-               allowed_errors=()) -> Mount
+               allowed_errors=(), mountpoint=None) -> Mount
+               (mountpoint: a folder of the test's, which may hold files
+               already; default a new empty one)
 
 `modelfs mount` must exit 0 with the mount live; with expect_partial it
 must exit 3 (live, but some entries failed) with a summary on stderr; with
@@ -307,13 +309,16 @@ class MountHarness:
 
     def mount(self, config_text, *, cache_dir=None, extra_args=(), env=None,
               expect_fail=False, expect_partial=False, allowed_errors=(),
-              config_name="config.toml"):
+              config_name="config.toml", mountpoint=None):
         if expect_fail and expect_partial:
             raise ValueError("expect_fail and expect_partial exclude each other")
         n = len(self.mounts) + 1
         workdir = self.tmp_path / ("mount%d" % n)
-        mountpoint = workdir / "mnt"
-        mountpoint.mkdir(parents=True)
+        workdir.mkdir(parents=True)
+        if mountpoint is None:
+            mountpoint = workdir / "mnt"
+            mountpoint.mkdir()
+        mountpoint = Path(mountpoint)
         workdir = workdir.resolve()
         mountpoint = mountpoint.resolve()
         cache = Path(cache_dir) if cache_dir else workdir / "cache"
@@ -428,7 +433,8 @@ class MountHarness:
 @pytest.fixture
 def mount(modelfs_bin, hub, tmp_path):
     """mount(config_text, *, cache_dir=None, extra_args=(), env=None,
-    expect_fail=False, expect_partial=False, allowed_errors=()) -> Mount.
+    expect_fail=False, expect_partial=False, allowed_errors=(),
+    mountpoint=None) -> Mount.
     Depends on `hub` so that the hub outlives every mount."""
     harness = MountHarness(modelfs_bin, tmp_path)
     try:

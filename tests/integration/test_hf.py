@@ -73,16 +73,20 @@ def test_requests_to_resolve_one_file_and_read_its_first_block(hub, mount):
               env={"HF_TOKEN": GOOD})
     path = m.path / "Stable-diffusion" / "model.safetensors"
     origin = reqs(hub, "hf")
-    # whoami-v2 once (token check), one GET bytes=0-0 of /resolve/ (the 302 not followed).
+    # whoami-v2 once (token check), one GET bytes=0-0 of /resolve/ (the 302 not
+    # followed), and, this box's first resolution of it, the model info at the
+    # commit: its date is the file's mtime on every box.
+    sha = commit_sha(hub, "org/tiny")
     assert [(r["path"], r["range"], r["status"]) for r in origin] == [
         ("/api/whoami-v2", None, 200),
-        ("/org/tiny/resolve/main/model.safetensors", "bytes=0-0", 302)]
+        ("/org/tiny/resolve/main/model.safetensors", "bytes=0-0", 302),
+        ("/api/models/org/tiny/revision/%s" % sha, None, 200)]
     assert reqs(hub, "hfcdn") == []
     blob, _ = fixture(hub, "org/tiny", "model.safetensors")
     assert pread(path, 0, 4096) == file_slice(blob, 0, 4096)
     cdn = reqs(hub, "hfcdn")
     assert [(r["range"], r["status"]) for r in cdn] == [("bytes=0-1048575", 206)]
-    assert len(reqs(hub, "hf")) == 2
+    assert len(reqs(hub, "hf")) == 3
 
 
 def test_requests_of_a_repo_folder(hub, mount):
@@ -530,3 +534,34 @@ def test_mount_model_links_with_no_config(hub, modelfs_bin, tmp_path):
     bad = subprocess.run([str(modelfs_bin), "mount", "--model", "hf://org", str(mnt)],
                          capture_output=True, text=True, timeout=60, env=env)
     assert bad.returncode == 2 and "hf://ORG/REPO" in bad.stderr, bad.stderr
+
+
+def test_mtimes_are_the_commit_date_on_every_box(hub, mount, tmp_path):
+    """Forge keys its hash cache by mtime: a Hub file's mtime is the date of
+    the commit it was resolved at (the model info's lastModified there), so
+    two boxes (two caches) show the same one, a remount asks nothing more,
+    and a later commit brings its own date."""
+    import calendar
+    repo = [r for r in hub.control("GET", "hf/repos", server="hf")["org/tiny"]["commits"]]
+    date0 = calendar.timegm(time.strptime(repo[0]["date"][:19], "%Y-%m-%dT%H:%M:%S"))
+    date1 = calendar.timegm(time.strptime(repo[1]["date"][:19], "%Y-%m-%dT%H:%M:%S"))
+    text = hf_conf(hub, {"checkpoints": {"one": hf("org/tiny", file="model.safetensors"),
+                                         "dir": hf("org/tiny", include=["config.json"])},
+                         "vae": {"dev": hf("org/tiny", file="onnx/model.onnx", revision="dev")}})
+    seen = []
+    for box in ("a", "b"):
+        m = mount(text, cache_dir=tmp_path / box)
+        seen.append({p: os.stat(m.path / p).st_mtime for p in (
+            "Stable-diffusion/model.safetensors", "Stable-diffusion/dir/config.json",
+            "VAE/model.onnx")})
+        m.unmount()
+    assert seen[0] == seen[1]
+    assert seen[0]["Stable-diffusion/model.safetensors"] == date0
+    assert seen[0]["Stable-diffusion/dir/config.json"] == date0
+    assert seen[0]["VAE/model.onnx"] == date1
+    # A remount keeps the stored time and asks no model info for it.
+    before = len(reqs(hub, "hf", "/api/models/*"))
+    m = mount(text, cache_dir=tmp_path / "a")
+    assert os.stat(m.path / "Stable-diffusion/model.safetensors").st_mtime == date0
+    infos = reqs(hub, "hf", "/api/models/*")[before:]
+    assert all("/tree/" in r["path"] or r["path"].endswith("/revision/main") for r in infos), infos

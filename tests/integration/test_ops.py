@@ -390,7 +390,7 @@ def test_status_of_a_partially_cached_mount(hub, mount, modelfs_bin, tmp_path):
     assert abs(f.pop("last_used") - time.time()) < 120
     assert f.pop("downloaded") == {"tier": 0, "origin": 3 * MiB}
     assert f == {"path": "VAE/st.bin", "entry": "vae/m", "key": None, "size": 10 * MiB,
-                 "cached": 3 * MiB, "state": "partial", "pinned": False,
+                 "cached": 3 * MiB, "state": "partial", "pinned": False, "shadowed": False,
                  "source": hub.url("st.bin"), "sha256": sha, "error": None}
     assert st["cache"]["used"] == 3 * MiB
     assert st["cache"]["limit"] is None and st["cache"]["fs_free"] > 0

@@ -467,10 +467,20 @@ static void test_entry_errors(void)
 	BAD("[models.vae]\nx = { url = \"https://e.x/a\", verify = \"strikt\" }\n",
 	    "models.vae.x.verify must be \"lazy\" or \"strict\", not \"strikt\" (did you mean \"strict\"?)");
 	BAD("[models.vae]\nx = { source = \"hugginface\", repo = \"a/b\" }\n",
-	    "models.vae.x.source must be \"url\", \"huggingface\", \"civitai\" or \"s3\", not \"hugginface\" "
+	    "models.vae.x.source must be \"url\", \"huggingface\", \"civitai\", \"s3\" or \"local\", "
+	    "not \"hugginface\" "
 	    "(did you mean \"huggingface\"?)");
 	BAD("[models.vae]\nx = 5\n", "t.toml:2:5: entry models.vae.x must be a URL string or a table");
 	BAD("[models.vae]\nx = { gated = true }\n", "t.toml:2:1: entry models.vae.x has no source");
+	BAD("[models.vae]\nx = { source = \"local\" }\n",
+	    "entry models.vae.x (source local) needs path = \"/path/to/model.safetensors\"");
+	BAD("[models.vae]\nx = { source = \"local\", path = \"rel/x.bin\" }\n",
+	    "models.vae.x.path must be an absolute path, not \"rel/x.bin\"");
+	BAD("[models.vae]\nx = { path = \"/data/..\" }\n", "(source local) needs path");
+	BAD("[models.vae]\nx = { path = \"/data/x.bin\", sha256 = \"" 
+	    "0000000000000000000000000000000000000000000000000000000000000000\" }\n",
+	    "key \"sha256\" in entry models.vae.x is for url or huggingface or civitai or s3 "
+	    "entries; this is a local entry");
 	BAD("[models]\nx = \"https://e.x/a\"\n",
 	    "t.toml:2:1: models.x must be a category table of entries; put entries under a category");
 	BAD("models = 1\n", "models must be a table of categories");
@@ -611,6 +621,18 @@ static void test_filenames(void)
 		CHECK_STR(cfg->entries[9].filename, "100%");
 		CHECK(cfg->entries[10].filename == NULL);
 		CHECK_STR(cfg->entries[0].dir, "Lora");
+	}
+	config_free(cfg);
+	cfg = OK("[models.lora]\n"
+		 "a = { source = \"local\", path = \"/data/my lora.safetensors\" }\n"
+		 "b = { path = \"/data/x.bin\", filename = \"y.bin\" }\n");
+	if (cfg) {
+		CHECK(cfg->entries[0].source == CONFIG_SOURCE_LOCAL);
+		CHECK_STR(cfg->entries[0].path, "/data/my lora.safetensors");
+		CHECK_STR(cfg->entries[0].filename, "my lora.safetensors");
+		CHECK(cfg->entries[1].source == CONFIG_SOURCE_LOCAL);
+		CHECK_STR(cfg->entries[1].filename, "y.bin");
+		CHECK_STR(cfg->entries[1].dir, "Lora");
 	}
 	config_free(cfg);
 	BAD("[models.vae]\nx = { url = \"https://e.x/a\", filename = \"a/b\" }\n",

@@ -42,6 +42,7 @@ static void test_fstab_line(void)
 	CHECK(o.allow_other);
 	CHECK_STR(o.cache_dir, "/var/cache/models");
 	CHECK(o.uid == 1000 && o.gid == 0 && o.umask == 027);
+	CHECK(o.read_only);		/* ro, after rw: the last one wins */
 	mountopts_free(&o);
 }
 
@@ -74,6 +75,11 @@ static void test_ours(void)
 	CHECK_STR(o.cache_dir, "/a,b");		/* an escaped comma is the value's */
 	mountopts_free(&o);
 	CHECK(parse("layout=FLAT", &o) == 0);
+	CHECK(!o.read_only && o.local_dir == NULL);	/* local files writable by default */
+	mountopts_free(&o);
+	CHECK(parse("ro,local_dir=/srv/a\\,b,rw", &o) == 0);
+	CHECK_STR(o.local_dir, "/srv/a,b");
+	CHECK(!o.read_only && o.fuse == NULL);
 	mountopts_free(&o);
 }
 
