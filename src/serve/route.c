@@ -174,6 +174,7 @@ int route_mount_path(const char *target, char **out)
 		rc = rest_path(&g, 0, out);
 	if (rc == 0 && !(*out)[0]) {
 		free(*out);
+		*out = NULL;
 		rc = -EINVAL;
 	}
 	return rc;
