@@ -47,7 +47,9 @@
  *     clients (gated, private) is served only to a client showing the
  *     access token or a token the Hub accepts for that repo, asked once
  *     per (token, repo) and remembered for minutes (access.c); else
- *     401 (no token) or 403 (a refused token), code GatedRepo.
+ *     401 (no token) or 403 (a refused token), code GatedRepo. While
+ *     the Hub cannot be asked, a repo it once gave anyone is still
+ *     served; anything else is 503.
  * Ownership: serve_open() gives a server; serve_close() stops and frees
  * it. The engine must outlive it and must not be stopped before it.
  * Threads: one thread per connection (bounded by SERVE_MAX_CONNECTIONS);
@@ -90,6 +92,7 @@ struct serve_opts {
 	int tree_page;			/* entries per tree page; 0: SERVE_TREE_PAGE */
 	const char *hub;		/* the Hub that decides access (hf_endpoint) */
 	const char *access_token;	/* clients must show it, or NULL (6); copied */
+	int access_ttl_ms;		/* how long the Hub's yes is kept; 0: 10 minutes */
 	serve_metrics_fn metrics;	/* answers GET {prefix}/metrics; NULL: 404 */
 	void *metrics_arg;
 };

@@ -75,6 +75,9 @@ int cli_serve(int argc, char **argv)
 	/* A test knob: tree pages short enough to see the Link header. */
 	if (getenv("MODELFS_SERVE_TREE_PAGE"))
 		so.tree_page = atoi(getenv("MODELFS_SERVE_TREE_PAGE"));
+	/* Another: the Hub's answers on access kept milliseconds, not minutes. */
+	if (getenv("MODELFS_SERVE_ACCESS_TTL_MS"))
+		so.access_ttl_ms = atoi(getenv("MODELFS_SERVE_ACCESS_TTL_MS"));
 	if (o.log_file) {
 		log_fd = open(o.log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 		if (log_fd < 0) {

@@ -18,7 +18,8 @@
  *
  * The memory is a small table of slots keyed by the SHA-256 of token,
  * type and repo (a token is never kept), each with the time its answer
- * expires; a full table reuses the slot that expires first.
+ * expires; a full table reuses the slot that expires first. An expired
+ * anonymous yes still stands while the Hub cannot be asked (may_read()).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -45,17 +46,20 @@ struct access_slot {
 
 struct access {
 	char *hub;			/* hf_endpoint, no trailing '/' */
+	int64_t yes_ms, no_ms;		/* how long answers are kept */
 	char *server_token;		/* serve_token_file's, or NULL; secret */
 	pthread_mutex_t lock;
 	struct access_slot slots[ACCESS_SLOTS];	/* protected by lock */
 };
 
-int access_new(const char *hub, const char *server_token, struct access **out)
+int access_new(const char *hub, const char *server_token, int ttl_ms, struct access **out)
 {
 	struct access *a = calloc(1, sizeof(*a));
 
 	if (!a)
 		return -ENOMEM;
+	a->yes_ms = ttl_ms > 0 ? ttl_ms : ACCESS_YES_MS;
+	a->no_ms = ttl_ms > 0 && ttl_ms < ACCESS_NO_MS ? ttl_ms : ACCESS_NO_MS;
 	a->hub = strdup(hub ? hub : "https://huggingface.co");
 	a->server_token = server_token ? strdup(server_token) : NULL;
 	if (!a->hub || (server_token && !a->server_token)) {
@@ -100,19 +104,22 @@ bool access_required(const struct access *a)
 	return a->server_token != NULL;
 }
 
-/* The slot for key: 1 and *allowed when a live answer is kept, else 0. */
-static int remembered(struct access *a, const char *key, bool *allowed)
+/* The slot for key: 1 and *allowed when a live answer is kept, else 0;
+ * *was_yes when the kept answer, live or expired, is a yes. */
+static int remembered(struct access *a, const char *key, bool *allowed, bool *was_yes)
 {
 	int64_t now = clock_now_ms();
 	int hit = 0;
 
+	*was_yes = false;
 	pthread_mutex_lock(&a->lock);
 	for (size_t i = 0; i < ACCESS_SLOTS; i++) {
 		struct access_slot *s = &a->slots[i];
 
-		if (s->key[0] && s->expires_ms > now && strcmp(s->key, key) == 0) {
+		if (s->key[0] && strcmp(s->key, key) == 0) {
+			*was_yes = s->allowed;
 			*allowed = s->allowed;
-			hit = 1;
+			hit = s->expires_ms > now;
 			break;
 		}
 	}
@@ -137,7 +144,7 @@ static void remember(struct access *a, const char *key, bool allowed)
 	}
 	memcpy(use->key, key, sizeof(use->key));
 	use->allowed = allowed;
-	use->expires_ms = clock_now_ms() + (allowed ? ACCESS_YES_MS : ACCESS_NO_MS);
+	use->expires_ms = clock_now_ms() + (allowed ? a->yes_ms : a->no_ms);
 	pthread_mutex_unlock(&a->lock);
 }
 
@@ -228,12 +235,14 @@ out:
 	return rc;
 }
 
-/* The answer for (token, p), remembered or asked: 1, 0 or -errno. */
+/* The answer for (token, p), remembered or asked: 1, 0 or -errno. A
+ * repo the Hub once gave anyone stays served while the Hub cannot be
+ * asked again (it is public bytes the server holds); nothing else does. */
 static int may_read(struct access *a, const char *token, const struct hub_pin *p)
 {
 	struct hexhash *h;
 	char key[65];
-	bool allowed;
+	bool allowed, was_yes;
 	int rc;
 
 	rc = hexhash_new(&h);
@@ -244,11 +253,13 @@ static int may_read(struct access *a, const char *token, const struct hub_pin *p
 	hexhash_update(h, p->type, strlen(p->type) + 1);
 	hexhash_update(h, p->repo, strlen(p->repo) + 1);
 	hexhash_final(h, key);
-	if (remembered(a, key, &allowed))
+	if (remembered(a, key, &allowed, &was_yes))
 		return allowed;
 	rc = ask_hub(a, token, p);
 	if (rc >= 0)
 		remember(a, key, rc == 1);
+	else if (rc == -EAGAIN && !token && was_yes)
+		rc = 1;
 	return rc;
 }
 

@@ -119,9 +119,10 @@ int api_tree(const struct hub_pin *p, const char *dir, bool recursive, size_t st
 /* ---- access.c ------------------------------------------------------------- */
 
 /* hub: the Hub to ask (hf_endpoint); server_token: the access token
- * clients may show instead, or NULL. Both copied. 0 or -ENOMEM. */
+ * clients may show instead, or NULL. Both copied. ttl_ms: how long a
+ * yes is kept (a no at most a minute); 0: 10 minutes. 0 or -ENOMEM. */
 struct access;
-int access_new(const char *hub, const char *server_token, struct access **out);
+int access_new(const char *hub, const char *server_token, int ttl_ms, struct access **out);
 void access_free(struct access *a);
 /* Whether every client must show the server's access token. */
 bool access_required(const struct access *a);

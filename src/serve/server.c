@@ -789,7 +789,7 @@ int serve_open(struct engine *e, const struct serve_opts *o, struct serve **out)
 	}
 	rc = hub_index_build(e, &s->index);
 	if (rc == 0)
-		rc = access_new(o->hub, o->access_token, &s->access);
+		rc = access_new(o->hub, o->access_token, o->access_ttl_ms, &s->access);
 	if (rc)
 		goto out;
 	rc = listen_on(o->listen, s->host, sizeof(s->host), &s->fd);

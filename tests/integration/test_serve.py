@@ -1137,3 +1137,23 @@ def test_a_node_uses_the_box_as_its_hf_endpoint_with_the_access_token(hub, serve
     assert (node.path / "Stable-diffusion" / "config.json").read_bytes() == tiny
     assert (node.path / "Stable-diffusion" / "model.safetensors").read_bytes() == gated
     assert ACCESS not in node.log()
+
+
+def test_while_the_hub_is_away_a_public_repo_stays_served(hub, serve):
+    """Access answers expire (here after 200 ms); while the Hub is down a
+    repo it once gave anyone is still served from the cache, and a gated
+    one cannot be checked: 503, never the bytes."""
+    conf = {"checkpoints": {"c": hf("org/tiny", file="config.json"),
+                            "g": hf("org/gated", file="model.safetensors")}}
+    s = serve(hf_conf(hub, conf), env={"HF_TOKEN": GOOD, "MODELFS_SERVE_ACCESS_TTL_MS": 200})
+    s.allowed_errors.append("event=serve_access_unknown")
+    data, _ = fixture(hub, "org/tiny", "config.json")
+    auth = {"Authorization": "Bearer " + GOOD}
+    assert s.get("/org/tiny/resolve/main/config.json").body == data
+    assert s.get("/org/gated/resolve/main/model.safetensors", headers=auth).status == 200
+    time.sleep(0.5)
+    hub.faults(server="hf", down=True)
+    r = s.get("/org/tiny/resolve/main/config.json", timeout=60)
+    assert r.status == 200 and r.body == data
+    r = s.get("/org/gated/resolve/main/model.safetensors", headers=auth, timeout=60)
+    assert r.status == 503 and "error" in json.loads(r.body)
