@@ -172,6 +172,16 @@ void cache_block_release(struct cache_file *f, uint64_t idx);
  * by its checksum check), or -EIO. */
 ssize_t cache_read(struct cache_file *f, void *buf, uint64_t off, size_t len);
 
+/* Hold [off, off+len) for a send straight from the data file (sendfile):
+ * every block it touches must be present, and one not checked since
+ * the cache was opened is checked first, as a read's is (1). The blocks
+ * are then held (never evicted, punched or exported) until
+ * cache_range_release() with the same span. 0 and *fd, the data file's
+ * descriptor, owned by the cache (dup it to keep it); -ENODATA when a
+ * block is absent or failed its check (nothing is held then). */
+int cache_range_hold(struct cache_file *f, uint64_t off, uint64_t len, int *fd);
+void cache_range_release(struct cache_file *f, uint64_t off, uint64_t len);
+
 /* Evict until the limits hold again (e.g. after they were lowered). */
 int cache_trim(struct cache *c);
 

@@ -63,6 +63,8 @@ struct config_entry {
 	char *endpoint, *region;	/* s3 */
 	char *path;			/* local: absolute */
 	char **mirrors;			/* NULL-terminated or NULL */
+	char *mirror_token_file;	/* sent as Bearer to the mirrors' hosts only, or NULL:
+					 * [modelfs] mirror_token_file then */
 
 	struct config_header *headers;	/* sent to the entry's own host only */
 	size_t n_headers;
@@ -106,9 +108,14 @@ struct config {
 	char *serve;			/* [modelfs] serve: "ADDR:PORT" the mount's daemon
 					 * also serves the Hub's protocol on, or NULL */
 	char *serve_prefix;		/* its path prefix, or NULL */
+	char *serve_token_file;		/* the server's access token: clients must send it
+					 * (needed to serve beyond loopback), or NULL */
 	char *hf_endpoint, *civitai_endpoint, *gdrive_endpoint;	/* no trailing '/' */
 	char *cache_proxy;		/* a shared cache tier (tier.h), no trailing '/', or NULL */
 	bool cache_proxy_private;	/* requests with credentials go through it too */
+	char *cache_proxy_token_file;	/* the tier's access token (a neighbour's serve),
+					 * sent to the tier's host only, or NULL */
+	char *mirror_token_file;	/* every entry's mirror_token_file unless it has one */
 	int64_t bandwidth_limit;	/* bytes per second over all connections; 0: none */
 	char **prefetch;		/* [modelfs] prefetch: entry ids, entry names or
 					 * paths in the mount to warm after mounting;

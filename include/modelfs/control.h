@@ -24,8 +24,12 @@
  * one line, which a reader of parts takes as it is; a request without
  * the key gets one line, as before.
  *   {"cmd": "hello"}
- *       -> {"ok": true, "version", "pid", "mountpoint", "cache_dir"}
+ *       -> {"ok": true, "version", "pid", "mountpoint", "cache_dir", "serving"}
+ *       (mountpoint null for `modelfs serve`; serving its URL, or null)
  *   {"cmd": "status", "history": N}          -> {"ok": true, "result": STATUS}
+ *       (with "serve": the server's counters, metrics.h, when it serves)
+ *   {"cmd": "metrics"}                       -> {"ok": true, "result": {"text": T}}
+ *       (T: metrics.h's Prometheus text)
  *   {"cmd": "verify", "paths": [...]}        -> {"ok": true, "result": VERIFY}
  *   {"cmd": "evict", "paths": [...], "force": B} -> {"ok": true, "result": EVICT}
  *   {"cmd": "prefetch", "paths": [...], "pin": B, "jobs": N} -> events
@@ -48,6 +52,7 @@
 
 #include "modelfs/cache.h"
 #include "modelfs/engine.h"
+#include "modelfs/serve.h"
 
 #define CONTROL_SOCKET "control.sock"
 #define CONTROL_LINE_MAX (1 << 20)
@@ -58,7 +63,9 @@
 struct control_ctx {
 	struct engine *engine;
 	struct cache *cache;
-	const char *mountpoint;		/* canonical (realpath) */
+	const char *mountpoint;		/* canonical (realpath); NULL for modelfs serve */
+	struct serve *serve;		/* the daemon's server, or NULL */
+	const char *serving;		/* its listen address, or NULL */
 	const char *cache_dir;
 	int connections;		/* the engine's workers (prefetch windows) */
 };

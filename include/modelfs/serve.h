@@ -10,6 +10,10 @@
  *   HEAD|GET /{repo}/resolve/{rev}/{path}        also /datasets/, /spaces/
  *   GET /api/{models|datasets|spaces}/{repo}[/revision/{rev}][?blobs=true]
  *   GET /api/{...}/{repo}/tree/{rev}[/{path}][?recursive=true][&cursor=C]
+ *   GET /metrics                                 Prometheus text (serve_opts)
+ *   HEAD|GET /files/{mount path}                 any configured file, as a
+ *       mirror of its origin (its strong ETag, If-Range); a non-Hub file
+ *       whose source may take credentials only with the access token
  *   HEAD|GET /sha256-{hex}/... and /commit-{hex}/{scheme}/{host}/{resolve
  *       path}: tier.h's scheme, so that neighbours can use this server as
  *       their cache_proxy (a file it does not serve is a 404: they go to
@@ -23,8 +27,12 @@
  *     time and each chunk is sent as it arrives, so a connection holds at
  *     most two chunks whatever the file's size. Missing blocks are
  *     fetched by the engine (single flight, verified as a mount's are).
- * (3) Nothing upstream leaks: a request's Authorization is never used,
- *     a response carries no token, no signed URL and no X-Xet-* header.
+ *     A file verified whole goes out from its data file instead
+ *     (sendfile), its blocks checked this run and held until the
+ *     request ends (cache_range_hold()).
+ * (3) Nothing upstream leaks: a response carries no token, no signed
+ *     URL and no X-Xet-* header. A request's Authorization is used only
+ *     to decide whether the client may have what it asks (6).
  * (4) A single satisfiable range answers 206 with its exact
  *     Content-Range; an unsatisfiable one 416 with "bytes {*}/SIZE"
  *     (braces ours); a multi-range or malformed Range the whole body,
@@ -33,6 +41,15 @@
  *     {"error": "..."} with X-Error-Code and X-Error-Message, its status
  *     given by serve_status() and nowhere else; except a 416, which has
  *     an empty body and its Content-Range, as the Hub's CDN answers it.
+ * (6) Access: with an access token (serve_opts.access_token) every
+ *     request must carry it ("Authorization: Bearer T", a client's
+ *     HF_TOKEN), else 401. A repo the Hub does not give anonymous
+ *     clients (gated, private) is served only to a client showing the
+ *     access token or a token the Hub accepts for that repo, asked once
+ *     per (token, repo) and remembered for minutes (access.c); else
+ *     401 (no token) or 403 (a refused token), code GatedRepo. While
+ *     the Hub cannot be asked, a repo it once gave anyone is still
+ *     served; anything else is 503.
  * Ownership: serve_open() gives a server; serve_close() stops and frees
  * it. The engine must outlive it and must not be stopped before it.
  * Threads: one thread per connection (bounded by SERVE_MAX_CONNECTIONS);
@@ -50,15 +67,34 @@
 #include "modelfs/engine.h"
 
 #define SERVE_CHUNK (1u << 20)		/* bytes asked of the engine at a time */
-#define SERVE_MAX_CONNECTIONS 64
+#define SERVE_MAX_CONNECTIONS 256	/* beyond: refused at accept, never queued */
+#define SERVE_IDLE_TIMEOUT_SEC 30	/* a connection silent this long is closed */
 #define SERVE_TREE_PAGE 1000		/* tree entries per page (the Hub's is unpublished) */
 
 struct serve;
+
+/* What a server has answered since it started. */
+struct serve_stats {
+	uint64_t requests;
+	uint64_t status_class[6];	/* [2] 2xx, [4] 4xx, [5] 5xx */
+	uint64_t bytes_cache;		/* body bytes the cache had when asked */
+	uint64_t bytes_origin;		/* body bytes that waited for a download */
+	uint64_t bodies_cut;		/* bodies ended early (the engine failed, a stop) */
+};
+
+/* GET /metrics: the Prometheus text for s into *text (the caller frees):
+ * 0 or -errno. Called on a connection's thread. */
+typedef int (*serve_metrics_fn)(void *arg, struct serve *s, char **text);
 
 struct serve_opts {
 	const char *listen;		/* "127.0.0.1:8080", "[::1]:8080" */
 	const char *prefix;		/* "/huggingface", or NULL/"" for none */
 	int tree_page;			/* entries per tree page; 0: SERVE_TREE_PAGE */
+	const char *hub;		/* the Hub that decides access (hf_endpoint) */
+	const char *access_token;	/* clients must show it, or NULL (6); copied */
+	int access_ttl_ms;		/* how long the Hub's yes is kept; 0: 10 minutes */
+	serve_metrics_fn metrics;	/* answers GET {prefix}/metrics; NULL: 404 */
+	void *metrics_arg;
 };
 
 /* Index the engine's Hugging Face files and listen on o->listen. 0 and
@@ -69,6 +105,8 @@ int serve_open(struct engine *e, const struct serve_opts *o, struct serve **out)
 /* Stop accepting, end every connection (a body being sent is cut), join
  * the threads, free. NULL is a no-op. */
 void serve_close(struct serve *s);
+/* Its counters now; thread-safe. */
+void serve_stats(struct serve *s, struct serve_stats *out);
 /* How many files the server publishes. */
 size_t serve_nfiles(const struct serve *s);
 
@@ -78,6 +116,9 @@ size_t serve_nfiles(const struct serve *s);
  *   -ESRCH    404  RevisionNotFound
  *   -ENODEV   404  (none)              (no such endpoint)
  *   -EACCES   403  (none)              (the engine was refused the bytes)
+ *   -EPERM    401  (none)              (not the server's access token)
+ *   -EKEYEXPIRED  401 GatedRepo        (no token, and the repo is not public)
+ *   -EKEYREJECTED 403 GatedRepo        (the Hub refuses the client's token)
  *   -EINVAL   400  (none)              (an encoded repo id, a bad cursor)
  *   -ERANGE   416  (none)
  *   -ENOSYS   405  (none)              (a method other than GET or HEAD)

@@ -21,6 +21,10 @@
  *     (Bytes the source knows to be public carry none: source.h.)
  *     Through a private tier the credentials go to the tier's host and no
  *     other. SigV4 signs the origin's Host: it never goes through.
+ * (2a) A tier with its own token (cache_proxy_token_file: a neighbour's
+ *     serve beyond loopback) is sent it as "Authorization: Bearer T" on
+ *     every request, to the tier's host only; it replaces the origin's
+ *     Authorization on a private tier's requests (the token gives access).
  * (3) A failure that says the tier is unusable (connect error, reset,
  *     timeout, 5xx) skips it for TIER_RETRY_MS, with one log line; the
  *     next request after that tries it again.
@@ -51,6 +55,11 @@ struct tier_target {
  * 0 and *out; -EINVAL for a proxy that is not an http(s) URL; -ENOMEM. */
 int tier_new(const char *proxy, bool private_ok, struct tier **out);
 void tier_free(struct tier *t);
+/* Set the tier's token (2a), before the tier is used: 0 or -ENOMEM. */
+int tier_set_token(struct tier *t, const char *token);
+/* "Bearer T" for the tier's host: a copy the caller frees, or NULL when
+ * the tier has no token (or no memory). */
+char *tier_authorization(const struct tier *t);
 
 /* Where tg's bytes are asked for: 0 and *url (the caller frees),
  * *to_tier_auth telling whether tg's credentials may go to that URL's

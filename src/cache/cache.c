@@ -1193,6 +1193,33 @@ ssize_t cache_read(struct cache_file *f, void *buf, uint64_t off, size_t len)
 	return (ssize_t)len;
 }
 
+int cache_range_hold(struct cache_file *f, uint64_t off, uint64_t len, int *fd)
+{
+	uint64_t first, last;
+
+	if (len == 0 || off >= f->size || len > f->size - off)
+		return -ENODATA;
+	first = off / f->block_size;
+	last = (off + len - 1) / f->block_size;
+	for (uint64_t idx = first; idx <= last; idx++) {
+		if (block_get(f, idx) == 0)
+			continue;
+		while (idx-- > first)
+			block_unref(f, idx, false);
+		return -ENODATA;
+	}
+	*fd = f->fd;
+	return 0;
+}
+
+void cache_range_release(struct cache_file *f, uint64_t off, uint64_t len)
+{
+	uint64_t last = (off + len - 1) / f->block_size;
+
+	for (uint64_t idx = off / f->block_size; idx <= last; idx++)
+		block_put(f, idx);
+}
+
 /* ---- checking again: verify -------------------------------------------- */
 
 uint64_t cache_file_recheck(struct cache_file *f)

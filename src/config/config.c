@@ -867,12 +867,15 @@ static const struct key_spec modelfs_keys[] = {
 	{ "lock", K_STRING, .off = CFG(lock) },
 	{ "serve", K_STRING, .off = CFG(serve) },
 	{ "serve_prefix", K_STRING, .off = CFG(serve_prefix) },
+	{ "serve_token_file", K_PATH, .off = CFG(serve_token_file) },
 	{ "hf_endpoint", K_BASE_URL, .off = CFG(hf_endpoint) },
 	{ "civitai_endpoint", K_BASE_URL, .off = CFG(civitai_endpoint) },
 	{ "gdrive_endpoint", K_BASE_URL, .off = CFG(gdrive_endpoint) },
 	{ "prefetch", K_STRINGS, .off = CFG(prefetch) },
 	{ "cache_proxy", K_BASE_URL, .off = CFG(cache_proxy) },
 	{ "cache_proxy_private", K_BOOL, .off = CFG(cache_proxy_private) },
+	{ "cache_proxy_token_file", K_PATH, .off = CFG(cache_proxy_token_file) },
+	{ "mirror_token_file", K_PATH, .off = CFG(mirror_token_file) },
 	{ "bandwidth_limit", K_SIZE, .off = CFG(bandwidth_limit) },
 };
 #define N_MODELFS_KEYS (sizeof(modelfs_keys) / sizeof(modelfs_keys[0]))
@@ -881,7 +884,7 @@ enum entry_key {
 	E_SOURCE, E_URL, E_REPO, E_FILE, E_REVISION, E_REPO_TYPE, E_INCLUDE, E_EXCLUDE,
 	E_MODEL_ID, E_VERSION_ID, E_FILE_ID, E_ENDPOINT, E_REGION, E_MIRRORS,
 	E_FILENAME, E_SHA256, E_SIZE, E_HEADERS, E_AUTH_HEADER, E_GATED, E_VERIFY,
-	E_PREFETCH, E_PIN, E_PATH, N_ENTRY_KEYS
+	E_PREFETCH, E_PIN, E_PATH, E_MIRROR_TOKEN_FILE, N_ENTRY_KEYS
 };
 
 #define S_URL (1u << CONFIG_SOURCE_URL)
@@ -923,6 +926,8 @@ static const struct key_spec entry_keys[N_ENTRY_KEYS] = {
 	[E_PREFETCH] = { "prefetch", K_BOOL, .off = ENT(prefetch), .sources = S_REMOTE },
 	[E_PIN] = { "pin", K_BOOL, .off = ENT(pin), .sources = S_REMOTE },
 	[E_PATH] = { "path", K_PATH, .off = ENT(path), .sources = S_LOCAL },
+	[E_MIRROR_TOKEN_FILE] = { "mirror_token_file", K_PATH, .off = ENT(mirror_token_file),
+				  .sources = S_REMOTE },
 };
 
 /* What a kind takes, for "must be ..." messages. */
@@ -2768,6 +2773,7 @@ void config_free(struct config *cfg)
 		free(e->region);
 		free(e->path);
 		free_strv(e->mirrors);
+		free(e->mirror_token_file);
 		for (size_t h = 0; h < e->n_headers; h++) {
 			free(e->headers[h].name);
 			free(e->headers[h].value);
@@ -2789,6 +2795,9 @@ void config_free(struct config *cfg)
 	free(cfg->lock);
 	free(cfg->serve);
 	free(cfg->serve_prefix);
+	free(cfg->serve_token_file);
+	free(cfg->cache_proxy_token_file);
+	free(cfg->mirror_token_file);
 	free(cfg->cache_proxy);
 	free(cfg->hf_endpoint);
 	free(cfg->civitai_endpoint);

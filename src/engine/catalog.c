@@ -21,6 +21,7 @@
 #include "modelfs/http.h"
 #include "modelfs/humanize.h"
 #include "modelfs/log.h"
+#include "modelfs/secret.h"
 
 /* Resolving asks the services' APIs, which rate-limit per client: fewer at
  * once than the block downloads' connections. */
@@ -485,6 +486,60 @@ static void warn_unused_lock(const struct config *cfg, const struct lock *lock)
 	}
 }
 
+/* cache_proxy_token_file into the tier: 0, or -errno (logged). */
+static int tier_token(struct tier *t, const char *path)
+{
+	char *token = NULL;
+	int rc = secret_read_file(path, &token);
+
+	if (rc == 0)
+		rc = tier_set_token(t, token);
+	else
+		log_error("event=cache_proxy_token_unreadable path=%s error=\"%s\"", path,
+			  rc == -ENODATA ? "the file is empty" : strerror(-rc));
+	secret_free(token);
+	return rc;
+}
+
+/* Each entry's mirror credential (config.h mirror_token_file): 0, or
+ * -errno (logged) when a file cannot be read. */
+static int mirror_tokens(struct engine *e, const struct config *cfg)
+{
+	int rc = 0;
+
+	e->mirror_bearer = calloc(cfg->n_entries ? cfg->n_entries : 1, sizeof(*e->mirror_bearer));
+	if (!e->mirror_bearer)
+		return -ENOMEM;
+	for (size_t i = 0; rc == 0 && i < cfg->n_entries; i++) {
+		const char *path = cfg->entries[i].mirror_token_file ? cfg->entries[i].mirror_token_file
+								      : cfg->mirror_token_file;
+		char *token = NULL;
+
+		if (!path || !cfg->entries[i].mirrors)
+			continue;
+		rc = secret_read_file(path, &token);
+		if (rc)
+			log_error("event=mirror_token_unreadable entry=%s path=%s error=\"%s\"",
+				  cfg->entries[i].id, path,
+				  rc == -ENODATA ? "the file is empty" : strerror(-rc));
+		else if (asprintf(&e->mirror_bearer[i], "Bearer %s", token) >= 0)
+			log_add_secret(e->mirror_bearer[i]);
+		else {
+			e->mirror_bearer[i] = NULL;
+			rc = -ENOMEM;
+		}
+		secret_free(token);
+	}
+	return rc;
+}
+
+static void mirror_tokens_free(struct engine *e)
+{
+	for (size_t i = 0; e->mirror_bearer && i < e->cfg->n_entries; i++)
+		secret_free(e->mirror_bearer[i]);
+	free(e->mirror_bearer);
+}
+
 int engine_open(const struct config *cfg, struct cache *cache, struct engine **out)
 {
 	return engine_open_locked(cfg, NULL, cache, out);
@@ -515,6 +570,10 @@ int engine_open_locked(const struct config *cfg, const struct lock *lock, struct
 	rc = source_ctx_new(cfg, &e->sources);
 	if (rc == 0 && cfg->cache_proxy)
 		rc = tier_new(cfg->cache_proxy, cfg->cache_proxy_private, &e->tier);
+	if (rc == 0 && e->tier && cfg->cache_proxy_token_file)
+		rc = tier_token(e->tier, cfg->cache_proxy_token_file);
+	if (rc == 0)
+		rc = mirror_tokens(e, cfg);
 	if (rc)
 		goto out;
 	bandwidth_set((uint64_t)cfg->bandwidth_limit);
@@ -612,6 +671,7 @@ void engine_close(struct engine *e)
 	free(e->files);
 	source_ctx_free(e->sources);
 	tier_free(e->tier);
+	mirror_tokens_free(e);
 	pthread_mutex_destroy(&e->qlock);
 	pthread_cond_destroy(&e->qcond);
 	pthread_cond_destroy(&e->stop_cond);

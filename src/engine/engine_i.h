@@ -127,6 +127,9 @@ struct engine {
 	struct cache *cache;
 	struct source_ctx *sources;
 	struct tier *tier;		/* cache_proxy, or NULL */
+	char **mirror_bearer;		/* per config entry: "Bearer T" from its
+					 * mirror_token_file, or NULL; set at open,
+					 * read-only after; secret */
 	struct engine_file **files;
 	size_t nfiles;
 

@@ -1043,6 +1043,32 @@ static void attempt_clear(struct attempt *a)
 	source_auth_clear(&a->auth);
 }
 
+/* A mirror's own credential (config.h mirror_token_file) on a, when
+ * a->url is on the host of one of the entry's configured mirrors (not
+ * the origin a resolution through a mirror puts among them): 0 or
+ * -ENOMEM. Kept apart from attempt_get(): the one place a mirror
+ * credential enters a request, and only for that mirror's origin. */
+static int mirror_credential(struct engine_file *f, struct attempt *a)
+{
+	const struct config_entry *e = f->src.entry;
+	const char *bearer = f->eng->mirror_bearer ? f->eng->mirror_bearer[e - f->eng->cfg->entries]
+						   : NULL;
+	char at[512], mirror[512];
+	bool ours = false;
+
+	if (!bearer || http_url_origin(a->url, at, sizeof(at)) != 0)
+		return 0;
+	for (size_t i = 0; !ours && e->mirrors && e->mirrors[i]; i++)
+		ours = http_url_origin(e->mirrors[i], mirror, sizeof(mirror)) == 0 &&
+		       strcmp(at, mirror) == 0;
+	if (!ours)
+		return 0;
+	source_auth_clear(&a->auth);
+	a->auth.origin_url = strdup(a->url);
+	a->auth.authorization = strdup(bearer);
+	return a->auth.origin_url && a->auth.authorization ? 0 : -ENOMEM;
+}
+
 /* The target of try number `which` (0: the data URL, k: mirror k):
  * 0, -ENOENT when there is no such mirror, -ENODATA when the data URL
  * must be resolved first. */
@@ -1066,6 +1092,8 @@ static int attempt_get(struct engine_file *f, int which, struct attempt *a)
 	else if (src->validator && http_etag_is_strong(src->validator) &&
 		 !(a->validator = strdup(src->validator)))
 		rc = -ENOMEM;
+	else if (which > 0)
+		rc = mirror_credential(f, a);
 	pthread_mutex_unlock(&f->lock);
 	if (rc)
 		attempt_clear(a);
@@ -1185,6 +1213,22 @@ static int mirror_count(struct engine_file *f)
 
 /* ---- the shared tier (tier.h) ------------------------------------------ */
 
+/* The tier's own token (tier.h (2a)) on a, for the tier's host only: 0
+ * or -ENOMEM. Kept apart from tier_attempt() on purpose: it is the one
+ * place the tier's credential enters a request. */
+static int tier_credential(struct tier *t, struct attempt *a)
+{
+	char *bearer = tier_authorization(t);
+
+	if (!bearer)
+		return 0;
+	free(a->auth.authorization);
+	a->auth.authorization = bearer;
+	if (!a->auth.origin_url)
+		a->auth.origin_url = strdup(a->url);
+	return a->auth.origin_url ? 0 : -ENOMEM;
+}
+
 /* Where the tier would take f's bytes from, under f->lock: 0 and a->url
  * (with the credentials only for a private tier); -ENOENT to go to the
  * origin. */
@@ -1215,6 +1259,8 @@ static int tier_attempt(struct engine_file *f, struct attempt *a)
 		if (rc == 0 && !a->auth.origin_url)
 			rc = -ENOMEM;
 	}
+	if (rc == 0)
+		rc = tier_credential(f->eng->tier, a);
 	pthread_mutex_unlock(&f->lock);
 	if (rc)
 		attempt_clear(a);

@@ -42,9 +42,12 @@ struct cli_opts {
 	const char *category;		/* mount --category, for --model */
 	const char *listen;		/* serve --listen ADDR:PORT */
 	const char *prefix;		/* serve --prefix /PATH */
+	const char *token_file;		/* serve --token-file FILE: the access token */
 	const char *output;		/* lock --output FILE */
 	const char *lock;		/* mount, lock: --lock FILE */
 	bool check, update;		/* lock --check, lock --update */
+	bool metrics;			/* status --metrics */
+	bool daemon;			/* serve --daemon */
 	const char *layout;		/* mount -o layout=, over the config's; or NULL */
 	bool foreground, offline, debug, json, pin, force, keep_cache;
 	bool log_json;			/* --log-format json */
@@ -75,6 +78,27 @@ int cli_config_exit(int rc);
  * serving beyond it waits for client tokens (issue 14). Not an address at
  * all counts as true: serve_open() refuses it with its own message. */
 bool cli_listen_is_loopback(const char *addr);
+/* The access token a server on listen needs, from path (--token-file,
+ * serve_token_file) or none: 0 and *out (NULL without path; free with
+ * secret_free()); EXIT_USAGE, said on stderr as who, when listen is not
+ * loopback and there is no path, or the file cannot be read, is empty
+ * or holds fewer than 16 characters. */
+int cli_serve_token(const char *path, const char *listen, const char *who, char **out);
+
+/* ---- daemon.c: going to the background ---- */
+
+/* Fork; the parent waits until the child calls cli_notify_parent() (or
+ * dies: EXIT_MODEL) and exits with parent_code(code), or code when
+ * parent_code is NULL. In the child: the pipe's end, after setsid(); or
+ * -errno in the caller when there is no child. */
+int cli_daemonize(int (*parent_code)(int code));
+/* Tell the waiting parent the start's exit code; fd < 0: nothing. */
+void cli_notify_parent(int fd, int code);
+/* stdin and stdout to /dev/null, stderr to log_fd (or /dev/null). */
+void cli_detach_stdio(int log_fd);
+/* CACHE_DIR/modelfs.log opened for a background daemon without
+ * --log-file: the fd, or -1 (said on stderr). */
+int cli_default_log(const char *cache_dir);
 
 /* Live and stale modelfs mounts: their mountpoints, from mountinfo (the
  * caller frees with cli_mounts_free). 0 or -errno. */

@@ -20,6 +20,7 @@
 #include "modelfs/config_fetch.h"
 #include "modelfs/control.h"
 #include "modelfs/log.h"
+#include "modelfs/secret.h"
 
 #define HELLO_TIMEOUT_MS 120000		/* a daemon answers once its mount is up */
 #define BUSY_RETRIES 10			/* a daemon between its lock and its socket */
@@ -60,8 +61,9 @@ const char cli_usage_text[] =
 	"        using the cache, or without one when --config is given\n"
 	"  prefetch --into DIR [--keep-cache] --config CONFIG [PATH|ENTRY ...]\n"
 	"        no FUSE: put each file, verified, under DIR in the layout\n"
-	"  status [--json] [--history[=N]] [--config CONFIG]\n"
-	"        every file's size, cached bytes and state; cache totals\n"
+	"  status [--json] [--history[=N]] [--metrics] [--config CONFIG]\n"
+	"        every file's size, cached bytes and state; cache totals;\n"
+	"        what a serve served; --metrics: the Prometheus text\n"
 	"  mounts [--json]\n"
 	"        every modelfs mount on this machine, live or stale\n"
 	"  webui comfyui|forge --config CONFIG [--base MOUNTPOINT]\n"
@@ -79,10 +81,12 @@ const char cli_usage_text[] =
 	"  info [--json] [--config CONFIG] FILE\n"
 	"        tensors, dtypes, parameters and GPU memory of a .safetensors\n"
 	"        or .gguf file, from its header only\n"
-	"  serve [--listen ADDR:PORT] [--prefix /PATH] [--config] CONFIG\n"
+	"  serve [--listen ADDR:PORT] [--prefix /PATH] [--token-file FILE] [--daemon]\n"
+	"        [--config] CONFIG\n"
 	"        serve CONFIG's Hugging Face files over the Hub's download\n"
-	"        protocol (HF_ENDPOINT=http://ADDR:PORT/PATH) until SIGTERM;\n"
-	"        default 127.0.0.1:8080, loopback only\n"
+	"        protocol (HF_ENDPOINT=http://ADDR:PORT/PATH) until SIGTERM\n"
+	"        (--daemon: in the background, exit 0 once listening);\n"
+	"        default 127.0.0.1:8080; another address needs --token-file\n"
 	"  tier nginx [--listen ADDR] [--cache DIR] [--max-size N] [--origin HOST ...]\n"
 	"        print an nginx config for a shared cache tier (cache_proxy)\n"
 	"\n"
@@ -113,13 +117,13 @@ static const struct {
 	{ "catalog", " json " },
 	{ "check", " offline " },
 	{ "prefetch", " pin jobs config json into keep-cache " },
-	{ "status", " json history config " },
+	{ "status", " json history config metrics " },
 	{ "mounts", " json " },
 	{ "webui", " config base " },
 	{ "verify", " json config " },
 	{ "evict", " force json config unused-for " },
 	{ "info", " json config " },
-	{ "serve", " config listen prefix log-file " },
+	{ "serve", " config listen prefix log-file token-file daemon " },
 };
 
 static bool takes(const char *cmd, const char *opt)
@@ -155,6 +159,9 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		{ "category", required_argument, NULL, 'Y' },
 		{ "listen", required_argument, NULL, 'L' },
 		{ "prefix", required_argument, NULL, 'P' },
+		{ "token-file", required_argument, NULL, 'k' },
+		{ "metrics", no_argument, NULL, 'm' },
+		{ "daemon", no_argument, NULL, 'D' },
 		{ "output", required_argument, NULL, 'O' },
 		{ "lock", required_argument, NULL, 'X' },
 		{ "check", no_argument, NULL, 'Q' },
@@ -168,7 +175,7 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 		{ 'o', "fuse-opts" }, { 'J', "json" }, { 'p', "pin" }, { 'F', "force" },
 		{ 'j', "jobs" }, { 'H', "history" }, { 'I', "into" }, { 'K', "keep-cache" },
 		{ 'G', "log-format" }, { 'B', "base" }, { 'M', "model" }, { 'Y', "category" },
-		{ 'L', "listen" }, { 'P', "prefix" },
+		{ 'L', "listen" }, { 'P', "prefix" }, { 'k', "token-file" }, { 'm', "metrics" }, { 'D', "daemon" },
 		{ 'O', "output" }, { 'X', "lock" }, { 'Q', "check" }, { 'U', "update" },
 		{ 'T', "unused-for" },
 	};
@@ -217,6 +224,9 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 			break;
 		case 'L': o->listen = optarg; break;
 		case 'P': o->prefix = optarg; break;
+		case 'k': o->token_file = optarg; break;
+		case 'm': o->metrics = true; break;
+		case 'D': o->daemon = true; break;
 		case 'O': o->output = optarg; break;
 		case 'X': o->lock = optarg; break;
 		case 'Q': o->check = true; break;
@@ -389,6 +399,33 @@ bool cli_listen_is_loopback(const char *addr)
 	if (inet_pton(AF_INET, host, &a4) == 1)
 		return (ntohl(a4.s_addr) >> 24) == 127;
 	return host[0] != '[';	/* a name or garbage: serve_open() refuses it */
+}
+
+int cli_serve_token(const char *path, const char *listen, const char *who, char **out)
+{
+	int rc;
+
+	*out = NULL;
+	if (!path) {
+		if (cli_listen_is_loopback(listen))
+			return 0;
+		fprintf(stderr, "%s: %s is not a loopback address: serving beyond this machine "
+			"needs an access token that clients send as their HF_TOKEN; give "
+			"--token-file FILE (serve_token_file in [modelfs])\n", who, listen);
+		return EXIT_USAGE;
+	}
+	rc = secret_read_file(path, out);
+	if (rc == 0 && strlen(*out) < 16) {
+		secret_free(*out);
+		*out = NULL;
+		fprintf(stderr, "%s: the token in %s is too short: use at least 16 characters "
+			"(openssl rand -hex 32)\n", who, path);
+		return EXIT_USAGE;
+	}
+	if (rc)
+		fprintf(stderr, "%s: cannot read the token file %s: %s\n", who, path,
+			rc == -ENODATA ? "it is empty" : strerror(-rc));
+	return rc ? EXIT_USAGE : 0;
 }
 
 /* ---- finding the mount a path lies in -------------------------------------- */

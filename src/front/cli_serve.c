@@ -12,6 +12,10 @@
  * engine_open(), the engine's workers, libmicrohttpd's), so every thread
  * inherits the mask and the main thread alone takes them, with
  * sigwait(): the stop is ordinary code, not a signal handler.
+ *
+ * Beyond loopback every client must show the access token
+ * (cli_serve_token()): the check is made after the config is read, since
+ * serve_token_file may name the file, and before the cache is opened.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,7 +28,10 @@
 
 #include "cli.h"
 #include "modelfs/engine.h"
+#include "modelfs/control.h"
 #include "modelfs/log.h"
+#include "modelfs/metrics.h"
+#include "modelfs/secret.h"
 #include "modelfs/serve.h"
 
 #define DEFAULT_LISTEN "127.0.0.1:8080"
@@ -43,9 +50,12 @@ int cli_serve(int argc, char **argv)
 	struct serve_opts so = { 0 };
 	struct engine *engine = NULL;
 	struct serve *srv = NULL;
+	struct control_server *control = NULL;
+	struct metrics_daemon md = { 0 };
+	char *token = NULL;
 	const char *env = getenv("PROVISION_URL");
 	sigset_t stop_sigs;
-	int code = EXIT_MODEL, rc, sig = 0, log_fd = -1;
+	int code = EXIT_MODEL, rc, sig = 0, log_fd = -1, notify_fd = -1;
 
 	rc = cli_parse(argc, argv, "serve", &o);
 	if (rc)
@@ -62,15 +72,12 @@ int cli_serve(int argc, char **argv)
 	so.prefix = o.prefix;
 	if (so.prefix && so.prefix[0] && so.prefix[0] != '/')
 		return usage("--prefix is a path: /huggingface");
-	if (!cli_listen_is_loopback(so.listen)) {
-		fprintf(stderr, "modelfs serve: %s is not a loopback address; serving beyond this "
-			"machine needs client tokens, which serve does not check yet: listen on "
-			"127.0.0.1 (or [::1]) and put a proxy in front\n", so.listen);
-		return EXIT_USAGE;
-	}
 	/* A test knob: tree pages short enough to see the Link header. */
 	if (getenv("MODELFS_SERVE_TREE_PAGE"))
 		so.tree_page = atoi(getenv("MODELFS_SERVE_TREE_PAGE"));
+	/* Another: the Hub's answers on access kept milliseconds, not minutes. */
+	if (getenv("MODELFS_SERVE_ACCESS_TTL_MS"))
+		so.access_ttl_ms = atoi(getenv("MODELFS_SERVE_ACCESS_TTL_MS"));
 	if (o.log_file) {
 		log_fd = open(o.log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 		if (log_fd < 0) {
@@ -79,7 +86,17 @@ int cli_serve(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
+	if (o.daemon) {
+		notify_fd = cli_daemonize(NULL);
+		if (notify_fd < 0) {
+			fprintf(stderr, "modelfs serve: cannot go to the background: %s\n",
+				strerror(-notify_fd));
+			return EXIT_MODEL;
+		}
+	}
 	log_init(log_fd >= 0 ? log_fd : 2, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	if (o.daemon && log_fd >= 0)
+		log_set_console(2);	/* the terminal sees the start */
 	sigemptyset(&stop_sigs);
 	sigaddset(&stop_sigs, SIGTERM);
 	sigaddset(&stop_sigs, SIGINT);
@@ -88,16 +105,40 @@ int cli_serve(int argc, char **argv)
 	code = cli_target_open(&o, true, "serve", &t);
 	if (code)
 		goto out;
+	if (o.daemon && log_fd < 0) {
+		/* Once the terminal is gone the lines go to the cache's log;
+		 * until the server listens the terminal sees them too. */
+		log_fd = cli_default_log(t.cache_dir);
+		log_init(log_fd, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+		log_set_console(2);
+	}
 	if (t.fd >= 0) {
-		fprintf(stderr, "modelfs serve: the cache %s belongs to the mount at %s (pid %ld); "
-			"one cache has one owner, so serve does not open it too: stop that mount "
+		fprintf(stderr, "modelfs serve: the cache %s belongs to %s%s (pid %ld); "
+			"one cache has one owner, so serve does not open it too: stop that %s "
 			"or give serve another --cache-dir\n", t.cache_dir,
-			t.mountpoint ? t.mountpoint : "(unknown)", t.pid);
+			t.mountpoint ? "the mount at " : "another modelfs serve",
+			t.mountpoint ? t.mountpoint : "", t.pid, t.mountpoint ? "mount" : "server");
 		code = EXIT_USAGE;
 		goto out;
 	}
+	code = cli_serve_token(o.token_file ? o.token_file : t.cfg->serve_token_file, so.listen,
+			       "modelfs serve", &token);
+	if (code)
+		goto out;
+	so.access_token = token;
+	so.hub = t.cfg->hf_endpoint;
+	md = (struct metrics_daemon){ .cache = t.cache, .cache_dir = t.cache_dir };
+	so.metrics = metrics_serve_hook;
+	so.metrics_arg = &md;
+	/* Bound while the lock is ours, as a mount does: commands that find
+	 * it (status, prefetch) wait for their answer until it starts. */
+	rc = control_server_open(t.cache_dir, &control);
+	if (rc)
+		log_warn("event=control_unavailable error=\"%s\" action=\"modelfs commands will not "
+			 "reach this server\"", strerror(-rc));
 	code = EXIT_MODEL;
 	rc = engine_open(t.cfg, t.cache, &engine);
+	md.engine = engine;
 	if (rc == 0)
 		rc = engine_start(engine);
 	if (rc) {
@@ -112,17 +153,41 @@ int cli_serve(int argc, char **argv)
 		code = rc == -EINVAL ? EXIT_USAGE : EXIT_MODEL;
 		goto out;
 	}
+	if (control) {
+		struct control_ctx ctx = { .engine = engine, .cache = t.cache,
+					   .cache_dir = t.cache_dir, .connections = t.cfg->connections,
+					   .serve = srv, .serving = so.listen };
+
+		rc = control_server_start(control, &ctx);
+		if (rc)
+			log_warn("event=control_unavailable error=\"%s\"", strerror(-rc));
+	}
 	fprintf(stderr, "modelfs serve: %zu files on http://%s%s (HF_ENDPOINT); stop with "
 		"SIGTERM or Ctrl-C\n", serve_nfiles(srv), so.listen, so.prefix ? so.prefix : "");
+	if (notify_fd >= 0) {
+		log_info("event=serve_daemon pid=%ld", (long)getpid());
+		cli_notify_parent(notify_fd, 0);
+		close(notify_fd);
+		notify_fd = -1;
+		log_set_console(-1);
+		/* The cache names its files by the dir as given: a relative
+		 * one keeps the working directory. */
+		if (t.cache_dir[0] == '/' && chdir("/") != 0)
+			log_warn("event=chdir error=\"%s\"", strerror(errno));
+		cli_detach_stdio(log_fd);
+	}
 	while (sigwait(&stop_sigs, &sig) != 0)
 		;
 	log_info("event=serve_stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	code = 0;
 out:
-	/* Connections first: their bodies read through the engine. */
+	cli_notify_parent(notify_fd, code);
+	/* Commands and connections first: they read through the engine. */
+	control_server_stop(control);
 	serve_close(srv);
 	engine_close(engine);
 	cli_target_close(&t);
+	secret_free(token);
 	if (log_fd >= 0) {
 		log_init(2, 0, LOG_LVL_WARN);
 		close(log_fd);

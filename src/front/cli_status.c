@@ -16,6 +16,7 @@
 #include "modelfs/control.h"
 #include "modelfs/humanize.h"
 #include "modelfs/log.h"
+#include "modelfs/metrics.h"
 #include "modelfs/ops.h"
 #include "modelfs/text.h"
 
@@ -185,13 +186,28 @@ static void print_history(json_t *history)
 static void print_status(json_t *st)
 {
 	json_t *cache = json_object_get(st, "cache");
-	char used[32], limit[32], free_[32], keep[32];
+	json_t *srv = json_object_get(st, "serve");
+	char used[32], limit[32], free_[32], keep[32], sent_cache[32], sent_origin[32];
 
 	if (json_is_true(json_object_get(st, "mounted")))
 		printf("mounted at %s (pid %lld), cache %s\n", str(st, "mountpoint"),
 		       (long long)num(st, "pid"), str(st, "cache_dir"));
+	else if (json_is_object(srv))
+		printf("modelfs serve on %s (pid %lld), cache %s\n", str(srv, "listen"),
+		       (long long)num(st, "pid"), str(st, "cache_dir"));
 	else
 		printf("not mounted; cache %s\n", str(st, "cache_dir"));
+	if (json_is_object(srv)) {
+		json_t *resp = json_object_get(srv, "responses");
+
+		printf("served: %lld requests (%lld 2xx, %lld 4xx, %lld 5xx), %s from the cache, "
+		       "%s from the origin, %lld bodies cut\n", (long long)num(srv, "requests"),
+		       (long long)num(resp, "2xx"), (long long)num(resp, "4xx"),
+		       (long long)num(resp, "5xx"),
+		       bytes(srv, "bytes_from_cache", sent_cache, sizeof(sent_cache)),
+		       bytes(srv, "bytes_from_origin", sent_origin, sizeof(sent_origin)),
+		       (long long)num(srv, "bodies_cut"));
+	}
 	print_files(json_object_get(st, "files"));
 	print_models(json_object_get(st, "models"));
 	printf("\ncache: %s used, limit %s, %s free on disk (keeps %s free)\n",
@@ -207,6 +223,40 @@ static void print_status(json_t *st)
 		print_history(json_object_get(st, "history"));
 }
 
+/* --metrics: the daemon's (metrics.h), or the cache's own without one. */
+static int print_metrics(struct cli_target *t)
+{
+	struct ops_list l;
+	json_t *res = NULL;
+	char *text = NULL;
+	int code = 0;
+
+	if (t->fd >= 0) {
+		json_t *req = json_pack("{s:s}", "cmd", "metrics");
+
+		code = cli_call(t, req, &res);
+		json_decref(req);
+		if (code == 0 && json_is_string(json_object_get(res, "text")))
+			fputs(json_string_value(json_object_get(res, "text")), stdout);
+		json_decref(res);
+		return code;
+	}
+	code = standalone_list(t, &l);
+	if (code)
+		return code;
+	res = ops_status(&l, NULL, t->cache_dir, 0, METRICS_HISTORY);
+	ops_list_free(&l);
+	if (!res || metrics_text(res, NULL, &text) != 0) {
+		fprintf(stderr, "modelfs status: out of memory\n");
+		code = EXIT_MODEL;
+	} else {
+		fputs(text, stdout);
+	}
+	free(text);
+	json_decref(res);
+	return code;
+}
+
 int cli_status(int argc, char **argv)
 {
 	struct cli_opts o;
@@ -216,6 +266,11 @@ int cli_status(int argc, char **argv)
 
 	if (!cli_start(argc, argv, "status", false, false, &o, &t, &code))
 		return code;
+	if (o.metrics) {
+		code = print_metrics(&t);
+		cli_target_close(&t);
+		return code;
+	}
 	if (t.fd >= 0) {
 		json_t *req = json_pack("{s:s, s:i}", "cmd", "status", "history", o.history);
 

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "modelfs/log.h"
+#include "modelfs/metrics.h"
 #include "modelfs/ops.h"
 #include "modelfs/prefetch_run.h"
 #include "modelfs_config.h"
@@ -425,9 +426,9 @@ static int select_files(struct client *cl, json_t *req, struct ops_list *l, bool
 static int do_hello(struct client *cl)
 {
 	const struct control_ctx *ctx = &cl->srv->ctx;
-	json_t *j = json_pack("{s:b, s:s, s:I, s:s, s:s}", "ok", 1, "version", MODELFS_VERSION,
-			      "pid", (json_int_t)getpid(), "mountpoint", ctx->mountpoint,
-			      "cache_dir", ctx->cache_dir);
+	json_t *j = json_pack("{s:b, s:s, s:I, s:s?, s:s, s:s?}", "ok", 1, "version",
+			      MODELFS_VERSION, "pid", (json_int_t)getpid(), "mountpoint",
+			      ctx->mountpoint, "cache_dir", ctx->cache_dir, "serving", ctx->serving);
 	int rc = control_send(cl->fd, j);
 
 	json_decref(j);
@@ -439,14 +440,40 @@ static int do_status(struct client *cl, json_t *req)
 	const struct control_ctx *ctx = &cl->srv->ctx;
 	json_int_t history = json_integer_value(json_object_get(req, "history"));
 	struct ops_list l;
+	json_t *st;
 	int rc = ops_list_engine(ctx->engine, ctx->cache, &l);
 
 	if (rc)
 		return reply_error(cl->fd, 1, strerror(-rc));
-	rc = reply_result(cl->fd, req, ops_status(&l, ctx->mountpoint, ctx->cache_dir, (long)getpid(),
-						  history > 0 && history < 100000 ? (int)history : 0));
+	st = ops_status(&l, ctx->mountpoint, ctx->cache_dir, (long)getpid(),
+			history > 0 && history < 100000 ? (int)history : 0);
 	ops_list_free(&l);
-	return rc;
+	if (st && !ctx->mountpoint)
+		json_object_set_new(st, "mounted", json_false());	/* a modelfs serve */
+	if (st && ctx->serve) {
+		struct serve_stats ss;
+		json_t *sj;
+
+		serve_stats(ctx->serve, &ss);
+		sj = metrics_serve_json(&ss);
+		json_object_set_new(sj, "listen", json_string(ctx->serving));
+		json_object_set_new(st, "serve", sj);
+	}
+	return reply_result(cl->fd, req, st);	/* takes st */
+}
+
+static int do_metrics(struct client *cl, json_t *req)
+{
+	const struct control_ctx *ctx = &cl->srv->ctx;
+	char *text = NULL;
+	json_t *res;
+	int rc = metrics_for_daemon(ctx->engine, ctx->cache, ctx->cache_dir, ctx->serve, &text);
+
+	if (rc)
+		return reply_error(cl->fd, 1, strerror(-rc));
+	res = json_pack("{s:s}", "text", text);
+	free(text);
+	return reply_result(cl->fd, req, res);	/* takes res */
 }
 
 static int do_verify(struct client *cl, json_t *req)
@@ -577,6 +604,8 @@ static int serve_one(struct client *cl, struct control_reader *r, int timeout_ms
 		rc = do_hello(cl);
 	else if (strcmp(cmd, "status") == 0)
 		rc = do_status(cl, req);
+	else if (strcmp(cmd, "metrics") == 0)
+		rc = do_metrics(cl, req);
 	else if (strcmp(cmd, "prefetch") == 0)
 		rc = do_prefetch(cl, req) == -ECANCELED ? -1 : 0;
 	else if (strcmp(cmd, "verify") == 0)

@@ -39,6 +39,8 @@
 #include "modelfs/retention.h"
 #include "modelfs/sdnotify.h"
 #include "modelfs/select.h"
+#include "modelfs/metrics.h"
+#include "modelfs/secret.h"
 #include "modelfs/serve.h"
 #include "modelfs/source.h"
 #include "modelfs/tree.h"
@@ -182,15 +184,6 @@ static bool local_entries_outside(const struct config *cfg, const char *mnt)
 	return true;
 }
 
-/* Tell the waiting parent how the mount went: one byte, the exit code. */
-static void notify_parent(int fd, int code)
-{
-	unsigned char c = (unsigned char)code;
-
-	if (fd >= 0 && write(fd, &c, 1) != 1)
-		log_warn("event=notify_parent error=\"%s\"", strerror(errno));
-}
-
 /* What a mount helper exits with: mount(8) expects 0 for a live mount,
  * some entries failed or not (the warning is printed); 1 for a bad
  * invocation, 32 for a mount that failed. */
@@ -199,67 +192,10 @@ static int helper_exit_code(int code)
 	return code == 0 || code == EXIT_PARTIAL ? 0 : code == EXIT_USAGE ? 1 : 32;
 }
 
-/* Fork; the parent waits until the child says the mount is live (or
- * failed) and exits with that code (as a mount helper's, for a helper).
- * Returns the pipe end in the child. */
-static int daemonize(bool helper)
-{
-	int pfd[2];
-	pid_t pid;
-	unsigned char code = EXIT_MODEL;
-
-	if (pipe2(pfd, O_CLOEXEC) != 0)
-		return -errno;
-	pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid > 0) {
-		close(pfd[1]);
-		if (read(pfd[0], &code, 1) != 1)
-			code = EXIT_MODEL;	/* the child died before it could say */
-		_exit(helper ? helper_exit_code(code) : code);
-	}
-	close(pfd[0]);
-	setsid();
-	return pfd[1];
-}
-
-/* A daemon keeps no terminal; its stderr goes to the log file when there
- * is one, so that a crash or a sanitizer report is not lost. */
-static void detach_stdio(int log_fd)
-{
-	int fd = open("/dev/null", O_RDWR);
-
-	if (fd < 0)
-		return;
-	dup2(fd, 0);
-	dup2(fd, 1);
-	dup2(log_fd >= 0 ? log_fd : fd, 2);
-	if (log_fd >= 0)
-		log_file_is_stderr();
-	if (fd > 2)
-		close(fd);
-}
-
 /* --log-file syslog: the one way to syslog, which containers lack. */
 static bool want_syslog(const struct cli_opts *o)
 {
 	return o->log_file && strcmp(o->log_file, "syslog") == 0;
-}
-
-/* A background mount without --log-file logs to CACHE_DIR/modelfs.log:
- * the fd, or -1 (then only the terminal saw the lines so far). */
-static int default_log(const char *cache_dir)
-{
-	char path[PATH_MAX];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/%s", cache_dir, "modelfs.log");
-	fd = log_open_file(path);
-	if (fd < 0)
-		fprintf(stderr, "modelfs: cannot write the log %s: %s; give --log-file\n", path,
-			strerror(-fd));
-	return fd < 0 ? -1 : fd;
 }
 
 static void raise_fd_limit(void)
@@ -556,15 +492,27 @@ static void notify_ready(struct engine *e, const char *mnt, int code)
 /* [modelfs] serve: the daemon also answers the Hub's download protocol,
  * on the mount's engine, so both share one cache and one fetch of each
  * block. 0 (nothing asked, or serving), or -errno (logged). */
-static int start_serving(struct engine *engine, const struct config *cfg, struct serve **out)
+static int start_serving(struct engine *engine, const struct config *cfg,
+			 struct metrics_daemon *md, struct serve **out)
 {
-	struct serve_opts so = { .listen = cfg->serve, .prefix = cfg->serve_prefix };
+	struct serve_opts so = { .listen = cfg->serve, .prefix = cfg->serve_prefix,
+				 .hub = cfg->hf_endpoint, .metrics = metrics_serve_hook,
+				 .metrics_arg = md };
+	char *token = NULL;
 	int rc;
 
 	*out = NULL;
 	if (!cfg->serve)
 		return 0;
+	/* Checked before mounting too (do_mount): a file gone since is an error here. */
+	if (cli_serve_token(cfg->serve_token_file, cfg->serve, "modelfs", &token) != 0) {
+		log_error("event=serve_failed listen=%s error=\"cannot read serve_token_file\"",
+			  cfg->serve);
+		return -EACCES;
+	}
+	so.access_token = token;
 	rc = serve_open(engine, &so, out);
+	secret_free(token);
 	if (rc)
 		log_error("event=serve_failed listen=%s error=\"%s\"", cfg->serve, strerror(-rc));
 	else
@@ -590,6 +538,7 @@ static int do_mount(int argc, char **argv, bool helper)
 	struct fs_options fo = { 0 };
 	struct lock *lock = NULL;
 	struct serve *srv = NULL;
+	struct metrics_daemon md = { 0 };
 	char cache_buf[PATH_MAX], mnt_real[PATH_MAX], *fsname = NULL;
 	const char *cache_dir, *mnt;
 	size_t nwarm = 0;
@@ -625,13 +574,17 @@ static int do_mount(int argc, char **argv, bool helper)
 		mountopts_free(&mo);
 		return code;
 	}
-	if (cfg->serve && !cli_listen_is_loopback(cfg->serve)) {
-		fprintf(stderr, "modelfs: [modelfs] serve = \"%s\": only a loopback address (127.x, "
-			"[::1]) can be served until clients must show a token\n", cfg->serve);
-		config_free(cfg);
-		lock_free(lock);
-		mountopts_free(&mo);
-		return EXIT_USAGE;
+	if (cfg->serve) {
+		char *token = NULL;
+
+		code = cli_serve_token(cfg->serve_token_file, cfg->serve, "modelfs", &token);
+		secret_free(token);
+		if (code) {
+			config_free(cfg);
+			lock_free(lock);
+			mountopts_free(&mo);
+			return code;
+		}
 	}
 	code = EXIT_MODEL;
 	mnt = o.nargs == (o.nmodels ? 1 : 2) ? o.args[o.nargs - 1]
@@ -656,7 +609,7 @@ static int do_mount(int argc, char **argv, bool helper)
 		}
 	}
 	if (!o.foreground) {
-		notify_fd = daemonize(helper);
+		notify_fd = cli_daemonize(helper ? helper_exit_code : NULL);
 		if (notify_fd < 0) {
 			fprintf(stderr, "modelfs: cannot daemonize: %s\n", strerror(-notify_fd));
 			goto out;
@@ -674,7 +627,7 @@ static int do_mount(int argc, char **argv, bool helper)
 		goto out;
 	}
 	if (log_fd < 0 && !o.foreground && !want_syslog(&o)) {
-		log_fd = default_log(cache_dir);
+		log_fd = cli_default_log(cache_dir);
 		if (log_fd >= 0)
 			log_init(log_fd, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 	}
@@ -712,10 +665,11 @@ static int do_mount(int argc, char **argv, bool helper)
 	fo.umask = mo.umask >= 0 ? (mode_t)mo.umask : 0;
 	fo.debug = o.debug && o.foreground;
 	rc = fs_mount(tree, engine, &fo, &fs);
+	md = (struct metrics_daemon){ .engine = engine, .cache = cache, .cache_dir = cache_dir };
 	if (rc == 0)
 		rc = engine_start(engine);
 	if (rc == 0)
-		rc = start_serving(engine, cfg, &srv);
+		rc = start_serving(engine, cfg, &md, &srv);
 	if (rc) {
 		code = rc == -EINVAL ? EXIT_USAGE : EXIT_MODEL;
 		goto out;
@@ -724,7 +678,7 @@ static int do_mount(int argc, char **argv, bool helper)
 		 engine_nfiles(engine), cache_dir, MODELFS_VERSION);
 	/* Said before the parent exits, while stderr is still the caller's. */
 	code = report_mount(engine, cfg, config_arg(&o), mnt);
-	notify_parent(notify_fd, code);
+	cli_notify_parent(notify_fd, code);
 	notify_ready(engine, mnt, code);
 	log_set_console(-1);
 	if (notify_fd >= 0) {
@@ -732,13 +686,14 @@ static int do_mount(int argc, char **argv, bool helper)
 		notify_fd = -1;
 		if (chdir("/") != 0)
 			log_warn("event=chdir error=\"%s\"", strerror(errno));
-		detach_stdio(log_fd);
+		cli_detach_stdio(log_fd);
 	}
 	/* Their threads log: started once the log goes only where it stays
 	 * (a connection made meanwhile waits in the socket's backlog). */
 	if (control) {
 		struct control_ctx ctx = { .engine = engine, .cache = cache, .mountpoint = mnt_real,
-					   .cache_dir = cache_dir, .connections = cfg->connections };
+					   .cache_dir = cache_dir, .connections = cfg->connections,
+					   .serve = srv, .serving = srv ? cfg->serve : NULL };
 
 		rc = control_server_start(control, &ctx);
 		if (rc)
@@ -754,7 +709,7 @@ static int do_mount(int argc, char **argv, bool helper)
 	log_info("event=unmounting mountpoint=%s", mnt);
 	sdnotify("STOPPING=1\nSTATUS=Unmounting");
 out:
-	notify_parent(notify_fd, code);
+	cli_notify_parent(notify_fd, code);
 	/* Commands, the server and the warmup use the engine: they go first. */
 	control_server_stop(control);
 	serve_close(srv);

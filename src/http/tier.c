@@ -25,6 +25,7 @@ struct tier {
 	char *proxy;			/* no trailing '/' */
 	char origin[512];		/* scheme://host:port of proxy: what logs show */
 	bool private_ok;
+	char *authorization;		/* "Bearer T" for the tier's host, or NULL; secret; set once */
 	pthread_mutex_t lock;
 	int64_t down_until_ms;		/* 0: up; protected by lock */
 };
@@ -57,8 +58,26 @@ void tier_free(struct tier *t)
 	if (!t)
 		return;
 	pthread_mutex_destroy(&t->lock);
+	if (t->authorization)
+		explicit_bzero(t->authorization, strlen(t->authorization));
+	free(t->authorization);
 	free(t->proxy);
 	free(t);
+}
+
+int tier_set_token(struct tier *t, const char *token)
+{
+	if (asprintf(&t->authorization, "Bearer %s", token) < 0) {
+		t->authorization = NULL;
+		return -ENOMEM;
+	}
+	log_add_secret(t->authorization);
+	return 0;
+}
+
+char *tier_authorization(const struct tier *t)
+{
+	return t->authorization ? strdup(t->authorization) : NULL;
 }
 
 static bool all_hex(const char *s, size_t min, size_t max)

@@ -250,6 +250,19 @@ int hub_index_find_sha256(const struct hub_index *x, const char *sha256,
 	return -ENOENT;
 }
 
+int hub_index_find_file(const struct hub_index *x, const struct engine_file *ef,
+			const struct hub_pin **pin, const struct hub_file **file)
+{
+	for (size_t i = 0; i < x->npins; i++)
+		for (size_t k = 0; k < x->pins[i].nfiles; k++)
+			if (x->pins[i].files[k].ef == ef) {
+				*pin = &x->pins[i];
+				*file = &x->pins[i].files[k];
+				return 0;
+			}
+	return -ENOENT;
+}
+
 const struct hub_file *hub_pin_file(const struct hub_pin *p, const char *path)
 {
 	struct hub_file key = { .path = (char *)path };

@@ -165,6 +165,21 @@ static int rest_path(const struct segs *g, size_t i, char **out)
 	return 0;
 }
 
+int route_mount_path(const char *target, char **out)
+{
+	struct segs g;
+	int rc = split(target, &g);
+
+	if (rc == 0)
+		rc = rest_path(&g, 0, out);
+	if (rc == 0 && !(*out)[0]) {
+		free(*out);
+		*out = NULL;
+		rc = -EINVAL;
+	}
+	return rc;
+}
+
 static const char *type_of_prefix(const struct segs *g, size_t i)
 {
 	if (seg_is(g, i, "datasets"))

@@ -5,6 +5,7 @@
  *   index.c   the engine's Hugging Face files as repos at commits
  *   api.c     the JSON answers: model info, tree pages
  *   stream.c  a body from the engine, a chunk at a time
+ *   access.c  whether a client may read a repo (the Hub decides, remembered)
  *   server.c  libmicrohttpd: listening, dispatch, headers, errors
  *
  * Lock order: server.c takes none of its own; a stream's lock is a leaf
@@ -48,6 +49,10 @@ struct route {
  * -ENOMEM. On failure r holds nothing to free. */
 int route_parse(const char *target, struct route *r);
 void route_clear(struct route *r);
+/* A mount path from a /files/ target (after "/files/", still encoded):
+ * each segment decoded, none empty, ".", ".." or holding a '/'. 0 and
+ * *out; -EINVAL; -ENOMEM. */
+int route_mount_path(const char *target, char **out);
 /* Percent-decode s[0..len) into a new string: 0 or -EINVAL (a bad
  * escape, a NUL) or -ENOMEM. */
 int route_unescape(const char *s, size_t len, char **out);
@@ -94,6 +99,11 @@ const struct hub_file *hub_pin_file(const struct hub_pin *p, const char *path);
 int hub_index_find_sha256(const struct hub_index *x, const char *sha256,
 			  const struct hub_pin **pin, const struct hub_file **file);
 
+/* The pin and file of engine file ef: 0, or -ENOENT when ef is not
+ * served as a Hub file (another source, or left out). */
+int hub_index_find_file(const struct hub_index *x, const struct engine_file *ef,
+			const struct hub_pin **pin, const struct hub_file **file);
+
 /* ---- api.c ---------------------------------------------------------------- */
 
 /* The model info body for p (siblings with size, blobId and lfs when
@@ -106,12 +116,43 @@ json_t *api_info(const struct hub_pin *p, bool blobs);
 int api_tree(const struct hub_pin *p, const char *dir, bool recursive, size_t start,
 	     size_t page, json_t **page_out, size_t *next);
 
+/* ---- access.c ------------------------------------------------------------- */
+
+/* hub: the Hub to ask (hf_endpoint); server_token: the access token
+ * clients may show instead, or NULL. Both copied. ttl_ms: how long a
+ * yes is kept (a no at most a minute); 0: 10 minutes. 0 or -ENOMEM. */
+struct access;
+int access_new(const char *hub, const char *server_token, int ttl_ms, struct access **out);
+void access_free(struct access *a);
+/* Whether every client must show the server's access token. */
+bool access_required(const struct access *a);
+/* Whether token (may be NULL) is the server's access token. */
+bool access_server_token(const struct access *a, const char *token);
+/* May the client with token (NULL: none) read p? 0 yes; -EACCES the Hub
+ * refuses it; -EAGAIN the Hub could not tell (refuse: fail closed);
+ * -ENOMEM. Blocks on the Hub at most once per (token, repo) in
+ * access.c's memory time. Thread-safe. */
+int access_check(struct access *a, const char *token, const struct hub_pin *p);
+
+/* What serve_stats() reads; each field counted with atomics. */
+struct serve_counters {
+	atomic_uint_fast64_t requests;
+	atomic_uint_fast64_t status_class[6];
+	atomic_uint_fast64_t bytes_cache;
+	atomic_uint_fast64_t bytes_origin;
+	atomic_uint_fast64_t bodies_cut;
+};
+
 /* ---- stream.c ------------------------------------------------------------- */
 
-/* The body [first, last] of f, read through the engine. */
+/* The body [first, last] of f, read through the engine. Bytes sent are
+ * counted into k: as from the cache when the engine answered the chunk
+ * at once, on the asking thread (it had every block), else as from the
+ * origin; a body that ends in an error counts in bodies_cut. k must
+ * outlive the stream (the server's do: serve_close() joins). */
 struct stream;
 int stream_new(struct engine_file *f, uint64_t first, uint64_t last, const atomic_int *stop,
-	       struct stream **out);
+	       struct serve_counters *k, struct stream **out);
 /* libmicrohttpd's content reader: copies the bytes at body offset pos
  * into buf, waiting for the engine when they are not in yet. > 0, or
  * MHD_CONTENT_READER_END_WITH_ERROR when the engine failed or *stop was

@@ -42,6 +42,8 @@ struct slot {
 	size_t len;			/* asked, then received; protected by st->lock */
 	enum slot_state state;		/* protected by st->lock */
 	int err;			/* the engine's answer when < 0; protected by st->lock */
+	pthread_t asker;		/* the thread that asked; protected by st->lock */
+	bool from_cache;		/* answered on asker's thread; protected by st->lock */
 };
 
 struct stream {
@@ -50,6 +52,7 @@ struct stream {
 	uint64_t length;		/* body bytes */
 	size_t cap;			/* each slot's size */
 	const atomic_int *stop;
+	struct serve_counters *counters;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;		/* with lock: a slot became ready */
 	struct slot slot[2];
@@ -66,7 +69,7 @@ static void stream_free(struct stream *st)
 }
 
 int stream_new(struct engine_file *f, uint64_t first, uint64_t last, const atomic_int *stop,
-	       struct stream **out)
+	       struct serve_counters *k, struct stream **out)
 {
 	struct stream *st = calloc(1, sizeof(*st));
 	pthread_condattr_t ca;
@@ -78,6 +81,7 @@ int stream_new(struct engine_file *f, uint64_t first, uint64_t last, const atomi
 	st->length = last - first + 1;
 	st->cap = st->length < SERVE_CHUNK ? (size_t)st->length : SERVE_CHUNK;
 	st->stop = stop;
+	st->counters = k;
 	st->refs = 1;
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_condattr_init(&ca);
@@ -113,6 +117,7 @@ static void on_chunk(void *arg, const char *buf, ssize_t len)
 	} else {
 		memcpy(s->buf, buf, (size_t)len);
 	}
+	s->from_cache = pthread_equal(s->asker, pthread_self());
 	s->state = SLOT_READY;
 	last = --st->refs == 0;
 	pthread_cond_broadcast(&st->cond);
@@ -145,6 +150,7 @@ static struct slot *claim_locked(struct stream *st, uint64_t off)
 	free_slot->len = st->length - off < st->cap ? (size_t)(st->length - off) : st->cap;
 	free_slot->state = SLOT_ASKED;
 	free_slot->err = 0;
+	free_slot->asker = pthread_self();
 	st->refs++;
 	return free_slot;
 }
@@ -194,11 +200,15 @@ ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 		goto out;
 	n = (ssize_t)(s->off + s->len - pos < max ? s->off + s->len - pos : max);
 	memcpy(buf, s->buf + (pos - s->off), (size_t)n);
+	atomic_fetch_add(s->from_cache ? &st->counters->bytes_cache : &st->counters->bytes_origin,
+			 (uint64_t)n);
 	if (pos + (uint64_t)n == s->off + s->len)
 		s->state = SLOT_EMPTY;
 	/* While this is sent, the engine fills the other slot. */
 	next = claim_locked(st, s->off + s->len);
 out:
+	if (n < 0)
+		atomic_fetch_add(&st->counters->bodies_cut, 1);
 	pthread_mutex_unlock(&st->lock);
 	ask(st, next);
 	return n;

@@ -44,6 +44,7 @@
 
 #include "modelfs/clock.h"
 #include "modelfs/log.h"
+#include "modelfs/secret.h"
 #include "modelfs/text.h"
 #include "source_i.h"
 
@@ -53,7 +54,6 @@
 #define HF_BUDGET_MAX_SEC	60		/* retry waits of one resolution, at most */
 #define BODY_MAX		(64u << 20)	/* an API answer larger than this is refused */
 #define TREE_PAGES_MAX		10000
-#define TOKEN_FILE_MAX		4096
 #define SETTINGS_URL		"https://huggingface.co/settings/tokens"
 
 /* Headers the Hub's answers carry that http_meta has no field for. */
@@ -213,31 +213,6 @@ static bool truthy(const char *v)
 		     strcasecmp(v, "yes") == 0 || strcasecmp(v, "true") == 0);
 }
 
-/* _clean_token: without CR and LF, stripped; NULL when nothing is left. */
-static char *clean_token(const char *raw)
-{
-	size_t n = strlen(raw), o = 0;
-	char *t = malloc(n + 1);
-	size_t a = 0;
-
-	if (!t)
-		return NULL;
-	for (size_t i = 0; i < n; i++)
-		if (raw[i] != '\r' && raw[i] != '\n')
-			t[o++] = raw[i];
-	t[o] = '\0';
-	while (o > 0 && isspace((unsigned char)t[o - 1]))
-		t[--o] = '\0';
-	while (a < o && isspace((unsigned char)t[a]))
-		a++;
-	memmove(t, t + a, o - a + 1);
-	if (!t[0]) {
-		free(t);
-		return NULL;
-	}
-	return t;
-}
-
 /* "~" and "~/x" as Python's expanduser reads them (with $HOME). */
 static char *expand_user(const char *p)
 {
@@ -272,23 +247,12 @@ static char *token_path(void)
 
 static char *read_token_file(const char *path)
 {
-	char buf[TOKEN_FILE_MAX + 1], *token;
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char *token = NULL;
+	int rc = secret_read_file(path, &token);
 
-	if (fd < 0) {
-		if (errno != ENOENT && errno != ENOTDIR)
-			log_warn("event=hf_token_unreadable path=%s error=\"%s\" action=\"no token "
-				 "used\"", path, strerror(errno));
-		return NULL;
-	}
-	n = read(fd, buf, TOKEN_FILE_MAX);
-	close(fd);
-	if (n < 0)
-		return NULL;
-	buf[n] = '\0';
-	token = clean_token(buf);
-	explicit_bzero(buf, sizeof(buf));
+	if (rc && rc != -ENOENT && rc != -ENOTDIR && rc != -ENODATA)
+		log_warn("event=hf_token_unreadable path=%s error=\"%s\" action=\"no token "
+			 "used\"", path, strerror(-rc));
 	return token;
 }
 
@@ -312,7 +276,7 @@ static int hf_token_lookup(struct source_token *t)
 
 		if (!v || !*v)
 			continue;
-		t->value = clean_token(v);
+		t->value = secret_clean(v);
 		if (t->value) {
 			t->name = strdup(envs[i]);
 			goto found;

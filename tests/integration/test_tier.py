@@ -232,6 +232,38 @@ def test_a_neighbours_serve_is_a_tier(modelfs_bin, hub, mount, serve):
         assert "event=tier_down" not in m.log()
 
 
+def test_a_neighbours_serve_beyond_loopback_is_a_tier_with_its_token(
+        modelfs_bin, hub, mount, serve, tmp_path):
+    """A neighbour serving on 0.0.0.0 with --token-file is a cache_proxy
+    for a node with cache_proxy_token_file: every byte through the tier,
+    the token sent to the tier only (never to the Hub or its CDN). A node
+    without the token is refused by the tier (401) and reads from the
+    origin, exact all the same."""
+    size = 17 * MiB + 3
+    _, info = add_big(hub, "ptok", size, seed=37)
+    token = "mfs-tier-access-0123456789abcdef0123456789"
+    tf = tmp_path / "tier.token"
+    tf.write_text(token + "\n")
+    entries = {"checkpoints": {"p": hf("org/ptok", file="big.bin")}}
+    peer = serve(hf_conf(hub, entries, block_size="8M"), listen="0.0.0.0",
+                 extra_args=["--token-file", tf])
+    with_token = mount(tier_conf(hub, entries, peer.url(""),
+                                 'cache_proxy_token_file = "%s"\n' % tf))
+    assert sha256_of(with_token.path / "Stable-diffusion" / "big.bin") == info["sha256"]
+    f = status(modelfs_bin, with_token)["Stable-diffusion/big.bin"]
+    assert f["downloaded"] == {"tier": size, "origin": 0}
+    assert not any(token in (r["headers"].get("authorization") or "")
+                   for r in hub.requests())
+    without = mount(tier_conf(hub, entries, peer.url("")))
+    assert sha256_of(without.path / "Stable-diffusion" / "big.bin") == info["sha256"]
+    f = status(modelfs_bin, without)["Stable-diffusion/big.bin"]
+    assert f["downloaded"] == {"tier": 0, "origin": size}
+    for m in (with_token, without):
+        assert token not in m.log()
+    peer.stop()
+    assert token not in peer.log()
+
+
 # ---------------------------------------------------------------------------
 # policy, with a spy for a tier
 

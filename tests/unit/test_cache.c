@@ -425,6 +425,48 @@ static void test_hold_abort(void)
 	tmp_remove();
 }
 
+/* cache_range_hold(): a span's blocks held for a send from the data file
+ * are not evicted until released; a span with an absent block holds
+ * nothing; the fd reads the span's bytes. */
+static void test_range_hold(void)
+{
+	struct cache *c;
+	struct cache_file *f;
+	uint8_t buf[BS];
+	int fd = -1;
+
+	tmp_make();
+	c = open_at(3 * BS, 0);
+	f = file_at(c, "f", 8 * BS, BS);
+	CHECK(put(f, 0) == 0);
+	tick();
+	CHECK(put(f, 1) == 0);
+	tick();
+	CHECK(put(f, 2) == 0);
+	CHECK(cache_range_hold(f, BS / 2, 2 * BS, &fd) == 0);	/* blocks 0..2 */
+	CHECK(fd >= 0 && pread(fd, buf, BS, BS) == (ssize_t)BS && bytes_ok(buf, BS, BS, BS));
+	CHECK(cache_block_reserve(f, 3) == -ENOSPC);		/* all three held */
+	CHECK(present_mask(f) == 0x7);
+	cache_range_release(f, BS / 2, 2 * BS);
+	CHECK(cache_block_reserve(f, 3) == 0);			/* evicts 0, the oldest */
+	cache_block_abort(f, 3);
+	CHECK(!(present_mask(f) & 0x1));
+	/* An absent block at the span's end: -ENODATA, and the blocks before
+	 * it were let go again: 1 and 2 can be evicted. */
+	CHECK(cache_range_hold(f, BS, 3 * BS, &fd) == -ENODATA);
+	CHECK(cache_range_hold(f, 7 * BS, 2 * BS, &fd) == -ENODATA);	/* past the end */
+	CHECK(put(f, 3) == 0);
+	tick();
+	CHECK(put(f, 4) == 0);
+	tick();
+	CHECK(put(f, 5) == 0);
+	CHECK(present_mask(f) == 0x38);
+	CHECK(used_now(c) <= 3 * BS);
+
+	cache_close(c);
+	tmp_remove();
+}
+
 /* Which blocks an eviction takes. Asserted here is only what holds however
  * many blocks one eviction takes: the least recently used goes first, the
  * new one stays, the limit holds, memory, store and disk agree. Today one
@@ -1255,6 +1297,7 @@ int main(void)
 	test_block_math();
 	test_write_read();
 	test_hold_abort();
+	test_range_hold();
 	test_lru();
 	test_pinned();
 	test_min_free();

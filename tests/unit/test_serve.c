@@ -114,10 +114,51 @@ static void test_route(void)
 	check_route("/api/models/org/m/xet-read-token/main", -ENOENT, 0, NULL, NULL, NULL, NULL);
 }
 
+/* A /files/ target (after "/files/") as a mount path. */
+static void check_mount_path(const char *target, int want_rc, const char *want)
+{
+	char *path = NULL;
+	int rc = route_mount_path(target, &path);
+
+	CHECK(rc == want_rc);
+	if (rc == 0)
+		CHECK(path && strcmp(path, want) == 0);
+	free(path);
+}
+
+static void test_mount_path(void)
+{
+	check_mount_path("Stable-diffusion/x.safetensors", 0, "Stable-diffusion/x.safetensors");
+	check_mount_path("Lora/a%20b%2B.safetensors", 0, "Lora/a b+.safetensors");
+	check_mount_path("a/b/", 0, "a/b");
+	check_mount_path("", -EINVAL, NULL);
+	check_mount_path("..", -EINVAL, NULL);
+	check_mount_path("../config.toml", -EINVAL, NULL);
+	check_mount_path("%2e%2e/%2e%2e/etc/passwd", -EINVAL, NULL);
+	check_mount_path("a/%2E%2E%2Fb", -EINVAL, NULL);
+	check_mount_path("a/.", -EINVAL, NULL);
+	check_mount_path("a%5c..%5cb", -EINVAL, NULL);
+	check_mount_path("a%00b", -EINVAL, NULL);
+	check_mount_path("a%zz", -EINVAL, NULL);
+}
+
+/* The one map from an errno to a status, for the access refusals. */
+static void test_access_status(void)
+{
+	const char *code;
+
+	CHECK(serve_status(-EPERM, &code) == 401 && code == NULL);
+	CHECK(serve_status(-EKEYEXPIRED, &code) == 401 && strcmp(code, "GatedRepo") == 0);
+	CHECK(serve_status(-EKEYREJECTED, &code) == 403 && strcmp(code, "GatedRepo") == 0);
+	CHECK(serve_status(-EAGAIN, &code) == 503);
+}
+
 int main(void)
 {
 	test_range();
 	test_status();
 	test_route();
+	test_mount_path();
+	test_access_status();
 	return check_summary();
 }
