@@ -6,7 +6,11 @@
  *     block's XXH3 is checked at its first read: a mismatch drops the
  *     block (the caller fetches it again) and no byte of it is returned;
  *     it is logged once per block, naming the file's path(s).
- * (2) A file's block_size is fixed at first use and stored with it.
+ * (2) A file's block_size is fixed at first use and stored with it: the
+ *     unit of presence and of an XXH3, so a read, an eviction or a check
+ *     after a restart costs one block, never more. The engine gives new
+ *     files small blocks (256 KiB); files cached with another size (8 MiB
+ *     before) keep theirs and stay readable.
  * (3) Space is reserved before a block is written: the bytes of present
  *     and reserved blocks never exceed the size limit, and free space on
  *     the cache filesystem never drops below the min-free watermark.

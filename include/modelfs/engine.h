@@ -7,6 +7,12 @@
  * file that becomes complete.
  *
  * (1) A block is downloaded once however many readers wait for it.
+ *     Blocks are the cache's (256 KiB for files new to it); the config's
+ *     block_size is the download unit: adjacent blocks queued together
+ *     (readahead, a loader, prefetch) go in one request of up to that
+ *     size, each committed with its own XXH3 as its bytes land. A read
+ *     fetches the blocks it touches; readahead grows only under a
+ *     sequential reader.
  * (2) engine_read() never waits on the network: a read that misses
  *     completes later, from the worker that fetched the block.
  * (3) Transient failures are retried with backoff for retry_timeout
@@ -135,7 +141,7 @@ char *engine_entry_source(const struct config_entry *e);
 
 struct engine_prefetch_opts {
 	bool pin;			/* pin f (CACHE_PIN_USER) before fetching */
-	int window;			/* blocks of f asked for at a time (default 4) */
+	int window;			/* download units (block_size) of f asked for at a time (default 4) */
 	const atomic_int *cancel;	/* stop early when it becomes non-zero; may be NULL */
 };
 

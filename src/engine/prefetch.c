@@ -165,20 +165,24 @@ int engine_prefetch(struct engine_file *f, const struct engine_prefetch_opts *o,
 		}
 		/* An origin without Range streams the whole file anyway: ask for
 		 * every block, so that one pass of the stream is enough. */
-		limit = no_range ? INT_MAX : window;
+		limit = no_range ? INT_MAX : window * (int)f->run_blocks;
 		for (;;) {
 			int outstanding;
 
 			pthread_mutex_lock(&pf.lock);
 			outstanding = pf.outstanding;
 			pthread_mutex_unlock(&pf.lock);
-			if (next >= f->nblocks || outstanding >= limit)
+			/* Asked for a download unit at a time, so that a worker
+			 * takes it as one request (queue_pop()). */
+			if (next >= f->nblocks ||
+			    (next % f->run_blocks == 0 && outstanding + (int)f->run_blocks > limit))
 				break;
 			rc = fetch_prefetch_block(f, next, &pf);
 			if (rc < 0)
 				goto out;
 			next++;
 		}
+		fetch_kick(e);
 		rc = 0;
 		pthread_mutex_lock(&pf.lock);
 		if (pf.err) {
