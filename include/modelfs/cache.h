@@ -154,8 +154,9 @@ int cache_file_verify(struct cache_file *f, const char *want_sha256, const char 
 		      const atomic_int *cancel, struct cache_verify *out);
 
 /* Writing block idx: reserve (may evict; -ENOSPC when no room can be
- * made), write its bytes in any order, then commit with their XXH3 or
- * abort. Only the fetcher that owns idx calls these. A committed block
+ * made, -EBUSY while another fetcher writes it, -EEXIST when present),
+ * write its bytes in any order, then commit with their XXH3 or abort.
+ * Only the fetcher whose reserve succeeded calls the others. A committed block
  * is held (it cannot be evicted) until cache_block_release(), so the
  * fetcher can hand it to its waiters first. */
 int cache_block_reserve(struct cache_file *f, uint64_t idx);

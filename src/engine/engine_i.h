@@ -52,6 +52,13 @@ struct waiter {
 	struct waiter *next;
 };
 
+/* What the blocks of one run (adjacent blocks in one request, fetch.c)
+ * share. Owned by the worker that runs it, reused for its next run. */
+struct run_ctl {
+	atomic_int cancel;		/* the request stops when set (engine stop) */
+	bool answered;			/* a reader has had bytes of it; under the file's lock */
+};
+
 /* One block being fetched: created by the first reader that misses it,
  * completed by the worker that fetched it. */
 struct inflight {
@@ -64,10 +71,10 @@ struct inflight {
 	_Atomic uint64_t early_end;
 	bool answered;			/* a reader has had bytes of it; protected by file->lock */
 	atomic_int cancel;		/* its download stops when set (engine stop) */
-	/* The first block of the run this one is downloaded in, whose cancel
-	 * and answered stand for the whole run; NULL when alone or once the
-	 * run's request is over. Set by the worker that owns the run. */
-	_Atomic(struct inflight *) leader;
+	/* The run it is downloaded in (fetch.c), whose cancel and answered
+	 * stand for the whole request; NULL when alone, and cleared under
+	 * file->lock before the run's worker lets go of it. */
+	_Atomic(struct run_ctl *) run;
 	uint8_t prio;			/* enum fetch_prio; protected by engine.qlock */
 	bool queued;			/* protected by engine.qlock */
 	struct inflight *qnext;		/* protected by engine.qlock */

@@ -21,9 +21,11 @@
  * worker takes a queued block with the blocks queued right behind it that
  * follow it in its file (queue_pop(), up to block_size) as one request,
  * a run; each block of a run is reserved first and committed with its
- * own XXH3 as its last byte lands, its readers answered then. Its first
- * block stands for the run at stop (leader), so that a run a reader has
- * had bytes of is finished, and any other is cancelled whole.
+ * own XXH3 as its last byte lands, and completed then (its readers
+ * answered, its hold released: a check of the whole file that fails
+ * meanwhile can drop it). Its struct run_ctl stands for the request at
+ * stop, so that a run a reader has had bytes of is finished, and any
+ * other is cancelled whole.
  *
  * Readahead is per file, not per handle: once a streak of reads from
  * block b to b+1 is longer than RA_START_BYTES the window doubles (2, 4,
@@ -290,7 +292,7 @@ static bool is_demand(struct engine *e, struct inflight *inf)
  * window or a loader's file becomes block_size-long requests. Prefetch
  * blocks may take all workers but prefetch_reserve: those stay free for
  * readers, who then never wait for a worker behind a long prefetch. */
-static int queue_pop(struct engine *e, struct inflight **run, bool *prefetch)
+static int queue_pop(struct engine *e, struct inflight **run, struct run_ctl *ctl, bool *prefetch)
 {
 	struct inflight *inf = NULL;
 	int q = 0, n = 0;
@@ -312,10 +314,10 @@ static int queue_pop(struct engine *e, struct inflight **run, bool *prefetch)
 		if (!e->qhead[q])
 			e->qtail[q] = NULL;
 		inf->queued = false;
-		if (n > 0)
-			atomic_store(&inf->leader, run[0]);
 		run[n++] = inf;
 	}
+	for (int i = 0; n > 1 && i < n; i++)
+		atomic_store(&run[i]->run, ctl);
 	if (n > 0) {
 		*prefetch = q == PRIO_PREFETCH;
 		e->prefetch_busy += *prefetch;
@@ -780,6 +782,7 @@ struct block_sink {
 	/* A run (nrun > 1): blocks run[0..nrun) in one request, each
 	 * committed as its last byte lands; run[cur] is being filled. */
 	struct inflight **run;
+	struct run_ctl *ctl;
 	int nrun, cur;
 	int committed;			/* run[0..committed) are present, held */
 	bool cur_aborted;		/* run[cur]'s commit failed (and aborted it) */
@@ -848,8 +851,8 @@ static int answer_arrived(struct block_sink *s)
 		pp = &w->next;
 	}
 	atomic_store(&inf->early_end, next_end);
-	if (ready && s->nrun > 1)
-		s->run[0]->answered = true;	/* the run's stand-in, for fetch_stop() */
+	if (ready && s->ctl)
+		s->ctl->answered = true;	/* for fetch_stop() */
 	pthread_mutex_unlock(&f->lock);
 	for (; ready; ready = w) {
 		struct pending_read *pr = ready->pr;
@@ -897,8 +900,11 @@ static int sink_put(struct block_sink *s, uint32_t at, const void *data, size_t 
 	return rc;
 }
 
-/* A run's block has all its bytes: commit it with its XXH3, answer its
- * readers, and go on to the next block of the run. */
+static void complete_block(struct engine_file *f, struct cache_file *cf, uint64_t idx, int rc,
+			   const char *mem, bool held, const char *reason);
+
+/* A run's block has all its bytes: commit it with its XXH3, complete it
+ * (its readers answered), and go on to the next block of the run. */
 static int run_block_done(struct block_sink *s)
 {
 	int rc = sink_flush(s);
@@ -917,7 +923,7 @@ static int run_block_done(struct block_sink *s)
 	s->committed = s->cur + 1;
 	atomic_fetch_add(&s->f->fetched, 1);
 	sink_uncount(s);		/* its bytes count as cached now */
-	rc = answer_arrived(s);
+	complete_block(s->f, s->cf, s->idx, 0, NULL, true, NULL);	/* frees s->inf */
 	if (++s->cur < s->nrun) {
 		s->inf = s->run[s->cur];
 		s->idx = s->inf->idx;
@@ -1187,7 +1193,7 @@ static int attempt_run(struct engine_file *f, struct http_client *http, const st
 		.range_first = sink->start + sink->from,
 		.range_len = sink->nrun > 1 ? sink->run_end - sink->start : len,
 		.follow_redirects = true,
-		.cancel = sink->nrun > 1 ? &sink->run[0]->cancel : &sink->inf->cancel,
+		.cancel = sink->ctl ? &sink->ctl->cancel : &sink->inf->cancel,
 	};
 	int rc;
 
@@ -1679,6 +1685,12 @@ static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct h
 		goto done;
 	if (rc == 0) {
 		rc = cache_block_reserve(cf, inf->idx);
+		if (rc == -EBUSY) {
+			/* Another entry with the same bytes (one cache file) writes
+			 * this block now: these readers are answered from memory. */
+			mem = mem_block_get(e, cache_block_len(cf, inf->idx));
+			rc = mem ? 0 : -ENOMEM;
+		}
 		if (rc == -ENOSPC && !is_demand(e, inf) &&
 		    drop_unwanted(f, inf, -ENOSPC, "no room in the cache: cache_max_size or "
 				  "cache_min_free is reached and nothing more can be evicted"))
@@ -1735,15 +1747,15 @@ done:
 /* Download run[0..n) with one request (download_block()'s counterpart):
  * 0 or -errno; *committed blocks from run[0] are present and held. */
 static int download_run(struct engine_file *f, struct http_client *http, struct cache_file *cf,
-			struct inflight **run, int n, int *committed, bool *cur_aborted,
-			char *out_reason, size_t reason_len)
+			struct inflight **run, struct run_ctl *ctl, int n, int *committed,
+			bool *cur_aborted, char *out_reason, size_t reason_len)
 {
 	uint32_t bs = cache_file_block_size(cf);
 	uint64_t last = run[n - 1]->idx, xxh3;
 	int64_t started = clock_now_ms();
 	char reason[256] = "";
 	struct block_sink sink = { .f = f, .inf = run[0], .cf = cf, .idx = run[0]->idx,
-				   .start = run[0]->idx * bs, .run = run, .nrun = n,
+				   .start = run[0]->idx * bs, .run = run, .ctl = ctl, .nrun = n,
 				   .run_end = last * bs + cache_block_len(cf, last),
 				   .tail_from = cache_block_len(cf, run[0]->idx) };
 	uint64_t first = sink.start;
@@ -1767,7 +1779,7 @@ static int download_run(struct engine_file *f, struct http_client *http, struct 
  * (fetch_inflight(), which knows a full cache and a stream): a run of
  * one, an origin without Range, and the blocks from the first that the
  * cache has no room for, or whose commit found the disk full. */
-static void fetch_run(struct inflight **run, int n, struct http_client *http)
+static void fetch_run(struct inflight **run, int n, struct run_ctl *ctl, struct http_client *http)
 {
 	struct engine_file *f = run[0]->file;
 	struct cache_file *cf = NULL;
@@ -1785,8 +1797,8 @@ static void fetch_run(struct inflight **run, int n, struct http_client *http)
 		    cache_block_reserve(cf, run[reserved]->idx) != 0)
 			break;
 	if (reserved > 1) {
-		rc = download_run(f, http, cf, run, reserved, &committed, &cur_aborted, reason,
-				  sizeof(reason));
+		rc = download_run(f, http, cf, run, ctl, reserved, &committed, &cur_aborted,
+				  reason, sizeof(reason));
 	} else {
 		if (reserved == 1)
 			cache_block_abort(cf, run[0]->idx);
@@ -1799,19 +1811,20 @@ static void fetch_run(struct inflight **run, int n, struct http_client *http)
 		 * our own index): its other blocks still reach their readers. */
 		log_warn("event=disk_full path=%s block=%llu action=\"served uncached\"",
 			 f->src.path, (unsigned long long)run[committed]->idx);
-	/* The request is over: every block stands alone again. */
-	for (int i = 1; i < n; i++)
-		atomic_store(&run[i]->leader, NULL);
+	/* The request is over: the blocks not completed stand alone again
+	 * (run[0..committed) are, and are freed). */
+	pthread_mutex_lock(&f->lock);
+	for (int i = committed; i < n; i++)
+		atomic_store(&run[i]->run, NULL);
+	pthread_mutex_unlock(&f->lock);
 	if (no_range) {
 		/* The file's one stream completes every block asked for,
 		 * run[1..] included, as it passes them. */
 		fetch_inflight(f, run[0], http);
 		return;
 	}
-	for (int i = 0; i < n; i++) {
-		if (i < committed)
-			complete_block(f, cf, run[i]->idx, 0, NULL, true, NULL);
-		else if (i < reserved && rc != -ENOSPC)
+	for (int i = committed; i < n; i++) {
+		if (i < reserved && rc != -ENOSPC)
 			complete_block(f, cf, run[i]->idx, rc ? rc : -EIO, NULL, false, reason);
 		else
 			fetch_inflight(f, run[i], http);
@@ -1824,16 +1837,20 @@ static void *worker_main(void *arg)
 	struct http_client *http = NULL;
 	uint32_t most = e->cfg->block_size / engine_cache_block_size(e->cfg);
 	struct inflight **run = calloc(most ? most : 1, sizeof(*run));
+	struct run_ctl ctl;
 
 	if (!run || http_client_new(&http) != 0)
 		log_error("event=worker_start error=\"cannot create an HTTP client\"");
 	while (run && http) {
 		bool prefetch = false;
-		int n = queue_pop(e, run, &prefetch);
+		int n;
 
+		atomic_init(&ctl.cancel, 0);
+		ctl.answered = false;	/* no block points at ctl between runs */
+		n = queue_pop(e, run, &ctl, &prefetch);
 		if (n == 0)
 			break;
-		fetch_run(run, n, http);
+		fetch_run(run, n, &ctl, http);
 		if (prefetch)
 			prefetch_slot_done(e);
 	}
@@ -1910,14 +1927,15 @@ static void cancel_downloads(struct engine *e, bool answered_too)
 
 		pthread_mutex_lock(&f->lock);
 		for (uint64_t idx = 0; idx < f->nblocks; idx++) {
-			struct inflight *inf = f->inflight[idx], *lead;
+			struct inflight *inf = f->inflight[idx];
+			struct run_ctl *ctl;
 
 			if (!inf)
 				continue;
-			lead = atomic_load(&inf->leader);	/* alive while inf is listed */
-			if (lead)
-				inf = lead;
-			if (answered_too || !inf->answered)
+			ctl = atomic_load(&inf->run);	/* alive while inf points at it */
+			if (ctl && (answered_too || !ctl->answered))
+				atomic_store(&ctl->cancel, 1);
+			else if (!ctl && (answered_too || !inf->answered))
 				atomic_store(&inf->cancel, 1);
 		}
 		pthread_mutex_unlock(&f->lock);
