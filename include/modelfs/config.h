@@ -93,6 +93,8 @@ struct config {
 					 * also serves the Hub's protocol on, or NULL */
 	char *serve_prefix;		/* its path prefix, or NULL */
 	char *hf_endpoint, *civitai_endpoint, *gdrive_endpoint;	/* no trailing '/' */
+	bool header_prefetch;		/* fetch safetensors/GGUF headers at mount
+					 * (engine_prefetch_headers_start()); default true */
 	char **prefetch;		/* [modelfs] prefetch: entry ids, entry names or
 					 * paths in the mount to warm after mounting;
 					 * NULL-terminated or NULL */

@@ -862,6 +862,7 @@ static const struct key_spec modelfs_keys[] = {
 	{ "civitai_endpoint", K_BASE_URL, .off = CFG(civitai_endpoint) },
 	{ "gdrive_endpoint", K_BASE_URL, .off = CFG(gdrive_endpoint) },
 	{ "prefetch", K_STRINGS, .off = CFG(prefetch) },
+	{ "header_prefetch", K_BOOL, .off = CFG(header_prefetch) },
 };
 #define N_MODELFS_KEYS (sizeof(modelfs_keys) / sizeof(modelfs_keys[0]))
 
@@ -2145,6 +2146,7 @@ int config_parse_layout(const char *text, size_t len, const char *name, const ch
 	p.cfg->verify = CONFIG_VERIFY_LAZY;
 	p.cfg->connections = 32;
 	p.cfg->retry_timeout_sec = 120;
+	p.cfg->header_prefetch = true;
 
 	rc = toml_parse(text, len, &root, &terr);
 	if (rc == -EINVAL) {

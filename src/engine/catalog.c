@@ -592,6 +592,7 @@ void engine_stop(struct engine *e)
 {
 	verify_stop(e);
 	fetch_stop(e);
+	headers_stop(e);
 }
 
 void engine_close(struct engine *e)

@@ -27,7 +27,8 @@ enum fetch_prio {
 	PRIO_COUNT,
 };
 
-/* The blocks one engine_prefetch() call asked for (prefetch.c). */
+/* The blocks one engine_prefetch() call, or the header prefetch, asked
+ * for (prefetch.c, headers.c). */
 struct prefetch_req {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;		/* with lock: a block finished */
@@ -184,6 +185,9 @@ struct engine {
 	size_t vqueue_len, vqueue_cap;	/* protected by vlock */
 	pthread_t verifier;
 	bool verifier_started;
+
+	pthread_t headers;		/* engine_prefetch_headers_start() */
+	bool headers_started;
 };
 
 /* catalog.c */
@@ -224,6 +228,15 @@ int fetch_prefetch_block(struct engine_file *f, uint64_t idx, struct prefetch_re
 /* Wake the workers for blocks asked for with fetch_prefetch_block(): it
  * queues without waking, so that a batch is taken as runs, not one by one. */
 void fetch_kick(struct engine *e);
+
+/* prefetch.c */
+void prefetch_req_init(struct prefetch_req *pf);
+/* Wait until nothing pf asked for is outstanding, then free it. */
+void prefetch_req_destroy(struct prefetch_req *pf);
+
+/* headers.c */
+/* Join the header prefetch, after fetch_stop() ended its blocks. */
+void headers_stop(struct engine *e);
 /* Take pf's waits off f's blocks; blocks nobody else wants that no
  * worker has started are not fetched. Blocks being completed right now
  * still count in pf->outstanding until they finish. */

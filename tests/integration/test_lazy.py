@@ -35,7 +35,7 @@ def test_read_is_answered_before_its_block_is_complete(hub, mount):
     src, _ = hub.add_file("early.safetensors", 8 * MiB, kind="safetensors")
     hub.faults(path="early.safetensors", rate_bps=128 * 1024)
     m = mount(config({"checkpoints": {"e": '"%s"' % hub.url("early.safetensors")}},
-                     block_size="8M"))
+                     block_size="8M", settings="header_prefetch = false"))
     path = m.path / "Stable-diffusion" / "early.safetensors"
     with open(path, "rb", buffering=0) as f:
         n = int.from_bytes(f.read(8), "little")

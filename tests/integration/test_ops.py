@@ -633,7 +633,9 @@ def expected_params(src):
 
 def test_info_reads_only_the_header_through_the_mount(hub, mount, modelfs_bin, tmp_path):
     src, _ = hub.add_file("i.safetensors", 96 * MiB, kind="safetensors")
-    text = config({"checkpoints": {"i": url_entry(hub.url("i.safetensors"))}}, block_size="1M")
+    # Without the mount's own header prefetch: what info reads is counted.
+    text = config({"checkpoints": {"i": url_entry(hub.url("i.safetensors"))}}, block_size="1M",
+                  settings="header_prefetch = false")
     m = mount(text)
     path = m.path / "Stable-diffusion" / "i.safetensors"
     params, tensors = expected_params(src)
