@@ -139,6 +139,7 @@ struct engine_file {
 	uint32_t ra_window;		/* blocks fetched ahead; protected by lock */
 	bool ra_seen;			/* protected by lock */
 	uint64_t data_start;		/* where tensor data starts; 0: not known yet; under lock */
+	uint64_t tensor_read;		/* bytes read in tensor data (fetch_whole()); under lock */
 	bool whole_queued;		/* a loader was seen: every block is queued; under lock */
 	struct parked_read *parked;	/* verify = strict: reads waiting; protected by lock */
 	uint64_t failed_idx;		/* the last block whose fetch failed for good

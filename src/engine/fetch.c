@@ -35,8 +35,10 @@
  * blocks they touch.
  *
  * Loaders read tensors in model order, not file order, which readahead
- * cannot follow: once reads reach a model's tensor data, every missing
- * block of the file is queued as readahead (fetch_whole()).
+ * cannot follow: once reads in a model's tensor data add up to
+ * LOADER_BYTES, every missing block of the file is queued as readahead
+ * (fetch_whole()). Fewer are a tool's or a benchmark's few random reads,
+ * which fetch only their blocks.
  *
  * Lock order: see engine_i.h. An inflight lives while it is in its
  * file's inflight[] array, which only its worker clears, under the file's
@@ -571,6 +573,11 @@ static void readahead(struct engine_file *f, uint64_t first, uint64_t last)
 #define KERNEL_READAHEAD_SLACK (4u << 20)
 #define FORGE_PROBE_OFFSET (1u << 20)
 #define FORGE_PROBE_LEN (64u << 10)
+/* Tensor data read before the reader counts as a loader: a loader reads
+ * it by the MiB (mmap faults of up to 1 MiB, a tensor per readinto), a
+ * tool reads a few tensors; 16 random 4 KiB reads with the kernel's
+ * readahead are under 2 MiB. */
+#define LOADER_BYTES (4u << 20)
 
 /* Where f's tensor data starts, from its first bytes in the cache: 8 + N
  * for a safetensors file (N, little-endian, then a JSON header). Other
@@ -590,18 +597,20 @@ static uint64_t find_data_start(struct engine_file *f, struct cache_file *cf)
 	return head[8] == '{' && n < (uint64_t)f->src.size - 8 ? 8 + n : NOT_A_MODEL;
 }
 
-/* A read at off: when it lies in tensor data, away from what a webui's
- * header read and probe touch, a loader is at work. Queue every missing
+/* A read of len at off: when reads in tensor data, away from what a
+ * webui's header read and probe touch, reach LOADER_BYTES, a loader is at
+ * work. Queue every missing
  * block, in file order from off, as readahead: the blocks the loader
  * waits for still go first, and it gets every connection (at prefetch
  * priority, which leaves a quarter idle for readers, a 1 GiB load under
  * a 20 MiB/s cap took 3.7-3.9 s instead of 3.2). */
-static void fetch_whole(struct engine_file *f, uint64_t off)
+static void fetch_whole(struct engine_file *f, uint64_t off, size_t len)
 {
 	struct inflight **batch = NULL;
 	struct cache_file *cf;
 	uint64_t start;
 	size_t n = 0;
+	bool loader;
 
 	pthread_mutex_lock(&f->lock);
 	cf = f->cf;
@@ -621,6 +630,12 @@ static void fetch_whole(struct engine_file *f, uint64_t off)
 	if (start == NOT_A_MODEL || off < start + KERNEL_READAHEAD_SLACK ||
 	    (off >= FORGE_PROBE_OFFSET &&
 	     off < FORGE_PROBE_OFFSET + FORGE_PROBE_LEN + KERNEL_READAHEAD_SLACK))
+		return;
+	pthread_mutex_lock(&f->lock);
+	f->tensor_read += len;
+	loader = f->tensor_read >= LOADER_BYTES;
+	pthread_mutex_unlock(&f->lock);
+	if (!loader)
 		return;
 	batch = calloc(f->nblocks, sizeof(*batch));
 	pthread_mutex_lock(&f->lock);
@@ -757,7 +772,7 @@ void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb
 	for (uint64_t idx = off / bs; idx <= (off + len - 1) / bs; idx++)
 		want_block(pr, idx);
 	readahead(f, off / bs, (off + len - 1) / bs);
-	fetch_whole(f, off);
+	fetch_whole(f, off, len);
 	read_finish(pr);
 }
 
