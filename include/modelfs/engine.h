@@ -156,8 +156,9 @@ struct engine_prefetch_opts {
 int engine_prefetch(struct engine_file *f, const struct engine_prefetch_opts *o,
 		    char *reason, size_t reason_len);
 /* In the background, fetch the header of every .safetensors and .gguf
- * file (a safetensors file's 8 + N bytes and Forge's 64 KiB probe at
- * 1 MiB; a GGUF file's metadata and tensor infos), all files at once, at
+ * file (a safetensors file's 8 + N bytes, and for checkpoints and
+ * ControlNet models Forge's 64 KiB probe at 1 MiB; a GGUF file's metadata
+ * and tensor infos), all files at once, at
  * prefetch priority: a webui start then reads cached blocks. Call after
  * engine_start(); engine_stop() ends it. 0 or -errno. */
 int engine_prefetch_headers_start(struct engine *e);

@@ -49,6 +49,15 @@ static enum header_kind kind_of(const char *path)
 	return KIND_NONE;
 }
 
+/* Whether Forge hashes 64 KiB at 1 MiB of entry's files (model_hash():
+ * checkpoints, and ControlNet models as it lists them); LoRAs and the
+ * rest only have their header read. */
+static bool probed(const struct config_entry *entry)
+{
+	return strcasecmp(entry->category, "checkpoints") == 0 ||
+	       strcasecmp(entry->category, "controlnet") == 0;
+}
+
 /* Ask for the blocks of [off, off + len) of f: 0, or -errno to stop. */
 static int ask_range(struct engine_file *f, uint64_t off, uint64_t len, struct prefetch_req *pf)
 {
@@ -261,7 +270,7 @@ static void *headers_main(void *arg)
 			continue;
 		jobs[n++] = (struct header_job){ .f = f, .kind = kind,
 						 .want = kind == KIND_GGUF ? GGUF_FIRST : 8 };
-		if (kind == KIND_SAFETENSORS)
+		if (kind == KIND_SAFETENSORS && probed(f->src.entry))
 			rc = ask_range(f, PROBE_OFFSET, PROBE_LEN, &pf);
 	}
 	for (pending = n; running && rc == 0 && pending > 0;) {

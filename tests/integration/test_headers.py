@@ -45,8 +45,11 @@ def test_headers_and_the_probe_are_fetched_once_at_mount(hub, mount):
     data, glen = gguf(40000, 4 * MiB)
     hub.add_file("m.gguf", data=data)
     hub.add_file("m.bin", 4 * MiB)
+    lora, _ = hub.add_file("l.safetensors", 8 * MiB, kind="safetensors", seed=5)
+    lhdr = 8 + int.from_bytes(lora.read_bytes()[:8], "little")
     cfg = config({"checkpoints": {"s": '"%s"' % hub.url("m.safetensors"),
                                   "g": '"%s"' % hub.url("m.gguf")},
+                  "lora": {"l": '"%s"' % hub.url("l.safetensors")},
                   "vae": {"b": '"%s"' % hub.url("m.bin")}})
     m = mount(cfg)
     wait_for(lambda: prefetched(m), what="the header prefetch")
@@ -59,6 +62,9 @@ def test_headers_and_the_probe_are_fetched_once_at_mount(hub, mount):
     # Walked in rounds that double what is asked for: at most twice.
     assert sum(r["bytes"] for r in greqs) <= 2 * glen + BLOCK, greqs
     assert data_requests(hub, "m.bin") == []
+    # Forge hashes checkpoints only: a LoRA has its header fetched, no probe.
+    lreqs = data_requests(hub, "l.safetensors")
+    assert sum(r["bytes"] for r in lreqs) == -(-lhdr // BLOCK) * BLOCK, lreqs
     # What Forge then reads is cached: no request.
     path = m.path / "Stable-diffusion" / "m.safetensors"
     wait_for(lambda: int(xattr(path, "cached")) == sum(r["bytes"] for r in sreqs),
