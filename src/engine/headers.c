@@ -265,8 +265,13 @@ static void *headers_main(void *arg)
 	for (size_t i = 0; jobs && i < e->nfiles; i++) {
 		struct engine_file *f = e->files[i];
 		enum header_kind kind = kind_of(f->src.path);
+		bool no_range;
 
-		if (kind == KIND_NONE || f->src.size < 8 || engine_file_open_error(f))
+		pthread_mutex_lock(&f->lock);
+		no_range = f->src.no_range;
+		pthread_mutex_unlock(&f->lock);
+		/* Without Range a header costs the whole file: left to readers. */
+		if (kind == KIND_NONE || no_range || f->src.size < 8 || engine_file_open_error(f))
 			continue;
 		jobs[n++] = (struct header_job){ .f = f, .kind = kind,
 						 .want = kind == KIND_GGUF ? GGUF_FIRST : 8 };
