@@ -2,7 +2,7 @@
 # The main job on a fresh Debian 12 box, with no network needed: install
 # what is missing, build, start the bundled fake hub serving a few
 # generated model files, mount them with modelfs, and show what a webui
-# sees: the listing, and a safetensors header read that fetches one block.
+# sees: the listing, and a safetensors header read that fetches a few cache blocks.
 #   tools/demo.sh [--keep]    --keep leaves the mount and hub running
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,7 +63,7 @@ print(sum(e["bytes"] for e in log
           if e["file"] == "demo-xl.safetensors" and e["range"] != "bytes=0-0"))
 PYEOF
 )
-echo "bytes fetched from the hub for that: $fetched (one 8 MiB block, of 256 MiB)"
+echo "bytes fetched from the hub for that: $fetched (the header's 256 KiB cache blocks, of 256 MiB)"
 getfattr -d -m user.modelfs "$mnt/Stable-diffusion/demo-xl.safetensors" 2>/dev/null | sed 1d
 
 if [ "$keep" = "--keep" ]; then

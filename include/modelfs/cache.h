@@ -6,7 +6,11 @@
  *     block's XXH3 is checked at its first read: a mismatch drops the
  *     block (the caller fetches it again) and no byte of it is returned;
  *     it is logged once per block, naming the file's path(s).
- * (2) A file's block_size is fixed at first use and stored with it.
+ * (2) A file's block_size is fixed at first use and stored with it: the
+ *     unit of presence and of an XXH3, so a read, an eviction or a check
+ *     after a restart costs one block, never more. The engine gives new
+ *     files small blocks (256 KiB); files cached with another size (8 MiB
+ *     before) keep theirs and stay readable.
  * (3) Space is reserved before a block is written: the bytes of present
  *     and reserved blocks never exceed the size limit, and free space on
  *     the cache filesystem never drops below the min-free watermark.
@@ -153,8 +157,9 @@ int cache_file_verify(struct cache_file *f, const char *want_sha256, const char 
 		      const atomic_int *cancel, struct cache_verify *out);
 
 /* Writing block idx: reserve (may evict; -ENOSPC when no room can be
- * made), write its bytes in any order, then commit with their XXH3 or
- * abort. Only the fetcher that owns idx calls these. A committed block
+ * made, -EBUSY while another fetcher writes it, -EEXIST when present),
+ * write its bytes in any order, then commit with their XXH3 or abort.
+ * Only the fetcher whose reserve succeeded calls the others. A committed block
  * is held (it cannot be evicted) until cache_block_release(), so the
  * fetcher can hand it to its waiters first. */
 int cache_block_reserve(struct cache_file *f, uint64_t idx);

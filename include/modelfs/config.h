@@ -117,6 +117,8 @@ struct config {
 					 * sent to the tier's host only, or NULL */
 	char *mirror_token_file;	/* every entry's mirror_token_file unless it has one */
 	int64_t bandwidth_limit;	/* bytes per second over all connections; 0: none */
+	bool header_prefetch;		/* fetch safetensors/GGUF headers at mount
+					 * (engine_prefetch_headers_start()); default true */
 	char **prefetch;		/* [modelfs] prefetch: entry ids, entry names or
 					 * paths in the mount to warm after mounting;
 					 * NULL-terminated or NULL */

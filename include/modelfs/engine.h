@@ -7,6 +7,12 @@
  * file that becomes complete.
  *
  * (1) A block is downloaded once however many readers wait for it.
+ *     Blocks are the cache's (256 KiB for files new to it); the config's
+ *     block_size is the download unit: adjacent blocks queued together
+ *     (readahead, a loader, prefetch) go in one request of up to that
+ *     size, each committed with its own XXH3 as its bytes land. A read
+ *     fetches the blocks it touches; readahead grows only under a
+ *     sequential reader.
  * (2) engine_read() never waits on the network: a read that misses
  *     completes later, from the worker that fetched the block.
  * (3) Transient failures are retried with backoff for retry_timeout
@@ -144,7 +150,7 @@ char *engine_entry_source(const struct config_entry *e);
 
 struct engine_prefetch_opts {
 	bool pin;			/* pin f (CACHE_PIN_USER) before fetching */
-	int window;			/* blocks of f asked for at a time (default 4) */
+	int window;			/* download units (block_size) of f asked for at a time (default 4) */
 	const atomic_int *cancel;	/* stop early when it becomes non-zero; may be NULL */
 };
 
@@ -158,6 +164,13 @@ struct engine_prefetch_opts {
  * fetched stays cached, so a later call resumes. */
 int engine_prefetch(struct engine_file *f, const struct engine_prefetch_opts *o,
 		    char *reason, size_t reason_len);
+/* In the background, fetch the header of every .safetensors and .gguf
+ * file (a safetensors file's 8 + N bytes, and for checkpoints and
+ * ControlNet models Forge's 64 KiB probe at 1 MiB; a GGUF file's metadata
+ * and tensor infos), all files at once, at
+ * prefetch priority: a webui start then reads cached blocks. Call after
+ * engine_start(); engine_stop() ends it. 0 or -errno. */
+int engine_prefetch_headers_start(struct engine *e);
 /* How many workers prefetch leaves free for readers (default: a quarter
  * of them); 0 when nothing but prefetch reads, as without a mount.
  * Call before engine_start(). */

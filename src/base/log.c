@@ -22,7 +22,9 @@
 #define LOG_LINE_MAX 2048
 
 static int log_fd = 2;
-static int log_console = -1;	/* a second copy of each line, e.g. the terminal while mounting */
+/* A second copy of each line, e.g. the terminal while mounting; the mount
+ * turns it off while engine threads already log. */
+static atomic_int log_console = -1;
 static int log_syslog;
 static atomic_int log_level = LOG_LVL_INFO;
 static atomic_int log_json;	/* lines as JSON objects (log_set_json) */
@@ -65,7 +67,7 @@ void log_init(int fd, int use_syslog, enum log_level level)
 
 void log_set_console(int fd)
 {
-	log_console = fd;
+	atomic_store(&log_console, fd);
 }
 
 void log_set_json(bool json)
@@ -337,7 +339,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	struct tm tm;
 	va_list ap;
 	size_t cap;
-	int n;
+	int n, console;
 
 	if ((int)level > atomic_load(&log_level))
 		return;
@@ -362,7 +364,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
 		static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 		syslog(prio[level], "%s", clean);
 	}
-	if (log_fd < 0 && log_console < 0) {
+	console = atomic_load(&log_console);
+	if (log_fd < 0 && console < 0) {
 		free(clean);
 		return;
 	}
@@ -384,6 +387,6 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	/* A failed write has nowhere left to be reported. */
 	if (log_fd >= 0 && write(log_fd, line, n) < 0)
 		return;
-	if (log_console >= 0 && log_console != log_fd && write(log_console, line, n) < 0)
+	if (console >= 0 && console != log_fd && write(console, line, n) < 0)
 		return;
 }

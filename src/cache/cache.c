@@ -939,20 +939,32 @@ int cache_block_reserve(struct cache_file *f, uint64_t idx)
 
 	if (idx >= f->nblocks)
 		return -EINVAL;
-	if (cache_block_present(f, idx))
-		return -EEXIST;		/* a present block is never rewritten (1) */
+	/* Claimed under the file's lock: two entries with the same bytes share
+	 * this file, and each engine file fetches its blocks on its own. */
+	pthread_mutex_lock(&f->lock);
+	if (f->blocks[idx].state == BLOCK_WRITING)
+		rc = -EBUSY;
+	else if (f->blocks[idx].state != BLOCK_ABSENT && f->blocks[idx].state != BLOCK_BAD)
+		rc = -EEXIST;		/* a present block is never rewritten (1) */
+	else
+		rc = 0;
+	if (rc == 0)
+		f->blocks[idx].state = BLOCK_WRITING;
+	pthread_mutex_unlock(&f->lock);
+	if (rc)
+		return rc;
 
 	pthread_mutex_lock(&c->space_lock);
 	rc = make_room_locked(c, len);
 	if (rc == 0)
 		c->reserved += len;
 	pthread_mutex_unlock(&c->space_lock);
-	if (rc)
-		return rc;
-	pthread_mutex_lock(&f->lock);
-	f->blocks[idx].state = BLOCK_WRITING;
-	pthread_mutex_unlock(&f->lock);
-	return 0;
+	if (rc) {
+		pthread_mutex_lock(&f->lock);
+		f->blocks[idx].state = BLOCK_ABSENT;
+		pthread_mutex_unlock(&f->lock);
+	}
+	return rc;
 }
 
 static int pread_all(int fd, void *buf, size_t len, off_t off)

@@ -877,6 +877,7 @@ static const struct key_spec modelfs_keys[] = {
 	{ "cache_proxy_token_file", K_PATH, .off = CFG(cache_proxy_token_file) },
 	{ "mirror_token_file", K_PATH, .off = CFG(mirror_token_file) },
 	{ "bandwidth_limit", K_SIZE, .off = CFG(bandwidth_limit) },
+	{ "header_prefetch", K_BOOL, .off = CFG(header_prefetch) },
 };
 #define N_MODELFS_KEYS (sizeof(modelfs_keys) / sizeof(modelfs_keys[0]))
 
@@ -2559,6 +2560,7 @@ static int parse_text(const char *text, size_t len, const char *name, const char
 	p.cfg->verify = CONFIG_VERIFY_LAZY;
 	p.cfg->connections = 32;
 	p.cfg->retry_timeout_sec = 120;
+	p.cfg->header_prefetch = true;
 
 	rc = toml_parse(text, len, &root, &terr);
 	if (rc == -EINVAL) {

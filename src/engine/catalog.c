@@ -343,7 +343,7 @@ void engine_forget_unvalidated(const struct source_file *src, struct cache_file 
 static int add_file(struct engine *e, struct source_file *src)
 {
 	struct engine_file *f = calloc(1, sizeof(*f));
-	uint32_t bs = e->cfg->block_size;
+	uint32_t bs = engine_cache_block_size(e->cfg);
 	char *key = NULL;
 	int rc = 0;
 
@@ -408,6 +408,8 @@ static int add_file(struct engine *e, struct source_file *src)
 		cache_file_set_pinned(f->cf, f->src.entry->pin);
 	}
 	f->nblocks = ((uint64_t)f->src.size + bs - 1) / bs;
+	f->block_size = bs;
+	f->run_blocks = e->cfg->block_size > bs ? e->cfg->block_size / bs : 1;
 	f->inflight = calloc(f->nblocks ? f->nblocks : 1, sizeof(*f->inflight));
 	if (!f->inflight) {
 		file_free(f);
@@ -659,6 +661,7 @@ void engine_stop(struct engine *e)
 {
 	verify_stop(e);
 	fetch_stop(e);
+	headers_stop(e);
 }
 
 void engine_close(struct engine *e)

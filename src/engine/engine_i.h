@@ -29,7 +29,8 @@ enum fetch_prio {
 	PRIO_COUNT,
 };
 
-/* The blocks one engine_prefetch() call asked for (prefetch.c). */
+/* The blocks one engine_prefetch() call, or the header prefetch, asked
+ * for (prefetch.c, headers.c). */
 struct prefetch_req {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;		/* with lock: a block finished */
@@ -54,6 +55,13 @@ struct waiter {
 	struct waiter *next;
 };
 
+/* What the blocks of one run (adjacent blocks in one request, fetch.c)
+ * share. Owned by the worker that runs it, reused for its next run. */
+struct run_ctl {
+	atomic_int cancel;		/* the request stops when set (engine stop) */
+	bool answered;			/* a reader has had bytes of it; under the file's lock */
+};
+
 /* One block being fetched: created by the first reader that misses it,
  * completed by the worker that fetched it. */
 struct inflight {
@@ -66,12 +74,31 @@ struct inflight {
 	_Atomic uint64_t early_end;
 	bool answered;			/* a reader has had bytes of it; protected by file->lock */
 	atomic_int cancel;		/* its download stops when set (engine stop) */
+	/* The run it is downloaded in (fetch.c), whose cancel and answered
+	 * stand for the whole request; NULL when alone, and cleared under
+	 * file->lock before the run's worker lets go of it. */
+	_Atomic(struct run_ctl *) run;
 	uint8_t prio;			/* enum fetch_prio; protected by engine.qlock */
 	bool queued;			/* protected by engine.qlock */
 	struct inflight *qnext;		/* protected by engine.qlock */
 };
 
 #define ENGINE_MEM_BLOCKS 4
+
+/* The cache's unit (cache.h's block) for files first cached from now on:
+ * presence and an XXH3 per ENGINE_CACHE_BLOCK, so a header read, a probe
+ * or a random read fetches (and a restart re-checks) little more than it
+ * asked for. block_size in the config stays the download unit: a worker
+ * fetches a run of adjacent queued blocks, up to block_size, with one
+ * request. 256 KiB, not 1 MiB: see docs/PERFORMANCE.md. Files cached
+ * with another block size keep it (cache.h (2)). */
+#ifndef ENGINE_CACHE_BLOCK
+#define ENGINE_CACHE_BLOCK (256u << 10)
+#endif
+static inline uint32_t engine_cache_block_size(const struct config *cfg)
+{
+	return cfg->block_size < ENGINE_CACHE_BLOCK ? cfg->block_size : ENGINE_CACHE_BLOCK;
+}
 
 /* An uncached block kept in memory (struct engine's kept[]). */
 struct kept_block {
@@ -88,6 +115,9 @@ struct engine_file {
 					 * git_sha1 (learnt at a late resolve) under lock */
 	int64_t mtime;
 	uint64_t nblocks;
+	uint32_t block_size;		/* its cache file's; fixed at add_file() */
+	uint32_t run_blocks;		/* blocks one request may cover (block_size / cache
+					 * block, at least 1); fixed at add_file() */
 	pthread_mutex_t lock;
 	struct cache_file *cf;		/* NULL until resolved; protected by lock */
 	bool resolving;			/* a worker resolves it; protected by lock */
@@ -110,12 +140,15 @@ struct engine_file {
 	atomic_ullong bytes_origin;	/* downloaded from the origin or a mirror, this run */
 	struct inflight **inflight;	/* [nblocks]; protected by lock */
 	uint64_t ra_last;		/* last block read; protected by lock */
+	uint64_t ra_first;		/* where the current sequential streak began; under lock */
 	uint32_t ra_window;		/* blocks fetched ahead; protected by lock */
 	bool ra_seen;			/* protected by lock */
 	uint64_t data_start;		/* where tensor data starts; 0: not known yet; under lock */
+	uint64_t tensor_read;		/* bytes read in tensor data (fetch_whole()); under lock */
 	bool whole_queued;		/* a loader was seen: every block is queued; under lock */
 	struct parked_read *parked;	/* verify = strict: reads waiting; protected by lock */
-	uint64_t failed_idx;		/* the last block whose fetch failed for good... */
+	uint64_t failed_idx;		/* the last block whose fetch failed for good
+					 * (its download unit fails at once)... */
 	int64_t failed_until_ms;	/* ...fails again at once until then; protected by lock */
 	int failed_err;			/* protected by lock */
 	int err;			/* final error that fails every read; protected by lock */
@@ -162,6 +195,9 @@ struct engine {
 	size_t vqueue_len, vqueue_cap;	/* protected by vlock */
 	pthread_t verifier;
 	bool verifier_started;
+
+	pthread_t headers;		/* engine_prefetch_headers_start() */
+	bool headers_started;
 };
 
 /* catalog.c */
@@ -199,6 +235,18 @@ void engine_file_fail(struct engine_file *f, int err, const char *reason);
  * counts it until it finishes, with its outcome in pf->err), -ECANCELED
  * when the engine is stopping, -ENOMEM. */
 int fetch_prefetch_block(struct engine_file *f, uint64_t idx, struct prefetch_req *pf);
+/* Wake the workers for blocks asked for with fetch_prefetch_block(): it
+ * queues without waking, so that a batch is taken as runs, not one by one. */
+void fetch_kick(struct engine *e);
+
+/* prefetch.c */
+void prefetch_req_init(struct prefetch_req *pf);
+/* Wait until nothing pf asked for is outstanding, then free it. */
+void prefetch_req_destroy(struct prefetch_req *pf);
+
+/* headers.c */
+/* Join the header prefetch, after fetch_stop() ended its blocks. */
+void headers_stop(struct engine *e);
 /* Take pf's waits off f's blocks; blocks nobody else wants that no
  * worker has started are not fetched. Blocks being completed right now
  * still count in pf->outstanding until they finish. */

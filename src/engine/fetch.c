@@ -16,14 +16,29 @@
  * leave some workers idle (prefetch_reserve), so that a reader's block
  * starts at once instead of after a prefetch download ends.
  *
- * Readahead is per file, not per handle: when reads move from block b to
- * b+1 the window doubles (2, 4, ... 32 blocks ahead); a jump elsewhere
- * resets it to none. A read that stays in one block (a safetensors
- * header, Forge's 64 KiB probe at 1 MiB) fetches only that block.
+ * Blocks are small (256 KiB for files new to the cache: engine_i.h), so
+ * a read fetches little more than it asked for. Downloads stay large: a
+ * worker takes a queued block with the blocks queued right behind it that
+ * follow it in its file (queue_pop(), up to block_size) as one request,
+ * a run; each block of a run is reserved first and committed with its
+ * own XXH3 as its last byte lands, and completed then (its readers
+ * answered, its hold released: a check of the whole file that fails
+ * meanwhile can drop it). Its struct run_ctl stands for the request at
+ * stop, so that a run a reader has had bytes of is finished, and any
+ * other is cancelled whole.
+ *
+ * Readahead is per file, not per handle: once a streak of reads from
+ * block b to b+1 is longer than RA_START_BYTES the window doubles (2, 4,
+ * ... 32 download units ahead); a jump elsewhere resets it to none. Reads
+ * that stay near the start (a safetensors header and the kernel's
+ * readahead behind it, Forge's 64 KiB probe at 1 MiB) fetch only the
+ * blocks they touch.
  *
  * Loaders read tensors in model order, not file order, which readahead
- * cannot follow: once reads reach a model's tensor data, every missing
- * block of the file is queued as readahead (fetch_whole()).
+ * cannot follow: once reads in a model's tensor data add up to
+ * LOADER_BYTES, every missing block of the file is queued as readahead
+ * (fetch_whole()). Fewer are a tool's or a benchmark's few random reads,
+ * which fetch only their blocks.
  *
  * Lock order: see engine_i.h. An inflight lives while it is in its
  * file's inflight[] array, which only its worker clears, under the file's
@@ -41,7 +56,11 @@
 #include "modelfs/http.h"
 #include "modelfs/log.h"
 
-#define RA_MAX_WINDOW 32
+#define RA_MAX_WINDOW 32		/* in block_size units */
+/* A streak of reads must pass this before readahead starts: a header read
+ * (the kernel reads up to 1 MiB ahead of it) and then Forge's probe at
+ * 1 MiB (read through a 1 MiB buffer) look sequential, and are not. */
+#define RA_START_BYTES (2u << 20)
 #define BACKOFF_FIRST_MS 500
 #define BACKOFF_MAX_MS 30000
 /* After retries for a block are exhausted, the kernel asks for it again
@@ -226,6 +245,19 @@ static void enqueue(struct engine *e, struct inflight *inf)
 	pthread_mutex_unlock(&e->qlock);
 }
 
+/* Queue n inflights of one file, in file order, in one go: a worker
+ * woken by the first then takes the ones behind it in the same request. */
+static void enqueue_batch(struct engine *e, struct inflight **batch, size_t n)
+{
+	if (n == 0)
+		return;
+	pthread_mutex_lock(&e->qlock);
+	for (size_t i = 0; i < n; i++)
+		queue_push_locked(e, batch[i]);
+	pthread_cond_broadcast(&e->qcond);
+	pthread_mutex_unlock(&e->qlock);
+}
+
 /* Someone wants inf sooner (a reader waits, or a sequential reader is
  * close): move it to the queue of prio if it waits in a later one. The
  * caller holds inf->file->lock, which keeps inf alive. */
@@ -254,14 +286,18 @@ static bool is_demand(struct engine *e, struct inflight *inf)
 	return demand;
 }
 
-/* The next block to fetch, and whether it is a prefetch one (*prefetch:
- * the caller calls prefetch_slot_done() after it). Prefetch blocks may
- * take all workers but prefetch_reserve: those stay free for readers,
- * who then never wait for a worker behind a long prefetch. */
-static struct inflight *queue_pop(struct engine *e, bool *prefetch)
+/* The next run of blocks to fetch into run[] (its length returned, 0 at
+ * stop), and whether it is a prefetch one (*prefetch: the caller calls
+ * prefetch_slot_done() after it). A run is the head of a queue and the
+ * blocks queued right behind it that follow it in its file, up to the
+ * file's run_blocks: batches are queued in file order, so a readahead
+ * window or a loader's file becomes block_size-long requests. Prefetch
+ * blocks may take all workers but prefetch_reserve: those stay free for
+ * readers, who then never wait for a worker behind a long prefetch. */
+static int queue_pop(struct engine *e, struct inflight **run, struct run_ctl *ctl, bool *prefetch)
 {
 	struct inflight *inf = NULL;
-	int q = 0;
+	int q = 0, n = 0;
 
 	pthread_mutex_lock(&e->qlock);
 	for (;;) {
@@ -273,17 +309,23 @@ static struct inflight *queue_pop(struct engine *e, bool *prefetch)
 			break;
 		pthread_cond_wait(&e->qcond, &e->qlock);
 	}
-	if (!atomic_load(&e->stop)) {
-		inf = e->qhead[q];
+	while (!atomic_load(&e->stop) && (inf = e->qhead[q]) != NULL &&
+	       (n == 0 || (inf->file == run[0]->file && inf->idx == run[n - 1]->idx + 1 &&
+			   (uint32_t)n < run[0]->file->run_blocks))) {
 		e->qhead[q] = inf->qnext;
 		if (!e->qhead[q])
 			e->qtail[q] = NULL;
 		inf->queued = false;
+		run[n++] = inf;
+	}
+	for (int i = 0; n > 1 && i < n; i++)
+		atomic_store(&run[i]->run, ctl);
+	if (n > 0) {
 		*prefetch = q == PRIO_PREFETCH;
 		e->prefetch_busy += *prefetch;
 	}
 	pthread_mutex_unlock(&e->qlock);
-	return inf;
+	return n;
 }
 
 static void prefetch_slot_done(struct engine *e)
@@ -446,7 +488,10 @@ static void want_block(struct pending_read *pr, uint64_t idx)
 		pthread_mutex_unlock(&f->lock);
 		return;
 	}
-	if (idx == f->failed_idx && clock_now_ms() < f->failed_until_ms) {
+	/* The blocks of a download unit fail together (one request, one
+	 * origin), so the kernel's page-by-page retry of any of them too. */
+	if (idx / f->run_blocks == f->failed_idx / f->run_blocks &&
+	    clock_now_ms() < f->failed_until_ms) {
 		int err = f->failed_err;
 
 		pthread_mutex_unlock(&f->lock);
@@ -482,31 +527,42 @@ static void want_block(struct pending_read *pr, uint64_t idx)
 /* Queue blocks after last for a sequential reader; see the file comment. */
 static void readahead(struct engine_file *f, uint64_t first, uint64_t last)
 {
-	struct inflight *batch[RA_MAX_WINDOW];
-	int n = 0;
+	uint64_t most = (uint64_t)RA_MAX_WINDOW * f->run_blocks;
+	struct inflight **batch;
+	size_t n = 0;
 
 	pthread_mutex_lock(&f->lock);
 	if (f->src.no_range) {
 		pthread_mutex_unlock(&f->lock);
 		return;		/* its one stream is in order anyway */
 	}
-	if (f->ra_seen && first == f->ra_last + 1)
-		f->ra_window = f->ra_window ? f->ra_window * 2 : 2;
-	else if (!f->ra_seen || first > f->ra_last + 1 || last < f->ra_last)
+	if (f->ra_seen && first == f->ra_last + 1) {
+		/* Small blocks: a header read and the kernel's readahead behind it
+		 * cross a few; only a longer streak is a sequential reader. */
+		if ((last + 1 - f->ra_first) * f->block_size > RA_START_BYTES)
+			f->ra_window = f->ra_window ? f->ra_window * 2 : 2;
+	} else if (!f->ra_seen || first > f->ra_last + 1 || last < f->ra_last) {
 		f->ra_window = 0;
-	if (f->ra_window > RA_MAX_WINDOW)
-		f->ra_window = RA_MAX_WINDOW;
+		f->ra_first = first;
+	}
+	if (f->ra_window > most)
+		f->ra_window = (uint32_t)most;
 	f->ra_seen = true;
 	f->ra_last = last;
-	for (uint64_t i = last + 1; i <= last + f->ra_window && i < f->nblocks; i++) {
+	if (f->ra_window == 0) {
+		pthread_mutex_unlock(&f->lock);
+		return;
+	}
+	batch = malloc(f->ra_window * sizeof(*batch));
+	for (uint64_t i = last + 1; batch && i <= last + f->ra_window && i < f->nblocks; i++) {
 		if (f->inflight[i])	/* a prefetch asked for it: the reader is nearer */
 			promote_locked(f->eng, f->inflight[i], PRIO_READAHEAD);
 		else if ((batch[n] = inflight_add_locked(f, i, PRIO_READAHEAD)) != NULL)
 			n++;
 	}
 	pthread_mutex_unlock(&f->lock);
-	for (int i = 0; i < n; i++)
-		enqueue(f->eng, batch[i]);
+	enqueue_batch(f->eng, batch, n);
+	free(batch);
 }
 
 /* ---- loaders: the whole file at once --------------------------------- */
@@ -517,6 +573,11 @@ static void readahead(struct engine_file *f, uint64_t first, uint64_t last)
 #define KERNEL_READAHEAD_SLACK (4u << 20)
 #define FORGE_PROBE_OFFSET (1u << 20)
 #define FORGE_PROBE_LEN (64u << 10)
+/* Tensor data read before the reader counts as a loader: a loader reads
+ * it by the MiB (mmap faults of up to 1 MiB, a tensor per readinto), a
+ * tool reads a few tensors; 16 random 4 KiB reads with the kernel's
+ * readahead are under 2 MiB. */
+#define LOADER_BYTES (4u << 20)
 
 /* Where f's tensor data starts, from its first bytes in the cache: 8 + N
  * for a safetensors file (N, little-endian, then a JSON header). Other
@@ -536,18 +597,20 @@ static uint64_t find_data_start(struct engine_file *f, struct cache_file *cf)
 	return head[8] == '{' && n < (uint64_t)f->src.size - 8 ? 8 + n : NOT_A_MODEL;
 }
 
-/* A read at off: when it lies in tensor data, away from what a webui's
- * header read and probe touch, a loader is at work. Queue every missing
+/* A read of len at off: when reads in tensor data, away from what a
+ * webui's header read and probe touch, reach LOADER_BYTES, a loader is at
+ * work. Queue every missing
  * block, in file order from off, as readahead: the blocks the loader
  * waits for still go first, and it gets every connection (at prefetch
  * priority, which leaves a quarter idle for readers, a 1 GiB load under
  * a 20 MiB/s cap took 3.7-3.9 s instead of 3.2). */
-static void fetch_whole(struct engine_file *f, uint64_t off)
+static void fetch_whole(struct engine_file *f, uint64_t off, size_t len)
 {
 	struct inflight **batch = NULL;
 	struct cache_file *cf;
 	uint64_t start;
 	size_t n = 0;
+	bool loader;
 
 	pthread_mutex_lock(&f->lock);
 	cf = f->cf;
@@ -568,6 +631,12 @@ static void fetch_whole(struct engine_file *f, uint64_t off)
 	    (off >= FORGE_PROBE_OFFSET &&
 	     off < FORGE_PROBE_OFFSET + FORGE_PROBE_LEN + KERNEL_READAHEAD_SLACK))
 		return;
+	pthread_mutex_lock(&f->lock);
+	f->tensor_read += len;
+	loader = f->tensor_read >= LOADER_BYTES;
+	pthread_mutex_unlock(&f->lock);
+	if (!loader)
+		return;
 	batch = calloc(f->nblocks, sizeof(*batch));
 	pthread_mutex_lock(&f->lock);
 	if (f->whole_queued || !batch) {
@@ -584,8 +653,7 @@ static void fetch_whole(struct engine_file *f, uint64_t off)
 	if (n)
 		log_info("event=loader_read path=%s offset=%llu action=\"fetching the other %zu "
 			 "missing blocks in parallel\"", f->src.path, (unsigned long long)off, n);
-	for (size_t i = 0; i < n; i++)
-		enqueue(f->eng, batch[i]);
+	enqueue_batch(f->eng, batch, n);
 	free(batch);
 }
 
@@ -623,8 +691,7 @@ static void fetch_all(struct engine_file *f)
 			n++;
 	}
 	pthread_mutex_unlock(&f->lock);
-	for (size_t i = 0; i < n; i++)
-		enqueue(f->eng, batch[i]);
+	enqueue_batch(f->eng, batch, n);
 	free(batch);
 	if (n == 0 && cf && cache_file_complete(cf))
 		verify_enqueue(f);	/* all there, only the hash is missing */
@@ -700,16 +767,12 @@ void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb
 	pr->arg = arg;
 	atomic_init(&pr->remaining, 1);
 	atomic_init(&pr->err, 0);
-	bs = f->eng->cfg->block_size;
-	pthread_mutex_lock(&f->lock);
-	if (f->cf)
-		bs = cache_file_block_size(f->cf);
-	pthread_mutex_unlock(&f->lock);
+	bs = f->block_size;
 	pr->block_size = bs;
 	for (uint64_t idx = off / bs; idx <= (off + len - 1) / bs; idx++)
 		want_block(pr, idx);
 	readahead(f, off / bs, (off + len - 1) / bs);
-	fetch_whole(f, off);
+	fetch_whole(f, off, len);
 	read_finish(pr);
 }
 
@@ -727,10 +790,18 @@ void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb
 
 struct block_sink {
 	struct engine_file *f;
-	struct inflight *inf;
+	struct inflight *inf;		/* the block being filled */
 	struct cache_file *cf;
 	uint64_t idx;
 	uint64_t start;			/* file offset of the block */
+	/* A run (nrun > 1): blocks run[0..nrun) in one request, each
+	 * committed as its last byte lands; run[cur] is being filled. */
+	struct inflight **run;
+	struct run_ctl *ctl;
+	int nrun, cur;
+	int committed;			/* run[0..committed) are present, held */
+	bool cur_aborted;		/* run[cur]'s commit failed (and aborted it) */
+	uint64_t run_end;		/* file offset where the run ends */
 	char *mem;			/* uncached: the block's bytes go here */
 	XXH3_state_t *xxh;
 	char *buf;			/* cached: bytes not written yet... */
@@ -806,6 +877,8 @@ static int answer_arrived(struct block_sink *s)
 		pp = &w->next;
 	}
 	atomic_store(&inf->early_end, next_end);
+	if (ready && s->ctl)
+		s->ctl->answered = true;	/* for fetch_stop() */
 	pthread_mutex_unlock(&f->lock);
 	for (; ready; ready = w) {
 		struct pending_read *pr = ready->pr;
@@ -825,10 +898,9 @@ static int answer_arrived(struct block_sink *s)
 	return 0;
 }
 
-static int sink_write(void *ctx, uint64_t offset, const void *data, size_t len)
+/* len bytes of the block being filled, at at. */
+static int sink_put(struct block_sink *s, uint32_t at, const void *data, size_t len)
 {
-	struct block_sink *s = ctx;
-	uint32_t at = (uint32_t)(offset - s->start);
 	int rc = 0;
 
 	if (s->mem) {
@@ -851,6 +923,69 @@ static int sink_write(void *ctx, uint64_t offset, const void *data, size_t len)
 	atomic_fetch_add(&s->f->arriving, len);
 	if (rc == 0 && s->arrived >= atomic_load(&s->inf->early_end))
 		rc = answer_arrived(s);
+	return rc;
+}
+
+static void complete_block(struct engine_file *f, struct cache_file *cf, uint64_t idx, int rc,
+			   const char *mem, bool held, const char *reason);
+
+/* A run's block has all its bytes: commit it with its XXH3, complete it
+ * (its readers answered), and go on to the next block of the run. */
+static int run_block_done(struct block_sink *s)
+{
+	int rc = sink_flush(s);
+
+	/* A file that failed meanwhile (its origin gave a shared file bad
+	 * bytes, or changed) keeps no more of its origin's blocks. */
+	if (rc == 0 && file_failed(s->f))
+		rc = -EIO;
+	if (rc)
+		return rc;
+	rc = sink_disk(s, cache_block_commit(s->cf, s->idx, XXH3_64bits_digest(s->xxh)));
+	if (rc) {
+		s->cur_aborted = true;
+		return rc;
+	}
+	s->committed = s->cur + 1;
+	atomic_fetch_add(&s->f->fetched, 1);
+	sink_uncount(s);		/* its bytes count as cached now */
+	complete_block(s->f, s->cf, s->idx, 0, NULL, true, NULL);	/* frees s->inf */
+	if (++s->cur < s->nrun) {
+		s->inf = s->run[s->cur];
+		s->idx = s->inf->idx;
+		s->start = s->idx * cache_file_block_size(s->cf);
+		s->from = s->arrived = 0;
+		s->tail_from = cache_block_len(s->cf, s->idx);
+		XXH3_64bits_reset(s->xxh);
+	}
+	return rc;
+}
+
+static int sink_write(void *ctx, uint64_t offset, const void *data, size_t len)
+{
+	struct block_sink *s = ctx;
+	const char *p = data;
+	int rc = 0;
+
+	if (s->nrun <= 1)
+		return sink_put(s, (uint32_t)(offset - s->start), data, len);
+	while (len > 0 && rc == 0) {
+		uint32_t blen;
+		uint64_t at;
+		size_t n;
+
+		if (s->cur >= s->nrun)
+			return -EPROTO;		/* more bytes than the run has */
+		blen = cache_block_len(s->cf, s->idx);
+		at = offset - s->start;
+		n = blen - at < len ? (size_t)(blen - at) : len;
+		rc = sink_put(s, (uint32_t)at, p, n);
+		if (rc == 0 && s->arrived == blen)
+			rc = run_block_done(s);
+		p += n;
+		offset += n;
+		len -= n;
+	}
 	return rc;
 }
 
@@ -940,7 +1075,7 @@ static int file_cache(struct engine_file *f, struct http_client *http, struct ca
 	if (rc == 0)
 		rc = source_content_key(&scratch, &key);
 	if (rc == 0)
-		rc = cache_file_open(e->cache, key, (uint64_t)f->src.size, e->cfg->block_size, &cf);
+		rc = cache_file_open(e->cache, key, (uint64_t)f->src.size, f->block_size, &cf);
 	if (rc == 0 && cache_file_nblocks(cf) != f->nblocks)
 		rc = -EIO;	/* stored with another block size: this mount's blocks don't map */
 	if (rc == 0)
@@ -1116,9 +1251,9 @@ static int attempt_run(struct engine_file *f, struct http_client *http, const st
 		.aws_session_token = a->auth.aws_session_token,
 		.if_range = a->validator,
 		.range_first = sink->start + sink->from,
-		.range_len = len,
+		.range_len = sink->nrun > 1 ? sink->run_end - sink->start : len,
 		.follow_redirects = true,
-		.cancel = &sink->inf->cancel,
+		.cancel = sink->ctl ? &sink->ctl->cancel : &sink->inf->cancel,
 	};
 	int rc;
 
@@ -1373,13 +1508,28 @@ static int hash_written(struct block_sink *s, uint32_t len, uint64_t *xxh3)
 	return rc;
 }
 
+/* A download of len bytes at first ended with rc: log it in the index,
+ * fail f if it changed at the origin, and pass reason on. Returns rc. */
+static int download_done(struct engine_file *f, struct cache_file *cf, uint64_t first,
+			 uint64_t len, int64_t started, int rc, const char *reason,
+			 char *out_reason, size_t reason_len)
+{
+	store_log_fetch(cache_store(f->eng->cache), cache_file_id(cf), first, len,
+			clock_now_ms() - started, rc, rc ? reason : NULL);
+	if (rc == -ESTALE)
+		engine_file_fail(f, -EIO, "the file changed at the origin since it was resolved; "
+				 "remount to pick up the new version");
+	if (rc)
+		snprintf(out_reason, reason_len, "%s", reason);
+	return rc;
+}
+
 /* Download block idx of f into the cache (or into mem when mem is set):
  * 0 or -errno; *disk_err: the cache's disk failed (the bytes came). */
 static int download_block(struct engine_file *f, struct http_client *http, struct cache_file *cf,
 			  struct inflight *inf, char *mem, uint64_t *xxh3, char *out_reason,
 			  size_t reason_len, int *disk_err)
 {
-	struct engine *e = f->eng;
 	uint64_t idx = inf->idx;
 	uint32_t len = cache_block_len(cf, idx), split = first_range_start(f, inf, len);
 	int64_t started = clock_now_ms();
@@ -1406,15 +1556,8 @@ static int download_block(struct engine_file *f, struct http_client *http, struc
 		rc = hash_written(&sink, len, xxh3);
 	sink_uncount(&sink);
 	free(sink.buf);
-	store_log_fetch(cache_store(e->cache), cache_file_id(cf), sink.start, len,
-			clock_now_ms() - started, rc, rc ? reason : NULL);
-	if (rc == -ESTALE)
-		engine_file_fail(f, -EIO, "the file changed at the origin since it was resolved; "
-				 "remount to pick up the new version");
-	if (rc)
-		snprintf(out_reason, reason_len, "%s", reason);
 	*disk_err = sink.disk_err;
-	return rc;
+	return download_done(f, cf, sink.start, len, started, rc, reason, out_reason, reason_len);
 }
 
 /* Forget inf if no reader waits for it (checked under the file lock, so
@@ -1662,6 +1805,22 @@ static void fetch_streamed(struct engine_file *f, struct inflight *inf, struct h
 	pthread_mutex_unlock(&f->lock);
 }
 
+/* file_cache(), retrying an unreachable origin until retry_timeout. */
+static int file_cache_retried(struct engine_file *f, struct http_client *http,
+			      struct cache_file **cf)
+{
+	struct engine *e = f->eng;
+	int rc = file_cache(f, http, cf);
+
+	for (int attempt = 0; rc == -EAGAIN; attempt++) {
+		if (attempt * (int64_t)BACKOFF_MAX_MS >= e->cfg->retry_timeout_sec * 1000LL ||
+		    !engine_sleep_ms(e, backoff_ms(attempt, -1)))
+			break;
+		rc = file_cache(f, http, cf);
+	}
+	return rc;
+}
+
 /* Fetch inf's block, then wake its waiters. */
 static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct http_client *http)
 {
@@ -1680,17 +1839,17 @@ static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct h
 		fetch_streamed(f, inf, http);
 		return;
 	}
-	rc = file_cache(f, http, &cf);
-	for (int attempt = 0; rc == -EAGAIN; attempt++) {
-		if (attempt * (int64_t)BACKOFF_MAX_MS >= e->cfg->retry_timeout_sec * 1000LL ||
-		    !engine_sleep_ms(e, backoff_ms(attempt, -1)))
-			break;
-		rc = file_cache(f, http, &cf);
-	}
+	rc = file_cache_retried(f, http, &cf);
 	if (rc == 0 && cache_block_present(cf, inf->idx))
 		goto done;
 	if (rc == 0) {
 		rc = cache_block_reserve(cf, inf->idx);
+		if (rc == -EBUSY) {
+			/* Another entry with the same bytes (one cache file) writes
+			 * this block now: these readers are answered from memory. */
+			mem = mem_block_get(e, cache_block_len(cf, inf->idx));
+			rc = mem ? 0 : -ENOMEM;
+		}
 		if (rc == -ENOSPC && !is_demand(e, inf) &&
 		    drop_unwanted(f, inf, -ENOSPC, "no room in the cache: cache_max_size or "
 				  "cache_min_free is reached and nothing more can be evicted"))
@@ -1751,24 +1910,124 @@ done:
 	}
 }
 
+/* Download run[0..n) with one request (download_block()'s counterpart):
+ * 0 or -errno; *committed blocks from run[0] are present and held. */
+static int download_run(struct engine_file *f, struct http_client *http, struct cache_file *cf,
+			struct inflight **run, struct run_ctl *ctl, int n, int *committed,
+			bool *cur_aborted, int *disk_err, char *out_reason, size_t reason_len)
+{
+	uint32_t bs = cache_file_block_size(cf);
+	uint64_t last = run[n - 1]->idx, xxh3;
+	int64_t started = clock_now_ms();
+	char reason[256] = "";
+	struct block_sink sink = { .f = f, .inf = run[0], .cf = cf, .idx = run[0]->idx,
+				   .start = run[0]->idx * bs, .run = run, .ctl = ctl, .nrun = n,
+				   .run_end = last * bs + cache_block_len(cf, last),
+				   .tail_from = cache_block_len(cf, run[0]->idx) };
+	uint64_t first = sink.start;
+	int rc;
+
+	if (!(sink.buf = malloc(SINK_BUFFER)))
+		return -ENOMEM;
+	rc = download_range(f, http, &sink, 0, &xxh3, reason, sizeof(reason));
+	sink_uncount(&sink);
+	free(sink.buf);
+	*committed = sink.committed;
+	*cur_aborted = sink.cur_aborted;
+	*disk_err = sink.disk_err;
+	return download_done(f, cf, first, sink.run_end - first, started, rc, reason, out_reason,
+			     reason_len);
+}
+
+/* Fetch a run of adjacent blocks (queue_pop()) with one request, each
+ * block reserved first and committed with its own XXH3 as it lands, so
+ * its readers are answered then and a stop or crash loses at most the
+ * block being written. What a run cannot do goes the one-block way
+ * (fetch_inflight(), which knows a full cache and a stream): a run of
+ * one, an origin without Range, and the blocks from the first that the
+ * cache has no room for, or whose commit found the disk full. */
+static void fetch_run(struct inflight **run, int n, struct run_ctl *ctl, struct http_client *http)
+{
+	struct engine_file *f = run[0]->file;
+	struct cache_file *cf = NULL;
+	bool no_range, cur_aborted = false;
+	int rc = 0, reserved = 0, committed = 0, disk_err = 0;
+	char reason[256] = "";
+
+	pthread_mutex_lock(&f->lock);
+	no_range = f->src.no_range;
+	pthread_mutex_unlock(&f->lock);
+	if (n > 1 && !no_range)
+		rc = file_cache_retried(f, http, &cf);
+	for (; n > 1 && !no_range && rc == 0 && reserved < n; reserved++)
+		if (cache_block_present(cf, run[reserved]->idx) ||
+		    cache_block_reserve(cf, run[reserved]->idx) != 0)
+			break;
+	if (reserved > 1) {
+		rc = download_run(f, http, cf, run, ctl, reserved, &committed, &cur_aborted,
+				  &disk_err, reason, sizeof(reason));
+	} else {
+		if (reserved == 1)
+			cache_block_abort(cf, run[0]->idx);
+		reserved = 0;
+	}
+	for (int i = committed + cur_aborted; i < reserved; i++)
+		cache_block_abort(cf, run[i]->idx);
+	if (rc && (rc == -ENOSPC || disk_err)) {
+		/* The cache's disk filled or failed while the run was written or
+		 * recorded (another program, our own index, a bad disk): its
+		 * other blocks still reach their readers, one by one. */
+		int err = disk_err ? disk_err : rc;
+
+		log_warn("event=%s path=%s block=%llu error=\"%s\" action=\"served uncached\"",
+			 err == -ENOSPC ? "disk_full" : "cache_write_failed", f->src.path,
+			 (unsigned long long)run[committed]->idx, strerror(-err));
+		rc = -ENOSPC;	/* below: the one-block way, which falls back to memory */
+	}
+	/* The request is over: the blocks not completed stand alone again
+	 * (run[0..committed) are, and are freed). */
+	pthread_mutex_lock(&f->lock);
+	for (int i = committed; i < n; i++)
+		atomic_store(&run[i]->run, NULL);
+	pthread_mutex_unlock(&f->lock);
+	if (no_range) {
+		/* The file's one stream completes every block asked for,
+		 * run[1..] included, as it passes them. */
+		fetch_inflight(f, run[0], http);
+		return;
+	}
+	for (int i = committed; i < n; i++) {
+		if (i < reserved && rc != -ENOSPC)
+			complete_block(f, cf, run[i]->idx, rc ? rc : -EIO, NULL, false, reason);
+		else
+			fetch_inflight(f, run[i], http);
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	struct engine *e = arg;
 	struct http_client *http = NULL;
-	struct inflight *inf;
+	uint32_t most = e->cfg->block_size / engine_cache_block_size(e->cfg);
+	struct inflight **run = calloc(most ? most : 1, sizeof(*run));
+	struct run_ctl ctl;
 
-	if (http_client_new(&http) != 0)
+	if (!run || http_client_new(&http) != 0)
 		log_error("event=worker_start error=\"cannot create an HTTP client\"");
-	while (http) {
+	while (run && http) {
 		bool prefetch = false;
+		int n;
 
-		inf = queue_pop(e, &prefetch);
-		if (!inf)
+		atomic_init(&ctl.cancel, 0);
+		ctl.answered = false;	/* no block points at ctl between runs */
+		n = queue_pop(e, run, &ctl, &prefetch);
+		if (n == 0)
 			break;
-		fetch_inflight(inf->file, inf, http);
+		fetch_run(run, n, &ctl, http);
 		if (prefetch)
 			prefetch_slot_done(e);
 	}
+	free(run);
 	http_client_free(http);
 	pthread_mutex_lock(&e->qlock);
 	e->workers_live--;
@@ -1842,8 +2101,14 @@ static void cancel_downloads(struct engine *e, bool answered_too)
 		pthread_mutex_lock(&f->lock);
 		for (uint64_t idx = 0; idx < f->nblocks; idx++) {
 			struct inflight *inf = f->inflight[idx];
+			struct run_ctl *ctl;
 
-			if (inf && (answered_too || !inf->answered))
+			if (!inf)
+				continue;
+			ctl = atomic_load(&inf->run);	/* alive while inf points at it */
+			if (ctl && (answered_too || !ctl->answered))
+				atomic_store(&ctl->cancel, 1);
+			else if (!ctl && (answered_too || !inf->answered))
 				atomic_store(&inf->cancel, 1);
 		}
 		pthread_mutex_unlock(&f->lock);
@@ -1914,10 +2179,8 @@ int fetch_prefetch_block(struct engine_file *f, uint64_t idx, struct prefetch_re
 	 * after fetch_stop() drained the queues nothing may be left in one. */
 	pthread_mutex_lock(&e->qlock);
 	stopping = atomic_load(&e->stop);
-	if (created && !stopping) {
-		queue_push_locked(e, inf);
-		pthread_cond_signal(&e->qcond);
-	}
+	if (created && !stopping)
+		queue_push_locked(e, inf);	/* fetch_kick() wakes the workers */
 	pthread_mutex_unlock(&e->qlock);
 	if (stopping) {
 		if (created) {
@@ -1987,6 +2250,13 @@ void fetch_prefetch_cancel(struct engine_file *f, struct prefetch_req *pf)
 	pf->outstanding -= removed;
 	pthread_cond_broadcast(&pf->cond);
 	pthread_mutex_unlock(&pf->lock);
+}
+
+void fetch_kick(struct engine *e)
+{
+	pthread_mutex_lock(&e->qlock);
+	pthread_cond_broadcast(&e->qcond);
+	pthread_mutex_unlock(&e->qlock);
 }
 
 void engine_set_prefetch_reserve(struct engine *e, int workers)

@@ -42,7 +42,7 @@ static void wait_tick(struct prefetch_req *pf, int ms)
 	pthread_cond_timedwait(&pf->cond, &pf->lock, &until);
 }
 
-static void req_init(struct prefetch_req *pf)
+void prefetch_req_init(struct prefetch_req *pf)
 {
 	pthread_condattr_t ca;
 
@@ -56,15 +56,20 @@ static void req_init(struct prefetch_req *pf)
 
 /* Take pf's remaining waits back and wait for the blocks that are being
  * completed right now to let go of pf. */
-static void req_finish(struct engine_file *f, struct prefetch_req *pf)
+void prefetch_req_destroy(struct prefetch_req *pf)
 {
-	fetch_prefetch_cancel(f, pf);
 	pthread_mutex_lock(&pf->lock);
 	while (pf->outstanding > 0)
 		wait_tick(pf, TICK_MS);
 	pthread_mutex_unlock(&pf->lock);
 	pthread_cond_destroy(&pf->cond);
 	pthread_mutex_destroy(&pf->lock);
+}
+
+static void req_finish(struct engine_file *f, struct prefetch_req *pf)
+{
+	fetch_prefetch_cancel(f, pf);
+	prefetch_req_destroy(pf);
 }
 
 /* f's final error as rc and reason, if it has one. */
@@ -142,7 +147,7 @@ int engine_prefetch(struct engine_file *f, const struct engine_prefetch_opts *o,
 		log_warn("event=prefetch_failed path=%s error=\"%s\"", f->src.path, reason);
 		return rc;
 	}
-	req_init(&pf);
+	prefetch_req_init(&pf);
 	for (;;) {
 		struct cache_file *cf;
 		bool no_range;
@@ -165,20 +170,24 @@ int engine_prefetch(struct engine_file *f, const struct engine_prefetch_opts *o,
 		}
 		/* An origin without Range streams the whole file anyway: ask for
 		 * every block, so that one pass of the stream is enough. */
-		limit = no_range ? INT_MAX : window;
+		limit = no_range ? INT_MAX : window * (int)f->run_blocks;
 		for (;;) {
 			int outstanding;
 
 			pthread_mutex_lock(&pf.lock);
 			outstanding = pf.outstanding;
 			pthread_mutex_unlock(&pf.lock);
-			if (next >= f->nblocks || outstanding >= limit)
+			/* Asked for a download unit at a time, so that a worker
+			 * takes it as one request (queue_pop()). */
+			if (next >= f->nblocks ||
+			    (next % f->run_blocks == 0 && outstanding + (int)f->run_blocks > limit))
 				break;
 			rc = fetch_prefetch_block(f, next, &pf);
 			if (rc < 0)
 				goto out;
 			next++;
 		}
+		fetch_kick(e);
 		rc = 0;
 		pthread_mutex_lock(&pf.lock);
 		if (pf.err) {

@@ -208,7 +208,7 @@ def test_a_changed_file_without_validators_never_mixes_versions(hub, mount, tmp_
     m = mount(text, cache_dir=cache)
     path = m.path / "VAE" / "nv.bin"
     assert pread(path, 0, 100) == old_bytes[:100]
-    wait_for(lambda: cached_blocks(hub, path) == MiB, what="block 0 cached")
+    wait_for(lambda: cached_blocks(hub, path) >= 256 * 1024, what="block 0 cached")
     m.unmount()
 
     new, _ = hub.add_file("nv.bin", 4 * MiB, seed=2)

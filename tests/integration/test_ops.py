@@ -379,10 +379,11 @@ def test_status_of_a_partially_cached_mount(hub, mount, modelfs_bin, tmp_path):
     text, sha = one_file_config(hub, "st.bin", 10 * MiB)
     m = mount(text)
     path = m.path / "VAE" / "st.bin"
-    for off in (0, 5 * MiB, 9 * MiB):                 # three separate 1 MiB blocks
+    three = 3 * 256 * 1024
+    for off in (0, 5 * MiB, 9 * MiB):                 # three separate 256 KiB blocks
         assert pread(path, off, 100) == file_slice(hub.root / "st.bin", off, 100)
     # A read is answered as its bytes arrive; its block is cached a moment later.
-    wait_for(lambda: xattr(path, "cached") == str(3 * MiB), what="three blocks cached")
+    wait_for(lambda: xattr(path, "cached") == str(three), what="three blocks cached")
     st = status(modelfs_bin, tmp_path, m.cache_dir)
     assert st["mounted"] is True and st["mountpoint"] == str(m.path)
     assert isinstance(st["pid"], int) and st["cache_dir"] == str(m.cache_dir)
@@ -390,14 +391,14 @@ def test_status_of_a_partially_cached_mount(hub, mount, modelfs_bin, tmp_path):
     assert abs(f.pop("last_used") - time.time()) < 120
     assert f.pop("downloaded") == {"tier": 0, "origin": 3 * MiB}
     assert f == {"path": "VAE/st.bin", "entry": "vae/m", "key": None, "size": 10 * MiB,
-                 "cached": 3 * MiB, "state": "partial", "pinned": False, "shadowed": False,
+                 "cached": three, "state": "partial", "pinned": False, "shadowed": False,
                  "source": hub.url("st.bin"), "sha256": sha, "error": None}
-    assert st["cache"]["used"] == 3 * MiB
+    assert st["cache"]["used"] == three
     assert st["cache"]["limit"] is None and st["cache"]["fs_free"] > 0
     assert st["cache"]["min_free"] > 0
     assert "history" not in st
     r = cli(modelfs_bin, tmp_path, "status", "--cache-dir", m.cache_dir, expect=0)
-    assert re.search(r"VAE/st\.bin\s+10\.0 MiB\s+3\.00 MiB\s+partial", r.stdout), r.stdout
+    assert re.search(r"VAE/st\.bin\s+10\.0 MiB\s+768 KiB\s+partial", r.stdout), r.stdout
     assert "mounted at %s" % m.path in r.stdout
     m.unmount()
     # Without the mount: the same from the index, with or without the config.
@@ -405,7 +406,7 @@ def test_status_of_a_partially_cached_mount(hub, mount, modelfs_bin, tmp_path):
         st = status(modelfs_bin, tmp_path, m.cache_dir, *extra)
         assert st["mounted"] is False and st["mountpoint"] is None
         f = file_status(st, "VAE/st.bin")
-        assert (f["cached"], f["state"], f["size"], f["entry"]) == (3 * MiB, "partial",
+        assert (f["cached"], f["state"], f["size"], f["entry"]) == (three, "partial",
                                                                     10 * MiB, "vae/m")
     assert file_status(st, "VAE/st.bin")["source"] == hub.url("st.bin")
 
@@ -423,7 +424,7 @@ def test_status_history_lists_fetches(hub, mount, modelfs_bin, tmp_path):
     st = status(modelfs_bin, tmp_path, m.cache_dir, "--history")
     hist = st["history"]
     ok = [h for h in hist if h["path"] == "VAE/h.bin"]
-    assert ok and ok[0]["outcome"] == "ok" and ok[0]["bytes"] == MiB
+    assert ok and ok[0]["outcome"] == "ok" and ok[0]["bytes"] == 256 * 1024
     assert ok[0]["offset"] == 2 * MiB and ok[0]["error"] is None
     assert abs(ok[0]["time"] - time.time()) < 120 and ok[0]["ms"] >= 0
     bad = [h for h in hist if h["path"] == "VAE/hfail.bin"]
@@ -488,18 +489,18 @@ def test_verify_finds_and_drops_a_damaged_block(hub, mount, modelfs_bin, tmp_pat
         m.unmount()
     res = cli_json(modelfs_bin, tmp_path, "verify", "--cache-dir", m.cache_dir)
     assert res["bad"] == 0 and res["files"][0]["hash"] == "verified"
-    assert res["files"][0]["checked_blocks"] == 8
+    assert res["files"][0]["checked_blocks"] == 32       # 256 KiB blocks
     damage(m.cache_dir, 3 * MiB + 1234)
     r = cli(modelfs_bin, tmp_path, "verify", "--cache-dir", m.cache_dir, "VAE/v.bin", expect=1)
-    assert re.search(r"BAD\s+VAE/v\.bin: 1 of 8 blocks", r.stdout), r.stdout
+    assert re.search(r"BAD\s+VAE/v\.bin: 1 of 32 blocks", r.stdout), r.stdout
     st = status(modelfs_bin, tmp_path, m.cache_dir)
-    assert file_status(st, "VAE/v.bin")["cached"] == 7 * MiB
+    assert file_status(st, "VAE/v.bin")["cached"] == 8 * MiB - 256 * 1024
     assert file_status(st, "VAE/v.bin")["state"] == "partial"
     cli(modelfs_bin, tmp_path, "verify", "--cache-dir", m.cache_dir, expect=0)
     if through_mount:
         before = bytes_fetched(hub, "v.bin")
         assert sha256_of(path) == sha                    # the block came again, exact
-        assert bytes_fetched(hub, "v.bin") == before + MiB
+        assert bytes_fetched(hub, "v.bin") == before + 256 * 1024
 
 
 def test_verify_whole_file_mismatch_marks_corrupt(hub, mount, modelfs_bin, tmp_path):
@@ -634,7 +635,9 @@ def expected_params(src):
 
 def test_info_reads_only_the_header_through_the_mount(hub, mount, modelfs_bin, tmp_path):
     src, _ = hub.add_file("i.safetensors", 96 * MiB, kind="safetensors")
-    text = config({"checkpoints": {"i": url_entry(hub.url("i.safetensors"))}}, block_size="1M")
+    # Without the mount's own header prefetch: what info reads is counted.
+    text = config({"checkpoints": {"i": url_entry(hub.url("i.safetensors"))}}, block_size="1M",
+                  settings="header_prefetch = false")
     m = mount(text)
     path = m.path / "Stable-diffusion" / "i.safetensors"
     params, tensors = expected_params(src)

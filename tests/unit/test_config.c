@@ -290,6 +290,7 @@ static void test_defaults(void)
 		CHECK_STR(cfg->layout, "forge");
 		CHECK(cfg->verify == CONFIG_VERIFY_LAZY);
 		CHECK(cfg->connections == 32 && cfg->retry_timeout_sec == 120);
+		CHECK(cfg->header_prefetch);
 		CHECK_STR(cfg->hf_endpoint, "https://huggingface.co");
 		CHECK_STR(cfg->civitai_endpoint, "https://civitai.com");
 		CHECK_STR(cfg->gdrive_endpoint, "https://drive.google.com");
@@ -297,6 +298,11 @@ static void test_defaults(void)
 		CHECK(count(cfg->dirs) == 10 && has_dir(cfg, "Stable-diffusion"));
 		config_free(cfg);
 	}
+	cfg = OK("[modelfs]\nheader_prefetch = false\n");
+	if (cfg)
+		CHECK(!cfg->header_prefetch);
+	config_free(cfg);
+	BAD("[modelfs]\nheader_prefetch = 1\n", "header_prefetch");
 	setenv("HF_ENDPOINT", "http://127.0.0.1:8080/", 1);
 	cfg = OK("[modelfs]\n");
 	if (cfg)
