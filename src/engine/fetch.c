@@ -802,6 +802,7 @@ struct block_sink {
 	int committed;			/* run[0..committed) are present, held */
 	bool cur_aborted;		/* run[cur]'s commit failed (and aborted it) */
 	uint64_t run_end;		/* file offset where the run ends */
+	bool via_tier;			/* this attempt goes through the shared tier */
 	char *mem;			/* uncached: the block's bytes go here */
 	XXH3_state_t *xxh;
 	char *buf;			/* cached: bytes not written yet... */
@@ -948,6 +949,9 @@ static int run_block_done(struct block_sink *s)
 	}
 	s->committed = s->cur + 1;
 	atomic_fetch_add(&s->f->fetched, 1);
+	/* Where it came from, for status: a run that fails later keeps it. */
+	atomic_fetch_add(s->via_tier ? &s->f->bytes_tier : &s->f->bytes_origin,
+			 cache_block_len(s->cf, s->idx));
 	sink_uncount(s);		/* its bytes count as cached now */
 	complete_block(s->f, s->cf, s->idx, 0, NULL, true, NULL);	/* frees s->inf */
 	if (++s->cur < s->nrun) {
@@ -1425,9 +1429,11 @@ static int download_via_tier(struct engine_file *f, struct http_client *http,
 		rc = tier_attempt(f, &a);
 	if (rc)
 		return rc == -ENOMEM ? rc : -ENOENT;
+	sink->via_tier = true;
 	rc = attempt_run(f, http, &a, sink, len, xxh3, &meta);
+	sink->via_tier = false;
 	tier_report(f->eng->tier, rc, meta.status, meta.error_text);
-	if (rc == 0)
+	if (rc == 0 && sink->nrun <= 1)		/* a run counts block by block */
 		atomic_fetch_add(&f->bytes_tier, len);
 	else if (rc != -ECANCELED && rc != -ENOMEM && rc != -ENOSPC)
 		log_debug("event=tier_miss path=%s block=%llu status=%ld error=\"%s\"", f->src.path,
@@ -1455,7 +1461,7 @@ static int download_range(struct engine_file *f, struct http_client *http,
 			log_warn("event=try_mirror path=%s block=%llu mirror=%d error=\"%s\"",
 				 f->src.path, (unsigned long long)sink->idx, which, reason);
 		rc = download_from(f, http, sink, len, which, xxh3, reason, reason_len);
-		if (rc == 0)
+		if (rc == 0 && sink->nrun <= 1)		/* a run counts block by block */
 			atomic_fetch_add(&f->bytes_origin, len);
 		/* Our own failures (stopping, memory, a full disk) are not the
 		 * origin's: a mirror would fare no better. */

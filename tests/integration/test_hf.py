@@ -69,8 +69,9 @@ def test_single_file_is_byte_exact_and_verified(hub, mount):
 
 
 def test_requests_to_resolve_one_file_and_read_its_first_block(hub, mount):
-    m = mount(hf_conf(hub, {"checkpoints": {"tiny": hf("org/tiny", file="model.safetensors")}}),
-              env={"HF_TOKEN": GOOD})
+    # No header prefetch: what one read costs, alone.
+    m = mount(hf_conf(hub, {"checkpoints": {"tiny": hf("org/tiny", file="model.safetensors")}},
+                      settings="header_prefetch = false"), env={"HF_TOKEN": GOOD})
     path = m.path / "Stable-diffusion" / "model.safetensors"
     origin = reqs(hub, "hf")
     # whoami-v2 once (token check), one GET bytes=0-0 of /resolve/ (the 302 not
@@ -85,13 +86,14 @@ def test_requests_to_resolve_one_file_and_read_its_first_block(hub, mount):
     blob, _ = fixture(hub, "org/tiny", "model.safetensors")
     assert pread(path, 0, 4096) == file_slice(blob, 0, 4096)
     cdn = reqs(hub, "hfcdn")
-    assert [(r["range"], r["status"]) for r in cdn] == [("bytes=0-1048575", 206)]
+    assert [(r["range"], r["status"]) for r in cdn] == [("bytes=0-262143", 206)]  # a 256 KiB block
     assert len(reqs(hub, "hf")) == 3
 
 
 def test_requests_of_a_repo_folder(hub, mount):
     m = mount(hf_conf(hub, {"checkpoints": {"dir": hf("org/tiny", include=["model.safetensors",
-                                                                         "config.json"])}}))
+                                                                         "config.json"])}},
+                      settings="header_prefetch = false"))
     root = m.path / "Stable-diffusion" / "dir"
     sha = commit_sha(hub, "org/tiny")
     # Model info (the commit), then the tree at the commit: two pages.

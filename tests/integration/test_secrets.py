@@ -71,7 +71,7 @@ def test_no_secret_in_xattrs_status_errors_or_logs(hub, mount, modelfs_bin, tmp_
 
     with open("/proc/%d/cmdline" % m.pid, "rb") as f:
         assert_no_canary("the daemon's argv", f.read().decode(errors="replace"))
-    wait_for(lambda: xattr(ok, "cached") == str(MiB), what="the block cached")
+    wait_for(lambda: xattr(ok, "cached") == str(256 * 1024), what="the block cached")
     m.unmount()
     assert "debug" in m.log()
     assert_no_canary("the debug log", m.log() + m.stderr + m.stdout)
