@@ -174,6 +174,12 @@ int cli_mount_lock(const struct cli_opts *o, const struct config *cfg, const cha
 		   struct lock **out);
 
 /* The commands. */
+/* Write path whole or not at all: fill(f, arg) writes into a temporary
+ * file beside it (0 or -errno), which is synced, given path's mode when
+ * path exists, and renamed over it. 0 or -errno; nothing is left behind
+ * on failure. */
+int cli_write_whole(const char *path, int (*fill)(FILE *f, void *arg), void *arg);
+
 /* What `lock` and `manifest` share (cli_lock.c); cmd names the command
  * in messages. cli_lock_choose(): chosen[] for entry ids or names (all
  * when n is 0), -ENOENT (printed) for a name that matches none.

@@ -54,6 +54,8 @@ const char cli_usage_text[] =
 	"  catalog [search WORDS ...] [--json]\n"
 	"        the built-in catalog of popular models, pinned; in a config:\n"
 	"        NAME = { catalog = \"NAME\" }\n"
+	"  catalog add NAME --config FILE [--category C]\n"
+	"        write that entry into FILE (in the model's category unless told)\n"
 	"  check [--offline] CONFIG\n"
 	"        validate CONFIG and resolve every entry; exit 1 if any fails\n"
 	"  prefetch [--pin] [-j N] [--json] [--config CONFIG] [PATH|ENTRY ...]\n"
@@ -114,7 +116,7 @@ static const struct {
 	{ "mount", " foreground fuse-opts log-file log-format lock model category " },
 	{ "lock", " output lock check update " },
 	{ "manifest", " output " },
-	{ "catalog", " json " },
+	{ "catalog", " json config category " },
 	{ "check", " offline " },
 	{ "prefetch", " pin jobs config json into keep-cache " },
 	{ "status", " json history config metrics " },
@@ -135,6 +137,32 @@ static bool takes(const char *cmd, const char *opt)
 		if (strcmp(allowed[i].cmd, cmd) == 0)
 			return strstr(allowed[i].opts, word) != NULL;
 	return false;
+}
+
+int cli_write_whole(const char *path, int (*fill)(FILE *f, void *arg), void *arg)
+{
+	char tmp[PATH_MAX];
+	struct stat st;
+	FILE *f;
+	int rc;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	f = fopen(tmp, "w");
+	if (!f)
+		return -errno;
+	rc = fill(f, arg);
+	if ((fflush(f) != 0 || fsync(fileno(f)) != 0) && !rc)
+		rc = -errno;
+	if (stat(path, &st) == 0)
+		fchmod(fileno(f), st.st_mode & 07777);
+	if (fclose(f) != 0 && !rc)
+		rc = -errno;
+	if (!rc && rename(tmp, path) != 0)
+		rc = -errno;
+	if (rc)
+		unlink(tmp);
+	return rc;
 }
 
 int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
@@ -271,7 +299,7 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 			return -EINVAL;
 		}
 	}
-	if (o->category && !o->nmodels) {
+	if (o->category && !o->nmodels && strcmp(cmd, "catalog") != 0) {
 		fprintf(stderr, "modelfs %s: --category goes with --model LINK\n", cmd);
 		return -EINVAL;
 	}

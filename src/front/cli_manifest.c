@@ -118,29 +118,17 @@ static int manifest_of(const struct lock *l, const char *name, struct manifest *
 	return rc;
 }
 
-/* To path through a temp file in its folder, or to stdout. */
+static int put_manifest(FILE *f, void *m)
+{
+	return manifest_write(m, f);
+}
+
+/* To path whole, or to stdout. */
 static int write_out(struct manifest *m, const char *path)
 {
-	char tmp[4096];
-	FILE *f;
-	int rc;
-
 	if (!path)
 		return manifest_write(m, stdout) || fflush(stdout) ? -EIO : 0;
-	snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
-	f = fopen(tmp, "w");
-	if (!f)
-		return -errno;
-	rc = manifest_write(m, f);
-	if (fflush(f) || fsync(fileno(f)))
-		rc = rc ? rc : -errno;
-	if (fclose(f) && !rc)
-		rc = -errno;
-	if (!rc && rename(tmp, path) != 0)
-		rc = -errno;
-	if (rc)
-		unlink(tmp);
-	return rc;
+	return cli_write_whole(path, put_manifest, m);
 }
 
 int cli_manifest(int argc, char **argv)

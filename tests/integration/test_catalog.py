@@ -106,3 +106,34 @@ def test_a_catalog_entry_mounts_its_pinned_file(hub, mount, modelfs_bin, tmp_pat
     want = Path(info["blob"]).read_bytes()
     assert pread(path, 0, len(want)) == want
     wait_state(path, "verified")
+
+
+def test_catalog_add_writes_the_entry_into_a_config(modelfs_bin, tmp_path):
+    """Into the category's table where the file has one (comments and the
+    rest kept), else a new table at the end; the result loads, or nothing
+    is written."""
+    cfg = tmp_path / "models.toml"
+    original = ('# my models\n[modelfs]\nlayout = "comfyui"\n\n[models.checkpoints]\n'
+                '# keep this comment\nmine = "https://example.com/mine.safetensors"\n')
+    cfg.write_text(original)
+    r = run([modelfs_bin, "catalog", "add", "sdxl-base", "--config", cfg])
+    assert r.returncode == 0 and "added sdxl-base to [models.checkpoints]" in r.stdout, r.stderr
+    text = cfg.read_text()
+    assert text.startswith('# my models\n[modelfs]\nlayout = "comfyui"\n\n[models.checkpoints]\n'
+                           '"sdxl-base" = { catalog = "sdxl-base" }\n# keep this comment\n'), text
+    r = run([modelfs_bin, "catalog", "add", "sdxl-vae", "--config", cfg, "--category", "vae"])
+    assert r.returncode == 0, r.stderr
+    assert cfg.read_text().endswith('\n[models.vae]\n"sdxl-vae" = { catalog = "sdxl-vae" }\n')
+    r = run([modelfs_bin, "check", "--offline", cfg])
+    assert r.returncode == 0 and "checkpoints/sd_xl_base_1.0.safetensors" in r.stdout, r.stdout
+    before = cfg.read_text()
+    r = run([modelfs_bin, "catalog", "add", "sdxl-base", "--config", cfg])
+    assert r.returncode == 2 and "already has sdxl-base" in r.stderr, r.stderr
+    r = run([modelfs_bin, "catalog", "add", "no-such-model", "--config", cfg])
+    assert r.returncode == 2 and "catalog search" in r.stderr, r.stderr
+    # sdxl-vae and sd-vae-ft-mse... file names that clash would not load:
+    # refused, the file untouched.
+    r = run([modelfs_bin, "catalog", "add", "sdxl-vae-fp16-fix", "--config", cfg,
+             "--category", "vae"])
+    assert r.returncode == 2 and "would not load" in r.stderr, r.stderr
+    assert cfg.read_text() == before
