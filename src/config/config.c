@@ -1977,16 +1977,9 @@ static int check_category(struct parser *p, const struct toml_keyval *cat, const
  * source of its own (its artifacts' are). */
 static bool is_manifest_entry(const struct toml_value *v)
 {
-	if (v->type != TOML_TABLE)
-		return false;
-	for (size_t i = 0; i < v->u.table.len; i++) {
-		const struct toml_keyval *kv = &v->u.table.items[i];
+	const struct toml_value *source = toml_table_get(v, "source");
 
-		if (strcmp(kv->key, "source") == 0)
-			return kv->value->type == TOML_STRING &&
-			       strcmp(kv->value->u.str.ptr, "manifest") == 0;
-	}
-	return false;
+	return source && source->type == TOML_STRING && strcmp(source->u.str.ptr, "manifest") == 0;
 }
 
 /* The manifest's file: as written when absolute, else from the config
@@ -2127,14 +2120,6 @@ static int parse_manifest_entry(struct parser *p, const char *category,
 
 /* ---- catalog entries ---------------------------------------------------- */
 
-static bool table_has(const struct toml_value *v, const char *key)
-{
-	for (size_t i = 0; v->type == TOML_TABLE && i < v->u.table.len; i++)
-		if (strcmp(v->u.table.items[i].key, key) == 0)
-			return true;
-	return false;
-}
-
 static int catalog_loaded(struct parser *p, const struct toml_value *at)
 {
 	struct model_catalog_error cerr;
@@ -2260,7 +2245,7 @@ static int parse_models(struct parser *p, const struct toml_value *models)
 			}
 			rc = grow_entries(p, &cap, 1);
 			/* Counted first so config_free() frees a half-made entry. */
-			if (rc == 0 && table_has(kv->value, "catalog"))
+			if (rc == 0 && toml_table_get(kv->value, "catalog"))
 				rc = parse_catalog_entry(p, cat->key, kv,
 							 &cfg->entries[cfg->n_entries++]);
 			else if (rc == 0)
