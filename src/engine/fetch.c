@@ -1828,6 +1828,16 @@ static int file_cache_retried(struct engine_file *f, struct http_client *http,
 }
 
 /* Fetch inf's block, then wake its waiters. */
+/* The cache's disk filled or failed while block idx was written or
+ * recorded (another program, our own index, a bad disk): said each time,
+ * the block is served from memory. */
+static void log_disk_failed(struct engine_file *f, uint64_t idx, int err)
+{
+	log_warn("event=%s path=%s block=%llu error=\"%s\" action=\"served uncached\"",
+		 err == -ENOSPC ? "disk_full" : "cache_write_failed", f->src.path,
+		 (unsigned long long)idx, strerror(-err));
+}
+
 static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct http_client *http)
 {
 	struct engine *e = f->eng;
@@ -1891,14 +1901,8 @@ static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct h
 			cache_block_abort(cf, inf->idx);
 		}
 		if (rc && !mem && (rc == -ENOSPC || disk_err)) {
-			/* The cache's disk filled or failed while the block was
-			 * written or recorded (another program, our own index, a bad
-			 * disk): the readers still get it, uncached. */
-			int err = disk_err ? disk_err : rc;
-
-			log_warn("event=%s path=%s block=%llu error=\"%s\" action=\"served uncached\"",
-				 err == -ENOSPC ? "disk_full" : "cache_write_failed", f->src.path,
-				 (unsigned long long)inf->idx, strerror(-err));
+			/* The readers still get it, uncached. */
+			log_disk_failed(f, inf->idx, disk_err ? disk_err : rc);
 			mem = mem_block_get(e, cache_block_len(cf, inf->idx));
 			rc = mem ? download_block(f, http, cf, inf, mem, &xxh3, reason, sizeof(reason),
 						  &disk_err) : -ENOMEM;
@@ -1956,7 +1960,7 @@ static void fetch_run(struct inflight **run, int n, struct run_ctl *ctl, struct 
 {
 	struct engine_file *f = run[0]->file;
 	struct cache_file *cf = NULL;
-	bool no_range, cur_aborted = false;
+	bool no_range, cur_aborted = false, disk_failed;
 	int rc = 0, reserved = 0, committed = 0, disk_err = 0;
 	char reason[256] = "";
 
@@ -1979,17 +1983,12 @@ static void fetch_run(struct inflight **run, int n, struct run_ctl *ctl, struct 
 	}
 	for (int i = committed + cur_aborted; i < reserved; i++)
 		cache_block_abort(cf, run[i]->idx);
-	if (rc && (rc == -ENOSPC || disk_err)) {
-		/* The cache's disk filled or failed while the run was written or
-		 * recorded (another program, our own index, a bad disk): its
-		 * other blocks still reach their readers, one by one. */
-		int err = disk_err ? disk_err : rc;
-
-		log_warn("event=%s path=%s block=%llu error=\"%s\" action=\"served uncached\"",
-			 err == -ENOSPC ? "disk_full" : "cache_write_failed", f->src.path,
-			 (unsigned long long)run[committed]->idx, strerror(-err));
-		rc = -ENOSPC;	/* below: the one-block way, which falls back to memory */
-	}
+	/* The cache's disk filled or failed while the run was written or
+	 * recorded: its other blocks go the one-block way, which serves them
+	 * from memory. */
+	disk_failed = rc && (rc == -ENOSPC || disk_err);
+	if (disk_failed)
+		log_disk_failed(f, run[committed]->idx, disk_err ? disk_err : rc);
 	/* The request is over: the blocks not completed stand alone again
 	 * (run[0..committed) are, and are freed). */
 	pthread_mutex_lock(&f->lock);
@@ -2003,7 +2002,7 @@ static void fetch_run(struct inflight **run, int n, struct run_ctl *ctl, struct 
 		return;
 	}
 	for (int i = committed; i < n; i++) {
-		if (i < reserved && rc != -ENOSPC)
+		if (i < reserved && !disk_failed)
 			complete_block(f, cf, run[i]->idx, rc ? rc : -EIO, NULL, false, reason);
 		else
 			fetch_inflight(f, run[i], http);
