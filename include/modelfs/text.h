@@ -24,6 +24,8 @@ size_t text_char_len(const char *s, size_t n);
 bool text_printable(const char *s);
 /* The value of hex digit c (either case), or -1. */
 int text_hex_digit(int c);
+/* Is s (NULL: no) exactly n hex digits? With lower, lowercase ones only. */
+bool text_is_hex(const char *s, size_t n, bool lower);
 /* A copy of s for a terminal: each byte that is not part of a printable
  * character written as \xNN. NULL on ENOMEM; the caller frees. */
 char *text_escape(const char *s);

@@ -6,6 +6,7 @@
  */
 #include "modelfs/text.h"
 
+#include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <time.h>
@@ -115,4 +116,14 @@ int64_t text_iso_time(const char *s)
 		return -1;
 	memset(&tm, 0, sizeof(tm));
 	return strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) ? (int64_t)timegm(&tm) : -1;
+}
+
+bool text_is_hex(const char *s, size_t n, bool lower)
+{
+	if (!s || strlen(s) != n)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (text_hex_digit((unsigned char)s[i]) < 0 || (lower && isupper((unsigned char)s[i])))
+			return false;
+	return true;
 }

@@ -1334,7 +1334,7 @@ static int set_value(struct parser *p, const struct key_spec *ks, const struct t
 		rc = get_string(p, v, where, "", &s);
 		if (rc)
 			break;
-		if (strlen(s) != 64 || strspn(s, "0123456789abcdefABCDEF") != 64) {
+		if (!text_is_hex(s, 64, false)) {
 			rc = fail(p, v->line, v->col, "%s must be the file's SHA-256 as 64 hex "
 				  "digits, not \"%s\" (%zu characters); leave it out if you don't "
 				  "know it", where, shown(v, show, sizeof(show)), strlen(s));

@@ -7,6 +7,7 @@
  * the same resolutions always give the same bytes.
  */
 #include "modelfs/lock.h"
+#include "modelfs/text.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -262,16 +263,6 @@ static int fail(struct reader *r, int line, int col, const char *fmt, ...)
 	return -EINVAL;
 }
 
-static bool is_hex(const char *s, size_t n)
-{
-	if (strlen(s) != n)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return false;
-	return true;
-}
-
 /* A string value with no NUL in it, copied into *dst: 0 or an error. */
 static int take_string(struct reader *r, const struct toml_keyval *kv, char **dst)
 {
@@ -346,7 +337,7 @@ static int read_file(struct reader *r, const struct toml_value *t, struct lock_e
 			bool sha = k[0] == 's';
 
 			rc = take_string(r, kv, sha ? &f->sha256 : &f->git_sha1);
-			if (rc == 0 && !is_hex(sha ? f->sha256 : f->git_sha1, sha ? 64 : 40))
+			if (rc == 0 && !text_is_hex(sha ? f->sha256 : f->git_sha1, sha ? 64 : 40, true))
 				return fail(r, v->line, v->col, "%s must be %d lowercase hex digits",
 					    k, sha ? 64 : 40);
 		} else if (strcmp(k, "hash_from") == 0) {
@@ -437,7 +428,7 @@ static int read_entry(struct reader *r, struct lock *l, const struct toml_value 
 	}
 	if (rc)
 		return rc;
-	if (e->commit && !is_hex(e->commit, 40)) {
+	if (e->commit && !text_is_hex(e->commit, 40, true)) {
 		const struct toml_value *cv = toml_table_get(t, "commit");
 
 		return fail(r, cv->line, cv->col, "commit must be 40 lowercase hex digits");

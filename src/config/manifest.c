@@ -18,6 +18,8 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "modelfs/text.h"
+
 #define MANIFEST_MAX (4 << 20)	/* a manifest is a list of files, never megabytes */
 
 static const char *const provider_names[] = {
@@ -127,17 +129,13 @@ static bool safe_path(const char *p)
 	return true;
 }
 
+/* A sha256 in either case, kept lowercase. */
 static bool sha256_text(char *s)
 {
-	size_t n = strlen(s);
-
-	if (n != 64)
+	if (!text_is_hex(s, 64, false))
 		return false;
-	for (size_t i = 0; i < n; i++) {
-		if (!isxdigit((unsigned char)s[i]))
-			return false;
-		s[i] = (char)tolower((unsigned char)s[i]);
-	}
+	for (; *s; s++)
+		*s = (char)tolower((unsigned char)*s);
 	return true;
 }
 

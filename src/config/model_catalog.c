@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "modelfs/text.h"
 #include "modelfs/toml.h"
 #include "modelfs_config.h"
 
@@ -64,14 +65,13 @@ static int fail(struct reader *r, const struct toml_value *at, const char *fmt, 
 	return -EINVAL;
 }
 
-static bool all_of(const char *s, size_t len, const char *set, bool hex)
+/* A catalog name: lowercase letters, digits, '.' and '-'. */
+static bool valid_model_name(const char *s)
 {
-	if (len == 0)
+	if (!*s)
 		return false;
-	for (size_t i = 0; i < len; i++)
-		if (hex ? !(isdigit((unsigned char)s[i]) || (s[i] >= 'a' && s[i] <= 'f'))
-			: !(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) ||
-			    strchr(set, s[i])))
+	for (; *s; s++)
+		if (!islower((unsigned char)*s) && !isdigit((unsigned char)*s) && !strchr(".-", *s))
 			return false;
 	return true;
 }
@@ -127,13 +127,13 @@ static int read_model(struct reader *r, const struct toml_value *t, struct catal
 			return fail(r, t, "a model lacks %s", required[q]);
 	if (rc)
 		return rc;
-	if (!all_of(m->name, strlen(m->name), ".-", false))
+	if (!valid_model_name(m->name))
 		return fail(r, t, "model name \"%.60s\" must be lowercase letters, digits, '.' and '-'",
 			    m->name);
-	if (strlen(m->revision) != 40 || !all_of(m->revision, 40, "", true))
+	if (!text_is_hex(m->revision, 40, true))
 		return fail(r, t, "%s: revision must be a commit (40 lowercase hex), not a branch",
 			    m->name);
-	if (m->sha256 && (strlen(m->sha256) != 64 || !all_of(m->sha256, 64, "", true)))
+	if (m->sha256 && !text_is_hex(m->sha256, 64, true))
 		return fail(r, t, "%s: sha256 must be 64 lowercase hex", m->name);
 	if (!strchr(m->repo, '/') || m->file[0] == '/' || strstr(m->file, ".."))
 		return fail(r, t, "%s: repo must be ORG/NAME and file a path inside it", m->name);

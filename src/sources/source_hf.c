@@ -102,16 +102,6 @@ static const char *header(const struct http_meta *m, int which)
 	       m->header_values[which] : NULL;
 }
 
-static bool is_hex(const char *s, size_t n)
-{
-	if (!s || strlen(s) != n)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!isxdigit((unsigned char)s[i]))
-			return false;
-	return true;
-}
-
 static char *lower_dup(const char *s)
 {
 	char *d = strdup(s);
@@ -552,7 +542,7 @@ static int probe_take(struct hf *h, struct source_file *f, const struct http_met
 	const char *commit = header(m, H_COMMIT), *lsize = header(m, H_LINKED_SIZE);
 	const char *letag = header(m, H_LINKED_ETAG);
 
-	if (!is_hex(commit, 40)) {
+	if (!text_is_hex(commit, 40, false)) {
 		source_set_error(f, -EPROTO, "%s does not answer like a Hugging Face Hub (no "
 				 "X-Repo-Commit): check hf_endpoint", h->endpoint);
 		return -EPROTO;
@@ -705,8 +695,8 @@ static int take_hashes(struct hf *h, struct source_file *f, const char *etag, in
 	const struct config_entry *e = h->e;
 	char *sha = NULL, *git = NULL;
 
-	if ((is_hex(etag, 64) && !(sha = lower_dup(etag))) ||
-	    (is_hex(etag, 40) && !(git = lower_dup(etag))))
+	if ((text_is_hex(etag, 64, false) && !(sha = lower_dup(etag))) ||
+	    (text_is_hex(etag, 40, false) && !(git = lower_dup(etag))))
 		return -ENOMEM;		/* (an etag has one of the two lengths) */
 	if (e->size >= 0 && e->size != size) {
 		source_set_error(f, -EPROTO, "size mismatch: %s at %.12s has %lld bytes but the config "
@@ -1022,7 +1012,7 @@ static void gated_details(struct hf *h, struct source_file *f, const char *rev)
 			if (strcmp(t[i].path, f->remote_path) != 0)
 				continue;
 			f->size = t[i].size;
-			if (t[i].lfs_oid && is_hex(t[i].lfs_oid, 64) && !f->sha256)
+			if (t[i].lfs_oid && text_is_hex(t[i].lfs_oid, 64, false) && !f->sha256)
 				f->sha256 = strdup(t[i].lfs_oid);
 		}
 	}
@@ -1160,7 +1150,7 @@ static int pin_revision(struct hf *h, struct source_file *f, const char *rev, ch
 	sha = json_is_object(root) ? json_object_get(root, "sha") : NULL;
 	g = json_is_object(root) ? json_object_get(root, "gated") : NULL;
 	priv = json_is_object(root) ? json_object_get(root, "private") : NULL;
-	if (!json_is_string(sha) || !is_hex(json_string_value(sha), 40)) {
+	if (!json_is_string(sha) || !text_is_hex(json_string_value(sha), 40, false)) {
 		source_set_error(f, -EPROTO, "%s does not answer like a Hugging Face Hub (no commit "
 				 "in the model info of %s): check hf_endpoint", h->endpoint, e->repo);
 		goto out;
@@ -1191,14 +1181,14 @@ static int folder_file(struct hf *h, struct source_file *f, const struct hf_tree
 	    !(f->revision = strdup(commit)))
 		return -ENOMEM;
 	/* Only an LFS oid is a sha256; a regular file's oid is its git blob id. */
-	if (t->lfs_oid && !is_hex(t->lfs_oid, 64))
+	if (t->lfs_oid && !text_is_hex(t->lfs_oid, 64, false))
 		hash = NULL;
-	if (!t->lfs_oid && !is_hex(t->oid, 40))
+	if (!t->lfs_oid && !text_is_hex(t->oid, 40, false))
 		hash = NULL;
 	f->size = t->size;
-	if (hash && is_hex(hash, 64) && !(f->sha256 = strdup(hash)))
+	if (hash && text_is_hex(hash, 64, false) && !(f->sha256 = strdup(hash)))
 		return -ENOMEM;
-	if (hash && is_hex(hash, 40) && !(f->git_sha1 = strdup(hash)))
+	if (hash && text_is_hex(hash, 40, false) && !(f->git_sha1 = strdup(hash)))
 		return -ENOMEM;
 	if (!hash && !(f->validator = strdup(commit)))
 		return -ENOMEM;
