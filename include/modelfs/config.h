@@ -154,6 +154,11 @@ int config_load(const char *path, struct config **out, struct config_error *err)
  * [models.diffusers] for a diffusers pipeline (profile, model_index.json),
  * else [models.checkpoints]. */
 bool config_is_manifest(const char *path);
+/* A Hugging Face repo id, "owner/name" (letters, digits, "-_."), and a
+ * relative path inside a repo (no empty, "." or ".." part, each a file
+ * name): what huggingface entries, manifests and the catalog accept. */
+bool config_valid_repo(const char *s);
+bool config_valid_repo_path(const char *s);
 
 /* The same from text already in memory; name is used in messages. */
 int config_parse(const char *text, size_t len, const char *name,

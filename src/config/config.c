@@ -766,7 +766,7 @@ static int url_file_name(const char *url, char **out)
 }
 
 /* "owner/name", in Hugging Face's alphabet. */
-static bool valid_repo(const char *s)
+bool config_valid_repo(const char *s)
 {
 	const char *slash = strchr(s, '/');
 
@@ -778,9 +778,7 @@ static bool valid_repo(const char *s)
 	return true;
 }
 
-/* A relative path inside a repo: not empty, no leading '/', no empty,
- * "." or ".." segments, each a usable file name. */
-static bool valid_repo_path(const char *s)
+bool config_valid_repo_path(const char *s)
 {
 	if (!*s)
 		return false;
@@ -1527,11 +1525,11 @@ static int check_hf(struct parser *p, const char *prefix, const struct toml_keyv
 		return fail(p, line, col,
 			    "entry %s (source huggingface) needs repo = \"owner/name\"", prefix);
 	v = seen[E_REPO]->value;
-	if (!valid_repo(e->repo))
+	if (!config_valid_repo(e->repo))
 		return fail(p, v->line, v->col, "%s.repo must be \"owner/name\", like "
 			    "\"stabilityai/stable-diffusion-xl-base-1.0\", not \"%s\"",
 			    prefix, shown(v, show, sizeof(show)));
-	if (e->file && !valid_repo_path(e->file)) {
+	if (e->file && !config_valid_repo_path(e->file)) {
 		v = seen[E_FILE]->value;
 		return fail(p, v->line, v->col, "%s.file must be a path inside the repo like "
 			    "\"unet/model.safetensors\" (no leading '/', no \".\" or \"..\"), "

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "modelfs/config.h"
 #include "modelfs/text.h"
 
 #define MANIFEST_MAX (4 << 20)	/* a manifest is a list of files, never megabytes */
@@ -108,25 +109,15 @@ static bool is_decimal(const char *s)
 	return true;
 }
 
-/* A relative path inside the model: no leading '/', no empty, "." or
- * ".." part, no control byte. */
+/* A relative path inside the model, as a repo path must be
+ * (config_valid_repo_path()), and no control byte or backslash: a YAML
+ * string may hold them, a config's may not. */
 static bool safe_path(const char *p)
 {
-	if (!*p || *p == '/')
-		return false;
 	for (const char *s = p; *s; s++)
 		if ((unsigned char)*s < 0x20 || *s == '\\')
 			return false;
-	while (*p) {
-		size_t n = strcspn(p, "/");
-
-		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-			return false;
-		p += n;
-		if (*p == '/' && !*++p)
-			return false;
-	}
-	return true;
+	return config_valid_repo_path(p);
 }
 
 /* A sha256 in either case, kept lowercase. */
@@ -165,8 +156,7 @@ static int read_source(struct reader *r, yaml_node_t *root, struct manifest *m)
 	switch (m->provider) {
 	case MANIFEST_HUGGINGFACE:
 		rc = need_text(r, src, "repo_id", "source.", " (ORG/NAME on the Hub)", &m->repo_id);
-		if (rc == 0 && (!strchr(m->repo_id, '/') || !safe_path(m->repo_id) ||
-				strchr(strchr(m->repo_id, '/') + 1, '/')))
+		if (rc == 0 && !config_valid_repo(m->repo_id))
 			rc = fail_at(r, get(r, src, "repo_id"), "source.repo_id must be ORG/NAME, "
 				     "not \"%.80s\"", m->repo_id);
 		if (rc == 0)

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "modelfs/config.h"
 #include "modelfs/text.h"
 #include "modelfs/toml.h"
 #include "modelfs_config.h"
@@ -135,7 +136,7 @@ static int read_model(struct reader *r, const struct toml_value *t, struct catal
 			    m->name);
 	if (m->sha256 && !text_is_hex(m->sha256, 64, true))
 		return fail(r, t, "%s: sha256 must be 64 lowercase hex", m->name);
-	if (!strchr(m->repo, '/') || m->file[0] == '/' || strstr(m->file, ".."))
+	if (!config_valid_repo(m->repo) || !config_valid_repo_path(m->file) || strstr(m->file, ".."))
 		return fail(r, t, "%s: repo must be ORG/NAME and file a path inside it", m->name);
 	return 0;
 }
