@@ -206,7 +206,7 @@ static int from_lock(struct resolve_job *job)
 
 		f->entry = e;
 		f->size = lf->size;
-		f->mtime = -1;
+		f->mtime = lf->mtime;	/* the same on every box; -1: a lock without it */
 		f->hash_fetched = lf->hash_fetched;
 		rc = dup_to(&f->path, lf->path);
 		if (rc == 0)

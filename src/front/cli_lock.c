@@ -133,6 +133,9 @@ static int lock_entry_of(const char *cmd, struct lock *l, const struct engine_re
 		if (rc)
 			break;
 		lf->size = f->size;
+		lf->mtime = f->mtime;
+		if (lf->mtime < 0 && sources && source_commit_date(sources, http, f, &lf->mtime) != 0)
+			lf->mtime = -1;
 		if ((f->remote_path && !(lf->remote_path = strdup(f->remote_path))) ||
 		    (f->sha256 && !(lf->sha256 = strdup(f->sha256))) ||
 		    (!f->sha256 && f->git_sha1 && !(lf->git_sha1 = strdup(f->git_sha1))) ||
