@@ -13,20 +13,18 @@
 #include "modelfs/log.h"
 #include "modelfs/manifest.h"
 #include "modelfs/model_catalog.h"
+#include "modelfs/readfile.h"
 #include "modelfs/text.h"
 #include "modelfs/toml.h"
 
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* A config is a few KiB; a bigger file is a mistake (a model passed by
  * accident), not something to read into memory. */
@@ -2651,69 +2649,23 @@ int config_load_layout(const char *path, const char *layout, struct config **out
 		       struct config_error *err)
 {
 	struct config_error dummy;
-	struct stat st;
-	char *text = NULL;
-	size_t len = 0;
-	int fd, rc;
+	char *text;
+	size_t len;
+	int rc;
 
 	*out = NULL;
 	if (!err)
 		err = &dummy;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		rc = -errno;
-		goto fail_errno;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		rc = -EISDIR;
-		goto fail_errno;
-	}
-	if (st.st_size > CONFIG_MAX_BYTES) {
+	rc = read_small_file(path, CONFIG_MAX_BYTES, 0, &text, &len);
+	if (rc == -EFBIG)
 		snprintf(err->msg, sizeof(err->msg), "%s: cannot read: larger than %d MiB; is it "
 			 "really the config?", path, CONFIG_MAX_BYTES >> 20);
-		rc = -EFBIG;
-		goto out;
-	}
-	/* Sized by fstat, but read to EOF: a pipe or /proc file says 0. */
-	for (size_t cap = (size_t)st.st_size + 1;;) {
-		char *grown;
-		ssize_t n;
-
-		if (len + 1 >= cap)
-			cap *= 2;
-		if (cap > CONFIG_MAX_BYTES + 1) {
-			snprintf(err->msg, sizeof(err->msg), "%s: cannot read: larger than %d MiB",
-				 path, CONFIG_MAX_BYTES >> 20);
-			rc = -EFBIG;
-			goto out;
-		}
-		grown = realloc(text, cap);
-		if (!grown) {
-			rc = -ENOMEM;
-			goto fail_errno;
-		}
-		text = grown;
-		n = read(fd, text + len, cap - len - 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			goto fail_errno;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	if (config_is_manifest(path))
+	else if (rc)
+		snprintf(err->msg, sizeof(err->msg), "%s: cannot read: %s", path, strerror(-rc));
+	else if (config_is_manifest(path))
 		rc = manifest_config(path, text, len, layout, out, err);
 	else
 		rc = config_parse_layout(text, len, path, layout, out, err);
-	goto out;
-fail_errno:
-	snprintf(err->msg, sizeof(err->msg), "%s: cannot read: %s", path, strerror(-rc));
-out:
-	if (fd >= 0)
-		close(fd);
 	free(text);
 	return rc;
 }

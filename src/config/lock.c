@@ -7,6 +7,7 @@
  * the same resolutions always give the same bytes.
  */
 #include "modelfs/lock.h"
+#include "modelfs/readfile.h"
 #include "modelfs/text.h"
 
 #include <errno.h>
@@ -535,48 +536,24 @@ out:
 
 int lock_load(const char *path, struct lock **out, struct lock_error *err)
 {
-	struct stat st;
-	char *text = NULL;
-	ssize_t got = 0;
-	int fd, rc;
+	char *text;
+	size_t len;
+	int rc;
 
 	*out = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) != 0) {
-		rc = -errno;
-		snprintf(err->msg, sizeof(err->msg), "%s: %s", path, strerror(-rc));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_size > LOCK_MAX_BYTES) {
-		rc = S_ISREG(st.st_mode) ? -EFBIG : -EISDIR;
+	rc = read_small_file(path, LOCK_MAX_BYTES, READFILE_REGULAR_ONLY, &text, &len);
+	if (rc) {
 		snprintf(err->msg, sizeof(err->msg), "%s: %s", path,
-			 rc == -EFBIG ? "too large for a lock file" : "not a file");
-		goto out;
+			 rc == -EFBIG ? "too large for a lock file"
+			 : rc == -EISDIR || rc == -EINVAL ? "not a file" : strerror(-rc));
+		return rc;
 	}
-	text = malloc((size_t)st.st_size + 1);
-	if (!text) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	while (got < st.st_size) {
-		ssize_t n = read(fd, text + got, (size_t)(st.st_size - got));
-
-		if (n <= 0) {
-			rc = n < 0 ? -errno : -EIO;
-			snprintf(err->msg, sizeof(err->msg), "%s: %s", path, strerror(-rc));
-			goto out;
-		}
-		got += n;
-	}
-	rc = lock_parse(text, (size_t)got, path, out, err);
+	rc = lock_parse(text, len, path, out, err);
 	if (rc == 0 && !((*out)->path = strdup(path))) {
 		lock_free(*out);
 		*out = NULL;
 		rc = -ENOMEM;
 	}
-out:
-	if (fd >= 0)
-		close(fd);
 	free(text);
 	return rc;
 }
