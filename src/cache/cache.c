@@ -71,6 +71,7 @@ struct cache_file {
 	char *sha256, *error;		/* protected by lock */
 	char *names;			/* paths for log lines, ","-joined, or NULL; protected by lock */
 	unsigned pin_mask;		/* CACHE_PIN_* owners; protected by lock */
+	int64_t last_used;		/* the newest block touched, ms; protected by lock */
 	struct cache_file *next;	/* c->files list, protected by c->space_lock */
 };
 
@@ -91,7 +92,6 @@ struct cache {
 	struct cache_file *files;	/* protected by space_lock */
 };
 
-/* Block atimes, in ms since the epoch. */
 static int mkdir_p(const char *path)
 {
 	char buf[PATH_MAX];
@@ -393,6 +393,8 @@ static void load_block(void *ctx, const struct store_block *sb)
 	f->blocks[sb->idx].state = BLOCK_UNCHECKED;
 	f->blocks[sb->idx].xxh3 = sb->xxh3;
 	f->blocks[sb->idx].touched = sb->atime;
+	if (sb->atime > f->last_used)
+		f->last_used = sb->atime;
 	f->present_bytes += sb->len;
 }
 
@@ -574,12 +576,10 @@ uint64_t cache_file_cached_bytes(struct cache_file *f)
 
 int64_t cache_file_last_used(struct cache_file *f)
 {
-	int64_t newest = 0;
+	int64_t newest;
 
 	pthread_mutex_lock(&f->lock);
-	for (uint64_t i = 0; i < f->nblocks; i++)
-		if (state_present(f->blocks[i].state) && f->blocks[i].touched > newest)
-			newest = f->blocks[i].touched;
+	newest = f->present_bytes ? f->last_used : 0;
 	pthread_mutex_unlock(&f->lock);
 	return newest;
 }
@@ -1036,6 +1036,7 @@ int cache_block_commit(struct cache_file *f, uint64_t idx, uint64_t xxh3)
 	f->blocks[idx].readers++;	/* held until cache_block_release() */
 	f->blocks[idx].xxh3 = xxh3;
 	f->blocks[idx].touched = now;
+	f->last_used = now;
 	f->present_bytes += len;
 	pthread_mutex_unlock(&f->lock);
 	pthread_mutex_lock(&f->cache->space_lock);
@@ -1156,6 +1157,7 @@ static void block_unref(struct cache_file *f, uint64_t idx, bool touch)
 	} else if (touch && now - b->touched >= TOUCH_INTERVAL_MS) {
 		b->touched = now;
 		touched = now;
+		f->last_used = now;
 	}
 	pthread_mutex_unlock(&f->lock);
 	if (dropped)
