@@ -149,12 +149,32 @@ static int prepare_mountpoint(const char *mnt)
 }
 
 /* The cache may not live under the mount: reading it would re-enter us. */
+/* realpath() of a path that need not exist yet (a cache dir a mount
+ * would create): its deepest existing folder resolved, the rest as given. */
+static bool resolve_for_compare(const char *path, char *out)
+{
+	char head[PATH_MAX], real[PATH_MAX];
+	const char *rest = "";
+
+	if (snprintf(head, sizeof(head), "%s", path) >= (int)sizeof(head))
+		return false;
+	while (!realpath(head, real)) {
+		char *slash = strrchr(head, '/');
+
+		if (errno != ENOENT || !slash || slash == head)
+			return false;
+		*slash = '\0';
+		rest = path + (slash - head);
+	}
+	return snprintf(out, PATH_MAX, "%s%s", real, rest) < PATH_MAX;
+}
+
 static bool path_within(const char *inner, const char *outer)
 {
 	char a[PATH_MAX], b[PATH_MAX];
 	size_t n;
 
-	if (!realpath(inner, a) || !realpath(outer, b))
+	if (!resolve_for_compare(inner, a) || !realpath(outer, b))
 		return false;
 	n = strlen(b);
 	return strncmp(a, b, n) == 0 && (a[n] == '/' || a[n] == '\0');
@@ -595,6 +615,14 @@ static int do_mount(int argc, char **argv, bool helper)
 	/* Before mounting: afterwards realpath() would ask our own mount. */
 	if (is_fd_mountpoint(mnt) || !realpath(mnt, mnt_real))
 		snprintf(mnt_real, sizeof(mnt_real), "%s", mnt);
+	/* Before the cache is opened: it would be made inside, and show up
+	 * as local files at the next mount. */
+	if (path_within(cache_dir, mnt_real)) {
+		fprintf(stderr, "modelfs: the cache dir %s is inside the mountpoint %s; use "
+			"--cache-dir elsewhere\n", cache_dir, mnt);
+		code = EXIT_USAGE;
+		goto out;
+	}
 	if (!local_entries_outside(cfg, mnt_real)) {
 		code = EXIT_USAGE;
 		goto out;
@@ -630,12 +658,6 @@ static int do_mount(int argc, char **argv, bool helper)
 		log_fd = cli_default_log(cache_dir);
 		if (log_fd >= 0)
 			log_init(log_fd, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
-	}
-	if (path_within(cache_dir, mnt)) {
-		log_error("event=mount_failed error=\"the cache dir %s is inside the mountpoint %s; "
-			  "use --cache-dir elsewhere\"", cache_dir, mnt);
-		code = EXIT_USAGE;
-		goto out;
 	}
 	/* Bound now, while the lock is ours and before the (slow) resolving:
 	 * a command that connects meanwhile waits for its answer. */

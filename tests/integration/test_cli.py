@@ -73,6 +73,21 @@ def test_usage_errors(modelfs_bin, tmp_path):
     assert "mount" in run([modelfs_bin, "--help"]).stdout
 
 
+def test_a_cache_dir_inside_the_mountpoint_is_refused_before_anything_is_made(modelfs_bin,
+                                                                              tmp_path):
+    """The cache would otherwise be created inside, then show up as local
+    files at the next mount."""
+    cfg = write(tmp_path, '[models.vae]\n"a" = "http://127.0.0.1:9/a.bin"\n')
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    for cache in (mnt / "c", mnt / "deeper" / "c", mnt):
+        r = run([modelfs_bin, "mount", "--cache-dir", cache, cfg, mnt])
+        assert r.returncode == 2, r.stderr
+        assert "is inside the mountpoint" in r.stderr, r.stderr
+        assert list(mnt.iterdir()) == []
+    assert not os.path.ismount(mnt)
+
+
 def test_seed_config_parses_and_checks_offline(modelfs_bin, tmp_path):
     cfg = write(tmp_path, seed("https://example.com/vae.safetensors", "0" * 64))
     r = run([modelfs_bin, "check", "--offline", cfg], env={**os.environ, "S3_TOKEN": "tok-123456"})
