@@ -104,11 +104,11 @@ static int mkdir_p(const char *path)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(buf, 0755) && errno != EEXIST)
+		if (mkdir(buf, 0700) && errno != EEXIST)
 			return -errno;
 		*p = '/';
 	}
-	if (mkdir(buf, 0755) && errno != EEXIST)
+	if (mkdir(buf, 0700) && errno != EEXIST)
 		return -errno;
 	return 0;
 }
@@ -235,6 +235,11 @@ int cache_open(const char *dir, const struct cache_limits *lim, struct cache **o
 		log_error("event=cache_open dir=%s error=\"cannot create: %s\"", dir, strerror(-rc));
 		goto fail;
 	}
+	/* A gated or private model's bytes are no other user's business; a
+	 * cache made by an older release had its data readable by all. */
+	if (chmod(path, 0700) != 0)
+		log_warn("event=cache_open dir=%s error=\"cannot make data/ private: %s\"", dir,
+			 strerror(errno));
 	rc = lock_dir(dir, &c->lock_fd);
 	if (rc)
 		goto fail;
@@ -455,12 +460,15 @@ static int file_open_locked(struct cache *c, const char *key, uint64_t size, uin
 		goto fail;
 	}
 	snprintf(path, sizeof(path), "%s/data/%lld", c->dir, (long long)f->id);
-	f->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	f->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (f->fd < 0 || fstat(f->fd, &st) != 0) {
 		rc = -errno;
 		log_error("event=cache_open_file path=%s error=\"%s\"", path, strerror(errno));
 		goto fail;
 	}
+	if ((st.st_mode & 077) && fchmod(f->fd, 0600) != 0)	/* an older release's 0644 */
+		log_warn("event=cache_open_file path=%s error=\"cannot make it private: %s\"",
+			 path, strerror(errno));
 	/* Dropped blocks of an old size leave no bytes behind. */
 	if (sf.dropped_bytes && ftruncate(f->fd, 0) != 0) {
 		rc = -errno;
@@ -781,7 +789,7 @@ static int detach_data_locked(struct cache_file *f, uint64_t *freed)
 
 	snprintf(path, sizeof(path), "%s/data/%lld", f->cache->dir, (long long)f->id);
 	snprintf(fresh, sizeof(fresh), "%s.new", path);
-	fd = open(fresh, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = open(fresh, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
 	if (ftruncate(fd, (off_t)f->size) != 0 || dup3(fd, f->fd, O_CLOEXEC) < 0 ||
