@@ -35,12 +35,13 @@ const char cli_usage_text[] =
 	"        CONFIG is a file or an http(s) URL; default $PROVISION_URL\n"
 	"        --model: no config, just these (hf://ORG/REPO[/PATH], a Hugging Face\n"
 	"        repo or file link, a CivitAI link, a URL) in category C (checkpoints)\n"
-	"        OPTIONS: cache_dir=DIR,layout=NAME,uid=U,gid=G,umask=M,log_file=FILE,\n"
-	"        debug, libfuse's (allow_other, auto_unmount, max_read=N, ...);\n"
-	"        mount(8)'s (_netdev, nofail, noauto, x-*, ...) are ignored\n"
+	"        OPTIONS: cache_dir=DIR,local_dir=DIR,layout=NAME,uid=U,gid=G,umask=M,\n"
+	"        log_file=FILE,ro,rw,debug; libfuse's (allow_other, auto_unmount,\n"
+	"        max_read=N, ...); mount(8)'s (_netdev, nofail, noauto, x-*, ...)\n"
+	"        are ignored\n"
+	"        --lock: exactly the files of the lock file, asking no source\n"
 	"  unmount [--lazy] MOUNTPOINT\n"
 	"        unmount (fusermount3 -u, or -uz with --lazy) and wait for the daemon\n"
-	"        with --lock, exactly the files of the lock file, asking no source\n"
 	"  lock CONFIG [--output FILE]\n"
 	"        resolve every entry and write a lock file (default models.lock):\n"
 	"        commits, sizes and hashes; files without a hash are fetched to hash\n"
@@ -63,7 +64,7 @@ const char cli_usage_text[] =
 	"        using the cache, or without one when --config is given\n"
 	"  prefetch --into DIR [--keep-cache] --config CONFIG [PATH|ENTRY ...]\n"
 	"        no FUSE: put each file, verified, under DIR in the layout\n"
-	"  status [--json] [--history[=N]] [--metrics] [--config CONFIG]\n"
+	"  status [--json] [--history[=N]] [--metrics] [--config CONFIG] [PATH]\n"
 	"        every file's size, cached bytes and state; cache totals;\n"
 	"        what a serve served; --metrics: the Prometheus text\n"
 	"  mounts [--json]\n"
@@ -595,6 +596,15 @@ static int target_from_path(const struct cli_opts *o, const char *cmd, struct cl
 	return 0;
 }
 
+/* Has dir ever held a cache (its index)? */
+static bool cache_exists(const char *dir)
+{
+	char index[PATH_MAX];
+
+	snprintf(index, sizeof(index), "%s/index.sqlite", dir);
+	return access(index, F_OK) == 0;
+}
+
 /* cli_target_open() without the cleanup of a failure. */
 static int target_open(const struct cli_opts *o, bool need_config, const char *cmd,
 		       struct cli_target *t)
@@ -639,6 +649,14 @@ static int target_open(const struct cli_opts *o, bool need_config, const char *c
 			return EXIT_MODEL;
 		}
 		/* No daemon: the cache is ours, unless a process holds its lock. */
+		if (!need_config && !cache_exists(t->cache_dir)) {
+			/* status, verify and evict only look at a cache: one that is
+			 * not there is a mistyped --cache-dir, not an empty cache. */
+			fprintf(stderr, "modelfs %s: no cache at %s: nothing is mounted or cached "
+				"with it (is --cache-dir right? modelfs mounts lists the mounts and "
+				"their caches)\n", cmd, t->cache_dir);
+			return EXIT_MODEL;
+		}
 		if (need_config && !t->cfg) {
 			fprintf(stderr, "modelfs %s: nothing is mounted with the cache %s; give "
 				"--config CONFIG to %s without a mount (or --cache-dir of the mount)\n",

@@ -122,6 +122,34 @@ def run_in_pty(argv, env, cols=120, timeout=120):
 # ---------------------------------------------------------------------------
 # prefetch
 
+def test_a_cache_that_is_not_there_is_an_error_not_an_empty_cache(hub, mount, modelfs_bin,
+                                                                   tmp_path):
+    """status, verify and evict only look at a cache: a mistyped --cache-dir
+    is an error (exit 1) that points at the mounts, and nothing is made
+    there. status takes the mount's path; run elsewhere it names the mounts
+    it did not look at."""
+    cfg, _ = one_file_config(hub, "c.bin", MiB)
+    m = mount(cfg)
+    typo = tmp_path / "typo-cache"
+    for cmd in ("status", "verify", "evict"):
+        r = cli(modelfs_bin, tmp_path, cmd, "--cache-dir", typo, expect=1)
+        assert "no cache at %s" % typo in r.stderr and "modelfs mounts" in r.stderr, r.stderr
+        assert not typo.exists()
+    for where in (m.path, m.path / "VAE", m.path / "VAE" / "c.bin"):
+        r = cli(modelfs_bin, tmp_path, "status", where, expect=0)
+        assert "mounted at %s" % m.path in r.stdout and "VAE/c.bin" in r.stdout, r.stdout
+    r = cli(modelfs_bin, tmp_path, "status", tmp_path, expect=2)
+    assert "is not inside a modelfs mount" in r.stderr, r.stderr
+    cli(modelfs_bin, tmp_path, "status", m.path, m.path, expect=2)
+    # Another cache, one that exists: its status, and a note on the mount.
+    other = tmp_path / "other"
+    cli(modelfs_bin, tmp_path, "prefetch", "--cache-dir", other, "--config", m.config_path,
+        expect=0)
+    r = cli(modelfs_bin, tmp_path, "status", "--cache-dir", other, expect=0)
+    assert "not mounted; cache %s" % other in r.stdout, r.stdout
+    assert "note: %s is mounted with the cache %s" % (m.path, m.cache_dir) in r.stderr, r.stderr
+
+
 def test_prefetch_through_mount_then_reads_fetch_nothing(hub, mount, modelfs_bin, tmp_path):
     text, sha = one_file_config(hub, "p.bin", 24 * MiB + 77)
     m = mount(text)
