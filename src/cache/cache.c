@@ -1187,7 +1187,7 @@ void cache_block_release(struct cache_file *f, uint64_t idx)
 	block_put(f, idx);
 }
 
-ssize_t cache_read(struct cache_file *f, void *buf, uint64_t off, size_t len)
+static ssize_t read_blocks(struct cache_file *f, void *buf, uint64_t off, size_t len, bool touch)
 {
 	char *p = buf;
 	uint64_t end;
@@ -1206,13 +1206,23 @@ ssize_t cache_read(struct cache_file *f, void *buf, uint64_t off, size_t len)
 		if (rc)
 			return rc;
 		rc = pread_all(f->fd, p, n, (off_t)off);
-		block_put(f, idx);
+		block_unref(f, idx, touch);
 		if (rc)
 			return -EIO;
 		p += n;
 		off += n;
 	}
 	return (ssize_t)len;
+}
+
+ssize_t cache_read(struct cache_file *f, void *buf, uint64_t off, size_t len)
+{
+	return read_blocks(f, buf, off, len, true);
+}
+
+ssize_t cache_peek(struct cache_file *f, void *buf, uint64_t off, size_t len)
+{
+	return read_blocks(f, buf, off, len, false);
 }
 
 int cache_range_hold(struct cache_file *f, uint64_t off, uint64_t len, int *fd)
@@ -1288,7 +1298,7 @@ int cache_file_hash(struct cache_file *f, char sha256[65], char *git1, const ato
 	}
 	for (uint64_t off = 0; rc == 0 && off < f->size;) {
 		size_t n = f->size - off < HASH_CHUNK ? (size_t)(f->size - off) : HASH_CHUNK;
-		ssize_t got = cache_read(f, buf, off, n);
+		ssize_t got = cache_peek(f, buf, off, n);	/* hashing is not a use */
 
 		if (cancel && atomic_load(cancel))
 			rc = -ECANCELED;

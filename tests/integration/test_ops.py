@@ -22,7 +22,7 @@ import pytest
 
 from conftest import SANITIZER_RE
 from mfs import (MiB, bytes_fetched, config, data_requests, file_slice, pread, stable, url_entry,
-                 wait_for, xattr)
+                 wait_for, wait_state, xattr)
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fakehub"))
 import genmodel  # noqa: E402
@@ -905,6 +905,29 @@ def test_cache_ttl_evicts_files_unused_that_long(hub, mount, modelfs_bin, tmp_pa
     bad = config({"vae": {}}, settings='cache_ttl = "forever"')
     r = cli(modelfs_bin, tmp_path, "check", "--offline", str(write_tmp(tmp_path, bad)), expect=2)
     assert "cache_ttl" in r.stderr and "forever" in r.stderr
+
+
+def test_the_daemons_own_reads_are_not_a_use(hub, mount, modelfs_bin, tmp_path):
+    """The header prefetch at every mount and a verify read cached blocks,
+    but no program did: a file's last use stays, so cache_ttl can still
+    evict it on a box that remounts daily or verifies nightly."""
+    _, sha = hub.add_file("h.safetensors", 4 * MiB, kind="safetensors")
+    text = config({"checkpoints": {"h": url_entry(hub.url("h.safetensors"), sha256=sha)}})
+    m = mount(text)
+    path = m.path / "Stable-diffusion" / "h.safetensors"
+    assert sha256_of(path) == sha
+    wait_state(path, "verified")
+    m.unmount()
+    age_files(m.cache_dir, ["Stable-diffusion/h.safetensors"], 40)
+    m = mount(text, cache_dir=m.cache_dir)
+    wait_for(lambda: "event=header_prefetch " in m.log(), what="the header prefetch")
+    cli(modelfs_bin, tmp_path, "verify", "--cache-dir", m.cache_dir, expect=0)
+    st = status(modelfs_bin, tmp_path, m.cache_dir)
+    assert file_status(st, "Stable-diffusion/h.safetensors")["last_used"] < time.time() - 39 * 86400
+    # A program's read is a use.
+    pread(m.path / "Stable-diffusion" / "h.safetensors", 0, 4096)
+    st = status(modelfs_bin, tmp_path, m.cache_dir)
+    assert file_status(st, "Stable-diffusion/h.safetensors")["last_used"] > time.time() - 120
 
 
 def write_tmp(tmp_path, text):
