@@ -36,6 +36,7 @@ struct resolve_job {
 	struct source_ctx *sources;
 	struct store *store;		/* NULL: engine_resolve(), nothing stored */
 	const struct lock *lock;	/* resolve from it, not from the sources; or NULL */
+	const char *config_path;	/* for the command a refusal suggests */
 	bool skip;			/* engine_resolve() was not asked for this one */
 	const struct config_entry *entry;
 	struct source_file *files;
@@ -186,14 +187,15 @@ static int from_lock(struct resolve_job *job)
 	int rc = 0;
 
 	if (!le) {
-		snprintf(why, sizeof(why), "entry %s is not in the lock %s: run modelfs lock "
-			 "--update %s to pin it", e->id, job->lock->path ? job->lock->path : "",
-			 e->id);
+		snprintf(why, sizeof(why), "entry %s is not in the lock%s%s: run modelfs lock "
+			 "--update %s %s to pin it", e->id, job->lock->path ? " " : "",
+			 job->lock->path ? job->lock->path : "", job->config_path, e->id);
 		return lock_refused(job, why);
 	}
 	if (!lock_entry_matches(le, e, spec, sizeof(spec))) {
 		snprintf(why, sizeof(why), "entry %s changed since it was locked (%s): run modelfs "
-			 "lock --update %s to pin what it asks for now", e->id, spec, e->id);
+			 "lock --update %s %s to pin what it asks for now", e->id, spec,
+			 job->config_path, e->id);
 		return lock_refused(job, why);
 	}
 	job->files = calloc(le->n_files ? le->n_files : 1, sizeof(*job->files));
@@ -588,6 +590,7 @@ int engine_open_locked(const struct config *cfg, const struct lock *lock, struct
 		pool.jobs[i] = (struct resolve_job){ .sources = e->sources,
 						     .store = cache_store(cache), .lock = lock,
 						     .entry = &cfg->entries[i],
+						     .config_path = cfg->path ? cfg->path : "CONFIG",
 						     /* the front serves local files */
 						     .skip = cfg->entries[i].source == CONFIG_SOURCE_LOCAL };
 	warn_unused_lock(cfg, lock);

@@ -57,7 +57,7 @@ const char cli_usage_text[] =
 	"        NAME = { catalog = \"NAME\" }\n"
 	"  catalog add NAME --config FILE [--category C]\n"
 	"        write that entry into FILE (in the model's category unless told)\n"
-	"  check [--offline] CONFIG\n"
+	"  check [--offline] CONFIG | --model LINK [--model LINK ...] [--category C]\n"
 	"        validate CONFIG and resolve every entry; exit 1 if any fails\n"
 	"  prefetch [--pin] [-j N] [--json] [--config CONFIG] [PATH|ENTRY ...]\n"
 	"        fetch and verify files (all when none named), through the mount\n"
@@ -118,7 +118,7 @@ static const struct {
 	{ "lock", " output lock check update " },
 	{ "manifest", " output " },
 	{ "catalog", " json config category " },
-	{ "check", " offline " },
+	{ "check", " offline model category " },
 	{ "prefetch", " pin jobs config json into keep-cache " },
 	{ "status", " json history config metrics " },
 	{ "mounts", " json " },

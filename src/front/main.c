@@ -376,7 +376,8 @@ static int report_mount(struct engine *e, const struct config *cfg, const char *
 			const char *mnt)
 {
 	/* A config URL may carry a token in its query: not shown. */
-	const char *shown = config_is_url(config) ? "CONFIG" : config;
+	const char *shown = config_is_url(config) ? "CONFIG"
+			  : strcmp(config, "--model") == 0 ? "--model LINK ..." : config;
 	struct entry_outcome *o = NULL;
 	size_t nfailed = 0;
 
@@ -993,12 +994,13 @@ static int cli_check(int argc, char **argv)
 	rc = cli_parse(argc, argv, "check", &o);
 	if (rc)
 		return rc > 0 ? 0 : EXIT_USAGE;
-	if (!config_arg(&o) || o.nargs > 1) {
-		fputs("modelfs check: give one CONFIG (a file or URL), or set PROVISION_URL\n", stderr);
+	if (!config_arg(&o) || o.nargs > (o.nmodels ? 0 : 1)) {
+		fputs("modelfs check: give one CONFIG (a file or URL), --model LINKs, or set "
+		      "PROVISION_URL\n", stderr);
 		return EXIT_USAGE;
 	}
 	log_init(2, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_WARN);
-	rc = cli_load_config(&o, config_arg(&o), &cfg);
+	rc = mount_config(&o, &cfg);
 	if (rc)
 		return cli_config_exit(rc);
 	if (!o.offline && (http_client_new(&http) != 0 || source_ctx_new(cfg, &sources) != 0 ||

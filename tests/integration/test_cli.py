@@ -88,6 +88,17 @@ def test_a_cache_dir_inside_the_mountpoint_is_refused_before_anything_is_made(mo
     assert not os.path.ismount(mnt)
 
 
+def test_check_takes_model_links_as_mount_does(hub, modelfs_bin):
+    hub.add_file("chk.safetensors", MiB, kind="safetensors")
+    r = run([modelfs_bin, "check", "--model", hub.url("chk.safetensors"), "--category", "vae"])
+    assert r.returncode == 0, r.stderr
+    assert "VAE/chk.safetensors" in r.stdout, r.stdout
+    r = run([modelfs_bin, "check", "--model", hub.url("gone.safetensors")])
+    assert r.returncode == 1 and "gone.safetensors" in r.stdout + r.stderr, (r.stdout, r.stderr)
+    r = run([modelfs_bin, "check", "--model", hub.url("chk.safetensors"), "extra.toml"])
+    assert r.returncode == 2
+
+
 def test_seed_config_parses_and_checks_offline(modelfs_bin, tmp_path):
     cfg = write(tmp_path, seed("https://example.com/vae.safetensors", "0" * 64))
     r = run([modelfs_bin, "check", "--offline", cfg], env={**os.environ, "S3_TOKEN": "tok-123456"})
