@@ -341,6 +341,9 @@ static json_t *file_status(const struct ops_item *it)
 	json_object_set_new(o, "pinned", json_boolean(pinned));
 	json_object_set_new(o, "shadowed", json_boolean(it->ef && engine_file_shadowed(it->ef)));
 	json_object_set_new(o, "source", str_json(dup_or_null(it->source)));
+	/* What kind of source, for counting by it: "huggingface", "url"... */
+	json_object_set_new(o, "source_kind", it->entry ? json_string(config_source_name(
+			    it->entry->source)) : json_null());
 	json_object_set_new(o, "sha256", str_json(sha));
 	json_object_set_new(o, "error", str_json(error));
 	json_object_set_new(o, "last_used", time_json(last_used));

@@ -957,13 +957,20 @@ def test_status_and_metrics_count_what_was_served(hub, serve, modelfs_bin, mount
     assert r.returncode == 0, r.stderr
     assert parse_metrics(r.stdout)['modelfs_serve_bytes_total{from="cache"}'] == 2 * size - origin
     # a plain mount, through its control socket
-    mnt = mount(hf_conf(hub, {"checkpoints": {"c": hf("org/tiny", file="config.json")}}))
+    # (a URL written with a ${VAR} is counted as a URL, not "unknown")
+    hub.add_file("var.bin", 1000)
+    text = hf_conf(hub, {"checkpoints": {"c": hf("org/tiny", file="config.json")},
+                         "vae": {"v": '"${ORIGIN}/files/var.bin"'}})
+    mnt = mount(text, env={"ORIGIN": hub.base()})
     tiny, _ = fixture(hub, "org/tiny", "config.json")
     assert (mnt.path / "Stable-diffusion" / "config.json").read_bytes() == tiny
+    assert len((mnt.path / "VAE" / "var.bin").read_bytes()) == 1000
     r = run([modelfs_bin, "status", "--metrics", "--cache-dir", mnt.cache_dir], timeout=60)
     assert r.returncode == 0, r.stderr
     pm = parse_metrics(r.stdout)
-    assert pm['modelfs_downloaded_bytes_total{from="origin"}'] == len(tiny)
+    assert pm['modelfs_downloaded_bytes_total{from="origin"}'] == len(tiny) + 1000
+    assert pm['modelfs_fetches{source="url"}'] >= 1
+    assert not any('source="unknown"' in k for k in pm), pm
     assert not any(k.startswith("modelfs_serve_") for k in pm)
 
 
