@@ -350,8 +350,10 @@ int cli_load_config(const struct cli_opts *o, const char *arg, struct config **c
 
 	if (config_is_url(arg)) {
 		rc = config_fetch(arg, cli_cache_dir(o, NULL, cache_buf, sizeof(cache_buf)), &fetched);
+		/* Not there, refused, or a web page: the URL is wrong (exit 2);
+		 * else the network or the server failed (exit 1). */
 		if (rc)
-			return -EIO;	/* not the config's fault: exit 1, not 2 */
+			return rc == -ENOENT || rc == -EACCES || rc == -EPROTO ? -EINVAL : -EIO;
 		path = fetched;
 	}
 	rc = config_load_layout(path, o->layout, cfg, &err);

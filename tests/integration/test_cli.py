@@ -186,11 +186,17 @@ def test_config_from_a_url_and_provision_url_with_offline_copy(hub, mount, model
     r = run([modelfs_bin, "check", "--offline", "--cache-dir", cache],
             env={**os.environ, "PROVISION_URL": url})
     assert r.returncode == 0, r.stderr
-    assert "using the copy" in r.stderr and "cfg-secret-7788" not in r.stderr
+    assert re.search(r"using the copy fetched at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n",
+                     r.stderr), r.stderr
+    assert "cfg-secret-7788" not in r.stderr
     assert "VAE/pv.bin" in r.stdout
-    # No copy for another URL: a clear failure, exit 1.
+    # No copy for another URL while its server is down: exit 1 (try again
+    # later); one the server does not have: exit 2 (the URL is wrong).
     r = run([modelfs_bin, "check", "--cache-dir", cache, hub.url("provision/other.toml")])
     assert r.returncode == 1 and "cannot fetch the config" in r.stderr
+    hub.clear_faults()
+    r = run([modelfs_bin, "check", "--cache-dir", cache, hub.url("provision/other.toml")])
+    assert r.returncode == 2 and "cannot fetch the config" in r.stderr, r.stderr
 
 
 def test_mount_exit_code_says_whether_every_entry_resolved(hub, mount, modelfs_bin):
