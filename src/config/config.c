@@ -14,6 +14,7 @@
 #include "modelfs/manifest.h"
 #include "modelfs/model_catalog.h"
 #include "modelfs/readfile.h"
+#include "modelfs/suggest.h"
 #include "modelfs/text.h"
 #include "modelfs/toml.h"
 
@@ -447,63 +448,6 @@ static void add_key(char *buf, size_t n, const char *key)
 			bare = false;
 	snprintf(buf + len, n - len, "%s%s%s%s", len ? "." : "", bare ? "" : "\"", key,
 		 bare ? "" : "\"");
-}
-
-/* Edit distance, case-insensitive, for "did you mean": an insertion, a
- * deletion, a substitution or a swap of two neighbours ("lroa") is one
- * edit each. Keys are short; anything past 63 bytes can't be a near miss
- * of ours anyway. */
-static int distance(const char *a, const char *b)
-{
-	int before[64], prev[64], cur[64];	/* rows i-2, i-1 and i */
-	size_t la = strlen(a), lb = strlen(b);
-
-	if (la >= 64 || lb >= 64)
-		return 99;
-	for (size_t j = 0; j <= lb; j++)
-		prev[j] = (int)j;
-	for (size_t i = 1; i <= la; i++) {
-		int ai = tolower((unsigned char)a[i - 1]);
-
-		cur[0] = (int)i;
-		for (size_t j = 1; j <= lb; j++) {
-			int bj = tolower((unsigned char)b[j - 1]);
-			int sub = prev[j - 1] + (ai != bj), del = prev[j] + 1, ins = cur[j - 1] + 1;
-
-			cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
-			if (i > 1 && j > 1 && ai == tolower((unsigned char)b[j - 2]) &&
-			    tolower((unsigned char)a[i - 2]) == bj && before[j - 2] + 1 < cur[j])
-				cur[j] = before[j - 2] + 1;
-		}
-		memcpy(before, prev, sizeof(int) * (lb + 1));
-		memcpy(prev, cur, sizeof(int) * (lb + 1));
-	}
-	return prev[lb];
-}
-
-/* " (did you mean "x"?)" for the nearest of words, or "". A third of
- * the letters may be wrong, at most two: "sha265" -> "sha256", but
- * "typo" is not "repo". */
-static const char *suggest(const char *word, const char *const *words, size_t n_words,
-			   char *buf, size_t n)
-{
-	const char *best = NULL;
-	int best_d = 3;
-
-	for (size_t i = 0; i < n_words; i++) {
-		int d = distance(word, words[i]);
-
-		size_t len = strlen(word) > strlen(words[i]) ? strlen(word) : strlen(words[i]);
-
-		if (d < best_d && (size_t)d * 3 <= len) {
-			best = words[i];
-			best_d = d;
-		}
-	}
-	if (!best)
-		return "";
-	snprintf(buf, n, " (did you mean \"%s\"?)", best);
-	return buf;
 }
 
 /* "\"lazy\" or \"strict\"" */
@@ -1016,7 +960,7 @@ static int get_choice(struct parser *p, const struct key_spec *ks, const struct 
 	}
 	rc = fail(p, v->line, v->col, "%s must be %s, not \"%s\"%s", where,
 		  choice_list(ks->choices, list, sizeof(list)), shown(v, show, sizeof(show)),
-		  suggest(s, ks->choices, count_words(ks->choices), hint, sizeof(hint)));
+		  suggest_word(s, ks->choices, count_words(ks->choices), hint, sizeof(hint)));
 out:
 	free(s);
 	return rc;
@@ -1383,7 +1327,7 @@ static int unknown_key(struct parser *p, const struct toml_keyval *kv, const cha
 
 	for (size_t i = 0; i < n && i < 32; i++)
 		names[i] = specs[i].name;
-	h = suggest(kv->key, names, n < 32 ? n : 32, hint, sizeof(hint));
+	h = suggest_word(kv->key, names, n < 32 ? n : 32, hint, sizeof(hint));
 	if (!*h) {
 		o = (size_t)snprintf(list, sizeof(list), " (known keys:");
 		for (size_t i = 0; i < n && o < sizeof(list); i++)
@@ -1959,7 +1903,7 @@ static int check_category(struct parser *p, const struct toml_keyval *cat, const
 	for (size_t i = 0; i < N_CATEGORIES; i++)
 		for (size_t k = 0; k < N_NAMES && categories[i].names[k]; k++)
 			names[n++] = categories[i].names[k];
-	if (!suggest(cat->key, names, n, hint, sizeof(hint))[0])
+	if (!suggest_word(cat->key, names, n, hint, sizeof(hint))[0])
 		return 0;
 	add_key(key, sizeof(key), cat->key);
 	return fail(p, cat->line, cat->col, "unknown category %s%s: no webui reads a folder of "
@@ -2182,7 +2126,7 @@ static int parse_catalog_entry(struct parser *p, const char *category,
 			return nomem(p);
 		for (size_t i = 0; i < p->catalog->n; i++)
 			names[i] = p->catalog->models[i].name;
-		h = suggest(name->u.str.ptr, names, p->catalog->n, hint, sizeof(hint));
+		h = suggest_word(name->u.str.ptr, names, p->catalog->n, hint, sizeof(hint));
 		free(names);
 		return fail(p, name->line, name->col, "%s.catalog: no model \"%.60s\" in the "
 			    "catalog%s; `modelfs catalog` lists them", prefix, name->u.str.ptr, h);
@@ -2432,7 +2376,7 @@ static int parse_tree(struct parser *p, const struct toml_value *root)
 			continue;
 		return fail(p, kv->line, kv->col, "unknown top-level key \"%.60s\"%s; the config has "
 			    "[modelfs], [layout] and [models.CATEGORY] tables", kv->key,
-			    suggest(kv->key, top_keys, 3, hint, sizeof(hint)));
+			    suggest_word(kv->key, top_keys, 3, hint, sizeof(hint)));
 	}
 	/* [modelfs] first wherever it is written: entries inherit verify
 	 * and the layout. */

@@ -43,6 +43,7 @@
 #include "modelfs/secret.h"
 #include "modelfs/serve.h"
 #include "modelfs/source.h"
+#include "modelfs/suggest.h"
 #include "modelfs/tree.h"
 #include "modelfs_config.h"
 
@@ -1069,6 +1070,35 @@ static void protect_secrets(void)
 #endif
 }
 
+static const struct {
+	const char *name;
+	int (*run)(int argc, char **argv);
+} commands[] = {
+	{ "mount", cli_mount }, { "unmount", cli_unmount }, { "umount", cli_unmount },
+	{ "check", cli_check }, { "prefetch", cli_prefetch }, { "status", cli_status },
+	{ "mounts", cli_mounts }, { "webui", cli_webui }, { "verify", cli_verify },
+	{ "evict", cli_evict }, { "info", cli_info }, { "serve", cli_serve }, { "lock", cli_lock },
+	{ "manifest", cli_manifest }, { "catalog", cli_catalog }, { "tier", cli_tier },
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+/* argv[0] is the command. An unknown one gets one line (with the nearest
+ * command), not the whole usage under which it would be lost. */
+static int run_command(int argc, char **argv)
+{
+	const char *names[N_COMMANDS];
+	char hint[96];
+
+	for (size_t i = 0; i < N_COMMANDS; i++) {
+		if (strcmp(argv[0], commands[i].name) == 0)
+			return commands[i].run(argc, argv);
+		names[i] = commands[i].name;
+	}
+	fprintf(stderr, "modelfs: unknown command '%s'%s; modelfs --help lists them\n", argv[0],
+		suggest_word(argv[0], names, N_COMMANDS, hint, sizeof(hint)));
+	return EXIT_USAGE;
+}
+
 int main(int argc, char **argv)
 {
 	int code = EXIT_USAGE;
@@ -1100,40 +1130,8 @@ int main(int argc, char **argv)
 	}
 	if (helper)
 		code = helper_main(argc, argv);
-	else if (strcmp(argv[1], "mount") == 0)
-		code = cli_mount(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "unmount") == 0 || strcmp(argv[1], "umount") == 0)
-		code = cli_unmount(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "check") == 0)
-		code = cli_check(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "prefetch") == 0)
-		code = cli_prefetch(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "status") == 0)
-		code = cli_status(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "mounts") == 0)
-		code = cli_mounts(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "webui") == 0)
-		code = cli_webui(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "verify") == 0)
-		code = cli_verify(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "evict") == 0)
-		code = cli_evict(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "info") == 0)
-		code = cli_info(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "serve") == 0)
-		code = cli_serve(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "lock") == 0)
-		code = cli_lock(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "manifest") == 0)
-		code = cli_manifest(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "catalog") == 0)
-		code = cli_catalog(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "tier") == 0)
-		code = cli_tier(argc - 1, argv + 1);
-	else {
-		fprintf(stderr, "modelfs: unknown command '%s'\n\n", argv[1]);
-		fputs(cli_usage_text, stderr);
-	}
+	else
+		code = run_command(argc - 1, argv + 1);
 	http_global_cleanup();
 	return code;
 }

@@ -66,6 +66,10 @@ def test_bad_configs_exit_2_naming_the_place(modelfs_bin, tmp_path):
 def test_usage_errors(modelfs_bin, tmp_path):
     assert run([modelfs_bin]).returncode == 2
     assert run([modelfs_bin, "frobnicate"]).returncode == 2
+    r = run([modelfs_bin, "statsu"])
+    assert r.returncode == 2 and r.stderr == ("modelfs: unknown command 'statsu' (did you mean "
+                                              "\"status\"?); modelfs --help lists them\n")
+    assert run([modelfs_bin, "tier", "--help"]).returncode == 0
     assert run([modelfs_bin, "mount"]).returncode == 2
     r = run([modelfs_bin, "check", tmp_path / "nonexistent.toml"])
     assert r.returncode == 2 and "nonexistent.toml" in r.stderr
