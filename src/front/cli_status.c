@@ -443,8 +443,9 @@ static void print_verify(json_t *res)
 		else if (num(f, "checked_blocks") == 0)
 			printf("empty    %s: nothing cached\n", str(f, "path"));
 		else
-			printf("ok       %s: %llu blocks%s%s\n", str(f, "path"),
+			printf("ok       %s: %llu block%s%s%s\n", str(f, "path"),
 			       (unsigned long long)num(f, "checked_blocks"),
+			       num(f, "checked_blocks") == 1 ? "" : "s",
 			       strcmp(hash, "skipped") == 0 ? "" : ", whole file ",
 			       strcmp(hash, "skipped") == 0 ? " (partial: no whole-file hash yet)"
 			       : strcmp(hash, "verified") == 0 ? "verified" : "hashed (nothing to compare)");

@@ -681,7 +681,7 @@ def test_info_reads_only_the_header_through_the_mount(hub, mount, modelfs_bin, t
     assert len(data_requests(hub, "i.safetensors")) == 1
     r = cli(modelfs_bin, tmp_path, "info", path, expect=0)
     assert re.search(r"parameters:\s+.*\(%d\)" % params, r.stdout), r.stdout
-    assert "fits a 8 GB GPU" in r.stdout and "x 1.2" in r.stdout
+    assert "fits an 8 GB GPU" in r.stdout and "x 1.2" in r.stdout
     # Named by its entry, through the mount.
     info = cli_json(modelfs_bin, tmp_path, "info", "--cache-dir", m.cache_dir, "checkpoints/i")
     assert info["parameters"] == params
