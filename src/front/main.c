@@ -51,6 +51,17 @@
 
 extern char **environ;
 
+/* With $PROVISION_URL set, `mount FOLDER` names the mountpoint, not a
+ * config: a folder is never a config. */
+static bool only_mountpoint_given(const struct cli_opts *o)
+{
+	const char *env = getenv("PROVISION_URL");
+	struct stat st;
+
+	return !o->nmodels && o->nargs == 1 && env && env[0] && stat(o->args[0], &st) == 0 &&
+	       S_ISDIR(st.st_mode);
+}
+
 /* CONFIG from the command line, else $PROVISION_URL; NULL when neither. */
 static const char *config_arg(const struct cli_opts *o)
 {
@@ -58,7 +69,7 @@ static const char *config_arg(const struct cli_opts *o)
 
 	if (o->nmodels)
 		return "--model";	/* the config is made of the links */
-	if (o->nargs >= 1)
+	if (o->nargs >= 1 && !only_mountpoint_given(o))
 		return o->args[0];
 	return env && env[0] ? env : NULL;
 }
@@ -562,14 +573,19 @@ static int do_mount(int argc, char **argv, bool helper)
 	struct serve *srv = NULL;
 	struct metrics_daemon md = { 0 };
 	char cache_buf[PATH_MAX], mnt_real[PATH_MAX], *fsname = NULL;
-	const char *cache_dir, *mnt;
+	const char *cache_dir, *mnt, *config;
+	bool mnt_only;
 	size_t nwarm = 0;
 	int notify_fd = -1, log_fd = -1, code = EXIT_MODEL, rc;
 
 	rc = cli_parse(argc, argv, "mount", &o);
 	if (rc)
 		return rc > 0 ? 0 : EXIT_USAGE;
-	if (!config_arg(&o) || o.nargs > (o.nmodels ? 1 : 2)) {
+	/* Decided once, now: config_arg() looks at the mountpoint, which
+	 * once mounted leads to this very process. */
+	config = config_arg(&o);
+	mnt_only = only_mountpoint_given(&o);
+	if (!config || o.nargs > (o.nmodels ? 1 : 2)) {
 		fputs(o.nargs > 1 ? "modelfs mount: too many arguments (with --model, only the "
 		      "MOUNTPOINT)\n" : "modelfs mount: CONFIG is missing (give a file or URL, "
 		      "--model LINK, or set PROVISION_URL)\n", stderr);
@@ -590,7 +606,7 @@ static int do_mount(int argc, char **argv, bool helper)
 		return cli_config_exit(rc);
 	}
 	/* A bad lock is a usage error before anything is mounted. */
-	code = cli_mount_lock(&o, cfg, config_arg(&o), &lock);
+	code = cli_mount_lock(&o, cfg, config, &lock);
 	if (code) {
 		config_free(cfg);
 		mountopts_free(&mo);
@@ -609,7 +625,7 @@ static int do_mount(int argc, char **argv, bool helper)
 		}
 	}
 	code = EXIT_MODEL;
-	mnt = o.nargs == (o.nmodels ? 1 : 2) ? o.args[o.nargs - 1]
+	mnt = o.nargs == (o.nmodels ? 1 : 2) || mnt_only ? o.args[o.nargs - 1]
 	    : cfg->mountpoint ? cfg->mountpoint : DEFAULT_MOUNTPOINT;
 	cache_dir = cli_cache_dir(&o, cfg, cache_buf, sizeof(cache_buf));
 	if (!is_fd_mountpoint(mnt) && prepare_mountpoint(mnt) != 0)
@@ -676,7 +692,7 @@ static int do_mount(int argc, char **argv, bool helper)
 		log_error("event=mount_failed error=\"%s\"", strerror(-rc));
 		goto out;
 	}
-	fsname = mount_fsname(config_arg(&o));
+	fsname = mount_fsname(config);
 	fo.mountpoint = mnt_real;
 	fo.cache_dir = cache_dir;
 	fo.local_dir = mo.local_dir ? mo.local_dir : cfg->local_dir;
@@ -703,7 +719,7 @@ static int do_mount(int argc, char **argv, bool helper)
 	log_info("event=mounted mountpoint=%s files=%zu cache_dir=%s version=%s", mnt,
 		 engine_nfiles(engine), cache_dir, MODELFS_VERSION);
 	/* Said before the parent exits, while stderr is still the caller's. */
-	code = report_mount(engine, cfg, config_arg(&o), mnt);
+	code = report_mount(engine, cfg, config, mnt);
 	cli_notify_parent(notify_fd, code);
 	notify_ready(engine, mnt, code);
 	log_set_console(-1);

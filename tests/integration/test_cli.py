@@ -203,6 +203,27 @@ def test_config_from_a_url_and_provision_url_with_offline_copy(hub, mount, model
     assert r.returncode == 2 and "cannot fetch the config" in r.stderr, r.stderr
 
 
+def test_provision_url_with_a_folder_mounts_there(hub, modelfs_bin, tmp_path):
+    """With $PROVISION_URL set, `modelfs mount FOLDER` is the mountpoint:
+    a folder is never a config."""
+    hub.add_file("pu.bin", 1000)
+    hub.add_file("provision/pu.toml", data=config({"vae": {"p": '"%s"' % hub.url("pu.bin")}})
+                 .encode())
+    mnt = tmp_path / "models"
+    mnt.mkdir()
+    err = tmp_path / "stderr"
+    with open(err, "w") as e:       # the daemon keeps its copy: no pipe to wait on
+        r = subprocess.run([modelfs_bin, "mount", "--cache-dir", tmp_path / "cache", mnt],
+                           env={**os.environ, "PROVISION_URL": hub.url("provision/pu.toml")},
+                           stdout=subprocess.DEVNULL, stderr=e, timeout=60)
+    try:
+        assert r.returncode == 0, err.read_text()
+        assert is_mounted(mnt)
+        assert (mnt / "VAE" / "pu.bin").read_bytes() == (hub.root / "pu.bin").read_bytes()
+    finally:
+        fusermount_unmount(mnt)
+
+
 def test_mount_exit_code_says_whether_every_entry_resolved(hub, mount, modelfs_bin):
     """`mount` exits 0 only when every entry resolved, a stored resolution
     included (an offline remount); 3 when the mount is live but some entries
