@@ -839,10 +839,12 @@ struct key_spec {
 
 _Static_assert(sizeof(enum config_verify) == sizeof(int), "K_CHOICE stores an int");
 _Static_assert(sizeof(enum config_source) == sizeof(int), "K_CHOICE stores an int");
+_Static_assert(sizeof(enum config_shared_mode) == sizeof(int), "K_CHOICE stores an int");
 
 #define FIELD(obj, off, type) ((type *)(void *)((char *)(obj) + (off)))
 
 static const char *const verify_names[] = { "lazy", "strict", NULL };
+static const char *const shared_cache_modes[] = { "read-write", "read-only", NULL };
 static const char *const repo_types[] = { "model", "dataset", "space", NULL };
 
 #define CFG(f) offsetof(struct config, f)
@@ -871,6 +873,10 @@ static const struct key_spec modelfs_keys[] = {
 	{ "cache_proxy", K_BASE_URL, .off = CFG(cache_proxy) },
 	{ "cache_proxy_private", K_BOOL, .off = CFG(cache_proxy_private) },
 	{ "cache_proxy_token_file", K_PATH, .off = CFG(cache_proxy_token_file) },
+	{ "shared_cache", K_STRING, .off = CFG(shared_cache) },
+	{ "shared_cache_mode", K_CHOICE, .off = CFG(shared_cache_mode),
+	  .choices = shared_cache_modes },
+	{ "shared_cache_allow", K_STRINGS, .off = CFG(shared_cache_allow) },
 	{ "mirror_token_file", K_PATH, .off = CFG(mirror_token_file) },
 	{ "bandwidth_limit", K_SIZE, .off = CFG(bandwidth_limit) },
 	{ "header_prefetch", K_BOOL, .off = CFG(header_prefetch) },
@@ -2736,6 +2742,8 @@ void config_free(struct config *cfg)
 	free(cfg->cache_proxy_token_file);
 	free(cfg->mirror_token_file);
 	free(cfg->cache_proxy);
+	free(cfg->shared_cache);
+	free_strv(cfg->shared_cache_allow);
 	free(cfg->hf_endpoint);
 	free(cfg->civitai_endpoint);
 	free(cfg->gdrive_endpoint);
