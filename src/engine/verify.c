@@ -94,6 +94,8 @@ static void verify_file(struct engine_file *f)
 		log_info("event=file_verified path=%s %s=%s", f->src.path,
 			 by_sha256 ? "sha256" : "git_sha1", got);
 		strict_release(f, 0);
+		if (by_sha256)
+			share_enqueue(f);	/* other nodes read it from the bucket */
 		return;
 	}
 	snprintf(reason, sizeof(reason), "checksum mismatch: expected %s %s, got %s",

@@ -338,10 +338,10 @@ static int send_retried(const struct bucket *b, struct http_client *c, struct ht
 			struct timespec wait = { 0, (200L << attempt) * 1000000L };
 
 			nanosleep(&wait, NULL);
+			http_meta_clear(meta);	/* http_get() fills it afresh */
 		}
 		if (answer)
 			answer->len = 0;
-		http_meta_clear(meta);
 		rc = http_get(c, rq, answer ? http_body_sink : NULL, answer, meta);
 	}
 	return rc;

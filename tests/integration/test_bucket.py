@@ -1,0 +1,214 @@
+"""A shared bucket (shared_cache = "s3://bucket/prefix"): the fake hub's S3
+emulator (tests/fakehub/svc_s3.py, which checks every SigV4 signature and
+payload hash) as the bucket, real mounts on separate cache dirs as the
+nodes.  A node that verified a file uploads it once with its block
+checksums; a node with a fresh cache reads it from the bucket, checked
+block by block, even with the origin down; a corrupted object is reported
+and never served; read-only mode and the allow-list are obeyed; the AWS
+credentials go to the bucket alone and never into a log."""
+
+import hashlib
+import os
+import time
+
+from mfs import MiB, config, url_entry, wait_for, wait_state
+import svc_s3
+from test_tier import status
+
+AK = svc_s3.S3Handler.config_defaults["s3_access_key"]
+SK = svc_s3.S3Handler.config_defaults["s3_secret_key"]
+BUCKET, PREFIX = "shared-bkt", "team/models"
+BLOCK = 256 << 10
+CORRUPT = ("event=bucket_corrupt",)
+
+
+def bucket_env(hub):
+    return {"AWS_ENDPOINT_URL": hub.base("s3"), "AWS_ACCESS_KEY_ID": AK,
+            "AWS_SECRET_ACCESS_KEY": SK}
+
+
+def conf(hub, files, extra=""):
+    """files: {entry name: (origin file name, sha256)}."""
+    settings = 'shared_cache = "s3://%s/%s"\nheader_prefetch = false\n%s' % (BUCKET, PREFIX, extra)
+    return config({"checkpoints": {n: url_entry(hub.url(f), sha256=sha)
+                                   for n, (f, sha) in files.items()}},
+                  settings=settings, block_size="8M")
+
+
+def obj(hub, sha, kind=""):
+    return hub.root / "s3" / BUCKET / PREFIX / "sha256" / (sha + kind)
+
+
+def block_sum(sha, idx, data):
+    return hashlib.sha256(b"modelfs-block\0" + sha.encode() + idx.to_bytes(8, "little")
+                          + data).hexdigest()
+
+
+def read_timed(path):
+    t0 = time.monotonic()
+    with open(path, "rb") as f:
+        data = f.read()
+    return data, time.monotonic() - t0
+
+
+def s3_writes(hub, sha, kind=""):
+    """The bucket's write requests for one object, as (op, status)."""
+    key = "%s/%s/sha256/%s%s" % (BUCKET, PREFIX, sha, kind)
+    return [(r["s3_op"], r["status"]) for r in hub.requests(server="s3")
+            if r["file"] == key and r["s3_op"] not in ("get", "head")]
+
+
+def origin_data_bytes(hub, name):
+    return sum(r["bytes"] for r in hub.requests(server="origin", path=name)
+               if r["method"] == "GET" and r["range"] != "bytes=0-0")
+
+
+def uploaded(hub, sha):
+    return wait_for(lambda: obj(hub, sha, ".blocks").exists(), timeout=60,
+                    what="the upload of %s" % sha)
+
+
+def no_secrets(*mounts):
+    for m in mounts:
+        assert SK not in m.log() and AK not in m.log()
+
+
+def test_node_b_reads_from_the_bucket_with_the_origin_down(hub, mount, modelfs_bin):
+    size = 20 * MiB + 12345             # three 8 MiB parts
+    src, sha = hub.add_file("big.bin", size, seed=7)
+    want = src.read_bytes()
+    text = conf(hub, {"m": ("big.bin", sha)})
+    (hub.root / "s3" / BUCKET).mkdir(parents=True)
+
+    a = mount(text, env=bucket_env(hub))
+    path_a = a.path / "Stable-diffusion" / "big.bin"
+    data, t_a = read_timed(path_a)
+    assert data == want
+    wait_state(path_a, "verified")
+    uploaded(hub, sha)
+    assert obj(hub, sha).read_bytes() == want
+    sidecar = obj(hub, sha, ".blocks").read_bytes()
+    header = sidecar[:128].decode()
+    assert header.startswith("modelfs-blocks 1 block=262144 size=%020d sha256=%s" % (size, sha))
+    assert header.endswith("\n") and len(sidecar) == 128 + 65 * (-(-size // BLOCK))
+    for i in range(0, size, BLOCK):
+        line = sidecar[128 + 65 * (i // BLOCK):128 + 65 * (i // BLOCK + 1)]
+        assert line == (block_sum(sha, i // BLOCK, want[i:i + BLOCK]) + "\n").encode()
+    # Once: a claim, one multipart upload, the sidecar.
+    assert s3_writes(hub, sha, ".claim") == [("put", 200)]
+    assert s3_writes(hub, sha) == [("initiate", 200)] + [("upload_part", 200)] * 3 + \
+        [("complete", 200)]
+    assert s3_writes(hub, sha, ".blocks") == [("put", 200)]
+    assert "event=bucket_uploaded path=Stable-diffusion/big.bin" in a.log()
+    from_a = status(modelfs_bin, a)["Stable-diffusion/big.bin"]["downloaded"]
+    assert from_a == {"tier": 0, "bucket": 0, "origin": size}
+    origin_a = origin_data_bytes(hub, "big.bin")
+
+    # Node B: a fresh cache; resolved at mount, then the origin goes down.
+    b = mount(text, env=bucket_env(hub))
+    hub.faults(server="origin", down=True)
+    path_b = b.path / "Stable-diffusion" / "big.bin"
+    data, t_b = read_timed(path_b)
+    assert data == want
+    assert origin_data_bytes(hub, "big.bin") == origin_a       # not a byte more
+    from_b = status(modelfs_bin, b)["Stable-diffusion/big.bin"]["downloaded"]
+    assert from_b == {"tier": 0, "bucket": size, "origin": 0}
+    wait_state(path_b, "verified")
+    # B found it there: its claim is refused, nothing is uploaded twice.
+    wait_for(lambda: "event=bucket_has path=Stable-diffusion/big.bin" in b.log(), timeout=30,
+             what="node B's claim")
+    assert s3_writes(hub, sha, ".claim") == [("put", 200), ("put", 412)]
+    assert len(s3_writes(hub, sha)) == 5
+    # Credentials: signed requests to the bucket only, never in a log.
+    for r in hub.requests():
+        assert r["authorization"] == (r["server"] == "s3"), r
+        if r["server"] == "s3":
+            assert r["s3_auth"] == "sigv4"
+    no_secrets(a, b)
+    print("\nbucket: node A origin=%d B bucket=%d B origin=%d; node A read %.2f s, "
+          "node B read %.2f s (%d bytes)" % (from_a["origin"], from_b["bucket"],
+                                             from_b["origin"], t_a, t_b, size))
+
+
+def test_a_corrupted_object_is_reported_never_served_and_refetched(hub, mount, modelfs_bin):
+    size = 3 * MiB + 777
+    src, sha = hub.add_file("c.bin", size, seed=9)
+    want = src.read_bytes()
+    text = conf(hub, {"m": ("c.bin", sha)})
+    (hub.root / "s3" / BUCKET).mkdir(parents=True)
+    a = mount(text, env=bucket_env(hub))
+    assert (a.path / "Stable-diffusion" / "c.bin").read_bytes() == want
+    uploaded(hub, sha)
+    # One byte of block 5 rots in the bucket.
+    bad = bytearray(obj(hub, sha).read_bytes())
+    bad[5 * BLOCK + 100] ^= 0xFF
+    obj(hub, sha).write_bytes(bytes(bad))
+    before = origin_data_bytes(hub, "c.bin")
+
+    b = mount(text, env=bucket_env(hub), allowed_errors=CORRUPT)
+    path_b = b.path / "Stable-diffusion" / "c.bin"
+    assert path_b.read_bytes() == want
+    assert b.log().count("event=bucket_corrupt") == 1
+    assert "sha256=%s block=5" % sha in b.log()
+    got = status(modelfs_bin, b)["Stable-diffusion/c.bin"]["downloaded"]
+    assert got["bucket"] == 5 * BLOCK                 # the blocks before the bad one
+    assert got["origin"] == size - 5 * BLOCK
+    assert origin_data_bytes(hub, "c.bin") - before == size - 5 * BLOCK
+    wait_state(path_b, "verified")
+
+
+def test_two_nodes_verifying_one_file_upload_it_once(hub, mount):
+    size = 9 * MiB + 5
+    src, sha = hub.add_file("two.bin", size, seed=11)
+    text = conf(hub, {"m": ("two.bin", sha)})
+    (hub.root / "s3" / BUCKET).mkdir(parents=True)
+    nodes = [mount(text, env=bucket_env(hub)) for _ in range(2)]
+    for m in nodes:
+        assert (m.path / "Stable-diffusion" / "two.bin").read_bytes() == src.read_bytes()
+    uploaded(hub, sha)
+    wait_for(lambda: sum("event=bucket_has" in m.log() or "event=bucket_uploaded" in m.log()
+                         for m in nodes) == 2, timeout=60, what="both nodes' uploads")
+    assert sorted(s for _, s in s3_writes(hub, sha, ".claim")) == [200, 412]
+    assert [op for op, _ in s3_writes(hub, sha)].count("complete") == 1
+    assert s3_writes(hub, sha, ".blocks") == [("put", 200)]
+    assert obj(hub, sha).read_bytes() == src.read_bytes()
+
+
+def test_read_only_mode_uploads_nothing(hub, mount):
+    src, sha = hub.add_file("ro.bin", 2 * MiB + 3, seed=13)
+    text = conf(hub, {"m": ("ro.bin", sha)}, extra='shared_cache_mode = "read-only"\n')
+    (hub.root / "s3" / BUCKET).mkdir(parents=True)
+    m = mount(text, env=bucket_env(hub))
+    path = m.path / "Stable-diffusion" / "ro.bin"
+    assert path.read_bytes() == src.read_bytes()
+    wait_state(path, "verified")
+    time.sleep(1)
+    writes = [r for r in hub.requests(server="s3") if r["method"] != "GET"]
+    assert writes == []
+    assert not os.listdir(hub.root / "s3" / BUCKET)
+
+
+def test_allow_list_limits_uploads(hub, mount):
+    keep, keep_sha = hub.add_file("keep.bin", MiB + 1, seed=15)
+    skip, skip_sha = hub.add_file("skip.bin", MiB + 2, seed=16)
+    text = conf(hub, {"keep-me": ("keep.bin", keep_sha), "other": ("skip.bin", skip_sha)},
+                extra='shared_cache_allow = ["stabilityai/*", "checkpoints/keep-*"]\n')
+    (hub.root / "s3" / BUCKET).mkdir(parents=True)
+    m = mount(text, env=bucket_env(hub))
+    for src in (keep, skip):
+        path = m.path / "Stable-diffusion" / src.name
+        assert path.read_bytes() == src.read_bytes()
+        wait_state(path, "verified")
+    uploaded(hub, keep_sha)
+    assert s3_writes(hub, keep_sha) == [("put", 200)]          # one small PUT
+    time.sleep(1)
+    assert s3_writes(hub, skip_sha) == [] and s3_writes(hub, skip_sha, ".claim") == []
+    assert not obj(hub, skip_sha).exists()
+
+
+def test_a_bad_shared_cache_url_is_named_at_mount(hub, mount):
+    src, sha = hub.add_file("x.bin", 1000, seed=1)
+    text = config({"checkpoints": {"m": url_entry(hub.url("x.bin"), sha256=sha)}},
+                  settings='shared_cache = "https://not-a-bucket"\n')
+    m = mount(text, env=bucket_env(hub), expect_fail=True)
+    assert "shared_cache" in m.stderr() + m.log()
