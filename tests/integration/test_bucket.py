@@ -151,9 +151,12 @@ def test_a_corrupted_object_is_reported_never_served_and_refetched(hub, mount, m
     assert b.log().count("event=bucket_corrupt") == 1
     assert "sha256=%s block=5" % sha in b.log()
     got = status(modelfs_bin, b)["Stable-diffusion/c.bin"]["downloaded"]
-    assert got["bucket"] == 5 * BLOCK                 # the blocks before the bad one
-    assert got["origin"] == size - 5 * BLOCK
-    assert origin_data_bytes(hub, "c.bin") - before == size - 5 * BLOCK
+    # Blocks checked before the bad one was found (in its run, or in runs
+    # read at the same time) came from the bucket; block 5 and what came
+    # after it in its run, from the origin, as did the blocks asked later.
+    assert got["bucket"] + got["origin"] == size
+    assert BLOCK <= got["origin"] and got["bucket"] > 0
+    assert origin_data_bytes(hub, "c.bin") - before == got["origin"]
     wait_state(path_b, "verified")
 
 
@@ -211,4 +214,4 @@ def test_a_bad_shared_cache_url_is_named_at_mount(hub, mount):
     text = config({"checkpoints": {"m": url_entry(hub.url("x.bin"), sha256=sha)}},
                   settings='shared_cache = "https://not-a-bucket"\n')
     m = mount(text, env=bucket_env(hub), expect_fail=True)
-    assert "shared_cache" in m.stderr() + m.log()
+    assert "shared_cache" in m.stderr
