@@ -11,7 +11,7 @@ import hashlib
 import os
 import time
 
-from mfs import MiB, config, url_entry, wait_for, wait_state
+from mfs import MiB, config, run, url_entry, wait_for, wait_state
 import svc_s3
 from test_tier import status
 
@@ -113,6 +113,8 @@ def test_node_b_reads_from_the_bucket_with_the_origin_down(hub, mount, modelfs_b
     assert origin_data_bytes(hub, "big.bin") == origin_a       # not a byte more
     from_b = status(modelfs_bin, b)["Stable-diffusion/big.bin"]["downloaded"]
     assert from_b == {"tier": 0, "bucket": size, "origin": 0}
+    metrics = run([modelfs_bin, "status", "--metrics", "--cache-dir", b.cache_dir]).stdout
+    assert 'modelfs_downloaded_bytes_total{from="bucket"} %d\n' % size in metrics
     wait_state(path_b, "verified")
     # B found it there: its claim is refused, nothing is uploaded twice.
     wait_for(lambda: "event=bucket_has path=Stable-diffusion/big.bin" in b.log(), timeout=30,

@@ -201,7 +201,7 @@ def test_after_a_remount_every_block_still_comes_through_the_tier(modelfs_bin, h
     hub.clear_faults()
     assert sha256_of(second.path / "Stable-diffusion" / "big.bin") == info["sha256"]
     got = status(modelfs_bin, second)["Stable-diffusion/big.bin"]["downloaded"]
-    assert got == {"tier": size - cached, "origin": 0}
+    assert got == {"tier": size - cached, "bucket": 0, "origin": 0}
 
 
 # ---------------------------------------------------------------------------
