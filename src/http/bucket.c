@@ -28,6 +28,7 @@
 #include "modelfs/clock.h"
 #include "modelfs/hexhash.h"
 #include "modelfs/log.h"
+#include "modelfs/s3env.h"
 
 #define KNOWN_MAX 256		/* files the handle remembers something of */
 #define TRIES 3			/* per request, for transient failures */
@@ -52,13 +53,6 @@ struct bucket {
 	uint64_t known_clock;		/* protected by lock */
 };
 
-static const char *env(const char *name)
-{
-	const char *v = getenv(name);
-
-	return v && v[0] ? v : NULL;
-}
-
 static bool is_hex64(const char *s)
 {
 	size_t i;
@@ -67,17 +61,6 @@ static bool is_hex64(const char *s)
 		if (!isxdigit((unsigned char)s[i]) || isupper((unsigned char)s[i]))
 			return false;
 	return s && s[64] == '\0';
-}
-
-/* Bucket names: S3's [a-z0-9.-], and older ones' upper case and '_'. */
-static bool bucket_name_ok(const char *b, size_t n)
-{
-	if (n == 0 || n > 255)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)b[i]) && b[i] != '.' && b[i] != '-' && b[i] != '_')
-			return false;
-	return true;
 }
 
 /* A prefix becomes part of every key's URL path as it is: so only bytes
@@ -89,33 +72,6 @@ static bool prefix_ok(const char *p)
 			return false;
 	return !strstr(p, "//") && !strstr(p, "/./") && !strstr(p, "/../") &&
 	       strncmp(p, "./", 2) != 0 && strncmp(p, "../", 3) != 0;
-}
-
-static int credentials_from_env(struct bucket *b, const char **why)
-{
-	const char *ak = env("AWS_ACCESS_KEY_ID"), *sk = env("AWS_SECRET_ACCESS_KEY");
-	const char *token = env("AWS_SESSION_TOKEN");
-
-	if (!ak != !sk) {
-		*why = ak ? "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not"
-			  : "AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not";
-		return -EINVAL;
-	}
-	if (!ak)
-		return 0;		/* anonymous: a public bucket, read-only in practice */
-	log_add_secret(ak);
-	log_add_secret(sk);
-	if (asprintf(&b->credentials, "%s:%s", ak, sk) < 0) {
-		b->credentials = NULL;
-		return -ENOMEM;
-	}
-	log_add_secret(b->credentials);
-	if (token) {
-		log_add_secret(token);
-		if (!(b->session_token = strdup(token)))
-			return -ENOMEM;
-	}
-	return 0;
 }
 
 int bucket_new(const char *url, struct bucket **out, const char **why)
@@ -133,7 +89,7 @@ int bucket_new(const char *url, struct bucket **out, const char **why)
 	name = url + 5;
 	slash = strchr(name, '/');
 	nlen = slash ? (size_t)(slash - name) : strlen(name);
-	if (!bucket_name_ok(name, nlen)) {
+	if (!s3env_bucket_ok(name, nlen)) {
 		*why = "shared_cache names no S3 bucket (letters, digits, '.', '-', '_')";
 		return -EINVAL;
 	}
@@ -154,14 +110,13 @@ int bucket_new(const char *url, struct bucket **out, const char **why)
 		       "'~' and single '/' between segments";
 		goto fail;
 	}
-	region = env("AWS_REGION") ? env("AWS_REGION")
-	       : env("AWS_DEFAULT_REGION") ? env("AWS_DEFAULT_REGION") : "us-east-1";
+	region = s3env_region();
 	if (strpbrk(region, ":\r\n") || strlen(region) > 64) {
 		*why = "AWS_REGION is not a region name";
 		goto fail;
 	}
 	snprintf(b->sigv4, sizeof(b->sigv4), "aws:amz:%s:s3", region);
-	endpoint = env("AWS_ENDPOINT_URL_S3") ? env("AWS_ENDPOINT_URL_S3") : env("AWS_ENDPOINT_URL");
+	endpoint = s3env_endpoint();
 	if (endpoint) {
 		if (http_url_origin(endpoint, origin, sizeof(origin)) < 0) {
 			*why = "AWS_ENDPOINT_URL(_S3) is not an http(s) URL";
@@ -187,7 +142,8 @@ int bucket_new(const char *url, struct bucket **out, const char **why)
 	}
 	snprintf(b->name, sizeof(b->name), "%.*s at %s", (int)(plen + 5 + nlen + (plen ? 1 : 0)),
 		 url, origin);
-	rc = credentials_from_env(b, why);
+	/* None: anonymous reads of a public bucket. */
+	rc = s3env_credentials(&b->credentials, &b->session_token, why);
 	if (rc)
 		goto fail;
 	*why = NULL;
