@@ -566,10 +566,8 @@ int engine_open_locked(const struct config *cfg, const struct lock *lock, struct
 	pthread_cond_init(&e->stop_cond, NULL);
 	pthread_mutex_init(&e->mem_lock, NULL);
 	pthread_cond_init(&e->mem_cond, NULL);
-	pthread_mutex_init(&e->vlock, NULL);
-	pthread_cond_init(&e->vcond, NULL);
-	pthread_mutex_init(&e->ulock, NULL);
-	pthread_cond_init(&e->ucond, NULL);
+	file_queue_init(&e->vqueue, &e->stop);
+	file_queue_init(&e->uqueue, &e->stop);
 	pthread_mutex_init(&pool.lock, NULL);
 	rc = source_ctx_new(cfg, &e->sources);
 	if (rc == 0 && cfg->cache_proxy)
@@ -688,10 +686,8 @@ void engine_close(struct engine *e)
 	pthread_cond_destroy(&e->stop_cond);
 	pthread_mutex_destroy(&e->mem_lock);
 	pthread_cond_destroy(&e->mem_cond);
-	pthread_mutex_destroy(&e->vlock);
-	pthread_cond_destroy(&e->vcond);
-	pthread_mutex_destroy(&e->ulock);
-	pthread_cond_destroy(&e->ucond);
+	file_queue_destroy(&e->vqueue);
+	file_queue_destroy(&e->uqueue);
 	free(e);
 }
 

@@ -54,32 +54,15 @@ static bool allowed(const struct config *cfg, const struct engine_file *f)
 void share_enqueue(struct engine_file *f)
 {
 	struct engine *e = f->eng;
-	struct engine_file **grown;
 	bool was = false;
 
 	if (!e->bucket || e->cfg->shared_cache_mode == CONFIG_SHARED_READ_ONLY ||
 	    f->src.size <= 0 || !allowed(e->cfg, f) ||
 	    !atomic_compare_exchange_strong(&f->upload_queued, &was, true))
 		return;
-	pthread_mutex_lock(&e->ulock);
-	if (atomic_load(&e->stop)) {
-		pthread_mutex_unlock(&e->ulock);
-		return;
-	}
-	if (e->uqueue_len == e->uqueue_cap) {
-		size_t cap = e->uqueue_cap ? e->uqueue_cap * 2 : 16;
-
-		grown = realloc(e->uqueue, cap * sizeof(*grown));
-		if (!grown) {
-			pthread_mutex_unlock(&e->ulock);
-			return;		/* not uploaded this run: the bucket is an optimisation */
-		}
-		e->uqueue = grown;
-		e->uqueue_cap = cap;
-	}
-	e->uqueue[e->uqueue_len++] = f;
-	pthread_cond_signal(&e->ucond);
-	pthread_mutex_unlock(&e->ulock);
+	/* Not queued at a stop or without memory: not uploaded this run (the
+	 * bucket is an optimisation). */
+	file_queue_push(&e->uqueue, f);
 }
 
 static void upload_file(struct engine_file *f, struct http_client *http)
@@ -120,26 +103,14 @@ static void *uploader_main(void *arg)
 {
 	struct engine *e = arg;
 	struct http_client *http = NULL;
+	struct engine_file *f;
 
 	if (http_client_new(&http) != 0) {
 		log_error("event=uploader_start error=\"cannot create an HTTP client\"");
 		return NULL;
 	}
-	for (;;) {
-		struct engine_file *f = NULL;
-
-		pthread_mutex_lock(&e->ulock);
-		while (!atomic_load(&e->stop) && e->uqueue_len == 0)
-			pthread_cond_wait(&e->ucond, &e->ulock);
-		if (!atomic_load(&e->stop)) {
-			f = e->uqueue[0];
-			memmove(e->uqueue, e->uqueue + 1, --e->uqueue_len * sizeof(*e->uqueue));
-		}
-		pthread_mutex_unlock(&e->ulock);
-		if (!f)
-			break;
+	while ((f = file_queue_pop(&e->uqueue)) != NULL)
 		upload_file(f, http);
-	}
 	http_client_free(http);
 	return NULL;
 }
@@ -159,16 +130,5 @@ int share_start(struct engine *e)
 
 void share_stop(struct engine *e)
 {
-	pthread_mutex_lock(&e->ulock);
-	atomic_store(&e->stop, 1);
-	pthread_cond_broadcast(&e->ucond);
-	pthread_mutex_unlock(&e->ulock);
-	if (e->uploader_started)
-		pthread_join(e->uploader, NULL);
-	e->uploader_started = false;
-	pthread_mutex_lock(&e->ulock);
-	free(e->uqueue);
-	e->uqueue = NULL;
-	e->uqueue_len = e->uqueue_cap = 0;
-	pthread_mutex_unlock(&e->ulock);
+	file_queue_stop(&e->uqueue, &e->uploader, &e->uploader_started);
 }

@@ -16,33 +16,14 @@
 
 void verify_enqueue(struct engine_file *f)
 {
-	struct engine *e = f->eng;
-	struct engine_file **grown;
 	bool was = false;
 
 	if (!atomic_compare_exchange_strong(&f->verify_queued, &was, true))
 		return;
-	pthread_mutex_lock(&e->vlock);
-	if (atomic_load(&e->stop)) {
-		/* Workers still finish blocks while the engine stops. */
-		pthread_mutex_unlock(&e->vlock);
-		return;
-	}
-	if (e->vqueue_len == e->vqueue_cap) {
-		size_t cap = e->vqueue_cap ? e->vqueue_cap * 2 : 16;
-
-		grown = realloc(e->vqueue, cap * sizeof(*grown));
-		if (!grown) {
-			pthread_mutex_unlock(&e->vlock);
-			atomic_store(&f->verify_queued, false);
-			return;
-		}
-		e->vqueue = grown;
-		e->vqueue_cap = cap;
-	}
-	e->vqueue[e->vqueue_len++] = f;
-	pthread_cond_signal(&e->vcond);
-	pthread_mutex_unlock(&e->vlock);
+	/* Not queued while the engine stops (workers still finish blocks
+	 * then), nor without memory: a later block or the next run queues it. */
+	if (!file_queue_push(&f->eng->vqueue, f))
+		atomic_store(&f->verify_queued, false);
 }
 
 static void blame_mismatch(struct engine_file *f, struct cache_file *cf, const char *reason,
@@ -151,22 +132,13 @@ static void *verifier_main(void *arg)
 {
 	struct engine *e = arg;
 
-	for (;;) {
-		struct engine_file *f = NULL;
+	struct engine_file *f;
 
-		pthread_mutex_lock(&e->vlock);
-		while (!atomic_load(&e->stop) && e->vqueue_len == 0)
-			pthread_cond_wait(&e->vcond, &e->vlock);
-		if (!atomic_load(&e->stop)) {
-			f = e->vqueue[0];
-			memmove(e->vqueue, e->vqueue + 1, --e->vqueue_len * sizeof(*e->vqueue));
-		}
-		pthread_mutex_unlock(&e->vlock);
-		if (!f)
-			return NULL;
+	while ((f = file_queue_pop(&e->vqueue)) != NULL) {
 		verify_file(f);
 		atomic_store(&f->verify_queued, false);
 	}
+	return NULL;
 }
 
 int verify_start(struct engine *e)
@@ -192,18 +164,7 @@ int verify_start(struct engine *e)
 
 void verify_stop(struct engine *e)
 {
-	pthread_mutex_lock(&e->vlock);
-	atomic_store(&e->stop, 1);
-	pthread_cond_broadcast(&e->vcond);
-	pthread_mutex_unlock(&e->vlock);
-	if (e->verifier_started)
-		pthread_join(e->verifier, NULL);
-	e->verifier_started = false;
-	pthread_mutex_lock(&e->vlock);
-	free(e->vqueue);
-	e->vqueue = NULL;
-	e->vqueue_len = e->vqueue_cap = 0;
-	pthread_mutex_unlock(&e->vlock);
+	file_queue_stop(&e->vqueue, &e->verifier, &e->verifier_started);
 }
 
 int engine_file_verify(struct engine_file *f, struct cache_verify *out)
