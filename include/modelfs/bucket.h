@@ -16,6 +16,10 @@
  * i is at 128 + 65 i, and a checksum names its file and its place: a
  * block of another file, or of another place, never matches.
  *
+ * (0) A read is one try: the caller's next source is the origin. A
+ *     bucket that failed in itself (no connection, a timeout, a 5xx, a
+ *     wrong answer) is skipped by reads for BUCKET_RETRY_MS, with one log
+ *     line (event=bucket_down), as a dead tier is (tier.h (3)).
  * (1) A byte read from the bucket reaches the caller's sink only after
  *     the whole block it is in matched its checksum; a block that does
  *     not is reported once (log), never passed on, and the bucket is not
@@ -56,6 +60,7 @@
 #define BUCKET_PART (8u << 20)		/* multipart part size (S3's minimum is 5 MiB) */
 #define BUCKET_ABSENT_MS 60000		/* a file not in the bucket is not asked for again
 					 * for this long */
+#define BUCKET_RETRY_MS 30000		/* a bucket that failed is skipped for this long */
 
 struct bucket;
 
@@ -80,7 +85,8 @@ int bucket_block_sum(const char *sha256, uint64_t idx, const void *data, size_t 
 /*
  * Bytes [off, off+len) of the file sha256 (size bytes), checked block by
  * block (1), to sink in order. Blocks on the network. 0; -ENOENT when
- * the bucket has no (complete) object for it, or was found bad before;
+ * the bucket has no (complete) object for it, was found bad before, or
+ * is skipped after a failure (0);
  * -EBADMSG when a block failed its checksum (logged); -ECANCELED at
  * *cancel; the sink's -errno; or http_get()'s.
  */

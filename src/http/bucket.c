@@ -49,6 +49,8 @@ struct bucket {
 	char *credentials;		/* "KEY:SECRET" or NULL; secret */
 	char *session_token;		/* or NULL; secret */
 	pthread_mutex_t lock;
+	int64_t down_until_ms;		/* reads skip the bucket until then; 0: up;
+					 * protected by lock */
 	struct known known[KNOWN_MAX];	/* protected by lock */
 	uint64_t known_clock;		/* protected by lock */
 };
@@ -270,6 +272,47 @@ static bool remember(struct bucket *b, const char *sha256, bool bad)
 	return first;
 }
 
+/* ---- the bucket's own health ------------------------------------------ */
+
+/* Reads wait for no bucket: one that failed in itself (no connection, a
+ * timeout, a 5xx, a wrong answer) is skipped for BUCKET_RETRY_MS, with
+ * one log line, and the origins serve meanwhile (as tier.h (3)). A 404,
+ * 403 or a bad block says nothing about the bucket's health. */
+static bool down(struct bucket *b)
+{
+	bool is_down;
+
+	pthread_mutex_lock(&b->lock);
+	is_down = b->down_until_ms && clock_now_ms() < b->down_until_ms;
+	pthread_mutex_unlock(&b->lock);
+	return is_down;
+}
+
+static void report(struct bucket *b, int rc, long status, const char *why)
+{
+	bool broken = rc == -EAGAIN || rc == -EIO || rc == -EPROTO || status >= 500;
+	bool log_down = false, log_up = false;
+	int64_t now = clock_now_ms();
+
+	if (rc == -ECANCELED || rc == -ENOMEM)
+		return;
+	pthread_mutex_lock(&b->lock);
+	if (!broken && b->down_until_ms && now >= b->down_until_ms) {
+		b->down_until_ms = 0;
+		log_up = true;
+	} else if (broken && (!b->down_until_ms || now >= b->down_until_ms)) {
+		log_down = !b->down_until_ms;
+		b->down_until_ms = now + BUCKET_RETRY_MS;
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (log_down)
+		log_warn("event=bucket_down bucket=\"%s\" error=\"%s\" action=\"reading from the "
+			 "origins; trying the bucket again in %d s\"", b->name,
+			 why ? why : strerror(-rc), BUCKET_RETRY_MS / 1000);
+	if (log_up)
+		log_info("event=bucket_up bucket=\"%s\"", b->name);
+}
+
 /* ---- requests --------------------------------------------------------- */
 
 static void sign(const struct bucket *b, struct http_request *rq)
@@ -384,12 +427,15 @@ static int read_sums(struct bucket *b, struct http_client *c, const char *sha256
 	if (!rq.url)
 		return -ENOMEM;
 	sums->max = (size_t)rq.range_len;
-	rc = send_retried(b, c, &rq, sums, &meta);
+	sign(b, &rq);
+	/* One try: the origin is the next source, not this one again. */
+	rc = http_get(c, &rq, http_body_sink, sums, &meta);
 	if (rc == -ENOENT || rc == -ERANGE)
 		remember(b, sha256, false);
 	else if (rc && rc != -ECANCELED)
 		log_debug("event=bucket_miss bucket=\"%s\" sha256=%s error=\"%s\"", b->name, sha256,
 			  meta.error_text ? meta.error_text : strerror(-rc));
+	report(b, rc, meta.status, meta.error_text);
 	http_meta_clear(&meta);
 	free((char *)rq.url);
 	if (rc)
@@ -413,7 +459,7 @@ int bucket_read(struct bucket *b, struct http_client *c, const char *sha256, uin
 
 	if (!is_hex64(sha256) || len == 0 || off + len > size)
 		return -EINVAL;
-	if (skipped(b, sha256))
+	if (skipped(b, sha256) || down(b))
 		return -ENOENT;
 	first = off / BUCKET_BLOCK;
 	last = (off + len - 1) / BUCKET_BLOCK;
@@ -441,6 +487,7 @@ int bucket_read(struct bucket *b, struct http_client *c, const char *sha256, uin
 	rc = http_get(c, &rq, check_write, &cs, &meta);
 	if (rc == 0 && meta.status != 206)
 		rc = -EPROTO;		/* a redirect: not followed (4) */
+	report(b, rc, meta.status, meta.error_text);
 	if (rc == -ENOENT)
 		remember(b, sha256, false);	/* a sidecar without bytes: deleted since */
 	else if (rc && rc != -EBADMSG && rc != -ECANCELED)
@@ -569,18 +616,21 @@ static int post(struct upload *u, const char *query, const char *body, bool crea
 	return rc;
 }
 
+/* Clean-up after a failed upload, at a stop too: one short try. */
 static int delete(struct upload *u, const char *kind, const char *query)
 {
 	struct http_meta meta;
 	struct http_request rq = {
 		.method = HTTP_DELETE,
 		.url = object_url(u->b, u->sha256, kind, query),
+		.timeout_sec = 5,
 	};
 	int rc;
 
 	if (!rq.url)
 		return -ENOMEM;
-	rc = send_retried(u->b, u->c, &rq, NULL, &meta);
+	sign(u->b, &rq);
+	rc = http_get(u->c, &rq, NULL, NULL, &meta);
 	http_meta_clear(&meta);
 	free((char *)rq.url);
 	return rc;

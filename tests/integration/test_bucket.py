@@ -217,3 +217,18 @@ def test_a_bad_shared_cache_url_is_named_at_mount(hub, mount):
                   settings='shared_cache = "https://not-a-bucket"\n')
     m = mount(text, env=bucket_env(hub), expect_fail=True)
     assert "shared_cache" in m.stderr
+
+
+def test_a_dead_bucket_costs_one_log_line_and_the_origin_serves(hub, mount, modelfs_bin):
+    size = 12 * MiB + 1
+    src, sha = hub.add_file("d.bin", size, seed=17)
+    text = conf(hub, {"m": ("d.bin", sha)}, extra='shared_cache_mode = "read-only"\n')
+    (hub.root / "s3" / BUCKET).mkdir(parents=True)
+    hub.faults(server="s3", down="reset")
+    m = mount(text, env=bucket_env(hub))
+    assert (m.path / "Stable-diffusion" / "d.bin").read_bytes() == src.read_bytes()
+    assert m.log().count("event=bucket_down") == 1
+    # Skipped after the first failures, not asked once a block.
+    assert len(hub.requests(server="s3")) < size // BLOCK
+    got = status(modelfs_bin, m)["Stable-diffusion/d.bin"]["downloaded"]
+    assert got == {"tier": 0, "bucket": 0, "origin": size}
