@@ -24,7 +24,9 @@
  *     the whole block it is in matched its checksum; a block that does
  *     not is reported once (log), never passed on, and the bucket is not
  *     asked for that file again by this handle.
- * (2) An object is written once, the sidecar last: a claim (PUT with
+ * (2) An object is written once, the sidecar last: a look for the
+ *     sidecar (a 1-byte GET: a node offers each file it has verified at
+ *     each start), a claim (PUT with
  *     If-None-Match: *, so of racing nodes one uploads), the bytes (one
  *     PUT, or a multipart upload, completed with If-None-Match: *), then
  *     the sidecar (If-None-Match: *). A reader that finds the sidecar

@@ -49,6 +49,10 @@ static void verify_file(struct engine_file *f)
 	st = cache_file_state(cf, NULL, NULL);
 	if (st == STORE_VERIFIED || st == STORE_COMPLETE) {
 		strict_release(f, 0);
+		/* Verified in an earlier run (verify_start() queues it): the
+		 * bucket may not have it yet. */
+		if (st == STORE_VERIFIED && by_sha256)
+			share_enqueue(f);
 		return;
 	}
 	if (!cache_file_complete(cf))

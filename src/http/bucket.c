@@ -636,6 +636,27 @@ static int delete(struct upload *u, const char *kind, const char *query)
 	return rc;
 }
 
+/* Whether the sidecar is there (so the whole object is, (2)): 0 when it
+ * is not, -EEXIST when it is, or a failure's -errno. One byte is asked
+ * for: a GET costs a tenth of a PUT, and creates nothing. */
+static int sidecar_exists(struct upload *u)
+{
+	struct http_meta meta;
+	struct http_request rq = {
+		.url = object_url(u->b, u->sha256, ".blocks", NULL),
+		.range_len = 1,
+		.cancel = u->cancel,
+	};
+	int rc;
+
+	if (!rq.url)
+		return -ENOMEM;
+	rc = send_retried(u->b, u->c, &rq, NULL, &meta);
+	http_meta_clear(&meta);
+	free((char *)rq.url);
+	return rc == 0 ? -EEXIST : rc == -ENOENT ? 0 : rc;
+}
+
 /* The text of <tag> in xml, a copy, or NULL. */
 static char *xml_text(const char *xml, const char *tag)
 {
@@ -764,6 +785,9 @@ int bucket_upload(struct bucket *b, struct http_client *c, const char *sha256, i
 	memset(u.sidecar + strlen(u.sidecar), ' ', BUCKET_SIDECAR_HEADER - strlen(u.sidecar));
 	u.sidecar[BUCKET_SIDECAR_HEADER - 1] = '\n';
 
+	rc = sidecar_exists(&u);
+	if (rc)
+		goto out;
 	gethostname(host, sizeof(host) - 1);
 	snprintf(claim, sizeof(claim), "host=%s pid=%d time=%lld\n", host, (int)getpid(),
 		 (long long)clock_wall_ms() / 1000);
