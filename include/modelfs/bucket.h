@@ -30,8 +30,9 @@
  *     If-None-Match: *, so of racing nodes one uploads), the bytes (one
  *     PUT, or a multipart upload, completed with If-None-Match: *), then
  *     the sidecar (If-None-Match: *). A reader that finds the sidecar
- *     finds the bytes complete. A claim stays: a node that died mid-upload
- *     leaves the file to the origins until the claim is deleted.
+ *     finds the bytes complete. A claim stays; one older than
+ *     BUCKET_CLAIM_STALE_SEC without a sidecar (its node died mid-upload)
+ *     is deleted and made afresh by the next node that verified the file.
  * (3) The bytes are streamed from a file descriptor, each part read
  *     twice (hashed, then sent): memory is one BUCKET_BLOCK buffer, the
  *     sidecar (65 bytes per BUCKET_BLOCK: 6.5 MB for 25 GB) and the part
@@ -63,6 +64,7 @@
 #define BUCKET_ABSENT_MS 60000		/* a file not in the bucket is not asked for again
 					 * for this long */
 #define BUCKET_RETRY_MS 30000		/* a bucket that failed is skipped for this long */
+#define BUCKET_CLAIM_STALE_SEC (6 * 3600)	/* a claim this old is taken over */
 
 struct bucket;
 

@@ -657,6 +657,40 @@ static int sidecar_exists(struct upload *u)
 	return rc == 0 ? -EEXIST : rc == -ENOENT ? 0 : rc;
 }
 
+/*
+ * Whether the claim that is there is older than BUCKET_CLAIM_STALE_SEC
+ * (its node died mid-upload). Taking it over is safe even when two nodes
+ * do it at once: the bytes and the sidecar are each created only once
+ * (If-None-Match: *), and any node's are the same verified bytes.
+ */
+static bool claim_stale(struct upload *u)
+{
+	struct http_body body = { .max = 4096 };
+	struct http_meta meta;
+	struct http_request rq = {
+		.url = object_url(u->b, u->sha256, ".claim", NULL),
+		.cancel = u->cancel,
+	};
+	const char *t;
+	long long when = -1;
+	int rc;
+
+	if (!rq.url)
+		return false;
+	rc = send_retried(u->b, u->c, &rq, &body, &meta);
+	t = rc == 0 && body.data ? strstr(body.data, "time=") : NULL;
+	if (t)
+		when = strtoll(t + 5, NULL, 10);
+	http_meta_clear(&meta);
+	free(body.data);
+	free((char *)rq.url);
+	if (when <= 0 || clock_wall_ms() / 1000 - when < BUCKET_CLAIM_STALE_SEC)
+		return false;
+	log_info("event=bucket_claim_stale bucket=\"%s\" sha256=%s age_s=%lld action=\"taken "
+		 "over\"", u->b->name, u->sha256, clock_wall_ms() / 1000 - when);
+	return true;
+}
+
 /* The text of <tag> in xml, a copy, or NULL. */
 static char *xml_text(const char *xml, const char *tag)
 {
@@ -793,6 +827,8 @@ int bucket_upload(struct bucket *b, struct http_client *c, const char *sha256, i
 		 (long long)clock_wall_ms() / 1000);
 	rc = hexhash_sha256(claim, strlen(claim), payload);
 	if (rc == 0)
+		rc = put(&u, ".claim", NULL, claim, 0, strlen(claim), payload, true, NULL);
+	if (rc == -EEXIST && claim_stale(&u) && delete(&u, ".claim", NULL) == 0)
 		rc = put(&u, ".claim", NULL, claim, 0, strlen(claim), payload, true, NULL);
 	if (rc)
 		goto out;

@@ -254,3 +254,23 @@ def test_a_file_verified_before_the_bucket_was_set_is_offered_at_the_next_start(
     assert obj(hub, sha).read_bytes() == src.read_bytes()
     assert origin_data_bytes(hub, "old.bin") == 2 * MiB + 9       # the first run's read only
     assert "event=bucket_uploaded path=Stable-diffusion/old.bin" in again.log()
+
+
+def test_a_stale_claim_is_taken_over_and_a_fresh_one_is_left(hub, mount):
+    stale, stale_sha = hub.add_file("stale.bin", MiB + 5, seed=21)
+    fresh, fresh_sha = hub.add_file("fresh.bin", MiB + 6, seed=22)
+    obj(hub, stale_sha, ".claim").parent.mkdir(parents=True)
+    # A node that died seven hours ago, and one uploading right now.
+    obj(hub, stale_sha, ".claim").write_text("host=gone pid=1 time=%d\n" % (time.time() - 7 * 3600))
+    obj(hub, fresh_sha, ".claim").write_text("host=busy pid=1 time=%d\n" % time.time())
+    m = mount(conf(hub, {"s": ("stale.bin", stale_sha), "f": ("fresh.bin", fresh_sha)}),
+              env=bucket_env(hub))
+    for src in (stale, fresh):
+        assert (m.path / "Stable-diffusion" / src.name).read_bytes() == src.read_bytes()
+    uploaded(hub, stale_sha)
+    assert obj(hub, stale_sha).read_bytes() == stale.read_bytes()
+    assert "event=bucket_claim_stale" in m.log()
+    assert [op for op, _ in s3_writes(hub, stale_sha, ".claim")] == ["put", "delete", "put"]
+    wait_for(lambda: "event=bucket_has path=Stable-diffusion/fresh.bin" in m.log(), timeout=30,
+             what="the fresh claim to be respected")
+    assert s3_writes(hub, fresh_sha) == [] and not obj(hub, fresh_sha, ".blocks").exists()
