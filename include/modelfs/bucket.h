@@ -18,7 +18,8 @@
  *
  * (0) A read is one try: the caller's next source is the origin. A
  *     bucket that failed in itself (no connection, a timeout, a 5xx, a
- *     wrong answer) is skipped by reads for BUCKET_RETRY_MS, with one log
+ *     wrong answer) or refused the credentials (401, 403) is skipped by
+ *     reads for BUCKET_RETRY_MS, with one log
  *     line (event=bucket_down), as a dead tier is (tier.h (3)).
  * (1) A byte read from the bucket reaches the caller's sink only after
  *     the whole block it is in matched its checksum; a block that does

@@ -275,9 +275,11 @@ static bool remember(struct bucket *b, const char *sha256, bool bad)
 /* ---- the bucket's own health ------------------------------------------ */
 
 /* Reads wait for no bucket: one that failed in itself (no connection, a
- * timeout, a 5xx, a wrong answer) is skipped for BUCKET_RETRY_MS, with
- * one log line, and the origins serve meanwhile (as tier.h (3)). A 404,
- * 403 or a bad block says nothing about the bucket's health. */
+ * timeout, a 5xx, a wrong answer) or refuses us (401, 403: credentials
+ * the bucket does not take would cost every block a round trip) is
+ * skipped for BUCKET_RETRY_MS, with one log line, and the origins serve
+ * meanwhile (as tier.h (3)). A 404 or a bad block says nothing about
+ * the bucket's health. */
 static bool down(struct bucket *b)
 {
 	bool is_down;
@@ -290,7 +292,8 @@ static bool down(struct bucket *b)
 
 static void report(struct bucket *b, int rc, long status, const char *why)
 {
-	bool broken = rc == -EAGAIN || rc == -EIO || rc == -EPROTO || status >= 500;
+	bool broken = rc == -EAGAIN || rc == -EIO || rc == -EPROTO || rc == -EACCES ||
+		      status >= 500;
 	bool log_down = false, log_up = false;
 	int64_t now = clock_now_ms();
 

@@ -274,3 +274,15 @@ def test_a_stale_claim_is_taken_over_and_a_fresh_one_is_left(hub, mount):
     wait_for(lambda: "event=bucket_has path=Stable-diffusion/fresh.bin" in m.log(), timeout=30,
              what="the fresh claim to be respected")
     assert s3_writes(hub, fresh_sha) == [] and not obj(hub, fresh_sha, ".blocks").exists()
+
+
+def test_credentials_the_bucket_refuses_cost_one_log_line(hub, mount, modelfs_bin):
+    src, sha = hub.add_file("w.bin", 4 * MiB + 1, seed=23)
+    text = conf(hub, {"m": ("w.bin", sha)}, extra='shared_cache_mode = "read-only"\n')
+    (hub.root / "s3" / BUCKET).mkdir(parents=True)
+    env = dict(bucket_env(hub), AWS_SECRET_ACCESS_KEY="not-the-secret")
+    m = mount(text, env=env)
+    assert (m.path / "Stable-diffusion" / "w.bin").read_bytes() == src.read_bytes()
+    assert m.log().count("event=bucket_down") == 1 and "SignatureDoesNotMatch" in m.log()
+    assert len(hub.requests(server="s3")) < (4 * MiB) // BLOCK
+    assert "not-the-secret" not in m.log()
