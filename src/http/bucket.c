@@ -26,6 +26,7 @@
 
 #include "modelfs/bucket.h"
 #include "modelfs/clock.h"
+#include "modelfs/downtime.h"
 #include "modelfs/hexhash.h"
 #include "modelfs/log.h"
 #include "modelfs/s3env.h"
@@ -48,9 +49,8 @@ struct bucket {
 	char sigv4[96];
 	char *credentials;		/* "KEY:SECRET" or NULL; secret */
 	char *session_token;		/* or NULL; secret */
+	struct downtime down;		/* (0) */
 	pthread_mutex_t lock;
-	int64_t down_until_ms;		/* reads skip the bucket until then; 0: up;
-					 * protected by lock */
 	struct known known[KNOWN_MAX];	/* protected by lock */
 	uint64_t known_clock;		/* protected by lock */
 };
@@ -99,6 +99,7 @@ int bucket_new(const char *url, struct bucket **out, const char **why)
 	if (!b)
 		return -ENOMEM;
 	pthread_mutex_init(&b->lock, NULL);
+	downtime_init(&b->down);
 	plen = slash ? strlen(slash + 1) : 0;
 	while (plen > 0 && slash[plen] == '/')
 		plen--;
@@ -169,6 +170,7 @@ void bucket_free(struct bucket *b)
 	free(b->base);
 	free(b->prefix);
 	pthread_mutex_destroy(&b->lock);
+	downtime_destroy(&b->down);
 	free(b);
 }
 
@@ -280,39 +282,20 @@ static bool remember(struct bucket *b, const char *sha256, bool bad)
  * skipped for BUCKET_RETRY_MS, with one log line, and the origins serve
  * meanwhile (as tier.h (3)). A 404 or a bad block says nothing about
  * the bucket's health. */
-static bool down(struct bucket *b)
-{
-	bool is_down;
-
-	pthread_mutex_lock(&b->lock);
-	is_down = b->down_until_ms && clock_now_ms() < b->down_until_ms;
-	pthread_mutex_unlock(&b->lock);
-	return is_down;
-}
-
 static void report(struct bucket *b, int rc, long status, const char *why)
 {
 	bool broken = rc == -EAGAIN || rc == -EIO || rc == -EPROTO || rc == -EACCES ||
 		      status >= 500;
-	bool log_down = false, log_up = false;
-	int64_t now = clock_now_ms();
+	enum downtime_change change;
 
 	if (rc == -ECANCELED || rc == -ENOMEM)
 		return;
-	pthread_mutex_lock(&b->lock);
-	if (!broken && b->down_until_ms && now >= b->down_until_ms) {
-		b->down_until_ms = 0;
-		log_up = true;
-	} else if (broken && (!b->down_until_ms || now >= b->down_until_ms)) {
-		log_down = !b->down_until_ms;
-		b->down_until_ms = now + BUCKET_RETRY_MS;
-	}
-	pthread_mutex_unlock(&b->lock);
-	if (log_down)
+	change = downtime_report(&b->down, broken, BUCKET_RETRY_MS);
+	if (change == DOWNTIME_WENT_DOWN)
 		log_warn("event=bucket_down bucket=\"%s\" error=\"%s\" action=\"reading from the "
 			 "origins; trying the bucket again in %d s\"", b->name,
 			 why ? why : strerror(-rc), BUCKET_RETRY_MS / 1000);
-	if (log_up)
+	if (change == DOWNTIME_CAME_BACK)
 		log_info("event=bucket_up bucket=\"%s\"", b->name);
 }
 
@@ -462,7 +445,7 @@ int bucket_read(struct bucket *b, struct http_client *c, const char *sha256, uin
 
 	if (!is_hex64(sha256) || len == 0 || off + len > size)
 		return -EINVAL;
-	if (skipped(b, sha256) || down(b))
+	if (skipped(b, sha256) || downtime_skipping(&b->down))
 		return -ENOENT;
 	first = off / BUCKET_BLOCK;
 	last = (off + len - 1) / BUCKET_BLOCK;
