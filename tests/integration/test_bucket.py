@@ -114,6 +114,8 @@ def test_node_b_reads_from_the_bucket_with_the_origin_down(hub, mount, modelfs_b
     from_b = status(modelfs_bin, b)["Stable-diffusion/big.bin"]["downloaded"]
     assert from_b == {"tier": 0, "bucket": size, "origin": 0}
     metrics = run([modelfs_bin, "status", "--metrics", "--cache-dir", b.cache_dir]).stdout
+    shown = run([modelfs_bin, "status", "--cache-dir", b.cache_dir]).stdout
+    assert "downloaded: 0 B from the tier, 20.0 MiB from the bucket, 0 B from the origin" in shown
     assert 'modelfs_downloaded_bytes_total{from="bucket"} %d\n' % size in metrics
     wait_state(path_b, "verified")
     # B finds it there (the sidecar, one byte of it): no claim, no upload.
