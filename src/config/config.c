@@ -754,6 +754,7 @@ enum kind {
 	K_STRING,	/* char * */
 	K_PATH,		/* char *, an absolute path */
 	K_BASE_URL,	/* char *, http(s), no query, trailing '/' dropped */
+	K_S3_URL,	/* char *, "s3://bucket[/prefix]" (bucket.c checks the rest) */
 	K_FILENAME,	/* char *, one path component */
 	K_SIZE,		/* int64_t: integer bytes or "8G" */
 	K_SIZE_PCT,	/* int64_t bytes (-1 for a percentage) at off, double % at off2 */
@@ -783,10 +784,12 @@ struct key_spec {
 
 _Static_assert(sizeof(enum config_verify) == sizeof(int), "K_CHOICE stores an int");
 _Static_assert(sizeof(enum config_source) == sizeof(int), "K_CHOICE stores an int");
+_Static_assert(sizeof(enum config_shared_mode) == sizeof(int), "K_CHOICE stores an int");
 
 #define FIELD(obj, off, type) ((type *)(void *)((char *)(obj) + (off)))
 
 static const char *const verify_names[] = { "lazy", "strict", NULL };
+static const char *const shared_cache_modes[] = { "read-write", "read-only", NULL };
 static const char *const repo_types[] = { "model", "dataset", "space", NULL };
 
 #define CFG(f) offsetof(struct config, f)
@@ -815,6 +818,10 @@ static const struct key_spec modelfs_keys[] = {
 	{ "cache_proxy", K_BASE_URL, .off = CFG(cache_proxy) },
 	{ "cache_proxy_private", K_BOOL, .off = CFG(cache_proxy_private) },
 	{ "cache_proxy_token_file", K_PATH, .off = CFG(cache_proxy_token_file) },
+	{ "shared_cache", K_S3_URL, .off = CFG(shared_cache) },
+	{ "shared_cache_mode", K_CHOICE, .off = CFG(shared_cache_mode),
+	  .choices = shared_cache_modes },
+	{ "shared_cache_allow", K_STRINGS, .off = CFG(shared_cache_allow) },
 	{ "mirror_token_file", K_PATH, .off = CFG(mirror_token_file) },
 	{ "bandwidth_limit", K_SIZE, .off = CFG(bandwidth_limit) },
 	{ "header_prefetch", K_BOOL, .off = CFG(header_prefetch) },
@@ -880,6 +887,7 @@ static const char *expected(const struct key_spec *ks, char *buf, size_t n)
 	case K_STRING: return "a string";
 	case K_PATH: return "an absolute path";
 	case K_BASE_URL: return "an http:// or https:// URL";
+	case K_S3_URL: return "an s3:// URL";
 	case K_FILENAME: return "a file name";
 	case K_SIZE: return "an integer (bytes) or a size like \"8G\" or \"512MiB\"";
 	case K_SIZE_PCT: return "an integer (bytes), a size like \"200G\" or a percentage like \"80%\"";
@@ -1147,6 +1155,7 @@ static int set_value(struct parser *p, const struct key_spec *ks, const struct t
 	case K_STRING:
 	case K_PATH:
 	case K_BASE_URL:
+	case K_S3_URL:
 	case K_FILENAME:
 		rc = get_string(p, v, where, expected(ks, buf, sizeof(buf)), &s);
 		if (rc)
@@ -1159,6 +1168,11 @@ static int set_value(struct parser *p, const struct key_spec *ks, const struct t
 			   (!valid_http_url(s) || strpbrk(s, "?#"))) {
 			rc = fail(p, v->line, v->col, "%s must be an http:// or https:// URL like "
 				  "\"https://example.com\" (no query), not \"%s\"", where,
+				  shown(v, show, sizeof(show)));
+		} else if (ks->kind == K_S3_URL &&
+			   (strncmp(s, "s3://", 5) != 0 || !s[5] || s[5] == '/' || strpbrk(s, "?#"))) {
+			rc = fail(p, v->line, v->col, "%s must be an S3 bucket and prefix like "
+				  "\"s3://bucket/prefix\", not \"%s\"", where,
 				  shown(v, show, sizeof(show)));
 		} else if (ks->kind == K_FILENAME && !valid_name(s)) {
 			rc = fail(p, v->line, v->col, "%s: \"%s\" is not a file name (1 to %d bytes, "
@@ -2680,6 +2694,8 @@ void config_free(struct config *cfg)
 	free(cfg->cache_proxy_token_file);
 	free(cfg->mirror_token_file);
 	free(cfg->cache_proxy);
+	free(cfg->shared_cache);
+	free_strv(cfg->shared_cache_allow);
 	free(cfg->hf_endpoint);
 	free(cfg->civitai_endpoint);
 	free(cfg->gdrive_endpoint);

@@ -568,14 +568,16 @@ int engine_open_locked(const struct config *cfg, const struct lock *lock, struct
 	pthread_cond_init(&e->stop_cond, NULL);
 	pthread_mutex_init(&e->mem_lock, NULL);
 	pthread_cond_init(&e->mem_cond, NULL);
-	pthread_mutex_init(&e->vlock, NULL);
-	pthread_cond_init(&e->vcond, NULL);
+	file_queue_init(&e->vqueue, &e->stop);
+	file_queue_init(&e->uqueue, &e->stop);
 	pthread_mutex_init(&pool.lock, NULL);
 	rc = source_ctx_new(cfg, &e->sources);
 	if (rc == 0 && cfg->cache_proxy)
 		rc = tier_new(cfg->cache_proxy, cfg->cache_proxy_private, &e->tier);
 	if (rc == 0 && e->tier && cfg->cache_proxy_token_file)
 		rc = tier_token(e->tier, cfg->cache_proxy_token_file);
+	if (rc == 0 && cfg->shared_cache)
+		rc = share_open(e, cfg);
 	if (rc == 0)
 		rc = mirror_tokens(e, cfg);
 	if (rc)
@@ -654,6 +656,8 @@ int engine_start(struct engine *e)
 	int rc = fetch_start(e);
 
 	if (rc == 0)
+		rc = share_start(e);
+	if (rc == 0)
 		rc = verify_start(e);
 	if (rc == 0)
 		warn_too_large(e);
@@ -663,6 +667,7 @@ int engine_start(struct engine *e)
 void engine_stop(struct engine *e)
 {
 	verify_stop(e);
+	share_stop(e);
 	fetch_stop(e);
 	headers_stop(e);
 }
@@ -677,14 +682,15 @@ void engine_close(struct engine *e)
 	free(e->files);
 	source_ctx_free(e->sources);
 	tier_free(e->tier);
+	bucket_free(e->bucket);
 	mirror_tokens_free(e);
 	pthread_mutex_destroy(&e->qlock);
 	pthread_cond_destroy(&e->qcond);
 	pthread_cond_destroy(&e->stop_cond);
 	pthread_mutex_destroy(&e->mem_lock);
 	pthread_cond_destroy(&e->mem_cond);
-	pthread_mutex_destroy(&e->vlock);
-	pthread_cond_destroy(&e->vcond);
+	file_queue_destroy(&e->vqueue);
+	file_queue_destroy(&e->uqueue);
 	free(e);
 }
 
@@ -771,9 +777,11 @@ uint64_t engine_file_progress(struct engine_file *f)
 	return n < (uint64_t)f->src.size ? n : (uint64_t)f->src.size;
 }
 
-void engine_file_bytes_from(struct engine_file *f, uint64_t *tier, uint64_t *origin)
+void engine_file_bytes_from(struct engine_file *f, uint64_t *tier, uint64_t *bucket,
+			    uint64_t *origin)
 {
 	*tier = atomic_load(&f->bytes_tier);
+	*bucket = atomic_load(&f->bytes_bucket);
 	*origin = atomic_load(&f->bytes_origin);
 }
 

@@ -96,16 +96,18 @@ static const char *age(json_t *f, time_t now, char *buf, size_t len)
 	return buf;
 }
 
-/* Where this run's downloads of a file came from, when the tier took part
- * (without a tier every byte is the origin's: nothing to tell). */
+/* Where this run's downloads of a file came from, when the tier or the
+ * bucket took part (without them every byte is the origin's: nothing to
+ * tell). */
 static void print_downloaded(json_t *d)
 {
-	char tier[32], origin[32];
+	char tier[32], bucket[32], origin[32];
 
-	if (!json_is_object(d) || num(d, "tier") == 0)
+	if (!json_is_object(d) || (num(d, "tier") == 0 && num(d, "bucket") == 0))
 		return;
-	printf("    downloaded: %s from the tier, %s from the origin\n",
-	       bytes(d, "tier", tier, sizeof(tier)), bytes(d, "origin", origin, sizeof(origin)));
+	printf("    downloaded: %s from the tier, %s from the bucket, %s from the origin\n",
+	       bytes(d, "tier", tier, sizeof(tier)), bytes(d, "bucket", bucket, sizeof(bucket)),
+	       bytes(d, "origin", origin, sizeof(origin)));
 }
 
 static void print_files(json_t *files)

@@ -69,13 +69,14 @@ static void history_by_source(json_t *status, struct by_source *k, size_t max, s
 static void engine_part(FILE *f, json_t *status)
 {
 	json_t *cache = json_object_get(status, "cache"), *file, *d;
-	long long tier = 0, origin = 0, errors = 0;
+	long long tier = 0, bucket = 0, origin = 0, errors = 0;
 	struct by_source k[16];
 	size_t i, n;
 
 	json_array_foreach(json_object_get(status, "files"), i, file) {
 		d = json_object_get(file, "downloaded");
 		tier += num(d, "tier");
+		bucket += num(d, "bucket");
 		origin += num(d, "origin");
 		if (json_is_string(json_object_get(file, "error")))
 			errors++;
@@ -84,6 +85,7 @@ static void engine_part(FILE *f, json_t *status)
 	       "Bytes downloaded since the daemon started, by where they came from.");
 	fprintf(f, "modelfs_downloaded_bytes_total{from=\"origin\"} %lld\n", origin);
 	fprintf(f, "modelfs_downloaded_bytes_total{from=\"tier\"} %lld\n", tier);
+	fprintf(f, "modelfs_downloaded_bytes_total{from=\"bucket\"} %lld\n", bucket);
 	family(f, "modelfs_cache_used_bytes", "gauge", "Bytes the cache holds.");
 	fprintf(f, "modelfs_cache_used_bytes %lld\n", (long long)num(cache, "used"));
 	family(f, "modelfs_cache_limit_bytes", "gauge",

@@ -282,16 +282,18 @@ static json_t *size_json(int64_t v)
 	return v >= 0 ? json_integer(v) : json_null();
 }
 
-/* {"tier", "origin"}: bytes the daemon downloaded for the file this run,
- * through the shared tier and from the origin; null without a daemon. */
+/* {"tier", "bucket", "origin"}: bytes the daemon downloaded for the file
+ * this run, through the shared tier, from the shared bucket and from the
+ * origin; null without a daemon. */
 static json_t *downloaded_json(const struct ops_item *it)
 {
-	uint64_t tier, origin;
+	uint64_t tier, bucket, origin;
 
 	if (!it->ef)
 		return json_null();
-	engine_file_bytes_from(it->ef, &tier, &origin);
-	return json_pack("{s:I, s:I}", "tier", (json_int_t)tier, "origin", (json_int_t)origin);
+	engine_file_bytes_from(it->ef, &tier, &bucket, &origin);
+	return json_pack("{s:I, s:I, s:I}", "tier", (json_int_t)tier, "bucket", (json_int_t)bucket,
+			 "origin", (json_int_t)origin);
 }
 
 /* Steals s (may be NULL). */

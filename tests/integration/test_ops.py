@@ -417,7 +417,7 @@ def test_status_of_a_partially_cached_mount(hub, mount, modelfs_bin, tmp_path):
     assert isinstance(st["pid"], int) and st["cache_dir"] == str(m.cache_dir)
     f = file_status(st, "VAE/st.bin")
     assert abs(f.pop("last_used") - time.time()) < 120
-    assert f.pop("downloaded") == {"tier": 0, "origin": three}
+    assert f.pop("downloaded") == {"tier": 0, "bucket": 0, "origin": three}
     assert f == {"path": "VAE/st.bin", "entry": "vae/m", "key": None, "size": 10 * MiB,
                  "cached": three, "state": "partial", "pinned": False, "shadowed": False,
                  "source": hub.url("st.bin"), "sha256": sha, "error": None}
