@@ -420,7 +420,8 @@ def test_status_of_a_partially_cached_mount(hub, mount, modelfs_bin, tmp_path):
     assert f.pop("downloaded") == {"tier": 0, "bucket": 0, "origin": three}
     assert f == {"path": "VAE/st.bin", "entry": "vae/m", "key": None, "size": 10 * MiB,
                  "cached": three, "state": "partial", "pinned": False, "shadowed": False,
-                 "source": hub.url("st.bin"), "sha256": sha, "error": None}
+                 "source": hub.url("st.bin"), "source_kind": "url", "sha256": sha,
+                 "error": None}
     assert st["cache"]["used"] == three
     assert st["cache"]["limit"] is None and st["cache"]["fs_free"] > 0
     assert st["cache"]["min_free"] > 0
