@@ -144,8 +144,10 @@ char *engine_file_sha256(struct engine_file *f);
 char *engine_file_error(struct engine_file *f);
 /* Where the bytes come from, safe to show to any local user: the URL as
  * the config writes it (${VAR}s unexpanded) without userinfo, query or
- * fragment ("huggingface:org/repo@rev/file" for a repo file). A copy the
- * caller frees. */
+ * fragment, "huggingface:org/repo@rev/path" for a repo's file (a folder
+ * entry's too), "civitai:MODEL@VERSION/name" for a CivitAI file (no MODEL when only the
+ * version is configured). A copy
+ * the caller frees; engine_entry_source() is the entry's alone. */
 char *engine_file_source(struct engine_file *f);
 char *engine_entry_source(const struct config_entry *e);
 

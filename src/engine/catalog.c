@@ -872,5 +872,32 @@ char *engine_entry_source(const struct config_entry *e)
 
 char *engine_file_source(struct engine_file *f)
 {
-	return engine_entry_source(f->src.entry);
+	const struct config_entry *e = f->src.entry;
+	char *s = NULL, *remote = NULL, *version = NULL;
+	const char *file;
+
+	if (e->url || (e->repo && e->file) || (!e->repo && e->source != CONFIG_SOURCE_CIVITAI))
+		return engine_entry_source(e);
+	/* A repo folder's file, or a CivitAI version's: the entry alone does
+	 * not say which file. */
+	pthread_mutex_lock(&f->lock);
+	remote = f->src.remote_path ? strdup(f->src.remote_path) : NULL;
+	version = f->src.revision ? strdup(f->src.revision) : NULL;
+	pthread_mutex_unlock(&f->lock);
+	file = remote && e->repo ? remote : strrchr(f->src.path, '/') ? strrchr(f->src.path, '/') + 1
+								      : f->src.path;
+	if (e->repo) {
+		if (asprintf(&s, "%s:%s@%s/%s", config_source_name(e->source), e->repo,
+			     e->revision ? e->revision : "main", file) < 0)
+			s = NULL;
+	} else {
+		const char *v = e->version_id ? e->version_id : version;
+
+		if (asprintf(&s, "civitai:%s%s%s/%s", e->model_id ? e->model_id : "", v ? "@" : "",
+			     v ? v : "", file) < 0)
+			s = NULL;
+	}
+	free(remote);
+	free(version);
+	return s;
 }
