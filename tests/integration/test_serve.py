@@ -1032,6 +1032,18 @@ def test_files_route_serves_every_source_and_is_a_mirror(hub, serve, mount, tmp_
         assert r.status == 403 and "error" in json.loads(r.body), path
     s2.stop()
 
+    # A ${VAR} naming only the host is no credential; one that may be a
+    # whole (presigned) URL is, and so is a query.
+    for name in ("host.bin", "whole.bin", "signed.bin"):
+        hub.add_file(name, 1000)
+    s3 = serve(config({"vae": {"h": '"${ORIGIN}/files/host.bin"', "w": '"${WHOLE}"',
+                               "q": '"%s?X-Amz-Signature=abc"' % hub.url("signed.bin")}}),
+               env={"ORIGIN": hub.base(), "WHOLE": hub.url("whole.bin")})
+    assert s3.get("/files/VAE/host.bin").status == 200
+    assert s3.get("/files/VAE/whole.bin").status == 403
+    assert s3.get("/files/VAE/signed.bin").status == 403
+    s3.stop()
+
     # the box as a node's mirror: the origin fails, the mirror answers
     box = serve(config({"checkpoints": {"u": url_entry(hub.url("mirrored.bin"), sha256=url_sha)}}),
                 extra_args=["--token-file", token_file(tmp_path, name="box.token")])
