@@ -433,6 +433,16 @@ bool cli_listen_is_loopback(const char *addr)
 	return host[0] != '[';	/* a name or garbage: serve_open() refuses it */
 }
 
+/* An access token other local users can read is anyone's on this box. */
+static void warn_if_shared(const char *path, const char *who)
+{
+	struct stat st;
+
+	if (stat(path, &st) == 0 && (st.st_mode & 077))
+		fprintf(stderr, "%s: warning: the token file %s can be read by other users (mode "
+			"%04o): chmod 600 %s\n", who, path, (unsigned)(st.st_mode & 07777), path);
+}
+
 int cli_serve_token(const char *path, const char *listen, const char *who, char **out)
 {
 	int rc;
@@ -457,6 +467,8 @@ int cli_serve_token(const char *path, const char *listen, const char *who, char 
 	if (rc)
 		fprintf(stderr, "%s: cannot read the token file %s: %s\n", who, path,
 			rc == -ENODATA ? "it is empty" : strerror(-rc));
+	else
+		warn_if_shared(path, who);
 	return rc ? EXIT_USAGE : 0;
 }
 

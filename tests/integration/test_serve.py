@@ -581,6 +581,13 @@ def test_non_loopback_listen_needs_a_token_file(hub, serve, modelfs_bin, tmp_pat
         assert r.returncode == 2 and why in r.stderr, r.stderr
     r = run(base + ["--token-file", tmp_path / "nothere", cfg], env=env, timeout=30)
     assert r.returncode == 2 and "cannot read the token file" in r.stderr
+    # A token other users can read works, with a warning that says so.
+    shared = tmp_path / "shared.token"
+    shared.write_text(ACCESS + "\n")
+    shared.chmod(0o644)
+    s = serve(text, extra_args=["--token-file", shared], listen="0.0.0.0")
+    assert "can be read by other users (mode 0644): chmod 600" in s.stderr_path.read_text()
+    s.stop()
 
 
 ACCESS = "mfs-serve-access-0123456789abcdef0123"
