@@ -286,13 +286,19 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 				}
 			}
 			break;
-		case 'o':
-			if (o->fuse_opts) {
-				fprintf(stderr, "modelfs: give -o once, with options separated by commas\n");
+		case 'o': {
+			size_t used = strlen(o->fuse_opts_buf);
+
+			if (used + 1 + strlen(optarg) >= sizeof(o->fuse_opts_buf)) {
+				fprintf(stderr, "modelfs: -o options longer than %zu bytes\n",
+					sizeof(o->fuse_opts_buf) - 1);
 				return -EINVAL;
 			}
-			o->fuse_opts = optarg;
+			snprintf(o->fuse_opts_buf + used, sizeof(o->fuse_opts_buf) - used, "%s%s",
+				 used ? "," : "", optarg);
+			o->fuse_opts = o->fuse_opts_buf;
 			break;
+		}
 		case 'h':
 			fputs(cli_usage_text, stdout);
 			return 1;
