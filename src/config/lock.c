@@ -403,8 +403,11 @@ static int read_entry(struct reader *r, struct lock *l, const struct toml_value 
 
 	if (t->type != TOML_TABLE)
 		return fail(r, t->line, t->col, "entry must be a table");
-	if (!idv || idv->type != TOML_STRING || !idv->u.str.len)
+	if (!idv)
 		return fail(r, t->line, t->col, "an entry without an id");
+	if (idv->type != TOML_STRING || !idv->u.str.len)
+		return fail(r, idv->line, idv->col, "id must be a non-empty string, such as "
+			    "\"checkpoints/base\"");
 	if (lock_find(l, idv->u.str.ptr))
 		return fail(r, idv->line, idv->col, "entry %s is locked twice", idv->u.str.ptr);
 	if (!src || src->type != TOML_STRING)

@@ -174,6 +174,7 @@ static void test_errors(void)
 	BAD("lock_version = 1\nentry = 3\n", "m.lock:2:9: entry must be an array");
 	BAD("lock_version = 1\nextra = 3\n", "m.lock:2:1: unknown key \"extra\"");
 	BAD("lock_version = 1\n[[entry]]\nsource = \"url\"\n", "m.lock:2:1: an entry without an id");
+	BAD("lock_version = 1\n[[entry]]\nid = 5\n", "m.lock:3:6: id must be a non-empty string");
 	BAD(ENTRY, "m.lock:2:1: entry a/b has no files");
 	BAD(ENTRY "colour = \"red\"\n", "m.lock:5:1: unknown key \"colour\" in entry a/b");
 	BAD("lock_version = 1\n[[entry]]\nid = \"a/b\"\nsource = \"ftp\"\n",
