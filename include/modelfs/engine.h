@@ -19,6 +19,14 @@
  *     seconds; only final answers reach the reader (-EIO, -EACCES).
  * (4) A file whose SHA-256 differs from the source's is "corrupt": its
  *     blocks are dropped and its reads fail with -EIO.
+ * (5) The file list only grows: engine_add_entries() appends files while
+ *     the engine runs, engine_file_drop() marks one gone. A file never
+ *     moves and stays valid until engine_close(), so a pointer or an
+ *     index from engine_file_at() stays good for the engine's life, and
+ *     readers of the list take no lock: engine_nfiles() is a count to
+ *     read once (files may be appended after it), and every index below
+ *     it is a file. A gone file is still in the list: callers that show
+ *     or look up files by path skip it (engine_file_gone()).
  * Ownership: engine_open() gives the engine; engine_close() stops and
  * frees it and every engine_file.
  * Threads: every function is thread-safe. Callbacks run with no engine
@@ -93,6 +101,30 @@ void engine_close(struct engine *e);
 size_t engine_nfiles(const struct engine *e);
 struct engine_file *engine_file_at(const struct engine *e, size_t i);
 
+/* Resolve cfg's entries whose add[i] is true with engine_open()'s
+ * resolver (in parallel, a few tries each, a stored resolution when the
+ * origin is unreachable; with lock, from it, as engine_open_locked()) and
+ * append their files, each usable at once. A path a live file has is
+ * not taken: the new file is listed with an error naming the entry
+ * that has it. cfg must outlive the engine (its entries are the files'
+ * engine_file_entry()); its [modelfs] settings are not used. *nadded:
+ * how many files were appended (at engine_nfiles() - *nadded on). One
+ * call at a time; blocks for the network: never call it from a FUSE
+ * thread or an engine callback. 0 or -ENOMEM (the files added so far
+ * stay). */
+int engine_add_entries(struct engine *e, const struct config *cfg, const struct lock *lock,
+		       const bool *add, size_t *nadded);
+/* f is no longer the mount's: from now engine_file_open_error() and
+ * engine_file_hold() give -ENOENT, while those that hold it read on.
+ * Its cached blocks stay in the cache. Idempotent. */
+void engine_file_drop(struct engine_file *f);
+bool engine_file_gone(const struct engine_file *f);
+/* An open of f: 0, or engine_file_open_error()'s -errno (nothing held).
+ * engine_file_release() ends it; engine_file_holders() counts them. */
+int engine_file_hold(struct engine_file *f);
+void engine_file_release(struct engine_file *f);
+int engine_file_holders(const struct engine_file *f);
+
 const char *engine_file_path(const struct engine_file *f);
 uint64_t engine_file_size(const struct engine_file *f);
 int64_t engine_file_mtime(const struct engine_file *f);
@@ -119,7 +151,8 @@ void engine_origin_clear(struct engine_origin *o);
 
 /* -errno when f can never be read in this mount (it failed to resolve
  * with a final answer, or it is corrupt): -ENOENT for a file the origin
- * does not have, -EACCES when access was refused, else -EIO. */
+ * does not have or a dropped one, -EACCES when access was refused, else
+ * -EIO. */
 int engine_file_open_error(struct engine_file *f);
 
 /* Read len bytes at off; cb gets them (short only at EOF). */

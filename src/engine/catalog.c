@@ -340,9 +340,42 @@ void engine_forget_unvalidated(const struct source_file *src, struct cache_file 
 		 "partial copies\"", src->path, (unsigned long long)had);
 }
 
-/* An engine file for src (moved in). The failure of one file never
- * fails the mount: it is listed with its error. */
-static int add_file(struct engine *e, struct source_file *src)
+/* Publish f as the last file (engine_i.h: the file list). The caller
+ * holds add_lock, or is engine_open() with no reader yet. */
+static int files_append(struct engine *e, struct engine_file *f)
+{
+	size_t n = atomic_load(&e->nfiles);
+	struct engine_file **arr = atomic_load(&e->files);
+
+	if (n == e->files_cap) {
+		size_t cap = e->files_cap ? e->files_cap * 2 : 64;
+		struct engine_file **grown = malloc(cap * sizeof(*grown));
+		struct engine_file ***ret = arr ? realloc(e->retired, (e->nretired + 1) *
+								  sizeof(*ret)) : e->retired;
+
+		if (!grown || (arr && !ret)) {
+			free(grown);
+			return -ENOMEM;
+		}
+		if (n)
+			memcpy(grown, arr, n * sizeof(*grown));
+		if (arr) {
+			e->retired = ret;
+			e->retired[e->nretired++] = arr;
+		}
+		arr = grown;
+		e->files_cap = cap;
+	}
+	arr[n] = f;
+	atomic_store(&e->files, arr);
+	atomic_store(&e->nfiles, n + 1);
+	return 0;
+}
+
+/* An engine file for src (moved in), whose mirrors get bearer (or
+ * nothing). The failure of one file never fails the mount: it is listed
+ * with its error. */
+static int add_file(struct engine *e, struct source_file *src, const char *bearer)
 {
 	struct engine_file *f = calloc(1, sizeof(*f));
 	uint32_t bs = engine_cache_block_size(e->cfg);
@@ -354,6 +387,7 @@ static int add_file(struct engine *e, struct source_file *src)
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->resolved, NULL);
 	f->eng = e;
+	f->mirror_bearer = bearer;
 	f->src = *src;
 	memset(src, 0, sizeof(*src));
 	f->mtime = f->src.mtime >= 0 ? f->src.mtime : time(NULL);
@@ -413,11 +447,10 @@ static int add_file(struct engine *e, struct source_file *src)
 	f->block_size = bs;
 	f->run_blocks = e->cfg->block_size > bs ? e->cfg->block_size / bs : 1;
 	f->inflight = calloc(f->nblocks ? f->nblocks : 1, sizeof(*f->inflight));
-	if (!f->inflight) {
+	if (!f->inflight || files_append(e, f) != 0) {
 		file_free(f);
 		return -ENOMEM;
 	}
-	e->files[e->nfiles++] = f;
 	return 0;
 }
 
@@ -505,8 +538,33 @@ static int tier_token(struct tier *t, const char *path)
 	return rc;
 }
 
-/* Each entry's mirror credential (config.h mirror_token_file): 0, or
- * -errno (logged) when a file cannot be read. */
+/* ce's mirror credential (config.h mirror_token_file) as "Bearer T" in
+ * *out, or NULL when it has none: 0, or -errno (logged) when the file
+ * cannot be read. */
+static int entry_bearer(const struct config *cfg, const struct config_entry *ce, char **out)
+{
+	const char *path = ce->mirror_token_file ? ce->mirror_token_file : cfg->mirror_token_file;
+	char *token = NULL;
+	int rc;
+
+	*out = NULL;
+	if (!path || !ce->mirrors)
+		return 0;
+	rc = secret_read_file(path, &token);
+	if (rc)
+		log_error("event=mirror_token_unreadable entry=%s path=%s error=\"%s\"", ce->id, path,
+			  rc == -ENODATA ? "the file is empty" : strerror(-rc));
+	else if (asprintf(out, "Bearer %s", token) >= 0)
+		log_add_secret(*out);
+	else {
+		*out = NULL;
+		rc = -ENOMEM;
+	}
+	secret_free(token);
+	return rc;
+}
+
+/* Each entry's mirror credential: 0, or -errno (logged). */
 static int mirror_tokens(struct engine *e, const struct config *cfg)
 {
 	int rc = 0;
@@ -514,26 +572,8 @@ static int mirror_tokens(struct engine *e, const struct config *cfg)
 	e->mirror_bearer = calloc(cfg->n_entries ? cfg->n_entries : 1, sizeof(*e->mirror_bearer));
 	if (!e->mirror_bearer)
 		return -ENOMEM;
-	for (size_t i = 0; rc == 0 && i < cfg->n_entries; i++) {
-		const char *path = cfg->entries[i].mirror_token_file ? cfg->entries[i].mirror_token_file
-								      : cfg->mirror_token_file;
-		char *token = NULL;
-
-		if (!path || !cfg->entries[i].mirrors)
-			continue;
-		rc = secret_read_file(path, &token);
-		if (rc)
-			log_error("event=mirror_token_unreadable entry=%s path=%s error=\"%s\"",
-				  cfg->entries[i].id, path,
-				  rc == -ENODATA ? "the file is empty" : strerror(-rc));
-		else if (asprintf(&e->mirror_bearer[i], "Bearer %s", token) >= 0)
-			log_add_secret(e->mirror_bearer[i]);
-		else {
-			e->mirror_bearer[i] = NULL;
-			rc = -ENOMEM;
-		}
-		secret_free(token);
-	}
+	for (size_t i = 0; rc == 0 && i < cfg->n_entries; i++)
+		rc = entry_bearer(cfg, &cfg->entries[i], &e->mirror_bearer[i]);
 	return rc;
 }
 
@@ -542,6 +582,9 @@ static void mirror_tokens_free(struct engine *e)
 	for (size_t i = 0; e->mirror_bearer && i < e->cfg->n_entries; i++)
 		secret_free(e->mirror_bearer[i]);
 	free(e->mirror_bearer);
+	for (size_t i = 0; i < e->nbearers; i++)
+		secret_free(e->bearers[i]);
+	free(e->bearers);
 }
 
 int engine_open(const struct config *cfg, struct cache *cache, struct engine **out)
@@ -555,7 +598,6 @@ int engine_open_locked(const struct config *cfg, const struct lock *lock, struct
 	struct engine *e = calloc(1, sizeof(*e));
 	struct resolve_pool pool = { .njobs = cfg->n_entries };
 	struct source_paths *paths = NULL;
-	size_t total = 0;
 	int rc;
 
 	if (!e)
@@ -571,6 +613,7 @@ int engine_open_locked(const struct config *cfg, const struct lock *lock, struct
 	file_queue_init(&e->vqueue, &e->stop);
 	file_queue_init(&e->uqueue, &e->stop);
 	pthread_mutex_init(&pool.lock, NULL);
+	pthread_mutex_init(&e->add_lock, NULL);
 	rc = source_ctx_new(cfg, &e->sources);
 	if (rc == 0 && cfg->cache_proxy)
 		rc = tier_new(cfg->cache_proxy, cfg->cache_proxy_private, &e->tier);
@@ -599,13 +642,6 @@ int engine_open_locked(const struct config *cfg, const struct lock *lock, struct
 	rc = resolve_pool_run(&pool, cfg);
 	if (rc)
 		goto out;
-	for (size_t i = 0; i < pool.njobs; i++)
-		total += pool.jobs[i].n;
-	e->files = calloc(total ? total : 1, sizeof(*e->files));
-	if (!e->files) {
-		rc = -ENOMEM;
-		goto out;
-	}
 	rc = source_paths_new(&paths);
 	/* A file whose path an earlier entry has is listed with that error
 	 * (add_file logs it, naming both), not left out unseen. */
@@ -615,7 +651,7 @@ int engine_open_locked(const struct config *cfg, const struct lock *lock, struct
 
 			rc = source_paths_claim(paths, src);
 			if (rc == 0 || rc == -EEXIST)
-				rc = add_file(e, src);
+				rc = add_file(e, src, e->mirror_bearer[i]);
 		}
 out:
 	source_paths_free(paths);
@@ -633,22 +669,146 @@ out:
 
 /* A file the cache can never hold whole is served, but never verified
  * (its SHA-256 needs every byte cached at once): say so once, up front. */
-static void warn_too_large(struct engine *e)
+static void warn_too_large(struct engine_file *f, uint64_t room)
 {
-	uint64_t room = engine_cache_capacity(e);
 	char a[32], b[32];
 
-	for (size_t i = 0; i < e->nfiles; i++) {
-		struct engine_file *f = e->files[i];
+	if ((uint64_t)f->src.size <= room || f->err)
+		return;
+	log_warn("event=file_larger_than_cache path=%s size=%s cache=%s action=\"it is "
+		 "read, partly uncached, but never verified: raise cache_max_size or free "
+		 "the disk to have it checked\"", f->src.path,
+		 humanize_bytes((uint64_t)f->src.size, a, sizeof(a)), humanize_bytes(room, b, sizeof(b)));
+}
 
-		if ((uint64_t)f->src.size <= room || f->err)
+/* Claim the paths of e's live files that can be read, so that an added
+ * file never takes one (source_paths_claim()'s rule: the first keeps it). */
+static int claim_live(struct engine *e, struct source_paths *paths)
+{
+	int rc = 0;
+
+	for (size_t i = 0; rc == 0 && i < e->nfiles; i++) {
+		struct engine_file *f = e->files[i];
+		struct source_file claim = { .entry = f->src.entry, .path = f->src.path };
+
+		if (atomic_load(&f->gone) || engine_file_open_error(f))
 			continue;
-		log_warn("event=file_larger_than_cache path=%s size=%s cache=%s action=\"it is "
-			 "read, partly uncached, but never verified: raise cache_max_size or free "
-			 "the disk to have it checked\"", f->src.path,
-			 humanize_bytes((uint64_t)f->src.size, a, sizeof(a)),
-			 humanize_bytes(room, b, sizeof(b)));
+		rc = source_paths_claim(paths, &claim);
+		free(claim.error);
+		if (rc == -EEXIST)
+			rc = 0;	/* two live files of one path: the tree keeps the first */
 	}
+	return rc;
+}
+
+/* A file added to a running engine gets what engine_start() gives those
+ * there at start: its hash checked when complete, a warning when too large. */
+static void start_added(struct engine *e, struct engine_file *f)
+{
+	struct cache_file *cf;
+
+	if (!atomic_load(&e->started))
+		return;
+	warn_too_large(f, engine_cache_capacity(e));
+	pthread_mutex_lock(&f->lock);
+	cf = f->cf;
+	pthread_mutex_unlock(&f->lock);
+	if (cf && cache_file_complete(cf))
+		verify_enqueue(f);
+}
+
+int engine_add_entries(struct engine *e, const struct config *cfg, const struct lock *lock,
+		       const bool *add, size_t *nadded)
+{
+	struct resolve_pool pool = { .njobs = cfg->n_entries };
+	struct source_paths *paths = NULL;
+	size_t first;
+	int rc;
+
+	*nadded = 0;
+	pool.jobs = calloc(cfg->n_entries ? cfg->n_entries : 1, sizeof(*pool.jobs));
+	if (!pool.jobs)
+		return -ENOMEM;
+	pthread_mutex_init(&pool.lock, NULL);
+	pthread_mutex_lock(&e->add_lock);
+	first = e->nfiles;
+	for (size_t i = 0; i < cfg->n_entries; i++)
+		pool.jobs[i] = (struct resolve_job){ .sources = e->sources,
+						     .store = cache_store(e->cache), .lock = lock,
+						     .entry = &cfg->entries[i],
+						     .skip = !add[i] || cfg->entries[i].source ==
+							     CONFIG_SOURCE_LOCAL };
+	rc = resolve_pool_run(&pool, cfg);
+	if (rc == 0)
+		rc = source_paths_new(&paths);
+	if (rc == 0)
+		rc = claim_live(e, paths);
+	for (size_t i = 0; i < pool.njobs && rc == 0; i++) {
+		char *bearer = NULL, **grown;
+
+		if (pool.jobs[i].skip)
+			continue;
+		rc = entry_bearer(cfg, &cfg->entries[i], &bearer);
+		if (rc == 0 && bearer) {
+			grown = realloc(e->bearers, (e->nbearers + 1) * sizeof(*grown));
+			if (!grown) {
+				secret_free(bearer);
+				rc = -ENOMEM;
+				break;
+			}
+			e->bearers = grown;
+			e->bearers[e->nbearers++] = bearer;
+		}
+		for (size_t k = 0; k < pool.jobs[i].n && rc == 0; k++) {
+			struct source_file *src = &pool.jobs[i].files[k];
+
+			rc = source_paths_claim(paths, src);
+			if (rc == 0 || rc == -EEXIST)
+				rc = add_file(e, src, bearer);
+		}
+	}
+	for (size_t i = first; i < e->nfiles; i++)
+		start_added(e, e->files[i]);
+	*nadded = e->nfiles - first;
+	pthread_mutex_unlock(&e->add_lock);
+	source_paths_free(paths);
+	for (size_t i = 0; i < pool.njobs; i++)
+		source_files_free(pool.jobs[i].files, pool.jobs[i].n);
+	free(pool.jobs);
+	pthread_mutex_destroy(&pool.lock);
+	return rc;
+}
+
+void engine_file_drop(struct engine_file *f)
+{
+	if (!atomic_exchange(&f->gone, true))
+		log_info("event=file_dropped path=%s entry=%s holders=%d", f->src.path,
+			 f->src.entry->id, atomic_load(&f->holds));
+}
+
+bool engine_file_gone(const struct engine_file *f)
+{
+	return atomic_load(&f->gone);
+}
+
+int engine_file_hold(struct engine_file *f)
+{
+	int err = engine_file_open_error(f);
+
+	if (err)
+		return err;
+	atomic_fetch_add(&f->holds, 1);
+	return 0;
+}
+
+void engine_file_release(struct engine_file *f)
+{
+	atomic_fetch_sub(&f->holds, 1);
+}
+
+int engine_file_holders(const struct engine_file *f)
+{
+	return atomic_load(&f->holds);
 }
 
 int engine_start(struct engine *e)
@@ -659,8 +819,13 @@ int engine_start(struct engine *e)
 		rc = share_start(e);
 	if (rc == 0)
 		rc = verify_start(e);
-	if (rc == 0)
-		warn_too_large(e);
+	if (rc == 0) {
+		uint64_t room = engine_cache_capacity(e);
+
+		for (size_t i = 0; i < e->nfiles; i++)
+			warn_too_large(e->files[i], room);
+		atomic_store(&e->started, true);
+	}
 	return rc;
 }
 
@@ -680,6 +845,9 @@ void engine_close(struct engine *e)
 	for (size_t i = 0; i < e->nfiles; i++)
 		file_free(e->files[i]);
 	free(e->files);
+	for (size_t i = 0; i < e->nretired; i++)
+		free(e->retired[i]);
+	free(e->retired);
 	source_ctx_free(e->sources);
 	tier_free(e->tier);
 	bucket_free(e->bucket);
@@ -691,10 +859,11 @@ void engine_close(struct engine *e)
 	pthread_cond_destroy(&e->mem_cond);
 	file_queue_destroy(&e->vqueue);
 	file_queue_destroy(&e->uqueue);
+	pthread_mutex_destroy(&e->add_lock);
 	free(e);
 }
 
-size_t engine_nfiles(const struct engine *e) { return e->nfiles; }
+size_t engine_nfiles(const struct engine *e) { return atomic_load(&e->nfiles); }
 struct engine_file *engine_file_at(const struct engine *e, size_t i) { return e->files[i]; }
 const char *engine_file_path(const struct engine_file *f) { return f->src.path; }
 uint64_t engine_file_size(const struct engine_file *f) { return (uint64_t)f->src.size; }
@@ -745,6 +914,8 @@ int engine_file_open_error(struct engine_file *f)
 {
 	int err;
 
+	if (atomic_load(&f->gone))
+		return -ENOENT;
 	pthread_mutex_lock(&f->lock);
 	err = f->err;
 	pthread_mutex_unlock(&f->lock);

@@ -2,7 +2,7 @@
  * engine_i.h: what catalog.c, fetch.c and verify.c share about the
  * engine's state. Private to src/engine/.
  *
- * Lock order (the only one): engine_file.lock, then engine.qlock or the
+ * Lock order (the only one): engine.add_lock, then engine_file.lock, then engine.qlock or the
  * cache's locks (taken inside cache_* calls) or the tier's (inside
  * tier_route()). qlock, the file queues' locks, mem_lock,
  * prefetch_req.lock, the tier's and the bucket's locks are leaves: nothing else is taken while one is held.
@@ -156,6 +156,12 @@ struct engine_file {
 	int failed_err;			/* protected by lock */
 	int err;			/* final error that fails every read; protected by lock */
 	char *error;			/* its reason; protected by lock */
+	/* engine_file_drop() (engine.h): no new opens; those holding it
+	 * (engine_file_hold()) keep reading. */
+	atomic_bool gone;
+	atomic_int holds;
+	const char *mirror_bearer;	/* its entry's mirror credential, or NULL; owned by
+					 * the engine (mirror_bearer, or a bearers row) */
 };
 
 /* Files waiting for a background thread (file_queue.c). */
@@ -180,8 +186,24 @@ struct engine {
 	char **mirror_bearer;		/* per config entry: "Bearer T" from its
 					 * mirror_token_file, or NULL; set at open,
 					 * read-only after; secret */
-	struct engine_file **files;
-	size_t nfiles;
+	/* The file list (engine.h): append-only, read with no lock. A
+	 * reader loads nfiles, then files, and every file below that count
+	 * is there. An append writes the slot (in a new array when full:
+	 * the pointers copied, the old array kept in retired until close,
+	 * for a reader still on it), then publishes files, then nfiles.
+	 * Files never move and are freed only at engine_close(). */
+	struct engine_file **_Atomic files;
+	_Atomic size_t nfiles;
+	size_t files_cap;		/* protected by add_lock */
+	struct engine_file ***retired;	/* arrays files outgrew; protected by add_lock */
+	size_t nretired;		/* protected by add_lock */
+	char **bearers;			/* mirror credentials of added entries; secret;
+					 * protected by add_lock */
+	size_t nbearers;		/* protected by add_lock */
+	pthread_mutex_t add_lock;	/* one engine_add_entries() at a time; taken
+					 * before any other engine lock */
+	atomic_bool started;		/* engine_start() ran: added files are queued for
+					 * hashing as at start */
 
 	pthread_mutex_t qlock;
 	pthread_cond_t qcond;		/* work queued, or stopping */

@@ -1192,8 +1192,7 @@ static void attempt_clear(struct attempt *a)
 static int mirror_credential(struct engine_file *f, struct attempt *a)
 {
 	const struct config_entry *e = f->src.entry;
-	const char *bearer = f->eng->mirror_bearer ? f->eng->mirror_bearer[e - f->eng->cfg->entries]
-						   : NULL;
+	const char *bearer = f->mirror_bearer;
 	char at[512], mirror[512];
 	bool ours = false;
 

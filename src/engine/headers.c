@@ -253,7 +253,8 @@ static bool wait_all(struct engine *e, struct prefetch_req *pf)
 static void *headers_main(void *arg)
 {
 	struct engine *e = arg;
-	struct header_job *jobs = calloc(e->nfiles ? e->nfiles : 1, sizeof(*jobs));
+	size_t nfiles = e->nfiles;	/* files added later are not in this pass */
+	struct header_job *jobs = calloc(nfiles ? nfiles : 1, sizeof(*jobs));
 	struct prefetch_req pf;
 	int64_t started = clock_now_ms();
 	size_t n = 0, pending;
@@ -262,7 +263,7 @@ static void *headers_main(void *arg)
 	int rc = 0;
 
 	prefetch_req_init(&pf);
-	for (size_t i = 0; jobs && i < e->nfiles; i++) {
+	for (size_t i = 0; jobs && i < nfiles; i++) {
 		struct engine_file *f = e->files[i];
 		enum header_kind kind = kind_of(f->src.path);
 		bool no_range;
