@@ -33,6 +33,9 @@
  *   {"cmd": "verify", "paths": [...]}        -> {"ok": true, "result": VERIFY}
  *   {"cmd": "evict", "paths": [...], "force": B} -> {"ok": true, "result": EVICT}
  *   {"cmd": "prefetch", "paths": [...], "pin": B, "jobs": N} -> events
+ *   {"cmd": "reload"}                        -> {"ok": true, "result": RELOAD}
+ *       (RELOAD: reload.h's; a config that does not load: code 1, its
+ *       error as "error"; `modelfs serve` has nothing to reload: code 2)
  *   any failure -> {"ok": false, "error": "one line", "code": 1 or 2}
  * STATUS, VERIFY and EVICT are ops.h's JSON. "paths" are arguments as
  * select.h takes them; a client makes those that exist where it runs
@@ -52,6 +55,7 @@
 
 #include "modelfs/cache.h"
 #include "modelfs/engine.h"
+#include "modelfs/reload.h"
 #include "modelfs/serve.h"
 
 #define CONTROL_SOCKET "control.sock"
@@ -68,6 +72,7 @@ struct control_ctx {
 	const char *serving;		/* its listen address, or NULL */
 	const char *cache_dir;
 	int connections;		/* the engine's workers (prefetch windows) */
+	struct reloader *reloader;	/* the mount's (reload.h), or NULL */
 };
 
 struct control_server;

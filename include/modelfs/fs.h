@@ -7,7 +7,8 @@
  * Ownership: fs_mount() gives a session that fs_unmount() frees; the
  * tree and engine stay the caller's.
  * Threads: fs_run() runs FUSE's multi-threaded loop until unmount or
- * SIGTERM/SIGINT/SIGHUP.
+ * SIGTERM/SIGINT, and SIGHUP unless the caller handles it (libfuse sets
+ * only signals left at their default; a mount's daemon reloads on it).
  */
 #ifndef MODELFS_FS_H
 #define MODELFS_FS_H
@@ -39,6 +40,16 @@ struct fs_options {
 
 int fs_mount(struct tree *tree, struct engine *engine, const struct fs_options *opts,
 	     struct fs **out);
+/* Serve t from now on (a reload): operations under way finish on the
+ * tree before, which stays valid (and the caller's, or the fs's when a
+ * swap gave it) until fs_unmount(); files open keep reading by their
+ * handle. Local files that t's names already have win, as at mount. The
+ * kernel is told to forget the names that changed and every folder's
+ * listing, so a listing shows t at once. t becomes the fs's (freed at
+ * fs_unmount()). Not from a FUSE thread. 0 or -ENOMEM (nothing changed). */
+int fs_swap_tree(struct fs *fs, struct tree *t);
+/* The tree served now (valid until fs_unmount()). */
+struct tree *fs_tree_now(struct fs *fs);
 /* Run until unmounted; 0 or -errno. */
 int fs_run(struct fs *fs);
 void fs_unmount(struct fs *fs);

@@ -1,9 +1,12 @@
 /*
- * tree.h: the mount's directory tree, built once at mount and never
- * changed, so lookups need no lock and no network.
+ * tree.h: the mount's directory tree, built at mount (and again at each
+ * reload, as a new tree) and never changed once built, so lookups need
+ * no lock and no network.
  *
  * (1) Inode numbers are a hash of the path: the same path has the same
- *     inode across remounts. The root is inode 1.
+ *     inode across remounts. The root is inode 1. A tree built to
+ *     replace another (a reload) keeps each file's inode when the path
+ *     has the same file; a path whose file changed gets a new inode.
  * (2) A folder's mtime is the newest mtime of its entries (or the
  *     cache's creation time when empty), so it changes only when they do.
  * (3) shadowed is set by the front before it mounts (a local file had
@@ -42,12 +45,14 @@ static inline bool tree_node_is_file(const struct tree_node *n)
 
 struct tree;
 
-/* cfg's folders (always shown), every file of e, then cfg's source =
- * "local" entries (a path a remote file has already is logged and left
- * out); with several layouts (config.h views), the same for each view,
- * whose nodes point at the same engine files. cfg must outlive the tree. */
+/* cfg's folders (always shown), every file of e but the gone ones, then
+ * cfg's source = "local" entries (a path a remote file has already is
+ * logged and left out); with several layouts (config.h views), the same
+ * for each view, whose nodes point at the same engine files (a file of
+ * an earlier config goes where cfg's entry of its id does). prev: the
+ * tree this one replaces, for (1), or NULL. cfg must outlive the tree. */
 int tree_build(struct engine *e, const struct config *cfg, int64_t empty_mtime,
-	       struct tree **out);
+	       const struct tree *prev, struct tree **out);
 void tree_free(struct tree *t);
 
 struct tree_node *tree_root(struct tree *t);

@@ -199,6 +199,7 @@ int cli_lock_hash(const char *cmd, const struct cli_opts *o, const struct config
 
 int cli_prefetch(int argc, char **argv);
 int cli_status(int argc, char **argv);
+int cli_reload(int argc, char **argv);
 int cli_mounts(int argc, char **argv);
 int cli_webui(int argc, char **argv);
 int cli_verify(int argc, char **argv);

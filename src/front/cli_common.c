@@ -69,6 +69,9 @@ const char cli_usage_text[] =
 	"        what a serve served; --metrics: the Prometheus text\n"
 	"  mounts [--json]\n"
 	"        every modelfs mount on this machine, live or stale\n"
+	"  reload [--json] [MOUNTPOINT]\n"
+	"        the mount re-reads its config (as SIGHUP does): entries added\n"
+	"        appear, removed ones go once closed; exit 1 if it does not load\n"
 	"  webui comfyui|forge --config CONFIG [--base MOUNTPOINT]\n"
 	"        ComfyUI's extra_model_paths.yaml, or Forge's folder flags, for the mount\n"
 	"  webui forge-hashes|a1111-hashes DATA_DIR --config CONFIG [--base MOUNTPOINT]\n"
@@ -123,6 +126,7 @@ static const struct {
 	{ "prefetch", " pin jobs config json into keep-cache " },
 	{ "status", " json history config metrics " },
 	{ "mounts", " json " },
+	{ "reload", " json " },
 	{ "webui", " config base " },
 	{ "verify", " json config " },
 	{ "evict", " force json config unused-for " },

@@ -344,6 +344,65 @@ int cli_status(int argc, char **argv)
 	return code;
 }
 
+/* ---- reload -------------------------------------------------------------------- */
+
+/* "N added (a, b)" of one of a reload's lists, into buf. */
+static void reload_line(json_t *res, const char *key, const char *word, char *buf, size_t len)
+{
+	json_t *a = json_object_get(res, key), *v;
+	size_t at, i;
+
+	at = (size_t)snprintf(buf, len, "%zu %s", json_array_size(a), word);
+	json_array_foreach(a, i, v) {
+		int n = snprintf(buf + at, len - at, "%s%s", i ? ", " : " (", json_string_value(v));
+
+		if (n < 0 || (size_t)n >= len - at)
+			break;
+		at += (size_t)n;
+	}
+	if (json_array_size(a) && at + 1 < len)
+		snprintf(buf + at, len - at, ")");
+}
+
+int cli_reload(int argc, char **argv)
+{
+	struct cli_opts o;
+	struct cli_target t;
+	json_t *req, *res = NULL;
+	char added[1024], removed[1024], changed[1024], settings[256];
+	int code;
+
+	if (!cli_start(argc, argv, "reload", false, true, &o, &t, &code))
+		return code;
+	if (t.fd < 0) {
+		fprintf(stderr, "modelfs reload: nothing is mounted with the cache %s; give the "
+			"MOUNTPOINT, or run it inside the mount\n", t.cache_dir);
+		cli_target_close(&t);
+		return EXIT_MODEL;
+	}
+	req = json_pack("{s:s}", "cmd", "reload");
+	code = cli_call(&t, req, &res);
+	json_decref(req);
+	if (code == 0 && o.json) {
+		cli_print_json(res);
+	} else if (code == 0) {
+		reload_line(res, "added", "added", added, sizeof(added));
+		reload_line(res, "removed", "removed", removed, sizeof(removed));
+		reload_line(res, "changed", "changed", changed, sizeof(changed));
+		printf("reloaded %s: %s, %s, %s, %lld unchanged\n", t.mountpoint ? t.mountpoint : "",
+		       added, removed, changed,
+		       (long long)json_integer_value(json_object_get(res, "unchanged")));
+		if (json_array_size(json_object_get(res, "settings_not_applied"))) {
+			reload_line(res, "settings_not_applied", "[modelfs] settings changed", settings,
+				    sizeof(settings));
+			printf("%s: they apply at the next mount\n", settings);
+		}
+	}
+	json_decref(res);
+	cli_target_close(&t);
+	return code;
+}
+
 /* ---- mounts -------------------------------------------------------------------- */
 
 /* What one modelfs mount says of itself: {"mountpoint", "state": "live" |

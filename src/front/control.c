@@ -524,6 +524,22 @@ static int do_evict(struct client *cl, json_t *req)
 	return rc;
 }
 
+static int do_reload(struct client *cl, json_t *req)
+{
+	const struct control_ctx *ctx = &cl->srv->ctx;
+	char err[600];
+	json_t *res = NULL;
+	int rc;
+
+	if (!ctx->reloader)
+		return reply_error(cl->fd, 2, "modelfs serve has no mount to reload: restart it to "
+				   "read its config again");
+	rc = reloader_run(ctx->reloader, &res, err, sizeof(err));
+	if (rc)
+		return reply_error(cl->fd, 1, err);
+	return reply_result(cl->fd, req, res);	/* takes res */
+}
+
 /* prefetch_run callbacks: events go to the client; the client closing
  * its end, or the daemon stopping, cancels. */
 static int emit_to_client(void *arg, json_t *ev)
@@ -612,6 +628,8 @@ static int serve_one(struct client *cl, struct control_reader *r, int timeout_ms
 		rc = do_verify(cl, req);
 	else if (strcmp(cmd, "evict") == 0)
 		rc = do_evict(cl, req);
+	else if (strcmp(cmd, "reload") == 0)
+		rc = do_reload(cl, req);
 	else
 		rc = reply_error(cl->fd, 2, "unknown command");
 	json_decref(req);

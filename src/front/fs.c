@@ -48,7 +48,7 @@ static int tree_dir_fd(struct fs *fs, const struct tree_node *dir, bool make)
 
 int fs_dir_fd(struct fs *fs, fuse_ino_t ino, bool make, struct tree_node **tnode)
 {
-	struct tree_node *dir = tree_get(fs->tree, ino);
+	struct tree_node *dir = tree_get(fs_tree(fs), ino);
 	int fd;
 
 	*tnode = dir;
@@ -146,7 +146,7 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_of(req);
-	struct tree_node *dir = tree_get(fs->tree, parent), *node;
+	struct tree_node *dir = tree_get(fs_tree(fs), parent), *node;
 	struct fuse_entry_param e;
 	int rc = -ENOENT, fd;
 
@@ -189,7 +189,7 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct tree_node *node = tree_get(fs_of(req)->tree, ino);
+	struct tree_node *node = tree_get(fs_tree(fs_of(req)), ino);
 	struct stat st;
 
 	if (!node) {
@@ -369,7 +369,7 @@ static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct tree_node *node = tree_get(fs_of(req)->tree, ino);
+	struct tree_node *node = tree_get(fs_tree(fs_of(req)), ino);
 	int err;
 
 	if (!node) {
@@ -403,13 +403,15 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	/* A file that can never be read says so at open, not as an empty read
 	 * (its listed size may be 0). */
-	err = engine_file_open_error(node->file);
+	err = engine_file_hold(node->file);
 	if (err) {
 		fuse_reply_err(req, -err);
 		return;
 	}
+	fi->fh = (uint64_t)(uintptr_t)node->file | FS_FH_REMOTE;
 	fi->keep_cache = 1;
-	fuse_reply_open(req, fi);
+	if (fuse_reply_open(req, fi) != 0)
+		engine_file_release(node->file);
 }
 
 static void read_done(void *arg, const char *buf, ssize_t len)
@@ -425,19 +427,16 @@ static void read_done(void *arg, const char *buf, ssize_t len)
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	struct tree_node *node = tree_get(fs_of(req)->tree, ino);
+	struct engine_file *f = fs_fh_remote(fi);
 
-	if (!node || node->local) {
+	/* By the handle: a reload may have taken the file out of the tree
+	 * (or put another under its name) since it was opened. */
+	if (!f) {
 		fs_local_read(req, size, off, fi);
 		return;
 	}
-	if (!node->file) {
-		fuse_reply_err(req, EISDIR);
-		return;
-	}
-	log_debug("event=read path=%s off=%lld len=%zu", engine_file_path(node->file),
-		  (long long)off, size);
-	engine_read(node->file, (uint64_t)off, size, read_done, req);
+	log_debug("event=read path=%s off=%lld len=%zu", engine_file_path(f), (long long)off, size);
+	engine_read(f, (uint64_t)off, size, read_done, req);
 }
 
 /* The value of user.modelfs.<name>: a string the caller frees, NULL with
@@ -483,7 +482,7 @@ static char *root_xattr(const struct fs *fs, const char *name, int *err)
 static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct fs *fs = fs_of(req);
-	struct tree_node *node = tree_get(fs->tree, ino);
+	struct tree_node *node = tree_get(fs_tree(fs), ino);
 	char *value = NULL;
 	size_t len;
 	int err = ENODATA;
@@ -517,7 +516,7 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	static const char *const names[] = { "state", "cached", "sha256", "source", "error" };
-	struct tree_node *node = tree_get(fs_of(req)->tree, ino);
+	struct tree_node *node = tree_get(fs_tree(fs_of(req)), ino);
 	char list[256];
 	size_t len = 0;
 
@@ -553,7 +552,7 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct fs *fs = fs_of(req);
 	struct statvfs sv;
-	uint64_t total = 0;
+	uint64_t total = 0, files = 0;
 
 	/* What room there is for local files: their folder's filesystem. */
 	if (fs->local && fstatvfs(local_root_fd(fs->local), &sv) == 0) {
@@ -562,12 +561,18 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_statfs(req, &sv);
 		return;
 	}
-	for (size_t i = 0; i < engine_nfiles(fs->engine); i++)
-		total += engine_file_size(engine_file_at(fs->engine, i));
+	for (size_t i = 0, n = engine_nfiles(fs->engine); i < n; i++) {
+		struct engine_file *f = engine_file_at(fs->engine, i);
+
+		if (!engine_file_gone(f)) {
+			total += engine_file_size(f);
+			files++;
+		}
+	}
 	memset(&sv, 0, sizeof(sv));
 	sv.f_bsize = sv.f_frsize = 4096;
 	sv.f_blocks = (total + 4095) / 4096;
-	sv.f_files = engine_nfiles(fs->engine);
+	sv.f_files = files;
 	sv.f_namemax = 255;
 	sv.f_flag = ST_RDONLY;
 	fuse_reply_statfs(req, &sv);
@@ -704,17 +709,18 @@ static char *base_options(const struct fs_options *opts)
 
 static bool tree_has_ino(void *arg, uint64_t ino)
 {
-	return tree_get(arg, ino) != NULL;
+	return tree_get(fs_tree(arg), ino) != NULL;
 }
 
-/* Mark the tree files whose name a local file already has: the local
- * file is the user's data and wins (fs_i.h), with a warning naming both.
- * A local file where the tree has a folder cannot win (the folder holds
- * the entries): it is hidden, and said so. */
-static void mark_shadowed(struct fs *fs, const char *local_dir)
+/* Mark the files of t whose name a local file already has: the local
+ * file is the user's data and wins (fs_i.h), with a warning naming both
+ * (once per file: a reload does not repeat it). A local file where the
+ * tree has a folder cannot win (the folder holds the entries): it is
+ * hidden, and said so. */
+static void mark_shadowed(struct fs *fs, struct tree *t)
 {
-	for (size_t i = 0; i < tree_nnodes(fs->tree); i++) {
-		struct tree_node *node = tree_node_at(fs->tree, i);
+	for (size_t i = 0; i < tree_nnodes(t); i++) {
+		struct tree_node *node = tree_node_at(t, i);
 		const struct config_entry *ce = node->file ? engine_file_entry(node->file) : node->local;
 		char path[PATH_MAX];
 		struct stat st;
@@ -730,16 +736,19 @@ static void mark_shadowed(struct fs *fs, const char *local_dir)
 			    !S_ISDIR(st.st_mode))
 				log_warn("event=hidden path=%s%s%s local=%s/%s%s%s action=\"the mount's "
 					 "folder of that name is shown; rename the local file to see "
-					 "it\"", path, path[0] ? "/" : "", node->name, local_dir, path,
+					 "it\"", path, path[0] ? "/" : "", node->name, fs->local_dir, path,
 					 path[0] ? "/" : "", node->name);
-		} else if (fstatat(fd, node->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		} else if (fstatat(fd, node->name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			   !(node->file && engine_file_shadowed(node->file))) {
 			node->shadowed = true;
 			if (node->file)
 				engine_file_set_shadowed(node->file);
 			log_warn("event=shadowed path=%s%s%s entry=%s local=%s/%s%s%s action=\"the local "
 				 "file is served; move or delete it to see the entry\"", path,
-				 path[0] ? "/" : "", node->name, ce ? ce->id : "-", local_dir, path,
+				 path[0] ? "/" : "", node->name, ce ? ce->id : "-", fs->local_dir, path,
 				 path[0] ? "/" : "", node->name);
+		} else if (node->file && engine_file_shadowed(node->file)) {
+			node->shadowed = true;
 		}
 		close(fd);
 	}
@@ -754,14 +763,76 @@ static int open_local(struct fs *fs, const struct fs_options *opts)
 
 	if (!opts->local_dir && strncmp(opts->mountpoint, "/dev/fd/", 8) == 0)
 		return 0;	/* an open /dev/fuse: there is no folder under it */
-	rc = local_open(dir, opts->read_only, tree_has_ino, fs->tree, &fs->local);
+	fs->local_dir = strdup(dir);
+	if (!fs->local_dir)
+		return -ENOMEM;
+	rc = local_open(dir, opts->read_only, tree_has_ino, fs, &fs->local);
 	if (rc) {
 		log_error("event=mount_failed local_dir=%s error=\"%s\" action=\"%s\"", dir,
 			  strerror(-rc), opts->local_dir ? "give an existing folder as local_dir"
 			  : "the mountpoint must be a folder modelfs can open");
 		return rc;
 	}
-	mark_shadowed(fs, dir);
+	mark_shadowed(fs, fs_tree(fs));
+	return 0;
+}
+
+/* Have the kernel forget what of old differs in t: names whose node went
+ * or changed (their dentries, and a file's pages), names t adds (negative
+ * dentries: they may be cached as long as the tree), and every folder's
+ * listing and attributes. Failures only mean the kernel held nothing. */
+static void invalidate_changes(struct fs *fs, struct tree *old, struct tree *t)
+{
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < tree_nnodes(old); i++) {
+		struct tree_node *n = tree_node_at(old, i), *now;
+
+		if (!n->parent || tree_node_path(n, path, sizeof(path)) != 0)
+			continue;
+		now = tree_find(t, path);
+		if (now && now->ino == n->ino && now->file == n->file && now->local == n->local &&
+		    now->shadowed == n->shadowed)
+			continue;
+		fuse_lowlevel_notify_inval_entry(fs->se, n->parent->ino, n->name, strlen(n->name));
+		if (tree_node_is_file(n))
+			fuse_lowlevel_notify_inval_inode(fs->se, n->ino, 0, 0);
+	}
+	for (size_t i = 0; i < tree_nnodes(t); i++) {
+		struct tree_node *n = tree_node_at(t, i);
+
+		if (!tree_node_is_file(n))
+			fuse_lowlevel_notify_inval_inode(fs->se, n->ino, 0, 0);
+		if (n->parent && tree_node_path(n, path, sizeof(path)) == 0 && !tree_find(old, path))
+			fuse_lowlevel_notify_inval_entry(fs->se, n->parent->ino, n->name,
+							 strlen(n->name));
+	}
+}
+
+struct tree *fs_tree_now(struct fs *fs)
+{
+	return fs_tree(fs);
+}
+
+int fs_swap_tree(struct fs *fs, struct tree *t)
+{
+	struct tree *old, **grown;
+
+	pthread_mutex_lock(&fs->swap_lock);
+	grown = realloc(fs->old_trees, (fs->n_old_trees + 1) * sizeof(*grown));
+	if (!grown) {
+		pthread_mutex_unlock(&fs->swap_lock);
+		return -ENOMEM;
+	}
+	fs->old_trees = grown;
+	fs->old_trees[fs->n_old_trees++] = t;	/* the fs's from now: freed at unmount */
+	if (fs->local)
+		mark_shadowed(fs, t);
+	old = fs_tree(fs);
+	atomic_store_explicit(&fs->tree, t, memory_order_release);
+	if (fs->mounted)
+		invalidate_changes(fs, old, t);
+	pthread_mutex_unlock(&fs->swap_lock);
 	return 0;
 }
 
@@ -775,7 +846,8 @@ int fs_mount(struct tree *tree, struct engine *engine, const struct fs_options *
 
 	if (!fs)
 		return -ENOMEM;
-	fs->tree = tree;
+	atomic_init(&fs->tree, tree);
+	pthread_mutex_init(&fs->swap_lock, NULL);
 	fs->engine = engine;
 	fs->max_read = fuse_opt_max_read(opts->fuse_opts);
 	if (opts->cache_dir && !(fs->cache_dir = realpath(opts->cache_dir, NULL)))
@@ -855,6 +927,11 @@ void fs_unmount(struct fs *fs)
 	}
 	local_close(fs->local);
 	pthread_mutex_destroy(&fs->refused_lock);
+	pthread_mutex_destroy(&fs->swap_lock);
+	for (size_t i = 0; i < fs->n_old_trees; i++)
+		tree_free(fs->old_trees[i]);
+	free(fs->old_trees);
+	free(fs->local_dir);
 	free(fs->cache_dir);
 	free(fs);
 }

@@ -15,6 +15,8 @@
 
 #include <fuse_lowlevel.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 
 #include "modelfs/fs.h"
 #include "modelfs/local.h"
@@ -26,7 +28,14 @@
 #define FS_REFUSED_SLOTS 256
 
 struct fs {
-	struct tree *tree;
+	/* The tree now; fs_swap_tree() replaces it under live operations.
+	 * A handler loads it once (fs_tree()) and may keep its nodes: a
+	 * replaced tree is kept, unchanged, in old_trees until unmount. */
+	struct tree *_Atomic tree;
+	struct tree **old_trees;	/* protected by swap_lock */
+	size_t n_old_trees;		/* protected by swap_lock */
+	pthread_mutex_t swap_lock;	/* one fs_swap_tree() at a time */
+	char *local_dir;		/* the local layer's folder, for its warnings */
 	struct engine *engine;
 	struct local *local;		/* NULL: no local layer (a /dev/fd/N mount) */
 	struct fuse_session *se;
@@ -59,6 +68,22 @@ struct fs_listing {
 static inline struct fs *fs_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
+}
+
+static inline struct tree *fs_tree(struct fs *fs)
+{
+	return atomic_load_explicit(&fs->tree, memory_order_acquire);
+}
+
+/* An open remote file's fi->fh: its engine file (held, engine.h), with
+ * this bit set (a user-space pointer never has it; a local fd is small).
+ * Reads and release go by it, not by the inode, which a reload may take
+ * from the tree while the file is open. */
+#define FS_FH_REMOTE (UINT64_C(1) << 63)
+static inline struct engine_file *fs_fh_remote(const struct fuse_file_info *fi)
+{
+	return fi->fh & FS_FH_REMOTE ? (struct engine_file *)(uintptr_t)(fi->fh & ~FS_FH_REMOTE)
+				     : NULL;
 }
 
 static inline bool fs_writable(const struct fs *fs)

@@ -143,7 +143,7 @@ void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
 	struct fs *fs = fs_of(req);
 
-	if (fs->local && !tree_get(fs->tree, ino))
+	if (fs->local && !tree_get(fs_tree(fs), ino))
 		local_forget(fs->local, ino, nlookup);
 	fuse_reply_none(req);
 }
@@ -153,7 +153,7 @@ void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forg
 	struct fs *fs = fs_of(req);
 
 	for (size_t i = 0; fs->local && i < count; i++)
-		if (!tree_get(fs->tree, forgets[i].ino))
+		if (!tree_get(fs_tree(fs), forgets[i].ino))
 			local_forget(fs->local, forgets[i].ino, forgets[i].nlookup);
 	fuse_reply_none(req);
 }
@@ -221,7 +221,7 @@ void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct tree_node *node = tree_get(fs->tree, ino);
+	struct tree_node *node = tree_get(fs_tree(fs), ino);
 	int fd, rc;
 
 	if (node) {
@@ -244,7 +244,7 @@ void fs_readlink(fuse_req_t req, fuse_ino_t ino)
 	ssize_t n;
 
 	if (fd < 0) {
-		fuse_reply_err(req, tree_get(fs_of(req)->tree, ino) ? EINVAL : ENOENT);
+		fuse_reply_err(req, tree_get(fs_tree(fs_of(req)), ino) ? EINVAL : ENOENT);
 		return;
 	}
 	n = readlinkat(fd, "", target, sizeof(target) - 1);
@@ -262,7 +262,7 @@ void fs_readlink(fuse_req_t req, fuse_ino_t ino)
 static int new_name_dir(fuse_req_t req, fuse_ino_t parent, const char *name, const char *op)
 {
 	struct fs *fs = fs_of(req);
-	struct tree_node *dir = tree_get(fs->tree, parent), *same;
+	struct tree_node *dir = tree_get(fs_tree(fs), parent), *same;
 	char path[PATH_MAX];
 
 	if (!fs_writable(fs))
@@ -312,7 +312,7 @@ void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char 
 void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
 	struct fs *fs = fs_of(req);
-	struct tree_node *node = tree_get(fs->tree, ino);
+	struct tree_node *node = tree_get(fs_tree(fs), ino);
 	char path[64];
 	int fd, dirfd, rc;
 
@@ -361,7 +361,7 @@ void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 static int changed_name_dir(fuse_req_t req, fuse_ino_t parent, const char *name, const char *op)
 {
 	struct fs *fs = fs_of(req);
-	struct tree_node *dir = tree_get(fs->tree, parent), *same;
+	struct tree_node *dir = tree_get(fs_tree(fs), parent), *same;
 	struct stat st;
 	int fd;
 
@@ -429,7 +429,7 @@ void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 {
 	ssize_t n;
 
-	if (tree_get(fs_of(req)->tree, ino)) {
+	if (fs_fh_remote(fi) || tree_get(fs_tree(fs_of(req)), ino)) {
 		fuse_reply_err(req, EBADF);	/* never opened for writing */
 		return;
 	}
@@ -444,7 +444,7 @@ void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	int rc = 0, fd;
 
-	if (!tree_get(fs_of(req)->tree, ino)) {
+	if (!fs_fh_remote(fi) && !tree_get(fs_tree(fs_of(req)), ino)) {
 		/* close() of a copy reports what a close of the file would
 		 * (e.g. a deferred write error), while fh stays open. */
 		fd = dup((int)fi->fh);
@@ -455,10 +455,12 @@ void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	const struct tree_node *node = tree_get(fs_of(req)->tree, ino);
+	struct engine_file *f = fs_fh_remote(fi);
 
-	if (!node || node->local)
-		close((int)fi->fh);
+	if (f)
+		engine_file_release(f);
+	else
+		close((int)fi->fh);	/* a local file's, or a source = "local" entry's */
 	fuse_reply_err(req, 0);
 }
 
@@ -466,7 +468,7 @@ void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_inf
 {
 	int rc = 0;
 
-	if (!tree_get(fs_of(req)->tree, ino) &&
+	if (!fs_fh_remote(fi) && !tree_get(fs_tree(fs_of(req)), ino) &&
 	    (datasync ? fdatasync((int)fi->fh) : fsync((int)fi->fh)) != 0)
 		rc = errno;
 	fuse_reply_err(req, rc);
@@ -475,14 +477,14 @@ void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_inf
 void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 		 size_t size, int flags)
 {
-	struct tree_node *node = tree_get(fs_of(req)->tree, ino);
+	struct tree_node *node = tree_get(fs_tree(fs_of(req)), ino);
 
 	fuse_reply_err(req, node ? fs_refuse_node(fs_of(req), node, "setxattr") : ENOTSUP);
 }
 
 void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	struct tree_node *node = tree_get(fs_of(req)->tree, ino);
+	struct tree_node *node = tree_get(fs_tree(fs_of(req)), ino);
 
 	fuse_reply_err(req, node ? fs_refuse_node(fs_of(req), node, "removexattr") : ENOTSUP);
 }

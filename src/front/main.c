@@ -37,6 +37,7 @@
 #include "modelfs/mountopts.h"
 #include "modelfs/prefetch_run.h"
 #include "modelfs/retention.h"
+#include "modelfs/reload.h"
 #include "modelfs/sdnotify.h"
 #include "modelfs/select.h"
 #include "modelfs/metrics.h"
@@ -571,11 +572,13 @@ static int do_mount(int argc, char **argv, bool helper)
 	struct fs_options fo = { 0 };
 	struct lock *lock = NULL;
 	struct serve *srv = NULL;
+	struct reloader *reloader = NULL;
 	struct metrics_daemon md = { 0 };
-	char cache_buf[PATH_MAX], mnt_real[PATH_MAX], *fsname = NULL;
+	char cache_buf[PATH_MAX], mnt_real[PATH_MAX], config_real[PATH_MAX], *fsname = NULL;
 	const char *cache_dir, *mnt, *config;
 	bool mnt_only;
 	size_t nwarm = 0;
+	bool engine_locked = false;
 	int notify_fd = -1, log_fd = -1, code = EXIT_MODEL, rc;
 
 	rc = cli_parse(argc, argv, "mount", &o);
@@ -645,6 +648,10 @@ static int do_mount(int argc, char **argv, bool helper)
 		code = EXIT_USAGE;
 		goto out;
 	}
+	/* What a reload reads again, named so that it still works after the
+	 * daemon's chdir("/"). */
+	if (!o.nmodels && !config_is_url(config) && !realpath(config, config_real))
+		snprintf(config_real, sizeof(config_real), "%s", config);
 	log_set_json(o.log_json);
 	if (o.log_file && !want_syslog(&o)) {
 		log_fd = log_open_file(o.log_file);
@@ -683,11 +690,12 @@ static int do_mount(int argc, char **argv, bool helper)
 	if (rc)
 		log_warn("event=control_unavailable error=\"%s\" action=\"modelfs commands will not "
 			 "reach this mount\"", strerror(-rc));
+	engine_locked = lock != NULL;
 	rc = engine_open_locked(cfg, lock, cache, &engine);
 	lock_free(lock);	/* the catalog holds copies */
 	lock = NULL;
 	if (rc == 0)
-		rc = tree_build(engine, cfg, store_created(cache_store(cache)), &tree);
+		rc = tree_build(engine, cfg, store_created(cache_store(cache)), NULL, &tree);
 	if (rc) {
 		log_error("event=mount_failed error=\"%s\"", strerror(-rc));
 		goto out;
@@ -704,6 +712,9 @@ static int do_mount(int argc, char **argv, bool helper)
 	fo.gid = mo.gid >= 0 ? (gid_t)mo.gid : getgid();
 	fo.umask = mo.umask >= 0 ? (mode_t)mo.umask : 0;
 	fo.debug = o.debug && o.foreground;
+	/* Before fs_mount(): libfuse then leaves SIGHUP to the reloader. */
+	if (reload_catch_sighup() != 0)
+		log_warn("event=sighup_unavailable action=\"use modelfs reload\"");
 	rc = fs_mount(tree, engine, &fo, &fs);
 	md = (struct metrics_daemon){ .engine = engine, .cache = cache, .cache_dir = cache_dir };
 	if (rc == 0)
@@ -712,6 +723,17 @@ static int do_mount(int argc, char **argv, bool helper)
 		log_warn("event=header_prefetch_failed error=\"cannot start its thread\"");
 	if (rc == 0)
 		rc = start_serving(engine, cfg, &md, &srv);
+	if (rc == 0) {
+		struct reload_opts ro = {
+			.config = o.nmodels ? NULL : config_is_url(config) ? config : config_real,
+			.layout = o.layout, .cache_dir = cache_dir, .locked = engine_locked,
+			.empty_mtime = store_created(cache_store(cache)),
+		};
+
+		rc = reloader_new(&ro, cfg, engine, fs, &reloader);
+		if (rc == 0 && reloader_listen(reloader) != 0)
+			log_warn("event=sighup_unavailable action=\"use modelfs reload\"");
+	}
 	if (rc) {
 		code = rc == -EINVAL ? EXIT_USAGE : EXIT_MODEL;
 		goto out;
@@ -735,7 +757,8 @@ static int do_mount(int argc, char **argv, bool helper)
 	if (control) {
 		struct control_ctx ctx = { .engine = engine, .cache = cache, .mountpoint = mnt_real,
 					   .cache_dir = cache_dir, .connections = cfg->connections,
-					   .serve = srv, .serving = srv ? cfg->serve : NULL };
+					   .serve = srv, .serving = srv ? cfg->serve : NULL,
+					   .reloader = reloader };
 
 		rc = control_server_start(control, &ctx);
 		if (rc)
@@ -754,6 +777,7 @@ out:
 	cli_notify_parent(notify_fd, code);
 	/* Commands, the server and the warmup use the engine: they go first. */
 	control_server_stop(control);
+	reloader_stop(reloader);
 	serve_close(srv);
 	prefetch_bg_stop(warmup);
 	retention_stop(retention);
@@ -762,6 +786,7 @@ out:
 		engine_close(engine);
 	fs_unmount(fs);
 	tree_free(tree);
+	reloader_free(reloader);	/* the configs files and trees pointed into */
 	cache_close(cache);
 	config_free(cfg);
 	lock_free(lock);
@@ -1092,7 +1117,8 @@ static const struct {
 } commands[] = {
 	{ "mount", cli_mount }, { "unmount", cli_unmount }, { "umount", cli_unmount },
 	{ "check", cli_check }, { "prefetch", cli_prefetch }, { "status", cli_status },
-	{ "mounts", cli_mounts }, { "webui", cli_webui }, { "verify", cli_verify },
+	{ "mounts", cli_mounts }, { "reload", cli_reload }, { "webui", cli_webui },
+	{ "verify", cli_verify },
 	{ "evict", cli_evict }, { "info", cli_info }, { "serve", cli_serve }, { "lock", cli_lock },
 	{ "manifest", cli_manifest }, { "catalog", cli_catalog }, { "tier", cli_tier },
 };

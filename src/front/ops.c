@@ -64,12 +64,16 @@ int ops_list_engine(struct engine *e, struct cache *c, struct ops_list *out)
 	memset(out, 0, sizeof(*out));
 	out->engine = e;
 	out->cache = c;
-	for (size_t i = 0; i < engine_nfiles(e); i++) {
+	for (size_t i = 0, n = engine_nfiles(e); i < n; i++) {
 		struct engine_file *f = engine_file_at(e, i);
 		const struct config_entry *ent = engine_file_entry(f);
-		struct cache_file *cf = engine_file_cache(f);
-		struct ops_item *it = list_add(out);
+		struct cache_file *cf;
+		struct ops_item *it;
 
+		if (engine_file_gone(f))
+			continue;	/* a reload took it out of the mount */
+		cf = engine_file_cache(f);
+		it = list_add(out);
 		if (!it) {
 			ops_list_free(out);
 			return -ENOMEM;

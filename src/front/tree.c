@@ -17,6 +17,8 @@ struct tree {
 	struct tree_node *root;
 	struct tree_node **by_ino;	/* sorted by ino */
 	size_t n, cap;
+	const struct tree *prev;	/* while building: the tree this one replaces */
+	uint64_t generation;		/* trees before it (reloads) */
 };
 
 static int register_node(struct tree *t, struct tree_node *node)
@@ -96,8 +98,25 @@ static int cmp_ino(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* A file's inode when the tree replaces another (tree.h (1)): the same
+ * file at the same path keeps the inode it had; another file at a path
+ * that had one gets a new inode, so the kernel never mixes the old
+ * file's cached pages (and the reads of those holding it open) with the
+ * new one's. */
+static uint64_t file_ino(const struct tree *t, const struct tree_node *c, const char *path)
+{
+	const struct tree_node *was = t->prev ? tree_find((struct tree *)t->prev, path) : NULL;
+
+	if (!was || !tree_node_is_file(was))
+		return XXH3_64bits(path, strlen(path));
+	if (was->file == c->file && was->local == c->local)
+		return was->ino;
+	return XXH3_64bits_withSeed(path, strlen(path), t->generation);
+}
+
 /* Sort children, give inodes and folder mtimes, depth first. */
-static int64_t finish(struct tree_node *node, const char *path, int64_t empty_mtime)
+static int64_t finish(struct tree *t, struct tree_node *node, const char *path,
+		      int64_t empty_mtime)
 {
 	int64_t newest = 0;
 
@@ -112,8 +131,8 @@ static int64_t finish(struct tree_node *node, const char *path, int64_t empty_mt
 		if (!sub)
 			return newest;
 		snprintf(sub, len, "%s/%s", path, c->name);
-		c->ino = XXH3_64bits(sub, strlen(sub));
-		m = tree_node_is_file(c) ? c->mtime : finish(c, sub, empty_mtime);
+		c->ino = tree_node_is_file(c) ? file_ino(t, c, sub) : XXH3_64bits(sub, strlen(sub));
+		m = tree_node_is_file(c) ? c->mtime : finish(t, c, sub, empty_mtime);
 		if (m > newest)
 			newest = m;
 		free(sub);
@@ -174,6 +193,18 @@ static int add_file(struct tree *t, struct engine_file *f, const char *path)
 	return 0;
 }
 
+/* The index in cfg of the entry ce is, or of cfg's entry with ce's id
+ * (ce from an earlier config of a reloaded mount); -1 when none. */
+static ssize_t entry_index(const struct config *cfg, const struct config_entry *ce)
+{
+	if (ce >= cfg->entries && ce < cfg->entries + cfg->n_entries)
+		return ce - cfg->entries;
+	for (size_t k = 0; k < cfg->n_entries; k++)
+		if (strcmp(cfg->entries[k].id, ce->id) == 0)
+			return (ssize_t)k;
+	return -1;
+}
+
 /* f's path in another view of the config (config.h views): its entry's
  * folder there, then what follows its folder in f's own path. NULL when
  * f is not of cfg's entries (a file a lock added). */
@@ -182,12 +213,13 @@ static char *view_path(const struct config *cfg, const struct config *view,
 {
 	const struct config_entry *ce = engine_file_entry(f);
 	const char *path = engine_file_path(f);
+	ssize_t at = entry_index(cfg, ce);
 	size_t k, dirlen;
 	char *out;
 
-	if (ce < cfg->entries || ce >= cfg->entries + cfg->n_entries)
+	if (at < 0)
 		return NULL;
-	k = (size_t)(ce - cfg->entries);
+	k = (size_t)at;
 	dirlen = strlen(ce->dir);
 	if (k >= view->n_entries || strncmp(path, ce->dir, dirlen) != 0)
 		return NULL;
@@ -205,8 +237,11 @@ static int add_view(struct tree *t, struct engine *e, const struct config *cfg,
 			return -ENOMEM;
 	for (size_t i = 0; rc == 0 && i < engine_nfiles(e); i++) {
 		struct engine_file *f = engine_file_at(e, i);
-		char *path = view == cfg ? NULL : view_path(cfg, view, f);
+		char *path;
 
+		if (engine_file_gone(f))
+			continue;
+		path = view == cfg ? NULL : view_path(cfg, view, f);
 		if (view == cfg || path)
 			rc = add_file(t, f, path ? path : engine_file_path(f));
 		free(path);
@@ -218,13 +253,15 @@ static int add_view(struct tree *t, struct engine *e, const struct config *cfg,
 }
 
 int tree_build(struct engine *e, const struct config *cfg, int64_t empty_mtime,
-	       struct tree **out)
+	       const struct tree *prev, struct tree **out)
 {
 	struct tree *t = calloc(1, sizeof(*t));
 	int rc = -ENOMEM;
 
 	if (!t)
 		return -ENOMEM;
+	t->prev = prev;
+	t->generation = prev ? prev->generation + 1 : 0;
 	t->root = new_node(t, NULL, "");
 	if (!t->root)
 		goto fail;
@@ -233,7 +270,8 @@ int tree_build(struct engine *e, const struct config *cfg, int64_t empty_mtime,
 		rc = add_view(t, e, cfg, cfg->views[v], empty_mtime);
 	if (rc)
 		goto fail;
-	finish(t->root, "", empty_mtime);
+	finish(t, t->root, "", empty_mtime);
+	t->prev = NULL;
 	t->root->ino = 1;
 	/* Inode 0 and 1 are taken, and two paths may hash alike: nudge. */
 	qsort(t->by_ino, t->n, sizeof(*t->by_ino), cmp_ino);

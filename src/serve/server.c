@@ -593,8 +593,9 @@ static enum MHD_Result mount_file(struct serve *s, struct MHD_Connection *c, str
 		return reply_error(s, c, -EINVAL, NULL, "Invalid path: \".\", \"..\" or a bad escape");
 	if (rc)
 		return reply_error(s, c, rc, NULL, "cannot read the request");
-	for (size_t i = 0; !ef && i < engine_nfiles(s->engine); i++)
-		if (strcmp(engine_file_path(engine_file_at(s->engine, i)), path) == 0)
+	for (size_t i = 0, n = engine_nfiles(s->engine); !ef && i < n; i++)
+		if (!engine_file_gone(engine_file_at(s->engine, i)) &&
+		    strcmp(engine_file_path(engine_file_at(s->engine, i)), path) == 0)
 			ef = engine_file_at(s->engine, i);
 	if (!ef) {
 		ok = reply_error(s, c, -ENOENT, NULL, "Entry not found");

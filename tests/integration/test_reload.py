@@ -1,0 +1,168 @@
+"""`modelfs reload` and SIGHUP: a live mount re-reads its config. Added
+entries appear, removed ones leave the listings while an open fd reads on,
+unchanged ones keep their inode and cache, and a config that does not load
+changes nothing."""
+
+import os
+import signal
+import subprocess
+
+from conftest import fusermount_unmount
+from mfs import config, file_slice, url_entry, wait_for
+
+SETTINGS = "header_prefetch = false"
+
+
+def reload(modelfs_bin, m, *args):
+    return subprocess.run([str(modelfs_bin), "reload", *args, str(m.path)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def entries(hub, names):
+    return {"loras": {n: url_entry(hub.url(n + ".safetensors")) for n in names}}
+
+
+def rewrite(m, text):
+    # Written aside and renamed in, as an editor does.
+    tmp = m.config_path.with_name(".config.toml.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, m.config_path)
+
+
+def test_a_lora_added_appears_while_a_reader_holds_another_file(hub, mount, modelfs_bin):
+    srcs = {n: hub.add_file(n + ".safetensors", 3 << 20, seed=i)[0]
+            for i, n in enumerate(("a", "b"))}
+    m = mount(config(entries(hub, ["a"]), settings=SETTINGS))
+    lora = m.path / "Lora"
+    assert sorted(os.listdir(lora)) == ["a.safetensors"]
+    ino_a = os.stat(lora / "a.safetensors").st_ino
+    with open(lora / "a.safetensors", "rb", buffering=0) as f:
+        first = f.read(1 << 20)
+        rewrite(m, config(entries(hub, ["a", "b"]), settings=SETTINGS))
+        r = reload(modelfs_bin, m)
+        assert r.returncode == 0, r.stderr
+        assert "1 added (loras/b)" in r.stdout and "1 unchanged" in r.stdout, r.stdout
+        # At once, though the kernel may keep a listing and a miss for a day.
+        assert sorted(os.listdir(lora)) == ["a.safetensors", "b.safetensors"]
+        assert (lora / "b.safetensors").read_bytes() == srcs["b"].read_bytes()
+        # The reader is unaffected: same inode, the rest of its bytes.
+        rest = f.read()
+    assert first + rest == srcs["a"].read_bytes()
+    assert os.stat(lora / "a.safetensors").st_ino == ino_a
+
+
+def test_a_removed_entry_leaves_the_listing_and_an_open_fd_reads_on(hub, mount, modelfs_bin):
+    srcs = {n: hub.add_file(n + ".safetensors", 2 << 20, seed=i)[0]
+            for i, n in enumerate(("a", "b"))}
+    m = mount(config(entries(hub, ["a", "b"]), settings=SETTINGS))
+    lora = m.path / "Lora"
+    fd = os.open(lora / "b.safetensors", os.O_RDONLY)
+    try:
+        assert os.pread(fd, 4096, 0) == file_slice(srcs["b"], 0, 4096)
+        rewrite(m, config(entries(hub, ["a"]), settings=SETTINGS))
+        r = reload(modelfs_bin, m)
+        assert r.returncode == 0, r.stderr
+        assert "1 removed (loras/b)" in r.stdout, r.stdout
+        assert sorted(os.listdir(lora)) == ["a.safetensors"]
+        assert not (lora / "b.safetensors").exists()
+        st = subprocess.run([str(modelfs_bin), "status", "--json", str(m.path)],
+                            capture_output=True, text=True, timeout=30)
+        assert "b.safetensors" not in st.stdout
+        # The open fd reads every byte, exactly, until it is closed.
+        got = b"".join(os.pread(fd, 1 << 20, off) for off in range(0, 2 << 20, 1 << 20))
+        assert got == srcs["b"].read_bytes()
+    finally:
+        os.close(fd)
+    assert (lora / "a.safetensors").read_bytes() == srcs["a"].read_bytes()
+
+
+def test_a_changed_entry_is_a_new_file_and_unchanged_ones_are_not_fetched_again(
+        hub, mount, modelfs_bin):
+    a, _ = hub.add_file("a.safetensors", 1 << 20, seed=1)
+    b, _ = hub.add_file("b.safetensors", 1 << 20, seed=2)
+    c, _ = hub.add_file("c.safetensors", 1 << 20, seed=3)
+    m = mount(config(entries(hub, ["a", "b"]), settings=SETTINGS))
+    lora = m.path / "Lora"
+    assert (lora / "a.safetensors").read_bytes() == a.read_bytes()
+    old_b = os.stat(lora / "b.safetensors").st_ino
+    ino_a = os.stat(lora / "a.safetensors").st_ino
+    hub.reset()
+    # b now points at c's bytes, under its own name.
+    cfg = entries(hub, ["a"])
+    cfg["loras"]["b"] = url_entry(hub.url("c.safetensors"), filename="b.safetensors")
+    rewrite(m, config(cfg, settings=SETTINGS))
+    r = reload(modelfs_bin, m, "--json")
+    assert r.returncode == 0, r.stderr
+    assert '"changed": ["loras/b"]' in r.stdout.replace("\n", "").replace("  ", ""), r.stdout
+    assert (lora / "b.safetensors").read_bytes() == c.read_bytes()
+    assert os.stat(lora / "b.safetensors").st_ino != old_b
+    assert os.stat(lora / "a.safetensors").st_ino == ino_a
+    assert (lora / "a.safetensors").read_bytes() == a.read_bytes()
+    # Nothing of the unchanged entry was asked for again, not even its size.
+    assert hub.requests(path="a.safetensors") == []
+
+
+def test_a_config_that_does_not_load_changes_nothing(hub, mount, modelfs_bin):
+    src, _ = hub.add_file("a.safetensors", 1 << 20)
+    m = mount(config(entries(hub, ["a"]), settings=SETTINGS),
+              allowed_errors=[r"event=reload_failed"])
+    text = config(entries(hub, ["a"]), settings=SETTINGS)
+    rewrite(m, text + "[models.vae]\nbroken = { url = \n")
+    bad_line = len(text.splitlines()) + 2
+    r = reload(modelfs_bin, m)
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    assert "config.toml:%d" % bad_line in r.stderr, r.stderr
+    assert "event=reload_failed" in m.log()
+    assert sorted(os.listdir(m.path / "Lora")) == ["a.safetensors"]
+    assert (m.path / "Lora" / "a.safetensors").read_bytes() == src.read_bytes()
+
+
+def test_sighup_reloads_as_the_command_does(hub, mount):
+    b, _ = hub.add_file("b.safetensors", 1 << 20, seed=2)
+    hub.add_file("a.safetensors", 1 << 20, seed=1)
+    m = mount(config(entries(hub, ["a"]), settings=SETTINGS))
+    lora = m.path / "Lora"
+    assert sorted(os.listdir(lora)) == ["a.safetensors"]
+    rewrite(m, config(entries(hub, ["b"]), settings=SETTINGS))
+    os.kill(m.pid, signal.SIGHUP)
+    wait_for(lambda: "event=reloaded" in m.log(), what="the reload after SIGHUP")
+    assert sorted(os.listdir(lora)) == ["b.safetensors"]
+    assert (lora / "b.safetensors").read_bytes() == b.read_bytes()
+    assert m.is_mounted()
+
+
+def test_layouts_and_local_files_survive_a_reload(hub, mount, modelfs_bin, tmp_path):
+    hub.add_file("a.safetensors", 1 << 20, seed=1)
+    b, _ = hub.add_file("b.safetensors", 1 << 20, seed=2)
+    mnt = tmp_path / "models"
+    (mnt / "forge" / "Lora").mkdir(parents=True)
+    (mnt / "forge" / "Lora" / "mine.png").write_bytes(b"png")
+    views = 'layout = ["forge", "comfyui"]\n' + SETTINGS
+    m = mount(config(entries(hub, ["a"]), settings=views), mountpoint=mnt)
+    rewrite(m, config(entries(hub, ["a", "b"]), settings=views))
+    r = reload(modelfs_bin, m)
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(m.path / "forge" / "Lora")) == ["a.safetensors", "b.safetensors",
+                                                             "mine.png"]
+    assert sorted(os.listdir(m.path / "comfyui" / "loras")) == ["a.safetensors",
+                                                                 "b.safetensors"]
+    assert (m.path / "comfyui" / "loras" / "b.safetensors").read_bytes() == b.read_bytes()
+    assert (m.path / "forge" / "Lora" / "mine.png").read_bytes() == b"png"
+
+
+def test_a_model_link_mount_has_nothing_to_reload(hub, modelfs_bin, tmp_path):
+    hub.add_file("a.bin", 1 << 20)
+    mnt, cache, log = tmp_path / "mnt", tmp_path / "cache", tmp_path / "m.log"
+    mnt.mkdir()
+    r = subprocess.run([str(modelfs_bin), "mount", "--cache-dir", str(cache), "--log-file",
+                        str(log), "--model", hub.url("a.bin"), str(mnt)],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    try:
+        r = subprocess.run([str(modelfs_bin), "reload", str(mnt)], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+        assert "--model" in r.stderr and "no config" in r.stderr, r.stderr
+        assert os.listdir(mnt / "Stable-diffusion") == ["a.bin"]
+    finally:
+        fusermount_unmount(mnt)
