@@ -86,6 +86,8 @@ struct config_entry {
 	char *manifest_version;
 };
 
+#define CONFIG_SERVE_ALLOW_MAX 64
+
 struct config {
 	char *path;			/* as given to config_load() */
 	char *cache_dir;		/* NULL: the caller's default */
@@ -125,6 +127,13 @@ struct config {
 					 * (repo ids, paths); NULL-terminated or NULL: all */
 	char *mirror_token_file;	/* every entry's mirror_token_file unless it has one */
 	int64_t bandwidth_limit;	/* bytes per second over all connections; 0: none */
+	/* serve: Hub repos not in the config that a client may have fetched
+	 * on demand, as fnmatch(3) patterns over "org/name" (models) and
+	 * "datasets/org/name" with FNM_PATHNAME; NULL-terminated, or NULL
+	 * (the default): only configured repos are served. At most
+	 * serve_allow_max repo revisions are added this way in one run. */
+	char **serve_allow;
+	int serve_allow_max;		/* default CONFIG_SERVE_ALLOW_MAX */
 	bool header_prefetch;		/* fetch safetensors/GGUF headers at mount
 					 * (engine_prefetch_headers_start()); default true */
 	char **prefetch;		/* [modelfs] prefetch: entry ids, entry names or

@@ -107,13 +107,17 @@ struct engine_file *engine_file_at(const struct engine *e, size_t i);
  * append their files, each usable at once. A path a live file has is
  * not taken: the new file is listed with an error naming the entry
  * that has it. cfg must outlive the engine (its entries are the files'
- * engine_file_entry()); its [modelfs] settings are not used. *nadded:
- * how many files were appended (at engine_nfiles() - *nadded on). One
+ * engine_file_entry()); its [modelfs] settings are not used. The files
+ * appended are at [*first_added, *first_added + *nadded). One
  * call at a time; blocks for the network: never call it from a FUSE
  * thread or an engine callback. 0 or -ENOMEM (the files added so far
  * stay). */
 int engine_add_entries(struct engine *e, const struct config *cfg, const struct lock *lock,
-		       const bool *add, size_t *nadded);
+		       const bool *add, size_t *first_added, size_t *nadded);
+/* cfg becomes the engine's: freed at engine_close(), after its files
+ * (for a caller that goes before the engine, as a server does). 0 or
+ * -ENOMEM (cfg still the caller's). */
+int engine_keep_config(struct engine *e, struct config *cfg);
 /* f is no longer the mount's: from now engine_file_open_error() and
  * engine_file_hold() give -ENOENT, while those that hold it read on.
  * Its cached blocks stay in the cache. Idempotent. */

@@ -14,7 +14,8 @@
  * (4) an unchanged entry keeps its file, its inode and its cache: nothing
  *     of it is asked of the origin again.
  * Then the new tree replaces the old one (fs_swap_tree()), and with it
- * source = "local" entries and every layout's view. A config that does
+ * source = "local" entries and every layout's view; the daemon's server,
+ * if any, indexes the files again. A config that does
  * not load changes nothing: the error (FILE:LINE:COL: what) goes to the
  * caller and the log. [modelfs] settings and a lock are not re-read:
  * changed settings are named in the answer and apply at the next mount.
@@ -36,6 +37,7 @@
 #include "modelfs/config.h"
 #include "modelfs/engine.h"
 #include "modelfs/fs.h"
+#include "modelfs/serve.h"
 
 struct reload_opts {
 	/* Where the config came from: an absolute path or a URL; NULL when
@@ -44,6 +46,8 @@ struct reload_opts {
 	const char *layout;		/* -o layout=, or NULL */
 	const char *cache_dir;		/* where a URL config is fetched to */
 	bool locked;			/* mounted with a lock: reloads are refused */
+	struct serve *serve;		/* the daemon's server ([modelfs] serve), or NULL:
+					 * it indexes the files again (serve_refresh()) */
 	int64_t empty_mtime;		/* tree_build()'s */
 };
 

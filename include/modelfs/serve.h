@@ -50,6 +50,18 @@
  *     401 (no token) or 403 (a refused token), code GatedRepo. While
  *     the Hub cannot be asked, a repo it once gave anyone is still
  *     served; anything else is 503.
+ * (7) On demand (serve_opts.allow, [modelfs] serve_allow, off by
+ *     default): a Hub repo the config does not name, asked for at a
+ *     revision, whose id matches a pattern of serve_allow (fnmatch(3)
+ *     with FNM_PATHNAME, over "org/name" or "datasets/org/name") is
+ *     resolved there with the server's
+ *     own resolver and credentials, added to the engine, and from then
+ *     on served and cached as a configured repo is, (6) included: a
+ *     gated or private one goes only to clients the Hub accepts. At most
+ *     allow_max repo revisions are added so in a run, and as many may
+ *     fail to be (a repo the Hub does not have); past either, and for
+ *     a repo no pattern allows, the answer is RepoNotFound as for any
+ *     repo not in the config. Spaces are never added.
  * Ownership: serve_open() gives a server; serve_close() stops and frees
  * it. The engine must outlive it and must not be stopped before it.
  * Threads: one thread per connection (bounded by SERVE_MAX_CONNECTIONS);
@@ -95,6 +107,8 @@ struct serve_opts {
 	int access_ttl_ms;		/* how long the Hub's yes is kept; 0: 10 minutes */
 	serve_metrics_fn metrics;	/* answers GET {prefix}/metrics; NULL: 404 */
 	void *metrics_arg;
+	char *const *allow;		/* serve_allow (7), NULL-terminated; NULL: off */
+	int allow_max;			/* serve_allow_max; 0: CONFIG_SERVE_ALLOW_MAX */
 };
 
 /* Index the engine's Hugging Face files and listen on o->listen. 0 and
@@ -108,7 +122,10 @@ void serve_close(struct serve *s);
 /* Its counters now; thread-safe. */
 void serve_stats(struct serve *s, struct serve_stats *out);
 /* How many files the server publishes. */
-size_t serve_nfiles(const struct serve *s);
+size_t serve_nfiles(struct serve *s);
+/* Index the engine's files again (they changed: a reload): requests
+ * under way finish on the old index. 0 or -ENOMEM (the old one stays). */
+int serve_refresh(struct serve *s);
 
 /* The one map from an errno to what a Hub client expects:
  *   -ENOENT   404  EntryNotFound       (a path not in the repo)

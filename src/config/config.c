@@ -811,6 +811,8 @@ static const struct key_spec modelfs_keys[] = {
 	{ "serve", K_STRING, .off = CFG(serve) },
 	{ "serve_prefix", K_STRING, .off = CFG(serve_prefix) },
 	{ "serve_token_file", K_PATH, .off = CFG(serve_token_file) },
+	{ "serve_allow", K_STRINGS, .off = CFG(serve_allow) },
+	{ "serve_allow_max", K_COUNT, .off = CFG(serve_allow_max), .min = 1, .max = 100000 },
 	{ "hf_endpoint", K_BASE_URL, .off = CFG(hf_endpoint) },
 	{ "civitai_endpoint", K_BASE_URL, .off = CFG(civitai_endpoint) },
 	{ "gdrive_endpoint", K_BASE_URL, .off = CFG(gdrive_endpoint) },
@@ -2500,6 +2502,7 @@ static int parse_text(const char *text, size_t len, const char *name, const char
 	p.cfg->connections = 32;
 	p.cfg->retry_timeout_sec = 120;
 	p.cfg->header_prefetch = true;
+	p.cfg->serve_allow_max = CONFIG_SERVE_ALLOW_MAX;
 
 	rc = toml_parse(text, len, &root, &terr);
 	if (rc == -EINVAL) {
@@ -2700,5 +2703,6 @@ void config_free(struct config *cfg)
 	free(cfg->civitai_endpoint);
 	free(cfg->gdrive_endpoint);
 	free_strv(cfg->prefetch);
+	free_strv(cfg->serve_allow);
 	free(cfg);
 }

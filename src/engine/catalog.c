@@ -718,14 +718,14 @@ static void start_added(struct engine *e, struct engine_file *f)
 }
 
 int engine_add_entries(struct engine *e, const struct config *cfg, const struct lock *lock,
-		       const bool *add, size_t *nadded)
+		       const bool *add, size_t *first_added, size_t *nadded)
 {
 	struct resolve_pool pool = { .njobs = cfg->n_entries };
 	struct source_paths *paths = NULL;
 	size_t first;
 	int rc;
 
-	*nadded = 0;
+	*first_added = *nadded = 0;
 	pool.jobs = calloc(cfg->n_entries ? cfg->n_entries : 1, sizeof(*pool.jobs));
 	if (!pool.jobs)
 		return -ENOMEM;
@@ -769,6 +769,7 @@ int engine_add_entries(struct engine *e, const struct config *cfg, const struct 
 	}
 	for (size_t i = first; i < e->nfiles; i++)
 		start_added(e, e->files[i]);
+	*first_added = first;
 	*nadded = e->nfiles - first;
 	pthread_mutex_unlock(&e->add_lock);
 	source_paths_free(paths);
@@ -777,6 +778,20 @@ int engine_add_entries(struct engine *e, const struct config *cfg, const struct 
 	free(pool.jobs);
 	pthread_mutex_destroy(&pool.lock);
 	return rc;
+}
+
+int engine_keep_config(struct engine *e, struct config *cfg)
+{
+	struct config **grown;
+
+	pthread_mutex_lock(&e->add_lock);
+	grown = realloc(e->configs, (e->nconfigs + 1) * sizeof(*grown));
+	if (grown) {
+		e->configs = grown;
+		e->configs[e->nconfigs++] = cfg;
+	}
+	pthread_mutex_unlock(&e->add_lock);
+	return grown ? 0 : -ENOMEM;
 }
 
 void engine_file_drop(struct engine_file *f)
@@ -848,6 +863,9 @@ void engine_close(struct engine *e)
 	for (size_t i = 0; i < e->nretired; i++)
 		free(e->retired[i]);
 	free(e->retired);
+	for (size_t i = 0; i < e->nconfigs; i++)
+		config_free(e->configs[i]);
+	free(e->configs);
 	source_ctx_free(e->sources);
 	tier_free(e->tier);
 	bucket_free(e->bucket);

@@ -200,6 +200,8 @@ struct engine {
 	char **bearers;			/* mirror credentials of added entries; secret;
 					 * protected by add_lock */
 	size_t nbearers;		/* protected by add_lock */
+	struct config **configs;	/* engine_keep_config()'s; protected by add_lock */
+	size_t nconfigs;		/* protected by add_lock */
 	pthread_mutex_t add_lock;	/* one engine_add_entries() at a time; taken
 					 * before any other engine lock */
 	atomic_bool started;		/* engine_start() ran: added files are queued for

@@ -127,6 +127,8 @@ int cli_serve(int argc, char **argv)
 		goto out;
 	so.access_token = token;
 	so.hub = t.cfg->hf_endpoint;
+	so.allow = t.cfg->serve_allow;
+	so.allow_max = t.cfg->serve_allow_max;
 	md = (struct metrics_daemon){ .cache = t.cache, .cache_dir = t.cache_dir };
 	so.metrics = metrics_serve_hook;
 	so.metrics_arg = &md;

@@ -531,7 +531,8 @@ static int start_serving(struct engine *engine, const struct config *cfg,
 {
 	struct serve_opts so = { .listen = cfg->serve, .prefix = cfg->serve_prefix,
 				 .hub = cfg->hf_endpoint, .metrics = metrics_serve_hook,
-				 .metrics_arg = md };
+				 .metrics_arg = md, .allow = cfg->serve_allow,
+				 .allow_max = cfg->serve_allow_max };
 	char *token = NULL;
 	int rc;
 
@@ -727,6 +728,7 @@ static int do_mount(int argc, char **argv, bool helper)
 		struct reload_opts ro = {
 			.config = o.nmodels ? NULL : config_is_url(config) ? config : config_real,
 			.layout = o.layout, .cache_dir = cache_dir, .locked = engine_locked,
+			.serve = srv,
 			.empty_mtime = store_created(cache_store(cache)),
 		};
 

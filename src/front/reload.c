@@ -246,7 +246,7 @@ static int apply(struct reloader *r, struct config *cfg, json_t **result)
 	bool *readd = calloc(cfg->n_entries + 1, sizeof(*readd));
 	json_t *added = json_array(), *changed = json_array(), *removed = json_array();
 	struct tree *t = NULL;
-	size_t unchanged = 0, nadded = 0;
+	size_t unchanged = 0, first = 0, nadded = 0;
 	int rc = -ENOMEM;
 
 	if (!readd || !added || !changed || !removed)
@@ -265,7 +265,7 @@ static int apply(struct reloader *r, struct config *cfg, json_t **result)
 	}
 	/* Dropped first: a changed entry's new file takes its path again. */
 	drop_files(r, cfg, readd, removed);
-	rc = engine_add_entries(r->engine, cfg, NULL, readd, &nadded);
+	rc = engine_add_entries(r->engine, cfg, NULL, readd, &first, &nadded);
 	if (rc == 0)
 		rc = tree_build(r->engine, cfg, r->o.empty_mtime, fs_tree_now(r->fs), &t);
 	if (rc == 0)
@@ -274,6 +274,9 @@ static int apply(struct reloader *r, struct config *cfg, json_t **result)
 		tree_free(t);
 		goto out;
 	}
+	if (r->o.serve && serve_refresh(r->o.serve) != 0)
+		log_warn("event=serve_refresh_failed error=\"out of memory\" action=\"the server "
+			 "serves the files of before the reload\"");
 	*result = json_pack("{s:s, s:O, s:O, s:O, s:I, s:I, s:o}", "config", r->config,
 			    "added", added, "removed", removed, "changed", changed,
 			    "unchanged", (json_int_t)unchanged, "files_added", (json_int_t)nadded,

@@ -6,7 +6,8 @@
  * that pointer's git blob id, which is computed here from the pointer's
  * fixed text, so the tree and model-info answers match the Hub's without
  * asking it. A regular file's blob id is its own, from the resolution.
- * Built once, before the first request; read-only afterwards.
+ * Built before the first request and again when the engine's files
+ * change (serve_refresh()); each one read-only once built.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -164,10 +165,10 @@ int hub_index_build(struct engine *e, struct hub_index **out)
 
 	if (!x)
 		return -ENOMEM;
-	for (size_t i = 0; rc == 0 && i < engine_nfiles(e); i++) {
+	for (size_t i = 0, n = engine_nfiles(e); rc == 0 && i < n; i++) {
 		struct engine_file *f = engine_file_at(e, i);
 
-		if (engine_file_entry(f)->source == CONFIG_SOURCE_HUGGINGFACE)
+		if (engine_file_entry(f)->source == CONFIG_SOURCE_HUGGINGFACE && !engine_file_gone(f))
 			rc = add_file(x, f);
 	}
 	if (rc) {

@@ -6,12 +6,15 @@
  *   api.c     the JSON answers: model info, tree pages
  *   stream.c  a body from the engine, a chunk at a time
  *   access.c  whether a client may read a repo (the Hub decides, remembered)
+ *   ondemand.c repos serve_allow lets clients have that the config lacks
  *   server.c  libmicrohttpd: listening, dispatch, headers, errors
  *
  * Lock order: server.c takes none of its own; a stream's lock is a leaf
  * (nothing is taken while it is held, no engine call is made under it).
- * The index is built before the first connection and never changes, so
- * it is read without a lock.
+ * An index never changes once built, so it is read without a lock: a
+ * new one replaces it (serve_refresh()) and the old one is kept until
+ * serve_close(), for the requests still using it. server.c's add_lock
+ * (one on-demand add at a time) comes before the engine's locks.
  */
 #ifndef MODELFS_SERVE_I_H
 #define MODELFS_SERVE_I_H
@@ -103,6 +106,22 @@ int hub_index_find_sha256(const struct hub_index *x, const char *sha256,
  * served as a Hub file (another source, or left out). */
 int hub_index_find_file(const struct hub_index *x, const struct engine_file *ef,
 			const struct hub_pin **pin, const struct hub_file **file);
+
+/* ---- ondemand.c ------------------------------------------------------------ */
+
+struct ondemand;
+/* allow: serve_allow's patterns (copied); NULL or empty: *out NULL (off).
+ * max: how many repo revisions may be added, and how many may fail to. */
+int ondemand_new(struct engine *e, char *const *allow, int max, struct ondemand **out);
+void ondemand_free(struct ondemand *o);
+/* Whether a client may have repo (of type) fetched on demand; false for
+ * o NULL. */
+bool ondemand_allowed(const struct ondemand *o, const char *type, const char *repo);
+/* Resolve repo at rev and add its files to the engine (network; blocks):
+ * 0; -ESRCH a revision that cannot be one; -ENOENT the Hub gave nothing
+ * readable (logged); -EDQUOT the bound is reached (logged once);
+ * -ENOMEM. The caller refreshes its index after a 0. */
+int ondemand_add(struct ondemand *o, const char *type, const char *repo, const char *rev);
 
 /* ---- api.c ---------------------------------------------------------------- */
 

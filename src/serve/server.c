@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +36,12 @@
 
 struct serve {
 	struct engine *engine;
-	struct hub_index *index;
+	struct hub_index *_Atomic index;	/* serve_index(); serve_i.h */
+	struct hub_index **old_index;	/* replaced ones, freed at close; under index_lock */
+	size_t n_old_index;		/* protected by index_lock */
+	pthread_mutex_t index_lock;	/* one serve_refresh() at a time */
+	struct ondemand *ondemand;	/* serve_allow, or NULL */
+	pthread_mutex_t add_lock;	/* one on-demand add at a time */
 	struct access *access;
 	struct MHD_Daemon *daemon;
 	int fd;				/* the listening socket, -1 once libmicrohttpd has it */
@@ -47,6 +53,11 @@ struct serve {
 	serve_metrics_fn metrics;	/* GET /metrics, or NULL */
 	void *metrics_arg;
 };
+
+static struct hub_index *serve_index(struct serve *s)
+{
+	return atomic_load_explicit(&s->index, memory_order_acquire);
+}
 
 unsigned serve_status(int err, const char **code)
 {
@@ -512,7 +523,7 @@ static enum MHD_Result peer(struct serve *s, struct MHD_Connection *c, struct re
 	enum MHD_Result ok;
 
 	if (kind == 's') {
-		if (hub_index_find_sha256(s->index, key, &p, &f) != 0)
+		if (hub_index_find_sha256(serve_index(s), key, &p, &f) != 0)
 			return reply_error(s, c, -ENOENT, NULL, "Entry not found");
 		if (refused(s, c, p, &ok))
 			return ok;
@@ -521,7 +532,7 @@ static enum MHD_Result peer(struct serve *s, struct MHD_Connection *c, struct re
 	if (route_parse(path, &rt) != 0)
 		return reply_error(s, c, -ENOENT, NULL, "Entry not found");
 	if (rt.kind != ROUTE_RESOLVE || strcmp(rt.rev, key) != 0 ||
-	    hub_index_find(s->index, rt.type, rt.repo, rt.rev, &p) != 0 || strcmp(p->commit, key) != 0)
+	    hub_index_find(serve_index(s), rt.type, rt.repo, rt.rev, &p) != 0 || strcmp(p->commit, key) != 0)
 		ok = reply_error(s, c, -ENOENT, NULL, "Entry not found");
 	else if (refused(s, c, p, &ok))
 		;
@@ -602,7 +613,7 @@ static enum MHD_Result mount_file(struct serve *s, struct MHD_Connection *c, str
 		goto out;
 	}
 	if (engine_file_entry(ef)->source == CONFIG_SOURCE_HUGGINGFACE) {
-		if (hub_index_find_file(s->index, ef, &p, &hf) != 0) {
+		if (hub_index_find_file(serve_index(s), ef, &p, &hf) != 0) {
 			ok = reply_error(s, c, -ENOENT, NULL, "Entry not found");
 			goto out;
 		}
@@ -618,6 +629,26 @@ static enum MHD_Result mount_file(struct serve *s, struct MHD_Connection *c, str
 out:
 	free(path);
 	return ok;
+}
+
+/* The pin rt names; a repo (or revision) the config lacks that
+ * serve_allow allows is resolved and added first (serve.h (7)). As
+ * hub_index_find(); a repo that cannot be had stays -ENXIO (-ESRCH for
+ * a revision of a repo served at another). */
+static int find_pin(struct serve *s, const struct route *rt, const struct hub_pin **p)
+{
+	int rc = hub_index_find(serve_index(s), rt->type, rt->repo, rt->rev, p);
+
+	if ((rc != -ENXIO && rc != -ESRCH) || !ondemand_allowed(s->ondemand, rt->type, rt->repo))
+		return rc;
+	pthread_mutex_lock(&s->add_lock);
+	/* Another request may have added it while this one waited. */
+	rc = hub_index_find(serve_index(s), rt->type, rt->repo, rt->rev, p);
+	if ((rc == -ENXIO || rc == -ESRCH) &&
+	    ondemand_add(s->ondemand, rt->type, rt->repo, rt->rev) == 0 && serve_refresh(s) == 0)
+		rc = hub_index_find(serve_index(s), rt->type, rt->repo, rt->rev, p);
+	pthread_mutex_unlock(&s->add_lock);
+	return rc;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -671,7 +702,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 				   "url-encoded and paths may not hold \".\" or \"..\"");
 	if (rc)
 		return reply_error(s, c, rc, NULL, "cannot read the request");
-	rc = hub_index_find(s->index, rt.type, rt.repo, rt.rev, &p);
+	rc = find_pin(s, &rt, &p);
 	if (rc == -ENXIO)
 		ok = reply_error(s, c, rc, NULL, "Repository not found");
 	else if (rc == -ESRCH)
@@ -778,11 +809,14 @@ int serve_open(struct engine *e, const struct serve_opts *o, struct serve **out)
 {
 	struct serve *s = calloc(1, sizeof(*s));
 	const char *prefix = o->prefix ? o->prefix : "";
+	struct hub_index *index = NULL;
 	size_t plen = strlen(prefix);
 	int rc;
 
 	if (!s)
 		return -ENOMEM;
+	pthread_mutex_init(&s->index_lock, NULL);
+	pthread_mutex_init(&s->add_lock, NULL);
 	s->fd = -1;
 	s->engine = e;
 	s->tree_page = o->tree_page > 0 ? (size_t)o->tree_page : SERVE_TREE_PAGE;
@@ -799,7 +833,11 @@ int serve_open(struct engine *e, const struct serve_opts *o, struct serve **out)
 		rc = -ENOMEM;
 		goto out;
 	}
-	rc = hub_index_build(e, &s->index);
+	rc = hub_index_build(e, &index);
+	if (rc == 0) {
+		atomic_init(&s->index, index);
+		rc = ondemand_new(e, o->allow, o->allow_max, &s->ondemand);
+	}
 	if (rc == 0)
 		rc = access_new(o->hub, o->access_token, o->access_ttl_ms, &s->access);
 	if (rc)
@@ -828,7 +866,7 @@ int serve_open(struct engine *e, const struct serve_opts *o, struct serve **out)
 	}
 	s->fd = -1;	/* libmicrohttpd's now: MHD_stop_daemon() closes it */
 	log_info("event=serving listen=%s prefix=%s repos=%zu files=%zu", o->listen,
-		 s->prefix[0] ? s->prefix : "/", s->index->npins, s->index->nfiles);
+		 s->prefix[0] ? s->prefix : "/", serve_index(s)->npins, serve_index(s)->nfiles);
 	*out = s;
 	return 0;
 out:
@@ -845,10 +883,36 @@ void serve_close(struct serve *s)
 		MHD_stop_daemon(s->daemon);
 	if (s->fd >= 0)
 		close(s->fd);
-	hub_index_free(s->index);
+	hub_index_free(serve_index(s));
+	for (size_t i = 0; i < s->n_old_index; i++)
+		hub_index_free(s->old_index[i]);
+	free(s->old_index);
+	ondemand_free(s->ondemand);
+	pthread_mutex_destroy(&s->index_lock);
+	pthread_mutex_destroy(&s->add_lock);
 	access_free(s->access);
 	free(s->prefix);
 	free(s);
+}
+
+int serve_refresh(struct serve *s)
+{
+	struct hub_index *x = NULL, *old, **grown;
+	int rc;
+
+	pthread_mutex_lock(&s->index_lock);
+	grown = realloc(s->old_index, (s->n_old_index + 1) * sizeof(*grown));
+	rc = grown ? hub_index_build(s->engine, &x) : -ENOMEM;
+	if (grown)
+		s->old_index = grown;
+	if (rc == 0) {
+		old = serve_index(s);
+		atomic_store_explicit(&s->index, x, memory_order_release);
+		s->old_index[s->n_old_index++] = old;
+		log_info("event=serve_refreshed repos=%zu files=%zu", x->npins, x->nfiles);
+	}
+	pthread_mutex_unlock(&s->index_lock);
+	return rc;
 }
 
 void serve_stats(struct serve *s, struct serve_stats *out)
@@ -864,7 +928,7 @@ void serve_stats(struct serve *s, struct serve_stats *out)
 	out->bodies_cut = atomic_load(&k->bodies_cut);
 }
 
-size_t serve_nfiles(const struct serve *s)
+size_t serve_nfiles(struct serve *s)
 {
-	return s->index->nfiles;
+	return serve_index(s)->nfiles;
 }

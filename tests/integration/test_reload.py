@@ -166,3 +166,27 @@ def test_a_model_link_mount_has_nothing_to_reload(hub, modelfs_bin, tmp_path):
         assert os.listdir(mnt / "Stable-diffusion") == ["a.bin"]
     finally:
         fusermount_unmount(mnt)
+
+
+def test_a_mount_that_serves_serves_what_a_reload_added(hub, mount, modelfs_bin):
+    """[modelfs] serve on the mount's daemon: a Hugging Face entry added by
+    a reload is served, one removed is not."""
+    from hubclient import fetch
+    from mfs import hf
+    from test_serve import fixture, free_port
+    port = free_port()
+    tiny, _ = fixture(hub, "org/tiny", "config.json")
+    settings = 'hf_endpoint = "%s"\nserve = "127.0.0.1:%d"\n%s' % (hub.base("hf"), port,
+                                                                   SETTINGS)
+    first = {"checkpoints": {"r": hf("org/tiny", file="README.md")}}
+    m = mount(config(first, settings=settings))
+    base = "http://127.0.0.1:%d" % port
+    assert fetch(base + "/org/tiny/resolve/main/config.json").status == 404
+    rewrite(m, config({"checkpoints": {"c": hf("org/tiny", file="config.json")}},
+                      settings=settings))
+    r = reload(modelfs_bin, m)
+    assert r.returncode == 0, r.stderr
+    got = fetch(base + "/org/tiny/resolve/main/config.json")
+    assert got.status == 200 and got.body == tiny
+    assert fetch(base + "/org/tiny/resolve/main/README.md").status == 404
+    assert (m.path / "Stable-diffusion" / "config.json").read_bytes() == tiny

@@ -1187,3 +1187,102 @@ def test_while_the_hub_is_away_a_public_repo_stays_served(hub, serve):
     assert r.status == 200 and r.body == data
     r = s.get("/org/gated/resolve/main/model.safetensors", headers=auth, timeout=60)
     assert r.status == 503 and "error" in json.loads(r.body)
+
+
+# ---------------------------------------------------------------------------
+# serve_allow: repos the config does not name, fetched on demand
+
+def allow_conf(hub, entries, allow, extra=""):
+    return config(entries, settings='hf_endpoint = "%s"\nserve_allow = [%s]\n%s' % (
+        hub.base("hf"), ", ".join('"%s"' % a for a in allow), extra))
+
+
+def hub_asked(hub, repo):
+    return [e for e in hub.requests(server="hf") if repo in e["path"]]
+
+
+def test_serve_allow_fetches_a_repo_on_demand_and_caches_it(hub, serve):
+    """With serve_allow = ["org/*"], a repo of org the config does not name
+    is resolved at the revision asked for, served byte-exact and cached (the
+    second download asks the hub nothing); another org's repo and a dataset
+    stay RepoNotFound without the hub being asked; a gated repo still needs
+    a token the hub accepts; a revision of a configured repo that the
+    config does not serve is fetched too."""
+    data, _ = add_big(hub, 2 * MiB + 3)
+    s = serve(allow_conf(hub, {"checkpoints": {"c": hf("org/tiny", file="config.json")}},
+                         ["org/*"], "header_prefetch = false"), env={"HF_TOKEN": GOOD})
+    s.allowed_errors.append("event=entry_failed")
+    r = s.get("/org/big/resolve/main/big.bin")
+    assert r.status == 200 and r.body == data, (r.status, r.body[:200])
+    assert r.header("X-Repo-Commit") == commit_sha(hub, "org/big", 0)
+    before = hub_requests_total(hub)
+    r = s.get("/org/big/resolve/main/big.bin", headers={"Range": "bytes=10-1000"})
+    assert r.status == 206 and r.body == data[10:1001]
+    info = json.loads(s.get("/api/models/org/big").body)
+    assert info["sha"] == commit_sha(hub, "org/big", 0)
+    assert [x["rfilename"] for x in info["siblings"]] == ["big.bin"]
+    assert hub_requests_total(hub) == before
+    # Not allowed: the hub is not asked, the answer is the Hub's 404.
+    for target in ("/neworg/renamed/resolve/main/model.bin",
+                   "/datasets/org/data/resolve/main/README.md"):
+        r = s.get(target)
+        assert r.status == 404 and r.header("X-Error-Code") == "RepoNotFound", target
+    assert hub_asked(hub, "renamed") == [] and hub_asked(hub, "org/data") == []
+    # Allowed but not on the hub: the same 404.
+    r = s.get("/org/nothere/resolve/main/x.bin")
+    assert r.status == 404 and r.header("X-Error-Code") == "RepoNotFound"
+    # Gated: resolved with the server's token, given only to clients the hub accepts.
+    gated, _ = fixture(hub, "org/gated", "model.safetensors")
+    r = s.get("/org/gated/resolve/main/model.safetensors")
+    assert r.status == 401 and r.header("X-Error-Code") == "GatedRepo"
+    r = s.get("/org/gated/resolve/main/model.safetensors",
+              headers={"Authorization": "Bearer " + GOOD})
+    assert r.status == 200 and r.body == gated
+    # Another revision of a configured repo.
+    dev, _ = fixture(hub, "org/tiny", "config.json", commit=1)
+    r = s.get("/org/tiny/resolve/dev/config.json")
+    assert r.status == 200 and r.body == dev
+    assert r.header("X-Repo-Commit") == commit_sha(hub, "org/tiny", 1)
+    s.stop()
+    assert "event=serve_ondemand_added type=model repo=org/big revision=main" in s.log()
+    assert GOOD not in s.log()
+
+
+def test_serve_allow_is_off_by_default_and_bounded(hub, serve):
+    """Without serve_allow nothing is added; with serve_allow_max = 1 the
+    second repo is RepoNotFound and the log says why."""
+    add_big(hub, MiB)
+    s = serve(hf_conf(hub, {"checkpoints": {"c": hf("org/tiny", file="config.json")}}))
+    r = s.get("/org/big/resolve/main/big.bin")
+    assert r.status == 404 and r.header("X-Error-Code") == "RepoNotFound"
+    assert hub_asked(hub, "org/big") == []
+    s.stop()
+    s = serve(allow_conf(hub, {"checkpoints": {"c": hf("org/tiny", file="config.json")}},
+                         ["org/*"], "serve_allow_max = 1"))
+    assert s.get("/org/big/resolve/main/big.bin").status == 200
+    data, _ = fixture(hub, "org/tiny", "README.md")
+    r = s.get("/org/tiny/resolve/dev/README.md")
+    assert r.status == 404 and r.header("X-Error-Code") == "RevisionNotFound"
+    assert s.get("/org/big/resolve/main/big.bin").status == 200
+    s.stop()
+    assert "event=serve_ondemand_full max=1" in s.log()
+
+
+def test_official_js_client_downloads_an_on_demand_repo(hub, serve):
+    """@huggingface/hub lists and downloads a repo the config does not name,
+    through a server whose serve_allow takes it."""
+    why = js_ready()
+    if why:
+        pytest.skip(why)
+    hub.add_file("x.bin", 1000)
+    s = serve(allow_conf(hub, {"checkpoints": {"b": url_entry(hub.url("x.bin"))}}, ["*/*"]))
+    s.allowed_errors.append("event=entry_failed")     # the harness's probe of -/-
+    paths = ["model.safetensors", "config.json"]
+    r = subprocess.run(["node", str(JS / "check_serve.mjs"), s.url(""), "org/tiny", *paths],
+                       capture_output=True, text=True, timeout=120, cwd=str(JS))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for path in paths:
+        data, info = fixture(hub, "org/tiny", path)
+        assert out["download:" + path] == {"size": len(data),
+                                           "sha256": hashlib.sha256(data).hexdigest()}
