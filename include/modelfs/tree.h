@@ -6,7 +6,8 @@
  * (1) Inode numbers are a hash of the path: the same path has the same
  *     inode across remounts. The root is inode 1. A tree built to
  *     replace another (a reload) keeps each file's inode when the path
- *     has the same file; a path whose file changed gets a new inode.
+ *     has the same file; a file new at its path gets an inode no earlier
+ *     tree of the mount gave.
  * (2) A folder's mtime is the newest mtime of its entries (or the
  *     cache's creation time when empty), so it changes only when they do.
  * (3) shadowed is set by the front before it mounts (a local file had

@@ -99,17 +99,16 @@ static int cmp_ino(const void *a, const void *b)
 }
 
 /* A file's inode when the tree replaces another (tree.h (1)): the same
- * file at the same path keeps the inode it had; another file at a path
- * that had one gets a new inode, so the kernel never mixes the old
- * file's cached pages (and the reads of those holding it open) with the
- * new one's. */
+ * file at the same path keeps the inode it had; any other file gets one
+ * no earlier tree gave (the kernel may still hold an old one, with the
+ * cached pages of the file it was, for a reader that has it open). */
 static uint64_t file_ino(const struct tree *t, const struct tree_node *c, const char *path)
 {
 	const struct tree_node *was = t->prev ? tree_find((struct tree *)t->prev, path) : NULL;
 
-	if (!was || !tree_node_is_file(was))
+	if (!t->prev)
 		return XXH3_64bits(path, strlen(path));
-	if (was->file == c->file && was->local == c->local)
+	if (was && tree_node_is_file(was) && was->file == c->file && was->local == c->local)
 		return was->ino;
 	return XXH3_64bits_withSeed(path, strlen(path), t->generation);
 }

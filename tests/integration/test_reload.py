@@ -190,3 +190,51 @@ def test_a_mount_that_serves_serves_what_a_reload_added(hub, mount, modelfs_bin)
     assert got.status == 200 and got.body == tiny
     assert fetch(base + "/org/tiny/resolve/main/README.md").status == 404
     assert (m.path / "Stable-diffusion" / "config.json").read_bytes() == tiny
+
+
+def test_reads_and_listings_go_on_through_many_reloads(hub, mount, modelfs_bin):
+    """Readers list, stat and read while the config flips ten times between
+    two sets: an entry in both is always there with its bytes; the others
+    come and go, never half there (TSan runs this too)."""
+    import threading
+    srcs = {n: hub.add_file(n + ".safetensors", 512 << 10, seed=i)[0].read_bytes()
+            for i, n in enumerate(("a", "b", "c"))}
+    sets = [config(entries(hub, ["a", "b"]), settings=SETTINGS),
+            config(entries(hub, ["a", "c"]), settings=SETTINGS)]
+    m = mount(sets[0])
+    lora = m.path / "Lora"
+    stop = threading.Event()
+    problems = []
+
+    def reader():
+        while not stop.is_set():
+            try:
+                names = os.listdir(lora)
+                if "a.safetensors" not in names:
+                    problems.append("a missing from %s" % names)
+                if (lora / "a.safetensors").read_bytes() != srcs["a"]:
+                    problems.append("a read wrong")
+                for n in ("b", "c"):
+                    try:
+                        data = (lora / (n + ".safetensors")).read_bytes()
+                    except FileNotFoundError:
+                        continue
+                    if data != srcs[n]:
+                        problems.append("%s read wrong" % n)
+            except OSError as e:
+                problems.append(repr(e))
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(1, 11):
+            rewrite(m, sets[i % 2])
+            r = reload(modelfs_bin, m)
+            assert r.returncode == 0, r.stderr
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert problems == []
+    assert sorted(os.listdir(lora)) == ["a.safetensors", "b.safetensors"]
