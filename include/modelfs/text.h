@@ -26,6 +26,10 @@ bool text_printable(const char *s);
 int text_hex_digit(int c);
 /* Is s (NULL: no) exactly n hex digits? With lower, lowercase ones only. */
 bool text_is_hex(const char *s, size_t n, bool lower);
+/* Are a and b the same string, or both NULL? */
+bool text_same(const char *a, const char *b);
+/* Are two NULL-terminated string arrays (NULL: empty) the same? */
+bool text_same_list(char *const *a, char *const *b);
 /* A copy of s for a terminal: each byte that is not part of a printable
  * character written as \xNN. NULL on ENOMEM; the caller frees. */
 char *text_escape(const char *s);

@@ -191,21 +191,6 @@ int lock_entry_set_spec(struct lock_entry *e, const struct config_entry *ce)
 	return rc;
 }
 
-static bool same(const char *a, const char *b)
-{
-	return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
-
-static bool same_strv(char *const *a, char *const *b)
-{
-	size_t i = 0;
-
-	for (; a && b && a[i] && b[i]; i++)
-		if (strcmp(a[i], b[i]) != 0)
-			return false;
-	return (!a || !a[i]) && (!b || !b[i]);
-}
-
 bool lock_entry_matches(const struct lock_entry *e, const struct config_entry *ce, char *why,
 			size_t whylen)
 {
@@ -216,21 +201,21 @@ bool lock_entry_matches(const struct lock_entry *e, const struct config_entry *c
 		field = "source";
 		was = config_source_name(e->source);
 		now = config_source_name(ce->source);
-	} else if (!same(e->url, url)) {
+	} else if (!text_same(e->url, url)) {
 		field = "url", was = e->url, now = url;
-	} else if (!same(e->repo, ce->repo)) {
+	} else if (!text_same(e->repo, ce->repo)) {
 		field = "repo", was = e->repo, now = ce->repo;
-	} else if (ce->repo && !same(e->repo_type, ce->repo_type)) {
+	} else if (ce->repo && !text_same(e->repo_type, ce->repo_type)) {
 		field = "repo_type", was = e->repo_type, now = ce->repo_type;
-	} else if (ce->repo && !same(e->revision, ce->revision)) {
+	} else if (ce->repo && !text_same(e->revision, ce->revision)) {
 		field = "revision", was = e->revision, now = ce->revision;
-	} else if (!same(e->file, ce->file)) {
+	} else if (!text_same(e->file, ce->file)) {
 		field = "file", was = e->file, now = ce->file;
-	} else if (!same_strv(e->include, ce->include) || !same_strv(e->exclude, ce->exclude)) {
+	} else if (!text_same_list(e->include, ce->include) || !text_same_list(e->exclude, ce->exclude)) {
 		field = "include/exclude", was = "other patterns", now = "these";
-	} else if (!same(e->model_id, ce->model_id)) {
+	} else if (!text_same(e->model_id, ce->model_id)) {
 		field = "model_id", was = e->model_id, now = ce->model_id;
-	} else if (ce->version_id && !same(e->version_id, ce->version_id)) {
+	} else if (ce->version_id && !text_same(e->version_id, ce->version_id)) {
 		field = "version_id", was = e->version_id, now = ce->version_id;
 	}
 	if (field)

@@ -18,6 +18,7 @@
 
 #include "modelfs/config_fetch.h"
 #include "modelfs/log.h"
+#include "modelfs/text.h"
 #include "modelfs/tree.h"
 
 struct reloader {
@@ -61,21 +62,6 @@ int reload_catch_sighup(void)
 
 /* ---- comparing entries ------------------------------------------------------- */
 
-static bool same_str(const char *a, const char *b)
-{
-	return a == b || (a && b && strcmp(a, b) == 0);
-}
-
-static bool same_list(char *const *a, char *const *b)
-{
-	size_t i = 0;
-
-	for (; a && b && a[i] && b[i]; i++)
-		if (strcmp(a[i], b[i]) != 0)
-			return false;
-	return (!a || !a[i]) && (!b || !b[i]);
-}
-
 /* Everything a file of the entry depends on: where it is shown, what is
  * asked for and how (credentials, mirrors, headers), and what it is held
  * to. Written the same, it is the same file: kept as it is (reload.h (4)). */
@@ -86,21 +72,21 @@ static bool entry_same(const struct config_entry *a, const struct config_entry *
 	    a->n_headers != b->n_headers)
 		return false;
 	for (size_t i = 0; i < a->n_headers; i++)
-		if (!same_str(a->headers[i].name, b->headers[i].name) ||
-		    !same_str(a->headers[i].value, b->headers[i].value))
+		if (!text_same(a->headers[i].name, b->headers[i].name) ||
+		    !text_same(a->headers[i].value, b->headers[i].value))
 			return false;
-	return same_str(a->dir, b->dir) && same_str(a->filename, b->filename) &&
-	       same_str(a->url, b->url) && same_str(a->repo, b->repo) && same_str(a->file, b->file) &&
-	       same_str(a->revision, b->revision) && same_str(a->repo_type, b->repo_type) &&
-	       same_list(a->include, b->include) && same_list(a->exclude, b->exclude) &&
-	       same_str(a->model_id, b->model_id) && same_str(a->version_id, b->version_id) &&
-	       same_str(a->file_id, b->file_id) && same_str(a->endpoint, b->endpoint) &&
-	       same_str(a->region, b->region) && same_str(a->path, b->path) &&
-	       same_list(a->mirrors, b->mirrors) &&
-	       same_str(a->mirror_token_file, b->mirror_token_file) &&
-	       same_str(a->auth_header, b->auth_header) && same_str(a->sha256, b->sha256) &&
-	       same_str(a->manifest, b->manifest) && same_str(a->manifest_model, b->manifest_model) &&
-	       same_str(a->manifest_version, b->manifest_version);
+	return text_same(a->dir, b->dir) && text_same(a->filename, b->filename) &&
+	       text_same(a->url, b->url) && text_same(a->repo, b->repo) && text_same(a->file, b->file) &&
+	       text_same(a->revision, b->revision) && text_same(a->repo_type, b->repo_type) &&
+	       text_same_list(a->include, b->include) && text_same_list(a->exclude, b->exclude) &&
+	       text_same(a->model_id, b->model_id) && text_same(a->version_id, b->version_id) &&
+	       text_same(a->file_id, b->file_id) && text_same(a->endpoint, b->endpoint) &&
+	       text_same(a->region, b->region) && text_same(a->path, b->path) &&
+	       text_same_list(a->mirrors, b->mirrors) &&
+	       text_same(a->mirror_token_file, b->mirror_token_file) &&
+	       text_same(a->auth_header, b->auth_header) && text_same(a->sha256, b->sha256) &&
+	       text_same(a->manifest, b->manifest) && text_same(a->manifest_model, b->manifest_model) &&
+	       text_same(a->manifest_version, b->manifest_version);
 }
 
 static const struct config_entry *find_entry(const struct config *cfg, const char *id)
@@ -122,7 +108,7 @@ static json_t *settings_changed(const struct config *a, const struct config *b)
 		if (out && (differs)) \
 			json_array_append_new(out, json_string(key)); \
 	} while (0)
-	SETTING("cache_dir", !same_str(a->cache_dir, b->cache_dir));
+	SETTING("cache_dir", !text_same(a->cache_dir, b->cache_dir));
 	SETTING("cache_max_size", a->cache_max_size != b->cache_max_size ||
 				  a->cache_max_percent != b->cache_max_percent);
 	SETTING("cache_min_free", a->cache_min_free != b->cache_min_free ||
@@ -132,15 +118,15 @@ static json_t *settings_changed(const struct config *a, const struct config *b)
 	SETTING("retry_timeout", a->retry_timeout_sec != b->retry_timeout_sec);
 	SETTING("verify", a->verify != b->verify);
 	SETTING("cache_ttl", a->cache_ttl_sec != b->cache_ttl_sec);
-	SETTING("mountpoint", !same_str(a->mountpoint, b->mountpoint));
-	SETTING("local_dir", !same_str(a->local_dir, b->local_dir));
-	SETTING("lock", !same_str(a->lock, b->lock));
-	SETTING("serve", !same_str(a->serve, b->serve) || !same_str(a->serve_prefix, b->serve_prefix) ||
-			 !same_str(a->serve_token_file, b->serve_token_file));
-	SETTING("hf_endpoint", !same_str(a->hf_endpoint, b->hf_endpoint));
-	SETTING("civitai_endpoint", !same_str(a->civitai_endpoint, b->civitai_endpoint));
-	SETTING("cache_proxy", !same_str(a->cache_proxy, b->cache_proxy));
-	SETTING("mirror_token_file", !same_str(a->mirror_token_file, b->mirror_token_file));
+	SETTING("mountpoint", !text_same(a->mountpoint, b->mountpoint));
+	SETTING("local_dir", !text_same(a->local_dir, b->local_dir));
+	SETTING("lock", !text_same(a->lock, b->lock));
+	SETTING("serve", !text_same(a->serve, b->serve) || !text_same(a->serve_prefix, b->serve_prefix) ||
+			 !text_same(a->serve_token_file, b->serve_token_file));
+	SETTING("hf_endpoint", !text_same(a->hf_endpoint, b->hf_endpoint));
+	SETTING("civitai_endpoint", !text_same(a->civitai_endpoint, b->civitai_endpoint));
+	SETTING("cache_proxy", !text_same(a->cache_proxy, b->cache_proxy));
+	SETTING("mirror_token_file", !text_same(a->mirror_token_file, b->mirror_token_file));
 	SETTING("bandwidth_limit", a->bandwidth_limit != b->bandwidth_limit);
 	SETTING("header_prefetch", a->header_prefetch != b->header_prefetch);
 #undef SETTING
