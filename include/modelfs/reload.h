@@ -12,7 +12,8 @@
  * (3) an entry written differently is dropped and added again (a new
  *     inode, tree.h (1));
  * (4) an unchanged entry keeps its file, its inode and its cache: nothing
- *     of it is asked of the origin again.
+ *     of it is asked of the origin again, unless a file of it cannot be
+ *     read (it failed to resolve): then it is resolved again ("retried").
  * Then the new tree replaces the old one (fs_swap_tree()), and with it
  * source = "local" entries and every layout's view; the daemon's server,
  * if any, indexes the files again. A config that does
@@ -57,7 +58,9 @@ struct reloader;
 int reloader_new(const struct reload_opts *o, const struct config *cfg, struct engine *e,
 		 struct fs *fs, struct reloader **out);
 /* Reload now: 0 and *result {"config", "added": [ids], "removed": [ids],
- * "changed": [ids], "unchanged": N, "settings_not_applied": [keys]};
+ * "changed": [ids], "retried": [ids], "unchanged": N, "files_added": N,
+ * "failed": [{"entry", "error"}] (entries resolved now that cannot be
+ * read), "settings_not_applied": [keys]};
  * else -errno with a one-line reason in err: -EINVAL (the config does
  * not load: its error), -ENOTSUP (nothing to re-read, or a lock),
  * -EIO (a URL could not be fetched), -ENOMEM. Logged either way. */

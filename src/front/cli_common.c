@@ -109,9 +109,10 @@ const char cli_usage_text[] =
 	"status, prefetch, verify, evict and info given a path inside a mount, or\n"
 	"run from inside one, ask that mount whatever --cache-dir says.\n"
 	"\n"
-	"exit codes: 0 ok, 1 a model failed, 2 usage or config error, 3 mounted with\n"
-	"failed entries, 130 interrupted. As mount.fuse.modelfs (mount -t fuse.modelfs,\n"
-	"fstab): 0 mounted (failed entries warned about), 1 usage, 32 mount failed\n";
+	"exit codes: 0 ok, 1 a model failed, 2 usage or config error, 3 mounted (or\n"
+	"reloaded) with failed entries, 130 interrupted. As mount.fuse.modelfs (mount\n"
+	"-t fuse.modelfs, fstab): 0 mounted (failed entries warned about), 1 usage,\n"
+	"32 mount failed\n";
 
 /* Which options each command takes (by long name). */
 static const struct {

@@ -392,11 +392,30 @@ int cli_reload(int argc, char **argv)
 		printf("reloaded %s: %s, %s, %s, %lld unchanged\n", t.mountpoint ? t.mountpoint : "",
 		       added, removed, changed,
 		       (long long)json_integer_value(json_object_get(res, "unchanged")));
+		if (json_array_size(json_object_get(res, "retried"))) {
+			reload_line(res, "retried", "failed before, resolved again", changed,
+				    sizeof(changed));
+			printf("%s\n", changed);
+		}
 		if (json_array_size(json_object_get(res, "settings_not_applied"))) {
 			reload_line(res, "settings_not_applied", "[modelfs] settings changed", settings,
 				    sizeof(settings));
 			printf("%s: they apply at the next mount\n", settings);
 		}
+	}
+	if (code == 0 && json_array_size(json_object_get(res, "failed"))) {
+		json_t *f;
+		size_t i;
+
+		/* Live, as a mount with failed entries is: exit as it does. */
+		fprintf(stderr, "modelfs reload: %zu entr%s cannot be read:\n",
+			json_array_size(json_object_get(res, "failed")),
+			json_array_size(json_object_get(res, "failed")) == 1 ? "y" : "ies");
+		json_array_foreach(json_object_get(res, "failed"), i, f)
+			fprintf(stderr, "  %s: %s\n", json_string_value(json_object_get(f, "entry")),
+				json_string_value(json_object_get(f, "error")));
+		fprintf(stderr, "modelfs reload: fix them, then reload again\n");
+		code = EXIT_PARTIAL;
 	}
 	json_decref(res);
 	cli_target_close(&t);

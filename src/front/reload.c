@@ -225,17 +225,61 @@ static void drop_files(struct reloader *r, const struct config *cfg, const bool 
 			json_array_append_new(removed, json_string(r->now->entries[i].id));
 }
 
+/* Unchanged entries of cfg with a file that cannot be read (its origin
+ * was away, a path was taken...) are resolved again, as at a remount:
+ * set readd[] for them, and add their ids to retried. */
+static void retry_failed(struct reloader *r, const struct config *cfg, bool *readd,
+			 json_t *retried)
+{
+	for (size_t i = 0, n = engine_nfiles(r->engine); i < n; i++) {
+		struct engine_file *f = engine_file_at(r->engine, i);
+		const struct config_entry *ce;
+
+		if (engine_file_gone(f) || engine_file_open_error(f) == 0)
+			continue;
+		ce = find_entry(cfg, engine_file_entry(f)->id);
+		if (!ce || readd[ce - cfg->entries])
+			continue;
+		readd[ce - cfg->entries] = true;
+		json_array_append_new(retried, json_string(ce->id));
+	}
+}
+
+/* The entries among the files added at [first, first + n) that cannot be
+ * read, each once with its first file's error. */
+static json_t *failed_entries(struct engine *e, size_t first, size_t n)
+{
+	json_t *out = json_array();
+	const char *last = NULL;
+
+	for (size_t i = first; out && i < first + n; i++) {
+		struct engine_file *f = engine_file_at(e, i);
+		const char *id = engine_file_entry(f)->id;
+		char *why;
+
+		if (engine_file_open_error(f) == 0 || (last && strcmp(last, id) == 0))
+			continue;	/* an entry's files are added together */
+		last = id;
+		why = engine_file_error(f);
+		json_array_append_new(out, json_pack("{s:s, s:s}", "entry", id, "error",
+						     why ? why : "cannot be read"));
+		free(why);
+	}
+	return out;
+}
+
 /* Put cfg in force: 0 and *result, or -ENOMEM (files added or dropped
  * so far stay so; the tree is the old one). */
 static int apply(struct reloader *r, struct config *cfg, json_t **result)
 {
 	bool *readd = calloc(cfg->n_entries + 1, sizeof(*readd));
 	json_t *added = json_array(), *changed = json_array(), *removed = json_array();
+	json_t *retried = json_array();
 	struct tree *t = NULL;
 	size_t unchanged = 0, first = 0, nadded = 0;
 	int rc = -ENOMEM;
 
-	if (!readd || !added || !changed || !removed)
+	if (!readd || !added || !changed || !removed || !retried)
 		goto out;
 	for (size_t i = 0; i < cfg->n_entries; i++) {
 		const struct config_entry *ce = &cfg->entries[i];
@@ -246,9 +290,10 @@ static int apply(struct reloader *r, struct config *cfg, json_t **result)
 			json_array_append_new(added, json_string(ce->id));
 		else if (readd[i])
 			json_array_append_new(changed, json_string(ce->id));
-		else
-			unchanged++;
 	}
+	retry_failed(r, cfg, readd, retried);
+	for (size_t i = 0; i < cfg->n_entries; i++)
+		unchanged += !readd[i];
 	/* Dropped first: a changed entry's new file takes its path again. */
 	drop_files(r, cfg, readd, removed);
 	rc = engine_add_entries(r->engine, cfg, NULL, readd, &first, &nadded);
@@ -263,9 +308,11 @@ static int apply(struct reloader *r, struct config *cfg, json_t **result)
 	if (r->o.serve && serve_refresh(r->o.serve) != 0)
 		log_warn("event=serve_refresh_failed error=\"out of memory\" action=\"the server "
 			 "serves the files of before the reload\"");
-	*result = json_pack("{s:s, s:O, s:O, s:O, s:I, s:I, s:o}", "config", r->config,
+	*result = json_pack("{s:s, s:O, s:O, s:O, s:O, s:I, s:I, s:o, s:o}", "config", r->config,
 			    "added", added, "removed", removed, "changed", changed,
-			    "unchanged", (json_int_t)unchanged, "files_added", (json_int_t)nadded,
+			    "retried", retried, "unchanged", (json_int_t)unchanged,
+			    "files_added", (json_int_t)nadded,
+			    "failed", failed_entries(r->engine, first, nadded),
 			    "settings_not_applied", settings_changed(r->now, cfg));
 	rc = *result ? 0 : -ENOMEM;
 out:
@@ -273,6 +320,7 @@ out:
 	json_decref(added);
 	json_decref(changed);
 	json_decref(removed);
+	json_decref(retried);
 	return rc;
 }
 

@@ -238,3 +238,21 @@ def test_reads_and_listings_go_on_through_many_reloads(hub, mount, modelfs_bin):
             t.join()
     assert problems == []
     assert sorted(os.listdir(lora)) == ["a.safetensors", "b.safetensors"]
+
+
+def test_a_failed_entry_is_retried_and_a_new_one_that_fails_is_named(hub, mount, modelfs_bin):
+    """An entry that failed at mount is resolved again by a reload (the
+    config unchanged); a new entry that fails is listed, named on stderr,
+    and the reload exits 3 as a mount does."""
+    hub.add_file("a.safetensors", 1 << 20, seed=1)
+    m = mount(config(entries(hub, ["a", "late"]), settings=SETTINGS), expect_partial=True,
+              allowed_errors=[r"event=entry_failed"])
+    late, _ = hub.add_file("late.safetensors", 1 << 20, seed=2)
+    r = reload(modelfs_bin, m, "--json")
+    assert r.returncode == 0, r.stderr
+    assert '"retried": ["loras/late"]' in r.stdout.replace("\n", "").replace("  ", ""), r.stdout
+    assert (m.path / "Lora" / "late.safetensors").read_bytes() == late.read_bytes()
+    rewrite(m, config(entries(hub, ["a", "late", "never"]), settings=SETTINGS))
+    r = reload(modelfs_bin, m)
+    assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
+    assert "1 added (loras/never)" in r.stdout and "loras/never:" in r.stderr, r
