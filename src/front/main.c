@@ -408,8 +408,10 @@ static int report_mount(struct engine *e, const struct config *cfg, const char *
 				print_failed_entry(cfg, &cfg->entries[i], &o[i]);
 		fprintf(stderr, "modelfs: the mount is live; the failed entries' files are listed "
 			"but cannot be read. Fix them (`modelfs check %s` checks every entry "
-			"without mounting), then `modelfs reload %s` tries them again\n", shown,
-			mnt);
+			"without mounting), then %s%s%sunmount (fusermount3 -u %s) and mount "
+			"again\n", shown, strcmp(config, "--model") ? "`modelfs reload " : "",
+			strcmp(config, "--model") ? mnt : "",
+			strcmp(config, "--model") ? "` tries them again, or " : "", mnt);
 	}
 	free(o);
 	return nfailed > 0 ? EXIT_PARTIAL : 0;
