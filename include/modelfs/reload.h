@@ -18,8 +18,10 @@
  * source = "local" entries and every layout's view; the daemon's server,
  * if any, indexes the files again. A config that does
  * not load changes nothing: the error (FILE:LINE:COL: what) goes to the
- * caller and the log. [modelfs] settings and a lock are not re-read:
- * changed settings are named in the answer and apply at the next mount.
+ * caller and the log. A mount made with a lock reads the lock again too
+ * and resolves from it (an entry whose locked files changed is changed).
+ * [modelfs] settings are not applied: those that changed are named in
+ * the answer and apply at the next mount.
  * Ownership: reloader_new() gives the reloader; it keeps every config it
  * loaded (engine files point into them) until reloader_free(), which
  * comes after engine_close() and fs_unmount(). The config given to
@@ -38,6 +40,7 @@
 #include "modelfs/config.h"
 #include "modelfs/engine.h"
 #include "modelfs/fs.h"
+#include "modelfs/lock.h"
 #include "modelfs/serve.h"
 
 struct reload_opts {
@@ -46,7 +49,8 @@ struct reload_opts {
 	const char *config;
 	const char *layout;		/* -o layout=, or NULL */
 	const char *cache_dir;		/* where a URL config is fetched to */
-	bool locked;			/* mounted with a lock: reloads are refused */
+	const char *lock;		/* the lock file mounted with (absolute), or NULL */
+	const struct lock *lock_now;	/* that lock as mounted; must outlive the reloader */
 	struct serve *serve;		/* the daemon's server ([modelfs] serve), or NULL:
 					 * it indexes the files again (serve_refresh()) */
 	int64_t empty_mtime;		/* tree_build()'s */
@@ -62,7 +66,7 @@ int reloader_new(const struct reload_opts *o, const struct config *cfg, struct e
  * "failed": [{"entry", "error"}] (entries resolved now that cannot be
  * read), "settings_not_applied": [keys]};
  * else -errno with a one-line reason in err: -EINVAL (the config does
- * not load: its error), -ENOTSUP (nothing to re-read, or a lock),
+ * (or its lock) does not load: its error), -ENOTSUP (nothing to re-read),
  * -EIO (a URL could not be fetched), -ENOMEM. Logged either way. */
 int reloader_run(struct reloader *r, json_t **result, char *err, size_t err_len);
 

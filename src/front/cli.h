@@ -168,11 +168,12 @@ int models_config(char *const *links, size_t n, const char *category, char **out
 #define INTO_CACHE ".modelfs-cache"
 
 /* The lock a mount is given (--lock, else the config's `lock`, a
- * relative one from the config file's folder) into *out, NULL when none:
- * 0, or an exit code with the message printed (cli_lock.c). */
+ * relative one from the config file's folder) into *out, NULL when none,
+ * and its path (absolute when it exists) into path: 0, or an exit code
+ * with the message printed (cli_lock.c). */
 struct lock;
 int cli_mount_lock(const struct cli_opts *o, const struct config *cfg, const char *config,
-		   struct lock **out);
+		   struct lock **out, char *path, size_t path_len);
 
 /* The commands. */
 /* Write path whole or not at all: fill(f, arg) writes into a temporary

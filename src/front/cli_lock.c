@@ -53,16 +53,18 @@ static void lock_path(const struct cli_opts *o, const struct config *cfg, const 
 }
 
 int cli_mount_lock(const struct cli_opts *o, const struct config *cfg, const char *config,
-		   struct lock **out)
+		   struct lock **out, char *path, size_t path_len)
 {
 	struct lock_error err;
-	char path[PATH_MAX];
+	char real[PATH_MAX];
 	int rc;
 
 	*out = NULL;
 	if (!o->lock && !cfg->lock)
 		return 0;
-	lock_path(o, cfg, config, path, sizeof(path));
+	lock_path(o, cfg, config, path, path_len);
+	if (realpath(path, real))
+		snprintf(path, path_len, "%s", real);
 	rc = lock_load(path, out, &err);
 	if (rc) {
 		fprintf(stderr, "modelfs: %s\n", err.msg);

@@ -577,11 +577,11 @@ static int do_mount(int argc, char **argv, bool helper)
 	struct serve *srv = NULL;
 	struct reloader *reloader = NULL;
 	struct metrics_daemon md = { 0 };
-	char cache_buf[PATH_MAX], mnt_real[PATH_MAX], config_real[PATH_MAX], *fsname = NULL;
+	char cache_buf[PATH_MAX], mnt_real[PATH_MAX], config_real[PATH_MAX], lock_real[PATH_MAX];
+	char *fsname = NULL;
 	const char *cache_dir, *mnt, *config;
 	bool mnt_only;
 	size_t nwarm = 0;
-	bool engine_locked = false;
 	int notify_fd = -1, log_fd = -1, code = EXIT_MODEL, rc;
 
 	rc = cli_parse(argc, argv, "mount", &o);
@@ -612,7 +612,7 @@ static int do_mount(int argc, char **argv, bool helper)
 		return cli_config_exit(rc);
 	}
 	/* A bad lock is a usage error before anything is mounted. */
-	code = cli_mount_lock(&o, cfg, config, &lock);
+	code = cli_mount_lock(&o, cfg, config, &lock, lock_real, sizeof(lock_real));
 	if (code) {
 		config_free(cfg);
 		mountopts_free(&mo);
@@ -693,10 +693,7 @@ static int do_mount(int argc, char **argv, bool helper)
 	if (rc)
 		log_warn("event=control_unavailable error=\"%s\" action=\"modelfs commands will not "
 			 "reach this mount\"", strerror(-rc));
-	engine_locked = lock != NULL;
 	rc = engine_open_locked(cfg, lock, cache, &engine);
-	lock_free(lock);	/* the catalog holds copies */
-	lock = NULL;
 	if (rc == 0)
 		rc = tree_build(engine, cfg, store_created(cache_store(cache)), NULL, &tree);
 	if (rc) {
@@ -729,7 +726,8 @@ static int do_mount(int argc, char **argv, bool helper)
 	if (rc == 0) {
 		struct reload_opts ro = {
 			.config = o.nmodels ? NULL : config_is_url(config) ? config : config_real,
-			.layout = o.layout, .cache_dir = cache_dir, .locked = engine_locked,
+			.layout = o.layout, .cache_dir = cache_dir,
+			.lock = lock ? lock_real : NULL, .lock_now = lock,
 			.serve = srv,
 			.empty_mtime = store_created(cache_store(cache)),
 		};

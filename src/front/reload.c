@@ -23,7 +23,9 @@
 
 struct reloader {
 	struct reload_opts o;		/* strings copied */
-	char *config, *layout, *cache_dir;
+	char *config, *layout, *cache_dir, *lock_path;
+	const struct lock *lock_now;	/* the lock in force, or NULL */
+	struct lock *lock_owned;	/* lock_now when a reload loaded it */
 	struct engine *engine;
 	struct fs *fs;
 	const struct config *now;	/* the config in force */
@@ -146,13 +148,15 @@ int reloader_new(const struct reload_opts *o, const struct config *cfg, struct e
 	r->config = o->config ? strdup(o->config) : NULL;
 	r->layout = o->layout ? strdup(o->layout) : NULL;
 	r->cache_dir = o->cache_dir ? strdup(o->cache_dir) : NULL;
+	r->lock_path = o->lock ? strdup(o->lock) : NULL;
+	r->lock_now = o->lock_now;
 	r->engine = e;
 	r->fs = fs;
 	r->now = cfg;
 	r->stop[0] = r->stop[1] = -1;
 	pthread_mutex_init(&r->lock, NULL);
 	if ((o->config && !r->config) || (o->layout && !r->layout) ||
-	    (o->cache_dir && !r->cache_dir)) {
+	    (o->cache_dir && !r->cache_dir) || (o->lock && !r->lock_path)) {
 		reloader_free(r);
 		return -ENOMEM;
 	}
@@ -160,9 +164,12 @@ int reloader_new(const struct reload_opts *o, const struct config *cfg, struct e
 	return 0;
 }
 
-/* The config again, from where the mount read it: 0, or -errno with err. */
-static int load_again(struct reloader *r, struct config **cfg, char *err, size_t err_len)
+/* The config again, from where the mount read it, and its lock if it
+ * was mounted with one: 0, or -errno with err. */
+static int load_again(struct reloader *r, struct config **cfg, struct lock **lock, char *err,
+		      size_t err_len)
 {
+	struct lock_error lerr;
 	struct config_error cerr;
 	char *fetched = NULL;
 	const char *path = r->config;
@@ -171,11 +178,6 @@ static int load_again(struct reloader *r, struct config **cfg, char *err, size_t
 	if (!r->config) {
 		snprintf(err, err_len, "this mount was made from --model links: there is no config "
 			 "to re-read (mount a config file to add models without unmounting)");
-		return -ENOTSUP;
-	}
-	if (r->o.locked) {
-		snprintf(err, err_len, "this mount uses a lock, which reload does not re-read: run "
-			 "modelfs lock --update, then mount again");
 		return -ENOTSUP;
 	}
 	if (config_is_url(r->config)) {
@@ -190,7 +192,37 @@ static int load_again(struct reloader *r, struct config **cfg, char *err, size_t
 	if (rc)
 		snprintf(err, err_len, "%s", cerr.msg);
 	free(fetched);
+	if (rc == 0 && r->lock_path) {
+		rc = lock_load(r->lock_path, lock, &lerr);
+		if (rc) {
+			snprintf(err, err_len, "%s", lerr.msg);
+			config_free(*cfg);
+			*cfg = NULL;
+		}
+	}
 	return rc == -ENOMEM ? rc : rc ? -EINVAL : 0;
+}
+
+/* Did the lock pin entry id to the same files in both? */
+static bool locked_same(const struct lock *a, const struct lock *b, const char *id)
+{
+	const struct lock_entry *x = a ? lock_find(a, id) : NULL, *y = b ? lock_find(b, id) : NULL;
+
+	if (!x || !y)
+		return x == y;
+	if (!text_same(x->commit, y->commit) || !text_same(x->version_id, y->version_id) ||
+	    !text_same(x->url, y->url) || !text_same(x->revision, y->revision) ||
+	    x->n_files != y->n_files)
+		return false;
+	for (size_t i = 0; i < x->n_files; i++) {
+		const struct lock_file *f = &x->files[i], *g = &y->files[i];
+
+		if (f->size != g->size || !text_same(f->path, g->path) ||
+		    !text_same(f->remote_path, g->remote_path) || !text_same(f->sha256, g->sha256) ||
+		    !text_same(f->git_sha1, g->git_sha1) || !text_same(f->etag, g->etag))
+			return false;
+	}
+	return true;
 }
 
 static int keep_config(struct reloader *r, struct config *cfg)
@@ -270,7 +302,8 @@ static json_t *failed_entries(struct engine *e, size_t first, size_t n)
 
 /* Put cfg in force: 0 and *result, or -ENOMEM (files added or dropped
  * so far stay so; the tree is the old one). */
-static int apply(struct reloader *r, struct config *cfg, json_t **result)
+static int apply(struct reloader *r, struct config *cfg, const struct lock *lock,
+		 json_t **result)
 {
 	bool *readd = calloc(cfg->n_entries + 1, sizeof(*readd));
 	json_t *added = json_array(), *changed = json_array(), *removed = json_array();
@@ -285,7 +318,8 @@ static int apply(struct reloader *r, struct config *cfg, json_t **result)
 		const struct config_entry *ce = &cfg->entries[i];
 		const struct config_entry *was = find_entry(r->now, ce->id);
 
-		readd[i] = !was || !entry_same(was, ce);
+		readd[i] = !was || !entry_same(was, ce) ||
+			   (r->lock_path && !locked_same(r->lock_now, lock, ce->id));
 		if (!was)
 			json_array_append_new(added, json_string(ce->id));
 		else if (readd[i])
@@ -296,7 +330,7 @@ static int apply(struct reloader *r, struct config *cfg, json_t **result)
 		unchanged += !readd[i];
 	/* Dropped first: a changed entry's new file takes its path again. */
 	drop_files(r, cfg, readd, removed);
-	rc = engine_add_entries(r->engine, cfg, NULL, readd, &first, &nadded);
+	rc = engine_add_entries(r->engine, cfg, lock, readd, &first, &nadded);
 	if (rc == 0)
 		rc = tree_build(r->engine, cfg, r->o.empty_mtime, fs_tree_now(r->fs), &t);
 	if (rc == 0)
@@ -343,23 +377,31 @@ static void join_ids(json_t *a, char *buf, size_t len)
 int reloader_run(struct reloader *r, json_t **result, char *err, size_t err_len)
 {
 	struct config *cfg = NULL;
+	struct lock *lock = NULL;
 	char a[512], d[512], c[512], s[256];
 	int rc;
 
 	*result = NULL;
 	pthread_mutex_lock(&r->lock);
-	rc = load_again(r, &cfg, err, err_len);
+	rc = load_again(r, &cfg, &lock, err, err_len);
 	if (rc == 0)
 		rc = keep_config(r, cfg);
 	if (rc == 0) {
-		rc = apply(r, cfg, result);
+		rc = apply(r, cfg, lock, result);
 		if (rc)
 			snprintf(err, err_len, "%s", strerror(-rc));
-		r->now = cfg;	/* its entries are the files' now, even after a failure */
+		/* In force now, even after a failure: the files' entries are cfg's. */
+		r->now = cfg;
+		if (lock) {
+			lock_free(r->lock_owned);
+			r->lock_owned = lock;
+			r->lock_now = lock;
+		}
 	} else {
 		if (rc == -ENOMEM)
 			snprintf(err, err_len, "%s", strerror(-rc));
 		config_free(cfg);
+		lock_free(lock);
 	}
 	pthread_mutex_unlock(&r->lock);
 	if (rc) {
@@ -446,5 +488,7 @@ void reloader_free(struct reloader *r)
 	free(r->config);
 	free(r->layout);
 	free(r->cache_dir);
+	free(r->lock_path);
+	lock_free(r->lock_owned);
 	free(r);
 }

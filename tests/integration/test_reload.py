@@ -256,3 +256,36 @@ def test_a_failed_entry_is_retried_and_a_new_one_that_fails_is_named(hub, mount,
     r = reload(modelfs_bin, m)
     assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
     assert "1 added (loras/never)" in r.stdout and "loras/never:" in r.stderr, r
+
+
+def test_a_mount_with_a_lock_reads_the_lock_again(hub, mount, modelfs_bin, tmp_path):
+    """Mounted with --lock, a reload reads the lock too: an entry added to
+    the config but not to the lock is listed with that error (exit 3); once
+    `modelfs lock --update` pins it, a reload makes it readable, while the
+    locked entry that did not change asks the origin nothing."""
+    a, _ = hub.add_file("a.safetensors", 1 << 20, seed=1)
+    b, _ = hub.add_file("b.safetensors", 1 << 20, seed=2)
+    lockfile = tmp_path / "models.lock"
+
+    def lock(cfg_path, *args):
+        r = subprocess.run([str(modelfs_bin), "lock", "--cache-dir", str(tmp_path / "lc"),
+                            str(cfg_path), *args], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+
+    text = config(entries(hub, ["a"]), settings=SETTINGS)
+    first = tmp_path / "first.toml"
+    first.write_text(text)
+    lock(first, "--output", str(lockfile))
+    m = mount(text, extra_args=["--lock", lockfile],
+              allowed_errors=[r"event=entry_failed entry=loras/b"])
+    assert (m.path / "Lora" / "a.safetensors").read_bytes() == a.read_bytes()
+    rewrite(m, config(entries(hub, ["a", "b"]), settings=SETTINGS))
+    r = reload(modelfs_bin, m)
+    assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
+    assert "loras/b" in r.stderr and "not in the lock" in r.stderr, r.stderr
+    lock(m.config_path, "--update", "loras/b", "--lock", str(lockfile))
+    hub.reset()
+    r = reload(modelfs_bin, m)
+    assert r.returncode == 0, r.stderr
+    assert (m.path / "Lora" / "b.safetensors").read_bytes() == b.read_bytes()
+    assert hub.requests(path="a.safetensors") == []
