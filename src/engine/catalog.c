@@ -730,15 +730,15 @@ int engine_add_entries(struct engine *e, const struct config *cfg, const struct 
 	if (!pool.jobs)
 		return -ENOMEM;
 	pthread_mutex_init(&pool.lock, NULL);
-	pthread_mutex_lock(&e->add_lock);
-	first = e->nfiles;
 	for (size_t i = 0; i < cfg->n_entries; i++)
 		pool.jobs[i] = (struct resolve_job){ .sources = e->sources,
 						     .store = cache_store(e->cache), .lock = lock,
 						     .entry = &cfg->entries[i],
 						     .skip = !add[i] || cfg->entries[i].source ==
 							     CONFIG_SOURCE_LOCAL };
-	rc = resolve_pool_run(&pool, cfg);
+	rc = resolve_pool_run(&pool, cfg);	/* the network, before add_lock */
+	pthread_mutex_lock(&e->add_lock);
+	first = e->nfiles;
 	if (rc == 0)
 		rc = source_paths_new(&paths);
 	if (rc == 0)

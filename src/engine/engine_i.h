@@ -202,8 +202,9 @@ struct engine {
 	size_t nbearers;		/* protected by add_lock */
 	struct config **configs;	/* engine_keep_config()'s; protected by add_lock */
 	size_t nconfigs;		/* protected by add_lock */
-	pthread_mutex_t add_lock;	/* one engine_add_entries() at a time; taken
-					 * before any other engine lock */
+	pthread_mutex_t add_lock;	/* appends, one engine_add_entries() at a time
+					 * (its resolving is done before); taken before
+					 * any other engine lock */
 	atomic_bool started;		/* engine_start() ran: added files are queued for
 					 * hashing as at start */
 
