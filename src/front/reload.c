@@ -217,7 +217,7 @@ static bool locked_same(const struct lock *a, const struct lock *b, const char *
 	for (size_t i = 0; i < x->n_files; i++) {
 		const struct lock_file *f = &x->files[i], *g = &y->files[i];
 
-		if (f->size != g->size || !text_same(f->path, g->path) ||
+		if (f->size != g->size || f->mtime != g->mtime || !text_same(f->path, g->path) ||
 		    !text_same(f->remote_path, g->remote_path) || !text_same(f->sha256, g->sha256) ||
 		    !text_same(f->git_sha1, g->git_sha1) || !text_same(f->etag, g->etag))
 			return false;
