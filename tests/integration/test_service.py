@@ -35,7 +35,8 @@ def test_unit_passes_systemd_analyze_verify(modelfs_bin, tmp_path):
         assert r.returncode == 0 and not r.stderr.strip(), r.stderr
     text = unit.read_text()
     for line in ("Type=notify", "EnvironmentFile=-/etc/modelfs/env", "TimeoutStopSec=20s",
-                 "KillMode=mixed", "CacheDirectoryMode=0700", "WantedBy=remote-fs.target"):
+                 "KillMode=mixed", "CacheDirectoryMode=0700", "WantedBy=remote-fs.target",
+                 "ExecReload=%s reload %%f" % modelfs_bin):
         assert line in text.splitlines(), line
     # The same checks fail on a broken unit: the test can fail.
     (tmp_path / "modelfs@bad.service").write_text(text.replace(str(modelfs_bin),
