@@ -105,8 +105,9 @@ struct engine_file *engine_file_at(const struct engine *e, size_t i);
  * resolver (in parallel, a few tries each, a stored resolution when the
  * origin is unreachable; with lock, from it, as engine_open_locked()) and
  * append their files, each usable at once. A path a live file has is
- * not taken: the new file is listed with an error naming the entry
- * that has it. cfg must outlive the engine (its entries are the files'
+ * not taken (the new file is listed with an error naming the entry that
+ * has it), unless that file's entry has the id of one added: an entry
+ * added again replaces its files, which the caller then drops. cfg must outlive the engine (its entries are the files'
  * engine_file_entry()); its [modelfs] settings are not used. The files
  * appended are at [*first_added, *first_added + *nadded). One
  * call at a time; blocks for the network: never call it from a FUSE

@@ -682,8 +682,19 @@ static void warn_too_large(struct engine_file *f, uint64_t room)
 }
 
 /* Claim the paths of e's live files that can be read, so that an added
- * file never takes one (source_paths_claim()'s rule: the first keeps it). */
-static int claim_live(struct engine *e, struct source_paths *paths)
+ * file never takes one (source_paths_claim()'s rule: the first keeps it);
+ * but files of an entry whose id one of cfg's added entries has are its
+ * old files, which the caller drops. */
+static bool replaced(const struct engine_file *f, const struct config *cfg, const bool *add)
+{
+	for (size_t i = 0; i < cfg->n_entries; i++)
+		if (add[i] && strcmp(cfg->entries[i].id, f->src.entry->id) == 0)
+			return true;
+	return false;
+}
+
+static int claim_live(struct engine *e, struct source_paths *paths, const struct config *cfg,
+		      const bool *add)
 {
 	int rc = 0;
 
@@ -691,7 +702,8 @@ static int claim_live(struct engine *e, struct source_paths *paths)
 		struct engine_file *f = e->files[i];
 		struct source_file claim = { .entry = f->src.entry, .path = f->src.path };
 
-		if (atomic_load(&f->gone) || engine_file_open_error(f))
+		/* An entry added again (changed) takes its old files' paths. */
+		if (atomic_load(&f->gone) || engine_file_open_error(f) || replaced(f, cfg, add))
 			continue;
 		rc = source_paths_claim(paths, &claim);
 		free(claim.error);
@@ -742,7 +754,7 @@ int engine_add_entries(struct engine *e, const struct config *cfg, const struct 
 	if (rc == 0)
 		rc = source_paths_new(&paths);
 	if (rc == 0)
-		rc = claim_live(e, paths);
+		rc = claim_live(e, paths, cfg, add);
 	for (size_t i = 0; i < pool.njobs && rc == 0; i++) {
 		char *bearer = NULL, **grown;
 

@@ -237,7 +237,8 @@ static int keep_config(struct reloader *r, struct config *cfg)
 }
 
 /* Drop the engine's files of entries the new config has not, or has
- * otherwise (readd[i] for its entry i); add ids to removed. */
+ * otherwise (readd[i] for its entry i): all but cfg's own, just added;
+ * add ids to removed. */
 static void drop_files(struct reloader *r, const struct config *cfg, const bool *readd,
 		       json_t *removed)
 {
@@ -245,7 +246,7 @@ static void drop_files(struct reloader *r, const struct config *cfg, const bool 
 		struct engine_file *f = engine_file_at(r->engine, i);
 		const struct config_entry *ce = engine_file_entry(f), *now;
 
-		if (engine_file_gone(f))
+		if (engine_file_gone(f) || (ce >= cfg->entries && ce < cfg->entries + cfg->n_entries))
 			continue;
 		now = find_entry(cfg, ce->id);
 		if (now && !readd[now - cfg->entries])
@@ -328,9 +329,11 @@ static int apply(struct reloader *r, struct config *cfg, const struct lock *lock
 	retry_failed(r, cfg, readd, retried);
 	for (size_t i = 0; i < cfg->n_entries; i++)
 		unchanged += !readd[i];
-	/* Dropped first: a changed entry's new file takes its path again. */
-	drop_files(r, cfg, readd, removed);
+	/* Added first, then the old files dropped, just before the new tree
+	 * shows it all: no file is missing while the new ones resolve. */
 	rc = engine_add_entries(r->engine, cfg, lock, readd, &first, &nadded);
+	if (rc == 0)
+		drop_files(r, cfg, readd, removed);
 	if (rc == 0)
 		rc = tree_build(r->engine, cfg, r->o.empty_mtime, fs_tree_now(r->fs), &t);
 	if (rc == 0)

@@ -289,3 +289,38 @@ def test_a_mount_with_a_lock_reads_the_lock_again(hub, mount, modelfs_bin, tmp_p
     assert r.returncode == 0, r.stderr
     assert (m.path / "Lora" / "b.safetensors").read_bytes() == b.read_bytes()
     assert hub.requests(path="a.safetensors") == []
+
+
+def test_a_changed_entry_stays_readable_while_its_new_source_resolves(hub, mount,
+                                                                       modelfs_bin):
+    """The old file of a changed entry is dropped only once the new one is
+    resolved: a reader opening it all along never finds it missing."""
+    import threading
+    a, _ = hub.add_file("b.safetensors", 256 << 10, seed=1)
+    c, _ = hub.add_file("c.safetensors", 256 << 10, seed=2)
+    m = mount(config(entries(hub, ["b"]), settings=SETTINGS))
+    path = m.path / "Lora" / "b.safetensors"
+    assert path.read_bytes() == a.read_bytes()
+    hub.faults(path="c.safetensors", header_delay_ms=1500)
+    cfg = {"loras": {"b": url_entry(hub.url("c.safetensors"), filename="b.safetensors")}}
+    rewrite(m, config(cfg, settings=SETTINGS))
+    stop, seen = threading.Event(), []
+
+    def reader():
+        while not stop.is_set():
+            try:
+                seen.append(path.read_bytes())
+            except OSError as e:
+                seen.append(e)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        r = reload(modelfs_bin, m)
+    finally:
+        stop.set()
+        t.join()
+    assert r.returncode == 0, r.stderr
+    assert all(x in (a.read_bytes(), c.read_bytes()) for x in seen), \
+        [x for x in seen if isinstance(x, Exception)][:3]
+    assert path.read_bytes() == c.read_bytes()
