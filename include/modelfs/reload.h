@@ -9,8 +9,9 @@
  * (2) an entry it no longer has is dropped (engine_file_drop()): it
  *     leaves the listings at once, and a file someone has open reads on
  *     until closed;
- * (3) an entry written differently is dropped and added again (a new
- *     inode, tree.h (1));
+ * (3) an entry written differently is added again (a new inode, tree.h
+ *     (1)), and its old files dropped once the new ones are resolved, so
+ *     its name never goes missing;
  * (4) an unchanged entry keeps its file, its inode and its cache: nothing
  *     of it is asked of the origin again, unless a file of it cannot be
  *     read (it failed to resolve): then it is resolved again ("retried").
