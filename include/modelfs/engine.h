@@ -127,6 +127,9 @@ bool engine_file_gone(const struct engine_file *f);
 /* An open of f: 0, or engine_file_open_error()'s -errno (nothing held).
  * engine_file_release() ends it; engine_file_holders() counts them. */
 int engine_file_hold(struct engine_file *f);
+/* The same for an open that began while f was still shown and raced its
+ * drop (the caller knows): a gone file is held too. */
+int engine_file_hold_raced(struct engine_file *f);
 void engine_file_release(struct engine_file *f);
 int engine_file_holders(const struct engine_file *f);
 

@@ -46,14 +46,22 @@ static inline bool tree_node_is_file(const struct tree_node *n)
 
 struct tree;
 
+/* A tree built to replace another (a reload). */
+struct tree_rebuild {
+	const struct tree *prev;	/* the tree it replaces, for (1) */
+	/* Files of e to leave out (about to be dropped), besides the gone ones. */
+	bool (*leaving)(void *arg, struct engine_file *f);
+	void *arg;
+};
+
 /* cfg's folders (always shown), every file of e but the gone ones, then
  * cfg's source = "local" entries (a path a remote file has already is
  * logged and left out); with several layouts (config.h views), the same
  * for each view, whose nodes point at the same engine files (a file of
- * an earlier config goes where cfg's entry of its id does). prev: the
- * tree this one replaces, for (1), or NULL. cfg must outlive the tree. */
+ * an earlier config goes where cfg's entry of its id does). re: NULL at
+ * mount. cfg must outlive the tree. */
 int tree_build(struct engine *e, const struct config *cfg, int64_t empty_mtime,
-	       const struct tree *prev, struct tree **out);
+	       const struct tree_rebuild *re, struct tree **out);
 void tree_free(struct tree *t);
 
 struct tree_node *tree_root(struct tree *t);

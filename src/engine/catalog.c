@@ -828,6 +828,19 @@ int engine_file_hold(struct engine_file *f)
 	return 0;
 }
 
+int engine_file_hold_raced(struct engine_file *f)
+{
+	int err;
+
+	pthread_mutex_lock(&f->lock);
+	err = f->err && f->src.err == -ENOENT ? -ENOENT : f->err;
+	pthread_mutex_unlock(&f->lock);
+	if (err)
+		return err;
+	atomic_fetch_add(&f->holds, 1);
+	return 0;
+}
+
 void engine_file_release(struct engine_file *f)
 {
 	atomic_fetch_sub(&f->holds, 1);

@@ -187,11 +187,31 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 }
 
+/* A remote file of the tree before the last swap: an open whose lookup
+ * the kernel made just before it (fs_swap_tree() tells the kernel only
+ * after the swap), and which may have raced the file's drop. */
+static struct tree_node *recent_file(struct fs *fs, fuse_ino_t ino)
+{
+	struct tree *before = atomic_load_explicit(&fs->tree_before, memory_order_acquire);
+	struct tree_node *node = before ? tree_get(before, ino) : NULL;
+
+	return node && node->file ? node : NULL;
+}
+
 static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct tree_node *node = tree_get(fs_tree(fs_of(req)), ino);
+	struct tree_node *node = tree_get(fs_tree(fs_of(req)), ino), held;
 	struct stat st;
 
+	/* An fstat of a remote file a reload has taken out of the tree since
+	 * it was opened (or put another file under its name). */
+	if (!node && fi && fs_fh_remote(fi)) {
+		held = (struct tree_node){ .ino = ino, .file = fs_fh_remote(fi),
+					   .mtime = engine_file_mtime(fs_fh_remote(fi)) };
+		node = &held;
+	}
+	if (!node)
+		node = recent_file(fs_of(req), ino);
 	if (!node) {
 		fs_local_getattr(req, ino);
 		return;
@@ -370,8 +390,11 @@ static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct tree_node *node = tree_get(fs_tree(fs_of(req)), ino);
+	bool raced = false;
 	int err;
 
+	if (!node && (node = recent_file(fs_of(req), ino)) != NULL)
+		raced = true;
 	if (!node) {
 		fs_local_open(req, ino, fi);
 		return;
@@ -403,7 +426,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	/* A file that can never be read says so at open, not as an empty read
 	 * (its listed size may be 0). */
-	err = engine_file_hold(node->file);
+	err = raced ? engine_file_hold_raced(node->file) : engine_file_hold(node->file);
 	if (err) {
 		fuse_reply_err(req, -err);
 		return;
@@ -778,9 +801,12 @@ static int open_local(struct fs *fs, const struct fs_options *opts)
 }
 
 /* Have the kernel forget what of old differs in t: names whose node went
- * or changed (their dentries, and a file's pages), names t adds (negative
- * dentries: they may be cached as long as the tree), and every folder's
- * listing and attributes. Failures only mean the kernel held nothing. */
+ * or changed (their dentries), names t adds (negative dentries: they may
+ * be cached as long as the tree), and every folder's listing and
+ * attributes. A file's inode keeps its pages and attributes: it is the
+ * same file for as long as anyone has it open (another file at its name
+ * has another inode, tree.h (1)). Failures only mean the kernel held
+ * nothing. */
 static void invalidate_changes(struct fs *fs, struct tree *old, struct tree *t)
 {
 	char path[PATH_MAX];
@@ -795,8 +821,6 @@ static void invalidate_changes(struct fs *fs, struct tree *old, struct tree *t)
 		    now->shadowed == n->shadowed)
 			continue;
 		fuse_lowlevel_notify_inval_entry(fs->se, n->parent->ino, n->name, strlen(n->name));
-		if (tree_node_is_file(n))
-			fuse_lowlevel_notify_inval_inode(fs->se, n->ino, 0, 0);
 	}
 	for (size_t i = 0; i < tree_nnodes(t); i++) {
 		struct tree_node *n = tree_node_at(t, i);
@@ -829,6 +853,7 @@ int fs_swap_tree(struct fs *fs, struct tree *t)
 	if (fs->local)
 		mark_shadowed(fs, t);
 	old = fs_tree(fs);
+	atomic_store_explicit(&fs->tree_before, old, memory_order_release);
 	atomic_store_explicit(&fs->tree, t, memory_order_release);
 	if (fs->mounted)
 		invalidate_changes(fs, old, t);

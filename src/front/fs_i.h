@@ -32,6 +32,7 @@ struct fs {
 	 * A handler loads it once (fs_tree()) and may keep its nodes: a
 	 * replaced tree is kept, unchanged, in old_trees until unmount. */
 	struct tree *_Atomic tree;
+	struct tree *_Atomic tree_before;	/* the one tree replaced, or NULL */
 	struct tree **old_trees;	/* protected by swap_lock */
 	size_t n_old_trees;		/* protected by swap_lock */
 	pthread_mutex_t swap_lock;	/* one fs_swap_tree() at a time */

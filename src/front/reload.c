@@ -236,26 +236,35 @@ static int keep_config(struct reloader *r, struct config *cfg)
 	return 0;
 }
 
-/* Drop the engine's files of entries the new config has not, or has
- * otherwise (readd[i] for its entry i): all but cfg's own, just added;
- * add ids to removed. */
-static void drop_files(struct reloader *r, const struct config *cfg, const bool *readd,
-		       json_t *removed)
+/* A reload under way: the config coming into force, and which of its
+ * entries are added (again). */
+struct change {
+	const struct config *cfg;
+	const bool *readd;
+};
+
+/* Does f go with this reload? Its entry is gone from the new config, or
+ * added again there (its new files are the config's own, just added). */
+static bool leaving(void *arg, struct engine_file *f)
+{
+	const struct change *ch = arg;
+	const struct config_entry *ce = engine_file_entry(f), *now;
+
+	if (ce >= ch->cfg->entries && ce < ch->cfg->entries + ch->cfg->n_entries)
+		return false;
+	now = find_entry(ch->cfg, ce->id);
+	return !now || ch->readd[now - ch->cfg->entries];
+}
+
+/* Drop the files that go (leaving()), once the tree without them shows. */
+static void drop_files(struct reloader *r, struct change *ch)
 {
 	for (size_t i = 0, n = engine_nfiles(r->engine); i < n; i++) {
 		struct engine_file *f = engine_file_at(r->engine, i);
-		const struct config_entry *ce = engine_file_entry(f), *now;
 
-		if (engine_file_gone(f) || (ce >= cfg->entries && ce < cfg->entries + cfg->n_entries))
-			continue;
-		now = find_entry(cfg, ce->id);
-		if (now && !readd[now - cfg->entries])
-			continue;
-		engine_file_drop(f);
+		if (!engine_file_gone(f) && leaving(ch, f))
+			engine_file_drop(f);
 	}
-	for (size_t i = 0; i < r->now->n_entries; i++)
-		if (!find_entry(cfg, r->now->entries[i].id))
-			json_array_append_new(removed, json_string(r->now->entries[i].id));
 }
 
 /* Unchanged entries of cfg with a file that cannot be read (its origin
@@ -309,6 +318,8 @@ static int apply(struct reloader *r, struct config *cfg, const struct lock *lock
 	bool *readd = calloc(cfg->n_entries + 1, sizeof(*readd));
 	json_t *added = json_array(), *changed = json_array(), *removed = json_array();
 	json_t *retried = json_array();
+	struct change ch = { .cfg = cfg, .readd = readd };
+	struct tree_rebuild re = { .prev = fs_tree_now(r->fs), .leaving = leaving, .arg = &ch };
 	struct tree *t = NULL;
 	size_t unchanged = 0, first = 0, nadded = 0;
 	int rc = -ENOMEM;
@@ -329,19 +340,21 @@ static int apply(struct reloader *r, struct config *cfg, const struct lock *lock
 	retry_failed(r, cfg, readd, retried);
 	for (size_t i = 0; i < cfg->n_entries; i++)
 		unchanged += !readd[i];
-	/* Added first, then the old files dropped, just before the new tree
-	 * shows it all: no file is missing while the new ones resolve. */
+	for (size_t i = 0; i < r->now->n_entries; i++)
+		if (!find_entry(cfg, r->now->entries[i].id))
+			json_array_append_new(removed, json_string(r->now->entries[i].id));
+	/* Added first; the files that go are left out of the new tree and
+	 * dropped once it shows: no name is missing while new ones resolve. */
 	rc = engine_add_entries(r->engine, cfg, lock, readd, &first, &nadded);
 	if (rc == 0)
-		drop_files(r, cfg, readd, removed);
-	if (rc == 0)
-		rc = tree_build(r->engine, cfg, r->o.empty_mtime, fs_tree_now(r->fs), &t);
+		rc = tree_build(r->engine, cfg, r->o.empty_mtime, &re, &t);
 	if (rc == 0)
 		rc = fs_swap_tree(r->fs, t);
 	if (rc) {
 		tree_free(t);
 		goto out;
 	}
+	drop_files(r, &ch);
 	if (r->o.serve && serve_refresh(r->o.serve) != 0)
 		log_warn("event=serve_refresh_failed error=\"out of memory\" action=\"the server "
 			 "serves the files of before the reload\"");

@@ -17,7 +17,8 @@ struct tree {
 	struct tree_node *root;
 	struct tree_node **by_ino;	/* sorted by ino */
 	size_t n, cap;
-	const struct tree *prev;	/* while building: the tree this one replaces */
+	const struct tree_rebuild *re;	/* while building: what it replaces, or NULL */
+	const struct tree *prev;	/* re's prev, or NULL */
 	uint64_t generation;		/* trees before it (reloads) */
 };
 
@@ -238,7 +239,7 @@ static int add_view(struct tree *t, struct engine *e, const struct config *cfg,
 		struct engine_file *f = engine_file_at(e, i);
 		char *path;
 
-		if (engine_file_gone(f))
+		if (engine_file_gone(f) || (t->re && t->re->leaving && t->re->leaving(t->re->arg, f)))
 			continue;
 		path = view == cfg ? NULL : view_path(cfg, view, f);
 		if (view == cfg || path)
@@ -252,15 +253,16 @@ static int add_view(struct tree *t, struct engine *e, const struct config *cfg,
 }
 
 int tree_build(struct engine *e, const struct config *cfg, int64_t empty_mtime,
-	       const struct tree *prev, struct tree **out)
+	       const struct tree_rebuild *re, struct tree **out)
 {
 	struct tree *t = calloc(1, sizeof(*t));
 	int rc = -ENOMEM;
 
 	if (!t)
 		return -ENOMEM;
-	t->prev = prev;
-	t->generation = prev ? prev->generation + 1 : 0;
+	t->re = re;
+	t->prev = re ? re->prev : NULL;
+	t->generation = t->prev ? t->prev->generation + 1 : 0;
 	t->root = new_node(t, NULL, "");
 	if (!t->root)
 		goto fail;
@@ -270,6 +272,7 @@ int tree_build(struct engine *e, const struct config *cfg, int64_t empty_mtime,
 	if (rc)
 		goto fail;
 	finish(t, t->root, "", empty_mtime);
+	t->re = NULL;
 	t->prev = NULL;
 	t->root->ino = 1;
 	/* Inode 0 and 1 are taken, and two paths may hash alike: nudge. */

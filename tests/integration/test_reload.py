@@ -69,6 +69,7 @@ def test_a_removed_entry_leaves_the_listing_and_an_open_fd_reads_on(hub, mount, 
                             capture_output=True, text=True, timeout=30)
         assert "b.safetensors" not in st.stdout
         # The open fd reads every byte, exactly, until it is closed.
+        assert os.fstat(fd).st_size == 2 << 20
         got = b"".join(os.pread(fd, 1 << 20, off) for off in range(0, 2 << 20, 1 << 20))
         assert got == srcs["b"].read_bytes()
     finally:
