@@ -107,12 +107,13 @@ struct engine_file *engine_file_at(const struct engine *e, size_t i);
  * append their files, each usable at once. A path a live file has is
  * not taken (the new file is listed with an error naming the entry that
  * has it), unless that file's entry has the id of one added: an entry
- * added again replaces its files, which the caller then drops. cfg must outlive the engine (its entries are the files'
- * engine_file_entry()); its [modelfs] settings are not used. The files
- * appended are at [*first_added, *first_added + *nadded). One
- * call at a time; blocks for the network: never call it from a FUSE
- * thread or an engine callback. 0 or -ENOMEM (the files added so far
- * stay). */
+ * added again replaces its files, which the caller then drops. cfg must
+ * outlive the engine (its entries are the files' engine_file_entry());
+ * its [modelfs] settings are not used. The files appended are at
+ * [*first_added, *first_added + *nadded). Calls may overlap (the
+ * appends are one at a time); blocks for the network: never call it
+ * from a FUSE thread or an engine callback. 0 or -ENOMEM (the files
+ * added so far stay). */
 int engine_add_entries(struct engine *e, const struct config *cfg, const struct lock *lock,
 		       const bool *add, size_t *first_added, size_t *nadded);
 /* cfg becomes the engine's: freed at engine_close(), after its files

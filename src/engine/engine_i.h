@@ -2,9 +2,9 @@
  * engine_i.h: what catalog.c, fetch.c and verify.c share about the
  * engine's state. Private to src/engine/.
  *
- * Lock order (the only one): engine.add_lock, then engine_file.lock, then engine.qlock or the
- * cache's locks (taken inside cache_* calls) or the tier's (inside
- * tier_route()). qlock, the file queues' locks, mem_lock,
+ * Lock order (the only one): engine.add_lock, then engine_file.lock,
+ * then engine.qlock or the cache's locks (taken inside cache_* calls) or
+ * the tier's (inside tier_route()). qlock, the file queues' locks, mem_lock,
  * prefetch_req.lock, the tier's and the bucket's locks are leaves: nothing else is taken while one is held.
  * No lock is held across the network, a disk hash, or a callback.
  */

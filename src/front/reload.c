@@ -429,7 +429,8 @@ int reloader_run(struct reloader *r, json_t **result, char *err, size_t err_len)
 	join_ids(json_object_get(*result, "removed"), d, sizeof(d));
 	join_ids(json_object_get(*result, "changed"), c, sizeof(c));
 	join_ids(json_object_get(*result, "settings_not_applied"), s, sizeof(s));
-	log_info("event=reloaded config=%s added=\"%s\" removed=\"%s\" changed=\"%s\" unchanged=%lld%s%s%s",
+	log_info("event=reloaded config=%s added=\"%s\" removed=\"%s\" changed=\"%s\" "
+		 "unchanged=%lld%s%s%s",
 		 r->config, a, d, c,
 		 (long long)json_integer_value(json_object_get(*result, "unchanged")),
 		 s[0] ? " settings_not_applied=\"" : "", s, s[0] ? "\" action=\"they apply at the "

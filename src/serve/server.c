@@ -532,7 +532,8 @@ static enum MHD_Result peer(struct serve *s, struct MHD_Connection *c, struct re
 	if (route_parse(path, &rt) != 0)
 		return reply_error(s, c, -ENOENT, NULL, "Entry not found");
 	if (rt.kind != ROUTE_RESOLVE || strcmp(rt.rev, key) != 0 ||
-	    hub_index_find(serve_index(s), rt.type, rt.repo, rt.rev, &p) != 0 || strcmp(p->commit, key) != 0)
+	    hub_index_find(serve_index(s), rt.type, rt.repo, rt.rev, &p) != 0 ||
+	    strcmp(p->commit, key) != 0)
 		ok = reply_error(s, c, -ENOENT, NULL, "Entry not found");
 	else if (refused(s, c, p, &ok))
 		;
