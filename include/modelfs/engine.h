@@ -43,6 +43,7 @@
 
 #include "modelfs/cache.h"
 #include "modelfs/config.h"
+#include "modelfs/http.h"
 #include "modelfs/lock.h"
 #include "modelfs/source.h"
 
@@ -72,6 +73,19 @@ int engine_open(const struct config *cfg, struct cache *cache, struct engine **o
  * and validator only. */
 int engine_open_locked(const struct config *cfg, const struct lock *lock, struct cache *cache,
 		       struct engine **out);
+/* What engine_open_with() may change; zeroed fields are the defaults. */
+struct engine_opts {
+	/* Makes each HTTP client the engine uses (one per fetch worker and
+	 * per resolver thread, each used by one thread): 0 or -errno.
+	 * NULL: http_client_new(), libcurl. The engine's unit tests hand in
+	 * an in-memory origin here (http_client_new_with()). */
+	int (*client_new)(void *arg, struct http_client **out);
+	void *client_arg;
+};
+/* engine_open_locked() (lock may be NULL) with opts (NULL: defaults),
+ * which must outlive the engine. */
+int engine_open_with(const struct config *cfg, const struct lock *lock, struct cache *cache,
+		     const struct engine_opts *opts, struct engine **out);
 
 /* Resolve every entry of cfg (with only, those whose only[i] is true)
  * with the mount's own resolver (in parallel, a few tries each; network),

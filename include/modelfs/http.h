@@ -120,6 +120,20 @@ int http_global_init(void);
 void http_global_cleanup(void);
 
 int http_client_new(struct http_client **out);
+/* A client whose requests another transport answers: an in-memory
+ * origin in the engine's unit tests (tests/unit/mock_origin.h). get has
+ * http_get()'s exact contract below (errnos, meta, sink, cancel, the
+ * checks of (1)), with the client's deadline (http_client_set_deadline();
+ * 0: none) passed in; http_get() has already checked rq (-EINVAL) and
+ * reset meta, which is never NULL here. close (may be NULL) gets impl at
+ * http_client_free(). http_client_new() is this with libcurl. */
+struct http_client_ops {
+	int (*get)(void *impl, int64_t deadline_ms, const struct http_request *rq,
+		   http_sink_fn sink, void *ctx, struct http_meta *meta);
+	void (*close)(void *impl);
+};
+int http_client_new_with(const struct http_client_ops *ops, void *impl,
+			 struct http_client **out);
 void http_client_free(struct http_client *c);
 /* Every later request on c ends by deadline_ms (CLOCK_MONOTONIC, ms; 0: no
  * deadline), as a timeout (-EAGAIN) when it has not: a mount's resolutions

@@ -45,6 +45,7 @@ struct resolve_job {
 };
 
 struct resolve_pool {
+	const struct engine_opts *opts;	/* how clients are made, or NULL */
 	struct resolve_job *jobs;
 	size_t njobs;
 	size_t next;			/* protected by lock */
@@ -276,7 +277,7 @@ static void *resolve_main(void *arg)
 	struct resolve_pool *pool = arg;
 	struct http_client *http = NULL;
 
-	if (http_client_new(&http) != 0)
+	if (engine_client_new(pool->opts, &http) != 0)
 		return NULL;
 	for (;;) {
 		int64_t deadline_ms = clock_now_ms() + RESOLVE_BUDGET_MS;
@@ -587,22 +588,36 @@ static void mirror_tokens_free(struct engine *e)
 	free(e->bearers);
 }
 
+int engine_client_new(const struct engine_opts *opts, struct http_client **out)
+{
+	if (opts && opts->client_new)
+		return opts->client_new(opts->client_arg, out);
+	return http_client_new(out);
+}
+
 int engine_open(const struct config *cfg, struct cache *cache, struct engine **out)
 {
-	return engine_open_locked(cfg, NULL, cache, out);
+	return engine_open_with(cfg, NULL, cache, NULL, out);
 }
 
 int engine_open_locked(const struct config *cfg, const struct lock *lock, struct cache *cache,
 		       struct engine **out)
 {
+	return engine_open_with(cfg, lock, cache, NULL, out);
+}
+
+int engine_open_with(const struct config *cfg, const struct lock *lock, struct cache *cache,
+		     const struct engine_opts *opts, struct engine **out)
+{
 	struct engine *e = calloc(1, sizeof(*e));
-	struct resolve_pool pool = { .njobs = cfg->n_entries };
+	struct resolve_pool pool = { .njobs = cfg->n_entries, .opts = opts };
 	struct source_paths *paths = NULL;
 	int rc;
 
 	if (!e)
 		return -ENOMEM;
 	e->cfg = cfg;
+	e->opts = opts;
 	e->cache = cache;
 	e->prefetch_reserve = -1;	/* the default, set at start */
 	pthread_mutex_init(&e->qlock, NULL);

@@ -175,6 +175,7 @@ struct file_queue {
 
 struct engine {
 	const struct config *cfg;
+	const struct engine_opts *opts;	/* engine_open_with()'s, or NULL; read-only */
 	struct cache *cache;
 	struct source_ctx *sources;
 	struct tier *tier;		/* cache_proxy, or NULL */
@@ -240,6 +241,8 @@ struct engine {
 };
 
 /* catalog.c */
+/* A new HTTP client for one thread (engine_opts.client_new): 0 or -errno. */
+int engine_client_new(const struct engine_opts *opts, struct http_client **out);
 /* The hashes f's bytes must have (the source's SHA-256, else a git blob
  * id), copied under f->lock; "" when unknown. */
 struct file_hashes {

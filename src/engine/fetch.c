@@ -2083,7 +2083,7 @@ static void *worker_main(void *arg)
 	struct inflight **run = calloc(most ? most : 1, sizeof(*run));
 	struct run_ctl ctl;
 
-	if (!run || http_client_new(&http) != 0)
+	if (!run || engine_client_new(e->opts, &http) != 0)
 		log_error("event=worker_start error=\"cannot create an HTTP client\"");
 	while (run && http) {
 		bool prefetch = false;

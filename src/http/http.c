@@ -45,6 +45,8 @@
 #define EMPTY_SHA256	"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 struct http_client {
+	const struct http_client_ops *ops;	/* another transport (http_client_new_with()), or NULL */
+	void *impl;			/* its state */
 	CURL *curl;			/* one handle: its connection cache is the keep-alive */
 	char errbuf[CURL_ERROR_SIZE];
 	int64_t deadline_ms;		/* every request ends by then (clock_now_ms()); 0: none */
@@ -131,6 +133,20 @@ int http_client_new(struct http_client **out)
 	return 0;
 }
 
+int http_client_new_with(const struct http_client_ops *ops, void *impl,
+			 struct http_client **out)
+{
+	struct http_client *c = calloc(1, sizeof(*c));
+
+	*out = NULL;
+	if (!c)
+		return -ENOMEM;
+	c->ops = ops;
+	c->impl = impl;
+	*out = c;
+	return 0;
+}
+
 void http_client_set_deadline(struct http_client *c, int64_t deadline_ms)
 {
 	c->deadline_ms = deadline_ms;
@@ -140,7 +156,10 @@ void http_client_free(struct http_client *c)
 {
 	if (!c)
 		return;
-	curl_easy_cleanup(c->curl);
+	if (c->ops && c->ops->close)
+		c->ops->close(c->impl);
+	if (c->curl)
+		curl_easy_cleanup(c->curl);
 	free(c);
 }
 
@@ -1422,6 +1441,16 @@ int http_get(struct http_client *c, const struct http_request *rq,
 		set_error_text(&x, "invalid request");
 		goto out;
 	}
+	if (c->ops) {
+		/* Another transport answers, under the same contract; meta as
+		 * far as it went (or NULL) is freed at out, as ours is. */
+		rc = http_url_origin(rq->url, hop_origin, sizeof(hop_origin));
+		if (rc == 0)
+			rc = c->ops->get(c->impl, c->deadline_ms, rq, sink, ctx, meta);
+		else
+			set_error_text(&x, "not an absolute http(s) URL");
+		goto out;
+	}
 	x.ranged = rq->range_len > 0;
 	x.range_last = x.ranged ? rq->range_first + rq->range_len - 1 : 0;
 	/* RFC 9110 13.1.5: a weak validator must not be sent in If-Range. */
@@ -1547,7 +1576,7 @@ out:
 		set_error_text(&x, "out of memory");
 	curl_slist_free_all(hdrs);
 	free(url);
-	if (rq->cookies)
+	if (rq->cookies && c->curl)
 		cookies_stop(&x, false);	/* a hop that failed before perform */
 	curl_slist_free_all(x.cookies);
 	if (meta == &local)
