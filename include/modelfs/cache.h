@@ -168,7 +168,10 @@ int cache_block_write(struct cache_file *f, uint64_t idx, uint32_t off, const vo
  * a reader early): 0 or -errno. */
 int cache_block_read_written(struct cache_file *f, uint64_t idx, uint32_t off, void *buf,
 			     size_t len);
+/* A commit that fails (-EIO for a file found corrupt meanwhile, or the
+ * index's error) has aborted the block. */
 int cache_block_commit(struct cache_file *f, uint64_t idx, uint64_t xxh3);
+/* A no-op unless idx is reserved and not committed. */
 void cache_block_abort(struct cache_file *f, uint64_t idx);
 void cache_block_release(struct cache_file *f, uint64_t idx);
 

@@ -1057,10 +1057,17 @@ int cache_block_commit(struct cache_file *f, uint64_t idx, uint64_t xxh3)
 void cache_block_abort(struct cache_file *f, uint64_t idx)
 {
 	uint32_t len = cache_block_len(f, idx);
+	bool writing;
 
 	pthread_mutex_lock(&f->lock);
-	f->blocks[idx].state = BLOCK_ABSENT;
+	/* Once only: a second abort (after a failed commit, which aborts
+	 * itself) would release the reservation twice. */
+	writing = f->blocks[idx].state == BLOCK_WRITING;
+	if (writing)
+		f->blocks[idx].state = BLOCK_ABSENT;
 	pthread_mutex_unlock(&f->lock);
+	if (!writing)
+		return;
 	punch(f, idx, len);
 	space_release(f->cache, 0, len);
 }

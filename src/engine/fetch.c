@@ -1753,11 +1753,10 @@ static void stream_block_done(struct stream_sink *s)
 	bool held = false;
 
 	if (!cache_block_present(s->cf, s->idx) && cache_block_reserve(s->cf, s->idx) == 0) {
-		if (cache_block_write(s->cf, s->idx, 0, s->block, len) == 0 &&
-		    cache_block_commit(s->cf, s->idx, XXH3_64bits(s->block, len)) == 0)
-			held = true;
-		else
+		if (cache_block_write(s->cf, s->idx, 0, s->block, len) != 0)
 			cache_block_abort(s->cf, s->idx);
+		else	/* a commit that fails has aborted the block itself */
+			held = cache_block_commit(s->cf, s->idx, XXH3_64bits(s->block, len)) == 0;
 	}
 	complete_block(s->f, s->cf, s->idx, 0, s->block, held, NULL);
 	s->idx++;
