@@ -294,7 +294,8 @@ static bool is_demand(struct engine *e, struct inflight *inf)
  * window or a loader's file becomes block_size-long requests. Prefetch
  * blocks may take all workers but prefetch_reserve: those stay free for
  * readers, who then never wait for a worker behind a long prefetch. */
-static int queue_pop(struct engine *e, struct inflight **run, struct run_ctl *ctl, bool *prefetch)
+static int queue_pop(struct engine *e, struct inflight **run, struct run_ctl *ctl, bool *prefetch,
+		     struct engine_file **file)
 {
 	struct inflight *inf = NULL;
 	int q = 0, n = 0;
@@ -321,6 +322,7 @@ static int queue_pop(struct engine *e, struct inflight **run, struct run_ctl *ct
 	for (int i = 0; n > 1 && i < n; i++)
 		atomic_store(&run[i]->run, ctl);
 	if (n > 0) {
+		*file = run[0]->file;	/* read under qlock: see fetch_run() */
 		*prefetch = q == PRIO_PREFETCH;
 		e->prefetch_busy += *prefetch;
 	}
@@ -517,11 +519,13 @@ static void want_block(struct pending_read *pr, uint64_t idx)
 	if (end < atomic_load(&inf->early_end))
 		atomic_store(&inf->early_end, end);
 	atomic_fetch_add(&pr->remaining, 1);
-	if (!created)
-		promote_locked(f->eng, inf, PRIO_DEMAND);
-	pthread_mutex_unlock(&f->lock);
+	/* Queued under f->lock: a stream (fetch_streamed()) completes and
+	 * frees the blocks in f->inflight[] as it passes them. */
 	if (created)
 		enqueue(f->eng, inf);
+	else
+		promote_locked(f->eng, inf, PRIO_DEMAND);
+	pthread_mutex_unlock(&f->lock);
 }
 
 /* Queue blocks after last for a sequential reader; see the file comment. */
@@ -690,8 +694,8 @@ static void fetch_all(struct engine_file *f)
 		else if ((batch[n] = inflight_add_locked(f, i, PRIO_DEMAND)) != NULL)
 			n++;
 	}
+	enqueue_batch(f->eng, batch, n);	/* under f->lock, as in want_block() */
 	pthread_mutex_unlock(&f->lock);
-	enqueue_batch(f->eng, batch, n);
 	free(batch);
 	if (n == 0 && cf && cache_file_complete(cf))
 		verify_enqueue(f);	/* all there, only the hash is missing */
@@ -1836,7 +1840,7 @@ static int stream_pass(struct engine_file *f, struct http_client *http, struct c
 /* inf's file ignores Range. One worker streams it; blocks come in order
  * and readers wait for theirs. Blocks wanted after the stream passed
  * them (evicted meanwhile) get another pass. */
-static void fetch_streamed(struct engine_file *f, struct inflight *inf, struct http_client *http)
+static void fetch_streamed(struct engine_file *f, struct http_client *http)
 {
 	struct cache_file *cf = NULL;
 	char reason[256] = "";
@@ -1846,7 +1850,7 @@ static void fetch_streamed(struct engine_file *f, struct inflight *inf, struct h
 	pthread_mutex_lock(&f->lock);
 	if (f->streaming) {
 		pthread_mutex_unlock(&f->lock);
-		return;		/* the streamer completes inf when it gets there */
+		return;		/* the streamer completes the block when it gets there */
 	}
 	f->streaming = true;
 	pthread_mutex_unlock(&f->lock);
@@ -1917,7 +1921,7 @@ static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct h
 	no_range = f->src.no_range;
 	pthread_mutex_unlock(&f->lock);
 	if (no_range) {
-		fetch_streamed(f, inf, http);
+		fetch_streamed(f, http);
 		return;
 	}
 	rc = file_cache_retried(f, http, &cf);
@@ -2021,9 +2025,9 @@ static int download_run(struct engine_file *f, struct http_client *http, struct 
  * (fetch_inflight(), which knows a full cache and a stream): a run of
  * one, an origin without Range, and the blocks from the first that the
  * cache has no room for, or whose commit found the disk full. */
-static void fetch_run(struct inflight **run, int n, struct run_ctl *ctl, struct http_client *http)
+static void fetch_run(struct engine_file *f, struct inflight **run, int n, struct run_ctl *ctl,
+		      struct http_client *http)
 {
-	struct engine_file *f = run[0]->file;
 	struct cache_file *cf = NULL;
 	bool no_range, cur_aborted = false, disk_failed;
 	int rc = 0, reserved = 0, committed = 0, disk_err = 0;
@@ -2032,9 +2036,22 @@ static void fetch_run(struct inflight **run, int n, struct run_ctl *ctl, struct 
 	pthread_mutex_lock(&f->lock);
 	no_range = f->src.no_range;
 	pthread_mutex_unlock(&f->lock);
-	if (n > 1 && !no_range)
+	if (no_range) {
+		/* The file's one stream completes every block asked for, run[]
+		 * included, as it passes them: another worker's stream may have
+		 * freed them already, so they are reached through f->inflight[]
+		 * only: those still there stand alone again. */
+		pthread_mutex_lock(&f->lock);
+		for (uint64_t i = 0; n > 1 && i < f->nblocks; i++)
+			if (f->inflight[i] && atomic_load(&f->inflight[i]->run) == ctl)
+				atomic_store(&f->inflight[i]->run, NULL);
+		pthread_mutex_unlock(&f->lock);
+		fetch_streamed(f, http);
+		return;
+	}
+	if (n > 1)
 		rc = file_cache_retried(f, http, &cf);
-	for (; n > 1 && !no_range && rc == 0 && reserved < n; reserved++)
+	for (; n > 1 && rc == 0 && reserved < n; reserved++)
 		if (cache_block_present(cf, run[reserved]->idx) ||
 		    cache_block_reserve(cf, run[reserved]->idx) != 0)
 			break;
@@ -2060,12 +2077,6 @@ static void fetch_run(struct inflight **run, int n, struct run_ctl *ctl, struct 
 	for (int i = committed; i < n; i++)
 		atomic_store(&run[i]->run, NULL);
 	pthread_mutex_unlock(&f->lock);
-	if (no_range) {
-		/* The file's one stream completes every block asked for,
-		 * run[1..] included, as it passes them. */
-		fetch_inflight(f, run[0], http);
-		return;
-	}
 	for (int i = committed; i < n; i++) {
 		if (i < reserved && !disk_failed)
 			complete_block(f, cf, run[i]->idx, rc ? rc : -EIO, NULL, false, reason);
@@ -2085,15 +2096,16 @@ static void *worker_main(void *arg)
 	if (!run || engine_client_new(e->opts, &http) != 0)
 		log_error("event=worker_start error=\"cannot create an HTTP client\"");
 	while (run && http) {
+		struct engine_file *f;
 		bool prefetch = false;
 		int n;
 
 		atomic_init(&ctl.cancel, 0);
 		ctl.answered = false;	/* no block points at ctl between runs */
-		n = queue_pop(e, run, &ctl, &prefetch);
+		n = queue_pop(e, run, &ctl, &prefetch, &f);
 		if (n == 0)
 			break;
-		fetch_run(run, n, &ctl, http);
+		fetch_run(f, run, n, &ctl, http);
 		if (prefetch)
 			prefetch_slot_done(e);
 	}
