@@ -150,6 +150,7 @@ struct engine_file {
 	uint64_t tensor_read;		/* bytes read in tensor data (fetch_whole()); under lock */
 	bool whole_queued;		/* a loader was seen: every block is queued; under lock */
 	struct parked_read *parked;	/* verify = strict: reads waiting; protected by lock */
+	int strict_passes;		/* strict_refetch()es for them; protected by lock */
 	uint64_t failed_idx;		/* the last block whose fetch failed for good
 					 * (its download unit fails at once)... */
 	int64_t failed_until_ms;	/* ...fails again at once until then; protected by lock */
@@ -270,6 +271,10 @@ bool engine_sleep_ms(struct engine *e, int64_t ms);
 /* verify = strict: answer the reads parked on f, afresh (err == 0, the
  * file is now verified) or with err. */
 void strict_release(struct engine_file *f, int err);
+/* verify = strict: f lost a block (evicted) before it was verified; if
+ * reads are parked on it, fetch what is missing again, or they would
+ * wait for a verification that never comes. */
+void strict_refetch(struct engine_file *f);
 /* Set f's final error (first one wins) and log it once. */
 void engine_file_fail(struct engine_file *f, int err, const char *reason);
 /* Ask for block idx of f on behalf of pf, at prefetch priority: 1 when

@@ -674,6 +674,17 @@ static bool strict_waits(struct engine_file *f)
 	return st != STORE_VERIFIED && st != STORE_COMPLETE;
 }
 
+/* Reads of f wait for it to be verified (verify = strict). */
+static bool strict_parked(struct engine_file *f)
+{
+	bool parked;
+
+	pthread_mutex_lock(&f->lock);
+	parked = f->parked != NULL;
+	pthread_mutex_unlock(&f->lock);
+	return parked;
+}
+
 /* Queue every missing block of f as demand: a strict reader waits for
  * the whole file. */
 static void fetch_all(struct engine_file *f)
@@ -701,6 +712,34 @@ static void fetch_all(struct engine_file *f)
 		verify_enqueue(f);	/* all there, only the hash is missing */
 }
 
+/* Refetches for one batch of parked reads: more means the cache evicts
+ * f's blocks as fast as they arrive (prefetch.c gives up after as many). */
+#define STRICT_PASSES 3
+
+void strict_refetch(struct engine_file *f)
+{
+	bool again, passing = false;
+
+	pthread_mutex_lock(&f->lock);
+	/* Only once the pass is over: its last block calls again. */
+	for (uint64_t i = 0; f->parked && i < f->nblocks && !passing; i++)
+		passing = f->inflight[i] != NULL;
+	if (passing) {
+		pthread_mutex_unlock(&f->lock);
+		return;
+	}
+	again = f->parked && ++f->strict_passes <= STRICT_PASSES;
+	pthread_mutex_unlock(&f->lock);
+	if (again && (uint64_t)f->src.size <= engine_cache_capacity(f->eng)) {
+		fetch_all(f);
+	} else if (strict_parked(f)) {
+		log_error("event=strict_unservable path=%s error=\"verify = strict needs the whole "
+			  "file in the cache, and the cache evicts it faster than it arrives\"",
+			  f->src.path);
+		strict_release(f, -EIO);
+	}
+}
+
 void strict_release(struct engine_file *f, int err)
 {
 	struct parked_read *p, *next;
@@ -708,6 +747,7 @@ void strict_release(struct engine_file *f, int err)
 	pthread_mutex_lock(&f->lock);
 	p = f->parked;
 	f->parked = NULL;
+	f->strict_passes = 0;
 	pthread_mutex_unlock(&f->lock);
 	for (; p; p = next) {
 		next = p->next;
@@ -1716,12 +1756,7 @@ static void complete_block(struct engine_file *f, struct cache_file *cf, uint64_
 	}
 	/* A strict file can only be verified from the cache. */
 	if (rc || (mem && !held)) {
-		bool parked;
-
-		pthread_mutex_lock(&f->lock);
-		parked = f->parked != NULL;
-		pthread_mutex_unlock(&f->lock);
-		if (parked) {
+		if (strict_parked(f)) {
 			if (!rc)
 				log_error("event=strict_unservable path=%s error=\"verify = strict needs "
 					  "the whole file in the cache, and the cache has no room\"",
@@ -1735,6 +1770,8 @@ static void complete_block(struct engine_file *f, struct cache_file *cf, uint64_
 			log_info("event=file_state path=%s state=partial", f->src.path);
 		if (cache_file_complete(cf))
 			verify_enqueue(f);
+		else
+			strict_refetch(f);
 	}
 	free(inf);
 }

@@ -55,14 +55,19 @@ static void verify_file(struct engine_file *f)
 			share_enqueue(f);
 		return;
 	}
-	if (!cache_file_complete(cf))
+	if (!cache_file_complete(cf)) {
+		strict_refetch(f);	/* evicted since it was queued */
 		return;
+	}
 	rc = cache_file_hash(cf, actual, want.git_sha1[0] && !by_sha256 ? git1 : NULL,
 			     &f->eng->stop);
 	if (rc) {
 		log_info("event=verify_deferred path=%s reason=\"%s\"", f->src.path,
 			 rc == -ENODATA ? "a block is no longer cached" : strerror(-rc));
-		strict_release(f, -EIO);
+		if (rc == -ENODATA)
+			strict_refetch(f);
+		else
+			strict_release(f, -EIO);
 		return;
 	}
 	/* The source's SHA-256 when it has one, else a git blob id. */
@@ -139,8 +144,10 @@ static void *verifier_main(void *arg)
 	struct engine_file *f;
 
 	while ((f = file_queue_pop(&e->vqueue)) != NULL) {
-		verify_file(f);
+		/* Cleared first: a file completed again while it is hashed
+		 * (refetched for strict reads) is queued again, not lost. */
 		atomic_store(&f->verify_queued, false);
+		verify_file(f);
 	}
 	return NULL;
 }
