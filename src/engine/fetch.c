@@ -1874,14 +1874,16 @@ static int stream_pass(struct engine_file *f, struct http_client *http, struct c
 	return rc;
 }
 
-/* inf's file ignores Range. One worker streams it; blocks come in order
+/* Passes over a file without Range for the blocks its readers want. */
+#define STREAM_PASSES 3
+
+/* f ignores Range. One worker streams it; blocks come in order
  * and readers wait for theirs. Blocks wanted after the stream passed
  * them (evicted meanwhile) get another pass. */
 static void fetch_streamed(struct engine_file *f, struct http_client *http)
 {
 	struct cache_file *cf = NULL;
 	char reason[256] = "";
-	bool pending = true;
 	int rc;
 
 	pthread_mutex_lock(&f->lock);
@@ -1893,28 +1895,37 @@ static void fetch_streamed(struct engine_file *f, struct http_client *http)
 	pthread_mutex_unlock(&f->lock);
 	log_info("event=stream_start path=%s reason=\"the origin ignores Range\"", f->src.path);
 	rc = file_cache(f, http, &cf);
-	for (int pass = 0; rc == 0 && pending && pass < 3; pass++) {
-		rc = stream_pass(f, http, cf, reason, sizeof(reason));
-		pending = false;
+	for (int pass = 0;; pass++) {
+		bool pending = false;
+
+		if (rc == 0 && pass < STREAM_PASSES) {
+			rc = stream_pass(f, http, cf, reason, sizeof(reason));
+		} else if (rc == 0) {
+			rc = -EIO;
+			snprintf(reason, sizeof(reason), "blocks were evicted as fast as the stream "
+				 "passed them (the origin ignores Range)");
+		}
+		for (uint64_t i = 0; rc && i < f->nblocks; i++) {
+			bool wanted;
+
+			pthread_mutex_lock(&f->lock);
+			wanted = f->inflight[i] != NULL;
+			pthread_mutex_unlock(&f->lock);
+			if (wanted)
+				complete_block(f, cf, i, rc, NULL, false, reason);
+		}
+		/* Workers leave the blocks they take to us while we stream: we
+		 * stop only when none is left, deciding under the lock they
+		 * decide under. */
 		pthread_mutex_lock(&f->lock);
 		for (uint64_t i = 0; i < f->nblocks && !pending; i++)
 			pending = f->inflight[i] != NULL;
+		if (!pending)
+			f->streaming = false;
 		pthread_mutex_unlock(&f->lock);
+		if (!pending)
+			return;
 	}
-	if (rc == 0 && pending)
-		rc = -EIO;
-	for (uint64_t i = 0; rc && i < f->nblocks; i++) {
-		bool wanted;
-
-		pthread_mutex_lock(&f->lock);
-		wanted = f->inflight[i] != NULL;
-		pthread_mutex_unlock(&f->lock);
-		if (wanted)
-			complete_block(f, cf, i, rc, NULL, false, reason);
-	}
-	pthread_mutex_lock(&f->lock);
-	f->streaming = false;
-	pthread_mutex_unlock(&f->lock);
 }
 
 /* file_cache(), retrying an unreachable origin until retry_timeout. */
