@@ -203,7 +203,7 @@ static void draw_case(struct tcase *c, uint64_t seed)
 		struct tfile *t = &c->files[i];
 
 		snprintf(t->path, sizeof(t->path), "f%d.bin", i);
-		snprintf(t->url, sizeof(t->url), "http://origin.test/m/%s", t->path);
+		snprintf(t->url, sizeof(t->url), "http://origin.test/m/f%d.bin", i);
 		t->size = draw_size(&rng, c->block_size);
 		t->ranges = !chance(&rng, 12);
 		t->validator = (int)below(&rng, 4);
