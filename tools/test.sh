@@ -2,7 +2,8 @@
 # Every test modelfs has, from a fresh clone: installs what is missing,
 # builds, runs the unit tests, the integration suite (real FUSE mounts
 # against the local fake hub), the integration suite again under
-# ASan/UBSan, and the engine-heavy tests again under TSan (the fake hub's
+# ASan/UBSan, and the engine-heavy tests (and 100 seeded engine unit
+# cases) again under TSan (the fake hub's
 # own tests run once), and a short run of every fuzz target
 # (tools/fuzz.sh smoke); the slowest tests of each pytest run are listed
 # (the suite has a 25-minute budget). Ends with the line
@@ -50,6 +51,11 @@ MODELFS_BIN=$PWD/build-tsan/modelfs $PY -m pytest -q -p no:cacheprovider \
 	--junitxml="$results/tsan.xml" tests/integration/test_concurrency.py \
 	tests/integration/test_lazy.py tests/integration/test_cache.py \
 	tests/integration/test_faults.py tests/integration/test_verify.py || status=1
+
+step "engine unit cases under TSan (100 seeded cases; 1,000 plain ran with the unit tests)"
+TSAN_OPTIONS=halt_on_error=0:second_deadlock_stack=1 MODELFS_ENGINE_CASES=100 \
+	meson test -C build-tsan --print-errorlogs test_engine || status=1
+cp build-tsan/meson-logs/testlog.json "$results/tsan-unit.json" 2>/dev/null
 
 step "fuzz smoke (libFuzzer: corpus replay, then 20 s per target)"
 bash tools/fuzz.sh smoke --junit "$results/fuzz.xml" || status=1

@@ -115,7 +115,7 @@ struct tcase {
 	struct engine *eng;
 
 	pthread_rwlock_t gate;		/* readers hold it shared around engine_read() */
-	bool stopping;			/* under gate: no engine_read() any more */
+	atomic_bool stopping;		/* set under gate: no engine_read() any more */
 	atomic_bool readers_done;
 	atomic_int pf_cancel;
 
@@ -414,7 +414,7 @@ static bool read_check(struct tcase *c, int i, uint64_t off, size_t len, bool ga
 
 	if (gated) {
 		pthread_rwlock_rdlock(&c->gate);
-		if (c->stopping) {
+		if (atomic_load(&c->stopping)) {
 			pthread_rwlock_unlock(&c->gate);
 			return false;
 		}
@@ -519,7 +519,7 @@ static void *reader_main(void *arg)
 			off = 0;
 		if (read_check(c, i, off, len, true) && off < t->size)
 			remember_span(c, i, off, len < t->size - off ? len : t->size - off);
-		else if (c->stopping)
+		else if (atomic_load(&c->stopping))
 			break;
 	}
 	return NULL;
@@ -586,7 +586,7 @@ static void *stopper_main(void *arg)
 	sleep_ms((int)below(&rng, 40));
 	/* As a FUSE session ends: no read starts once the stop has begun. */
 	pthread_rwlock_wrlock(&c->gate);
-	c->stopping = true;
+	atomic_store(&c->stopping, true);
 	pthread_rwlock_unlock(&c->gate);
 	engine_stop(c->eng);
 	return NULL;
