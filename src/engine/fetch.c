@@ -906,6 +906,14 @@ static int answer_arrived(struct block_sink *s)
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&f->lock);
+	/* A stop cancels the downloads nobody has had bytes of, deciding under
+	 * this lock (cancel_downloads()): once it has, no reader may have any,
+	 * or it would have bytes that are then thrown away, and an offline
+	 * remount could not read them again. */
+	if (atomic_load(s->ctl ? &s->ctl->cancel : &inf->cancel)) {
+		pthread_mutex_unlock(&f->lock);
+		return -ECANCELED;
+	}
 	for (pp = &inf->waiters; (w = *pp) != NULL;) {
 		uint64_t start = w->pr ? waiter_start(w->pr, s->idx) : UINT64_MAX;
 		uint64_t end = w->pr ? waiter_end(w->pr, s->idx) : UINT64_MAX;
