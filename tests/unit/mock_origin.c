@@ -47,7 +47,7 @@ struct mock_origin {
 	uint64_t chunk_seed;		/* protected by lock */
 };
 
-static uint64_t splitmix(uint64_t *s)
+uint64_t mock_rand(uint64_t *s)
 {
 	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
 
@@ -293,7 +293,7 @@ static int send_body(struct mock_origin *o, struct answer *a, const struct http_
 	seed = o->chunk_seed++;
 	pthread_mutex_unlock(&o->lock);
 	while (done < len) {
-		uint64_t n = sizes[splitmix(&seed) % (sizeof(sizes) / sizeof(sizes[0]))];
+		uint64_t n = sizes[mock_rand(&seed) % (sizeof(sizes) / sizeof(sizes[0]))];
 		int rc;
 
 		if (cancelled(rq)) {
@@ -471,9 +471,9 @@ static enum fault pick(struct mock_faulty *fl, const struct http_request *rq, ui
 	if (fl->cfg.stall)
 		enabled[n++] = F_STALL;
 	pthread_mutex_lock(&fl->lock);
-	if (n && rq->range_len > 1 && splitmix(&fl->rng) % 100 < (uint64_t)fl->cfg.percent)
-		f = enabled[splitmix(&fl->rng) % (uint64_t)n];
-	*arg = splitmix(&fl->rng);
+	if (n && rq->range_len > 1 && mock_rand(&fl->rng) % 100 < (uint64_t)fl->cfg.percent)
+		f = enabled[mock_rand(&fl->rng) % (uint64_t)n];
+	*arg = mock_rand(&fl->rng);
 	pthread_mutex_unlock(&fl->lock);
 	if (f != F_NONE)
 		atomic_fetch_add(&fl->injected, 1);

@@ -17,7 +17,8 @@
  *
  * The fault layer sits in front of an origin and, driven by a seeded
  * PRNG, spoils a share of the ranged requests: a reset after part of the
- * body (-EAGAIN with bytes delivered), a 429 or 503 with Retry-After, a
+ * body (-EAGAIN with bytes delivered; a short body is the same answer to
+ * http.c), a 429 or 503 with Retry-After, a
  * wrong Content-Range or a 200 to a Range (-EPROTO), a stall until cancel
  * or a bound (-ECANCELED, else a timeout). Probes (1-byte ranges) and
  * requests without Range pass untouched, so that files still resolve.
@@ -37,6 +38,10 @@
 #include "modelfs/http.h"
 
 struct mock_origin;
+
+/* The seeded PRNG everything here draws from (splitmix64): the next
+ * number of the sequence *state stands for. */
+uint64_t mock_rand(uint64_t *state);
 
 int mock_origin_new(struct mock_origin **out);
 void mock_origin_free(struct mock_origin *o);

@@ -55,18 +55,9 @@
 #define MAX_READERS 4
 #define LEGACY_BLOCK (2 * MiB)	/* a cache made before 256 KiB blocks */
 
-static uint64_t splitmix(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
 static uint64_t below(uint64_t *s, uint64_t n)
 {
-	return n ? splitmix(s) % n : 0;
+	return n ? mock_rand(s) % n : 0;
 }
 
 static bool chance(uint64_t *s, int percent)
@@ -148,7 +139,7 @@ static void fail(struct tcase *c, const char *fmt, ...)
 static void fill(uint64_t *rng, unsigned char *p, size_t n, bool safetensors)
 {
 	for (size_t i = 0; i < n; i += 8) {
-		uint64_t v = splitmix(rng);
+		uint64_t v = mock_rand(rng);
 
 		memcpy(p + i, &v, n - i < 8 ? n - i : 8);
 	}
@@ -196,7 +187,7 @@ static void draw_case(struct tcase *c, uint64_t seed)
 	/* What readers had stays cached unless something evicts it. */
 	c->remount = c->stop_mid && !c->faults && !c->evict && !c->cache_limit && chance(&rng, 40);
 	if (c->faults)
-		c->fcfg = (struct mock_faults){ .seed = splitmix(&rng), .percent = 3 + (int)below(&rng, 8),
+		c->fcfg = (struct mock_faults){ .seed = mock_rand(&rng), .percent = 3 + (int)below(&rng, 8),
 						.reset = true, .status = true, .stall = chance(&rng, 50),
 						.proto = !c->transient_only, .stall_ms = 100 };
 	for (int i = 0; i < c->nfiles; i++) {
