@@ -1892,10 +1892,15 @@ static void fetch_streamed(struct engine_file *f, struct http_client *http)
 {
 	struct cache_file *cf = NULL;
 	char reason[256] = "";
+	bool wanted = false;
 	int rc;
 
 	pthread_mutex_lock(&f->lock);
-	if (f->streaming) {
+	/* The block this worker took may have been completed by a stream that
+	 * has ended since: then nothing is wanted, and no stream is due. */
+	for (uint64_t i = 0; i < f->nblocks && !wanted; i++)
+		wanted = f->inflight[i] != NULL;
+	if (f->streaming || !wanted) {
 		pthread_mutex_unlock(&f->lock);
 		return;		/* the streamer completes the block when it gets there */
 	}
@@ -1914,8 +1919,6 @@ static void fetch_streamed(struct engine_file *f, struct http_client *http)
 				 "passed them (the origin ignores Range)");
 		}
 		for (uint64_t i = 0; rc && i < f->nblocks; i++) {
-			bool wanted;
-
 			pthread_mutex_lock(&f->lock);
 			wanted = f->inflight[i] != NULL;
 			pthread_mutex_unlock(&f->lock);
