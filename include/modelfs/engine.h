@@ -75,8 +75,9 @@ int engine_open_locked(const struct config *cfg, const struct lock *lock, struct
 		       struct engine **out);
 /* What engine_open_with() may change; zeroed fields are the defaults. */
 struct engine_opts {
-	/* Makes each HTTP client the engine uses (one per fetch worker and
-	 * per resolver thread, each used by one thread): 0 or -errno.
+	/* Makes each HTTP client the engine uses (one per fetch worker, per
+	 * resolver thread and for the bucket uploader, each used by one
+	 * thread): 0 or -errno.
 	 * NULL: http_client_new(), libcurl. The engine's unit tests hand in
 	 * an in-memory origin here (http_client_new_with()). */
 	int (*client_new)(void *arg, struct http_client **out);

@@ -105,7 +105,7 @@ static void *uploader_main(void *arg)
 	struct http_client *http = NULL;
 	struct engine_file *f;
 
-	if (http_client_new(&http) != 0) {
+	if (engine_client_new(e->opts, &http) != 0) {
 		log_error("event=uploader_start error=\"cannot create an HTTP client\"");
 		return NULL;
 	}
