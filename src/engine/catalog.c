@@ -747,7 +747,7 @@ static void start_added(struct engine *e, struct engine_file *f)
 int engine_add_entries(struct engine *e, const struct config *cfg, const struct lock *lock,
 		       const bool *add, size_t *first_added, size_t *nadded)
 {
-	struct resolve_pool pool = { .njobs = cfg->n_entries };
+	struct resolve_pool pool = { .njobs = cfg->n_entries, .opts = e->opts };
 	struct source_paths *paths = NULL;
 	size_t first;
 	int rc;
