@@ -207,7 +207,12 @@ int engine_prefetch(struct engine_file *f, const struct engine_prefetch_opts *o,
 		pthread_mutex_lock(&f->lock);
 		cf = f->cf;
 		pthread_mutex_unlock(&f->lock);
-		if (cf && cache_file_complete(cf)) {
+		/* A block whose bytes a power loss took is dropped here and
+		 * fetched again below. */
+		if (cf && cache_file_complete(cf) && o->check_blocks && cache_file_check(cf) != 0)
+			log_warn("event=prefetch_recheck path=%s action=\"blocks that failed their "
+				 "check are fetched again\"", f->src.path);
+		else if (cf && cache_file_complete(cf)) {
 			rc = hashed(f, cf, reason, reason_len);
 			if (rc)
 				break;
