@@ -93,11 +93,12 @@ def _redo(f, r, data):
     f.write(data)
 
 
-def power_loss(journal, rng, p_keep=0.45, p_garble=0.15):
+def power_loss(journal, rng, p_keep=0.45, p_garble=0.15, fate_of=None):
     """Apply a seeded power loss to the files the journal names; returns
     {KEEP: n, DROP: n, GARBLE: n} over the changes that were not durable.
-    The journal is then renamed JOURNAL.done (the last one stays, to look
-    at when a seed fails)."""
+    fate_of(record), when given, decides instead of the generator. The
+    journal is then renamed JOURNAL.done (the last one stays, to look at
+    when a seed fails)."""
     pending = not_durable(read_journal(journal))
     fates = {KEEP: 0, DROP: 0, GARBLE: 0}
     files = {}
@@ -115,6 +116,8 @@ def power_loss(journal, rng, p_keep=0.45, p_garble=0.15):
         for r in pending:
             pick = rng.random()
             fate = KEEP if pick < p_keep else GARBLE if pick < p_keep + p_garble else DROP
+            if fate_of:
+                fate = fate_of(r)
             if fate == GARBLE and r.kind == "T":
                 fate = KEEP
             fates[fate] += 1
@@ -132,7 +135,7 @@ def power_loss(journal, rng, p_keep=0.45, p_garble=0.15):
 
 
 def index_rows(cache, scratch):
-    """[(file id, file size, block size, idx, len)] for every block row of
+    """[(file id, file size, block size, idx, len, file state)] for every block row of
     the index at cache, read from a copy (SQLite's recovery must not touch
     the cache); [] when the loss took the schema itself (a cache created
     since the last checkpoint), None when SQLite cannot read the index
@@ -147,8 +150,8 @@ def index_rows(cache, scratch):
     try:
         db = sqlite3.connect(scratch / "index.sqlite")
         try:
-            return db.execute("SELECT f.id, f.size, f.block_size, b.idx, b.len FROM blocks b "
-                              "JOIN files f ON f.id = b.file_id").fetchall()
+            return db.execute("SELECT f.id, f.size, f.block_size, b.idx, b.len, f.state "
+                              "FROM blocks b JOIN files f ON f.id = b.file_id").fetchall()
         finally:
             db.close()
     except sqlite3.OperationalError as e:
@@ -157,14 +160,18 @@ def index_rows(cache, scratch):
         return None
 
 
+COMPLETE, VERIFIED = 2, 3     # store.h enum store_file_state
+
+
 def inexact_rows(cache, scratch, origin):
-    """{file size: rows whose bytes are not the origin's} and the number of
-    rows, or (None, 0) when the index cannot be read."""
+    """{file size: rows whose bytes are not the origin's} and how many of
+    those belong to a file the index calls complete or verified, or
+    (None, 0) when the index cannot be read."""
     rows = index_rows(cache, scratch)
     if rows is None:
         return None, 0
-    bad = {}
-    for file_id, size, block_size, idx, ln in rows:
+    bad, in_whole = {}, 0
+    for file_id, size, block_size, idx, ln, state in rows:
         want = origin.get(size)
         if want is None:
             continue
@@ -177,4 +184,5 @@ def inexact_rows(cache, scratch, origin):
             got = b""
         if got != want[off:off + ln]:
             bad[size] = bad.get(size, 0) + 1
-    return bad, len(rows)
+            in_whole += state in (COMPLETE, VERIFIED)
+    return bad, in_whole
