@@ -41,11 +41,15 @@ SETTINGS = 'cache_max_size = "832K"\ncache_min_free = 0\nheader_prefetch = false
 AFTER_LOSS = [r"checksum|xxh3|bad_block|mismatch|orphan|index"]
 
 
+# Decided before the fixtures start a hub for nothing.
+needs_shim = pytest.mark.skipif(
+    any(k in os.environ for k in ("ASAN_OPTIONS", "TSAN_OPTIONS")),
+    reason="a preloaded shim and a sanitizer runtime do not mix; the plain build runs it")
+
+
 def shim():
     so = Path(os.environ.get("MODELFS_BIN", "build/modelfs")).resolve().parent / "tests" / \
         "powerloss.so"
-    if any(k in os.environ for k in ("ASAN_OPTIONS", "TSAN_OPTIONS")):
-        pytest.skip("a preloaded shim and a sanitizer runtime do not mix; the plain build runs it")
     if not so.exists():
         pytest.fail("%s is missing: the build makes it (tests/meson.build)" % so)
     return so
@@ -124,6 +128,7 @@ def place_exact(modelfs_bin, cache, config_path, into, name, want):
     assert (into / "VAE" / name).read_bytes() == want, "prefetch --into placed other bytes"
 
 
+@needs_shim
 @pytest.mark.parametrize("seeds", chains(), ids=lambda s: "seeds-%d-%d" % (s[0], s[-1]))
 def test_power_loss_never_vouches_for_other_bytes(hub, mount, modelfs_bin, tmp_path, seeds):
     so = shim()
@@ -214,6 +219,7 @@ def test_into_does_not_place_a_block_a_power_loss_took(hub, mount, modelfs_bin, 
         assert (into / "VAE" / name).read_bytes() == want, "placed the lost block's zeros"
 
 
+@needs_shim
 def test_a_file_is_called_verified_only_over_bytes_on_disk(hub, mount, modelfs_bin, tmp_path):
     """The worst power loss for the index: every change to it kept, every
     change to the data files not synced lost. The index may still name
