@@ -31,22 +31,25 @@ def chains():
     return [seeds[i:i + CHAIN] for i in range(0, len(seeds), CHAIN)]
 
 
-def reader(path, want, rng, stop, wrong):
-    """Random reads until stop; errors are expected once the daemon dies,
-    wrong bytes never."""
+def reader(path, want, rng, stop, wrong, whole=False):
+    """Random reads until stop (or, whole, the file once from start to
+    end): errors are expected once the daemon dies, wrong bytes never."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return
+    off = 0
     try:
-        while not stop.is_set():
-            off = rng.randrange(0, len(want))
+        while not stop.is_set() and off < len(want):
+            at = off if whole else rng.randrange(0, len(want))
             try:
-                got = os.pread(fd, rng.choice((4096, 65536, 262144)), off)
+                got = os.pread(fd, rng.choice((4096, 65536, 262144)), at)
             except OSError:
                 return
-            if got != want[off:off + len(got)]:
-                wrong.append("wrong bytes from %s at %d" % (path.name, off))
+            if got != want[at:at + len(got)]:
+                wrong.append("wrong bytes from %s at %d" % (path.name, at))
+                return
+            off = at + len(got)
     finally:
         try:
             os.close(fd)

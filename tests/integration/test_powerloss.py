@@ -27,6 +27,7 @@ import pytest
 
 from mfs import MiB, config, run, url_entry, wait_state
 from powerloss import inexact_rows, power_loss
+from test_crash import reader
 
 SEEDS = int(os.environ.get("MODELFS_POWERLOSS_SEEDS", "100"))
 FIRST = int(os.environ.get("MODELFS_POWERLOSS_FIRST", "1"))
@@ -58,32 +59,6 @@ def shim():
 def chains():
     seeds = list(range(FIRST, FIRST + SEEDS))
     return [seeds[i:i + CHAIN] for i in range(0, len(seeds), CHAIN)]
-
-
-def reader(path, want, rng, stop, wrong, whole=False):
-    """Reads until stop (or, whole, the file once from start to end): each
-    exact or failing (the daemon dies under them), never other bytes."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    off = 0
-    try:
-        while not stop.is_set() and off < len(want):
-            at = off if whole else rng.randrange(0, len(want))
-            try:
-                got = os.pread(fd, rng.choice((4096, 65536, 200000)), at)
-            except OSError:
-                return
-            if got != want[at:at + len(got)]:
-                wrong.append("other bytes from %s at %d" % (path.name, at))
-                return
-            off = at + len(got)
-    finally:
-        try:
-            os.close(fd)
-        except OSError:
-            pass                # the daemon is gone
 
 
 def read_exact(path, want):

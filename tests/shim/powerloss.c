@@ -273,28 +273,40 @@ ssize_t write(int fd, const void *buf, size_t len)
 	return n;
 }
 
-ssize_t pwrite(int fd, const void *buf, size_t len, off_t off)
+/* A positional write or a size change through the libc call real. */
+static ssize_t journaled_pwrite(ssize_t (*real)(int, const void *, size_t, off_t), int fd,
+				const void *buf, size_t len, off_t off)
 {
-	REAL(pwrite, ssize_t, int, const void *, size_t, off_t);
 	bool held;
 	ssize_t n;
 
 	journal_change(fd, 'W', (uint64_t)off, len, buf, &held);
-	n = real_pwrite(fd, buf, len, off);
+	n = real(fd, buf, len, off);
 	done(held);
 	return n;
+}
+
+static int journaled_truncate(int (*real)(int, off_t), int fd, off_t len)
+{
+	bool held;
+	int rc;
+
+	journal_change(fd, 'T', (uint64_t)len, 0, NULL, &held);
+	rc = real(fd, len);
+	done(held);
+	return rc;
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+	REAL(pwrite, ssize_t, int, const void *, size_t, off_t);
+	return journaled_pwrite(real_pwrite, fd, buf, len, off);
 }
 
 ssize_t pwrite64(int fd, const void *buf, size_t len, off_t off)
 {
 	REAL(pwrite64, ssize_t, int, const void *, size_t, off_t);
-	bool held;
-	ssize_t n;
-
-	journal_change(fd, 'W', (uint64_t)off, len, buf, &held);
-	n = real_pwrite64(fd, buf, len, off);
-	done(held);
-	return n;
+	return journaled_pwrite(real_pwrite64, fd, buf, len, off);
 }
 
 ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
@@ -326,25 +338,13 @@ ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
 int ftruncate(int fd, off_t len)
 {
 	REAL(ftruncate, int, int, off_t);
-	bool held;
-	int rc;
-
-	journal_change(fd, 'T', (uint64_t)len, 0, NULL, &held);
-	rc = real_ftruncate(fd, len);
-	done(held);
-	return rc;
+	return journaled_truncate(real_ftruncate, fd, len);
 }
 
 int ftruncate64(int fd, off_t len)
 {
 	REAL(ftruncate64, int, int, off_t);
-	bool held;
-	int rc;
-
-	journal_change(fd, 'T', (uint64_t)len, 0, NULL, &held);
-	rc = real_ftruncate64(fd, len);
-	done(held);
-	return rc;
+	return journaled_truncate(real_ftruncate64, fd, len);
 }
 
 int fallocate(int fd, int mode, off_t off, off_t len)
@@ -371,29 +371,29 @@ static uint64_t records_now(void)
 	return n;
 }
 
-/* Marked after the sync returns (a process killed inside it has made
- * nothing durable), for the records appended before it began (a write
- * racing with it may miss it). */
-int fsync(int fd)
+/* A sync through the libc call real, marked after it returns (a process
+ * killed inside it has made nothing durable), for the records appended
+ * before it began (a write racing with it may miss it). */
+static int journaled_sync(int (*real)(int), int fd)
 {
-	REAL(fsync, int, int);
 	uint64_t before = records_now();
-	int rc = real_fsync(fd);
+	int rc = real(fd);
 
 	if (rc == 0)
 		journal_mark(fd, NULL, 'S', before);
 	return rc;
 }
 
+int fsync(int fd)
+{
+	REAL(fsync, int, int);
+	return journaled_sync(real_fsync, fd);
+}
+
 int fdatasync(int fd)
 {
 	REAL(fdatasync, int, int);
-	uint64_t before = records_now();
-	int rc = real_fdatasync(fd);
-
-	if (rc == 0)
-		journal_mark(fd, NULL, 'S', before);
-	return rc;
+	return journaled_sync(real_fdatasync, fd);
 }
 
 int unlink(const char *path)
