@@ -693,10 +693,16 @@ static uint32_t forget_block_locked(struct cache_file *f, uint64_t idx)
 	f->blocks[idx].state = BLOCK_BAD;
 	f->present_bytes -= len;
 	store_block_delete(f->cache->store, f->id, idx);
-	/* Bytes fetched again later are new bytes: hash them again. */
+	/* Bytes fetched again later are new bytes: hash them again. The
+	 * demotion is on disk before the block's bytes are punched, so that
+	 * a power loss cannot keep the hole and lose it: the index never
+	 * calls a file whole over a hole (its block rows may still name lost
+	 * bytes; XXH3 catches those). A sync under the file's lock, but once
+	 * per file that stops being whole, not per block. */
 	if (f->state == STORE_COMPLETE || f->state == STORE_VERIFIED) {
 		f->state = STORE_PARTIAL;
-		store_file_set_state(f->cache->store, f->id, STORE_PARTIAL, f->sha256, f->error);
+		store_file_set_state_synced(f->cache->store, f->id, STORE_PARTIAL, f->sha256,
+					    f->error);
 	}
 	return len;
 }
