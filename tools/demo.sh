@@ -3,7 +3,8 @@
 # what is missing, build, start the bundled fake hub serving a few
 # generated model files, mount them with modelfs, and show what a webui
 # sees: the listing, and a safetensors header read that fetches a few cache blocks.
-#   tools/demo.sh [--keep]    --keep leaves the mount and hub running
+#   tools/demo.sh [--keep]    --keep leaves the mount and hub running (and
+#                             /tmp/modelfs-demo; it is removed otherwise)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -31,6 +32,9 @@ cleanup() {
 	if [ "$keep" != "--keep" ]; then
 		fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -uz "$mnt" 2>/dev/null || true
 		kill "$hub_pid" 2>/dev/null || true
+		wait "$hub_pid" 2>/dev/null || true
+		# The generated models and the cache (~400 MB): nothing to keep.
+		grep -q " $mnt " /proc/mounts || rm -rf "$work"
 	fi
 }
 trap cleanup EXIT
@@ -63,7 +67,8 @@ print(sum(e["bytes"] for e in log
           if e["file"] == "demo-xl.safetensors" and e["range"] != "bytes=0-0"))
 PYEOF
 )
-echo "bytes fetched from the hub for that: $fetched (the header's 256 KiB cache blocks, of 256 MiB)"
+echo "bytes fetched from the hub for that: $fetched of 256 MiB (the header, Forge's 64 KiB"
+echo "probe at 1 MiB that the mount prefetches, and the kernel's readahead)"
 getfattr -d -m user.modelfs "$mnt/Stable-diffusion/demo-xl.safetensors" 2>/dev/null | sed 1d
 
 if [ "$keep" = "--keep" ]; then

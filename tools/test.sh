@@ -4,7 +4,8 @@
 # against the local fake hub), the integration suite again under
 # ASan/UBSan, and the engine-heavy tests again under TSan (the fake hub's
 # own tests run once), and a short run of every fuzz target
-# (tools/fuzz.sh smoke). Ends with the line
+# (tools/fuzz.sh smoke); the slowest tests of each pytest run are listed
+# (the suite has a 25-minute budget). Ends with the line
 # "N passed, N failed". Exit status 0 only when nothing failed.
 # The integration tests fail, not skip, when they cannot mount (no FUSE,
 # no binary); "tools/test.sh --allow-skip" lets them skip instead.
@@ -34,14 +35,14 @@ meson test -C build --print-errorlogs --suite unit || status=1
 cp build/meson-logs/testlog.json "$results/unit.json" 2>/dev/null
 
 step "integration tests"
-MODELFS_BIN=$PWD/build/modelfs $PY -m pytest -q -p no:cacheprovider \
+MODELFS_BIN=$PWD/build/modelfs $PY -m pytest -q -p no:cacheprovider --durations=12 \
 	--junitxml="$results/integration.xml" tests/integration || status=1
 
 # kill -9 under ASan runs in tools/nightly: a daemon killed mid-way has
 # little left to check, and the plain step runs its seeds here.
 step "integration tests under ASan/UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-MODELFS_BIN=$PWD/build-asan/modelfs $PY -m pytest -q -p no:cacheprovider \
+MODELFS_BIN=$PWD/build-asan/modelfs $PY -m pytest -q -p no:cacheprovider --durations=12 \
 	--ignore=tests/integration/test_fakehub.py --ignore=tests/integration/test_fakehub_hf.py \
 	--ignore=tests/integration/test_crash.py \
 	--junitxml="$results/asan.xml" tests/integration || status=1

@@ -182,6 +182,10 @@ void cache_block_release(struct cache_file *f, uint64_t idx);
  * Returns len, or -ENODATA when a block is absent (or was just dropped
  * by its checksum check), or -EIO. */
 ssize_t cache_read(struct cache_file *f, void *buf, uint64_t off, size_t len);
+/* cache_read() that is not a use: the blocks' last-use times (eviction
+ * order, cache_ttl) stay as they were. For the daemon's own reads (a
+ * header parsed at mount, a hash). */
+ssize_t cache_peek(struct cache_file *f, void *buf, uint64_t off, size_t len);
 
 /* Hold [off, off+len) for a send straight from the data file (sendfile):
  * every block it touches must be present, and one not checked since

@@ -115,6 +115,14 @@ struct config {
 	bool cache_proxy_private;	/* requests with credentials go through it too */
 	char *cache_proxy_token_file;	/* the tier's access token (a neighbour's serve),
 					 * sent to the tier's host only, or NULL */
+	char *shared_cache;		/* "s3://bucket[/prefix]": a bucket shared by nodes
+					 * (bucket.h), or NULL */
+	enum config_shared_mode {
+		CONFIG_SHARED_READ_WRITE,
+		CONFIG_SHARED_READ_ONLY,	/* a platform fills it; never upload */
+	} shared_cache_mode;
+	char **shared_cache_allow;	/* upload only files matching one of these globs
+					 * (repo ids, paths); NULL-terminated or NULL: all */
 	char *mirror_token_file;	/* every entry's mirror_token_file unless it has one */
 	int64_t bandwidth_limit;	/* bytes per second over all connections; 0: none */
 	bool header_prefetch;		/* fetch safetensors/GGUF headers at mount

@@ -135,16 +135,19 @@ bool engine_file_shadowed(struct engine_file *f);
 /* Cached bytes plus those received of blocks still on their way: what a
  * progress bar shows, moving between two blocks. */
 uint64_t engine_file_progress(struct engine_file *f);
-/* Bytes this run downloaded for f through the shared tier (cache_proxy)
- * and from the origin (or a mirror). */
-void engine_file_bytes_from(struct engine_file *f, uint64_t *tier, uint64_t *origin);
+/* Bytes this run downloaded for f through the shared tier (cache_proxy),
+ * from the shared bucket (shared_cache) and from the origin (or a mirror). */
+void engine_file_bytes_from(struct engine_file *f, uint64_t *tier, uint64_t *bucket,
+			    uint64_t *origin);
 /* Copies the caller frees; NULL when none. */
 char *engine_file_sha256(struct engine_file *f);
 char *engine_file_error(struct engine_file *f);
 /* Where the bytes come from, safe to show to any local user: the URL as
  * the config writes it (${VAR}s unexpanded) without userinfo, query or
- * fragment ("huggingface:org/repo@rev/file" for a repo file). A copy the
- * caller frees. */
+ * fragment, "huggingface:org/repo@rev/path" for a repo's file (a folder
+ * entry's too), "civitai:MODEL@VERSION/name" for a CivitAI file (no MODEL when only the
+ * version is configured). A copy
+ * the caller frees; engine_entry_source() is the entry's alone. */
 char *engine_file_source(struct engine_file *f);
 char *engine_entry_source(const struct config_entry *e);
 

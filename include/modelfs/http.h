@@ -14,6 +14,11 @@
  *     offsets.
  * (4) One attempt per call. Failures are classified into errnos so the
  *     caller can decide to retry (see http_get).
+ * (5) A request with a method other than GET (an S3 write: rq->method)
+ *     is sent to rq->url alone: a 3xx is an error, never followed, so a
+ *     body and its signature go to one host. Its body comes from memory
+ *     or from a file range, read as it is sent (bounded memory), with an
+ *     exact Content-Length and no Expect: 100-continue.
  * Ownership: http_client_new() gives a client, http_client_free() frees
  * it; struct http_meta strings are owned by the meta and freed by
  * http_meta_clear().
@@ -33,7 +38,15 @@
 
 struct http_client;
 
+enum http_method {
+	HTTP_GET = 0,
+	HTTP_PUT,
+	HTTP_POST,
+	HTTP_DELETE,
+};
+
 struct http_request {
+	enum http_method method;	/* HTTP_GET unless set: see (5) */
 	const char *url;
 	const char *origin_url;		/* whose host may see headers/auth; NULL = url */
 	const struct config_header *headers;	/* extra headers, origin only */
@@ -53,6 +66,16 @@ struct http_request {
 	const atomic_int *cancel;	/* when it becomes non-zero the transfer stops: -ECANCELED */
 	const char *const *want_headers;	/* NULL-terminated header names whose values
 						 * meta->header_values returns, or NULL */
+	/* The body of a PUT or POST (5): body_len bytes from body, or, when
+	 * body is NULL and body_len > 0, from body_fd at body_off. */
+	const void *body;
+	int body_fd;
+	uint64_t body_off;
+	uint64_t body_len;
+	const char *content_type;	/* of the body, or NULL */
+	const char *payload_sha256;	/* SigV4: the body's SHA-256 (hex) to sign;
+					 * NULL: UNSIGNED-PAYLOAD for a body */
+	bool if_none_match_any;		/* send If-None-Match: * (a create-only write) */
 };
 
 struct http_meta {
@@ -104,7 +127,10 @@ void http_client_free(struct http_client *c);
 void http_client_set_deadline(struct http_client *c, int64_t deadline_ms);
 
 /*
- * One GET. With rq->range_len the checks of (1) apply and the body goes
+ * One request: a GET, or rq->method (5), whose 2xx answer goes to sink
+ * (may be NULL) as an unranged GET's does, meta->etag naming what was
+ * written; -EIO too when a file body could not be read.
+ * A GET: with rq->range_len the checks of (1) apply and the body goes
  * to sink; without a range the body of a 200 goes to sink (sink may be
  * NULL to stop after the headers, as a probe does). Blocks on the network.
  * Returns 0, or:
@@ -113,6 +139,7 @@ void http_client_set_deadline(struct http_client *c, int64_t deadline_ms);
  *   -EACCES     401 or 403 (meta->status tells which)
  *   -ENOENT     404 or 410
  *   -ERANGE     416
+ *   -EEXIST     412 to a request with if_none_match_any: the key exists
  *   -ESTALE     the representation changed: If-Range answered with a 200,
  *               or the 206 carries another strong ETag than if_range
  *   -EPROTO     a 200 to a Range, a wrong Content-Range, a wrong length,

@@ -30,6 +30,8 @@
  *   hash_from = "source"           "source": the origin stated it; "lock":
  *                                    lock fetched the bytes and hashed them
  *   etag = "\"abc\""               url, s3: the validator the origin gave
+ *   modified = 2026-01-15T10:00:00Z  its mtime in the mount (a Hub file's
+ *                                    commit date), so every box shows the same
  *
  * (1) Every file has a size and a hash (sha256 or git_sha1); a lock that
  *     lacks either does not load.
@@ -67,6 +69,7 @@ struct lock_file {
 	char *git_sha1;			/* 40 lowercase hex, or NULL */
 	bool hash_fetched;		/* hash_from = "lock": the source states none */
 	char *etag;			/* url, s3: the origin's validator, or NULL */
+	int64_t mtime;			/* modified, epoch seconds; -1 when not written */
 	int line, col;			/* where [[entry.files]] is written; 0 when built */
 };
 

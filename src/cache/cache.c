@@ -71,6 +71,7 @@ struct cache_file {
 	char *sha256, *error;		/* protected by lock */
 	char *names;			/* paths for log lines, ","-joined, or NULL; protected by lock */
 	unsigned pin_mask;		/* CACHE_PIN_* owners; protected by lock */
+	int64_t last_used;		/* the newest block touched, ms; protected by lock */
 	struct cache_file *next;	/* c->files list, protected by c->space_lock */
 };
 
@@ -91,7 +92,6 @@ struct cache {
 	struct cache_file *files;	/* protected by space_lock */
 };
 
-/* Block atimes, in ms since the epoch. */
 static int mkdir_p(const char *path)
 {
 	char buf[PATH_MAX];
@@ -104,11 +104,11 @@ static int mkdir_p(const char *path)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(buf, 0755) && errno != EEXIST)
+		if (mkdir(buf, 0700) && errno != EEXIST)
 			return -errno;
 		*p = '/';
 	}
-	if (mkdir(buf, 0755) && errno != EEXIST)
+	if (mkdir(buf, 0700) && errno != EEXIST)
 		return -errno;
 	return 0;
 }
@@ -235,6 +235,11 @@ int cache_open(const char *dir, const struct cache_limits *lim, struct cache **o
 		log_error("event=cache_open dir=%s error=\"cannot create: %s\"", dir, strerror(-rc));
 		goto fail;
 	}
+	/* A gated or private model's bytes are no other user's business; a
+	 * cache made by an older release had its data readable by all. */
+	if (chmod(path, 0700) != 0)
+		log_warn("event=cache_open dir=%s error=\"cannot make data/ private: %s\"", dir,
+			 strerror(errno));
 	rc = lock_dir(dir, &c->lock_fd);
 	if (rc)
 		goto fail;
@@ -393,6 +398,8 @@ static void load_block(void *ctx, const struct store_block *sb)
 	f->blocks[sb->idx].state = BLOCK_UNCHECKED;
 	f->blocks[sb->idx].xxh3 = sb->xxh3;
 	f->blocks[sb->idx].touched = sb->atime;
+	if (sb->atime > f->last_used)
+		f->last_used = sb->atime;
 	f->present_bytes += sb->len;
 }
 
@@ -453,12 +460,15 @@ static int file_open_locked(struct cache *c, const char *key, uint64_t size, uin
 		goto fail;
 	}
 	snprintf(path, sizeof(path), "%s/data/%lld", c->dir, (long long)f->id);
-	f->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	f->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (f->fd < 0 || fstat(f->fd, &st) != 0) {
 		rc = -errno;
 		log_error("event=cache_open_file path=%s error=\"%s\"", path, strerror(errno));
 		goto fail;
 	}
+	if ((st.st_mode & 077) && fchmod(f->fd, 0600) != 0)	/* an older release's 0644 */
+		log_warn("event=cache_open_file path=%s error=\"cannot make it private: %s\"",
+			 path, strerror(errno));
 	/* Dropped blocks of an old size leave no bytes behind. */
 	if (sf.dropped_bytes && ftruncate(f->fd, 0) != 0) {
 		rc = -errno;
@@ -574,12 +584,10 @@ uint64_t cache_file_cached_bytes(struct cache_file *f)
 
 int64_t cache_file_last_used(struct cache_file *f)
 {
-	int64_t newest = 0;
+	int64_t newest;
 
 	pthread_mutex_lock(&f->lock);
-	for (uint64_t i = 0; i < f->nblocks; i++)
-		if (state_present(f->blocks[i].state) && f->blocks[i].touched > newest)
-			newest = f->blocks[i].touched;
+	newest = f->present_bytes ? f->last_used : 0;
 	pthread_mutex_unlock(&f->lock);
 	return newest;
 }
@@ -798,7 +806,7 @@ static int detach_data_locked(struct cache_file *f, uint64_t *freed)
 
 	snprintf(path, sizeof(path), "%s/data/%lld", f->cache->dir, (long long)f->id);
 	snprintf(fresh, sizeof(fresh), "%s.new", path);
-	fd = open(fresh, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = open(fresh, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
 	if (ftruncate(fd, (off_t)f->size) != 0 || dup3(fd, f->fd, O_CLOEXEC) < 0 ||
@@ -1056,6 +1064,7 @@ int cache_block_commit(struct cache_file *f, uint64_t idx, uint64_t xxh3)
 	f->blocks[idx].readers++;	/* held until cache_block_release() */
 	f->blocks[idx].xxh3 = xxh3;
 	f->blocks[idx].touched = now;
+	f->last_used = now;
 	f->present_bytes += len;
 	pthread_mutex_unlock(&f->lock);
 	pthread_mutex_lock(&f->cache->space_lock);
@@ -1176,6 +1185,7 @@ static void block_unref(struct cache_file *f, uint64_t idx, bool touch)
 	} else if (touch && now - b->touched >= TOUCH_INTERVAL_MS) {
 		b->touched = now;
 		touched = now;
+		f->last_used = now;
 	}
 	pthread_mutex_unlock(&f->lock);
 	if (dropped)
@@ -1197,7 +1207,7 @@ void cache_block_release(struct cache_file *f, uint64_t idx)
 	block_put(f, idx);
 }
 
-ssize_t cache_read(struct cache_file *f, void *buf, uint64_t off, size_t len)
+static ssize_t read_blocks(struct cache_file *f, void *buf, uint64_t off, size_t len, bool touch)
 {
 	char *p = buf;
 	uint64_t end;
@@ -1216,13 +1226,23 @@ ssize_t cache_read(struct cache_file *f, void *buf, uint64_t off, size_t len)
 		if (rc)
 			return rc;
 		rc = pread_all(f->fd, p, n, (off_t)off);
-		block_put(f, idx);
+		block_unref(f, idx, touch);
 		if (rc)
 			return -EIO;
 		p += n;
 		off += n;
 	}
 	return (ssize_t)len;
+}
+
+ssize_t cache_read(struct cache_file *f, void *buf, uint64_t off, size_t len)
+{
+	return read_blocks(f, buf, off, len, true);
+}
+
+ssize_t cache_peek(struct cache_file *f, void *buf, uint64_t off, size_t len)
+{
+	return read_blocks(f, buf, off, len, false);
 }
 
 int cache_range_hold(struct cache_file *f, uint64_t off, uint64_t len, int *fd)
@@ -1308,7 +1328,7 @@ int cache_file_hash(struct cache_file *f, char sha256[65], char *git1, const ato
 	}
 	for (uint64_t off = 0; rc == 0 && off < f->size;) {
 		size_t n = f->size - off < HASH_CHUNK ? (size_t)(f->size - off) : HASH_CHUNK;
-		ssize_t got = cache_read(f, buf, off, n);
+		ssize_t got = cache_peek(f, buf, off, n);	/* hashing is not a use */
 
 		if (cancel && atomic_load(cancel))
 			rc = -ECANCELED;

@@ -13,20 +13,19 @@
 #include "modelfs/log.h"
 #include "modelfs/manifest.h"
 #include "modelfs/model_catalog.h"
+#include "modelfs/readfile.h"
+#include "modelfs/suggest.h"
 #include "modelfs/text.h"
 #include "modelfs/toml.h"
 
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* A config is a few KiB; a bigger file is a mistake (a model passed by
  * accident), not something to read into memory. */
@@ -451,63 +450,6 @@ static void add_key(char *buf, size_t n, const char *key)
 		 bare ? "" : "\"");
 }
 
-/* Edit distance, case-insensitive, for "did you mean": an insertion, a
- * deletion, a substitution or a swap of two neighbours ("lroa") is one
- * edit each. Keys are short; anything past 63 bytes can't be a near miss
- * of ours anyway. */
-static int distance(const char *a, const char *b)
-{
-	int before[64], prev[64], cur[64];	/* rows i-2, i-1 and i */
-	size_t la = strlen(a), lb = strlen(b);
-
-	if (la >= 64 || lb >= 64)
-		return 99;
-	for (size_t j = 0; j <= lb; j++)
-		prev[j] = (int)j;
-	for (size_t i = 1; i <= la; i++) {
-		int ai = tolower((unsigned char)a[i - 1]);
-
-		cur[0] = (int)i;
-		for (size_t j = 1; j <= lb; j++) {
-			int bj = tolower((unsigned char)b[j - 1]);
-			int sub = prev[j - 1] + (ai != bj), del = prev[j] + 1, ins = cur[j - 1] + 1;
-
-			cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
-			if (i > 1 && j > 1 && ai == tolower((unsigned char)b[j - 2]) &&
-			    tolower((unsigned char)a[i - 2]) == bj && before[j - 2] + 1 < cur[j])
-				cur[j] = before[j - 2] + 1;
-		}
-		memcpy(before, prev, sizeof(int) * (lb + 1));
-		memcpy(prev, cur, sizeof(int) * (lb + 1));
-	}
-	return prev[lb];
-}
-
-/* " (did you mean "x"?)" for the nearest of words, or "". A third of
- * the letters may be wrong, at most two: "sha265" -> "sha256", but
- * "typo" is not "repo". */
-static const char *suggest(const char *word, const char *const *words, size_t n_words,
-			   char *buf, size_t n)
-{
-	const char *best = NULL;
-	int best_d = 3;
-
-	for (size_t i = 0; i < n_words; i++) {
-		int d = distance(word, words[i]);
-
-		size_t len = strlen(word) > strlen(words[i]) ? strlen(word) : strlen(words[i]);
-
-		if (d < best_d && (size_t)d * 3 <= len) {
-			best = words[i];
-			best_d = d;
-		}
-	}
-	if (!best)
-		return "";
-	snprintf(buf, n, " (did you mean \"%s\"?)", best);
-	return buf;
-}
-
 /* "\"lazy\" or \"strict\"" */
 static const char *choice_list(const char *const *choices, char *buf, size_t n)
 {
@@ -812,6 +754,7 @@ enum kind {
 	K_STRING,	/* char * */
 	K_PATH,		/* char *, an absolute path */
 	K_BASE_URL,	/* char *, http(s), no query, trailing '/' dropped */
+	K_S3_URL,	/* char *, "s3://bucket[/prefix]" (bucket.c checks the rest) */
 	K_FILENAME,	/* char *, one path component */
 	K_SIZE,		/* int64_t: integer bytes or "8G" */
 	K_SIZE_PCT,	/* int64_t bytes (-1 for a percentage) at off, double % at off2 */
@@ -841,10 +784,12 @@ struct key_spec {
 
 _Static_assert(sizeof(enum config_verify) == sizeof(int), "K_CHOICE stores an int");
 _Static_assert(sizeof(enum config_source) == sizeof(int), "K_CHOICE stores an int");
+_Static_assert(sizeof(enum config_shared_mode) == sizeof(int), "K_CHOICE stores an int");
 
 #define FIELD(obj, off, type) ((type *)(void *)((char *)(obj) + (off)))
 
 static const char *const verify_names[] = { "lazy", "strict", NULL };
+static const char *const shared_cache_modes[] = { "read-write", "read-only", NULL };
 static const char *const repo_types[] = { "model", "dataset", "space", NULL };
 
 #define CFG(f) offsetof(struct config, f)
@@ -873,6 +818,10 @@ static const struct key_spec modelfs_keys[] = {
 	{ "cache_proxy", K_BASE_URL, .off = CFG(cache_proxy) },
 	{ "cache_proxy_private", K_BOOL, .off = CFG(cache_proxy_private) },
 	{ "cache_proxy_token_file", K_PATH, .off = CFG(cache_proxy_token_file) },
+	{ "shared_cache", K_S3_URL, .off = CFG(shared_cache) },
+	{ "shared_cache_mode", K_CHOICE, .off = CFG(shared_cache_mode),
+	  .choices = shared_cache_modes },
+	{ "shared_cache_allow", K_STRINGS, .off = CFG(shared_cache_allow) },
 	{ "mirror_token_file", K_PATH, .off = CFG(mirror_token_file) },
 	{ "bandwidth_limit", K_SIZE, .off = CFG(bandwidth_limit) },
 	{ "header_prefetch", K_BOOL, .off = CFG(header_prefetch) },
@@ -938,6 +887,7 @@ static const char *expected(const struct key_spec *ks, char *buf, size_t n)
 	case K_STRING: return "a string";
 	case K_PATH: return "an absolute path";
 	case K_BASE_URL: return "an http:// or https:// URL";
+	case K_S3_URL: return "an s3:// URL";
 	case K_FILENAME: return "a file name";
 	case K_SIZE: return "an integer (bytes) or a size like \"8G\" or \"512MiB\"";
 	case K_SIZE_PCT: return "an integer (bytes), a size like \"200G\" or a percentage like \"80%\"";
@@ -1018,7 +968,7 @@ static int get_choice(struct parser *p, const struct key_spec *ks, const struct 
 	}
 	rc = fail(p, v->line, v->col, "%s must be %s, not \"%s\"%s", where,
 		  choice_list(ks->choices, list, sizeof(list)), shown(v, show, sizeof(show)),
-		  suggest(s, ks->choices, count_words(ks->choices), hint, sizeof(hint)));
+		  suggest_word(s, ks->choices, count_words(ks->choices), hint, sizeof(hint)));
 out:
 	free(s);
 	return rc;
@@ -1205,6 +1155,7 @@ static int set_value(struct parser *p, const struct key_spec *ks, const struct t
 	case K_STRING:
 	case K_PATH:
 	case K_BASE_URL:
+	case K_S3_URL:
 	case K_FILENAME:
 		rc = get_string(p, v, where, expected(ks, buf, sizeof(buf)), &s);
 		if (rc)
@@ -1217,6 +1168,11 @@ static int set_value(struct parser *p, const struct key_spec *ks, const struct t
 			   (!valid_http_url(s) || strpbrk(s, "?#"))) {
 			rc = fail(p, v->line, v->col, "%s must be an http:// or https:// URL like "
 				  "\"https://example.com\" (no query), not \"%s\"", where,
+				  shown(v, show, sizeof(show)));
+		} else if (ks->kind == K_S3_URL &&
+			   (strncmp(s, "s3://", 5) != 0 || !s[5] || s[5] == '/' || strpbrk(s, "?#"))) {
+			rc = fail(p, v->line, v->col, "%s must be an S3 bucket and prefix like "
+				  "\"s3://bucket/prefix\", not \"%s\"", where,
 				  shown(v, show, sizeof(show)));
 		} else if (ks->kind == K_FILENAME && !valid_name(s)) {
 			rc = fail(p, v->line, v->col, "%s: \"%s\" is not a file name (1 to %d bytes, "
@@ -1385,7 +1341,7 @@ static int unknown_key(struct parser *p, const struct toml_keyval *kv, const cha
 
 	for (size_t i = 0; i < n && i < 32; i++)
 		names[i] = specs[i].name;
-	h = suggest(kv->key, names, n < 32 ? n : 32, hint, sizeof(hint));
+	h = suggest_word(kv->key, names, n < 32 ? n : 32, hint, sizeof(hint));
 	if (!*h) {
 		o = (size_t)snprintf(list, sizeof(list), " (known keys:");
 		for (size_t i = 0; i < n && o < sizeof(list); i++)
@@ -1961,7 +1917,7 @@ static int check_category(struct parser *p, const struct toml_keyval *cat, const
 	for (size_t i = 0; i < N_CATEGORIES; i++)
 		for (size_t k = 0; k < N_NAMES && categories[i].names[k]; k++)
 			names[n++] = categories[i].names[k];
-	if (!suggest(cat->key, names, n, hint, sizeof(hint))[0])
+	if (!suggest_word(cat->key, names, n, hint, sizeof(hint))[0])
 		return 0;
 	add_key(key, sizeof(key), cat->key);
 	return fail(p, cat->line, cat->col, "unknown category %s%s: no webui reads a folder of "
@@ -2184,7 +2140,7 @@ static int parse_catalog_entry(struct parser *p, const char *category,
 			return nomem(p);
 		for (size_t i = 0; i < p->catalog->n; i++)
 			names[i] = p->catalog->models[i].name;
-		h = suggest(name->u.str.ptr, names, p->catalog->n, hint, sizeof(hint));
+		h = suggest_word(name->u.str.ptr, names, p->catalog->n, hint, sizeof(hint));
 		free(names);
 		return fail(p, name->line, name->col, "%s.catalog: no model \"%.60s\" in the "
 			    "catalog%s; `modelfs catalog` lists them", prefix, name->u.str.ptr, h);
@@ -2434,7 +2390,7 @@ static int parse_tree(struct parser *p, const struct toml_value *root)
 			continue;
 		return fail(p, kv->line, kv->col, "unknown top-level key \"%.60s\"%s; the config has "
 			    "[modelfs], [layout] and [models.CATEGORY] tables", kv->key,
-			    suggest(kv->key, top_keys, 3, hint, sizeof(hint)));
+			    suggest_word(kv->key, top_keys, 3, hint, sizeof(hint)));
 	}
 	/* [modelfs] first wherever it is written: entries inherit verify
 	 * and the layout. */
@@ -2651,69 +2607,23 @@ int config_load_layout(const char *path, const char *layout, struct config **out
 		       struct config_error *err)
 {
 	struct config_error dummy;
-	struct stat st;
-	char *text = NULL;
-	size_t len = 0;
-	int fd, rc;
+	char *text;
+	size_t len;
+	int rc;
 
 	*out = NULL;
 	if (!err)
 		err = &dummy;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		rc = -errno;
-		goto fail_errno;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		rc = -EISDIR;
-		goto fail_errno;
-	}
-	if (st.st_size > CONFIG_MAX_BYTES) {
+	rc = read_small_file(path, CONFIG_MAX_BYTES, 0, &text, &len);
+	if (rc == -EFBIG)
 		snprintf(err->msg, sizeof(err->msg), "%s: cannot read: larger than %d MiB; is it "
 			 "really the config?", path, CONFIG_MAX_BYTES >> 20);
-		rc = -EFBIG;
-		goto out;
-	}
-	/* Sized by fstat, but read to EOF: a pipe or /proc file says 0. */
-	for (size_t cap = (size_t)st.st_size + 1;;) {
-		char *grown;
-		ssize_t n;
-
-		if (len + 1 >= cap)
-			cap *= 2;
-		if (cap > CONFIG_MAX_BYTES + 1) {
-			snprintf(err->msg, sizeof(err->msg), "%s: cannot read: larger than %d MiB",
-				 path, CONFIG_MAX_BYTES >> 20);
-			rc = -EFBIG;
-			goto out;
-		}
-		grown = realloc(text, cap);
-		if (!grown) {
-			rc = -ENOMEM;
-			goto fail_errno;
-		}
-		text = grown;
-		n = read(fd, text + len, cap - len - 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			goto fail_errno;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	if (config_is_manifest(path))
+	else if (rc)
+		snprintf(err->msg, sizeof(err->msg), "%s: cannot read: %s", path, strerror(-rc));
+	else if (config_is_manifest(path))
 		rc = manifest_config(path, text, len, layout, out, err);
 	else
 		rc = config_parse_layout(text, len, path, layout, out, err);
-	goto out;
-fail_errno:
-	snprintf(err->msg, sizeof(err->msg), "%s: cannot read: %s", path, strerror(-rc));
-out:
-	if (fd >= 0)
-		close(fd);
 	free(text);
 	return rc;
 }
@@ -2784,6 +2694,8 @@ void config_free(struct config *cfg)
 	free(cfg->cache_proxy_token_file);
 	free(cfg->mirror_token_file);
 	free(cfg->cache_proxy);
+	free(cfg->shared_cache);
+	free_strv(cfg->shared_cache_allow);
 	free(cfg->hf_endpoint);
 	free(cfg->civitai_endpoint);
 	free(cfg->gdrive_endpoint);

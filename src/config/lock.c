@@ -7,6 +7,7 @@
  * the same resolutions always give the same bytes.
  */
 #include "modelfs/lock.h"
+#include "modelfs/readfile.h"
 #include "modelfs/text.h"
 
 #include <errno.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "modelfs/log.h"
@@ -102,6 +104,7 @@ int lock_file_add(struct lock_entry *e, const char *path, struct lock_file **out
 	*out = &grown[e->n_files];
 	memset(*out, 0, sizeof(**out));
 	(*out)->size = -1;
+	(*out)->mtime = -1;
 	(*out)->path = strdup(path);
 	if (!(*out)->path)
 		return -ENOMEM;
@@ -299,6 +302,20 @@ static int take_strings(struct reader *r, const struct toml_keyval *kv, char ***
 	return 0;
 }
 
+/* modified = 2026-01-15T10:00:00Z: an offset date-time in UTC, as
+ * lock_write() puts it (seconds are all a mtime keeps). */
+static int read_modified(struct reader *r, const struct toml_value *v, int64_t *out)
+{
+	const char *s = v->type == TOML_DATETIME ? v->u.str.ptr : "";
+	const char *zone = strlen(s) >= 19 ? s + 19 : "";
+
+	*out = text_iso_time(s);
+	if (*out < 0 || (strcmp(zone, "Z") != 0 && strcmp(zone, "+00:00") != 0))
+		return fail(r, v->line, v->col, "modified must be a UTC date-time such as "
+			    "2026-01-15T10:00:00Z");
+	return 0;
+}
+
 static int read_file(struct reader *r, const struct toml_value *t, struct lock_entry *e)
 {
 	struct lock_file *f;
@@ -328,6 +345,8 @@ static int read_file(struct reader *r, const struct toml_value *t, struct lock_e
 			rc = take_string(r, kv, &f->file_id);
 		else if (strcmp(k, "etag") == 0)
 			rc = take_string(r, kv, &f->etag);
+		else if (strcmp(k, "modified") == 0)
+			rc = read_modified(r, v, &f->mtime);
 		else if (strcmp(k, "size") == 0) {
 			if (v->type != TOML_INTEGER || v->u.integer < 0)
 				return fail(r, v->line, v->col, "size must be a non-negative integer");
@@ -517,48 +536,24 @@ out:
 
 int lock_load(const char *path, struct lock **out, struct lock_error *err)
 {
-	struct stat st;
-	char *text = NULL;
-	ssize_t got = 0;
-	int fd, rc;
+	char *text;
+	size_t len;
+	int rc;
 
 	*out = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) != 0) {
-		rc = -errno;
-		snprintf(err->msg, sizeof(err->msg), "%s: %s", path, strerror(-rc));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_size > LOCK_MAX_BYTES) {
-		rc = S_ISREG(st.st_mode) ? -EFBIG : -EISDIR;
+	rc = read_small_file(path, LOCK_MAX_BYTES, READFILE_REGULAR_ONLY, &text, &len);
+	if (rc) {
 		snprintf(err->msg, sizeof(err->msg), "%s: %s", path,
-			 rc == -EFBIG ? "too large for a lock file" : "not a file");
-		goto out;
+			 rc == -EFBIG ? "too large for a lock file"
+			 : rc == -EISDIR || rc == -EINVAL ? "not a file" : strerror(-rc));
+		return rc;
 	}
-	text = malloc((size_t)st.st_size + 1);
-	if (!text) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	while (got < st.st_size) {
-		ssize_t n = read(fd, text + got, (size_t)(st.st_size - got));
-
-		if (n <= 0) {
-			rc = n < 0 ? -errno : -EIO;
-			snprintf(err->msg, sizeof(err->msg), "%s: %s", path, strerror(-rc));
-			goto out;
-		}
-		got += n;
-	}
-	rc = lock_parse(text, (size_t)got, path, out, err);
+	rc = lock_parse(text, len, path, out, err);
 	if (rc == 0 && !((*out)->path = strdup(path))) {
 		lock_free(*out);
 		*out = NULL;
 		rc = -ENOMEM;
 	}
-out:
-	if (fd >= 0)
-		close(fd);
 	free(text);
 	return rc;
 }
@@ -611,6 +606,16 @@ static void put_strv(FILE *out, const char *key, char *const *v)
 	fputs("]\n", out);
 }
 
+static void put_modified(FILE *out, int64_t mtime)
+{
+	time_t t = (time_t)mtime;
+	struct tm tm;
+	char date[32];
+
+	if (mtime >= 0 && gmtime_r(&t, &tm) && strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", &tm))
+		fprintf(out, "  modified = %s\n", date);
+}
+
 static void put_entry(FILE *out, const struct lock_entry *e)
 {
 	fputs("\n[[entry]]\n", out);
@@ -639,6 +644,7 @@ static void put_entry(FILE *out, const struct lock_entry *e)
 		put_key(out, "  ", "git_sha1", f->git_sha1);
 		put_key(out, "  ", "hash_from", f->hash_fetched ? "lock" : "source");
 		put_key(out, "  ", "etag", f->etag);
+		put_modified(out, f->mtime);
 	}
 }
 

@@ -5,17 +5,15 @@
  * a manifest is small, and node marks give every error its line.
  */
 #include "modelfs/manifest.h"
+#include "modelfs/readfile.h"
 
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <yaml.h>
 
 #include "modelfs/config.h"
@@ -304,44 +302,23 @@ int manifest_parse(const char *text, size_t len, const char *name, struct manife
 
 int manifest_load(const char *path, struct manifest **out, struct manifest_error *err)
 {
-	/* Non-blocking: a FIFO or a terminal named by mistake must not hang
-	 * a mount; only a regular file is read. */
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	char *text = NULL;
-	struct stat st;
-	size_t len = 0;
-	ssize_t n;
-	int rc = 0;
+	char *text;
+	size_t len;
+	int rc;
 
 	*out = NULL;
 	err->msg[0] = '\0';
-	if (fd < 0 || fstat(fd, &st) != 0) {
-		rc = -errno;
-	} else if (!S_ISREG(st.st_mode)) {
-		rc = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
-		snprintf(err->msg, sizeof(err->msg), "%s: not a regular file", path);
-	} else if (st.st_size > MANIFEST_MAX) {
-		rc = -EFBIG;
-		snprintf(err->msg, sizeof(err->msg), "%s: larger than %d MiB: not a manifest", path,
-			 MANIFEST_MAX >> 20);
-	} else if (!(text = malloc((size_t)st.st_size + 1))) {
-		rc = -ENOMEM;
-	}
-	while (rc == 0 && len < (size_t)st.st_size) {
-		n = read(fd, text + len, (size_t)st.st_size - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;		/* shrank meanwhile: parse what is there */
-		len += (size_t)n;
-	}
+	rc = read_small_file(path, MANIFEST_MAX, READFILE_REGULAR_ONLY, &text, &len);
 	if (rc == 0)
 		rc = manifest_parse(text, len, path, out, err);
-	else if (!err->msg[0])
+	else if (rc == -EFBIG)
+		snprintf(err->msg, sizeof(err->msg), "%s: larger than %d MiB: not a manifest", path,
+			 MANIFEST_MAX >> 20);
+	else if (rc == -EINVAL || rc == -EISDIR)
+		snprintf(err->msg, sizeof(err->msg), "%s: not a regular file", path);
+	else
 		snprintf(err->msg, sizeof(err->msg), "%s: %s", path, strerror(-rc));
 	free(text);
-	if (fd >= 0)
-		close(fd);
 	return rc;
 }
 

@@ -3,6 +3,7 @@
  * with the TOML parser the configs use.
  */
 #include "modelfs/model_catalog.h"
+#include "modelfs/readfile.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -203,29 +204,20 @@ out:
 int model_catalog_load(const char *path, struct model_catalog **out,
 		       struct model_catalog_error *err)
 {
-	FILE *f = fopen(path, "rb");
-	char *text = NULL;
-	size_t len = 0;
+	char *text;
+	size_t len;
 	int rc;
 
 	*out = NULL;
-	if (!f) {
-		rc = -errno;
-		snprintf(err->msg, sizeof(err->msg), "%s: %s (set MODELFS_CATALOG to the catalog "
-			 "file)", path, strerror(errno));
-		return rc;
-	}
-	text = malloc(CATALOG_MAX + 1);
-	if (text)
-		len = fread(text, 1, CATALOG_MAX + 1, f);
-	if (!text || ferror(f) || len > CATALOG_MAX) {
-		rc = !text ? -ENOMEM : len > CATALOG_MAX ? -EFBIG : -EIO;
-		snprintf(err->msg, sizeof(err->msg), "%s: %s", path, strerror(-rc));
-	} else {
+	rc = read_small_file(path, CATALOG_MAX, 0, &text, &len);
+	if (rc == 0)
 		rc = model_catalog_parse(text, len, path, out, err);
-	}
+	else if (rc == -ENOENT || rc == -EACCES)
+		snprintf(err->msg, sizeof(err->msg), "%s: %s (set MODELFS_CATALOG to the catalog "
+			 "file)", path, strerror(-rc));
+	else
+		snprintf(err->msg, sizeof(err->msg), "%s: %s", path, strerror(-rc));
 	free(text);
-	fclose(f);
 	return rc;
 }
 

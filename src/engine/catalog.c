@@ -36,6 +36,7 @@ struct resolve_job {
 	struct source_ctx *sources;
 	struct store *store;		/* NULL: engine_resolve(), nothing stored */
 	const struct lock *lock;	/* resolve from it, not from the sources; or NULL */
+	const char *config_path;	/* for the command a refusal suggests */
 	bool skip;			/* engine_resolve() was not asked for this one */
 	const struct config_entry *entry;
 	struct source_file *files;
@@ -186,14 +187,15 @@ static int from_lock(struct resolve_job *job)
 	int rc = 0;
 
 	if (!le) {
-		snprintf(why, sizeof(why), "entry %s is not in the lock %s: run modelfs lock "
-			 "--update %s to pin it", e->id, job->lock->path ? job->lock->path : "",
-			 e->id);
+		snprintf(why, sizeof(why), "entry %s is not in the lock%s%s: run modelfs lock "
+			 "--update %s %s to pin it", e->id, job->lock->path ? " " : "",
+			 job->lock->path ? job->lock->path : "", job->config_path, e->id);
 		return lock_refused(job, why);
 	}
 	if (!lock_entry_matches(le, e, spec, sizeof(spec))) {
 		snprintf(why, sizeof(why), "entry %s changed since it was locked (%s): run modelfs "
-			 "lock --update %s to pin what it asks for now", e->id, spec, e->id);
+			 "lock --update %s %s to pin what it asks for now", e->id, spec,
+			 job->config_path, e->id);
 		return lock_refused(job, why);
 	}
 	job->files = calloc(le->n_files ? le->n_files : 1, sizeof(*job->files));
@@ -206,7 +208,7 @@ static int from_lock(struct resolve_job *job)
 
 		f->entry = e;
 		f->size = lf->size;
-		f->mtime = -1;
+		f->mtime = lf->mtime;	/* the same on every box; -1: a lock without it */
 		f->hash_fetched = lf->hash_fetched;
 		rc = dup_to(&f->path, lf->path);
 		if (rc == 0)
@@ -566,14 +568,16 @@ int engine_open_locked(const struct config *cfg, const struct lock *lock, struct
 	pthread_cond_init(&e->stop_cond, NULL);
 	pthread_mutex_init(&e->mem_lock, NULL);
 	pthread_cond_init(&e->mem_cond, NULL);
-	pthread_mutex_init(&e->vlock, NULL);
-	pthread_cond_init(&e->vcond, NULL);
+	file_queue_init(&e->vqueue, &e->stop);
+	file_queue_init(&e->uqueue, &e->stop);
 	pthread_mutex_init(&pool.lock, NULL);
 	rc = source_ctx_new(cfg, &e->sources);
 	if (rc == 0 && cfg->cache_proxy)
 		rc = tier_new(cfg->cache_proxy, cfg->cache_proxy_private, &e->tier);
 	if (rc == 0 && e->tier && cfg->cache_proxy_token_file)
 		rc = tier_token(e->tier, cfg->cache_proxy_token_file);
+	if (rc == 0 && cfg->shared_cache)
+		rc = share_open(e, cfg);
 	if (rc == 0)
 		rc = mirror_tokens(e, cfg);
 	if (rc)
@@ -588,6 +592,7 @@ int engine_open_locked(const struct config *cfg, const struct lock *lock, struct
 		pool.jobs[i] = (struct resolve_job){ .sources = e->sources,
 						     .store = cache_store(cache), .lock = lock,
 						     .entry = &cfg->entries[i],
+						     .config_path = cfg->path ? cfg->path : "CONFIG",
 						     /* the front serves local files */
 						     .skip = cfg->entries[i].source == CONFIG_SOURCE_LOCAL };
 	warn_unused_lock(cfg, lock);
@@ -651,6 +656,8 @@ int engine_start(struct engine *e)
 	int rc = fetch_start(e);
 
 	if (rc == 0)
+		rc = share_start(e);
+	if (rc == 0)
 		rc = verify_start(e);
 	if (rc == 0)
 		warn_too_large(e);
@@ -660,6 +667,7 @@ int engine_start(struct engine *e)
 void engine_stop(struct engine *e)
 {
 	verify_stop(e);
+	share_stop(e);
 	fetch_stop(e);
 	headers_stop(e);
 }
@@ -674,14 +682,15 @@ void engine_close(struct engine *e)
 	free(e->files);
 	source_ctx_free(e->sources);
 	tier_free(e->tier);
+	bucket_free(e->bucket);
 	mirror_tokens_free(e);
 	pthread_mutex_destroy(&e->qlock);
 	pthread_cond_destroy(&e->qcond);
 	pthread_cond_destroy(&e->stop_cond);
 	pthread_mutex_destroy(&e->mem_lock);
 	pthread_cond_destroy(&e->mem_cond);
-	pthread_mutex_destroy(&e->vlock);
-	pthread_cond_destroy(&e->vcond);
+	file_queue_destroy(&e->vqueue);
+	file_queue_destroy(&e->uqueue);
 	free(e);
 }
 
@@ -768,9 +777,11 @@ uint64_t engine_file_progress(struct engine_file *f)
 	return n < (uint64_t)f->src.size ? n : (uint64_t)f->src.size;
 }
 
-void engine_file_bytes_from(struct engine_file *f, uint64_t *tier, uint64_t *origin)
+void engine_file_bytes_from(struct engine_file *f, uint64_t *tier, uint64_t *bucket,
+			    uint64_t *origin)
 {
 	*tier = atomic_load(&f->bytes_tier);
+	*bucket = atomic_load(&f->bytes_bucket);
 	*origin = atomic_load(&f->bytes_origin);
 }
 
@@ -861,5 +872,32 @@ char *engine_entry_source(const struct config_entry *e)
 
 char *engine_file_source(struct engine_file *f)
 {
-	return engine_entry_source(f->src.entry);
+	const struct config_entry *e = f->src.entry;
+	char *s = NULL, *remote = NULL, *version = NULL;
+	const char *file;
+
+	if (e->url || (e->repo && e->file) || (!e->repo && e->source != CONFIG_SOURCE_CIVITAI))
+		return engine_entry_source(e);
+	/* A repo folder's file, or a CivitAI version's: the entry alone does
+	 * not say which file. */
+	pthread_mutex_lock(&f->lock);
+	remote = f->src.remote_path ? strdup(f->src.remote_path) : NULL;
+	version = f->src.revision ? strdup(f->src.revision) : NULL;
+	pthread_mutex_unlock(&f->lock);
+	file = remote && e->repo ? remote : strrchr(f->src.path, '/') ? strrchr(f->src.path, '/') + 1
+								      : f->src.path;
+	if (e->repo) {
+		if (asprintf(&s, "%s:%s@%s/%s", config_source_name(e->source), e->repo,
+			     e->revision ? e->revision : "main", file) < 0)
+			s = NULL;
+	} else {
+		const char *v = e->version_id ? e->version_id : version;
+
+		if (asprintf(&s, "civitai:%s%s%s/%s", e->model_id ? e->model_id : "", v ? "@" : "",
+			     v ? v : "", file) < 0)
+			s = NULL;
+	}
+	free(remote);
+	free(version);
+	return s;
 }

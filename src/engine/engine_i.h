@@ -4,8 +4,8 @@
  *
  * Lock order (the only one): engine_file.lock, then engine.qlock or the
  * cache's locks (taken inside cache_* calls) or the tier's (inside
- * tier_route()). qlock, vlock, mem_lock, prefetch_req.lock and the tier's
- * lock are leaves: nothing else is taken while one is held.
+ * tier_route()). qlock, the file queues' locks, mem_lock,
+ * prefetch_req.lock, the tier's and the bucket's locks are leaves: nothing else is taken while one is held.
  * No lock is held across the network, a disk hash, or a callback.
  */
 #ifndef MODELFS_ENGINE_I_H
@@ -17,6 +17,7 @@
 
 #include "modelfs/engine.h"
 #include "modelfs/source.h"
+#include "modelfs/bucket.h"
 #include "modelfs/tier.h"
 
 struct pending_read;
@@ -137,6 +138,8 @@ struct engine_file {
 	atomic_ullong arriving;		/* bytes received of blocks not committed yet:
 					 * progress between two blocks */
 	atomic_ullong bytes_tier;	/* downloaded through the shared tier, this run */
+	atomic_ullong bytes_bucket;	/* read from the shared bucket, this run */
+	atomic_bool upload_queued;	/* offered to the shared bucket, this run */
 	atomic_ullong bytes_origin;	/* downloaded from the origin or a mirror, this run */
 	struct inflight **inflight;	/* [nblocks]; protected by lock */
 	uint64_t ra_last;		/* last block read; protected by lock */
@@ -155,11 +158,25 @@ struct engine_file {
 	char *error;			/* its reason; protected by lock */
 };
 
+/* Files waiting for a background thread (file_queue.c). */
+struct file_queue {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;		/* with lock: a file pushed, or stopping */
+	struct engine_file **items;	/* protected by lock */
+	size_t len, cap;		/* protected by lock */
+	atomic_int *stop;		/* the engine's: set, the queue takes no more */
+};
+
 struct engine {
 	const struct config *cfg;
 	struct cache *cache;
 	struct source_ctx *sources;
 	struct tier *tier;		/* cache_proxy, or NULL */
+	struct bucket *bucket;		/* shared_cache, or NULL; set at open */
+
+	struct file_queue uqueue;	/* verified files to upload (share.c) */
+	pthread_t uploader;
+	bool uploader_started;
 	char **mirror_bearer;		/* per config entry: "Bearer T" from its
 					 * mirror_token_file, or NULL; set at open,
 					 * read-only after; secret */
@@ -189,10 +206,7 @@ struct engine {
 	int nkept;			/* protected by mem_lock */
 	uint64_t kept_clock;		/* protected by mem_lock */
 
-	pthread_mutex_t vlock;
-	pthread_cond_t vcond;
-	struct engine_file **vqueue;	/* files to hash; protected by vlock */
-	size_t vqueue_len, vqueue_cap;	/* protected by vlock */
+	struct file_queue vqueue;	/* complete files to hash (verify.c) */
 	pthread_t verifier;
 	bool verifier_started;
 
@@ -238,6 +252,29 @@ int fetch_prefetch_block(struct engine_file *f, uint64_t idx, struct prefetch_re
 /* Wake the workers for blocks asked for with fetch_prefetch_block(): it
  * queues without waking, so that a batch is taken as runs, not one by one. */
 void fetch_kick(struct engine *e);
+
+/* file_queue.c */
+void file_queue_init(struct file_queue *q, atomic_int *stop);
+void file_queue_destroy(struct file_queue *q);
+/* Queue f: false when stopping or out of memory (f is not queued). */
+bool file_queue_push(struct file_queue *q, struct engine_file *f);
+/* The first file, waiting for one; NULL once stopping. */
+struct engine_file *file_queue_pop(struct file_queue *q);
+/* Set *q->stop, wake the thread popping, join it (when *started) and
+ * drop what is left. */
+void file_queue_stop(struct file_queue *q, pthread_t *thread, bool *started);
+
+/* share.c: the shared bucket */
+/* Make e->bucket from cfg->shared_cache: 0, or -EINVAL (logged, with
+ * what to fix), -ENOMEM. */
+int share_open(struct engine *e, const struct config *cfg);
+int share_start(struct engine *e);
+/* Stop the uploader (after e->stop is set: an upload under way is
+ * cancelled and aborted) and join it. */
+void share_stop(struct engine *e);
+/* f was just verified: upload it in the background, once per run, when
+ * the bucket is writable, f's SHA-256 known and shared_cache_allow lets it. */
+void share_enqueue(struct engine_file *f);
 
 /* prefetch.c */
 void prefetch_req_init(struct prefetch_req *pf);

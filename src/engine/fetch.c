@@ -803,6 +803,7 @@ struct block_sink {
 	bool cur_aborted;		/* run[cur]'s commit failed (and aborted it) */
 	uint64_t run_end;		/* file offset where the run ends */
 	bool via_tier;			/* this attempt goes through the shared tier */
+	bool via_bucket;		/* ... comes from the shared bucket */
 	char *mem;			/* uncached: the block's bytes go here */
 	XXH3_state_t *xxh;
 	char *buf;			/* cached: bytes not written yet... */
@@ -950,7 +951,8 @@ static int run_block_done(struct block_sink *s)
 	s->committed = s->cur + 1;
 	atomic_fetch_add(&s->f->fetched, 1);
 	/* Where it came from, for status: a run that fails later keeps it. */
-	atomic_fetch_add(s->via_tier ? &s->f->bytes_tier : &s->f->bytes_origin,
+	atomic_fetch_add(s->via_bucket ? &s->f->bytes_bucket
+			 : s->via_tier ? &s->f->bytes_tier : &s->f->bytes_origin,
 			 cache_block_len(s->cf, s->idx));
 	sink_uncount(s);		/* its bytes count as cached now */
 	complete_block(s->f, s->cf, s->idx, 0, NULL, true, NULL);	/* frees s->inf */
@@ -1241,6 +1243,42 @@ static int attempt_get(struct engine_file *f, int which, struct attempt *a)
 
 /* One GET of sink's range (len bytes from sink->from) from a->url: 0 or
  * -errno (http.h). */
+/* What an attempt at sink's range asks for: len bytes from sink->from,
+ * or the rest of the run. */
+static uint64_t sink_range_len(const struct block_sink *sink, uint32_t len)
+{
+	return sink->nrun > 1 ? sink->run_end - sink->start : len;
+}
+
+static const atomic_int *sink_cancel(const struct block_sink *sink)
+{
+	return sink->ctl ? &sink->ctl->cancel : &sink->inf->cancel;
+}
+
+/* Before an attempt: a retry starts the range again. 0 or -ENOMEM. */
+static int sink_begin(struct block_sink *sink)
+{
+	sink->xxh = XXH3_createState();
+	if (!sink->xxh)
+		return -ENOMEM;
+	XXH3_64bits_reset(sink->xxh);
+	sink->buf_len = 0;
+	sink->arrived = sink->from;
+	sink_uncount(sink);
+	return 0;
+}
+
+/* After an attempt that ended with rc: the XXH3 of the block, rc. */
+static int sink_end(struct block_sink *sink, int rc, uint64_t *xxh3)
+{
+	if (rc == 0 && !sink->mem)
+		rc = sink_flush(sink);
+	*xxh3 = XXH3_64bits_digest(sink->xxh);
+	XXH3_freeState(sink->xxh);
+	sink->xxh = NULL;
+	return rc;
+}
+
 static int attempt_run(struct engine_file *f, struct http_client *http, const struct attempt *a,
 		       struct block_sink *sink, uint32_t len, uint64_t *xxh3, struct http_meta *meta)
 {
@@ -1255,26 +1293,16 @@ static int attempt_run(struct engine_file *f, struct http_client *http, const st
 		.aws_session_token = a->auth.aws_session_token,
 		.if_range = a->validator,
 		.range_first = sink->start + sink->from,
-		.range_len = sink->nrun > 1 ? sink->run_end - sink->start : len,
+		.range_len = sink_range_len(sink, len),
 		.follow_redirects = true,
-		.cancel = sink->ctl ? &sink->ctl->cancel : &sink->inf->cancel,
+		.cancel = sink_cancel(sink),
 	};
-	int rc;
+	int rc = sink_begin(sink);
 
-	sink->xxh = XXH3_createState();
-	if (!sink->xxh)
-		return -ENOMEM;
-	XXH3_64bits_reset(sink->xxh);
-	sink->buf_len = 0;
-	sink->arrived = sink->from;	/* a retry starts the range again */
-	sink_uncount(sink);
+	if (rc)
+		return rc;
 	rc = http_get(http, &rq, sink_write, sink, meta);
-	if (rc == 0 && !sink->mem)
-		rc = sink_flush(sink);
-	*xxh3 = XXH3_64bits_digest(sink->xxh);
-	XXH3_freeState(sink->xxh);
-	sink->xxh = NULL;
-	return rc;
+	return sink_end(sink, rc, xxh3);
 }
 
 /* Download block idx from try `which` (see attempt_get), retrying
@@ -1446,13 +1474,52 @@ static int download_via_tier(struct engine_file *f, struct http_client *http,
 	return -ENOENT;
 }
 
-/* Download len bytes from sink->from through the tier, else from the
- * data URL, then from each mirror in turn: 0 or -errno, reason filled. */
+/* ---- the shared bucket (bucket.h) -------------------------------------- */
+
+/* One try of sink's range from the shared bucket, for a file whose
+ * SHA-256 is known: 0; -ENOENT when the bucket is not for this file, has
+ * not got it, failed or gave a block that failed its checksum (bucket.c
+ * reported it; no byte of that block reached the sink: the origin is
+ * next, from where the bucket stopped); or our own failure (stopping,
+ * memory, a full disk). */
+static int download_via_bucket(struct engine_file *f, struct http_client *http,
+			       struct block_sink *sink, uint32_t len, uint64_t *xxh3)
+{
+	struct file_hashes want;
+	int rc;
+
+	if (!f->eng->bucket)
+		return -ENOENT;
+	engine_file_hashes(f, &want);
+	if (!want.sha256[0])
+		return -ENOENT;
+	rc = sink_begin(sink);
+	if (rc)
+		return rc;
+	sink->via_bucket = true;
+	rc = bucket_read(f->eng->bucket, http, want.sha256, (uint64_t)f->src.size,
+			 sink->start + sink->from, sink_range_len(sink, len), sink_cancel(sink),
+			 sink_write, sink);
+	sink->via_bucket = false;
+	rc = sink_end(sink, rc, xxh3);
+	if (rc == 0 && sink->nrun <= 1)		/* a run counts block by block */
+		atomic_fetch_add(&f->bytes_bucket, len);
+	if (rc == 0 || rc == -ECANCELED || rc == -ENOMEM || rc == -ENOSPC)
+		return rc;
+	return -ENOENT;
+}
+
+/* Download len bytes from sink->from from the shared bucket, else through
+ * the tier, else from the data URL, then from each mirror in turn: 0 or
+ * -errno, reason filled. */
 static int download_range(struct engine_file *f, struct http_client *http,
 			  struct block_sink *sink, uint32_t len, uint64_t *xxh3, char *reason,
 			  size_t reason_len)
 {
-	int rc = download_via_tier(f, http, sink, len, xxh3);
+	int rc = download_via_bucket(f, http, sink, len, xxh3);
+
+	if (rc == -ENOENT)
+		rc = download_via_tier(f, http, sink, len, xxh3);
 
 	if (rc != -ENOENT)
 		return rc;

@@ -94,7 +94,7 @@ static int cur_get(struct cursor *c, void *out, size_t n)
 		size_t len = c->end - c->pos < sizeof(c->win) ? (size_t)(c->end - c->pos)
 							       : sizeof(c->win);
 
-		if (len < n || cache_read(c->cf, c->win, c->pos, len) != (ssize_t)len)
+		if (len < n || cache_peek(c->cf, c->win, c->pos, len) != (ssize_t)len)
 			return -ENODATA;
 		c->win_at = c->pos;
 		c->win_len = len;
@@ -215,7 +215,7 @@ static void job_next(struct header_job *job)
 	if (!cf)
 		return;
 	if (job->kind == KIND_SAFETENSORS) {
-		if (cache_read(cf, head, 0, sizeof(head)) != sizeof(head))
+		if (cache_peek(cf, head, 0, sizeof(head)) != sizeof(head))
 			return;
 		for (int i = 7; i >= 0; i--)
 			need = need << 8 | head[i];

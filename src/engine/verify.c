@@ -16,33 +16,14 @@
 
 void verify_enqueue(struct engine_file *f)
 {
-	struct engine *e = f->eng;
-	struct engine_file **grown;
 	bool was = false;
 
 	if (!atomic_compare_exchange_strong(&f->verify_queued, &was, true))
 		return;
-	pthread_mutex_lock(&e->vlock);
-	if (atomic_load(&e->stop)) {
-		/* Workers still finish blocks while the engine stops. */
-		pthread_mutex_unlock(&e->vlock);
-		return;
-	}
-	if (e->vqueue_len == e->vqueue_cap) {
-		size_t cap = e->vqueue_cap ? e->vqueue_cap * 2 : 16;
-
-		grown = realloc(e->vqueue, cap * sizeof(*grown));
-		if (!grown) {
-			pthread_mutex_unlock(&e->vlock);
-			atomic_store(&f->verify_queued, false);
-			return;
-		}
-		e->vqueue = grown;
-		e->vqueue_cap = cap;
-	}
-	e->vqueue[e->vqueue_len++] = f;
-	pthread_cond_signal(&e->vcond);
-	pthread_mutex_unlock(&e->vlock);
+	/* Not queued while the engine stops (workers still finish blocks
+	 * then), nor without memory: a later block or the next run queues it. */
+	if (!file_queue_push(&f->eng->vqueue, f))
+		atomic_store(&f->verify_queued, false);
 }
 
 static void blame_mismatch(struct engine_file *f, struct cache_file *cf, const char *reason,
@@ -68,6 +49,10 @@ static void verify_file(struct engine_file *f)
 	st = cache_file_state(cf, NULL, NULL);
 	if (st == STORE_VERIFIED || st == STORE_COMPLETE) {
 		strict_release(f, 0);
+		/* Verified in an earlier run (verify_start() queues it): the
+		 * bucket may not have it yet. */
+		if (st == STORE_VERIFIED && by_sha256)
+			share_enqueue(f);
 		return;
 	}
 	if (!cache_file_complete(cf))
@@ -94,6 +79,8 @@ static void verify_file(struct engine_file *f)
 		log_info("event=file_verified path=%s %s=%s", f->src.path,
 			 by_sha256 ? "sha256" : "git_sha1", got);
 		strict_release(f, 0);
+		if (by_sha256)
+			share_enqueue(f);	/* other nodes read it from the bucket */
 		return;
 	}
 	snprintf(reason, sizeof(reason), "checksum mismatch: expected %s %s, got %s",
@@ -149,22 +136,13 @@ static void *verifier_main(void *arg)
 {
 	struct engine *e = arg;
 
-	for (;;) {
-		struct engine_file *f = NULL;
+	struct engine_file *f;
 
-		pthread_mutex_lock(&e->vlock);
-		while (!atomic_load(&e->stop) && e->vqueue_len == 0)
-			pthread_cond_wait(&e->vcond, &e->vlock);
-		if (!atomic_load(&e->stop)) {
-			f = e->vqueue[0];
-			memmove(e->vqueue, e->vqueue + 1, --e->vqueue_len * sizeof(*e->vqueue));
-		}
-		pthread_mutex_unlock(&e->vlock);
-		if (!f)
-			return NULL;
+	while ((f = file_queue_pop(&e->vqueue)) != NULL) {
 		verify_file(f);
 		atomic_store(&f->verify_queued, false);
 	}
+	return NULL;
 }
 
 int verify_start(struct engine *e)
@@ -190,18 +168,7 @@ int verify_start(struct engine *e)
 
 void verify_stop(struct engine *e)
 {
-	pthread_mutex_lock(&e->vlock);
-	atomic_store(&e->stop, 1);
-	pthread_cond_broadcast(&e->vcond);
-	pthread_mutex_unlock(&e->vlock);
-	if (e->verifier_started)
-		pthread_join(e->verifier, NULL);
-	e->verifier_started = false;
-	pthread_mutex_lock(&e->vlock);
-	free(e->vqueue);
-	e->vqueue = NULL;
-	e->vqueue_len = e->vqueue_cap = 0;
-	pthread_mutex_unlock(&e->vlock);
+	file_queue_stop(&e->vqueue, &e->verifier, &e->verifier_started);
 }
 
 int engine_file_verify(struct engine_file *f, struct cache_verify *out)

@@ -34,7 +34,8 @@ struct cli_opts {
 	const char *cache_dir;		/* --cache-dir */
 	const char *config;		/* --config */
 	const char *log_file;
-	const char *fuse_opts;
+	const char *fuse_opts;		/* every -o, joined by commas (as mount(8) does) */
+	char fuse_opts_buf[4096];
 	const char *into;		/* prefetch --into DIR */
 	const char *base;		/* webui --base MOUNTPOINT */
 	char *models[MAX_MODELS];	/* mount --model LINK, in order */

@@ -35,12 +35,13 @@ const char cli_usage_text[] =
 	"        CONFIG is a file or an http(s) URL; default $PROVISION_URL\n"
 	"        --model: no config, just these (hf://ORG/REPO[/PATH], a Hugging Face\n"
 	"        repo or file link, a CivitAI link, a URL) in category C (checkpoints)\n"
-	"        OPTIONS: cache_dir=DIR,layout=NAME,uid=U,gid=G,umask=M,log_file=FILE,\n"
-	"        debug, libfuse's (allow_other, auto_unmount, max_read=N, ...);\n"
-	"        mount(8)'s (_netdev, nofail, noauto, x-*, ...) are ignored\n"
+	"        OPTIONS: cache_dir=DIR,local_dir=DIR,layout=NAME,uid=U,gid=G,umask=M,\n"
+	"        log_file=FILE,ro,rw,debug; libfuse's (allow_other, auto_unmount,\n"
+	"        max_read=N, ...); mount(8)'s (_netdev, nofail, noauto, x-*, ...)\n"
+	"        are ignored\n"
+	"        --lock: exactly the files of the lock file, asking no source\n"
 	"  unmount [--lazy] MOUNTPOINT\n"
 	"        unmount (fusermount3 -u, or -uz with --lazy) and wait for the daemon\n"
-	"        with --lock, exactly the files of the lock file, asking no source\n"
 	"  lock CONFIG [--output FILE]\n"
 	"        resolve every entry and write a lock file (default models.lock):\n"
 	"        commits, sizes and hashes; files without a hash are fetched to hash\n"
@@ -56,22 +57,23 @@ const char cli_usage_text[] =
 	"        NAME = { catalog = \"NAME\" }\n"
 	"  catalog add NAME --config FILE [--category C]\n"
 	"        write that entry into FILE (in the model's category unless told)\n"
-	"  check [--offline] CONFIG\n"
+	"  check [--offline] CONFIG | --model LINK [--model LINK ...] [--category C]\n"
 	"        validate CONFIG and resolve every entry; exit 1 if any fails\n"
 	"  prefetch [--pin] [-j N] [--json] [--config CONFIG] [PATH|ENTRY ...]\n"
 	"        fetch and verify files (all when none named), through the mount\n"
 	"        using the cache, or without one when --config is given\n"
 	"  prefetch --into DIR [--keep-cache] --config CONFIG [PATH|ENTRY ...]\n"
 	"        no FUSE: put each file, verified, under DIR in the layout\n"
-	"  status [--json] [--history[=N]] [--metrics] [--config CONFIG]\n"
+	"  status [--json] [--history[=N]] [--metrics] [--config CONFIG] [PATH]\n"
 	"        every file's size, cached bytes and state; cache totals;\n"
 	"        what a serve served; --metrics: the Prometheus text\n"
 	"  mounts [--json]\n"
 	"        every modelfs mount on this machine, live or stale\n"
 	"  webui comfyui|forge --config CONFIG [--base MOUNTPOINT]\n"
 	"        ComfyUI's extra_model_paths.yaml, or Forge's folder flags, for the mount\n"
-	"  webui forge-hashes DATA_DIR --config CONFIG [--base MOUNTPOINT]\n"
-	"        fill Forge/A1111's hash cache (DATA_DIR/cache.json) from the mount\n"
+	"  webui forge-hashes|a1111-hashes DATA_DIR --config CONFIG [--base MOUNTPOINT]\n"
+	"        fill the webui's hash cache (DATA_DIR/cache.json) from the mount\n"
+	"        (A1111: checkpoints only; it hashes a LoRA's tensor data itself)\n"
 	"  verify [--json] [--config CONFIG] [PATH|ENTRY ...]\n"
 	"        re-check cached blocks and hashes; drop anything bad (exit 1)\n"
 	"  evict [--force] [--json] [--config CONFIG] [PATH|ENTRY ...]\n"
@@ -117,7 +119,7 @@ static const struct {
 	{ "lock", " output lock check update " },
 	{ "manifest", " output " },
 	{ "catalog", " json config category " },
-	{ "check", " offline " },
+	{ "check", " offline model category " },
 	{ "prefetch", " pin jobs config json into keep-cache " },
 	{ "status", " json history config metrics " },
 	{ "mounts", " json " },
@@ -284,13 +286,19 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 				}
 			}
 			break;
-		case 'o':
-			if (o->fuse_opts) {
-				fprintf(stderr, "modelfs: give -o once, with options separated by commas\n");
+		case 'o': {
+			size_t used = strlen(o->fuse_opts_buf);
+
+			if (used + 1 + strlen(optarg) >= sizeof(o->fuse_opts_buf)) {
+				fprintf(stderr, "modelfs: -o options longer than %zu bytes\n",
+					sizeof(o->fuse_opts_buf) - 1);
 				return -EINVAL;
 			}
-			o->fuse_opts = optarg;
+			snprintf(o->fuse_opts_buf + used, sizeof(o->fuse_opts_buf) - used, "%s%s",
+				 used ? "," : "", optarg);
+			o->fuse_opts = o->fuse_opts_buf;
 			break;
+		}
 		case 'h':
 			fputs(cli_usage_text, stdout);
 			return 1;
@@ -348,8 +356,10 @@ int cli_load_config(const struct cli_opts *o, const char *arg, struct config **c
 
 	if (config_is_url(arg)) {
 		rc = config_fetch(arg, cli_cache_dir(o, NULL, cache_buf, sizeof(cache_buf)), &fetched);
+		/* Not there, refused, or a web page: the URL is wrong (exit 2);
+		 * else the network or the server failed (exit 1). */
 		if (rc)
-			return -EIO;	/* not the config's fault: exit 1, not 2 */
+			return rc == -ENOENT || rc == -EACCES || rc == -EPROTO ? -EINVAL : -EIO;
 		path = fetched;
 	}
 	rc = config_load_layout(path, o->layout, cfg, &err);
@@ -429,6 +439,16 @@ bool cli_listen_is_loopback(const char *addr)
 	return host[0] != '[';	/* a name or garbage: serve_open() refuses it */
 }
 
+/* An access token other local users can read is anyone's on this box. */
+static void warn_if_shared(const char *path, const char *who)
+{
+	struct stat st;
+
+	if (stat(path, &st) == 0 && (st.st_mode & 077))
+		fprintf(stderr, "%s: warning: the token file %s can be read by other users (mode "
+			"%04o): chmod 600 %s\n", who, path, (unsigned)(st.st_mode & 07777), path);
+}
+
 int cli_serve_token(const char *path, const char *listen, const char *who, char **out)
 {
 	int rc;
@@ -453,6 +473,8 @@ int cli_serve_token(const char *path, const char *listen, const char *who, char 
 	if (rc)
 		fprintf(stderr, "%s: cannot read the token file %s: %s\n", who, path,
 			rc == -ENODATA ? "it is empty" : strerror(-rc));
+	else
+		warn_if_shared(path, who);
 	return rc ? EXIT_USAGE : 0;
 }
 
@@ -595,6 +617,15 @@ static int target_from_path(const struct cli_opts *o, const char *cmd, struct cl
 	return 0;
 }
 
+/* Has dir ever held a cache (its index)? */
+static bool cache_exists(const char *dir)
+{
+	char index[PATH_MAX];
+
+	snprintf(index, sizeof(index), "%s/index.sqlite", dir);
+	return access(index, F_OK) == 0;
+}
+
 /* cli_target_open() without the cleanup of a failure. */
 static int target_open(const struct cli_opts *o, bool need_config, const char *cmd,
 		       struct cli_target *t)
@@ -639,6 +670,14 @@ static int target_open(const struct cli_opts *o, bool need_config, const char *c
 			return EXIT_MODEL;
 		}
 		/* No daemon: the cache is ours, unless a process holds its lock. */
+		if (!need_config && !cache_exists(t->cache_dir)) {
+			/* status, verify and evict only look at a cache: one that is
+			 * not there is a mistyped --cache-dir, not an empty cache. */
+			fprintf(stderr, "modelfs %s: no cache at %s: nothing is mounted or cached "
+				"with it (is --cache-dir right? modelfs mounts lists the mounts and "
+				"their caches)\n", cmd, t->cache_dir);
+			return EXIT_MODEL;
+		}
 		if (need_config && !t->cfg) {
 			fprintf(stderr, "modelfs %s: nothing is mounted with the cache %s; give "
 				"--config CONFIG to %s without a mount (or --cache-dir of the mount)\n",

@@ -203,7 +203,7 @@ static void print_info(const char *path, const struct modelinfo *mi)
 	printf("GPU memory:  about %s to load (weights x %.1f for the CUDA context, activations "
 	       "and buffers); ", humanize_bytes(vram, b, sizeof(b)), MODELINFO_OVERHEAD);
 	if (fit)
-		printf("fits a %d GB GPU\n", fit);
+		printf("fits a%s %d GB GPU\n", fit == 8 || fit == 80 ? "n" : "", fit);
 	else
 		printf("more than an 80 GB GPU: split it across GPUs or quantize it\n");
 }

@@ -133,6 +133,9 @@ static int lock_entry_of(const char *cmd, struct lock *l, const struct engine_re
 		if (rc)
 			break;
 		lf->size = f->size;
+		lf->mtime = f->mtime;
+		if (lf->mtime < 0 && sources && source_commit_date(sources, http, f, &lf->mtime) != 0)
+			lf->mtime = -1;
 		if ((f->remote_path && !(lf->remote_path = strdup(f->remote_path))) ||
 		    (f->sha256 && !(lf->sha256 = strdup(f->sha256))) ||
 		    (!f->sha256 && f->git_sha1 && !(lf->git_sha1 = strdup(f->git_sha1))) ||
@@ -237,9 +240,28 @@ static struct lock_file *unhashed(struct lock *l, const char *path, bool want_sh
 	return NULL;
 }
 
+/* cfg with only the entries l has (a manifest hashes one entry; the
+ * others would each be refused as "not in the lock"): a shallow copy
+ * whose entries array is the caller's to free. 0 or -ENOMEM. */
+static int config_of_lock(const struct config *cfg, const struct lock *l, struct config *out)
+{
+	*out = *cfg;
+	out->views = NULL;
+	out->n_views = 0;
+	out->n_entries = 0;
+	out->entries = calloc(cfg->n_entries ? cfg->n_entries : 1, sizeof(*out->entries));
+	if (!out->entries)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->n_entries; i++)
+		if (lock_find(l, cfg->entries[i].id))
+			out->entries[out->n_entries++] = cfg->entries[i];
+	return 0;
+}
+
 int cli_lock_hash(const char *cmd, const struct cli_opts *o, const struct config *cfg,
 		  struct lock *l, bool want_sha256)
 {
+	struct config locked = { 0 };
 	struct cache_limits lim;
 	struct cache *cache = NULL;
 	struct engine *engine = NULL;
@@ -268,7 +290,9 @@ int cli_lock_hash(const char *cmd, const struct cli_opts *o, const struct config
 			rc == -EBUSY ? " (a mount uses it: give another --cache-dir)" : "");
 		return EXIT_MODEL;
 	}
-	rc = engine_open_locked(cfg, l, cache, &engine);
+	rc = config_of_lock(cfg, l, &locked);
+	if (rc == 0)
+		rc = engine_open_locked(&locked, l, cache, &engine);
 	if (rc == 0) {
 		engine_set_prefetch_reserve(engine, 0);	/* no reader to keep workers for */
 		rc = engine_start(engine);
@@ -306,6 +330,7 @@ int cli_lock_hash(const char *cmd, const struct cli_opts *o, const struct config
 	}
 out:
 	engine_close(engine);
+	free(locked.entries);	/* after the engine: it points into them */
 	cache_close(cache);
 	progress_free(v.progress);
 	free(files);

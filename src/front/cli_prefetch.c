@@ -328,7 +328,7 @@ int cli_prefetch(int argc, char **argv)
 	log_init(2, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_WARN);
 	if (atomic_load(&cli_interrupted))
 		code = EXIT_INTERRUPTED;
-	if (v.progress)
+	if (v.progress && code != EXIT_USAGE)	/* no summary of a run that never started */
 		failed = progress_finish(v.progress, code == EXIT_INTERRUPTED, stderr);
 	else
 		failed = v.failed;

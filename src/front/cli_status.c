@@ -96,16 +96,18 @@ static const char *age(json_t *f, time_t now, char *buf, size_t len)
 	return buf;
 }
 
-/* Where this run's downloads of a file came from, when the tier took part
- * (without a tier every byte is the origin's: nothing to tell). */
+/* Where this run's downloads of a file came from, when the tier or the
+ * bucket took part (without them every byte is the origin's: nothing to
+ * tell). */
 static void print_downloaded(json_t *d)
 {
-	char tier[32], origin[32];
+	char tier[32], bucket[32], origin[32];
 
-	if (!json_is_object(d) || num(d, "tier") == 0)
+	if (!json_is_object(d) || (num(d, "tier") == 0 && num(d, "bucket") == 0))
 		return;
-	printf("    downloaded: %s from the tier, %s from the origin\n",
-	       bytes(d, "tier", tier, sizeof(tier)), bytes(d, "origin", origin, sizeof(origin)));
+	printf("    downloaded: %s from the tier, %s from the bucket, %s from the origin\n",
+	       bytes(d, "tier", tier, sizeof(tier)), bytes(d, "bucket", bucket, sizeof(bucket)),
+	       bytes(d, "origin", origin, sizeof(origin)));
 }
 
 static void print_files(json_t *files)
@@ -257,6 +259,40 @@ static int print_metrics(struct cli_target *t)
 	return code;
 }
 
+static json_t *mount_info(const char *mnt);
+
+static bool in_a_mount(const char *path)
+{
+	char mnt[PATH_MAX];
+
+	return cli_mount_of(path, mnt, sizeof(mnt)) == 0;
+}
+
+/* A status that found no mount says which mounts there are, stale ones
+ * too: the user may have meant one of them. */
+static void hint_other_mounts(const char *cache_dir)
+{
+	char **list = NULL;
+	size_t n = 0;
+
+	if (cli_mounts_list(&list, &n) != 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		json_t *m = mount_info(list[i]);
+		const char *state = str(m, "state");
+
+		if (strcmp(state, "stale") == 0)
+			fprintf(stderr, "note: %s is a stale modelfs mount (its daemon is gone): "
+				"%s, then mount it again\n", list[i], str(m, "recover"));
+		else if (json_is_string(json_object_get(m, "cache_dir")) &&
+			 strcmp(str(m, "cache_dir"), cache_dir) != 0)
+			fprintf(stderr, "note: %s is mounted with the cache %s: modelfs status %s\n",
+				list[i], str(m, "cache_dir"), list[i]);
+		json_decref(m);
+	}
+	cli_mounts_free(list, n);
+}
+
 int cli_status(int argc, char **argv)
 {
 	struct cli_opts o;
@@ -264,8 +300,18 @@ int cli_status(int argc, char **argv)
 	json_t *st = NULL;
 	int code;
 
-	if (!cli_start(argc, argv, "status", false, false, &o, &t, &code))
+	if (!cli_start(argc, argv, "status", false, true, &o, &t, &code))
 		return code;
+	if (o.nargs > 1 || (o.nargs == 1 && !in_a_mount(o.args[0]))) {
+		if (o.nargs > 1)
+			fprintf(stderr, "modelfs status: takes one path (a mount, or a path inside "
+				"one), not %d\n", o.nargs);
+		else
+			fprintf(stderr, "modelfs status: %s is not inside a modelfs mount (modelfs "
+				"mounts lists them)\n", o.args[0]);
+		cli_target_close(&t);
+		return EXIT_USAGE;
+	}
 	if (o.metrics) {
 		code = print_metrics(&t);
 		cli_target_close(&t);
@@ -291,6 +337,8 @@ int cli_status(int argc, char **argv)
 		make_printable(st);
 		print_status(st);
 	}
+	if (code == 0 && t.fd < 0 && !o.json)
+		hint_other_mounts(t.cache_dir);
 	json_decref(st);
 	cli_target_close(&t);
 	return code;
@@ -397,8 +445,9 @@ static void print_verify(json_t *res)
 		else if (num(f, "checked_blocks") == 0)
 			printf("empty    %s: nothing cached\n", str(f, "path"));
 		else
-			printf("ok       %s: %llu blocks%s%s\n", str(f, "path"),
+			printf("ok       %s: %llu block%s%s%s\n", str(f, "path"),
 			       (unsigned long long)num(f, "checked_blocks"),
+			       num(f, "checked_blocks") == 1 ? "" : "s",
 			       strcmp(hash, "skipped") == 0 ? "" : ", whole file ",
 			       strcmp(hash, "skipped") == 0 ? " (partial: no whole-file hash yet)"
 			       : strcmp(hash, "verified") == 0 ? "verified" : "hashed (nothing to compare)");

@@ -230,6 +230,10 @@ int cli_tier(int argc, char **argv)
 			       .max_size = 100LL << 30, .slice = 8 << 20 };
 	int c;
 
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		fputs(tier_usage, stdout);
+		return 0;
+	}
 	if (argc < 2 || strcmp(argv[1], "nginx") != 0)
 		return usage(argc < 2 ? "say which tier: nginx" : "the only tier is nginx");
 	argc--;

@@ -4,9 +4,10 @@
  * extra_model_paths.yaml (a section with a base_path and one key per
  * category); Forge and A1111 take one flag per folder (WEBUI.md §4).
  * Both are written from the config's layout, so they name the folders the
- * mount really shows, whichever layout it uses. forge-hashes fills the
- * hash cache Forge and A1111 keep, from the hashes the mount's files carry,
- * so the webui never reads a whole checkpoint to hash it.
+ * mount really shows, whichever layout it uses. forge-hashes and
+ * a1111-hashes fill the hash cache the webui keeps, from the hashes the
+ * mount's files carry, so the webui never reads a whole checkpoint to
+ * hash it.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -22,27 +23,30 @@
 #include "cli.h"
 #include "modelfs/log.h"
 
-/* ComfyUI's categories (folder_paths.py) and the flag Forge takes for
- * the same folder, NULL where Forge has none. */
+/* The categories a webui is pointed at: the key ComfyUI's
+ * extra_model_paths.yaml takes (folder_paths.py), NULL where it has none,
+ * and the flag Forge takes, NULL where Forge has none. */
 static const struct {
+	const char *category;
 	const char *comfyui;
 	const char *forge_flag;
 } targets[] = {
-	{ "checkpoints", "--ckpt-dir" },
-	{ "loras", "--lora-dir" },
-	{ "vae", "--vae-dir" },
-	{ "text_encoders", "--text-encoder-dir" },
-	{ "diffusion_models", NULL },	/* Forge loads them from --ckpt-dir */
-	{ "clip_vision", NULL },
-	{ "controlnet", "--controlnet-dir" },
-	{ "upscale_models", "--esrgan-models-path" },
-	{ "embeddings", "--embeddings-dir" },
-	{ "hypernetworks", "--hypernetwork-dir" },
-	{ "ControlNetPreprocessor", "--controlnet-preprocessor-models-dir" },
-	{ "style_models", NULL },
-	{ "gligen", NULL },
-	{ "photomaker", NULL },
-	{ "vae_approx", NULL },
+	{ "checkpoints", "checkpoints", "--ckpt-dir" },
+	{ "loras", "loras", "--lora-dir" },
+	{ "vae", "vae", "--vae-dir" },
+	{ "text_encoders", "text_encoders", "--text-encoder-dir" },
+	{ "diffusion_models", "diffusion_models", NULL },	/* Forge: from --ckpt-dir */
+	{ "clip_vision", "clip_vision", NULL },
+	{ "controlnet", "controlnet", "--controlnet-dir" },
+	{ "upscale_models", "upscale_models", "--esrgan-models-path" },
+	{ "embeddings", "embeddings", "--embeddings-dir" },
+	{ "hypernetworks", "hypernetworks", "--hypernetwork-dir" },
+	{ "diffusers", "diffusers", NULL },	/* folders with a model_index.json */
+	{ "ControlNetPreprocessor", NULL, "--controlnet-preprocessor-models-dir" },
+	{ "style_models", "style_models", NULL },
+	{ "gligen", "gligen", NULL },
+	{ "photomaker", "photomaker", NULL },
+	{ "vae_approx", "vae_approx", NULL },
 };
 #define N_TARGETS (sizeof(targets) / sizeof(targets[0]))
 
@@ -111,7 +115,7 @@ static void print_comfyui(const struct config *cfg, const char *base)
 	yaml_quoted(stdout, base);
 	putchar('\n');
 	for (size_t i = 0; i < N_TARGETS; i++) {
-		const char *dir = shown_folder(cfg, targets[i].comfyui);
+		const char *dir = targets[i].comfyui ? shown_folder(cfg, targets[i].category) : NULL;
 
 		if (!dir)
 			continue;
@@ -143,7 +147,7 @@ static void print_forge(const struct config *cfg, const char *base)
 	bool first = true;
 
 	for (size_t i = 0; i < N_TARGETS; i++) {
-		const char *dir = targets[i].forge_flag ? shown_folder(cfg, targets[i].comfyui) : NULL;
+		const char *dir = targets[i].forge_flag ? shown_folder(cfg, targets[i].category) : NULL;
 		char path[4096];
 
 		if (!dir)
@@ -156,7 +160,7 @@ static void print_forge(const struct config *cfg, const char *base)
 	putchar('\n');
 }
 
-/* ---- forge-hashes: Forge/A1111's hash cache, filled ---------------------- */
+/* ---- forge-hashes, a1111-hashes: the webui's hash cache, filled ------------- */
 
 /* The hash a file in the mount carries, when the source or config gave
  * one: 0, or -ENODATA. */
@@ -218,8 +222,12 @@ static int add_hashes(json_t *section, const char *dir, const char *rel, bool lo
 
 /* DATA_DIR/cache.json, which Forge and A1111 read their hashes from (and
  * import into their diskcache cache/ folder when that is absent): the
- * entries there are kept, the mount's files added, written atomically. */
-static int forge_hashes(const struct config *cfg, const char *base, const char *data_dir)
+ * entries there are kept, the mount's files added, written atomically.
+ * LoRAs only for Forge: it keeps the whole file's SHA-256 for one, A1111
+ * the SHA-256 of the bytes after the header (WEBUI.md §2), which no
+ * source states. */
+static int webui_hashes(const struct config *cfg, const char *base, const char *data_dir,
+			bool loras)
 {
 	char path[PATH_MAX], tmp[PATH_MAX + 16], dir[PATH_MAX];
 	json_t *cache, *hashes, *addnet;
@@ -245,8 +253,7 @@ static int forge_hashes(const struct config *cfg, const char *base, const char *
 		snprintf(dir, sizeof(dir), "%s/%s", base, folder);
 		rc = add_hashes(hashes, dir, "", false, &added);
 	}
-	/* Forge keeps the whole file's SHA-256 for a LoRA there (WEBUI.md §2). */
-	if (rc == 0 && (folder = shown_folder(cfg, "loras")) != NULL) {
+	if (rc == 0 && loras && (folder = shown_folder(cfg, "loras")) != NULL) {
 		snprintf(dir, sizeof(dir), "%s/%s", base, folder);
 		rc = add_hashes(addnet, dir, "", true, &added);
 	}
@@ -272,17 +279,18 @@ int cli_webui(int argc, char **argv)
 	const struct config *view;
 	const char *which, *base;
 	char *view_base = NULL;
+	bool hashes;
 	int rc = cli_parse(argc, argv, "webui", &o);
 
 	if (rc)
 		return rc > 0 ? 0 : EXIT_USAGE;
 	which = o.nargs >= 1 ? o.args[0] : NULL;
-	if (!which || (strcmp(which, "comfyui") != 0 && strcmp(which, "forge") != 0 &&
-		       strcmp(which, "forge-hashes") != 0) ||
-	    o.nargs != (strcmp(which, "forge-hashes") == 0 ? 2 : 1)) {
+	hashes = which && (strcmp(which, "forge-hashes") == 0 || strcmp(which, "a1111-hashes") == 0);
+	if (!which || (strcmp(which, "comfyui") != 0 && strcmp(which, "forge") != 0 && !hashes) ||
+	    o.nargs != (hashes ? 2 : 1)) {
 		fprintf(stderr, "modelfs webui: say which: modelfs webui comfyui|forge --config CONFIG "
-			"[--base MOUNTPOINT], or webui forge-hashes DATA_DIR --config CONFIG "
-			"[--base MOUNTPOINT]\n");
+			"[--base MOUNTPOINT], or webui forge-hashes|a1111-hashes DATA_DIR --config "
+			"CONFIG [--base MOUNTPOINT]\n");
 		return EXIT_USAGE;
 	}
 	if (!o.config && !(o.config = getenv("PROVISION_URL"))) {
@@ -308,7 +316,7 @@ int cli_webui(int argc, char **argv)
 	else if (strcmp(which, "forge") == 0)
 		print_forge(view, base);
 	else
-		rc = forge_hashes(view, base, o.args[1]);
+		rc = webui_hashes(view, base, o.args[1], strcmp(which, "forge-hashes") == 0);
 	free(view_base);
 	config_free(cfg);
 	return rc;

@@ -84,7 +84,7 @@ int config_fetch(const char *url, const char *cache_dir, char **path)
 	snprintf(dir, sizeof(dir), "%s/configs", cache_dir);
 	snprintf(file, sizeof(file), "%s/%.32s.toml", dir, hash);
 	log_redact(url, shown, sizeof(shown));
-	if ((mkdir(cache_dir, 0755) && errno != EEXIST) || (mkdir(dir, 0700) && errno != EEXIST)) {
+	if ((mkdir(cache_dir, 0700) && errno != EEXIST) || (mkdir(dir, 0700) && errno != EEXIST)) {
 		fprintf(stderr, "modelfs: cannot create %s: %s\n", dir, strerror(errno));
 		return -errno;
 	}
@@ -95,8 +95,12 @@ int config_fetch(const char *url, const char *cache_dir, char **path)
 	if (rc == 0) {
 		log_info("event=config_fetched url=%s bytes=%zu", shown, b.len);
 	} else if (rc == -EAGAIN && stat(file, &st) == 0) {
+		char when[32];
+		struct tm tm;
+
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&st.st_mtime, &tm));
 		fprintf(stderr, "modelfs: warning: cannot fetch the config from %s (%s); using the "
-			"copy from %.24s", shown, why, ctime(&st.st_mtime));
+			"copy fetched at %s\n", shown, why, when);
 		rc = 0;
 	} else {
 		fprintf(stderr, "modelfs: cannot fetch the config from %s: %s\n", shown, why);

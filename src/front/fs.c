@@ -708,7 +708,9 @@ static bool tree_has_ino(void *arg, uint64_t ino)
 }
 
 /* Mark the tree files whose name a local file already has: the local
- * file is the user's data and wins (fs_i.h), with a warning naming both. */
+ * file is the user's data and wins (fs_i.h), with a warning naming both.
+ * A local file where the tree has a folder cannot win (the folder holds
+ * the entries): it is hidden, and said so. */
 static void mark_shadowed(struct fs *fs, const char *local_dir)
 {
 	for (size_t i = 0; i < tree_nnodes(fs->tree); i++) {
@@ -718,12 +720,19 @@ static void mark_shadowed(struct fs *fs, const char *local_dir)
 		struct stat st;
 		int fd;
 
-		if (!tree_node_is_file(node) || tree_node_path(node->parent, path, sizeof(path)) != 0)
+		if (!node->parent || tree_node_path(node->parent, path, sizeof(path)) != 0)
 			continue;
 		fd = local_open_dir(fs->local, path);
 		if (fd < 0)
 			continue;
-		if (fstatat(fd, node->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (!tree_node_is_file(node)) {
+			if (fstatat(fd, node->name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    !S_ISDIR(st.st_mode))
+				log_warn("event=hidden path=%s%s%s local=%s/%s%s%s action=\"the mount's "
+					 "folder of that name is shown; rename the local file to see "
+					 "it\"", path, path[0] ? "/" : "", node->name, local_dir, path,
+					 path[0] ? "/" : "", node->name);
+		} else if (fstatat(fd, node->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 			node->shadowed = true;
 			if (node->file)
 				engine_file_set_shadowed(node->file);

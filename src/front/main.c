@@ -43,12 +43,24 @@
 #include "modelfs/secret.h"
 #include "modelfs/serve.h"
 #include "modelfs/source.h"
+#include "modelfs/suggest.h"
 #include "modelfs/tree.h"
 #include "modelfs_config.h"
 
 #define FUSE_SUPER_MAGIC 0x65735546
 
 extern char **environ;
+
+/* With $PROVISION_URL set, `mount FOLDER` names the mountpoint, not a
+ * config: a folder is never a config. */
+static bool only_mountpoint_given(const struct cli_opts *o)
+{
+	const char *env = getenv("PROVISION_URL");
+	struct stat st;
+
+	return !o->nmodels && o->nargs == 1 && env && env[0] && stat(o->args[0], &st) == 0 &&
+	       S_ISDIR(st.st_mode);
+}
 
 /* CONFIG from the command line, else $PROVISION_URL; NULL when neither. */
 static const char *config_arg(const struct cli_opts *o)
@@ -57,7 +69,7 @@ static const char *config_arg(const struct cli_opts *o)
 
 	if (o->nmodels)
 		return "--model";	/* the config is made of the links */
-	if (o->nargs >= 1)
+	if (o->nargs >= 1 && !only_mountpoint_given(o))
 		return o->args[0];
 	return env && env[0] ? env : NULL;
 }
@@ -149,12 +161,32 @@ static int prepare_mountpoint(const char *mnt)
 }
 
 /* The cache may not live under the mount: reading it would re-enter us. */
+/* realpath() of a path that need not exist yet (a cache dir a mount
+ * would create): its deepest existing folder resolved, the rest as given. */
+static bool resolve_for_compare(const char *path, char *out)
+{
+	char head[PATH_MAX], real[PATH_MAX];
+	const char *rest = "";
+
+	if (snprintf(head, sizeof(head), "%s", path) >= (int)sizeof(head))
+		return false;
+	while (!realpath(head, real)) {
+		char *slash = strrchr(head, '/');
+
+		if (errno != ENOENT || !slash || slash == head)
+			return false;
+		*slash = '\0';
+		rest = path + (slash - head);
+	}
+	return snprintf(out, PATH_MAX, "%s%s", real, rest) < PATH_MAX;
+}
+
 static bool path_within(const char *inner, const char *outer)
 {
 	char a[PATH_MAX], b[PATH_MAX];
 	size_t n;
 
-	if (!realpath(inner, a) || !realpath(outer, b))
+	if (!resolve_for_compare(inner, a) || !realpath(outer, b))
 		return false;
 	n = strlen(b);
 	return strncmp(a, b, n) == 0 && (a[n] == '/' || a[n] == '\0');
@@ -356,7 +388,8 @@ static int report_mount(struct engine *e, const struct config *cfg, const char *
 			const char *mnt)
 {
 	/* A config URL may carry a token in its query: not shown. */
-	const char *shown = config_is_url(config) ? "CONFIG" : config;
+	const char *shown = config_is_url(config) ? "CONFIG"
+			  : strcmp(config, "--model") == 0 ? "--model LINK ..." : config;
 	struct entry_outcome *o = NULL;
 	size_t nfailed = 0;
 
@@ -540,14 +573,19 @@ static int do_mount(int argc, char **argv, bool helper)
 	struct serve *srv = NULL;
 	struct metrics_daemon md = { 0 };
 	char cache_buf[PATH_MAX], mnt_real[PATH_MAX], *fsname = NULL;
-	const char *cache_dir, *mnt;
+	const char *cache_dir, *mnt, *config;
+	bool mnt_only;
 	size_t nwarm = 0;
 	int notify_fd = -1, log_fd = -1, code = EXIT_MODEL, rc;
 
 	rc = cli_parse(argc, argv, "mount", &o);
 	if (rc)
 		return rc > 0 ? 0 : EXIT_USAGE;
-	if (!config_arg(&o) || o.nargs > (o.nmodels ? 1 : 2)) {
+	/* Decided once, now: config_arg() looks at the mountpoint, which
+	 * once mounted leads to this very process. */
+	config = config_arg(&o);
+	mnt_only = only_mountpoint_given(&o);
+	if (!config || o.nargs > (o.nmodels ? 1 : 2)) {
 		fputs(o.nargs > 1 ? "modelfs mount: too many arguments (with --model, only the "
 		      "MOUNTPOINT)\n" : "modelfs mount: CONFIG is missing (give a file or URL, "
 		      "--model LINK, or set PROVISION_URL)\n", stderr);
@@ -568,7 +606,7 @@ static int do_mount(int argc, char **argv, bool helper)
 		return cli_config_exit(rc);
 	}
 	/* A bad lock is a usage error before anything is mounted. */
-	code = cli_mount_lock(&o, cfg, config_arg(&o), &lock);
+	code = cli_mount_lock(&o, cfg, config, &lock);
 	if (code) {
 		config_free(cfg);
 		mountopts_free(&mo);
@@ -587,7 +625,7 @@ static int do_mount(int argc, char **argv, bool helper)
 		}
 	}
 	code = EXIT_MODEL;
-	mnt = o.nargs == (o.nmodels ? 1 : 2) ? o.args[o.nargs - 1]
+	mnt = o.nargs == (o.nmodels ? 1 : 2) || mnt_only ? o.args[o.nargs - 1]
 	    : cfg->mountpoint ? cfg->mountpoint : DEFAULT_MOUNTPOINT;
 	cache_dir = cli_cache_dir(&o, cfg, cache_buf, sizeof(cache_buf));
 	if (!is_fd_mountpoint(mnt) && prepare_mountpoint(mnt) != 0)
@@ -595,6 +633,14 @@ static int do_mount(int argc, char **argv, bool helper)
 	/* Before mounting: afterwards realpath() would ask our own mount. */
 	if (is_fd_mountpoint(mnt) || !realpath(mnt, mnt_real))
 		snprintf(mnt_real, sizeof(mnt_real), "%s", mnt);
+	/* Before the cache is opened: it would be made inside, and show up
+	 * as local files at the next mount. */
+	if (path_within(cache_dir, mnt_real)) {
+		fprintf(stderr, "modelfs: the cache dir %s is inside the mountpoint %s; use "
+			"--cache-dir elsewhere\n", cache_dir, mnt);
+		code = EXIT_USAGE;
+		goto out;
+	}
 	if (!local_entries_outside(cfg, mnt_real)) {
 		code = EXIT_USAGE;
 		goto out;
@@ -631,12 +677,6 @@ static int do_mount(int argc, char **argv, bool helper)
 		if (log_fd >= 0)
 			log_init(log_fd, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 	}
-	if (path_within(cache_dir, mnt)) {
-		log_error("event=mount_failed error=\"the cache dir %s is inside the mountpoint %s; "
-			  "use --cache-dir elsewhere\"", cache_dir, mnt);
-		code = EXIT_USAGE;
-		goto out;
-	}
 	/* Bound now, while the lock is ours and before the (slow) resolving:
 	 * a command that connects meanwhile waits for its answer. */
 	rc = control_server_open(cache_dir, &control);
@@ -652,7 +692,7 @@ static int do_mount(int argc, char **argv, bool helper)
 		log_error("event=mount_failed error=\"%s\"", strerror(-rc));
 		goto out;
 	}
-	fsname = mount_fsname(config_arg(&o));
+	fsname = mount_fsname(config);
 	fo.mountpoint = mnt_real;
 	fo.cache_dir = cache_dir;
 	fo.local_dir = mo.local_dir ? mo.local_dir : cfg->local_dir;
@@ -679,7 +719,7 @@ static int do_mount(int argc, char **argv, bool helper)
 	log_info("event=mounted mountpoint=%s files=%zu cache_dir=%s version=%s", mnt,
 		 engine_nfiles(engine), cache_dir, MODELFS_VERSION);
 	/* Said before the parent exits, while stderr is still the caller's. */
-	code = report_mount(engine, cfg, config_arg(&o), mnt);
+	code = report_mount(engine, cfg, config, mnt);
 	cli_notify_parent(notify_fd, code);
 	notify_ready(engine, mnt, code);
 	log_set_console(-1);
@@ -971,12 +1011,13 @@ static int cli_check(int argc, char **argv)
 	rc = cli_parse(argc, argv, "check", &o);
 	if (rc)
 		return rc > 0 ? 0 : EXIT_USAGE;
-	if (!config_arg(&o) || o.nargs > 1) {
-		fputs("modelfs check: give one CONFIG (a file or URL), or set PROVISION_URL\n", stderr);
+	if (!config_arg(&o) || o.nargs > (o.nmodels ? 0 : 1)) {
+		fputs("modelfs check: give one CONFIG (a file or URL), --model LINKs, or set "
+		      "PROVISION_URL\n", stderr);
 		return EXIT_USAGE;
 	}
 	log_init(2, 0, o.debug ? LOG_LVL_DEBUG : LOG_LVL_WARN);
-	rc = cli_load_config(&o, config_arg(&o), &cfg);
+	rc = mount_config(&o, &cfg);
 	if (rc)
 		return cli_config_exit(rc);
 	if (!o.offline && (http_client_new(&http) != 0 || source_ctx_new(cfg, &sources) != 0 ||
@@ -1045,6 +1086,35 @@ static void protect_secrets(void)
 #endif
 }
 
+static const struct {
+	const char *name;
+	int (*run)(int argc, char **argv);
+} commands[] = {
+	{ "mount", cli_mount }, { "unmount", cli_unmount }, { "umount", cli_unmount },
+	{ "check", cli_check }, { "prefetch", cli_prefetch }, { "status", cli_status },
+	{ "mounts", cli_mounts }, { "webui", cli_webui }, { "verify", cli_verify },
+	{ "evict", cli_evict }, { "info", cli_info }, { "serve", cli_serve }, { "lock", cli_lock },
+	{ "manifest", cli_manifest }, { "catalog", cli_catalog }, { "tier", cli_tier },
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+/* argv[0] is the command. An unknown one gets one line (with the nearest
+ * command), not the whole usage under which it would be lost. */
+static int run_command(int argc, char **argv)
+{
+	const char *names[N_COMMANDS];
+	char hint[96];
+
+	for (size_t i = 0; i < N_COMMANDS; i++) {
+		if (strcmp(argv[0], commands[i].name) == 0)
+			return commands[i].run(argc, argv);
+		names[i] = commands[i].name;
+	}
+	fprintf(stderr, "modelfs: unknown command '%s'%s; modelfs --help lists them\n", argv[0],
+		suggest_word(argv[0], names, N_COMMANDS, hint, sizeof(hint)));
+	return EXIT_USAGE;
+}
+
 int main(int argc, char **argv)
 {
 	int code = EXIT_USAGE;
@@ -1076,40 +1146,8 @@ int main(int argc, char **argv)
 	}
 	if (helper)
 		code = helper_main(argc, argv);
-	else if (strcmp(argv[1], "mount") == 0)
-		code = cli_mount(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "unmount") == 0 || strcmp(argv[1], "umount") == 0)
-		code = cli_unmount(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "check") == 0)
-		code = cli_check(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "prefetch") == 0)
-		code = cli_prefetch(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "status") == 0)
-		code = cli_status(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "mounts") == 0)
-		code = cli_mounts(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "webui") == 0)
-		code = cli_webui(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "verify") == 0)
-		code = cli_verify(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "evict") == 0)
-		code = cli_evict(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "info") == 0)
-		code = cli_info(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "serve") == 0)
-		code = cli_serve(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "lock") == 0)
-		code = cli_lock(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "manifest") == 0)
-		code = cli_manifest(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "catalog") == 0)
-		code = cli_catalog(argc - 1, argv + 1);
-	else if (strcmp(argv[1], "tier") == 0)
-		code = cli_tier(argc - 1, argv + 1);
-	else {
-		fprintf(stderr, "modelfs: unknown command '%s'\n\n", argv[1]);
-		fputs(cli_usage_text, stderr);
-	}
+	else
+		code = run_command(argc - 1, argv + 1);
 	http_global_cleanup();
 	return code;
 }

@@ -22,27 +22,6 @@ static json_int_t num(json_t *o, const char *key)
 	return json_integer_value(json_object_get(o, key));
 }
 
-/* "huggingface" of "huggingface:org/x@rev/f", "url" of an http(s) URL. */
-static void source_kind(const char *source, char *out, size_t outlen)
-{
-	size_t n = source ? strcspn(source, ":") : 0;
-
-	if (!source || !source[n] || n == 0 || n >= outlen) {
-		snprintf(out, outlen, "unknown");
-		return;
-	}
-	if ((n == 4 && strncmp(source, "http", 4) == 0) || (n == 5 && strncmp(source, "https", 5) == 0)) {
-		snprintf(out, outlen, "url");
-		return;
-	}
-	for (size_t i = 0; i < n; i++)
-		if (!((source[i] >= 'a' && source[i] <= 'z') || (source[i] >= '0' && source[i] <= '9'))) {
-			snprintf(out, outlen, "unknown");
-			return;
-		}
-	snprintf(out, outlen, "%.*s", (int)n, source);
-}
-
 static void family(FILE *f, const char *name, const char *type, const char *help)
 {
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -62,15 +41,15 @@ static void history_by_source(json_t *status, struct by_source *k, size_t max, s
 
 	*n = 0;
 	json_array_foreach(json_object_get(status, "history"), i, h) {
-		const char *path = json_string_value(json_object_get(h, "path")), *src = NULL;
-		char kind[32];
+		const char *path = json_string_value(json_object_get(h, "path")), *kind = NULL;
 		size_t at;
 
 		json_array_foreach(files, j, f)
 			if (path && json_is_string(json_object_get(f, "path")) &&
 			    strcmp(json_string_value(json_object_get(f, "path")), path) == 0)
-				src = json_string_value(json_object_get(f, "source"));
-		source_kind(src, kind, sizeof(kind));
+				kind = json_string_value(json_object_get(f, "source_kind"));
+		if (!kind)
+			kind = "unknown";	/* a file no longer configured */
 		for (at = 0; at < *n && strcmp(k[at].kind, kind) != 0; at++)
 			;
 		if (at == *n) {
@@ -90,13 +69,14 @@ static void history_by_source(json_t *status, struct by_source *k, size_t max, s
 static void engine_part(FILE *f, json_t *status)
 {
 	json_t *cache = json_object_get(status, "cache"), *file, *d;
-	long long tier = 0, origin = 0, errors = 0;
+	long long tier = 0, bucket = 0, origin = 0, errors = 0;
 	struct by_source k[16];
 	size_t i, n;
 
 	json_array_foreach(json_object_get(status, "files"), i, file) {
 		d = json_object_get(file, "downloaded");
 		tier += num(d, "tier");
+		bucket += num(d, "bucket");
 		origin += num(d, "origin");
 		if (json_is_string(json_object_get(file, "error")))
 			errors++;
@@ -105,6 +85,7 @@ static void engine_part(FILE *f, json_t *status)
 	       "Bytes downloaded since the daemon started, by where they came from.");
 	fprintf(f, "modelfs_downloaded_bytes_total{from=\"origin\"} %lld\n", origin);
 	fprintf(f, "modelfs_downloaded_bytes_total{from=\"tier\"} %lld\n", tier);
+	fprintf(f, "modelfs_downloaded_bytes_total{from=\"bucket\"} %lld\n", bucket);
 	family(f, "modelfs_cache_used_bytes", "gauge", "Bytes the cache holds.");
 	fprintf(f, "modelfs_cache_used_bytes %lld\n", (long long)num(cache, "used"));
 	family(f, "modelfs_cache_limit_bytes", "gauge",

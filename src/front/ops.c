@@ -282,16 +282,18 @@ static json_t *size_json(int64_t v)
 	return v >= 0 ? json_integer(v) : json_null();
 }
 
-/* {"tier", "origin"}: bytes the daemon downloaded for the file this run,
- * through the shared tier and from the origin; null without a daemon. */
+/* {"tier", "bucket", "origin"}: bytes the daemon downloaded for the file
+ * this run, through the shared tier, from the shared bucket and from the
+ * origin; null without a daemon. */
 static json_t *downloaded_json(const struct ops_item *it)
 {
-	uint64_t tier, origin;
+	uint64_t tier, bucket, origin;
 
 	if (!it->ef)
 		return json_null();
-	engine_file_bytes_from(it->ef, &tier, &origin);
-	return json_pack("{s:I, s:I}", "tier", (json_int_t)tier, "origin", (json_int_t)origin);
+	engine_file_bytes_from(it->ef, &tier, &bucket, &origin);
+	return json_pack("{s:I, s:I, s:I}", "tier", (json_int_t)tier, "bucket", (json_int_t)bucket,
+			 "origin", (json_int_t)origin);
 }
 
 /* Steals s (may be NULL). */
@@ -341,6 +343,9 @@ static json_t *file_status(const struct ops_item *it)
 	json_object_set_new(o, "pinned", json_boolean(pinned));
 	json_object_set_new(o, "shadowed", json_boolean(it->ef && engine_file_shadowed(it->ef)));
 	json_object_set_new(o, "source", str_json(dup_or_null(it->source)));
+	/* What kind of source, for counting by it: "huggingface", "url"... */
+	json_object_set_new(o, "source_kind", it->entry ? json_string(config_source_name(
+			    it->entry->source)) : json_null());
 	json_object_set_new(o, "sha256", str_json(sha));
 	json_object_set_new(o, "error", str_json(error));
 	json_object_set_new(o, "last_used", time_json(last_used));

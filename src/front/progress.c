@@ -405,9 +405,12 @@ void progress_event(struct progress *p, json_t *ev)
 		json_array_foreach(files, i, pair) {
 			json_int_t k = json_integer_value(json_array_get(pair, 0));
 
-			if (k >= 0 && (size_t)k < p->n)
-				p->files[k].cached =
-					(uint64_t)json_integer_value(json_array_get(pair, 1));
+			uint64_t now = (uint64_t)json_integer_value(json_array_get(pair, 1));
+
+			/* Forward only: bytes of a request that is cut and retried
+			 * count as arriving, then no longer. */
+			if (k >= 0 && (size_t)k < p->n && now > p->files[k].cached)
+				p->files[k].cached = now;
 		}
 	} else if (strcmp(what, "done") == 0 && (f = file_of(p, ev))) {
 		if (f->status == F_WAITING)

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -85,7 +86,24 @@ struct xfer {
 	char server_msg[SERVER_TEXT_MAX + 1];	/* X-Error-Message, sanitized */
 	char errbody[ERRBODY_MAX];
 	size_t errbody_len;
+	uint64_t body_sent;		/* request body bytes handed to libcurl */
+	bool body_failed;		/* the file body could not be read */
 };
+
+static const char *method_name(enum http_method m)
+{
+	switch (m) {
+	case HTTP_PUT:
+		return "PUT";
+	case HTTP_POST:
+		return "POST";
+	case HTTP_DELETE:
+		return "DELETE";
+	case HTTP_GET:
+		break;
+	}
+	return "GET";
+}
 
 int http_global_init(void)
 {
@@ -368,6 +386,8 @@ static void hop_reset_headers(struct xfer *x)
 static void hop_reset(struct xfer *x)
 {
 	hop_reset_headers(x);
+	x->body_sent = 0;
+	x->body_failed = false;
 	x->mode = BODY_UNDECIDED;
 	x->verdict = 0;
 	x->stopped = false;
@@ -934,6 +954,10 @@ static int classify(struct xfer *x, CURLcode cc)
 	}
 	if (x->verdict)
 		return x->verdict;
+	if (x->body_failed) {
+		set_error_text(x, "could not read the request body from its file");
+		return -EIO;
+	}
 	if (cc == CURLE_WRITE_ERROR && x->stopped)
 		cc = CURLE_OK;
 	/* Status and headers were complete: a cut in a body we do not keep
@@ -991,6 +1015,11 @@ static int classify(struct xfer *x, CURLcode cc)
 		}
 		return 0;
 	}
+	if (status >= 300 && status < 400 && x->rq->method != HTTP_GET) {
+		/* (5): a body and its signature go to one host only. */
+		set_error_text(x, "HTTP %ld to a %s", status, method_name(x->rq->method));
+		return -EIO;
+	}
 	if (status >= 300 && status < 400) {
 		/* Not following: the caller reads status and location itself. */
 		if (m->location && (is_redirect(status) || !x->rq->follow_redirects))
@@ -1019,6 +1048,8 @@ static int classify(struct xfer *x, CURLcode cc)
 		return -ENOENT;
 	case 416:
 		return -ERANGE;
+	case 412:
+		return x->rq->if_none_match_any ? -EEXIST : -EIO;
 	default:
 		return -EIO;
 	}
@@ -1097,10 +1128,32 @@ static int build_headers(const struct xfer *x, bool to_origin, struct curl_slist
 		if (rc)
 			goto out;
 	}
+	if (rq->method != HTTP_GET) {
+		/* (5): the body goes at once, Content-Length exact. */
+		rc = slist_add(&list, "Expect:");
+		if (rc == 0 && rq->if_none_match_any)
+			rc = slist_add(&list, "If-None-Match: *");
+		if (rc == 0 && rq->content_type) {
+			if ((size_t)snprintf(line, sizeof(line), "Content-Type: %s",
+					     rq->content_type) >= sizeof(line))
+				rc = -EINVAL;
+			else
+				rc = slist_add(&list, line);
+		}
+		if (rc)
+			goto out;
+	}
 	if (to_origin && signs_aws(rq)) {
 		/* Signed by libcurl as part of the request (SignedHeaders):
-		 * curl 7.88 adds no payload hash of its own, and R2 needs one. */
-		rc = slist_add(&list, "x-amz-content-sha256: " EMPTY_SHA256);
+		 * curl 7.88 adds no payload hash of its own, and R2 needs one;
+		 * it signs the one given here. */
+		if (rq->payload_sha256)
+			snprintf(line, sizeof(line), "x-amz-content-sha256: %s",
+				 rq->payload_sha256);
+		else
+			snprintf(line, sizeof(line), "x-amz-content-sha256: %s",
+				 rq->body || rq->body_len ? "UNSIGNED-PAYLOAD" : EMPTY_SHA256);
+		rc = slist_add(&list, line);
 		if (rc == 0 && rq->aws_session_token) {
 			if ((size_t)snprintf(line, sizeof(line), "x-amz-security-token: %s",
 					     rq->aws_session_token) >= sizeof(line))
@@ -1119,6 +1172,38 @@ out:
 	}
 	*out = list;
 	return rc;
+}
+
+/* The request body (5), from memory or read from its file as it goes. */
+static size_t on_read(char *buf, size_t size, size_t nitems, void *arg)
+{
+	struct xfer *x = arg;
+	const struct http_request *rq = x->rq;
+	size_t want = size * nitems;
+	uint64_t left = rq->body_len - x->body_sent;
+	ssize_t n;
+
+	if (rq->cancel && atomic_load(rq->cancel)) {
+		x->cancelled = true;
+		return CURL_READFUNC_ABORT;
+	}
+	if (want > left)
+		want = (size_t)left;
+	if (want == 0)
+		return 0;
+	if (rq->body) {
+		memcpy(buf, (const char *)rq->body + x->body_sent, want);
+		n = (ssize_t)want;
+	} else {
+		n = pread(rq->body_fd, buf, want, (off_t)(rq->body_off + x->body_sent));
+		if (n <= 0) {
+			/* Short of what Content-Length promised: never send less. */
+			x->body_failed = true;
+			return CURL_READFUNC_ABORT;
+		}
+	}
+	x->body_sent += (uint64_t)n;
+	return (size_t)n;
 }
 
 #define SETOPT(h, opt, val) \
@@ -1167,6 +1252,25 @@ static int setup_hop(struct xfer *x, const char *url, const struct curl_slist *h
 	SETOPT(h, CURLOPT_NOPROGRESS, 0L);
 	SETOPT(h, CURLOPT_XFERINFOFUNCTION, on_progress);
 	SETOPT(h, CURLOPT_XFERINFODATA, x);
+	switch (x->rq->method) {
+	case HTTP_PUT:
+		SETOPT(h, CURLOPT_UPLOAD, 1L);
+		SETOPT(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)x->rq->body_len);
+		break;
+	case HTTP_POST:
+		SETOPT(h, CURLOPT_POST, 1L);
+		SETOPT(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->rq->body_len);
+		break;
+	case HTTP_DELETE:
+		SETOPT(h, CURLOPT_CUSTOMREQUEST, "DELETE");
+		break;
+	case HTTP_GET:
+		break;
+	}
+	if (x->rq->method == HTTP_PUT || x->rq->method == HTTP_POST) {
+		SETOPT(h, CURLOPT_READFUNCTION, on_read);
+		SETOPT(h, CURLOPT_READDATA, x);
+	}
 	/* Never CURLOPT_ACCEPT_ENCODING (3) nor CURLOPT_UNRESTRICTED_AUTH (2). */
 	return 0;
 fail:
@@ -1271,6 +1375,14 @@ static int check_request(const struct http_request *rq)
 	if (rq->if_range && !header_safe(rq->if_range))
 		return -EINVAL;
 	if (rq->user_agent && !header_safe(rq->user_agent))
+		return -EINVAL;
+	if (rq->method != HTTP_GET &&
+	    (rq->range_len > 0 || rq->if_range || rq->follow_redirects || rq->cookies))
+		return -EINVAL;
+	if ((rq->body || rq->body_len) && rq->method != HTTP_PUT && rq->method != HTTP_POST)
+		return -EINVAL;
+	if ((rq->content_type && !header_safe(rq->content_type)) ||
+	    (rq->payload_sha256 && !header_safe(rq->payload_sha256)))
 		return -EINVAL;
 	if ((rq->aws_sigv4 && !header_safe(rq->aws_sigv4)) ||
 	    (rq->aws_credentials && !header_safe(rq->aws_credentials)) ||
@@ -1400,8 +1512,9 @@ int http_get(struct http_client *c, const struct http_request *rq,
 		 * name hosts and ports, never header values. */
 		curl_said = rc < 0 && cc != CURLE_OK && !x.verdict && !x.cancelled &&
 			    c->errbuf[0];
-		log_debug("http GET url=%s hop=%d origin=%d range=%s status=%ld bytes=%" PRIu64
-			  " ms=%" PRId64 " rc=%d%s%s%s%s%s%s", logurl, hop, to_origin, range,
+		log_debug("http %s url=%s hop=%d origin=%d range=%s status=%ld bytes=%" PRIu64
+			  " ms=%" PRId64 " rc=%d%s%s%s%s%s%s", method_name(rq->method), logurl, hop,
+			  to_origin, range,
 			  meta->status, x.bytes, clock_now_ms() - hop_start, rc,
 			  rc && meta->error_text ? " reason=\"" : "",
 			  rc && meta->error_text ? meta->error_text : "",

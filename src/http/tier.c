@@ -10,13 +10,12 @@
 #include <curl/curl.h>
 #include <ctype.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "modelfs/clock.h"
+#include "modelfs/downtime.h"
 #include "modelfs/http.h"
 #include "modelfs/log.h"
 #include "modelfs/tier.h"
@@ -26,8 +25,7 @@ struct tier {
 	char origin[512];		/* scheme://host:port of proxy: what logs show */
 	bool private_ok;
 	char *authorization;		/* "Bearer T" for the tier's host, or NULL; secret; set once */
-	pthread_mutex_t lock;
-	int64_t down_until_ms;		/* 0: up; protected by lock */
+	struct downtime down;		/* (3) */
 };
 
 int tier_new(const char *proxy, bool private_ok, struct tier **out)
@@ -48,7 +46,7 @@ int tier_new(const char *proxy, bool private_ok, struct tier **out)
 		t->proxy[--n] = '\0';
 	t->private_ok = private_ok;
 	memcpy(t->origin, origin, sizeof(t->origin));
-	pthread_mutex_init(&t->lock, NULL);
+	downtime_init(&t->down);
 	*out = t;
 	return 0;
 }
@@ -57,7 +55,7 @@ void tier_free(struct tier *t)
 {
 	if (!t)
 		return;
-	pthread_mutex_destroy(&t->lock);
+	downtime_destroy(&t->down);
 	if (t->authorization)
 		explicit_bzero(t->authorization, strlen(t->authorization));
 	free(t->authorization);
@@ -142,16 +140,11 @@ out:
 
 int tier_route(struct tier *t, const struct tier_target *tg, char **url, bool *to_tier_auth)
 {
-	int64_t until;
-
 	*url = NULL;
 	*to_tier_auth = false;
 	if (!t || tg->sigv4 || (tg->credentials && !t->private_ok))
 		return -ENOENT;
-	pthread_mutex_lock(&t->lock);
-	until = t->down_until_ms;
-	pthread_mutex_unlock(&t->lock);
-	if (until && clock_now_ms() < until)
+	if (downtime_skipping(&t->down))
 		return -ENOENT;
 	*to_tier_auth = tg->credentials;
 	return tier_url(t->proxy, tg, url);
@@ -167,32 +160,16 @@ static bool tier_broken(int rc, long status)
 
 void tier_report(struct tier *t, int rc, long status, const char *why)
 {
-	bool was_down, log_down = false, log_up = false;
-	int64_t now = clock_now_ms();
+	enum downtime_change change;
 
 	if (!t || rc == -ECANCELED || rc == -ENOMEM || rc == -ENOSPC)
 		return;
-	pthread_mutex_lock(&t->lock);
-	was_down = t->down_until_ms != 0;
-	if (rc == 0 || !tier_broken(rc, status)) {
-		/* A request sent before the failure may still end well: only a
-		 * try after the wait brings the tier back, so it does not flap. */
-		if (was_down && now >= t->down_until_ms) {
-			t->down_until_ms = 0;
-			log_up = true;
-		}
-	} else if (!was_down || now >= t->down_until_ms) {
-		/* Requests that were under way when it failed report too: only
-		 * the first of them says so. */
-		t->down_until_ms = now + TIER_RETRY_MS;
-		log_down = !was_down;
-	}
-	pthread_mutex_unlock(&t->lock);
-	if (log_down)
+	change = downtime_report(&t->down, rc != 0 && tier_broken(rc, status), TIER_RETRY_MS);
+	if (change == DOWNTIME_WENT_DOWN)
 		log_warn("event=tier_down proxy=%s error=\"%s\" action=\"reading from the origins; "
 			 "trying the tier again in %d s\"", t->origin,
 			 why ? why : strerror(-rc), TIER_RETRY_MS / 1000);
-	if (log_up)
+	if (change == DOWNTIME_CAME_BACK)
 		log_info("event=tier_up proxy=%s", t->origin);
 }
 

@@ -557,12 +557,23 @@ static enum MHD_Result send_origin_file(struct serve *s, struct MHD_Connection *
 }
 
 /* A file whose source takes no credential: a plain URL with no header,
- * no auth_header and no ${VAR} (which may hold a secret). Any other
- * non-Hub file may have been fetched with the server's credentials. */
+ * no auth_header, no query (a presigned URL's signature is one), no user
+ * info, and ${VAR}s (which may hold a secret) only in its host ("${HUB}"
+ * naming a mirror). Any other non-Hub file may have been fetched with the
+ * server's credentials. */
 static bool public_source(const struct config_entry *e)
 {
-	return e->source == CONFIG_SOURCE_URL && !e->auth_header && e->n_headers == 0 &&
-	       e->url_written && !strstr(e->url_written, "${");
+	const char *u = e->url_written, *authority, *path;
+
+	if (e->source != CONFIG_SOURCE_URL || e->auth_header || e->n_headers || !u ||
+	    strpbrk(u, "?#"))
+		return false;
+	authority = strstr(u, "://");
+	authority = authority ? authority + 3 : u;
+	path = strchr(authority, '/');
+	if (!path || memchr(authority, '@', (size_t)(path - authority)))
+		return false;	/* "${URL}" alone may be a whole presigned URL */
+	return !strstr(path, "${");
 }
 
 /* GET|HEAD /files/{mount path}: any configured file, as a mirror serves

@@ -36,9 +36,9 @@
 #include <strings.h>
 
 #include "modelfs/log.h"
+#include "modelfs/s3env.h"
 #include "source_i.h"
 
-#define S3_DEFAULT_REGION	"us-east-1"
 #define S3_CODE_MAX		64
 
 /* An object's place, from the entry and the environment. */
@@ -66,14 +66,6 @@ static void object_clear(struct s3_object *o)
 	memset(o, 0, sizeof(*o));
 }
 
-/* $name when set and not empty, else NULL. */
-static const char *env(const char *name)
-{
-	const char *v = getenv(name);
-
-	return v && v[0] ? v : NULL;
-}
-
 /* SigV4's UriEncode of a key: unreserved bytes as they are, '/' kept
  * between segments, everything else %XX with upper-case hex. */
 static char *encode_key(const char *key)
@@ -96,20 +88,6 @@ static char *encode_key(const char *key)
 	return out;
 }
 
-/* Bucket names are at most 63 of [a-z0-9.-] today; older ones may carry
- * upper case and '_', so those are allowed too (path-style then). */
-static bool bucket_ok(const char *b)
-{
-	size_t n = strlen(b);
-
-	if (n == 0 || n > 255)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)b[i]) && b[i] != '.' && b[i] != '-' && b[i] != '_')
-			return false;
-	return true;
-}
-
 static bool dns_bucket(const char *b)
 {
 	for (; *b; b++)
@@ -122,7 +100,7 @@ static bool dns_bucket(const char *b)
  * -ENOMEM. */
 static int locate(const struct config_entry *e, struct s3_object *o, const char **why)
 {
-	const char *slash, *endpoint, *ak, *sk, *token;
+	const char *slash, *endpoint;
 	char *enc = NULL, origin[300];
 	size_t elen;
 	int n = -1;
@@ -137,12 +115,11 @@ static int locate(const struct config_entry *e, struct s3_object *o, const char 
 	}
 	o->bucket = strndup(e->url + 5, (size_t)(slash - e->url - 5));
 	o->key = strdup(slash + 1);
-	o->region = strdup(e->region ? e->region
-			   : env("AWS_REGION") ? env("AWS_REGION")
-			   : env("AWS_DEFAULT_REGION") ? env("AWS_DEFAULT_REGION") : S3_DEFAULT_REGION);
+	o->region = strdup(e->region ? e->region : s3env_region());
 	if (!o->bucket || !o->key || !o->region)
 		goto nomem;
-	if (!bucket_ok(o->bucket)) {
+	/* Upper case and '_' (older buckets) go path-style: dns_bucket(). */
+	if (!s3env_bucket_ok(o->bucket, strlen(o->bucket))) {
 		*why = "that is not an S3 bucket name (letters, digits, '.', '-', '_')";
 		return -EINVAL;
 	}
@@ -153,8 +130,7 @@ static int locate(const struct config_entry *e, struct s3_object *o, const char 
 	enc = encode_key(o->key);
 	if (!enc)
 		goto nomem;
-	endpoint = e->endpoint ? e->endpoint
-		 : env("AWS_ENDPOINT_URL_S3") ? env("AWS_ENDPOINT_URL_S3") : env("AWS_ENDPOINT_URL");
+	endpoint = e->endpoint ? e->endpoint : s3env_endpoint();
 	if (endpoint) {
 		if (http_url_origin(endpoint, origin, sizeof(origin)) < 0) {
 			*why = e->endpoint ? "endpoint is not an http(s) URL"
@@ -177,31 +153,7 @@ static int locate(const struct config_entry *e, struct s3_object *o, const char 
 		goto nomem;
 	}
 
-	ak = env("AWS_ACCESS_KEY_ID");
-	sk = env("AWS_SECRET_ACCESS_KEY");
-	token = env("AWS_SESSION_TOKEN");
-	if (!ak != !sk) {
-		*why = ak ? "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not"
-			  : "AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not";
-		return -EINVAL;
-	}
-	if (ak) {
-		/* The key id names the account: kept out of logs with the rest. */
-		log_add_secret(ak);
-		log_add_secret(sk);
-		if (asprintf(&o->credentials, "%s:%s", ak, sk) < 0) {
-			o->credentials = NULL;
-			goto nomem;
-		}
-		log_add_secret(o->credentials);
-		if (token) {
-			log_add_secret(token);
-			o->session_token = strdup(token);
-			if (!o->session_token)
-				goto nomem;
-		}
-	}
-	return 0;
+	return s3env_credentials(&o->credentials, &o->session_token, why);
 nomem:
 	return -ENOMEM;
 }

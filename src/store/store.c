@@ -7,13 +7,16 @@
 #include "modelfs/store.h"
 
 #include <errno.h>
-#include <stdbool.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "modelfs/log.h"
 
@@ -215,6 +218,15 @@ int store_open(const char *db_path, struct store **out)
 	if (!s)
 		return -ENOMEM;
 	pthread_mutex_init(&s->lock, NULL);
+	/* Made (or, from an older release, left) owner-only before SQLite
+	 * opens it: its -wal and -shm take the database's mode. */
+	rc = open(db_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (rc >= 0) {
+		if (fchmod(rc, 0600) != 0)
+			log_warn("event=store_open path=%s error=\"cannot make it private: %s\"",
+				 db_path, strerror(errno));
+		close(rc);
+	}
 	rc = sqlite3_open_v2(db_path, &s->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {

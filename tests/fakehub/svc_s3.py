@@ -30,7 +30,27 @@ Authentication, in S3's order of checks
   none     anonymous: only buckets listed in s3_public_buckets.
 Order of checks: method, bucket (NoSuchBucket before any credential check,
 as S3 does), authentication, key, preconditions, range.
-Objects (GET and HEAD; other methods 405)
+Writes (the calls a shared cache needs; other methods 405)
+  PUT object                the body becomes the object (written whole, then
+                            renamed into place); ETag '"<md5>"'
+  PUT ?partNumber=N&uploadId=U   one part of a multipart upload (1..10000)
+  POST ?uploads             InitiateMultipartUploadResult with a fresh UploadId
+  POST ?uploadId=U          CompleteMultipartUpload: the listed parts, in
+                            ascending order with their ETags, each but the
+                            last at least s3_min_part_size (EntityTooSmall),
+                            become the object; ETag '"<md5 of md5s>-<n>"'
+  DELETE object             204, whether or not it existed
+  DELETE ?uploadId=U        AbortMultipartUpload: 204 (404 NoSuchUpload)
+  GET bucket ?list-type=2   ListObjectsV2: prefix, max-keys (1000),
+                            continuation-token, start-after; keys in UTF-8
+                            order
+  If-None-Match: * on a PUT or a CompleteMultipartUpload: 412
+  PreconditionFailed when the key exists (checked and written under one
+  lock, so of two racing writers exactly one wins).  The payload hash is
+  checked: x-amz-content-sha256 is UNSIGNED-PAYLOAD or the body's SHA-256
+  (XAmzContentSHA256Mismatch).  Keys with an empty, "." or ".." segment
+  cannot be files here: 400 InvalidArgument.  The log gets "s3_op".
+Objects (GET and HEAD)
   200/206 with Content-Length, exact Content-Range, ETag, Last-Modified,
   Accept-Ranges: bytes, x-amz-request-id.  ETag: '"<md5>"', or for keys in
   s3_multipart '"<md5 of the part md5s>-<parts>"' (parts of s3_part_size).
@@ -50,9 +70,13 @@ import base64
 import calendar
 import hashlib
 import hmac
+import itertools
 import os
+import shutil
+import threading
 import time
 import urllib.parse
+import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape
 
 from hubcore import UNSATISFIABLE, FileEntity, HubHandler, etag_list_matches, parse_range
@@ -232,6 +256,7 @@ class S3Handler(HubHandler):
         "s3_public_buckets": [],
         "s3_multipart": [],
         "s3_part_size": 5 << 20,
+        "s3_min_part_size": 5 << 20,
         "s3_clock_offset": 0,
     }
     _digests = {}       # (path, mtime_ns, size, kind) -> value; shared cache
@@ -344,7 +369,7 @@ class S3Handler(HubHandler):
         if payload is None:
             raise S3Error(400, "InvalidRequest", "Missing required header for this request: "
                           "x-amz-content-sha256")
-        if payload not in (EMPTY_SHA256, UNSIGNED):
+        if payload != UNSIGNED and payload != hashlib.sha256(self.request_body).hexdigest():
             raise S3Error(400, "XAmzContentSHA256Mismatch", "The provided "
                           "'x-amz-content-sha256' header does not match what was computed.")
         signed = a["signed"]
@@ -429,6 +454,22 @@ class S3Handler(HubHandler):
         self._digests[cache_key] = value
         return value
 
+    def operation(self, key):
+        """The S3 call a request makes ("get", "put", "upload_part", ...),
+        or None for a method S3 does not allow here."""
+        q = self.query
+        if self.command in ("GET", "HEAD"):
+            return "list" if not key and self.command == "GET" else self.command.lower()
+        if not key:
+            return None
+        if self.command == "PUT":
+            return "upload_part" if "uploadId" in q or "partNumber" in q else "put"
+        if self.command == "POST":
+            return "initiate" if "uploads" in q else "complete" if "uploadId" in q else None
+        if self.command == "DELETE":
+            return "abort" if "uploadId" in q else "delete"
+        return None
+
     def route(self):
         bucket, key, style = self.address()
         self.entry["s3_style"] = style
@@ -437,7 +478,8 @@ class S3Handler(HubHandler):
             return
         try:
             self.entry["s3_auth"] = "refused"
-            if self.command not in ("GET", "HEAD"):
+            op = self.entry["s3_op"] = self.operation(key)
+            if op is None:
                 raise S3Error(405, "MethodNotAllowed", "The specified method is not allowed "
                               "against this resource.", Method=self.command)
             root = self.hub.root / "s3"
@@ -447,7 +489,12 @@ class S3Handler(HubHandler):
                 raise S3Error(404, "NoSuchBucket", "The specified bucket does not exist",
                               BucketName=bucket)
             self.entry["s3_auth"] = self.authenticate(bucket)
-            self.serve_object(bucket, key, fault)
+            if op in ("get", "head"):
+                self.serve_object(bucket, key, fault)
+            elif op == "list":
+                self.list_objects(bucket)
+            else:
+                getattr(self, "op_" + op)(bucket, key)
         except S3Error as e:
             self.entry["outcome"] = e.code
             self.xml_reply(e.status, e.code, e.message, e.headers, **e.extra)
@@ -484,6 +531,195 @@ class S3Handler(HubHandler):
                           [("Content-Range", "bytes */%d" % st.st_size)],
                           RangeRequested=range_header, ActualObjectSize=st.st_size)
         self.serve_entity(entity, fault)
+
+    # -- writes ---------------------------------------------------------------
+    _write_lock = threading.Lock()     # If-None-Match: * is a check and a write
+    _upload_seq = itertools.count(1)
+
+    def object_path(self, bucket, key):
+        parts = key.split("/")
+        if any(p in ("", ".", "..") for p in parts) or "\0" in key:
+            raise S3Error(400, "InvalidArgument", "fakehub stores objects as files: a key "
+                          "with an empty, '.' or '..' segment cannot be one", Key=key)
+        return self.hub.root.joinpath("s3", bucket, *parts)
+
+    def upload_dir(self, bucket, key):
+        upload_id = (self.query.get("uploadId") or [""])[0]
+        d = self.hub.root / "_s3_uploads" / bucket / upload_id
+        if (not upload_id or not upload_id.isalnum() or not d.is_dir()
+                or (d / "key").read_text() != key):
+            raise S3Error(404, "NoSuchUpload", "The specified upload does not exist. The "
+                          "upload ID may be invalid, or the upload may have been aborted or "
+                          "completed.", UploadId=upload_id)
+        return d
+
+    def write_reply(self, status=200, body=b"", etag=None):
+        headers = [("x-amz-request-id", "FAKES3000000001")]
+        if etag:
+            headers.append(("ETag", etag))
+        self.reply(status, body, "application/xml", headers)
+
+    def place(self, bucket, key, write):
+        """Put an object at key with write(file) under the write lock,
+        honouring If-None-Match: *; returns the path."""
+        path = self.object_path(bucket, key)
+        if_none = (self.headers.get("If-None-Match") or "").strip()
+        if if_none and if_none != "*":
+            raise S3Error(501, "NotImplemented", "If-None-Match on a write takes only '*'")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / (".%s.tmp%d" % (path.name, next(self._upload_seq)))
+        with self._write_lock:
+            if if_none == "*" and path.exists():
+                self.entry["outcome"] = "exists"
+                raise S3Error(412, "PreconditionFailed", "At least one of the pre-conditions "
+                              "you specified did not hold", Condition="If-None-Match")
+            with open(tmp, "wb") as f:
+                write(f)
+            os.replace(tmp, path)
+        return path
+
+    def op_put(self, bucket, key):
+        body = self.request_body
+        self.place(bucket, key, lambda f: f.write(body))
+        self.entry["file"] = "%s/%s" % (bucket, key)
+        self.write_reply(etag='"%s"' % hashlib.md5(body).hexdigest())
+
+    def op_initiate(self, bucket, key):
+        self.object_path(bucket, key)
+        upload_id = "%s%06d" % (os.urandom(8).hex(), next(self._upload_seq))
+        d = self.hub.root / "_s3_uploads" / bucket / upload_id
+        d.mkdir(parents=True)
+        (d / "key").write_text(key)
+        self.write_reply(body=(
+            '<?xml version="1.0" encoding="UTF-8"?>\n<InitiateMultipartUploadResult>'
+            "<Bucket>%s</Bucket><Key>%s</Key><UploadId>%s</UploadId>"
+            "</InitiateMultipartUploadResult>" % (escape(bucket), escape(key), upload_id)).encode())
+
+    def op_upload_part(self, bucket, key):
+        d = self.upload_dir(bucket, key)
+        try:
+            n = int((self.query.get("partNumber") or [""])[0])
+        except ValueError:
+            n = 0
+        if not 1 <= n <= 10000:
+            raise S3Error(400, "InvalidArgument", "Part number must be an integer between 1 "
+                          "and 10000, inclusive")
+        (d / ("part.%05d" % n)).write_bytes(self.request_body)
+        self.write_reply(etag='"%s"' % hashlib.md5(self.request_body).hexdigest())
+
+    def op_complete(self, bucket, key):
+        d = self.upload_dir(bucket, key)
+        try:
+            root = ET.fromstring(self.request_body)
+            listed = [(int(p.findtext("{*}PartNumber")), (p.findtext("{*}ETag") or "").strip())
+                      for p in root.iter() if p.tag.split("}")[-1] == "Part"]
+        except (ET.ParseError, TypeError, ValueError):
+            raise S3Error(400, "MalformedXML", "The XML you provided was not well-formed or "
+                          "did not validate against our published schema") from None
+        if not listed:
+            raise S3Error(400, "MalformedXML", "You must specify at least one part")
+        if [n for n, _ in listed] != sorted({n for n, _ in listed}):
+            raise S3Error(400, "InvalidPartOrder", "The list of parts was not in ascending "
+                          "order. The parts list must be specified in order by part number.")
+        md5s = b""
+        for i, (n, etag) in enumerate(listed):
+            part = d / ("part.%05d" % n)
+            if not part.is_file():
+                raise S3Error(400, "InvalidPart", "One or more of the specified parts could "
+                              "not be found.", PartNumber=n)
+            data = part.read_bytes()
+            if '"%s"' % hashlib.md5(data).hexdigest() != etag:
+                raise S3Error(400, "InvalidPart", "One or more of the specified parts could "
+                              "not be found.", PartNumber=n, ETag=etag)
+            if i < len(listed) - 1 and len(data) < self.cfg("s3_min_part_size"):
+                raise S3Error(400, "EntityTooSmall", "Your proposed upload is smaller than "
+                              "the minimum allowed object size.", PartNumber=n,
+                              ProposedSize=len(data), MinSizeAllowed=self.cfg("s3_min_part_size"))
+            md5s += hashlib.md5(data).digest()
+
+        def write(f):
+            for n, _ in listed:
+                with open(d / ("part.%05d" % n), "rb") as part:
+                    shutil.copyfileobj(part, f, 1 << 20)
+
+        etag = '"%s-%d"' % (hashlib.md5(md5s).hexdigest(), len(listed))
+        path = self.place(bucket, key, write)
+        st = os.stat(path)
+        self._digests[(str(path), st.st_mtime_ns, st.st_size, "md5")] = etag
+        shutil.rmtree(d, ignore_errors=True)
+        self.entry["file"] = "%s/%s" % (bucket, key)
+        self.write_reply(body=(
+            '<?xml version="1.0" encoding="UTF-8"?>\n<CompleteMultipartUploadResult>'
+            "<Bucket>%s</Bucket><Key>%s</Key><ETag>%s</ETag></CompleteMultipartUploadResult>"
+            % (escape(bucket), escape(key), escape(etag))).encode())
+
+    def op_abort(self, bucket, key):
+        shutil.rmtree(self.upload_dir(bucket, key), ignore_errors=True)
+        self.write_reply(204)
+
+    def op_delete(self, bucket, key):
+        path = self.object_path(bucket, key)
+        with self._write_lock:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+        self.write_reply(204)
+
+    def list_objects(self, bucket):
+        q = {k: v[0] for k, v in self.query.items()}
+        if q.get("list-type") != "2":
+            raise S3Error(501, "NotImplemented", "fakehub lists only with list-type=2")
+        prefix = q.get("prefix", "")
+        try:
+            max_keys = int(q.get("max-keys", "1000"))
+        except ValueError:
+            max_keys = -1
+        if not 0 <= max_keys:
+            raise S3Error(400, "InvalidArgument", "Provided max-keys not an integer or within "
+                          "integer range")
+        max_keys = min(max_keys, 1000)
+        after = q.get("start-after", "")
+        token = q.get("continuation-token")
+        if token is not None:
+            try:
+                after = base64.urlsafe_b64decode(token.encode()).decode()
+            except (ValueError, UnicodeDecodeError):
+                raise S3Error(400, "InvalidArgument", "The continuation token provided is "
+                              "incorrect") from None
+        base = self.hub.root / "s3" / bucket
+        keys = []
+        for dirpath, _, files in os.walk(base):
+            for name in files:
+                if name.startswith(".") and ".tmp" in name:
+                    continue
+                k = os.path.relpath(os.path.join(dirpath, name), base).replace(os.sep, "/")
+                if k.startswith(prefix) and k.encode() > after.encode():
+                    keys.append(k)
+        keys.sort(key=lambda k: k.encode())
+        page, more = keys[:max_keys], len(keys) > max_keys
+        items = []
+        for k in page:
+            path = base.joinpath(*k.split("/"))
+            st = os.stat(path)
+            items.append("<Contents><Key>%s</Key><LastModified>%s</LastModified><ETag>%s</ETag>"
+                         "<Size>%d</Size><StorageClass>STANDARD</StorageClass></Contents>"
+                         % (escape(k), time.strftime("%Y-%m-%dT%H:%M:%S.000Z",
+                                                     time.gmtime(st.st_mtime)),
+                            escape(self.digest(path, "md5")), st.st_size))
+        extra = ""
+        if token is not None:
+            extra += "<ContinuationToken>%s</ContinuationToken>" % escape(token)
+        if more:
+            extra += "<NextContinuationToken>%s</NextContinuationToken>" % \
+                base64.urlsafe_b64encode(page[-1].encode()).decode()
+        self.write_reply(body=(
+            '<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.'
+            'amazonaws.com/doc/2006-03-01/"><Name>%s</Name><Prefix>%s</Prefix><KeyCount>%d'
+            "</KeyCount><MaxKeys>%d</MaxKeys><IsTruncated>%s</IsTruncated>%s%s"
+            "</ListBucketResult>" % (escape(bucket), escape(prefix), len(page), max_keys,
+                                     "true" if more else "false", extra,
+                                     "".join(items))).encode())
 
 
 SERVICES = {

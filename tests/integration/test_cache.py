@@ -46,6 +46,26 @@ def test_remount_fetches_nothing_again(hub, mount, tmp_path):
     assert xattr(path2, "state") == "complete"
 
 
+def test_the_cache_is_its_owners_alone(hub, mount, tmp_path):
+    """A gated or private model's bytes in the cache are no other local
+    user's: data/ and its files, and the index, are owner-only, also in a
+    cache an older release made readable by all."""
+    hub.add_file("p.bin", 2 * MiB)
+    cfg = config({"vae": {"p": '"%s"' % hub.url("p.bin")}})
+    cache = tmp_path / "cache"
+    for attempt in ("new", "old release"):
+        m = mount(cfg, cache_dir=cache)
+        (m.path / "VAE" / "p.bin").read_bytes()
+        m.unmount()
+        modes = {p.name: p.stat().st_mode & 0o777 for p in [cache / "data", cache / "index.sqlite",
+                                                             *(cache / "data").iterdir()]}
+        assert len(modes) >= 3, modes
+        assert modes.pop("data") == 0o700, (attempt, modes)
+        assert set(modes.values()) == {0o600}, (attempt, modes)
+        for p in [cache / "data", cache / "index.sqlite", *(cache / "data").iterdir()]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+
+
 def test_offline_remount_lists_everything_and_serves_cached_bytes(hub, mount, tmp_path):
     src, _ = hub.add_file("off.bin", 6 * MiB)
     hub.add_file("never-read.bin", 3 * MiB)

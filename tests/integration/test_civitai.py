@@ -138,6 +138,7 @@ def test_version_id_is_byte_exact_and_verified(cv, hub, mount):
     assert path.read_bytes() == cv.src["v2"].read_bytes()
     wait_state(path, "verified")
     assert xattr(path, "sha256") == cv.sha["v2"]
+    assert xattr(path, "source") == "civitai:@1001/detailTweaker_v2.safetensors"
     # One metadata request, one download probe; then the bytes from storage.
     api = [(r["path"], r["range"]) for r in cv.api_requests()]
     assert api == [("/api/v1/model-versions/1001", None),

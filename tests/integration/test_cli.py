@@ -66,11 +66,41 @@ def test_bad_configs_exit_2_naming_the_place(modelfs_bin, tmp_path):
 def test_usage_errors(modelfs_bin, tmp_path):
     assert run([modelfs_bin]).returncode == 2
     assert run([modelfs_bin, "frobnicate"]).returncode == 2
+    r = run([modelfs_bin, "statsu"])
+    assert r.returncode == 2 and r.stderr == ("modelfs: unknown command 'statsu' (did you mean "
+                                              "\"status\"?); modelfs --help lists them\n")
+    assert run([modelfs_bin, "tier", "--help"]).returncode == 0
     assert run([modelfs_bin, "mount"]).returncode == 2
     r = run([modelfs_bin, "check", tmp_path / "nonexistent.toml"])
     assert r.returncode == 2 and "nonexistent.toml" in r.stderr
     assert run([modelfs_bin, "--version"]).stdout.startswith("modelfs ")
     assert "mount" in run([modelfs_bin, "--help"]).stdout
+
+
+def test_a_cache_dir_inside_the_mountpoint_is_refused_before_anything_is_made(modelfs_bin,
+                                                                              tmp_path):
+    """The cache would otherwise be created inside, then show up as local
+    files at the next mount."""
+    cfg = write(tmp_path, '[models.vae]\n"a" = "http://127.0.0.1:9/a.bin"\n')
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    for cache in (mnt / "c", mnt / "deeper" / "c", mnt):
+        r = run([modelfs_bin, "mount", "--cache-dir", cache, cfg, mnt])
+        assert r.returncode == 2, r.stderr
+        assert "is inside the mountpoint" in r.stderr, r.stderr
+        assert list(mnt.iterdir()) == []
+    assert not os.path.ismount(mnt)
+
+
+def test_check_takes_model_links_as_mount_does(hub, modelfs_bin):
+    hub.add_file("chk.safetensors", MiB, kind="safetensors")
+    r = run([modelfs_bin, "check", "--model", hub.url("chk.safetensors"), "--category", "vae"])
+    assert r.returncode == 0, r.stderr
+    assert "VAE/chk.safetensors" in r.stdout, r.stdout
+    r = run([modelfs_bin, "check", "--model", hub.url("gone.safetensors")])
+    assert r.returncode == 1 and "gone.safetensors" in r.stdout + r.stderr, (r.stdout, r.stderr)
+    r = run([modelfs_bin, "check", "--model", hub.url("chk.safetensors"), "extra.toml"])
+    assert r.returncode == 2
 
 
 def test_seed_config_parses_and_checks_offline(modelfs_bin, tmp_path):
@@ -160,11 +190,38 @@ def test_config_from_a_url_and_provision_url_with_offline_copy(hub, mount, model
     r = run([modelfs_bin, "check", "--offline", "--cache-dir", cache],
             env={**os.environ, "PROVISION_URL": url})
     assert r.returncode == 0, r.stderr
-    assert "using the copy" in r.stderr and "cfg-secret-7788" not in r.stderr
+    assert re.search(r"using the copy fetched at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n",
+                     r.stderr), r.stderr
+    assert "cfg-secret-7788" not in r.stderr
     assert "VAE/pv.bin" in r.stdout
-    # No copy for another URL: a clear failure, exit 1.
+    # No copy for another URL while its server is down: exit 1 (try again
+    # later); one the server does not have: exit 2 (the URL is wrong).
     r = run([modelfs_bin, "check", "--cache-dir", cache, hub.url("provision/other.toml")])
     assert r.returncode == 1 and "cannot fetch the config" in r.stderr
+    hub.clear_faults()
+    r = run([modelfs_bin, "check", "--cache-dir", cache, hub.url("provision/other.toml")])
+    assert r.returncode == 2 and "cannot fetch the config" in r.stderr, r.stderr
+
+
+def test_provision_url_with_a_folder_mounts_there(hub, modelfs_bin, tmp_path):
+    """With $PROVISION_URL set, `modelfs mount FOLDER` is the mountpoint:
+    a folder is never a config."""
+    hub.add_file("pu.bin", 1000)
+    hub.add_file("provision/pu.toml", data=config({"vae": {"p": '"%s"' % hub.url("pu.bin")}})
+                 .encode())
+    mnt = tmp_path / "models"
+    mnt.mkdir()
+    err = tmp_path / "stderr"
+    with open(err, "w") as e:       # the daemon keeps its copy: no pipe to wait on
+        r = subprocess.run([modelfs_bin, "mount", "--cache-dir", tmp_path / "cache", mnt],
+                           env={**os.environ, "PROVISION_URL": hub.url("provision/pu.toml")},
+                           stdout=subprocess.DEVNULL, stderr=e, timeout=60)
+    try:
+        assert r.returncode == 0, err.read_text()
+        assert is_mounted(mnt)
+        assert (mnt / "VAE" / "pu.bin").read_bytes() == (hub.root / "pu.bin").read_bytes()
+    finally:
+        fusermount_unmount(mnt)
 
 
 def test_mount_exit_code_says_whether_every_entry_resolved(hub, mount, modelfs_bin):

@@ -115,6 +115,9 @@ def test_requests_of_a_repo_folder(hub, mount):
     assert (root / "config.json").read_bytes() == cfg.read_bytes()
     last = reqs(hub, "hf")[-1]
     assert last["path"] == "/org/tiny/resolve/%s/config.json" % sha and last["status"] == 206
+    # Each file of the folder says which file it is.
+    assert os.getxattr(root / "config.json", "user.modelfs.source").decode() == \
+        "huggingface:org/tiny@main/config.json"
 
 
 def test_hf_endpoint_from_the_environment(hub, mount):

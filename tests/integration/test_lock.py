@@ -8,6 +8,7 @@ import errno
 import hashlib
 import os
 import re
+import time
 
 import pytest
 
@@ -129,6 +130,29 @@ def test_mount_with_lock_works_offline_with_no_api_call(hub, mount, modelfs_bin,
     assert cfgjson.stat().st_size == fixture(hub, "org/tiny", "config.json")["size"]
     hub.clear_faults()
     assert len(hub.requests()) == before, hub.requests()[before:]
+
+
+def test_a_locked_file_has_its_commit_date_on_every_box(hub, mount, modelfs_bin, tmp_path):
+    """Forge keys its hash cache by mtime: the lock carries each file's
+    modified time (a Hub file's commit date), so a fresh box mounting with
+    the lock shows it without asking the Hub for the model info."""
+    import calendar
+    commits = hub.control("GET", "hf/repos", server="hf")["org/tiny"]["commits"]
+    date0 = calendar.timegm(time.strptime(commits[0]["date"][:19], "%Y-%m-%dT%H:%M:%S"))
+    out = tmp_path / "models.lock"
+    cfg = conf(hub, {"checkpoints": {"tiny": hf("org/tiny", file="model.safetensors")},
+                     "clip": {"dir": hf("org/tiny", include=["config.json"])}})
+    assert lock(modelfs_bin, tmp_path, cfg, "--output", out).returncode == 0
+    text = out.read_text()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(date0))
+    assert text.count("modified = %s\n" % stamp) == 2, text
+    before = len(hub.requests(server="hf", path="/api/*"))
+    for box in ("a", "b"):
+        m = mount(cfg, cache_dir=tmp_path / box, extra_args=["--lock", out])
+        assert os.stat(m.path / "Stable-diffusion" / "model.safetensors").st_mtime == date0
+        assert os.stat(m.path / "text_encoder" / "dir" / "config.json").st_mtime == date0
+        m.unmount()
+    assert hub.requests(server="hf", path="/api/*")[before:] == []
 
 
 def test_origin_that_changed_is_an_error_naming_both_values(hub, mount, modelfs_bin, tmp_path):

@@ -150,11 +150,13 @@ def test_modelfs_manifest_writes_what_a_config_mounts(hub, mount, modelfs_bin, t
     fetched and hashed); the manifest then mounts the same bytes."""
     cfg = tmp_path / "models.toml"
     cfg.write_text(hf_conf(hub, {"diffusers": {"tiny": hf("org/tiny", include=["*.json",
-                                                                                "transformer/*"])}}))
+                                                                                "transformer/*"])},
+                                 "vae": {"other": hf("org/tiny", file="model.safetensors")}}))
     out = tmp_path / "tiny.yaml"
     r = run([modelfs_bin, "manifest", "--cache-dir", tmp_path / "c", "--output", out, cfg,
              "tiny"], timeout=180)
     assert r.returncode == 0, r.stderr
+    assert "error" not in r.stderr and "vae/other" not in r.stderr, r.stderr  # one entry only
     text = out.read_text()
     commit = commit_sha(hub, "org/tiny")
     assert 'source: {provider: "huggingface", repo_id: "org/tiny", revision: "%s"}' % commit \

@@ -18,9 +18,9 @@ def one_vae(hub, name="v.bin"):
 
 
 def test_uid_gid_umask_show_in_stat_and_decide_who_reads(hub, mount):
-    m = mount(one_vae(hub), extra_args=[
-        "-o", "uid=1234,gid=5678,umask=027,allow_other,_netdev,nofail,noauto,users,"
-              "defaults,rw,x-systemd.automount,comment=x,layout=comfyui"])
+    m = mount(one_vae(hub), extra_args=[       # -o given twice joins, as mount(8) does
+        "-o", "uid=1234,gid=5678,umask=027,allow_other,_netdev,nofail,noauto,users",
+        "-o", "defaults,rw,x-systemd.automount,comment=x,layout=comfyui"])
     f = m.path / "vae" / "v.bin"                 # comfyui's folder, not forge's VAE/
     st, dst = os.stat(f), os.stat(f.parent)
     assert (st.st_uid, st.st_gid) == (1234, 5678)

@@ -22,7 +22,7 @@ import pytest
 
 from conftest import SANITIZER_RE
 from mfs import (MiB, bytes_fetched, config, data_requests, file_slice, pread, stable, url_entry,
-                 wait_for, xattr)
+                 wait_for, wait_state, xattr)
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fakehub"))
 import genmodel  # noqa: E402
@@ -121,6 +121,34 @@ def run_in_pty(argv, env, cols=120, timeout=120):
 
 # ---------------------------------------------------------------------------
 # prefetch
+
+def test_a_cache_that_is_not_there_is_an_error_not_an_empty_cache(hub, mount, modelfs_bin,
+                                                                   tmp_path):
+    """status, verify and evict only look at a cache: a mistyped --cache-dir
+    is an error (exit 1) that points at the mounts, and nothing is made
+    there. status takes the mount's path; run elsewhere it names the mounts
+    it did not look at."""
+    cfg, _ = one_file_config(hub, "c.bin", MiB)
+    m = mount(cfg)
+    typo = tmp_path / "typo-cache"
+    for cmd in ("status", "verify", "evict"):
+        r = cli(modelfs_bin, tmp_path, cmd, "--cache-dir", typo, expect=1)
+        assert "no cache at %s" % typo in r.stderr and "modelfs mounts" in r.stderr, r.stderr
+        assert not typo.exists()
+    for where in (m.path, m.path / "VAE", m.path / "VAE" / "c.bin"):
+        r = cli(modelfs_bin, tmp_path, "status", where, expect=0)
+        assert "mounted at %s" % m.path in r.stdout and "VAE/c.bin" in r.stdout, r.stdout
+    r = cli(modelfs_bin, tmp_path, "status", tmp_path, expect=2)
+    assert "is not inside a modelfs mount" in r.stderr, r.stderr
+    cli(modelfs_bin, tmp_path, "status", m.path, m.path, expect=2)
+    # Another cache, one that exists: its status, and a note on the mount.
+    other = tmp_path / "other"
+    cli(modelfs_bin, tmp_path, "prefetch", "--cache-dir", other, "--config", m.config_path,
+        expect=0)
+    r = cli(modelfs_bin, tmp_path, "status", "--cache-dir", other, expect=0)
+    assert "not mounted; cache %s" % other in r.stdout, r.stdout
+    assert "note: %s is mounted with the cache %s" % (m.path, m.cache_dir) in r.stderr, r.stderr
+
 
 def test_prefetch_through_mount_then_reads_fetch_nothing(hub, mount, modelfs_bin, tmp_path):
     text, sha = one_file_config(hub, "p.bin", 24 * MiB + 77)
@@ -389,10 +417,11 @@ def test_status_of_a_partially_cached_mount(hub, mount, modelfs_bin, tmp_path):
     assert isinstance(st["pid"], int) and st["cache_dir"] == str(m.cache_dir)
     f = file_status(st, "VAE/st.bin")
     assert abs(f.pop("last_used") - time.time()) < 120
-    assert f.pop("downloaded") == {"tier": 0, "origin": three}
+    assert f.pop("downloaded") == {"tier": 0, "bucket": 0, "origin": three}
     assert f == {"path": "VAE/st.bin", "entry": "vae/m", "key": None, "size": 10 * MiB,
                  "cached": three, "state": "partial", "pinned": False, "shadowed": False,
-                 "source": hub.url("st.bin"), "sha256": sha, "error": None}
+                 "source": hub.url("st.bin"), "source_kind": "url", "sha256": sha,
+                 "error": None}
     assert st["cache"]["used"] == three
     assert st["cache"]["limit"] is None and st["cache"]["fs_free"] > 0
     assert st["cache"]["min_free"] > 0
@@ -653,7 +682,7 @@ def test_info_reads_only_the_header_through_the_mount(hub, mount, modelfs_bin, t
     assert len(data_requests(hub, "i.safetensors")) == 1
     r = cli(modelfs_bin, tmp_path, "info", path, expect=0)
     assert re.search(r"parameters:\s+.*\(%d\)" % params, r.stdout), r.stdout
-    assert "fits a 8 GB GPU" in r.stdout and "x 1.2" in r.stdout
+    assert "fits an 8 GB GPU" in r.stdout and "x 1.2" in r.stdout
     # Named by its entry, through the mount.
     info = cli_json(modelfs_bin, tmp_path, "info", "--cache-dir", m.cache_dir, "checkpoints/i")
     assert info["parameters"] == params
@@ -877,6 +906,29 @@ def test_cache_ttl_evicts_files_unused_that_long(hub, mount, modelfs_bin, tmp_pa
     bad = config({"vae": {}}, settings='cache_ttl = "forever"')
     r = cli(modelfs_bin, tmp_path, "check", "--offline", str(write_tmp(tmp_path, bad)), expect=2)
     assert "cache_ttl" in r.stderr and "forever" in r.stderr
+
+
+def test_the_daemons_own_reads_are_not_a_use(hub, mount, modelfs_bin, tmp_path):
+    """The header prefetch at every mount and a verify read cached blocks,
+    but no program did: a file's last use stays, so cache_ttl can still
+    evict it on a box that remounts daily or verifies nightly."""
+    _, sha = hub.add_file("h.safetensors", 4 * MiB, kind="safetensors")
+    text = config({"checkpoints": {"h": url_entry(hub.url("h.safetensors"), sha256=sha)}})
+    m = mount(text)
+    path = m.path / "Stable-diffusion" / "h.safetensors"
+    assert sha256_of(path) == sha
+    wait_state(path, "verified")
+    m.unmount()
+    age_files(m.cache_dir, ["Stable-diffusion/h.safetensors"], 40)
+    m = mount(text, cache_dir=m.cache_dir)
+    wait_for(lambda: "event=header_prefetch " in m.log(), what="the header prefetch")
+    cli(modelfs_bin, tmp_path, "verify", "--cache-dir", m.cache_dir, expect=0)
+    st = status(modelfs_bin, tmp_path, m.cache_dir)
+    assert file_status(st, "Stable-diffusion/h.safetensors")["last_used"] < time.time() - 39 * 86400
+    # A program's read is a use.
+    pread(m.path / "Stable-diffusion" / "h.safetensors", 0, 4096)
+    st = status(modelfs_bin, tmp_path, m.cache_dir)
+    assert file_status(st, "Stable-diffusion/h.safetensors")["last_used"] > time.time() - 120
 
 
 def write_tmp(tmp_path, text):

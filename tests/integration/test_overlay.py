@@ -140,6 +140,21 @@ def test_a_local_file_under_a_remote_name_wins_and_status_says_shadowed(hub, mou
     assert os.listdir(m.path / "VAE") == ["r.bin"]
 
 
+def test_a_local_file_where_the_mount_has_a_folder_is_hidden_with_a_warning(hub, mount,
+                                                                          tmp_path):
+    """The folder holds the entries, so it is shown; the user's file of
+    that name is kept on disk and named in a warning, not dropped silently."""
+    mnt = tmp_path / "models"
+    mnt.mkdir()
+    (mnt / "VAE").write_bytes(b"not a folder")
+    m = mount(one_vae(hub), mountpoint=mnt)
+    assert (m.path / "VAE").is_dir() and os.listdir(m.path / "VAE") == ["r.bin"]
+    warn = [line for line in m.log().splitlines() if "event=hidden" in line]
+    assert len(warn) == 1 and "path=VAE" in warn[0] and "local=%s/VAE" % m.path in warn[0], warn
+    m.unmount()
+    assert (mnt / "VAE").read_bytes() == b"not a folder"
+
+
 def test_files_are_owned_by_the_writer_not_the_daemon(hub, mount, tmp_path):
     mnt = tmp_path / "models"
     (mnt / "shared").mkdir(parents=True)

@@ -581,6 +581,13 @@ def test_non_loopback_listen_needs_a_token_file(hub, serve, modelfs_bin, tmp_pat
         assert r.returncode == 2 and why in r.stderr, r.stderr
     r = run(base + ["--token-file", tmp_path / "nothere", cfg], env=env, timeout=30)
     assert r.returncode == 2 and "cannot read the token file" in r.stderr
+    # A token other users can read works, with a warning that says so.
+    shared = tmp_path / "shared.token"
+    shared.write_text(ACCESS + "\n")
+    shared.chmod(0o644)
+    s = serve(text, extra_args=["--token-file", shared], listen="0.0.0.0")
+    assert "can be read by other users (mode 0644): chmod 600" in s.stderr_path.read_text()
+    s.stop()
 
 
 ACCESS = "mfs-serve-access-0123456789abcdef0123"
@@ -957,13 +964,20 @@ def test_status_and_metrics_count_what_was_served(hub, serve, modelfs_bin, mount
     assert r.returncode == 0, r.stderr
     assert parse_metrics(r.stdout)['modelfs_serve_bytes_total{from="cache"}'] == 2 * size - origin
     # a plain mount, through its control socket
-    mnt = mount(hf_conf(hub, {"checkpoints": {"c": hf("org/tiny", file="config.json")}}))
+    # (a URL written with a ${VAR} is counted as a URL, not "unknown")
+    hub.add_file("var.bin", 1000)
+    text = hf_conf(hub, {"checkpoints": {"c": hf("org/tiny", file="config.json")},
+                         "vae": {"v": '"${ORIGIN}/files/var.bin"'}})
+    mnt = mount(text, env={"ORIGIN": hub.base()})
     tiny, _ = fixture(hub, "org/tiny", "config.json")
     assert (mnt.path / "Stable-diffusion" / "config.json").read_bytes() == tiny
+    assert len((mnt.path / "VAE" / "var.bin").read_bytes()) == 1000
     r = run([modelfs_bin, "status", "--metrics", "--cache-dir", mnt.cache_dir], timeout=60)
     assert r.returncode == 0, r.stderr
     pm = parse_metrics(r.stdout)
-    assert pm['modelfs_downloaded_bytes_total{from="origin"}'] == len(tiny)
+    assert pm['modelfs_downloaded_bytes_total{from="origin"}'] == len(tiny) + 1000
+    assert pm['modelfs_fetches{source="url"}'] >= 1
+    assert not any('source="unknown"' in k for k in pm), pm
     assert not any(k.startswith("modelfs_serve_") for k in pm)
 
 
@@ -1024,6 +1038,18 @@ def test_files_route_serves_every_source_and_is_a_mirror(hub, serve, mount, tmp_
         r = s2.get("/files/" + path)
         assert r.status == 403 and "error" in json.loads(r.body), path
     s2.stop()
+
+    # A ${VAR} naming only the host is no credential; one that may be a
+    # whole (presigned) URL is, and so is a query.
+    for name in ("host.bin", "whole.bin", "signed.bin"):
+        hub.add_file(name, 1000)
+    s3 = serve(config({"vae": {"h": '"${ORIGIN}/files/host.bin"', "w": '"${WHOLE}"',
+                               "q": '"%s?X-Amz-Signature=abc"' % hub.url("signed.bin")}}),
+               env={"ORIGIN": hub.base(), "WHOLE": hub.url("whole.bin")})
+    assert s3.get("/files/VAE/host.bin").status == 200
+    assert s3.get("/files/VAE/whole.bin").status == 403
+    assert s3.get("/files/VAE/signed.bin").status == 403
+    s3.stop()
 
     # the box as a node's mirror: the origin fails, the mirror answers
     box = serve(config({"checkpoints": {"u": url_entry(hub.url("mirrored.bin"), sha256=url_sha)}}),

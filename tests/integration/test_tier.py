@@ -146,7 +146,7 @@ def test_three_nodes_through_nginx_fetch_each_byte_once(modelfs_bin, hub, mount,
     assert not any(r["authorization"] for r in hub.requests(path="org/big/big.bin"))
     for m in nodes:
         f = status(modelfs_bin, m)["Stable-diffusion/big.bin"]
-        assert f["downloaded"] == {"tier": size, "origin": 0}
+        assert f["downloaded"] == {"tier": size, "bucket": 0, "origin": 0}
         assert "event=tier_down" not in m.log()
 
 
@@ -201,7 +201,7 @@ def test_after_a_remount_every_block_still_comes_through_the_tier(modelfs_bin, h
     hub.clear_faults()
     assert sha256_of(second.path / "Stable-diffusion" / "big.bin") == info["sha256"]
     got = status(modelfs_bin, second)["Stable-diffusion/big.bin"]["downloaded"]
-    assert got == {"tier": size - cached, "origin": 0}
+    assert got == {"tier": size - cached, "bucket": 0, "origin": 0}
 
 
 # ---------------------------------------------------------------------------
@@ -228,8 +228,9 @@ def test_a_neighbours_serve_is_a_tier(modelfs_bin, hub, mount, serve):
     assert size <= sent <= 1.02 * size
     for m in nodes:
         files = status(modelfs_bin, m)
-        assert files["Stable-diffusion/big.bin"]["downloaded"] == {"tier": size, "origin": 0}
-        assert files["Stable-diffusion/other.bin"]["downloaded"] == {"tier": 0,
+        assert files["Stable-diffusion/big.bin"]["downloaded"] == {"tier": size, "bucket": 0,
+                                                                   "origin": 0}
+        assert files["Stable-diffusion/other.bin"]["downloaded"] == {"tier": 0, "bucket": 0,
                                                                      "origin": 9 * MiB}
         assert "event=tier_down" not in m.log()
 
@@ -253,13 +254,13 @@ def test_a_neighbours_serve_beyond_loopback_is_a_tier_with_its_token(
                                  'cache_proxy_token_file = "%s"\n' % tf))
     assert sha256_of(with_token.path / "Stable-diffusion" / "big.bin") == info["sha256"]
     f = status(modelfs_bin, with_token)["Stable-diffusion/big.bin"]
-    assert f["downloaded"] == {"tier": size, "origin": 0}
+    assert f["downloaded"] == {"tier": size, "bucket": 0, "origin": 0}
     assert not any(token in (r["headers"].get("authorization") or "")
                    for r in hub.requests())
     without = mount(tier_conf(hub, entries, peer.url("")))
     assert sha256_of(without.path / "Stable-diffusion" / "big.bin") == info["sha256"]
     f = status(modelfs_bin, without)["Stable-diffusion/big.bin"]
-    assert f["downloaded"] == {"tier": 0, "origin": size}
+    assert f["downloaded"] == {"tier": 0, "bucket": 0, "origin": size}
     for m in (with_token, without):
         assert token not in m.log()
     peer.stop()
@@ -286,7 +287,7 @@ def test_broken_tier_costs_one_log_line(modelfs_bin, hub, mount):
         assert not any("authorization" in r["headers"] for r in spy.requests)
         assert m.log().count("event=tier_down") == 1
         f = status(modelfs_bin, m)["Stable-diffusion/big.bin"]
-        assert f["downloaded"] == {"tier": 0, "origin": size}
+        assert f["downloaded"] == {"tier": 0, "bucket": 0, "origin": size}
 
 
 def test_public_file_with_token_goes_through_the_tier_without_it(modelfs_bin, hub, mount):
@@ -387,7 +388,7 @@ def test_three_netns_nodes_read_cold_files_through_the_tier(cluster):
         r = n.status()
         assert r.returncode == 0, r.stderr
         files = {f["entry"]: f for f in json.loads(r.stdout)["files"]}
-        assert files["checkpoints/one"]["downloaded"] == {"tier": size, "origin": 0}
+        assert files["checkpoints/one"]["downloaded"] == {"tier": size, "bucket": 0, "origin": 0}
     assert any("event=tier_down" in n.log() for n in cluster.nodes)
     cluster.unmount_all()
     for n in cluster.nodes:

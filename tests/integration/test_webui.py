@@ -13,11 +13,12 @@ from test_ops import cli
 
 
 def mounted(hub, mount, tmp_path, layout):
-    for name in ("ckpt.safetensors", "lora.safetensors", "vae.safetensors"):
+    for name in ("ckpt.safetensors", "lora.safetensors", "vae.safetensors", "pipe.bin"):
         hub.add_file(name, MiB)
     text = config({"checkpoints": {"c": '"%s"' % hub.url("ckpt.safetensors")},
                    "loras": {"l": '"%s"' % hub.url("lora.safetensors")},
-                   "vae": {"v": '"%s"' % hub.url("vae.safetensors")}}, layout=layout)
+                   "vae": {"v": '"%s"' % hub.url("vae.safetensors")},
+                   "diffusers": {"d": '"%s"' % hub.url("pipe.bin")}}, layout=layout)
     m = mount(text)
     return m, m.config_path
 
@@ -52,6 +53,9 @@ def test_comfyui_yaml_names_the_mounts_folders(hub, mount, modelfs_bin, tmp_path
         assert all(os.path.isdir(p) for ps in folders.values() for p in ps), folders
         assert "ckpt.safetensors" in os.listdir(folders["checkpoints"][0])
         assert "lora.safetensors" in os.listdir(folders["loras"][0])
+        # Diffusers folders are ComfyUI's too; a Forge-only folder is not.
+        assert folders["diffusers"] == [str(m.path / "diffusers")], folders
+        assert "ControlNetPreprocessor" not in folders
         m.unmount()
 
 
@@ -115,4 +119,13 @@ def test_forge_hashes_fill_the_webuis_hash_cache(hub, mount, modelfs_bin, tmp_pa
         shas["lora.safetensors"]
     # What was there stays; nothing of the models was read to hash them.
     assert "checkpoint/mine.ckpt" in (data / "cache.json").read_text()
+    # A1111 keeps another hash for a LoRA (of its tensor data): left to it.
+    a1111 = tmp_path / "a1111-data"
+    a1111.mkdir()
+    r = cli(modelfs_bin, tmp_path, "webui", "a1111-hashes", a1111, "--config", m.config_path,
+            "--base", m.path, expect=0)
+    assert "1 hash written" in r.stdout, r.stdout
+    assert webui_sha256_from_cache(str(a1111), ckpt, "checkpoint/ckpt.safetensors") == \
+        shas["ckpt.safetensors"]
+    assert webui_sha256_from_cache(str(a1111), lora, "lora/lora", use_addnet_hash=True) is None
     assert os.getxattr(ckpt, "user.modelfs.cached") == b"0"

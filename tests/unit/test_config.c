@@ -387,6 +387,28 @@ static void test_modelfs_keys(void)
 	BAD("[modelfs]\nhf_endpoint = \"huggingface.co\"\n",
 	    "modelfs.hf_endpoint must be an http:// or https:// URL");
 	BAD("[modelfs]\nhf_endpoint = \"https://h.co/?x=1\"\n", "(no query)");
+	cfg = OK("[modelfs]\nshared_cache = \"s3://team-models/cache\"\n"
+		 "shared_cache_mode = \"read-only\"\n"
+		 "shared_cache_allow = [\"stabilityai/*\", \"checkpoints/sdxl-*\"]\n");
+	if (cfg) {
+		CHECK_STR(cfg->shared_cache, "s3://team-models/cache");
+		CHECK(cfg->shared_cache_mode == CONFIG_SHARED_READ_ONLY);
+		CHECK(count(cfg->shared_cache_allow) == 2);
+		CHECK_STR(cfg->shared_cache_allow[0], "stabilityai/*");
+	}
+	config_free(cfg);
+	cfg = OK("[modelfs]\nshared_cache = \"s3://b\"\n");
+	if (cfg)
+		CHECK(cfg->shared_cache_mode == CONFIG_SHARED_READ_WRITE && !cfg->shared_cache_allow);
+	config_free(cfg);
+	BAD("[modelfs]\nshared_cache = \"https://b.example/x\"\n",
+	    "t.toml:2:16: modelfs.shared_cache must be an S3 bucket and prefix like "
+	    "\"s3://bucket/prefix\", not \"https://b.example/x\"");
+	BAD("[modelfs]\nshared_cache = \"s3:///x\"\n", "modelfs.shared_cache must be an S3 bucket");
+	BAD("[modelfs]\nshared_cache_mode = \"write-only\"\n",
+	    "modelfs.shared_cache_mode must be \"read-write\" or \"read-only\", not \"write-only\"");
+	BAD("[modelfs]\nshared_cache_allow = \"stabilityai/*\"\n",
+	    "modelfs.shared_cache_allow must be an array of strings, not a string");
 	BAD("modelfs = 3\n", "t.toml:1:11: modelfs must be a table ([modelfs]), not an integer");
 	BAD("[model.vae]\nv = \"https://e.x/v\"\n",
 	    "t.toml:1:2: unknown top-level key \"model\" (did you mean \"models\"?)");

@@ -824,6 +824,166 @@ static void test_live(void)
 	munmap(reqlog, sizeof(*reqlog));
 }
 
+/* ---- writes (http.h (5)) ---------------------------------------------- */
+
+/* What the write server saw of its last request (MAP_SHARED). */
+struct seen_write {
+	char head[8192];
+	char body[1 << 16];
+	size_t body_len;
+	int requests;
+};
+
+/* Answers each request with the status named by its path ("/s412" ->
+ * 412, "/s307" -> 307 to /s200, else 200 with an ETag), after reading
+ * exactly Content-Length body bytes. */
+static pid_t write_server_start(int lfd, struct seen_write *seen)
+{
+	pid_t pid = fork();
+
+	if (pid != 0)
+		return pid;
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	alarm(60);
+	for (;;) {
+		int fd = accept(lfd, NULL, NULL);
+		char buf[8192], *end, out[256];
+		size_t have = 0, clen = 0, got;
+		const char *cl;
+		int status = 200;
+		ssize_t n;
+
+		if (fd < 0)
+			_exit(1);
+		for (;;) {
+			while (!(end = memmem(buf, have, "\r\n\r\n", 4))) {
+				n = recv(fd, buf + have, sizeof(buf) - 1 - have, 0);
+				if (n <= 0)
+					goto next;
+				have += (size_t)n;
+			}
+			*end = '\0';
+			snprintf(seen->head, sizeof(seen->head), "%s", buf);
+			cl = strcasestr(buf, "\r\nContent-Length:");
+			clen = cl ? strtoul(cl + 17, NULL, 10) : 0;
+			got = have - (size_t)(end + 4 - buf);
+			memcpy(seen->body, end + 4, got < sizeof(seen->body) ? got : 0);
+			while (got < clen && got < sizeof(seen->body)) {
+				n = recv(fd, seen->body + got, sizeof(seen->body) - got, 0);
+				if (n <= 0)
+					break;
+				got += (size_t)n;
+			}
+			seen->body_len = got;
+			seen->requests++;
+			if (strstr(buf, " /s412 "))
+				status = 412;
+			else if (strstr(buf, " /s307 "))
+				status = 307;
+			snprintf(out, sizeof(out), "HTTP/1.1 %d X\r\nContent-Length: 0\r\n%s\r\n", status,
+				 status == 307 ? "Location: /s200\r\n" : "ETag: \"etag-1\"\r\n");
+			if (!send_all(fd, out, strlen(out)) || got < clen)
+				goto next;
+			have = 0;
+			status = 200;
+		}
+next:
+		close(fd);
+	}
+}
+
+static void test_writes(void)
+{
+	struct seen_write *seen = mmap(NULL, sizeof(*seen), PROT_READ | PROT_WRITE,
+				       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	char url[200], path[] = "/tmp/test_http_body.XXXXXX", data[3000];
+	struct http_client *c;
+	struct http_meta m;
+	struct http_request rq;
+	int port, lfd = listen_loopback(&port), fd = mkstemp(path);
+	pid_t srv = write_server_start(lfd, seen);
+
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (char)('a' + i % 26);
+	CHECK(fd >= 0 && write(fd, data, sizeof(data)) == (ssize_t)sizeof(data));
+	CHECK(http_client_new(&c) == 0);
+
+	/* A PUT of a file range: exact length, the bytes of the range. */
+	memset(&rq, 0, sizeof(rq));
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/s200", port);
+	rq = (struct http_request){ .method = HTTP_PUT, .url = url, .body_fd = fd, .body_off = 100,
+				    .body_len = 2000, .content_type = "application/octet-stream",
+				    .if_none_match_any = true };
+	CHECK(http_get(c, &rq, NULL, NULL, &m) == 0);
+	CHECK(m.status == 200 && m.etag && strcmp(m.etag, "\"etag-1\"") == 0);
+	CHECK(strncmp(seen->head, "PUT /s200 HTTP/1.1\r\n", 20) == 0);
+	CHECK(strcasestr(seen->head, "\r\nContent-Length: 2000") != NULL);
+	CHECK(strcasestr(seen->head, "\r\nIf-None-Match: *") != NULL);
+	CHECK(strcasestr(seen->head, "\r\nExpect:") == NULL);
+	CHECK(strcasestr(seen->head, "Transfer-Encoding") == NULL);
+	CHECK(seen->body_len == 2000 && memcmp(seen->body, data + 100, 2000) == 0);
+	http_meta_clear(&m);
+
+	/* A POST from memory; 412 to a create-only write is -EEXIST. */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/s412", port);
+	rq = (struct http_request){ .method = HTTP_POST, .url = url, .body = "<x/>", .body_len = 4,
+				    .if_none_match_any = true };
+	CHECK(http_get(c, &rq, NULL, NULL, &m) == -EEXIST && m.status == 412);
+	CHECK(strncmp(seen->head, "POST /s412 ", 11) == 0);
+	CHECK(seen->body_len == 4 && memcmp(seen->body, "<x/>", 4) == 0);
+	http_meta_clear(&m);
+	rq.if_none_match_any = false;
+	CHECK(http_get(c, &rq, NULL, NULL, &m) == -EIO);
+	http_meta_clear(&m);
+
+	/* A redirect is never followed with a body (5). */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/s307", port);
+	seen->requests = 0;
+	rq = (struct http_request){ .method = HTTP_PUT, .url = url, .body = "x", .body_len = 1 };
+	CHECK(http_get(c, &rq, NULL, NULL, &m) == -EIO && m.status == 307);
+	CHECK(seen->requests == 1);
+	http_meta_clear(&m);
+
+	/* A DELETE has no body. */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/s200", port);
+	rq = (struct http_request){ .method = HTTP_DELETE, .url = url };
+	CHECK(http_get(c, &rq, NULL, NULL, &m) == 0);
+	CHECK(strncmp(seen->head, "DELETE /s200 ", 13) == 0);
+	http_meta_clear(&m);
+
+	/* A file shorter than body_len: -EIO, never a short body sent as whole. */
+	rq = (struct http_request){ .method = HTTP_PUT, .url = url, .body_fd = fd,
+				    .body_off = 2500, .body_len = 1000 };
+	CHECK(http_get(c, &rq, NULL, NULL, &m) == -EIO);
+	http_meta_clear(&m);
+
+	/* Requests we refuse: a write with a range, If-Range or redirects;
+	 * a body on a GET or a DELETE. */
+	rq = (struct http_request){ .method = HTTP_PUT, .url = url, .range_len = 5 };
+	CHECK(http_get(c, &rq, NULL, NULL, &m) == -EINVAL);
+	http_meta_clear(&m);
+	rq = (struct http_request){ .method = HTTP_PUT, .url = url, .follow_redirects = true };
+	CHECK(http_get(c, &rq, NULL, NULL, &m) == -EINVAL);
+	http_meta_clear(&m);
+	rq = (struct http_request){ .url = url, .body = "x", .body_len = 1 };
+	CHECK(http_get(c, &rq, NULL, NULL, &m) == -EINVAL);
+	http_meta_clear(&m);
+	rq = (struct http_request){ .method = HTTP_DELETE, .url = url, .body = "x", .body_len = 1 };
+	CHECK(http_get(c, &rq, NULL, NULL, &m) == -EINVAL);
+	http_meta_clear(&m);
+	rq = (struct http_request){ .method = HTTP_PUT, .url = url, .content_type = "a\r\nb: c" };
+	CHECK(http_get(c, &rq, NULL, NULL, &m) == -EINVAL);
+	http_meta_clear(&m);
+
+	http_client_free(c);
+	close(fd);
+	unlink(path);
+	close(lfd);
+	kill(srv, SIGTERM);
+	waitpid(srv, NULL, 0);
+	munmap(seen, sizeof(*seen));
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -836,6 +996,7 @@ int main(void)
 	test_url_origin();
 	test_etag();
 	test_live();
+	test_writes();
 	http_global_cleanup();
 	return check_summary();
 }

@@ -55,7 +55,8 @@ static const char good[] =
 	"  remote_path = \"a.safetensors\"\n"
 	"  size = 3145851\n"
 	"  sha256 = \"" SHA_A "\"\n"
-	"  hash_from = \"source\"\n";
+	"  hash_from = \"source\"\n"
+	"  modified = 2026-01-15T10:00:00Z\n";
 
 static char *written(struct lock *l)
 {
@@ -97,6 +98,8 @@ static void test_read_good(void)
 		CHECK(e->files[0].sha256 == NULL);
 		CHECK(e->files[1].size == 3145851);
 		CHECK(!e->files[1].hash_fetched);
+		CHECK(e->files[1].mtime == 1768471200);	/* 2026-01-15T10:00:00Z */
+		CHECK(e->files[0].mtime == -1);		/* not written: not known */
 	}
 	e = lock_find(l, "vae/plain");
 	CHECK(e != NULL);
@@ -135,6 +138,8 @@ static void test_round_trip(void)
 	CHECK(strstr(one, "checkpoints/tiny") < strstr(one, "vae/plain"));
 	CHECK(strstr(one, "tiny/a.safetensors") < strstr(one, "tiny/z.json"));
 	CHECK(strstr(one, "etag = \"\\\"v1\\\"\"") != NULL);
+	CHECK(strstr(one, "\n  modified = 2026-01-15T10:00:00Z\n") != NULL);
+	CHECK(strstr(strstr(one, "modified") + 1, "modified") == NULL);	/* z.json has none */
 	free(one);
 	free(two);
 	lock_free(l);
@@ -187,6 +192,10 @@ static void test_errors(void)
 	BAD(ENTRY "url = 5\n", "m.lock:5:7: url must be a string, not integer");
 	BAD(ENTRY FILE_HEAD "size = 1\nsha256 = \"" SHA_A "\"\n"
 	    "[[entry]]\nid = \"a/b\"\nsource = \"url\"\n", "m.lock:10:6: entry a/b is locked twice");
+	BAD(ENTRY FILE_HEAD "size = 1\nsha256 = \"" SHA_A "\"\nmodified = \"yesterday\"\n",
+	    "m.lock:9:12: modified must be a UTC date-time");
+	BAD(ENTRY FILE_HEAD "size = 1\nsha256 = \"" SHA_A "\"\nmodified = 2026-01-15T10:00:00+02:00\n",
+	    "m.lock:9:12: modified must be a UTC date-time");
 	BAD("lock_version = 1\n[[entry]\n", "m.lock:2:");	/* the TOML parser's own */
 }
 
