@@ -221,3 +221,30 @@ def test_a_file_is_called_verified_only_over_bytes_on_disk(hub, mount, modelfs_b
     assert fates["kept"], fates
     bad, in_whole = inexact_rows(cache, tmp_path / "scratch", {len(want): want})
     assert bad is not None and in_whole == 0, (bad, fates)
+
+
+@needs_shim
+def test_the_model_restores_what_was_on_disk_at_the_last_sync(tmp_path):
+    """The harness itself: changes before a sync survive any loss; after
+    it, all dropped gives the synced bytes and size back, all kept gives
+    the last ones."""
+    so, journal, path = shim(), tmp_path / "journal", tmp_path / "data" / "f"
+    path.parent.mkdir()
+    script = ("import os\n"
+              "fd = os.open(%r, os.O_RDWR | os.O_CREAT)\n"
+              "os.pwrite(fd, b'a' * 10000, 0)\n"
+              "os.fsync(fd)\n"
+              "os.pwrite(fd, b'b' * 3000, 5000)\n"
+              "os.ftruncate(fd, 9000)\n"
+              "os.pwrite(fd, b'c' * 100, 12000)\n" % str(path))
+    env = dict(os.environ, LD_PRELOAD=str(so), POWERLOSS_JOURNAL=str(journal),
+               POWERLOSS_MATCH=str(path.parent) + "/")
+    last = b"a" * 5000 + b"b" * 3000 + b"a" * 1000 + bytes(3000) + b"c" * 100
+    for fate, want in (("dropped", b"a" * 10000), ("kept", last)):
+        path.unlink(missing_ok=True)
+        r = run(["/usr/bin/python3", "-c", script], env=env)
+        assert r.returncode == 0, r.stderr
+        assert path.read_bytes() == last
+        fates = power_loss(journal, random.Random(1), fate_of=lambda r: fate)
+        assert fates[fate] == 3, fates
+        assert path.read_bytes() == want, fate
