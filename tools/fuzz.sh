@@ -52,11 +52,12 @@ extra_seeds() {
 	esac
 }
 
-# run_target NAME: writes $work/NAME.result ("pass EXECS" or "fail EXECS
-# WHY") and $work/NAME.log.
+# run_target NAME: writes $work/NAME.result ("pass EXECS SECONDS" or
+# "fail EXECS SECONDS WHY") and $work/NAME.log, and prints one line when
+# the target is done, so that a long run's log shows its progress.
 run_target() {
 	local t=$1 bin=$dir/tests/fuzz/$1 corpus=tests/fuzz/corpus/$1 log=$work/$1.log
-	local new=$work/$1.new execs=0 why="" rc
+	local new=$work/$1.new execs=0 why="" rc began=$SECONDS
 	local -a seeds common
 
 	mkdir -p "$new"
@@ -87,10 +88,13 @@ run_target() {
 	fi
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" 2>/dev/null | tail -1)
 	if [ -z "$why" ]; then
-		echo "pass ${execs:-0}" >"$work/$t.result"
+		echo "pass ${execs:-0} $((SECONDS - began))" >"$work/$t.result"
 	else
-		echo "fail ${execs:-0} $why" >"$work/$t.result"
+		echo "fail ${execs:-0} $((SECONDS - began)) $why" >"$work/$t.result"
+		# The sanitizer's report outlives the temporary directory.
+		cp "$log" "$dir/crashes/$t.log"
 	fi
+	echo "done: $t $(cut -d' ' -f1-3 "$work/$t.result") s ($(date +%H:%M:%S))"
 }
 
 targets=()
@@ -114,8 +118,8 @@ passed=0
 failed=0
 cases=""
 for t in "${targets[@]}"; do
-	read -r verdict execs why <"$work/$t.result" 2>/dev/null || verdict=fail
-	printf '%-22s %-4s %12s executions%s\n' "$t" "$verdict" "${execs:-0}" "${why:+  ($why)}"
+	read -r verdict execs secs why <"$work/$t.result" 2>/dev/null || verdict=fail
+	printf '%-22s %-4s %12s executions %6s s%s\n' "$t" "$verdict" "${execs:-0}" "${secs:-0}" "${why:+  ($why)}"
 	if [ "$verdict" = pass ]; then
 		passed=$((passed + 1))
 		cases+="<testcase classname=\"fuzz\" name=\"$t\"/>"

@@ -39,10 +39,13 @@ step "integration tests"
 MODELFS_BIN=$PWD/build/modelfs $PY -m pytest -q -p no:cacheprovider --durations=12 \
 	--junitxml="$results/integration.xml" tests/integration || status=1
 
+# kill -9 under ASan runs in tools/nightly: a daemon killed mid-way has
+# little left to check, and the plain step runs its seeds here.
 step "integration tests under ASan/UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 MODELFS_BIN=$PWD/build-asan/modelfs $PY -m pytest -q -p no:cacheprovider --durations=12 \
 	--ignore=tests/integration/test_fakehub.py --ignore=tests/integration/test_fakehub_hf.py \
+	--ignore=tests/integration/test_crash.py \
 	--junitxml="$results/asan.xml" tests/integration || status=1
 
 step "engine tests under TSan"

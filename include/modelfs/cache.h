@@ -111,7 +111,10 @@ int cache_file_drop(struct cache_file *f);
  * Without, the data file itself is linked at path and leaves the cache
  * (an empty data file takes its place, its blocks are forgotten), so no
  * byte is stored twice; where it cannot be linked (another filesystem),
- * a copy, and the cache drops the blocks. 0, -ENODATA (not complete),
+ * a copy, and the cache drops the blocks. Blocks not checked since the
+ * cache was opened are checked first (cache_file_check()): a power loss
+ * can take bytes the index still names. 0, -ENODATA (not complete, or a
+ * block failed its check and was dropped),
  * -EBUSY (blocks being read or written) or -errno; nothing is left at
  * path on failure. */
 int cache_file_export(struct cache_file *f, const char *path, bool keep);
@@ -125,6 +128,9 @@ uint64_t cache_file_recheck(struct cache_file *f);
  * and its bytes are punched when the last reader holding it is done).
  * Reads the block from disk; takes no lock across the read. */
 int cache_block_check(struct cache_file *f, uint64_t idx);
+/* cache_block_check() of every block: 0 when all are present and match,
+ * else -ENODATA (the bad ones are dropped, the others still checked). */
+int cache_file_check(struct cache_file *f);
 
 /* SHA-256 of a complete file's cached bytes (64 hex + NUL into sha256)
  * and, when git1 is not NULL, its git blob id ("blob <size>\0" + bytes,

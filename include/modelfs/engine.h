@@ -212,6 +212,12 @@ struct engine_prefetch_opts {
 	bool pin;			/* pin f (CACHE_PIN_USER) before fetching */
 	int window;			/* download units (block_size) of f asked for at a time (default 4) */
 	const atomic_int *cancel;	/* stop early when it becomes non-zero; may be NULL */
+	/* Check every block against its XXH3 before f counts as done, also
+	 * those no read has checked since the cache was opened (a power loss
+	 * may have taken their bytes after the index said they were there),
+	 * fetching again what fails: for a caller that takes the data file
+	 * itself, not through reads (prefetch --into). */
+	bool check_blocks;
 };
 
 /* Fetch every missing block of f at the lowest priority (blocks that

@@ -31,6 +31,7 @@ struct prefetch_run_opts {
 	int jobs;			/* files fetched at a time (default 4) */
 	int connections;		/* the engine's workers, to size each file's window */
 	bool pin;			/* pin every file (prefetch --pin) */
+	bool check_blocks;		/* engine_prefetch_opts.check_blocks */
 	const atomic_int *cancel;	/* stop when it becomes non-zero; may be NULL */
 	int progress_ms;		/* between progress events (default 250) */
 	/* Each event, on the caller's thread; the runner frees it after.

@@ -5,7 +5,8 @@
  * (1) store.c is the only file with SQL; SQLite result codes become
  *     -errno there and nowhere else.
  * (2) The database is in WAL mode with synchronous=NORMAL: a crash may
- *     lose the last commits, never corrupt the index. A lost block row
+ *     lose the last commits, never corrupt the index (the _synced call
+ *     below excepted). A lost block row
  *     costs a re-fetch; a block row whose bytes were lost is caught by
  *     its XXH3 at first read (cache.h (1)).
  * (3) Nothing secret is stored: no tokens, no URLs with queries.
@@ -86,6 +87,12 @@ int store_file_get_or_create(struct store *s, const char *key, uint64_t size,
 void store_file_clear(struct store_file *f);
 int store_file_set_state(struct store *s, int64_t file_id, enum store_file_state st,
 			 const char *sha256, const char *error);
+/* As store_file_set_state(), and on disk when it returns (this one commit
+ * syncs the WAL, with every commit before it): for a step that must be
+ * durable before what follows it is (cache.c: a whole file's demotion
+ * before its first block is punched). Blocks on a sync. */
+int store_file_set_state_synced(struct store *s, int64_t file_id, enum store_file_state st,
+				const char *sha256, const char *error);
 int store_file_set_pinned(struct store *s, int64_t file_id, bool pinned);
 /* The pin as a mask of owners (0: not pinned). */
 int store_file_set_pin_mask(struct store *s, int64_t file_id, unsigned mask);

@@ -129,6 +129,17 @@ static int hashed(struct engine_file *f, struct cache_file *cf, char *reason, si
 	return 0;
 }
 
+/* cache_file_check() of f, saying so when blocks were dropped. */
+static int recheck(struct engine_file *f, struct cache_file *cf)
+{
+	int rc = cache_file_check(cf);
+
+	if (rc)
+		log_warn("event=prefetch_recheck path=%s action=\"blocks that failed their check "
+			 "are fetched again\"", f->src.path);
+	return rc;
+}
+
 int engine_prefetch(struct engine_file *f, const struct engine_prefetch_opts *o,
 		    char *reason, size_t reason_len)
 {
@@ -136,7 +147,7 @@ int engine_prefetch(struct engine_file *f, const struct engine_prefetch_opts *o,
 	struct prefetch_req pf;
 	uint64_t next = 0;
 	int window = o->window > 0 ? o->window : DEFAULT_WINDOW, passes = 0, rc;
-	bool pinned = false;
+	bool pinned = false, checked = false;
 
 	reason[0] = '\0';
 	rc = file_error(f, reason, reason_len);
@@ -167,6 +178,12 @@ int engine_prefetch(struct engine_file *f, const struct engine_prefetch_opts *o,
 		if (o->pin && cf && !pinned) {
 			cache_file_pin(cf, CACHE_PIN_USER, true);
 			pinned = true;
+		}
+		/* Blocks whose bytes a power loss took are dropped before the
+		 * missing ones are asked for, so that one pass fetches them all. */
+		if (o->check_blocks && cf && !checked) {
+			checked = true;
+			recheck(f, cf);
 		}
 		/* An origin without Range streams the whole file anyway: ask for
 		 * every block, so that one pass of the stream is enough. */
@@ -207,6 +224,13 @@ int engine_prefetch(struct engine_file *f, const struct engine_prefetch_opts *o,
 		pthread_mutex_lock(&f->lock);
 		cf = f->cf;
 		pthread_mutex_unlock(&f->lock);
+		/* Checked again (blocks fetched since are checked already): a
+		 * block dropped here is fetched again, which is no sign of a
+		 * cache too small, so it costs no pass. */
+		if (cf && cache_file_complete(cf) && o->check_blocks && recheck(f, cf) != 0) {
+			next = 0;
+			continue;
+		}
 		if (cf && cache_file_complete(cf)) {
 			rc = hashed(f, cf, reason, reason_len);
 			if (rc)

@@ -200,6 +200,7 @@ static int standalone(struct cli_target *t, const struct cli_opts *o, struct vie
 	const struct config *cfg = t->cfg;
 	struct prefetch_run_opts po = {
 		.jobs = o->jobs, .connections = cfg->connections, .pin = o->pin,
+		.check_blocks = o->into != NULL,
 		.cancel = &cli_interrupted, .emit = emit_local, .tick = tick_local, .arg = v,
 	};
 	struct engine *engine = NULL;

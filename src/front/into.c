@@ -26,6 +26,8 @@
 #include "modelfs/engine.h"
 
 #define XATTR_SHA256 "user.modelfs.sha256"
+#define EXPORT_BUSY_TRIES 250
+#define EXPORT_BUSY_WAIT_US 20000	/* 5 s in all */
 
 /* mkdir -p of path's parent folders; 0 or -errno. */
 static int make_parents(const char *path)
@@ -122,7 +124,12 @@ int into_place(const char *dir, struct engine_file *f, bool keep_cache, char *er
 		snprintf(err, errlen, "cannot remove %s: %s", tmp, strerror(errno));
 		return rc;
 	}
-	rc = cache_file_export(cf, tmp, keep_cache);
+	/* Busy: a fetcher still holds a block it just committed (it lets go
+	 * once its readers have the bytes), or a reader copies one; both end
+	 * in moments. */
+	for (int tries = 0; (rc = cache_file_export(cf, tmp, keep_cache)) == -EBUSY &&
+	     tries < EXPORT_BUSY_TRIES; tries++)
+		usleep(EXPORT_BUSY_WAIT_US);
 	if (rc) {
 		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(-rc));
 		return rc;

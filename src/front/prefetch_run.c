@@ -36,7 +36,7 @@ struct run {
 	struct job_file *files;
 	size_t n;
 	int window;
-	bool pin;
+	bool pin, check_blocks;
 	atomic_int cancel;
 	pthread_mutex_t lock;
 	pthread_cond_t changed;		/* with lock: a file started or ended */
@@ -50,7 +50,8 @@ static void *job_main(void *arg)
 
 	for (;;) {
 		struct engine_prefetch_opts po = { .pin = r->pin, .window = r->window,
-						   .cancel = &r->cancel };
+						   .cancel = &r->cancel,
+						   .check_blocks = r->check_blocks };
 		char reason[256];
 		size_t i;
 		int rc;
@@ -183,7 +184,7 @@ static void wait_change(struct run *r)
 int prefetch_run(struct engine *e, struct engine_file *const *files, size_t n,
 		 const struct prefetch_run_opts *o)
 {
-	struct run r = { .e = e, .n = n, .pin = o->pin };
+	struct run r = { .e = e, .n = n, .pin = o->pin, .check_blocks = o->check_blocks };
 	int jobs = o->jobs > 0 ? o->jobs : DEFAULT_JOBS;
 	int every = o->progress_ms > 0 ? o->progress_ms : DEFAULT_PROGRESS_MS;
 	int conns = o->connections > 0 ? o->connections : 32, failed = 0, started = 0;

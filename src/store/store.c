@@ -410,13 +410,12 @@ void store_file_clear(struct store_file *f)
 	memset(f, 0, sizeof(*f));
 }
 
-int store_file_set_state(struct store *s, int64_t file_id, enum store_file_state state,
-			 const char *sha256, const char *error)
+static int file_set_state_locked(struct store *s, int64_t file_id, enum store_file_state state,
+				 const char *sha256, const char *error)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	pthread_mutex_lock(&s->lock);
 	rc = prepare(s, "UPDATE files SET state=?, sha256=?, error=? WHERE id=?", &st);
 	if (rc == 0) {
 		sqlite3_bind_int(st, 1, state);
@@ -426,6 +425,30 @@ int store_file_set_state(struct store *s, int64_t file_id, enum store_file_state
 		rc = sql_errno(s, sqlite3_step(st), "file_state");
 	}
 	sqlite3_finalize(st);
+	return rc;
+}
+
+int store_file_set_state(struct store *s, int64_t file_id, enum store_file_state state,
+			 const char *sha256, const char *error)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = file_set_state_locked(s, file_id, state, sha256, error);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+int store_file_set_state_synced(struct store *s, int64_t file_id, enum store_file_state state,
+				const char *sha256, const char *error)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = exec_locked(s, "PRAGMA synchronous=FULL", "pragma");
+	if (rc == 0)
+		rc = file_set_state_locked(s, file_id, state, sha256, error);
+	exec_locked(s, "PRAGMA synchronous=NORMAL", "pragma");
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }
