@@ -1,6 +1,36 @@
 /*
- * engine_i.h: what catalog.c, fetch.c and verify.c share about the
- * engine's state. Private to src/engine/.
+ * engine_i.h: the engine's shared state, private to src/engine/.
+ *
+ * How a read is answered: it is split into the cache's blocks; present
+ * blocks are copied from the cache, missing ones are fetched once each by
+ * a bounded pool of workers (one HTTP connection each), and the read is
+ * answered by whichever thread completes its last block. So a FUSE thread
+ * never waits on the network, and eight readers of one cold block cause
+ * one request. A reader does not wait for the rest of a block it needs
+ * only the start of: a block's bytes arrive in order, and the fetcher
+ * answers each waiting read as soon as its bytes are in (a safetensors
+ * header, the first byte).
+ *
+ * The modules, by job (each file says more at its top):
+ *   catalog.c   the files of a mount: resolving, opening, state
+ *   read.c      engine_read(): blocks wanted, readahead, loaders, strict files
+ *   inflight.c  blocks being fetched, their waiters, completing them,
+ *               uncached blocks kept in memory
+ *   queue.c     the priority queues workers take runs of blocks from
+ *   pool.c      the workers: start, stop, drain, cancel
+ *   fetch.c     one download unit: a run or a block, reserved, downloaded,
+ *               committed (or served from memory), completed
+ *   download.c  one range from the tier, the data URL or a mirror, retried
+ *   sink.c      where a range's bytes land: buffered, hashed, committed
+ *               block by block, early answers
+ *   refresh.c   resolving a file at first read, renewing its data URL
+ *   stream.c    origins without Range: one stream, in order
+ *   verify.c    the background hasher
+ *   share.c     the shared bucket: verified files uploaded in the background
+ *   file_queue.c  files waiting for a background thread (verifier, uploader)
+ *   prefetch.c, headers.c   whole files and headers ahead of readers
+ * download_i.h is what fetch.c, download.c, sink.c, refresh.c and
+ * stream.c share.
  *
  * Lock order (the only one): engine.add_lock, then engine_file.lock,
  * then engine.qlock or the cache's locks (taken inside cache_* calls) or
@@ -20,7 +50,7 @@
 #include "modelfs/bucket.h"
 #include "modelfs/tier.h"
 
-struct pending_read;
+struct http_client;
 
 /* Which queue a block waits in; workers take the first non-empty one. */
 enum fetch_prio {
@@ -47,6 +77,20 @@ struct parked_read {
 	engine_read_cb cb;
 	void *arg;
 	struct parked_read *next;
+};
+
+/* One engine_read() call while its blocks arrive (read.c); freed by
+ * read_finish() when the last one is in. */
+struct pending_read {
+	struct engine_file *file;
+	char *buf;
+	uint64_t off;
+	size_t len;
+	uint32_t block_size;
+	atomic_int remaining;		/* blocks outstanding + 1 while being set up */
+	atomic_int err;
+	engine_read_cb cb;
+	void *arg;
 };
 
 /* Who waits for an inflight block: a read, or a prefetch (one is set). */
@@ -263,11 +307,70 @@ int verify_start(struct engine *e);
 void verify_stop(struct engine *e);
 void verify_enqueue(struct engine_file *f);
 
-/* fetch.c */
+/* pool.c */
 int fetch_start(struct engine *e);
 void fetch_stop(struct engine *e);
 /* Sleep up to ms, waking early at stop: false when stopping. */
 bool engine_sleep_ms(struct engine *e, int64_t ms);
+
+/* queue.c: every function takes qlock itself. */
+/* Append inf to the queue of its priority; the caller holds qlock. */
+void queue_push_locked(struct engine *e, struct inflight *inf);
+/* Take a queued inf out of its queue; the caller holds qlock. */
+void queue_unlink_locked(struct engine *e, struct inflight *inf);
+void enqueue(struct engine *e, struct inflight *inf);
+void enqueue_batch(struct engine *e, struct inflight **batch, size_t n);
+/* Move inf to the queue of prio if it waits in a later one; the caller
+ * holds inf->file->lock, which keeps inf alive. */
+void promote_locked(struct engine *e, struct inflight *inf, enum fetch_prio prio);
+bool is_demand(struct engine *e, struct inflight *inf);
+/* The next run of blocks to fetch (its length; 0 at stop) and their
+ * file (read under qlock: see fetch_run()). */
+int queue_pop(struct engine *e, struct inflight **run, struct run_ctl *ctl, bool *prefetch,
+	      struct engine_file **file);
+void prefetch_slot_done(struct engine *e);
+/* Take inf out of the queue that holds it, if any. */
+void dequeue(struct engine *e, struct inflight *inf);
+/* Wake the workers for blocks asked for with fetch_prefetch_block(): it
+ * queues without waking, so that a batch is taken as runs, not one by one. */
+void fetch_kick(struct engine *e);
+
+/* inflight.c */
+/* Set f's final error (first one wins) and log it once. */
+void engine_file_fail(struct engine_file *f, int err, const char *reason);
+bool file_failed(struct engine_file *f);
+/* A pending read's part of block idx: where it is, where it starts and
+ * ends counted from the block's start, copied from memory or the cache. */
+void block_overlap(const struct pending_read *pr, uint64_t idx, uint64_t *off, size_t *len);
+uint64_t waiter_start(const struct pending_read *pr, uint64_t idx);
+uint64_t waiter_end(const struct pending_read *pr, uint64_t idx);
+void deliver_mem(struct pending_read *pr, uint64_t idx, const char *block);
+int deliver_cached(struct pending_read *pr, struct cache_file *cf, uint64_t idx);
+bool deliver_kept(struct pending_read *pr, struct engine_file *f, uint64_t idx);
+/* The first error wins; the last block answers the read and frees it. */
+void read_error(struct pending_read *pr, int err);
+void read_finish(struct pending_read *pr);
+/* A prefetch learns how its block ended (its last access to pf). */
+void prefetch_done(struct prefetch_req *pf, int rc, const char *reason);
+/* Register a fetch of block idx in f->inflight (the caller holds f->lock
+ * and queues it): NULL when cached, already coming, or out of memory. */
+struct inflight *inflight_add_locked(struct engine_file *f, uint64_t idx, enum fetch_prio prio);
+/* Uncached blocks: a buffer (waits for room), kept after its fetch, let go. */
+char *mem_block_get(struct engine *e, uint32_t len);
+void mem_block_put(struct engine *e, char *mem, struct engine_file *f, uint64_t idx);
+void mem_block_release(struct engine *e, const char *mem);
+void kept_free(struct engine *e);
+/* Forget inf if only prefetches want it: true when it was freed. */
+bool drop_unwanted(struct engine_file *f, struct inflight *inf, int err, const char *reason);
+/* Block idx of f is done (rc; in the cache, held when held, or in mem):
+ * answer its waiters and free its inflight. */
+void complete_block(struct engine_file *f, struct cache_file *cf, uint64_t idx, int rc,
+		    const char *mem, bool held, const char *reason);
+
+/* Reads of f wait for it to be verified (verify = strict). */
+bool strict_parked(struct engine_file *f);
+
+/* read.c */
 /* verify = strict: answer the reads parked on f, afresh (err == 0, the
  * file is now verified) or with err. */
 void strict_release(struct engine_file *f, int err);
@@ -275,16 +378,11 @@ void strict_release(struct engine_file *f, int err);
  * reads are parked on it, fetch what is missing again, or they would
  * wait for a verification that never comes. */
 void strict_refetch(struct engine_file *f);
-/* Set f's final error (first one wins) and log it once. */
-void engine_file_fail(struct engine_file *f, int err, const char *reason);
-/* Ask for block idx of f on behalf of pf, at prefetch priority: 1 when
- * it is cached already (nothing asked), 0 when asked (pf->outstanding
- * counts it until it finishes, with its outcome in pf->err), -ECANCELED
- * when the engine is stopping, -ENOMEM. */
-int fetch_prefetch_block(struct engine_file *f, uint64_t idx, struct prefetch_req *pf);
-/* Wake the workers for blocks asked for with fetch_prefetch_block(): it
- * queues without waking, so that a batch is taken as runs, not one by one. */
-void fetch_kick(struct engine *e);
+
+/* fetch.c */
+/* Fetch run[0..n) (queue_pop()) and complete each of its blocks. */
+void fetch_run(struct engine_file *f, struct inflight **run, int n, struct run_ctl *ctl,
+	       struct http_client *http);
 
 /* file_queue.c */
 void file_queue_init(struct file_queue *q, atomic_int *stop);
@@ -313,13 +411,18 @@ void share_enqueue(struct engine_file *f);
 void prefetch_req_init(struct prefetch_req *pf);
 /* Wait until nothing pf asked for is outstanding, then free it. */
 void prefetch_req_destroy(struct prefetch_req *pf);
-
-/* headers.c */
-/* Join the header prefetch, after fetch_stop() ended its blocks. */
-void headers_stop(struct engine *e);
+/* Ask for block idx of f on behalf of pf, at prefetch priority: 1 when
+ * it is cached already (nothing asked), 0 when asked (pf->outstanding
+ * counts it until it finishes, with its outcome in pf->err), -ECANCELED
+ * when the engine is stopping, -ENOMEM. */
+int fetch_prefetch_block(struct engine_file *f, uint64_t idx, struct prefetch_req *pf);
 /* Take pf's waits off f's blocks; blocks nobody else wants that no
  * worker has started are not fetched. Blocks being completed right now
  * still count in pf->outstanding until they finish. */
 void fetch_prefetch_cancel(struct engine_file *f, struct prefetch_req *pf);
+
+/* headers.c */
+/* Join the header prefetch, after fetch_stop() ended its blocks. */
+void headers_stop(struct engine *e);
 
 #endif

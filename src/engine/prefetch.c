@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -259,4 +260,109 @@ out:
 	else if (rc == 0)
 		log_info("event=prefetched path=%s state=%s", f->src.path, engine_file_state(f));
 	return rc;
+}
+
+/* ---- asking for blocks on behalf of a prefetch ----------------------- */
+
+int fetch_prefetch_block(struct engine_file *f, uint64_t idx, struct prefetch_req *pf)
+{
+	struct engine *e = f->eng;
+	struct inflight *inf;
+	struct waiter *w;
+	bool created = false, stopping;
+
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	pthread_mutex_lock(&f->lock);
+	if (f->cf && cache_block_present(f->cf, idx)) {
+		pthread_mutex_unlock(&f->lock);
+		free(w);
+		return 1;
+	}
+	inf = f->inflight[idx];
+	if (!inf) {
+		inf = inflight_add_locked(f, idx, PRIO_PREFETCH);
+		created = inf != NULL;
+	}
+	if (!inf) {
+		pthread_mutex_unlock(&f->lock);
+		free(w);
+		return -ENOMEM;
+	}
+	/* Queued under the file lock, so that a stop cannot slip in between:
+	 * after fetch_stop() drained the queues nothing may be left in one. */
+	pthread_mutex_lock(&e->qlock);
+	stopping = atomic_load(&e->stop);
+	if (created && !stopping)
+		queue_push_locked(e, inf);	/* fetch_kick() wakes the workers */
+	pthread_mutex_unlock(&e->qlock);
+	if (stopping) {
+		if (created) {
+			f->inflight[idx] = NULL;
+			free(inf);
+		}
+		pthread_mutex_unlock(&f->lock);
+		free(w);
+		return -ECANCELED;
+	}
+	w->pf = pf;
+	w->next = inf->waiters;
+	inf->waiters = w;
+	pthread_mutex_lock(&pf->lock);
+	pf->outstanding++;
+	pthread_mutex_unlock(&pf->lock);
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
+void fetch_prefetch_cancel(struct engine_file *f, struct prefetch_req *pf)
+{
+	struct engine *e = f->eng;
+	struct inflight *unqueued = NULL;
+	int removed = 0;
+
+	pthread_mutex_lock(&f->lock);
+	for (uint64_t i = 0; i < f->nblocks; i++) {
+		struct inflight *inf = f->inflight[i];
+		struct waiter **pp;
+		bool dropped = false;
+
+		if (!inf)
+			continue;
+		for (pp = &inf->waiters; *pp;) {
+			struct waiter *w = *pp;
+
+			if (w->pf != pf) {
+				pp = &w->next;
+				continue;
+			}
+			*pp = w->next;
+			free(w);
+			removed++;
+			dropped = true;
+		}
+		if (!dropped || inf->waiters)
+			continue;
+		/* Wanted by nobody now: if no worker took it yet, it never will. */
+		pthread_mutex_lock(&e->qlock);
+		if (inf->queued && inf->prio == PRIO_PREFETCH) {
+			queue_unlink_locked(e, inf);
+			f->inflight[i] = NULL;
+			inf->qnext = unqueued;
+			unqueued = inf;
+		}
+		pthread_mutex_unlock(&e->qlock);
+	}
+	pthread_mutex_unlock(&f->lock);
+	while (unqueued) {
+		struct inflight *next = unqueued->qnext;
+
+		free(unqueued);
+		unqueued = next;
+	}
+	pthread_mutex_lock(&pf->lock);
+	pf->outstanding -= removed;
+	pthread_cond_broadcast(&pf->cond);
+	pthread_mutex_unlock(&pf->lock);
 }

@@ -1,0 +1,173 @@
+/*
+ * queue.c: the work queues the workers take blocks from. Demand blocks
+ * (a reader waits) are taken before readahead blocks, and those before
+ * prefetch blocks (engine_prefetch: warming the cache must never delay a
+ * program's reads). A queued block that someone starts wanting sooner
+ * moves to the earlier queue (promote_locked()). Prefetch blocks also
+ * leave some workers idle (prefetch_reserve), so that a reader's block
+ * starts at once instead of after a prefetch download ends. A worker
+ * takes a queued block with the blocks queued right behind it that
+ * follow it in its file, as one request (queue_pop(): a run).
+ *
+ * Locks: everything here is under engine.qlock, a leaf. It is taken with
+ * a file's lock held (promote_locked(), a prefetch's queueing), never
+ * the other way round.
+ */
+#include "engine_i.h"
+
+/* Append inf to the queue of its priority; the caller holds qlock. */
+void queue_push_locked(struct engine *e, struct inflight *inf)
+{
+	int q = inf->prio;
+
+	inf->qnext = NULL;
+	inf->queued = true;
+	if (e->qtail[q])
+		e->qtail[q]->qnext = inf;
+	else
+		e->qhead[q] = inf;
+	e->qtail[q] = inf;
+}
+
+/* Take a queued inf out of its queue; the caller holds qlock. */
+void queue_unlink_locked(struct engine *e, struct inflight *inf)
+{
+	int q = inf->prio;
+	struct inflight **pp, *prev = NULL;
+
+	for (pp = &e->qhead[q]; *pp && *pp != inf; pp = &(*pp)->qnext)
+		prev = *pp;
+	if (*pp) {
+		*pp = inf->qnext;
+		if (e->qtail[q] == inf)
+			e->qtail[q] = prev;
+	}
+	inf->queued = false;
+}
+
+/* Queue inf at its priority (a reader may have raised it since it was
+ * created). */
+void enqueue(struct engine *e, struct inflight *inf)
+{
+	pthread_mutex_lock(&e->qlock);
+	queue_push_locked(e, inf);
+	pthread_cond_signal(&e->qcond);
+	pthread_mutex_unlock(&e->qlock);
+}
+
+/* Queue n inflights of one file, in file order, in one go: a worker
+ * woken by the first then takes the ones behind it in the same request. */
+void enqueue_batch(struct engine *e, struct inflight **batch, size_t n)
+{
+	if (n == 0)
+		return;
+	pthread_mutex_lock(&e->qlock);
+	for (size_t i = 0; i < n; i++)
+		queue_push_locked(e, batch[i]);
+	pthread_cond_broadcast(&e->qcond);
+	pthread_mutex_unlock(&e->qlock);
+}
+
+/* Someone wants inf sooner (a reader waits, or a sequential reader is
+ * close): move it to the queue of prio if it waits in a later one. The
+ * caller holds inf->file->lock, which keeps inf alive. */
+void promote_locked(struct engine *e, struct inflight *inf, enum fetch_prio prio)
+{
+	pthread_mutex_lock(&e->qlock);
+	if (inf->prio > prio) {
+		bool queued = inf->queued;
+
+		if (queued)
+			queue_unlink_locked(e, inf);
+		inf->prio = (uint8_t)prio;
+		if (queued)
+			queue_push_locked(e, inf);
+	}
+	pthread_mutex_unlock(&e->qlock);
+}
+
+bool is_demand(struct engine *e, struct inflight *inf)
+{
+	bool demand;
+
+	pthread_mutex_lock(&e->qlock);
+	demand = inf->prio == PRIO_DEMAND;
+	pthread_mutex_unlock(&e->qlock);
+	return demand;
+}
+
+/* The next run of blocks to fetch into run[] (its length returned, 0 at
+ * stop), and whether it is a prefetch one (*prefetch: the caller calls
+ * prefetch_slot_done() after it). A run is the head of a queue and the
+ * blocks queued right behind it that follow it in its file, up to the
+ * file's run_blocks: batches are queued in file order, so a readahead
+ * window or a loader's file becomes block_size-long requests. Prefetch
+ * blocks may take all workers but prefetch_reserve: those stay free for
+ * readers, who then never wait for a worker behind a long prefetch. */
+int queue_pop(struct engine *e, struct inflight **run, struct run_ctl *ctl, bool *prefetch,
+		     struct engine_file **file)
+{
+	struct inflight *inf = NULL;
+	int q = 0, n = 0;
+
+	pthread_mutex_lock(&e->qlock);
+	for (;;) {
+		for (q = 0; q < PRIO_COUNT && !e->qhead[q]; q++)
+			;
+		if (q == PRIO_PREFETCH && e->prefetch_busy >= e->nworkers - e->prefetch_reserve)
+			q = PRIO_COUNT;
+		if (atomic_load(&e->stop) || q < PRIO_COUNT)
+			break;
+		pthread_cond_wait(&e->qcond, &e->qlock);
+	}
+	while (!atomic_load(&e->stop) && (inf = e->qhead[q]) != NULL &&
+	       (n == 0 || (inf->file == run[0]->file && inf->idx == run[n - 1]->idx + 1 &&
+			   (uint32_t)n < run[0]->file->run_blocks))) {
+		e->qhead[q] = inf->qnext;
+		if (!e->qhead[q])
+			e->qtail[q] = NULL;
+		inf->queued = false;
+		run[n++] = inf;
+	}
+	for (int i = 0; n > 1 && i < n; i++)
+		atomic_store(&run[i]->run, ctl);
+	if (n > 0) {
+		*file = run[0]->file;	/* read under qlock: see fetch_run() */
+		*prefetch = q == PRIO_PREFETCH;
+		e->prefetch_busy += *prefetch;
+	}
+	pthread_mutex_unlock(&e->qlock);
+	return n;
+}
+
+void prefetch_slot_done(struct engine *e)
+{
+	pthread_mutex_lock(&e->qlock);
+	e->prefetch_busy--;
+	pthread_cond_signal(&e->qcond);		/* a waiting prefetch block may go now */
+	pthread_mutex_unlock(&e->qlock);
+}
+
+/* Take inf out of the queue that holds it, if any (a streamer completes
+ * blocks that are still queued). */
+void dequeue(struct engine *e, struct inflight *inf)
+{
+	pthread_mutex_lock(&e->qlock);
+	if (inf->queued)
+		queue_unlink_locked(e, inf);
+	pthread_mutex_unlock(&e->qlock);
+}
+
+void fetch_kick(struct engine *e)
+{
+	pthread_mutex_lock(&e->qlock);
+	pthread_cond_broadcast(&e->qcond);
+	pthread_mutex_unlock(&e->qlock);
+}
+
+void engine_set_prefetch_reserve(struct engine *e, int workers)
+{
+	pthread_mutex_lock(&e->qlock);
+	e->prefetch_reserve = workers;
+	pthread_mutex_unlock(&e->qlock);
+}

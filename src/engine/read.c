@@ -1,0 +1,386 @@
+/*
+ * read.c: engine_read(). A read is split into blocks; each one is copied
+ * from the cache, or waited for (want_block(): a waiter on the block's
+ * inflight, queued at demand priority), and the read is answered by the
+ * thread that completes its last block, so it never waits on the network
+ * here. Blocks are small (256 KiB for files new to the cache:
+ * engine_i.h), so a read fetches little more than it asked for.
+ *
+ * Readahead is per file, not per handle: once a streak of reads from
+ * block b to b+1 is longer than RA_START_BYTES the window doubles (2, 4,
+ * ... 32 download units ahead); a jump elsewhere resets it to none. Reads
+ * that stay near the start (a safetensors header and the kernel's
+ * readahead behind it, Forge's 64 KiB probe at 1 MiB) fetch only the
+ * blocks they touch.
+ *
+ * Loaders read tensors in model order, not file order, which readahead
+ * cannot follow: once reads in a model's tensor data add up to
+ * LOADER_BYTES, every missing block of the file is queued as readahead
+ * (fetch_whole()). Fewer are a tool's or a benchmark's few random reads,
+ * which fetch only their blocks.
+ *
+ * verify = "strict": reads of a file not verified yet are parked on it
+ * and the whole file is asked for; the verifier's verdict releases them.
+ *
+ * Locks: f->lock guards the readahead and loader state and the parked
+ * reads; queue.c's qlock is taken inside it (promote), the cache's reads
+ * outside it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_i.h"
+#include "modelfs/clock.h"
+#include "modelfs/log.h"
+
+#define RA_MAX_WINDOW 32		/* in block_size units */
+/* A streak of reads must pass this before readahead starts: a header read
+ * (the kernel reads up to 1 MiB ahead of it) and then Forge's probe at
+ * 1 MiB (read through a 1 MiB buffer) look sequential, and are not. */
+#define RA_START_BYTES (2u << 20)
+
+/* Make pr's part of block idx arrive: now from the cache, or later from
+ * the worker that fetches it. */
+static void want_block(struct pending_read *pr, uint64_t idx)
+{
+	struct engine_file *f = pr->file;
+	struct inflight *inf;
+	struct waiter *w;
+	uint64_t end;
+	bool created = false;
+
+	for (;;) {
+		struct cache_file *cf;
+
+		pthread_mutex_lock(&f->lock);
+		cf = f->cf;
+		if (!cf || !cache_block_present(cf, idx))
+			break;
+		pthread_mutex_unlock(&f->lock);
+		if (deliver_cached(pr, cf, idx) == 0)
+			return;
+		/* Evicted or failed its checksum just now: fetch it. */
+	}
+	if (!f->inflight[idx] && deliver_kept(pr, f, idx)) {
+		pthread_mutex_unlock(&f->lock);
+		return;
+	}
+	/* The blocks of a download unit fail together (one request, one
+	 * origin), so the kernel's page-by-page retry of any of them too. */
+	if (idx / f->run_blocks == f->failed_idx / f->run_blocks &&
+	    clock_now_ms() < f->failed_until_ms) {
+		int err = f->failed_err;
+
+		pthread_mutex_unlock(&f->lock);
+		read_error(pr, err);
+		return;
+	}
+	w = calloc(1, sizeof(*w));
+	inf = f->inflight[idx];
+	if (!inf && w) {
+		inf = inflight_add_locked(f, idx, PRIO_DEMAND);
+		created = inf != NULL;
+	}
+	if (!w || !inf) {
+		pthread_mutex_unlock(&f->lock);
+		free(w);
+		read_error(pr, -ENOMEM);
+		return;
+	}
+	w->pr = pr;
+	w->next = inf->waiters;
+	inf->waiters = w;
+	end = waiter_end(pr, idx);
+	if (end < atomic_load(&inf->early_end))
+		atomic_store(&inf->early_end, end);
+	atomic_fetch_add(&pr->remaining, 1);
+	/* Queued under f->lock: a stream (fetch_streamed()) completes and
+	 * frees the blocks in f->inflight[] as it passes them. */
+	if (created)
+		enqueue(f->eng, inf);
+	else
+		promote_locked(f->eng, inf, PRIO_DEMAND);
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* Queue blocks after last for a sequential reader; see the file comment. */
+static void readahead(struct engine_file *f, uint64_t first, uint64_t last)
+{
+	uint64_t most = (uint64_t)RA_MAX_WINDOW * f->run_blocks;
+	struct inflight **batch;
+	size_t n = 0;
+
+	pthread_mutex_lock(&f->lock);
+	if (f->src.no_range) {
+		pthread_mutex_unlock(&f->lock);
+		return;		/* its one stream is in order anyway */
+	}
+	if (f->ra_seen && first == f->ra_last + 1) {
+		/* Small blocks: a header read and the kernel's readahead behind it
+		 * cross a few; only a longer streak is a sequential reader. */
+		if ((last + 1 - f->ra_first) * f->block_size > RA_START_BYTES)
+			f->ra_window = f->ra_window ? f->ra_window * 2 : 2;
+	} else if (!f->ra_seen || first > f->ra_last + 1 || last < f->ra_last) {
+		f->ra_window = 0;
+		f->ra_first = first;
+	}
+	if (f->ra_window > most)
+		f->ra_window = (uint32_t)most;
+	f->ra_seen = true;
+	f->ra_last = last;
+	if (f->ra_window == 0) {
+		pthread_mutex_unlock(&f->lock);
+		return;
+	}
+	batch = malloc(f->ra_window * sizeof(*batch));
+	for (uint64_t i = last + 1; batch && i <= last + f->ra_window && i < f->nblocks; i++) {
+		if (f->inflight[i])	/* a prefetch asked for it: the reader is nearer */
+			promote_locked(f->eng, f->inflight[i], PRIO_READAHEAD);
+		else if ((batch[n] = inflight_add_locked(f, i, PRIO_READAHEAD)) != NULL)
+			n++;
+	}
+	pthread_mutex_unlock(&f->lock);
+	enqueue_batch(f->eng, batch, n);
+	free(batch);
+}
+
+/* ---- loaders: the whole file at once --------------------------------- */
+
+/* How far the kernel may read ahead of a header read or of Forge's probe
+ * (twice a read_ahead_kb of up to 1 MiB, and more): reads there are no
+ * sign of a loader. */
+#define KERNEL_READAHEAD_SLACK (4u << 20)
+#define FORGE_PROBE_OFFSET (1u << 20)
+#define FORGE_PROBE_LEN (64u << 10)
+/* Tensor data read before the reader counts as a loader: a loader reads
+ * it by the MiB (mmap faults of up to 1 MiB, a tensor per readinto), a
+ * tool reads a few tensors; 16 random 4 KiB reads with the kernel's
+ * readahead are under 2 MiB. */
+#define LOADER_BYTES (4u << 20)
+
+/* Where f's tensor data starts, from its first bytes in the cache: 8 + N
+ * for a safetensors file (N, little-endian, then a JSON header). Other
+ * formats are left to readahead (NOT_A_MODEL): their loaders read in
+ * file order, or nothing tells a loader from a tool reading a few parts.
+ * 0 while the first block is not cached. */
+#define NOT_A_MODEL UINT64_MAX
+static uint64_t find_data_start(struct engine_file *f, struct cache_file *cf)
+{
+	unsigned char head[9];
+	uint64_t n = 0;
+
+	if (!cache_block_present(cf, 0) || cache_read(cf, head, 0, sizeof(head)) != sizeof(head))
+		return 0;
+	for (int i = 7; i >= 0; i--)
+		n = n << 8 | head[i];
+	return head[8] == '{' && n < (uint64_t)f->src.size - 8 ? 8 + n : NOT_A_MODEL;
+}
+
+/* A read of len at off: when reads in tensor data, away from what a
+ * webui's header read and probe touch, reach LOADER_BYTES, a loader is at
+ * work. Queue every missing
+ * block, in file order from off, as readahead: the blocks the loader
+ * waits for still go first, and it gets every connection (at prefetch
+ * priority, which leaves a quarter idle for readers, a 1 GiB load under
+ * a 20 MiB/s cap took 3.7-3.9 s instead of 3.2). */
+static void fetch_whole(struct engine_file *f, uint64_t off, size_t len)
+{
+	struct inflight **batch = NULL;
+	struct cache_file *cf;
+	uint64_t start;
+	size_t n = 0;
+	bool loader;
+
+	pthread_mutex_lock(&f->lock);
+	cf = f->cf;
+	start = f->data_start;
+	if (f->whole_queued || !cf || f->nblocks < 3 || f->src.no_range) {
+		pthread_mutex_unlock(&f->lock);
+		return;
+	}
+	pthread_mutex_unlock(&f->lock);
+	if (!start) {
+		if (!(start = find_data_start(f, cf)))
+			return;
+		pthread_mutex_lock(&f->lock);
+		f->data_start = start;
+		pthread_mutex_unlock(&f->lock);
+	}
+	if (start == NOT_A_MODEL || off < start + KERNEL_READAHEAD_SLACK ||
+	    (off >= FORGE_PROBE_OFFSET &&
+	     off < FORGE_PROBE_OFFSET + FORGE_PROBE_LEN + KERNEL_READAHEAD_SLACK))
+		return;
+	pthread_mutex_lock(&f->lock);
+	f->tensor_read += len;
+	loader = f->tensor_read >= LOADER_BYTES;
+	pthread_mutex_unlock(&f->lock);
+	if (!loader)
+		return;
+	batch = calloc(f->nblocks, sizeof(*batch));
+	pthread_mutex_lock(&f->lock);
+	if (f->whole_queued || !batch) {
+		pthread_mutex_unlock(&f->lock);
+		free(batch);
+		return;
+	}
+	f->whole_queued = true;
+	for (uint64_t k = 0, first = off / cache_file_block_size(cf); k < f->nblocks; k++)
+		if ((batch[n] = inflight_add_locked(f, (first + k) % f->nblocks,
+						    PRIO_READAHEAD)) != NULL)
+			n++;
+	pthread_mutex_unlock(&f->lock);
+	if (n)
+		log_info("event=loader_read path=%s offset=%llu action=\"fetching the other %zu "
+			 "missing blocks in parallel\"", f->src.path, (unsigned long long)off, n);
+	enqueue_batch(f->eng, batch, n);
+	free(batch);
+}
+
+/* verify = strict and not verified yet: the caller holds f->lock. */
+static bool strict_waits(struct engine_file *f)
+{
+	enum store_file_state st;
+
+	if (f->src.entry->verify != CONFIG_VERIFY_STRICT)
+		return false;
+	if (!f->cf)
+		return true;
+	st = cache_file_state(f->cf, NULL, NULL);
+	return st != STORE_VERIFIED && st != STORE_COMPLETE;
+}
+
+/* Queue every missing block of f as demand: a strict reader waits for
+ * the whole file. */
+static void fetch_all(struct engine_file *f)
+{
+	struct inflight **batch = calloc(f->nblocks ? f->nblocks : 1, sizeof(*batch));
+	struct cache_file *cf;
+	size_t n = 0;
+
+	if (!batch) {
+		strict_release(f, -ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&f->lock);
+	cf = f->cf;
+	for (uint64_t i = 0; i < f->nblocks; i++) {
+		if (f->inflight[i])
+			promote_locked(f->eng, f->inflight[i], PRIO_DEMAND);
+		else if ((batch[n] = inflight_add_locked(f, i, PRIO_DEMAND)) != NULL)
+			n++;
+	}
+	enqueue_batch(f->eng, batch, n);	/* under f->lock, as in want_block() */
+	pthread_mutex_unlock(&f->lock);
+	free(batch);
+	if (n == 0 && cf && cache_file_complete(cf))
+		verify_enqueue(f);	/* all there, only the hash is missing */
+}
+
+/* Refetches for one batch of parked reads: more means the cache evicts
+ * f's blocks as fast as they arrive (prefetch.c gives up after as many). */
+#define STRICT_PASSES 3
+
+void strict_refetch(struct engine_file *f)
+{
+	bool again, passing = false;
+
+	pthread_mutex_lock(&f->lock);
+	/* Only once the pass is over: its last block calls again. */
+	for (uint64_t i = 0; f->parked && i < f->nblocks && !passing; i++)
+		passing = f->inflight[i] != NULL;
+	if (passing) {
+		pthread_mutex_unlock(&f->lock);
+		return;
+	}
+	again = f->parked && ++f->strict_passes <= STRICT_PASSES;
+	pthread_mutex_unlock(&f->lock);
+	if (again && (uint64_t)f->src.size <= engine_cache_capacity(f->eng)) {
+		fetch_all(f);
+	} else if (strict_parked(f)) {
+		log_error("event=strict_unservable path=%s error=\"verify = strict needs the whole "
+			  "file in the cache, and the cache evicts it faster than it arrives\"",
+			  f->src.path);
+		strict_release(f, -EIO);
+	}
+}
+
+void strict_release(struct engine_file *f, int err)
+{
+	struct parked_read *p, *next;
+
+	pthread_mutex_lock(&f->lock);
+	p = f->parked;
+	f->parked = NULL;
+	f->strict_passes = 0;
+	pthread_mutex_unlock(&f->lock);
+	for (; p; p = next) {
+		next = p->next;
+		if (err)
+			p->cb(p->arg, NULL, err);
+		else
+			engine_read(f, p->off, p->len, p->cb, p->arg);
+		free(p);
+	}
+}
+
+void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb cb, void *arg)
+{
+	struct pending_read *pr;
+	uint64_t size = f->src.size < 0 ? 0 : (uint64_t)f->src.size;
+	uint32_t bs;
+	int err;
+
+	pthread_mutex_lock(&f->lock);
+	err = f->err;
+	if (!err && strict_waits(f)) {
+		struct parked_read *p = calloc(1, sizeof(*p));
+		bool first = !f->parked;
+
+		if (p) {
+			*p = (struct parked_read){ .off = off, .len = len, .cb = cb, .arg = arg,
+						   .next = f->parked };
+			f->parked = p;
+		}
+		pthread_mutex_unlock(&f->lock);
+		if (!p)
+			cb(arg, NULL, -ENOMEM);
+		else if (first)
+			fetch_all(f);
+		return;
+	}
+	pthread_mutex_unlock(&f->lock);
+	if (err) {
+		cb(arg, NULL, err == -EACCES ? -EACCES : -EIO);
+		return;
+	}
+	if (off >= size || len == 0) {
+		cb(arg, "", 0);
+		return;
+	}
+	if (len > size - off)
+		len = (size_t)(size - off);
+	pr = calloc(1, sizeof(*pr));
+	if (pr)
+		pr->buf = malloc(len);
+	if (!pr || !pr->buf) {
+		if (pr)
+			free(pr);
+		cb(arg, NULL, -ENOMEM);
+		return;
+	}
+	pr->file = f;
+	pr->off = off;
+	pr->len = len;
+	pr->cb = cb;
+	pr->arg = arg;
+	atomic_init(&pr->remaining, 1);
+	atomic_init(&pr->err, 0);
+	bs = f->block_size;
+	pr->block_size = bs;
+	for (uint64_t idx = off / bs; idx <= (off + len - 1) / bs; idx++)
+		want_block(pr, idx);
+	readahead(f, off / bs, (off + len - 1) / bs);
+	fetch_whole(f, off, len);
+	read_finish(pr);
+}
