@@ -21,8 +21,8 @@
  * Ownership: cache_open()/cache_close(); cache_file_open() gives a file
  * handle that the cache owns and frees at cache_close().
  * Threads: all functions are thread-safe, never touch the network and
- * return with no lock held. Lock order: cache space lock, then a file's
- * lock, then the store's.
+ * return with no lock held. Lock order: in the engine's one list
+ * (src/engine/engine_i.h).
  */
 #ifndef MODELFS_CACHE_H
 #define MODELFS_CACHE_H

@@ -32,11 +32,35 @@
  * download_i.h is what fetch.c, download.c, sink.c, refresh.c and
  * stream.c share.
  *
- * Lock order (the only one): engine.add_lock, then engine_file.lock,
- * then engine.qlock or the cache's locks (taken inside cache_* calls) or
- * the tier's (inside tier_route()). qlock, the file queues' locks, mem_lock,
- * prefetch_req.lock, the tier's and the bucket's locks are leaves: nothing else is taken while one is held.
- * No lock is held across the network, a disk hash, or a callback.
+ * Lock order: the only list, for every lock the engine takes or calls
+ * into. A lock may be taken while one above it is held, never one below.
+ *   0. engine.add_lock (catalog.c: one engine_add_entries() at a time,
+ *      its appends; taken before any other engine lock).
+ *   1. engine_file.lock: one file's at a time (blame_mismatch(),
+ *      cancel_downloads() and drain_queue() take them one after another).
+ *   2. Taken with a file's lock held, or alone; each a leaf (nothing
+ *      else is taken while one is held):
+ *      engine.qlock (queue.c, pool.c; the condvars qcond and stop_cond),
+ *      engine.mem_lock (inflight.c: deliver_kept() under a file's lock),
+ *      prefetch_req.lock (fetch_prefetch_block() under a file's lock),
+ *      the tier's lock (its struct downtime, http/downtime.c: inside
+ *      tier_route() in tier_attempt(), under a file's lock;
+ *      tier_report() alone).
+ *   3. The cache's, taken inside cache_* calls, with a file's lock held
+ *      or alone: cache.open_lock, then cache.space_lock, then a
+ *      cache_file's lock, then the store's (a leaf; store.h).
+ *   Leaves taken with no engine lock held: the file queues' locks
+ *   (file_queue.c: engine.vqueue, the verifier's; engine.uqueue, the
+ *   uploader's), the resolver's resolve_pool.lock (catalog.c), and what
+ *   sources and http take inside their calls (source_ctx.facts_lock, a
+ *   source_token's lock, held across its token's check request; the
+ *   bandwidth lock; the shared bucket's lock and its downtime's).
+ *   The front's locks are never held across a call into the engine:
+ *   control_server.lock (control.c), a prefetch run's lock
+ *   (prefetch_run.c), retention's, fs.refused_lock and the local layer's;
+ *   an engine callback takes its caller's own lock with no engine lock held.
+ * No engine lock is held across the network, a disk hash, or a callback;
+ * a thread waiting on a condvar holds only that condvar's lock.
  */
 #ifndef MODELFS_ENGINE_I_H
 #define MODELFS_ENGINE_I_H
