@@ -595,6 +595,9 @@ int engine_client_new(const struct engine_opts *opts, struct http_client **out)
 	return http_client_new(out);
 }
 
+static const struct verify_ops catalog_verify_ops;	/* at the end */
+static struct cache_file *file_cf(struct engine_file *f);
+
 int engine_open(const struct config *cfg, struct cache *cache, struct engine **out)
 {
 	return engine_open_with(cfg, NULL, cache, NULL, out);
@@ -620,6 +623,7 @@ int engine_open_with(const struct config *cfg, const struct lock *lock, struct c
 	e->opts = opts;
 	e->cache = cache;
 	e->prefetch_reserve = -1;	/* the default, set at start */
+	e->verify_ops = &catalog_verify_ops;
 	pthread_mutex_init(&e->qlock, NULL);
 	pthread_cond_init(&e->qcond, NULL);
 	pthread_cond_init(&e->stop_cond, NULL);
@@ -874,6 +878,13 @@ int engine_start(struct engine *e)
 		rc = share_start(e);
 	if (rc == 0)
 		rc = verify_start(e);
+	/* Files completed before a restart but never hashed. */
+	for (size_t i = 0; rc == 0 && i < e->nfiles; i++) {
+		struct cache_file *cf = file_cf(e->files[i]);
+
+		if (cf && cache_file_complete(cf))
+			verify_enqueue(e->files[i]);
+	}
 	if (rc == 0) {
 		uint64_t room = engine_cache_capacity(e);
 
@@ -1130,3 +1141,76 @@ char *engine_file_source(struct engine_file *f)
 	free(version);
 	return s;
 }
+
+/* ---- the verifier's reports (verify_ops, engine_i.h) ------------------ */
+
+/* Entries with one sha256 share a cache file. When one file's origin gave
+ * every block of a mismatch, it alone fails: the others start afresh from
+ * their own origins instead of showing corrupt. Otherwise nothing tells
+ * which origin lied, and the file whose check failed fails, as before. */
+static void blame_mismatch(struct engine_file *f, struct cache_file *cf, const char *reason,
+			   const char *expected, const char *got)
+{
+	struct engine *e = f->eng;
+	struct engine_file *culprit = NULL;
+	int contributors = 0;
+	bool shared = false;
+
+	for (size_t i = 0; i < e->nfiles; i++) {
+		struct engine_file *g = e->files[i];
+		struct cache_file *gcf;
+
+		pthread_mutex_lock(&g->lock);
+		gcf = g->cf;
+		pthread_mutex_unlock(&g->lock);
+		if (gcf != cf)
+			continue;
+		shared = shared || g != f;
+		if (atomic_exchange(&g->fetched, 0) > 0) {
+			contributors++;
+			culprit = g;
+		}
+	}
+	if (contributors != 1)
+		culprit = f;
+	log_error("event=file_corrupt path=%s expected=%s actual=%s action=\"blocks dropped; "
+		  "reads fail until the source is fixed\"", culprit->src.path, expected, got);
+	engine_file_fail(culprit, -EIO, reason);
+	strict_release(culprit, -EIO);
+	if (culprit != f)
+		strict_release(f, -EIO);	/* its parked reads would wait for nothing */
+	if (shared && contributors == 1) {
+		/* The bad bytes are gone: the others fetch anew from their own. */
+		cache_file_set_state(cf, STORE_REMOTE, NULL, NULL);
+		log_warn("event=shared_file_refetched path=%s blamed=%s action=\"its other entries "
+			 "fetch it afresh from their own origins\"", f->src.path, culprit->src.path);
+	}
+}
+
+
+static void verify_reported(struct engine_file *f, const struct verify_report *r)
+{
+	switch (r->verdict) {
+	case VERIFY_GOOD:
+		strict_release(f, 0);
+		break;
+	case VERIFY_INCOMPLETE:
+		strict_refetch(f);	/* parked reads would wait for nothing */
+		break;
+	case VERIFY_DEFERRED:
+		strict_release(f, -EIO);
+		break;
+	case VERIFY_MISMATCH:
+		blame_mismatch(f, r->cf, r->reason, r->expected, r->got);
+		break;
+	case VERIFY_CORRUPT:
+		engine_file_fail(f, -EIO, r->reason);
+		strict_release(f, -EIO);
+		break;
+	}
+}
+
+static const struct verify_ops catalog_verify_ops = {
+	.hashes = engine_file_hashes,
+	.report = verify_reported,
+};

@@ -75,6 +75,7 @@
 #include "modelfs/tier.h"
 
 struct http_client;
+struct verify_ops;
 
 /* Which queue a block waits in; workers take the first non-empty one. */
 enum fetch_prio {
@@ -219,6 +220,9 @@ struct engine_file {
 	bool whole_queued;		/* a loader was seen: every block is queued; under lock */
 	struct parked_read *parked;	/* verify = strict: reads waiting; protected by lock */
 	int strict_passes;		/* strict_refetch()es for them; protected by lock */
+	/* Verified with reads parked: a worker reads them afresh (queue_resume()). */
+	struct engine_file *resume_next;	/* protected by engine.qlock */
+	bool resume_queued;		/* protected by engine.qlock */
 	uint64_t failed_idx;		/* the last block whose fetch failed for good
 					 * (its download unit fails at once)... */
 	int64_t failed_until_ms;	/* ...fails again at once until then; protected by lock */
@@ -281,6 +285,9 @@ struct engine {
 	pthread_mutex_t qlock;
 	pthread_cond_t qcond;		/* work queued, or stopping */
 	struct inflight *qhead[PRIO_COUNT], *qtail[PRIO_COUNT];	/* protected by qlock */
+	/* Strict files whose parked reads a worker reads afresh, before any
+	 * block (they are readers waiting); protected by qlock. */
+	struct engine_file *resume_head;
 	pthread_t *workers;
 	int nworkers;
 	int prefetch_busy;		/* workers on a prefetch block; protected by qlock */
@@ -304,6 +311,7 @@ struct engine {
 	struct file_queue vqueue;	/* complete files to hash (verify.c) */
 	pthread_t verifier;
 	bool verifier_started;
+	const struct verify_ops *verify_ops;	/* the catalog's; set at open, read-only after */
 
 	pthread_t headers;		/* engine_prefetch_headers_start() */
 	bool headers_started;
@@ -327,6 +335,30 @@ void engine_file_hashes(struct engine_file *f, struct file_hashes *out);
 void engine_forget_unvalidated(const struct source_file *src, struct cache_file *cf);
 
 /* verify.c */
+/* What the verifier found for a file. verify.c only reports it; the
+ * catalog, which owns the files' state, their errors and their parked
+ * reads, decides what follows (catalog.c's verify_ops). */
+enum verify_verdict {
+	VERIFY_GOOD,		/* verified, or complete with nothing to compare with */
+	VERIFY_INCOMPLETE,	/* a block is no longer cached (evicted): not hashed */
+	VERIFY_DEFERRED,	/* not hashed now (stopping, a read error) */
+	VERIFY_MISMATCH,	/* the background hash differs (cf, expected, got, reason);
+				 * its blocks are dropped already */
+	VERIFY_CORRUPT,		/* engine_file_verify() found a mismatch (reason) */
+};
+struct verify_report {
+	enum verify_verdict verdict;
+	const char *reason;
+	struct cache_file *cf;
+	const char *expected, *got;
+};
+struct verify_ops {
+	/* The hashes f's bytes must have. */
+	void (*hashes)(struct engine_file *f, struct file_hashes *out);
+	/* What was found, on the verifier's thread (or engine_file_verify()'s
+	 * caller), with no lock held. */
+	void (*report)(struct engine_file *f, const struct verify_report *r);
+};
 int verify_start(struct engine *e);
 void verify_stop(struct engine *e);
 void verify_enqueue(struct engine_file *f);
@@ -349,9 +381,14 @@ void enqueue_batch(struct engine *e, struct inflight **batch, size_t n);
 void promote_locked(struct engine *e, struct inflight *inf, enum fetch_prio prio);
 bool is_demand(struct engine *e, struct inflight *inf);
 /* The next run of blocks to fetch (its length; 0 at stop) and their
- * file (read under qlock: see fetch_run()). */
+ * file (read under qlock: see fetch_run()), or (0, and *resume set) a
+ * strict file whose parked reads to read afresh. */
 int queue_pop(struct engine *e, struct inflight **run, struct run_ctl *ctl, bool *prefetch,
-	      struct engine_file **file);
+	      struct engine_file **file, struct engine_file **resume);
+/* Have a worker call strict_resume(f); the caller holds no lock. */
+void queue_resume(struct engine *e, struct engine_file *f);
+/* At stop, after the workers exited: forget the files queue_resume()d. */
+void queue_resume_drain(struct engine *e);
 void prefetch_slot_done(struct engine *e);
 /* Take inf out of the queue that holds it, if any. */
 void dequeue(struct engine *e, struct inflight *inf);
@@ -395,13 +432,17 @@ void complete_block(struct engine_file *f, struct cache_file *cf, uint64_t idx, 
 bool strict_parked(struct engine_file *f);
 
 /* read.c */
-/* verify = strict: answer the reads parked on f, afresh (err == 0, the
- * file is now verified) or with err. */
+/* verify = strict: answer the reads parked on f with err, or (err == 0,
+ * the file is now verified) have a worker read them afresh
+ * (strict_resume()), not the caller: the verifier never re-enters
+ * engine_read(). */
 void strict_release(struct engine_file *f, int err);
 /* verify = strict: f lost a block (evicted) before it was verified; if
  * reads are parked on it, fetch what is missing again, or they would
  * wait for a verification that never comes. */
 void strict_refetch(struct engine_file *f);
+/* On a worker: read f's parked reads afresh. */
+void strict_resume(struct engine_file *f);
 
 /* fetch.c */
 /* Fetch run[0..n) (queue_pop()) and complete each of its blocks. */

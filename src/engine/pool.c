@@ -45,13 +45,17 @@ static void *worker_main(void *arg)
 	if (!run || engine_client_new(e->opts, &http) != 0)
 		log_error("event=worker_start error=\"cannot create an HTTP client\"");
 	while (run && http) {
-		struct engine_file *f;
+		struct engine_file *f, *resume;
 		bool prefetch = false;
 		int n;
 
 		atomic_init(&ctl.cancel, 0);
 		ctl.answered = false;	/* no block points at ctl between runs */
-		n = queue_pop(e, run, &ctl, &prefetch, &f);
+		n = queue_pop(e, run, &ctl, &prefetch, &f, &resume);
+		if (resume) {
+			strict_resume(resume);
+			continue;
+		}
 		if (n == 0)
 			break;
 		fetch_run(f, run, n, &ctl, http);
@@ -173,6 +177,8 @@ void fetch_stop(struct engine *e)
 		drain_queue(e, &e->qhead[q]);
 		e->qtail[q] = NULL;
 	}
+	/* Parked reads no worker resumed fail, as every read still waiting. */
+	queue_resume_drain(e);
 	for (size_t i = 0; i < e->nfiles; i++)
 		strict_release(e->files[i], -EIO);
 	kept_free(e);

@@ -7,7 +7,10 @@
  * leave some workers idle (prefetch_reserve), so that a reader's block
  * starts at once instead of after a prefetch download ends. A worker
  * takes a queued block with the blocks queued right behind it that
- * follow it in its file, as one request (queue_pop(): a run).
+ * follow it in its file, as one request (queue_pop(): a run). Before
+ * any block, a worker reads afresh the parked reads of a strict file that
+ * was just verified (queue_resume()), so that the verifier's thread never
+ * re-enters engine_read().
  *
  * Locks: everything here is under engine.qlock, a leaf. It is taken with
  * a file's lock held (promote_locked(), a prefetch's queueing), never
@@ -105,13 +108,24 @@ bool is_demand(struct engine *e, struct inflight *inf)
  * blocks may take all workers but prefetch_reserve: those stay free for
  * readers, who then never wait for a worker behind a long prefetch. */
 int queue_pop(struct engine *e, struct inflight **run, struct run_ctl *ctl, bool *prefetch,
-		     struct engine_file **file)
+	      struct engine_file **file, struct engine_file **resume)
 {
 	struct inflight *inf = NULL;
 	int q = 0, n = 0;
 
+	*resume = NULL;
 	pthread_mutex_lock(&e->qlock);
 	for (;;) {
+		/* Parked reads are readers waiting, and served from the cache:
+		 * first, and even at stop, as they were before it. */
+		if (e->resume_head) {
+			*resume = e->resume_head;
+			e->resume_head = (*resume)->resume_next;
+			(*resume)->resume_next = NULL;
+			(*resume)->resume_queued = false;
+			pthread_mutex_unlock(&e->qlock);
+			return 0;
+		}
 		for (q = 0; q < PRIO_COUNT && !e->qhead[q]; q++)
 			;
 		if (q == PRIO_PREFETCH && e->prefetch_busy >= e->nworkers - e->prefetch_reserve)
@@ -138,6 +152,31 @@ int queue_pop(struct engine *e, struct inflight **run, struct run_ctl *ctl, bool
 	}
 	pthread_mutex_unlock(&e->qlock);
 	return n;
+}
+
+void queue_resume(struct engine *e, struct engine_file *f)
+{
+	pthread_mutex_lock(&e->qlock);
+	if (!f->resume_queued) {
+		f->resume_queued = true;
+		f->resume_next = e->resume_head;
+		e->resume_head = f;
+		pthread_cond_signal(&e->qcond);
+	}
+	pthread_mutex_unlock(&e->qlock);
+}
+
+void queue_resume_drain(struct engine *e)
+{
+	pthread_mutex_lock(&e->qlock);
+	while (e->resume_head) {
+		struct engine_file *f = e->resume_head;
+
+		e->resume_head = f->resume_next;
+		f->resume_next = NULL;
+		f->resume_queued = false;
+	}
+	pthread_mutex_unlock(&e->qlock);
 }
 
 void prefetch_slot_done(struct engine *e)

@@ -20,7 +20,8 @@
  * which fetch only their blocks.
  *
  * verify = "strict": reads of a file not verified yet are parked on it
- * and the whole file is asked for; the verifier's verdict releases them.
+ * and the whole file is asked for; the verifier's verdict releases them:
+ * failed at once, or read afresh on a worker (queue_resume()).
  *
  * Locks: f->lock guards the readahead and loader state and the parked
  * reads; queue.c's qlock is taken inside it (promote), the cache's reads
@@ -305,7 +306,8 @@ void strict_refetch(struct engine_file *f)
 	}
 }
 
-void strict_release(struct engine_file *f, int err)
+/* Take f's parked reads: err answers them, 0 reads them afresh. */
+static void parked_answer(struct engine_file *f, int err)
 {
 	struct parked_read *p, *next;
 
@@ -322,6 +324,26 @@ void strict_release(struct engine_file *f, int err)
 			engine_read(f, p->off, p->len, p->cb, p->arg);
 		free(p);
 	}
+}
+
+void strict_release(struct engine_file *f, int err)
+{
+	bool parked;
+
+	if (err) {
+		parked_answer(f, err);
+		return;
+	}
+	pthread_mutex_lock(&f->lock);
+	parked = f->parked != NULL;
+	pthread_mutex_unlock(&f->lock);
+	if (parked)
+		queue_resume(f->eng, f);
+}
+
+void strict_resume(struct engine_file *f)
+{
+	parked_answer(f, 0);
 }
 
 void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb cb, void *arg)
