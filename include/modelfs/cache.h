@@ -57,13 +57,33 @@ struct cache_usage {
  * when another process holds it. */
 int cache_open(const char *dir, const struct cache_limits *lim, struct cache **out);
 void cache_close(struct cache *c);
-struct store *cache_store(struct cache *c);
 int cache_usage_get(struct cache *c, struct cache_usage *u);
 /* After the cache directory was deleted while in use: make it again and
  * hold its lock, so that no second cache is opened there while this one
  * runs (this one stays lost: its files are the deleted ones). 0 when the
  * directory is there (again), or -errno. */
 int cache_rehome(struct cache *c);
+
+/* What the index keeps besides blocks, for the engine and the front:
+ * only the cache talks to its store. Rows are store.h's, freed with its
+ * store_*_free(); each call is 0 or -errno. */
+/* Seconds since the epoch when the cache was made (stable folder mtimes). */
+int64_t cache_created(struct cache *c);
+/* Every cached file, by id, with cached_bytes filled. */
+int cache_files_list(struct cache *c, struct store_file **out, int *n);
+/* The stored resolution of a config entry; replace it with n rows; every
+ * stored resolution of every entry, by path. */
+int cache_resolution_get(struct cache *c, const char *entry_id, struct store_resolution **out,
+			 int *n);
+int cache_resolution_put(struct cache *c, const char *entry_id, const struct store_resolution *r,
+			 int n);
+int cache_resolutions_all(struct cache *c, struct store_resolution **out, int *n);
+/* Log one download of f: len bytes at first, how long it took (ms), and
+ * its outcome (rc, error: the reason, or NULL). */
+int cache_file_log_fetch(struct cache_file *f, uint64_t first, uint64_t len, int64_t ms, int rc,
+			 const char *error);
+/* The newest max rows of the fetch log, oldest first. */
+int cache_fetch_log_recent(struct cache *c, int max, struct store_fetch **out, int *n);
 
 int cache_file_open(struct cache *c, const char *key, uint64_t size, uint32_t block_size,
 		    struct cache_file **out);

@@ -294,9 +294,42 @@ void cache_close(struct cache *c)
 	free(c);
 }
 
-struct store *cache_store(struct cache *c)
+int64_t cache_created(struct cache *c)
 {
-	return c->store;
+	return store_created(c->store);
+}
+
+int cache_files_list(struct cache *c, struct store_file **out, int *n)
+{
+	return store_files_list(c->store, out, n);
+}
+
+int cache_resolution_get(struct cache *c, const char *entry_id, struct store_resolution **out,
+			 int *n)
+{
+	return store_resolution_get(c->store, entry_id, out, n);
+}
+
+int cache_resolution_put(struct cache *c, const char *entry_id, const struct store_resolution *r,
+			 int n)
+{
+	return store_resolution_put(c->store, entry_id, r, n);
+}
+
+int cache_resolutions_all(struct cache *c, struct store_resolution **out, int *n)
+{
+	return store_resolutions_all(c->store, out, n);
+}
+
+int cache_file_log_fetch(struct cache_file *f, uint64_t first, uint64_t len, int64_t ms, int rc,
+			 const char *error)
+{
+	return store_log_fetch(f->cache->store, f->id, first, len, ms, rc, error);
+}
+
+int cache_fetch_log_recent(struct cache *c, int max, struct store_fetch **out, int *n)
+{
+	return store_fetch_log_recent(c->store, max, out, n);
 }
 
 static int fs_stats(struct cache *c, uint64_t *total, uint64_t *avail)

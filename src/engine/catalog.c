@@ -34,7 +34,7 @@
 
 struct resolve_job {
 	struct source_ctx *sources;
-	struct store *store;		/* NULL: engine_resolve(), nothing stored */
+	struct cache *cache;		/* NULL: engine_resolve(), nothing stored */
 	const struct lock *lock;	/* resolve from it, not from the sources; or NULL */
 	const char *config_path;	/* for the command a refusal suggests */
 	bool skip;			/* engine_resolve() was not asked for this one */
@@ -63,7 +63,7 @@ static int from_store(struct resolve_job *job, struct source_file **files, size_
 	int nr = 0, rc;
 
 	source_spec_hash(e, spec);
-	rc = store_resolution_get(job->store, e->id, &r, &nr);
+	rc = cache_resolution_get(job->cache, e->id, &r, &nr);
 	if (rc)
 		return rc;
 	if (nr == 0 || strcmp(r[0].spec_hash, spec) != 0) {
@@ -105,7 +105,7 @@ static void remember(struct resolve_job *job, struct http_client *http)
 	int64_t now = time(NULL);
 
 	source_spec_hash(e, spec);
-	store_resolution_get(job->store, e->id, &old, &nold);
+	cache_resolution_get(job->cache, e->id, &old, &nold);
 	rows = calloc(job->n ? job->n : 1, sizeof(*rows));
 	for (size_t i = 0; rows && i < job->n; i++) {
 		struct source_file *f = &job->files[i];
@@ -137,7 +137,7 @@ static void remember(struct resolve_job *job, struct http_client *http)
 			if (rows[i].file_key)
 				rows[k++] = rows[i];
 		if (k)
-			store_resolution_put(job->store, e->id, rows, (int)k);
+			cache_resolution_put(job->cache, e->id, rows, (int)k);
 		for (size_t i = 0; i < k; i++)
 			free(rows[i].file_key);
 	}
@@ -237,7 +237,7 @@ static void resolve_one(struct resolve_job *job, struct http_client *http, int64
 		return;
 	if (job->lock) {
 		job->rc = from_lock(job);
-		if (job->rc == 0 && job->store)
+		if (job->rc == 0 && job->cache)
 			remember(job, NULL);	/* keeps mtimes stable across mounts */
 		return;
 	}
@@ -257,11 +257,11 @@ static void resolve_one(struct resolve_job *job, struct http_client *http, int64
 	}
 	job->rc = rc;
 	if (rc == 0) {
-		if (job->store)
+		if (job->cache)
 			remember(job, http);
 		return;
 	}
-	if (rc == -EAGAIN && job->store && from_store(job, &stored, &nstored) == 0) {
+	if (rc == -EAGAIN && job->cache && from_store(job, &stored, &nstored) == 0) {
 		log_warn("event=resolve_offline entry=%s reason=\"%s\" action=\"using the stored "
 			 "resolution\"", job->entry->id,
 			 job->n && job->files[0].error ? job->files[0].error : "origin unreachable");
@@ -652,7 +652,7 @@ int engine_open_with(const struct config *cfg, const struct lock *lock, struct c
 	}
 	for (size_t i = 0; i < cfg->n_entries; i++)
 		pool.jobs[i] = (struct resolve_job){ .sources = e->sources,
-						     .store = cache_store(cache), .lock = lock,
+						     .cache = cache, .lock = lock,
 						     .entry = &cfg->entries[i],
 						     .config_path = cfg->path ? cfg->path : "CONFIG",
 						     /* the front serves local files */
@@ -763,7 +763,7 @@ int engine_add_entries(struct engine *e, const struct config *cfg, const struct 
 	pthread_mutex_init(&pool.lock, NULL);
 	for (size_t i = 0; i < cfg->n_entries; i++)
 		pool.jobs[i] = (struct resolve_job){ .sources = e->sources,
-						     .store = cache_store(e->cache), .lock = lock,
+						     .cache = e->cache, .lock = lock,
 						     .entry = &cfg->entries[i],
 						     .skip = !add[i] || cfg->entries[i].source ==
 							     CONFIG_SOURCE_LOCAL };

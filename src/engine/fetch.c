@@ -77,8 +77,7 @@ static int download_done(struct engine_file *f, struct cache_file *cf, uint64_t 
 			 uint64_t len, int64_t started, int rc, const char *reason,
 			 char *out_reason, size_t reason_len)
 {
-	store_log_fetch(cache_store(f->eng->cache), cache_file_id(cf), first, len,
-			clock_now_ms() - started, rc, rc ? reason : NULL);
+	cache_file_log_fetch(cf, first, len, clock_now_ms() - started, rc, rc ? reason : NULL);
 	if (rc == -ESTALE)
 		engine_file_fail(f, -EIO, "the file changed at the origin since it was resolved; "
 				 "remount to pick up the new version");

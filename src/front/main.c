@@ -695,7 +695,7 @@ static int do_mount(int argc, char **argv, bool helper)
 			 "reach this mount\"", strerror(-rc));
 	rc = engine_open_locked(cfg, lock, cache, &engine);
 	if (rc == 0)
-		rc = tree_build(engine, cfg, store_created(cache_store(cache)), NULL, &tree);
+		rc = tree_build(engine, cfg, cache_created(cache), NULL, &tree);
 	if (rc) {
 		log_error("event=mount_failed error=\"%s\"", strerror(-rc));
 		goto out;
@@ -729,7 +729,7 @@ static int do_mount(int argc, char **argv, bool helper)
 			.layout = o.layout, .cache_dir = cache_dir,
 			.lock = lock ? lock_real : NULL, .lock_now = lock,
 			.serve = srv,
-			.empty_mtime = store_created(cache_store(cache)),
+			.empty_mtime = cache_created(cache),
 		};
 
 		rc = reloader_new(&ro, cfg, engine, fs, &reloader);

@@ -165,16 +165,15 @@ static int item_from_entry(struct ops_list *l, const struct config_entry *ent)
 
 int ops_list_store(struct cache *c, const struct config *cfg, struct ops_list *out)
 {
-	struct store *s = cache_store(c);
 	struct store_resolution *res = NULL;
 	struct store_file *files = NULL;
 	int nres = 0, nfiles = 0, rc;
 
 	memset(out, 0, sizeof(*out));
 	out->cache = c;
-	rc = store_resolutions_all(s, &res, &nres);
+	rc = cache_resolutions_all(c, &res, &nres);
 	if (rc == 0)
-		rc = store_files_list(s, &files, &nfiles);
+		rc = cache_files_list(c, &files, &nfiles);
 	for (size_t e = 0; rc == 0 && cfg && e < cfg->n_entries; e++) {
 		const struct config_entry *ent = &cfg->entries[e];
 		char spec[65];
@@ -372,7 +371,7 @@ static json_t *history_json(const struct ops_list *l, int max)
 	json_t *a = json_array();
 	int n = 0;
 
-	if (store_fetch_log_recent(cache_store(l->cache), max, &rows, &n) != 0)
+	if (cache_fetch_log_recent(l->cache, max, &rows, &n) != 0)
 		return a;
 	for (int i = 0; i < n; i++) {
 		const struct store_fetch *r = &rows[i];

@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "cache_index.h"
 #include "check.h"
 
 
@@ -162,11 +163,13 @@ static uint64_t used_now(struct cache *c)
 	return u.used;
 }
 
-static uint64_t store_used(struct cache *c)
+static uint64_t store_used(void)
 {
+	struct store *s = cache_index_open(tmpdir);
 	uint64_t v = UINT64_MAX;
 
-	CHECK(store_bytes_used(cache_store(c), &v) == 0);
+	CHECK(store_bytes_used(s, &v) == 0);
+	store_close(s);
 	return v;
 }
 
@@ -185,11 +188,13 @@ static void row_seen(void *ctx, const struct store_block *b)
 }
 
 /* Block rows of file id in the store, as a bit mask of their idx. */
-static uint64_t store_rows(struct cache *c, int64_t id)
+static uint64_t store_rows(int64_t id)
 {
+	struct store *s = cache_index_open(tmpdir);
 	struct rows r = { 0 };
 
-	CHECK(store_blocks_load(cache_store(c), id, row_seen, &r) == 0);
+	CHECK(store_blocks_load(s, id, row_seen, &r) == 0);
+	store_close(s);
 	return r.mask;
 }
 
@@ -349,8 +354,8 @@ static void test_write_read(void)
 	CHECK(cache_file_complete(f));
 	CHECK(cache_file_cached_bytes(f) == size);
 	CHECK(used_now(c) == size);
-	CHECK(store_used(c) == size);
-	CHECK(store_rows(c, cache_file_id(f)) == 0xf);
+	CHECK(store_used() == size);
+	CHECK(store_rows(cache_file_id(f)) == 0xf);
 
 	/* Whole file, and more than the file: the length is cut at EOF. */
 	memset(buf, 0, size + BS);
@@ -413,7 +418,7 @@ static void test_hold_abort(void)
 	cache_block_release(f, 1);
 	CHECK(cache_block_reserve(f, 3) == 0);		/* evicts 1, the only free one */
 	CHECK(present_mask(f) == 0x5);
-	CHECK(store_rows(c, cache_file_id(f)) == 0x5);
+	CHECK(store_rows(cache_file_id(f)) == 0x5);
 	CHECK(cache_read(f, (uint8_t[4]){ 0 }, BS, 4) == -ENODATA);
 	cache_block_abort(f, 3);
 	CHECK(used_now(c) == 2 * BS);
@@ -499,9 +504,9 @@ static void test_lru(void)
 	m = present_mask(f);
 	CHECK(!(m & 0x1));
 	CHECK(m & 0x8);
-	CHECK(store_rows(c, cache_file_id(f)) == m);
+	CHECK(store_rows(cache_file_id(f)) == m);
 	CHECK(used_now(c) <= 3 * BS);
-	CHECK(store_used(c) == used_now(c));
+	CHECK(store_used() == used_now(c));
 	CHECK(cache_file_cached_bytes(f) == (uint64_t)__builtin_popcountll(m) * BS);
 	CHECK(block_reads_ok(f, 3));
 
@@ -522,7 +527,7 @@ static void test_lru(void)
 	CHECK(put(g, 1) == 0);
 	CHECK(present_mask(g) & 0x2);
 	CHECK(!(present_mask(f) & 0xf));
-	CHECK(used_now(c) <= 3 * BS && store_used(c) == used_now(c));
+	CHECK(used_now(c) <= 3 * BS && store_used() == used_now(c));
 	CHECK(used_now(c) == cache_file_cached_bytes(f) + cache_file_cached_bytes(g));
 
 	cache_close(c);
@@ -579,7 +584,7 @@ static void test_pinned(void)
 	CHECK(put(u, 0) == 0);
 	CHECK(present_mask(u) == 0x1);
 	CHECK(!(present_mask(p) & 0x1));		/* the oldest went */
-	CHECK(used_now(c) <= 3 * BS && store_used(c) == used_now(c));
+	CHECK(used_now(c) <= 3 * BS && store_used() == used_now(c));
 
 	cache_close(c);
 	tmp_remove();
@@ -682,17 +687,17 @@ static void test_persistence(void)
 	/* The damaged one is caught at its first read, even inside a longer read. */
 	CHECK(cache_read(f, buf, BS / 2, BS) == -ENODATA);
 	CHECK(!cache_block_present(f, 1));
-	CHECK(store_rows(c, id) == 0x1d);
+	CHECK(store_rows(id) == 0x1d);
 	CHECK(cache_file_cached_bytes(f) == size - BS);
 	CHECK(used_now(c) == size - BS);
-	CHECK(store_used(c) == size - BS);
+	CHECK(store_used() == size - BS);
 	/* Not every block any more. */
 	CHECK(cache_file_state(f, NULL, NULL) == STORE_PARTIAL);
 	CHECK(cache_read(f, buf, BS, 1) == -ENODATA);
 
 	CHECK(cache_read(f, buf, 4 * BS, 7) == -ENODATA);
 	CHECK(!cache_block_present(f, 4));
-	CHECK(store_rows(c, id) == 0x0d);
+	CHECK(store_rows(id) == 0x0d);
 	CHECK(used_now(c) == 3 * BS);
 
 	/* Fetched again, they read fine. */
@@ -713,7 +718,7 @@ static void test_persistence(void)
 	CHECK(!cache_block_present(f, 0));
 	CHECK(cache_block_present(f, 1));
 	CHECK(cache_read(f, buf, BS, 1) == -ENODATA);
-	CHECK(store_rows(c, id) == 0x1c);
+	CHECK(store_rows(id) == 0x1c);
 	cache_close(c);
 	tmp_remove();
 }
@@ -736,8 +741,8 @@ static void test_drop(void)
 	CHECK(cache_file_drop(f) == 0);
 	CHECK(present_mask(f) == 0);
 	CHECK(cache_file_cached_bytes(f) == 0);
-	CHECK(used_now(c) == 0 && store_used(c) == 0);
-	CHECK(store_rows(c, cache_file_id(f)) == 0);
+	CHECK(used_now(c) == 0 && store_used() == 0);
+	CHECK(store_rows(cache_file_id(f)) == 0);
 	data_path(path, sizeof(path), cache_file_id(f));
 	CHECK(stat(path, &st) == 0 && st.st_size == (off_t)(4 * BS) && st.st_blocks == 0);
 	CHECK(cache_read(f, (uint8_t[4]){ 0 }, 0, 4) == -ENODATA);
@@ -750,7 +755,7 @@ static void test_drop(void)
 	CHECK(present_mask(f) == 0x2);
 	cache_block_release(f, 1);
 	CHECK(present_mask(f) == 0);
-	CHECK(used_now(c) == 0 && store_used(c) == 0);
+	CHECK(used_now(c) == 0 && store_used() == 0);
 	cache_close(c);
 
 	/* Dropped for good: nothing comes back at reopen. */
@@ -884,8 +889,8 @@ static void test_resize(void)
 	CHECK(present_mask(f) == 0);
 	CHECK(cache_file_cached_bytes(f) == 0);
 	CHECK(cache_file_state(f, NULL, NULL) == STORE_REMOTE);
-	CHECK(store_used(c) == 0);
-	CHECK(store_rows(c, id) == 0);
+	CHECK(store_used() == 0);
+	CHECK(store_rows(id) == 0);
 	CHECK(cache_read(f, (uint8_t[4]){ 0 }, 0, 4) == -ENODATA);
 	CHECK(put(f, 5) == 0);
 	CHECK(cache_read(f, (uint8_t[4]){ 0 }, 5 * BS, 4) == 1);
@@ -936,8 +941,8 @@ static void test_trim(void)
 	c = open_at(2 * BS, 0);
 	CHECK(used_now(c) == 4 * BS);
 	CHECK(cache_trim(c) == 0);
-	CHECK(used_now(c) <= 2 * BS && store_used(c) == used_now(c));
-	rows = store_rows(c, id);
+	CHECK(used_now(c) <= 2 * BS && store_used() == used_now(c));
+	rows = store_rows(id);
 	CHECK(!(rows & 0x3));
 	CHECK((uint64_t)__builtin_popcountll(rows) * BS == used_now(c));
 	data_path(path, sizeof(path), id);
@@ -959,9 +964,9 @@ static void test_trim(void)
 	CHECK(present_mask(f) == 0xf);
 	CHECK(cache_trim(c) == 0);
 	CHECK(!(present_mask(f) & 0x7));
-	CHECK(used_now(c) <= BS && store_used(c) == used_now(c));
+	CHECK(used_now(c) <= BS && store_used() == used_now(c));
 	CHECK(cache_file_cached_bytes(f) == used_now(c));
-	CHECK(store_rows(c, id) == present_mask(f));
+	CHECK(store_rows(id) == present_mask(f));
 	CHECK(!cache_block_present(f, 3) || block_reads_ok(f, 3));
 	cache_close(c);
 
@@ -1149,7 +1154,7 @@ static void test_concurrent(void)
 	}
 	CHECK(present == cache_file_cached_bytes(cc.f));
 	CHECK(used_now(cc.c) == present + cache_file_cached_bytes(cc.filler));
-	CHECK(store_used(cc.c) == used_now(cc.c));
+	CHECK(store_used() == used_now(cc.c));
 	CHECK(used_now(cc.c) <= CC_LIMIT);
 	cache_close(cc.c);
 	tmp_remove();
@@ -1160,6 +1165,7 @@ static void test_lru_evicts_only_what_is_needed(void)
 {
 	struct cache *c;
 	struct cache_file *f;
+	struct store *s;
 	int64_t id;
 
 	tmp_make();
@@ -1174,7 +1180,9 @@ static void test_lru_evicts_only_what_is_needed(void)
 	CHECK(present_mask(f) == 0xe);		/* only 0 went (today 0x8: 0, 1, 2 went) */
 	CHECK(used_now(c) == 3 * BS);
 	/* Use reorders: 1 becomes the newest, so 2 goes next. */
-	CHECK(store_block_touch(cache_store(c), id, 1, (int64_t)time(NULL) * 1000 + 60000) == 0);
+	s = cache_index_open(tmpdir);
+	CHECK(store_block_touch(s, id, 1, (int64_t)time(NULL) * 1000 + 60000) == 0);
+	store_close(s);
 	tick();
 	CHECK(put(f, 4) == 0);
 	CHECK(present_mask(f) == 0x1a);
@@ -1183,7 +1191,7 @@ static void test_lru_evicts_only_what_is_needed(void)
 	c = open_at(2 * BS, 0);
 	CHECK(cache_trim(c) == 0);
 	CHECK(used_now(c) == 2 * BS);		/* today 0 */
-	CHECK(store_rows(c, id) == 0x12);
+	CHECK(store_rows(id) == 0x12);
 	cache_close(c);
 	tmp_remove();
 }
@@ -1202,7 +1210,7 @@ static void test_resize_releases_space(void)
 	cache_close(c);
 	c = open_at(3 * BS, 0);
 	f = file_at(c, "k", 4 * BS, BS);	/* same key, new size: its blocks are dropped */
-	CHECK(store_used(c) == 0);
+	CHECK(store_used() == 0);
 	CHECK(used_now(c) == 0);		/* today 3 * BS, until the next restart */
 	CHECK(put(f, 0) == 0);			/* today -ENOSPC: nothing left to evict */
 	cache_close(c);
@@ -1225,7 +1233,7 @@ static void test_resize_same_session(void)
 	/* Either refused, or a handle of the new geometry with no blocks. */
 	CHECK(rc != 0 || cache_file_size(g) == 5 * BS + 1);	/* today 3 * BS */
 	CHECK(rc != 0 || present_mask(g) == 0);			/* today 0x7 */
-	CHECK(used_now(c) == store_used(c));			/* today 3 * BS vs 0 */
+	CHECK(used_now(c) == store_used());			/* today 3 * BS vs 0 */
 	cache_close(c);
 	tmp_remove();
 }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "cache_index.h"
 #include "check.h"
 
 #define BS 4096u
@@ -165,7 +166,7 @@ static void test_pins(void)
 	/* Both owners are remembered. */
 	c = open_cache();
 	CHECK(cache_file_open(c, "k2", BS, BS, &f) == 0 && cache_file_pinned(f));
-	CHECK(store_files_list(cache_store(c), &files, &n) == 0);
+	CHECK(cache_files_list(c, &files, &n) == 0);
 	for (int i = 0; i < n; i++)
 		if (strcmp(files[i].key, "k2") == 0)
 			CHECK(files[i].pin_mask == (CACHE_PIN_CONFIG | CACHE_PIN_USER) && files[i].pinned);
@@ -178,7 +179,7 @@ static void test_pins(void)
 static void test_listings(void)
 {
 	struct cache *c = open_cache();
-	struct store *s = cache_store(c);
+	struct store *s;
 	struct cache_file *f = NULL;
 	struct store_file *files = NULL;
 	struct store_resolution *res = NULL;
@@ -191,7 +192,7 @@ static void test_listings(void)
 
 	CHECK(cache_file_open(c, "k3", BS * NBLOCKS, BS, &f) == 0);
 	fill_file(f);
-	CHECK(store_files_list(s, &files, &n) == 0);
+	CHECK(cache_files_list(c, &files, &n) == 0);
 	for (int i = 0; i < n; i++)
 		if (strcmp(files[i].key, "k3") == 0)
 			CHECK(files[i].cached_bytes == BS * NBLOCKS && files[i].size == BS * NBLOCKS);
@@ -199,22 +200,24 @@ static void test_listings(void)
 			CHECK(files[i].cached_bytes == 0);
 	store_files_free(files, n);
 
-	CHECK(store_resolution_put(s, "vae/x", rows, 2) == 0);
-	CHECK(store_resolutions_all(s, &res, &n) == 0 && n == 2);
+	CHECK(cache_resolution_put(c, "vae/x", rows, 2) == 0);
+	CHECK(cache_resolutions_all(c, &res, &n) == 0 && n == 2);
 	CHECK(n == 2 && strcmp(res[0].path, "VAE/a.bin") == 0 && strcmp(res[0].entry_id, "vae/x") == 0);
 	store_resolutions_free(res, n);
 
 	for (int i = 0; i < 5; i++)
-		CHECK(store_log_fetch(s, cache_file_id(f), (uint64_t)i * BS, BS, i, i == 4 ? -EIO : 0,
-				      i == 4 ? "HTTP 500" : NULL) == 0);
+		CHECK(cache_file_log_fetch(f, (uint64_t)i * BS, BS, i, i == 4 ? -EIO : 0,
+					   i == 4 ? "HTTP 500" : NULL) == 0);
+	s = cache_index_open(tmpdir);
 	CHECK(store_log_fetch(s, 999999, 0, 1, 1, 0, NULL) == 0);	/* a file that is gone */
-	CHECK(store_fetch_log_recent(s, 3, &log, &n) == 0 && n == 3);
+	store_close(s);
+	CHECK(cache_fetch_log_recent(c, 3, &log, &n) == 0 && n == 3);
 	/* The newest three, oldest first. */
 	CHECK(log[0].first == 3 * BS && log[1].first == 4 * BS && log[2].file_id == 999999);
 	CHECK(log[1].rc == -EIO && log[1].error && strcmp(log[1].error, "HTTP 500") == 0);
 	CHECK(log[0].file_key && strcmp(log[0].file_key, "k3") == 0 && log[2].file_key == NULL);
 	store_fetches_free(log, n);
-	CHECK(store_fetch_log_recent(s, 0, &log, &n) == 0 && n == 0);
+	CHECK(cache_fetch_log_recent(c, 0, &log, &n) == 0 && n == 0);
 	cache_close(c);
 }
 
