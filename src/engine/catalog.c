@@ -325,22 +325,6 @@ static void file_free(struct engine_file *f)
 	free(f);
 }
 
-void engine_forget_unvalidated(const struct source_file *src, struct cache_file *cf)
-{
-	uint64_t had;
-
-	if (src->validator || src->sha256 || src->git_sha1 || cache_file_complete(cf))
-		return;
-	had = cache_file_cached_bytes(cf);
-	if (had == 0)
-		return;
-	cache_file_drop(cf);
-	log_warn("event=unvalidated_partial_dropped path=%s bytes=%llu reason=\"the origin sends "
-		 "neither ETag nor Last-Modified and no sha256 is known, so blocks from an earlier "
-		 "run could be of another version\" action=\"give sha256 in the config to keep "
-		 "partial copies\"", src->path, (unsigned long long)had);
-}
-
 /* Publish f as the last file (engine_i.h: the file list). The caller
  * holds add_lock, or is engine_open() with no reader yet. */
 static int files_append(struct engine *e, struct engine_file *f)

@@ -19,18 +19,6 @@
 #include "modelfs/clock.h"
 #include "modelfs/log.h"
 
-int64_t backoff_ms(int attempt, int retry_after_sec)
-{
-	int64_t ms;
-
-	if (retry_after_sec >= 0)
-		return (int64_t)retry_after_sec * 1000 + 250;
-	ms = (int64_t)BACKOFF_FIRST_MS << (attempt < 6 ? attempt : 6);
-	if (ms > BACKOFF_MAX_MS)
-		ms = BACKOFF_MAX_MS;
-	return ms / 2 + rand() % (ms / 2 + 1);	/* jitter: retries of many blocks spread out */
-}
-
 void attempt_clear(struct attempt *a)
 {
 	free(a->url);

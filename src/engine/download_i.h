@@ -1,6 +1,6 @@
 /*
  * download_i.h: what the download path shares (fetch.c, download.c,
- * sink.c, refresh.c, stream.c). Private to src/engine/; the lock order
+ * sink.c, refresh.c, stream.c, backoff.c). Private to src/engine/; the lock order
  * is engine_i.h's.
  */
 #ifndef MODELFS_DOWNLOAD_I_H
@@ -77,10 +77,14 @@ int file_cache_retried(struct engine_file *f, struct http_client *http, struct c
 /* A fresh data URL, unless renewed since generation gen: 0 or -errno. */
 int refresh_url(struct engine_file *f, struct http_client *http, uint32_t gen);
 
-/* download.c */
+/* backoff.c */
 /* How long to wait before retry number attempt (jittered), or what the
  * origin's Retry-After said (>= 0). */
 int64_t backoff_ms(int attempt, int retry_after_sec);
+/* Sleep up to ms, waking early at stop: false when stopping. */
+bool engine_sleep_ms(struct engine *e, int64_t ms);
+
+/* download.c */
 /* The target of try number which (0: the data URL, k: mirror k): 0,
  * -ENOENT when there is no such mirror, -ENODATA when the data URL must
  * be resolved first. Clear with attempt_clear(). */

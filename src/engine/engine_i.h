@@ -21,6 +21,7 @@
  *   fetch.c     one download unit: a run or a block, reserved, downloaded,
  *               committed (or served from memory), completed
  *   download.c  one range from the tier, the data URL or a mirror, retried
+ *   backoff.c   how long to wait before a retry, and waiting it out
  *   sink.c      where a range's bytes land: buffered, hashed, committed
  *               block by block, early answers
  *   refresh.c   resolving a file at first read, renewing its data URL
@@ -29,8 +30,8 @@
  *   share.c     the shared bucket: verified files uploaded in the background
  *   file_queue.c  files waiting for a background thread (verifier, uploader)
  *   prefetch.c, headers.c   whole files and headers ahead of readers
- * download_i.h is what fetch.c, download.c, sink.c, refresh.c and
- * stream.c share.
+ * download_i.h is what fetch.c, download.c, sink.c, refresh.c,
+ * stream.c and backoff.c share.
  *
  * Lock order: the only list, for every lock the engine takes or calls
  * into. A lock may be taken while one above it is held, never one below.
@@ -327,11 +328,13 @@ struct file_hashes {
 	char git_sha1[65];
 };
 void engine_file_hashes(struct engine_file *f, struct file_hashes *out);
-/* Called when a run first opens src's cache file. Without a validator or
- * a known hash nothing tells an earlier run's blocks from the origin's
- * bytes now (the file may have changed, same size): a complete copy is one
- * whole version and is kept, a partial one is dropped, so that old and new
- * bytes never mix. */
+
+/* refresh.c */
+/* Called when a run first opens src's cache file (at open, catalog.c, or
+ * at a late resolution). Without a validator or a known hash nothing
+ * tells an earlier run's blocks from the origin's bytes now (the file may
+ * have changed, same size): a complete copy is one whole version and is
+ * kept, a partial one is dropped, so that old and new bytes never mix. */
 void engine_forget_unvalidated(const struct source_file *src, struct cache_file *cf);
 
 /* verify.c */
@@ -366,8 +369,6 @@ void verify_enqueue(struct engine_file *f);
 /* pool.c */
 int fetch_start(struct engine *e);
 void fetch_stop(struct engine *e);
-/* Sleep up to ms, waking early at stop: false when stopping. */
-bool engine_sleep_ms(struct engine *e, int64_t ms);
 
 /* queue.c: every function takes qlock itself. */
 /* Append inf to the queue of its priority; the caller holds qlock. */
@@ -431,17 +432,20 @@ void complete_block(struct engine_file *f, struct cache_file *cf, uint64_t idx, 
 /* Reads of f wait for it to be verified (verify = strict). */
 bool strict_parked(struct engine_file *f);
 
-/* read.c */
 /* verify = strict: answer the reads parked on f with err, or (err == 0,
  * the file is now verified) have a worker read them afresh
  * (strict_resume()), not the caller: the verifier never re-enters
  * engine_read(). */
 void strict_release(struct engine_file *f, int err);
+/* Take f's parked reads (the caller frees each). */
+struct parked_read *parked_take(struct engine_file *f);
+
+/* read.c */
 /* verify = strict: f lost a block (evicted) before it was verified; if
  * reads are parked on it, fetch what is missing again, or they would
  * wait for a verification that never comes. */
 void strict_refetch(struct engine_file *f);
-/* On a worker: read f's parked reads afresh. */
+/* On a worker: read f's parked reads afresh (strict_release()). */
 void strict_resume(struct engine_file *f);
 
 /* fetch.c */

@@ -8,14 +8,16 @@
  * each waiting prefetch. Uncached blocks (the cache has no room, or
  * another entry writes the same block) are fetched into at most
  * ENGINE_MEM_BLOCKS buffers; the last few are kept, so that the kernel's
- * next reads of the block do not fetch it again.
+ * next reads of the block do not fetch it again. Reads of a strict file
+ * wait for the whole file instead: parked on it until the verifier's
+ * verdict releases them (strict_release()).
  *
- * Locks: f->lock guards f->inflight[] and each inflight's waiters. An
- * inflight lives while it is in inflight[], which only its fetcher (or
- * the stop's drain) clears, under f->lock: code that found it there may
- * use it until it drops that lock. mem_lock guards kept[] and is a leaf;
- * a prefetch_req's lock is taken alone (prefetch_done()). Waiters are
- * answered with no lock held.
+ * Locks: f->lock guards f->inflight[], each inflight's waiters and the
+ * parked reads. An inflight lives while it is in inflight[], which only
+ * its fetcher (or the stop's drain) clears, under f->lock: code that
+ * found it there may use it until it drops that lock. mem_lock guards
+ * kept[] and is a leaf; a prefetch_req's lock is taken alone
+ * (prefetch_done()). Waiters are answered with no lock held.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -364,4 +366,34 @@ void complete_block(struct engine_file *f, struct cache_file *cf, uint64_t idx, 
 			strict_refetch(f);
 	}
 	free(inf);
+}
+
+/* ---- strict files: reads parked until the file is verified ------------ */
+
+struct parked_read *parked_take(struct engine_file *f)
+{
+	struct parked_read *p;
+
+	pthread_mutex_lock(&f->lock);
+	p = f->parked;
+	f->parked = NULL;
+	f->strict_passes = 0;		/* a new batch gets its own refetches */
+	pthread_mutex_unlock(&f->lock);
+	return p;
+}
+
+void strict_release(struct engine_file *f, int err)
+{
+	struct parked_read *p, *next;
+
+	if (err == 0) {
+		if (strict_parked(f))
+			queue_resume(f->eng, f);
+		return;
+	}
+	for (p = parked_take(f); p; p = next) {
+		next = p->next;
+		p->cb(p->arg, NULL, err);
+		free(p);
+	}
 }

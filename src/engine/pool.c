@@ -22,18 +22,6 @@
  * for up to this long (inside the 10 s a service manager allows a stop). */
 #define STOP_FINISH_MS 5000
 
-bool engine_sleep_ms(struct engine *e, int64_t ms)
-{
-	struct timespec until = clock_deadline(CLOCK_REALTIME, ms);
-
-	pthread_mutex_lock(&e->qlock);
-	while (!atomic_load(&e->stop) &&
-	       pthread_cond_timedwait(&e->stop_cond, &e->qlock, &until) == 0)
-		;
-	pthread_mutex_unlock(&e->qlock);
-	return !atomic_load(&e->stop);
-}
-
 static void *worker_main(void *arg)
 {
 	struct engine *e = arg;

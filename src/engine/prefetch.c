@@ -1,7 +1,7 @@
 /*
  * prefetch.c: fetching a whole file ahead of its readers. A prefetch
  * asks for a window of the file's missing blocks at the lowest priority
- * (fetch.c takes them only when no reader waits and no readahead is
+ * (queue.c gives them out only when no reader waits and no readahead is
  * due), tops the window up as blocks arrive, and then waits for the
  * verifier's verdict. Everything goes through the same single-flight
  * inflights as reads, so a block a reader and a prefetch both want is

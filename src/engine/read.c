@@ -306,44 +306,15 @@ void strict_refetch(struct engine_file *f)
 	}
 }
 
-/* Take f's parked reads: err answers them, 0 reads them afresh. */
-static void parked_answer(struct engine_file *f, int err)
+void strict_resume(struct engine_file *f)
 {
 	struct parked_read *p, *next;
 
-	pthread_mutex_lock(&f->lock);
-	p = f->parked;
-	f->parked = NULL;
-	f->strict_passes = 0;
-	pthread_mutex_unlock(&f->lock);
-	for (; p; p = next) {
+	for (p = parked_take(f); p; p = next) {
 		next = p->next;
-		if (err)
-			p->cb(p->arg, NULL, err);
-		else
-			engine_read(f, p->off, p->len, p->cb, p->arg);
+		engine_read(f, p->off, p->len, p->cb, p->arg);
 		free(p);
 	}
-}
-
-void strict_release(struct engine_file *f, int err)
-{
-	bool parked;
-
-	if (err) {
-		parked_answer(f, err);
-		return;
-	}
-	pthread_mutex_lock(&f->lock);
-	parked = f->parked != NULL;
-	pthread_mutex_unlock(&f->lock);
-	if (parked)
-		queue_resume(f->eng, f);
-}
-
-void strict_resume(struct engine_file *f)
-{
-	parked_answer(f, 0);
 }
 
 void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb cb, void *arg)

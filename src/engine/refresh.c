@@ -4,7 +4,8 @@
  * first fetch and its cache file opened then (file_cache()); a data URL
  * that expired (a signed link) or was never known is renewed
  * (refresh_url()). In both, one worker asks the origin and the others
- * wait for its answer.
+ * wait for its answer. A cache file opened without anything that tells
+ * versions apart keeps only a complete copy (engine_forget_unvalidated()).
  *
  * Locks: f->lock guards the source fields adopted here and the
  * resolving/refreshing flags; f->resolved is waited on with it. The
@@ -17,6 +18,22 @@
 
 #include "download_i.h"
 #include "modelfs/log.h"
+
+void engine_forget_unvalidated(const struct source_file *src, struct cache_file *cf)
+{
+	uint64_t had;
+
+	if (src->validator || src->sha256 || src->git_sha1 || cache_file_complete(cf))
+		return;
+	had = cache_file_cached_bytes(cf);
+	if (had == 0)
+		return;
+	cache_file_drop(cf);
+	log_warn("event=unvalidated_partial_dropped path=%s bytes=%llu reason=\"the origin sends "
+		 "neither ETag nor Last-Modified and no sha256 is known, so blocks from an earlier "
+		 "run could be of another version\" action=\"give sha256 in the config to keep "
+		 "partial copies\"", src->path, (unsigned long long)had);
+}
 
 /* A copy of what names f at its source, to resolve it again with. */
 static int scratch_of(struct engine_file *f, struct source_file *scratch)
