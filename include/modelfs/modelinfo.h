@@ -1,6 +1,8 @@
 /*
  * modelinfo.h: what a model file's header says, for `modelfs info`:
- * tensors, dtypes, parameters, and the memory it takes to load. Knows
+ * tensors, dtypes, parameters, and the memory it takes to load; and how
+ * long the header is, for the engine (header prefetch, loader
+ * detection): one parser below both (src/formats/). Knows
  * .safetensors (u64 LE header length, then JSON) and GGUF v2/v3 (binary
  * key/values, then tensor infos, ggml types incl. block-quantized ones).
  *
@@ -60,6 +62,17 @@ enum modelinfo_format modelinfo_detect(const void *buf, size_t len);
 int modelinfo_parse(const void *buf, size_t len, uint64_t file_size, struct modelinfo *out,
 		    uint64_t *need, char *reason, size_t reason_len);
 void modelinfo_clear(struct modelinfo *mi);
+
+/* How many bytes from the start of a file of format fmt come before its
+ * tensor data (what header_bytes counts), from its first len bytes,
+ * without the rest of modelinfo_parse()'s work: a safetensors file's
+ * first 8 bytes say it (no JSON is parsed); a GGUF header is walked over
+ * (its tensors' types and shapes unchecked). MODELINFO_UNKNOWN: the
+ * format is detected first (9 bytes). 0 with *header_len; -EAGAIN with
+ * *need (read that many and call again); -EINVAL when buf starts no such
+ * header, or an implausible one. */
+int modelinfo_header_len(enum modelinfo_format fmt, const void *buf, size_t len,
+			 uint64_t file_size, uint64_t *header_len, uint64_t *need);
 
 /* Bytes of GPU memory to load the weights: weight_bytes x MODELINFO_OVERHEAD. */
 uint64_t modelinfo_vram_estimate(const struct modelinfo *mi);

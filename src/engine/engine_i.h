@@ -12,15 +12,18 @@
  * header, the first byte).
  *
  * The modules, by job (each file says more at its top):
- *   catalog.c   the files of a mount: resolving, opening, state
- *   read.c      engine_read(): blocks wanted, readahead, loaders, strict files
+ *   catalog.c   the files of a mount: resolving, opening, state, and
+ *               what follows the verifier's verdicts (verify_ops)
+ *   read.c      engine_read(): blocks wanted, readahead, loaders, strict
+ *               files' whole-file fetch and resumed reads
  *   inflight.c  blocks being fetched, their waiters, completing them,
- *               uncached blocks kept in memory
+ *               uncached blocks kept in memory, strict files' parked reads
  *   queue.c     the priority queues workers take runs of blocks from
  *   pool.c      the workers: start, stop, drain, cancel
  *   fetch.c     one download unit: a run or a block, reserved, downloaded,
  *               committed (or served from memory), completed
- *   download.c  one range from the tier, the data URL or a mirror, retried
+ *   download.c  one range from the shared bucket, the tier, the data URL
+ *               or a mirror, retried
  *   backoff.c   how long to wait before a retry, and waiting it out
  *   sink.c      where a range's bytes land: buffered, hashed, committed
  *               block by block, early answers
@@ -29,7 +32,9 @@
  *   verify.c    the background hasher
  *   share.c     the shared bucket: verified files uploaded in the background
  *   file_queue.c  files waiting for a background thread (verifier, uploader)
- *   prefetch.c, headers.c   whole files and headers ahead of readers
+ *   prefetch.c  whole files ahead of readers, and asking for blocks on
+ *               behalf of a prefetch (fetch_prefetch_block())
+ *   headers.c   model headers at mount (their lengths: formats/modelinfo.c)
  * download_i.h is what fetch.c, download.c, sink.c, refresh.c,
  * stream.c and backoff.c share.
  *

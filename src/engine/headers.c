@@ -22,11 +22,11 @@
 #include "engine_i.h"
 #include "modelfs/clock.h"
 #include "modelfs/log.h"
+#include "modelfs/modelinfo.h"
 
 #define PROBE_OFFSET (1u << 20)		/* Forge's model_hash(): 64 KiB at 1 MiB */
 #define PROBE_LEN (64u << 10)
 #define GGUF_FIRST (256u << 10)		/* asked for first, doubled while short */
-#define HEADER_MAX (256ull << 20)	/* a longer "header" is not one */
 #define TICK_MS 200
 
 enum header_kind { KIND_NONE, KIND_SAFETENSORS, KIND_GGUF };
@@ -76,137 +76,19 @@ static int ask_range(struct engine_file *f, uint64_t off, uint64_t len, struct p
 	return 0;
 }
 
-/* Reads little-endian fields of a cached file prefix, a window at a time. */
-struct cursor {
-	struct cache_file *cf;
-	uint64_t pos, end;		/* end: bytes of the file that may be read */
-	uint64_t win_at;
-	size_t win_len;
-	unsigned char win[64 * 1024];
-};
-
-/* Copy n bytes at the cursor: 0, or -ENODATA past what may be read. */
-static int cur_get(struct cursor *c, void *out, size_t n)
-{
-	if (c->pos + n > c->end)
-		return -ENODATA;
-	if (c->pos < c->win_at || c->pos + n > c->win_at + c->win_len) {
-		size_t len = c->end - c->pos < sizeof(c->win) ? (size_t)(c->end - c->pos)
-							       : sizeof(c->win);
-
-		if (len < n || cache_peek(c->cf, c->win, c->pos, len) != (ssize_t)len)
-			return -ENODATA;
-		c->win_at = c->pos;
-		c->win_len = len;
-	}
-	if (out)
-		memcpy(out, c->win + (c->pos - c->win_at), n);
-	c->pos += n;
-	return 0;
-}
-
-static int cur_u64(struct cursor *c, uint64_t *v)
-{
-	unsigned char b[8];
-	int rc = cur_get(c, b, 8);
-
-	*v = 0;
-	for (int i = 7; rc == 0 && i >= 0; i--)
-		*v = *v << 8 | b[i];
-	return rc;
-}
-
-static int cur_u32(struct cursor *c, uint32_t *v)
-{
-	unsigned char b[4];
-	int rc = cur_get(c, b, 4);
-
-	*v = rc ? 0 : (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-			      (uint32_t)b[3] << 24;
-	return rc;
-}
-
-static int cur_skip(struct cursor *c, uint64_t n)
-{
-	if (n > c->end - c->pos)
-		return -ENODATA;
-	c->pos += n;
-	return 0;
-}
-
-/* One GGUF value of type t: 0, -ENODATA (runs past the prefix), -EINVAL. */
-static int gguf_skip_value(struct cursor *c, uint32_t t, int depth)
-{
-	static const uint8_t fixed[] = { 1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8 };
-	uint64_t n;
-	uint32_t et;
-	int rc;
-
-	if (t >= sizeof(fixed))
-		return -EINVAL;
-	if (fixed[t])
-		return cur_skip(c, fixed[t]);
-	if (t == 8)			/* string: u64 length, bytes */
-		return (rc = cur_u64(c, &n)) ? rc : cur_skip(c, n);
-	if (depth > 2)			/* array: u32 type, u64 count, items */
-		return -EINVAL;
-	if ((rc = cur_u32(c, &et)) || (rc = cur_u64(c, &n)))
-		return rc;
-	if (et < sizeof(fixed) && fixed[et])
-		return n > UINT64_MAX / fixed[et] ? -EINVAL : cur_skip(c, n * fixed[et]);
-	for (uint64_t i = 0; i < n; i++)
-		if ((rc = gguf_skip_value(c, et, depth + 1)))
-			return rc;
-	return 0;
-}
-
-/* Where a GGUF header ends (its tensor infos included), from the first
- * have bytes of f: 0, -ENODATA when have is too short, -EINVAL when the
- * bytes are no GGUF header. */
-static int gguf_header_len(struct cache_file *cf, uint64_t have, uint64_t *len)
-{
-	struct cursor *c = calloc(1, sizeof(*c));
-	uint64_t ntensors, nkv, n;
-	uint32_t magic, version, t, dims;
-	int rc;
-
-	if (!c)
-		return -ENOMEM;
-	c->cf = cf;
-	c->end = have;
-	if ((rc = cur_u32(c, &magic)) || (rc = cur_u32(c, &version)) ||
-	    (rc = cur_u64(c, &ntensors)) || (rc = cur_u64(c, &nkv)))
-		goto out;
-	if (magic != 0x46554747u /* "GGUF" */ || version < 2) {
-		rc = -EINVAL;
-		goto out;
-	}
-	for (uint64_t i = 0; rc == 0 && i < nkv; i++) {
-		rc = cur_u64(c, &n);
-		if (rc == 0 && (rc = cur_skip(c, n)) == 0 && (rc = cur_u32(c, &t)) == 0)
-			rc = gguf_skip_value(c, t, 0);
-	}
-	for (uint64_t i = 0; rc == 0 && i < ntensors; i++) {
-		/* name, u32 n_dims, u64 dims[n_dims], u32 type, u64 offset */
-		rc = cur_u64(c, &n);
-		if (rc == 0 && (rc = cur_skip(c, n)) == 0 && (rc = cur_u32(c, &dims)) == 0)
-			rc = dims > 8 ? -EINVAL : cur_skip(c, (uint64_t)dims * 8 + 4 + 8);
-	}
-	*len = c->pos;
-out:
-	free(c);
-	return rc;
-}
-
 /* The next bytes from 0 that job needs, now that job->want are cached
- * (or as many as made it): job->done when none. */
+ * (or as many as made it): job->done when none. The header's length
+ * comes from the parser `modelfs info` uses (modelinfo.h): a safetensors
+ * file's first 8 bytes say it; a GGUF header is walked as far as it is
+ * cached, and asked for twice as far while it runs past that. */
 static void job_next(struct header_job *job)
 {
 	struct engine_file *f = job->f;
-	uint64_t size = (uint64_t)f->src.size, need = 0;
+	enum modelinfo_format fmt = job->kind == KIND_GGUF ? MODELINFO_GGUF : MODELINFO_SAFETENSORS;
+	uint64_t size = (uint64_t)f->src.size, have, len = 0, need;
 	struct cache_file *cf;
-	unsigned char head[8];
-	int rc;
+	unsigned char *buf;
+	int rc = -EAGAIN;
 
 	pthread_mutex_lock(&f->lock);
 	cf = f->cf;
@@ -214,23 +96,20 @@ static void job_next(struct header_job *job)
 	job->done = true;
 	if (!cf)
 		return;
-	if (job->kind == KIND_SAFETENSORS) {
-		if (cache_peek(cf, head, 0, sizeof(head)) != sizeof(head))
-			return;
-		for (int i = 7; i >= 0; i--)
-			need = need << 8 | head[i];
-		if (need > HEADER_MAX || need > size - 8)
-			return;		/* not a safetensors header */
-		need += 8;
-	} else {
-		rc = gguf_header_len(cf, job->want < size ? job->want : size, &need);
-		if (rc == -ENODATA && job->want < size && job->want < HEADER_MAX)
-			need = job->want * 2;
-		else if (rc)
-			return;
-	}
-	if (need > job->want) {
-		job->want = need < size ? need : size;
+	have = fmt == MODELINFO_SAFETENSORS ? 8 : job->want < size ? job->want : size;
+	buf = malloc(have);
+	if (!buf)
+		return;
+	if (cache_peek(cf, buf, 0, have) == (ssize_t)have)
+		rc = modelinfo_header_len(fmt, buf, have, size, &len, &need);
+	free(buf);
+	if (rc == -EAGAIN && fmt == MODELINFO_GGUF && job->want < size &&
+	    job->want < MODELINFO_MAX_HEADER)
+		len = job->want * 2;
+	else if (rc)
+		return;		/* not a header, or not cached: left to readers */
+	if (len > job->want) {
+		job->want = len < size ? len : size;
 		job->done = false;
 	}
 }

@@ -34,6 +34,7 @@
 #include "engine_i.h"
 #include "modelfs/clock.h"
 #include "modelfs/log.h"
+#include "modelfs/modelinfo.h"
 
 #define RA_MAX_WINDOW 32		/* in block_size units */
 /* A streak of reads must pass this before readahead starts: a header read
@@ -161,7 +162,8 @@ static void readahead(struct engine_file *f, uint64_t first, uint64_t last)
 #define LOADER_BYTES (4u << 20)
 
 /* Where f's tensor data starts, from its first bytes in the cache: 8 + N
- * for a safetensors file (N, little-endian, then a JSON header). Other
+ * for a safetensors file (N, little-endian, then a JSON header; read by
+ * modelinfo_header_len(), as `modelfs info` reads it). Other
  * formats are left to readahead (NOT_A_MODEL): their loaders read in
  * file order, or nothing tells a loader from a tool reading a few parts.
  * 0 while the first block is not cached. */
@@ -169,13 +171,15 @@ static void readahead(struct engine_file *f, uint64_t first, uint64_t last)
 static uint64_t find_data_start(struct engine_file *f, struct cache_file *cf)
 {
 	unsigned char head[9];
-	uint64_t n = 0;
+	uint64_t len, need;
 
 	if (!cache_block_present(cf, 0) || cache_read(cf, head, 0, sizeof(head)) != sizeof(head))
 		return 0;
-	for (int i = 7; i >= 0; i--)
-		n = n << 8 | head[i];
-	return head[8] == '{' && n < (uint64_t)f->src.size - 8 ? 8 + n : NOT_A_MODEL;
+	if (modelinfo_detect(head, sizeof(head)) != MODELINFO_SAFETENSORS ||
+	    modelinfo_header_len(MODELINFO_SAFETENSORS, head, sizeof(head), (uint64_t)f->src.size,
+				 &len, &need) != 0)
+		return NOT_A_MODEL;
+	return len;
 }
 
 /* A read of len at off: when reads in tensor data, away from what a

@@ -502,12 +502,48 @@ static void test_vram(void)
 	CHECK(modelinfo_gpu_fit(81ull << 30) == 0);
 }
 
+/* modelinfo_header_len(): the length modelinfo_parse() finds, from as
+ * few bytes as it takes (8 for safetensors), without checking tensors. */
+static void test_header_len(void)
+{
+	struct gtensor odd = { "x", 1, { 7 }, 200 };	/* no such ggml type */
+	struct buf b = { 0 };
+	struct modelinfo mi;
+	uint64_t len = 0, need = 0;
+	char reason[256];
+	int rounds;
+
+	safetensors(&b, "{\"t\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4);
+	CHECK(modelinfo_header_len(MODELINFO_SAFETENSORS, b.p, 4, b.len, &len, &need) == -EAGAIN &&
+	      need == 8);
+	CHECK(modelinfo_header_len(MODELINFO_SAFETENSORS, b.p, 8, b.len, &len, &need) == 0 &&
+	      len == b.len - 4);
+	CHECK(modelinfo_header_len(MODELINFO_UNKNOWN, b.p, b.len, b.len, &len, &need) == 0 &&
+	      len == b.len - 4);
+	CHECK(modelinfo_header_len(MODELINFO_SAFETENSORS, b.p, 8, 12, &len, &need) == -EINVAL);
+
+	gguf(&b, 3, tiny, 5, TINY_BYTES, 32);
+	CHECK(parse_growing(&b, &mi, reason, &rounds) == 0);
+	CHECK(modelinfo_header_len(MODELINFO_GGUF, b.p, b.len, b.len, &len, &need) == 0 &&
+	      len == mi.header_bytes);
+	CHECK(modelinfo_header_len(MODELINFO_GGUF, b.p, 100, b.len, &len, &need) == -EAGAIN &&
+	      need >= 100);
+	modelinfo_clear(&mi);
+	/* Only the length: a tensor type the parser does not know is no matter. */
+	gguf(&b, 3, &odd, 1, 64, 32);
+	CHECK(modelinfo_header_len(MODELINFO_GGUF, b.p, b.len, b.len, &len, &need) == 0 &&
+	      len == b.len - 64);
+	CHECK(modelinfo_header_len(MODELINFO_UNKNOWN, "not a model", 11, 11, &len, &need) == -EINVAL);
+	free(b.p);
+}
+
 int main(void)
 {
 	test_safetensors();
 	test_safetensors_malformed();
 	test_gguf();
 	test_gguf_malformed();
+	test_header_len();
 	test_truncations();
 	test_fuzz();
 	test_vram();

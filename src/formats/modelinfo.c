@@ -3,6 +3,9 @@
  * read goes through a cursor that knows where the buffer ends; running
  * out of bytes is "need more" (-EAGAIN), never a read past the end, and
  * counts, lengths and products are checked before they size anything.
+ * Below the engine (src/formats/): `modelfs info` parses whole headers
+ * with it, the engine asks it only how long a header is
+ * (modelinfo_header_len(): header prefetch, loader detection).
  *
  * safetensors: u64 LE N, then N bytes of JSON: {"name": {"dtype": "F16",
  * "shape": [..], "data_offsets": [begin, end]}, ..., "__metadata__": {}}.
@@ -185,6 +188,24 @@ static int st_tensor(struct modelinfo *mi, const char *key, json_t *t, uint64_t 
 	return add_dtype(mi, dt, params, end - begin);
 }
 
+/* N of a safetensors header (its first 8 bytes): 0, -EAGAIN, -EINVAL. */
+static int st_header_len(const unsigned char *buf, size_t len, uint64_t file_size, uint64_t *n,
+			 uint64_t *need, char *reason, size_t rlen)
+{
+	if (len < 8) {
+		*need = 8;
+		return -EAGAIN;
+	}
+	*n = le64(buf);
+	if (*n < 2 || *n > MODELINFO_MAX_HEADER)
+		return bad(reason, rlen, "safetensors header length %llu is not plausible",
+			   (unsigned long long)*n);
+	if (8 + *n > file_size)
+		return bad(reason, rlen, "safetensors header (%llu bytes) is longer than the file",
+			   (unsigned long long)*n);
+	return 0;
+}
+
 static int parse_safetensors(const unsigned char *buf, size_t len, struct modelinfo *mi,
 			     uint64_t *need, char *reason, size_t rlen)
 {
@@ -192,19 +213,10 @@ static int parse_safetensors(const unsigned char *buf, size_t len, struct modeli
 	json_error_t jerr;
 	json_t *root, *v;
 	const char *key;
-	int rc = 0;
+	int rc = st_header_len(buf, len, mi->file_size, &n, need, reason, rlen);
 
-	if (len < 8) {
-		*need = 8;
-		return -EAGAIN;
-	}
-	n = le64(buf);
-	if (n < 2 || n > MODELINFO_MAX_HEADER)
-		return bad(reason, rlen, "safetensors header length %llu is not plausible",
-			   (unsigned long long)n);
-	if (8 + n > mi->file_size)
-		return bad(reason, rlen, "safetensors header (%llu bytes) is longer than the file",
-			   (unsigned long long)n);
+	if (rc)
+		return rc;
 	if (len < 8 + n) {
 		*need = 8 + n;
 		return -EAGAIN;
@@ -384,7 +396,10 @@ static int gguf_kv(struct cursor *c, struct modelinfo *mi, uint64_t *alignment,
 	return skip_value(c, t, 0, reason, rlen);
 }
 
-static int gguf_tensor(struct cursor *c, struct modelinfo *mi, char *reason, size_t rlen)
+/* One tensor info; with lengths_only it is only walked over (its type
+ * and shape unchecked: a header's length does not depend on them). */
+static int gguf_tensor(struct cursor *c, struct modelinfo *mi, bool lengths_only, char *reason,
+		       size_t rlen)
 {
 	const unsigned char *name;
 	uint64_t nlen, dims[GGUF_MAX_DIMS], params, offset, blocks, bytes;
@@ -401,6 +416,8 @@ static int gguf_tensor(struct cursor *c, struct modelinfo *mi, char *reason, siz
 			return -EAGAIN;
 	if (!get_u32(c, &type) || !get_u64(c, &offset))
 		return -EAGAIN;
+	if (lengths_only)
+		return 0;
 	if (elements(dims, ndims, &params))
 		return bad(reason, rlen, "GGUF tensor shape overflows");
 	if (type >= N_GGML_TYPES || !ggml_types[type].name)
@@ -417,8 +434,9 @@ static int gguf_tensor(struct cursor *c, struct modelinfo *mi, char *reason, siz
 	return add_dtype(mi, label, params, bytes);
 }
 
+/* A GGUF header into mi; with lengths_only, only mi->header_bytes. */
 static int parse_gguf(const unsigned char *buf, size_t len, struct modelinfo *mi,
-		      uint64_t *need, char *reason, size_t rlen)
+		      bool lengths_only, uint64_t *need, char *reason, size_t rlen)
 {
 	struct cursor c = { .buf = buf, .len = len };
 	uint64_t ntensors, nkv, alignment = 32;
@@ -441,13 +459,13 @@ static int parse_gguf(const unsigned char *buf, size_t len, struct modelinfo *mi
 	for (uint64_t i = 0; rc == 0 && i < nkv; i++)
 		rc = gguf_kv(&c, mi, &alignment, reason, rlen);
 	for (uint64_t i = 0; rc == 0 && i < ntensors; i++)
-		rc = gguf_tensor(&c, mi, reason, rlen);
+		rc = gguf_tensor(&c, mi, lengths_only, reason, rlen);
 	if (rc == 0) {
 		/* The data starts at the next multiple of the alignment. */
 		uint64_t start = (c.pos + alignment - 1) / alignment * alignment;
 
 		mi->header_bytes = start;
-		if (start + mi->weight_bytes > mi->file_size)
+		if (!lengths_only && start + mi->weight_bytes > mi->file_size)
 			return bad(reason, rlen, "GGUF tensors need %llu bytes of data, the file has %llu",
 				   (unsigned long long)mi->weight_bytes,
 				   (unsigned long long)(mi->file_size > start ? mi->file_size - start : 0));
@@ -493,7 +511,7 @@ int modelinfo_parse(const void *buf, size_t len, uint64_t file_size, struct mode
 	}
 	out->format = modelinfo_detect(buf, len);
 	if (out->format == MODELINFO_GGUF)
-		rc = parse_gguf(buf, len, out, need, reason, reason_len);
+		rc = parse_gguf(buf, len, out, false, need, reason, reason_len);
 	else if (out->format == MODELINFO_SAFETENSORS)
 		rc = parse_safetensors(buf, len, out, need, reason, reason_len);
 	else
@@ -507,6 +525,41 @@ int modelinfo_parse(const void *buf, size_t len, uint64_t file_size, struct mode
 	if (out->n_dtypes > 1)
 		qsort(out->dtypes, out->n_dtypes, sizeof(*out->dtypes), by_params_desc);
 	return 0;
+}
+
+int modelinfo_header_len(enum modelinfo_format fmt, const void *buf, size_t len,
+			 uint64_t file_size, uint64_t *header_len, uint64_t *need)
+{
+	struct modelinfo mi = { .file_size = file_size };
+	char reason[256];		/* the caller asked for none */
+	uint64_t n;
+	int rc;
+
+	*need = 0;
+	if (len > file_size)
+		len = (size_t)file_size;
+	if (fmt == MODELINFO_UNKNOWN) {
+		if (len < 9 && file_size >= 9) {
+			*need = 9;
+			return -EAGAIN;
+		}
+		fmt = modelinfo_detect(buf, len);
+	}
+	if (fmt == MODELINFO_SAFETENSORS) {
+		rc = st_header_len(buf, len, file_size, &n, need, reason, sizeof(reason));
+		if (rc == 0)
+			*header_len = 8 + n;
+	} else if (fmt == MODELINFO_GGUF) {
+		rc = parse_gguf(buf, len, &mi, true, need, reason, sizeof(reason));
+		if (rc == 0)
+			*header_len = mi.header_bytes;
+		modelinfo_clear(&mi);
+	} else {
+		rc = -EINVAL;
+	}
+	if (rc == -EAGAIN && *need > file_size)
+		*need = file_size;
+	return rc;
 }
 
 void modelinfo_clear(struct modelinfo *mi)
