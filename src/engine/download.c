@@ -1,10 +1,11 @@
 /*
  * download.c: one range of a file from wherever it can come from. The
- * shared tier first (cache_proxy, tier.h), then the data URL, then each
- * mirror in turn; each try retried with backoff on transient failures
- * until retry_timeout, an expired signed link renewed once. Credentials
- * go only where they belong: the origin's to the origin, a mirror's
- * token to that mirror, the tier's to the tier.
+ * shared bucket first (shared_cache, bucket.h: one try, for a file whose
+ * SHA-256 is known), then the shared tier (cache_proxy, tier.h), then the
+ * data URL, then each mirror in turn; each origin try retried with
+ * backoff on transient failures until retry_timeout, an expired signed
+ * link renewed once. Credentials go only where they belong: the origin's
+ * to the origin, a mirror's token to that mirror, the tier's to the tier.
  *
  * Locks: f->lock is held only to copy a target (attempt_get(),
  * tier_attempt(), which also takes the tier's lock inside tier_route());

@@ -2,7 +2,7 @@
  * share.c: the engine's side of the shared bucket (bucket.h): making it
  * from the config, and the uploader, one background thread that puts
  * each file this node verified into the bucket once. Reads from the
- * bucket are fetch.c's (download_via_bucket()), in the workers.
+ * bucket are download.c's (download_via_bucket()), in the workers.
  *
  * The uploader never blocks a read: it takes no engine lock across its
  * work, holds the file's blocks in the cache (cache_range_hold(): they
