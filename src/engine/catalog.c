@@ -1009,14 +1009,6 @@ void engine_file_bytes_from(struct engine_file *f, uint64_t *tier, uint64_t *buc
 	*origin = atomic_load(&f->bytes_origin);
 }
 
-void engine_file_hashes(struct engine_file *f, struct file_hashes *out)
-{
-	pthread_mutex_lock(&f->lock);
-	snprintf(out->sha256, sizeof(out->sha256), "%s", f->src.sha256 ? f->src.sha256 : "");
-	snprintf(out->git_sha1, sizeof(out->git_sha1), "%s", f->src.git_sha1 ? f->src.git_sha1 : "");
-	pthread_mutex_unlock(&f->lock);
-}
-
 static int dup_or_null(const char *s, char **out)
 {
 	*out = s ? strdup(s) : NULL;

@@ -326,15 +326,16 @@ struct engine {
 /* catalog.c */
 /* A new HTTP client for one thread (engine_opts.client_new): 0 or -errno. */
 int engine_client_new(const struct engine_opts *opts, struct http_client **out);
+
+/* refresh.c: what is learnt of a file's source, late or not */
 /* The hashes f's bytes must have (the source's SHA-256, else a git blob
- * id), copied under f->lock; "" when unknown. */
+ * id, either maybe learnt at a late resolution), copied under f->lock;
+ * "" when unknown. */
 struct file_hashes {
 	char sha256[65];
 	char git_sha1[65];
 };
 void engine_file_hashes(struct engine_file *f, struct file_hashes *out);
-
-/* refresh.c */
 /* Called when a run first opens src's cache file (at open, catalog.c, or
  * at a late resolution). Without a validator or a known hash nothing
  * tells an earlier run's blocks from the origin's bytes now (the file may

@@ -35,6 +35,14 @@ void engine_forget_unvalidated(const struct source_file *src, struct cache_file 
 		 "partial copies\"", src->path, (unsigned long long)had);
 }
 
+void engine_file_hashes(struct engine_file *f, struct file_hashes *out)
+{
+	pthread_mutex_lock(&f->lock);
+	snprintf(out->sha256, sizeof(out->sha256), "%s", f->src.sha256 ? f->src.sha256 : "");
+	snprintf(out->git_sha1, sizeof(out->git_sha1), "%s", f->src.git_sha1 ? f->src.git_sha1 : "");
+	pthread_mutex_unlock(&f->lock);
+}
+
 /* A copy of what names f at its source, to resolve it again with. */
 static int scratch_of(struct engine_file *f, struct source_file *scratch)
 {
