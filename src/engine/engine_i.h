@@ -40,8 +40,13 @@
  *
  * Lock order: the only list, for every lock the engine takes or calls
  * into. A lock may be taken while one above it is held, never one below.
+ *   -1. The front's locks held across a call into the engine: a reload's
+ *      (front/reload.c: one reload at a time, across its
+ *      engine_add_entries() and drops) and an on-demand add's
+ *      (serve/ondemand.c). The engine never takes them.
  *   0. engine.add_lock (catalog.c: one engine_add_entries() at a time,
- *      its appends; taken before any other engine lock).
+ *      its appends, and start_added()'s hashing of an added file; taken
+ *      before any other engine lock).
  *   1. engine_file.lock: one file's at a time (blame_mismatch(),
  *      cancel_downloads() and drain_queue() take them one after another).
  *   2. Taken with a file's lock held, or alone; each a leaf (nothing
@@ -55,13 +60,14 @@
  *   3. The cache's, taken inside cache_* calls, with a file's lock held
  *      or alone: cache.open_lock, then cache.space_lock, then a
  *      cache_file's lock, then the store's (a leaf; store.h).
- *   Leaves taken with no engine lock held: the file queues' locks
- *   (file_queue.c: engine.vqueue, the verifier's; engine.uqueue, the
- *   uploader's), the resolver's resolve_pool.lock (catalog.c), and what
- *   sources and http take inside their calls (source_ctx.facts_lock, a
- *   source_token's lock, held across its token's check request; the
- *   bandwidth lock; the shared bucket's lock and its downtime's).
- *   The front's locks are never held across a call into the engine:
+ *   Leaves taken with no engine lock held but add_lock: the file
+ *   queues' locks (file_queue.c: engine.vqueue, the verifier's;
+ *   engine.uqueue, the uploader's), the resolver's resolve_pool.lock
+ *   (catalog.c), and what sources and http take inside their calls
+ *   (source_ctx.facts_lock, a source_token's lock, held across its
+ *   token's check request; the bandwidth lock; the shared bucket's lock
+ *   and its downtime's).
+ *   The front's other locks are never held across a call into the engine:
  *   control_server.lock (control.c), a prefetch run's lock
  *   (prefetch_run.c), retention's, fs.refused_lock and the local layer's;
  *   an engine callback takes its caller's own lock with no engine lock held.
