@@ -147,6 +147,20 @@ static int attempt_run(struct engine_file *f, struct http_client *http, const st
 	return sink_end(sink, rc, xxh3);
 }
 
+/* Wait before try number ++*attempt (never past the deadline), saying
+ * so: false when the engine stops meanwhile. */
+static bool wait_to_retry(struct engine_file *f, uint64_t idx, int *attempt, int retry_after_sec,
+			  int64_t deadline, const char *reason)
+{
+	int64_t wait = backoff_ms((*attempt)++, retry_after_sec);
+
+	if (wait > deadline - clock_now_ms())
+		wait = deadline - clock_now_ms();	/* the last try is at the deadline */
+	log_warn("event=fetch_retry path=%s block=%llu attempt=%d wait_ms=%lld error=\"%s\"",
+		 f->src.path, (unsigned long long)idx, *attempt, (long long)wait, reason);
+	return engine_sleep_ms(f->eng, wait);
+}
+
 /* Download block idx from try `which` (see attempt_get), retrying
  * transient failures until the deadline: 0 or -errno, reason filled. */
 static int download_from(struct engine_file *f, struct http_client *http, struct block_sink *sink,
@@ -170,10 +184,11 @@ static int download_from(struct engine_file *f, struct http_client *http, struct
 				continue;
 			snprintf(reason, reason_len, "cannot resolve: %s",
 				 rc == -EAGAIN ? "origin unreachable" : strerror(-rc));
-			if (rc == -EAGAIN && clock_now_ms() < deadline &&
-			    engine_sleep_ms(e, backoff_ms(attempt++, -1)))
+			if (rc != -EAGAIN || clock_now_ms() >= deadline)
+				return rc;
+			if (wait_to_retry(f, sink->idx, &attempt, -1, deadline, reason))
 				continue;
-			return rc;
+			return -ECANCELED;
 		}
 		if (rc)
 			return rc;
@@ -192,15 +207,10 @@ static int download_from(struct engine_file *f, struct http_client *http, struct
 		}
 		attempt_clear(&a);
 		if (rc == -EAGAIN && clock_now_ms() < deadline) {
-			int64_t wait = backoff_ms(attempt++, meta.retry_after_sec);
+			int retry_after = meta.retry_after_sec;
 
-			if (wait > deadline - clock_now_ms())
-				wait = deadline - clock_now_ms();	/* the last try is at the deadline */
-			log_warn("event=fetch_retry path=%s block=%llu attempt=%d wait_ms=%lld error=\"%s\"",
-				 f->src.path, (unsigned long long)sink->idx, attempt, (long long)wait,
-				 reason);
 			http_meta_clear(&meta);
-			if (engine_sleep_ms(e, wait))
+			if (wait_to_retry(f, sink->idx, &attempt, retry_after, deadline, reason))
 				continue;
 			return -ECANCELED;
 		}

@@ -86,6 +86,9 @@ def test_offline_remount_lists_everything_and_serves_cached_bytes(hub, mount, tm
     with pytest.raises(OSError):
         pread(m2.path / "VAE" / "never-read.bin", 0, 10)
     assert "resolve_offline" in m2.log()
+    # Its retries (until retry_timeout) were each logged, not silent.
+    assert re.search(r"event=fetch_retry path=VAE/never-read\.bin .*cannot resolve: origin "
+                     r"unreachable", m2.log()), m2.log()
 
 
 UNMOUNT_RACE_RUNS = int(os.environ.get("MODELFS_UNMOUNT_RACE_RUNS", "20"))
