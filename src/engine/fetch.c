@@ -150,6 +150,13 @@ static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct h
 		fetch_streamed(f, http);
 		return;
 	}
+	if (file_failed(f)) {
+		/* It failed (corrupt, changed at its origin) while this block
+		 * waited in the queue: nothing more of it is downloaded. */
+		rc = -EIO;
+		snprintf(reason, sizeof(reason), "the file failed while this block waited");
+		goto done;
+	}
 	rc = file_cache_retried(f, http, &cf);
 	if (rc == 0 && cache_block_present(cf, inf->idx))
 		goto done;
@@ -275,9 +282,9 @@ void fetch_run(struct engine_file *f, struct inflight **run, int n, struct run_c
 		fetch_streamed(f, http);
 		return;
 	}
-	if (n > 1)
+	if (n > 1 && !file_failed(f))	/* a failed file's blocks end one by one, unfetched */
 		rc = file_cache_retried(f, http, &cf);
-	for (; n > 1 && rc == 0 && reserved < n; reserved++)
+	for (; cf && rc == 0 && reserved < n; reserved++)
 		if (cache_block_present(cf, run[reserved]->idx) ||
 		    cache_block_reserve(cf, run[reserved]->idx) != 0)
 			break;
