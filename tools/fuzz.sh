@@ -5,7 +5,8 @@
 #                                        it FUZZ_SECONDS (default 20) seconds
 #   tools/fuzz.sh long [EXECUTIONS]      fuzz each target EXECUTIONS times
 #                                        (default 10,000,000; the nightly)
-# Targets run FUZZ_JOBS (default 2) at a time. Prints per target its
+# Targets run FUZZ_JOBS (default 2) at a time; FUZZ_TARGETS="fuzz_toml
+# fuzz_url" runs only those (a long run resumed). Prints per target its
 # executions, and closes with "N passed, N failed"; exit status 0 only when
 # no target crashed, leaked, hung or broke a promise. A failing input is
 # kept in build-fuzz/crashes/: fix the bug, then add the input to
@@ -99,8 +100,12 @@ run_target() {
 
 targets=()
 for f in tests/fuzz/fuzz_*.c; do
-	targets+=("$(basename "$f" .c)")
+	t=$(basename "$f" .c)
+	if [ -z "${FUZZ_TARGETS:-}" ] || [[ " $FUZZ_TARGETS " == *" $t "* ]]; then
+		targets+=("$t")
+	fi
 done
+[ "${#targets[@]}" -gt 0 ] || { echo "fuzz: no target named in FUZZ_TARGETS"; exit 2; }
 
 start=$SECONDS
 running=0
