@@ -172,6 +172,34 @@ int cli_write_whole(const char *path, int (*fill)(FILE *f, void *arg), void *arg
 	return rc;
 }
 
+/* `modelfs CMD --help`: CMD's own lines of the usage text (each form of
+ * it and the indented lines under them), then the common options and the
+ * exit codes; the usage text stays the one place they are written. */
+static void print_command_help(const char *cmd)
+{
+	size_t n = strlen(cmd);
+	bool mine = false;
+
+	fputs("usage:\n", stdout);
+	for (const char *line = cli_usage_text; *line;) {
+		const char *end = strchr(line, '\n');
+		size_t len = end ? (size_t)(end - line) + 1 : strlen(line);
+		bool form = len > 2 && line[0] == ' ' && line[1] == ' ' && line[2] != ' ';
+
+		if (form)
+			mine = strncmp(line + 2, cmd, n) == 0 && (line[2 + n] == ' ' ||
+								  line[2 + n] == '\n');
+		else if (len <= 1 || line[0] != ' ')
+			mine = false;
+		if (mine && form)
+			printf("  modelfs %.*s", (int)len - 2, line + 2);
+		else if (mine)
+			fwrite(line, 1, len, stdout);
+		line += len;
+	}
+	fputs(strstr(cli_usage_text, "\ncommon options:") ?: "", stdout);
+}
+
 int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 {
 	static const struct option longopts[] = {
@@ -305,7 +333,7 @@ int cli_parse(int argc, char **argv, const char *cmd, struct cli_opts *o)
 			break;
 		}
 		case 'h':
-			fputs(cli_usage_text, stdout);
+			print_command_help(cmd);
 			return 1;
 		default:
 			fputs(cli_usage_text, stderr);

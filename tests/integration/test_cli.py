@@ -70,6 +70,10 @@ def test_usage_errors(modelfs_bin, tmp_path):
     assert r.returncode == 2 and r.stderr == ("modelfs: unknown command 'statsu' (did you mean "
                                               "\"status\"?); modelfs --help lists them\n")
     assert run([modelfs_bin, "tier", "--help"]).returncode == 0
+    # Each command's --help is its own part of the usage, and the common options.
+    r = run([modelfs_bin, "lock", "--help"])
+    assert r.returncode == 0 and "  modelfs lock --check CONFIG" in r.stdout, r.stdout
+    assert "serve" not in r.stdout and "--cache-dir DIR" in r.stdout and "exit codes" in r.stdout
     assert run([modelfs_bin, "mount"]).returncode == 2
     r = run([modelfs_bin, "check", tmp_path / "nonexistent.toml"])
     assert r.returncode == 2 and "nonexistent.toml" in r.stderr
