@@ -79,7 +79,7 @@ int cli_serve(int argc, char **argv)
 	if (getenv("MODELFS_SERVE_ACCESS_TTL_MS"))
 		so.access_ttl_ms = atoi(getenv("MODELFS_SERVE_ACCESS_TTL_MS"));
 	if (o.log_file) {
-		log_fd = open(o.log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		log_fd = open(o.log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 		if (log_fd < 0) {
 			fprintf(stderr, "modelfs serve: --log-file %s: %s\n", o.log_file,
 				strerror(errno));
