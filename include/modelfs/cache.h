@@ -154,11 +154,30 @@ int cache_file_check(struct cache_file *f);
 
 /* SHA-256 of a complete file's cached bytes (64 hex + NUL into sha256)
  * and, when git1 is not NULL, its git blob id ("blob <size>\0" + bytes,
- * SHA-1) into git1. Every block read is checked on the way. 0, -ENODATA
- * when a block is missing (or failed its check), -ECANCELED as soon as
- * *cancel (if given) becomes non-zero. Reads the whole file; no lock is
- * held across it. */
-int cache_file_hash(struct cache_file *f, char sha256[65], char *git1, const atomic_int *cancel);
+ * SHA-1) into git1, and *gen: the generation of f's blocks it vouches for
+ * (give it to cache_file_set_hashed()). From the running hash when it
+ * covers the file (no byte is read again), else by reading the whole
+ * file, every block checked on the way. 0, -ENODATA when a block is
+ * missing (or failed its check), -ECANCELED as soon as *cancel (if
+ * given) becomes non-zero. No lock is held while reading or hashing. */
+int cache_file_hash(struct cache_file *f, char sha256[65], char *git1, const atomic_int *cancel,
+		    uint64_t *gen);
+/* The running hash: the same hashes of the present blocks from the first
+ * one on, advanced here over those that follow its end (read from the
+ * data file, likely still in the page cache; unchecked ones are checked),
+ * so that a file hashed as its blocks arrive is hashed once. One thread
+ * advances it at a time: another caller returns at once. Any block that
+ * stops being present (evicted, dropped, bad) after it was hashed makes
+ * it start over from the first block. 0, -ECANCELED or -ENOMEM. */
+int cache_file_hash_advance(struct cache_file *f, bool git1, const atomic_int *cancel);
+/* The running hash of a file not verified yet could advance now (the block
+ * after its end is present, and nobody advances it). */
+bool cache_file_hash_behind(struct cache_file *f);
+/* cache_file_set_state() with a hash's outcome: only while f's blocks are
+ * those of generation gen (cache_file_hash()); -ESTALE when a block was
+ * dropped since, and nothing is set. */
+int cache_file_set_hashed(struct cache_file *f, uint64_t gen, enum store_file_state st,
+			  const char *sha256, const char *error);
 
 struct cache_verify {
 	uint64_t blocks;		/* present blocks checked */

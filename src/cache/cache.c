@@ -57,6 +57,18 @@ struct block {
 	int64_t touched;	/* last atime written to the store, ms */
 };
 
+/* SHA-256 (and, when asked, the git blob id) of blocks [0, next) of a
+ * file, read while its gen was gen: advanced as blocks arrive, so that a
+ * complete file is hashed without reading it again (the running hash,
+ * below). busy: one thread advances it, holding no lock while it reads
+ * and hashes; nobody else touches it then. */
+struct running_hash {
+	struct hexhash *sha256, *git1;
+	uint64_t gen;
+	uint64_t next;
+	bool busy;
+};
+
 struct cache_file {
 	struct cache *cache;
 	int64_t id;
@@ -72,6 +84,12 @@ struct cache_file {
 	char *names;			/* paths for log lines, ","-joined, or NULL; protected by lock */
 	unsigned pin_mask;		/* CACHE_PIN_* owners; protected by lock */
 	int64_t last_used;		/* the newest block touched, ms; protected by lock */
+	/* Bumped whenever a block stops being present (dropped, evicted,
+	 * found bad) or the data file is replaced: a hash of blocks read
+	 * while it was g vouches for the file only while it is still g.
+	 * Protected by lock. */
+	uint64_t gen;
+	struct running_hash run;	/* protected by lock (see struct running_hash) */
 	struct cache_file *next;	/* c->files list, protected by c->space_lock */
 };
 
@@ -267,6 +285,8 @@ static void file_free(struct cache_file *f)
 		close(f->fd);
 	pthread_mutex_destroy(&f->lock);
 	free(f->blocks);
+	hexhash_free(f->run.sha256);
+	hexhash_free(f->run.git1);
 	free(f->sha256);
 	free(f->error);
 	free(f->names);
@@ -677,9 +697,10 @@ static uint64_t drop_all_locked(struct cache_file *f);
 static void space_release(struct cache *c, uint64_t used, uint64_t reserved);
 
 /* Sets the state; a corrupt file also loses its blocks under the same
- * lock, so nobody ever sees a corrupt file that still holds bytes. */
-int cache_file_set_state(struct cache_file *f, enum store_file_state st,
-			 const char *sha256, const char *error)
+ * lock, so nobody ever sees a corrupt file that still holds bytes. With
+ * gen, only while f->gen is still *gen (-ESTALE otherwise). */
+static int set_state(struct cache_file *f, enum store_file_state st, const char *sha256,
+		     const char *error, const uint64_t *gen)
 {
 	char *s = sha256 ? strdup(sha256) : NULL;
 	char *e = error ? strdup(error) : NULL;
@@ -703,6 +724,12 @@ int cache_file_set_state(struct cache_file *f, enum store_file_state st,
 		recorded = STORE_PARTIAL;
 	}
 	pthread_mutex_lock(&f->lock);
+	if (gen && *gen != f->gen) {
+		pthread_mutex_unlock(&f->lock);
+		free(s);
+		free(e);
+		return -ESTALE;
+	}
 	f->state = st;
 	free(f->sha256);
 	free(f->error);
@@ -714,6 +741,18 @@ int cache_file_set_state(struct cache_file *f, enum store_file_state st,
 	pthread_mutex_unlock(&f->lock);
 	space_release(f->cache, freed, 0);
 	return rc;
+}
+
+int cache_file_set_state(struct cache_file *f, enum store_file_state st,
+			 const char *sha256, const char *error)
+{
+	return set_state(f, st, sha256, error, NULL);
+}
+
+int cache_file_set_hashed(struct cache_file *f, uint64_t gen, enum store_file_state st,
+			  const char *sha256, const char *error)
+{
+	return set_state(f, st, sha256, error, &gen);
 }
 
 static void punch(struct cache_file *f, uint64_t idx, uint32_t len)
@@ -733,6 +772,7 @@ static uint32_t forget_block_locked(struct cache_file *f, uint64_t idx)
 
 	f->blocks[idx].state = BLOCK_BAD;
 	f->present_bytes -= len;
+	f->gen++;
 	store_block_delete(f->cache->store, f->id, idx);
 	/* Bytes fetched again later are new bytes: hash them again. The
 	 * demotion is on disk before the block's bytes are punched, so that
@@ -853,6 +893,7 @@ static int detach_data_locked(struct cache_file *f, uint64_t *freed)
 	store_blocks_delete_all(f->cache->store, f->id);
 	for (uint64_t i = 0; i < f->nblocks; i++)
 		f->blocks[i].state = BLOCK_ABSENT;
+	f->gen++;
 	*freed = f->present_bytes;
 	f->present_bytes = 0;
 	f->state = STORE_REMOTE;
@@ -1350,22 +1391,34 @@ int cache_file_check(struct cache_file *f)
 	return rc;
 }
 
-#define HASH_CHUNK (1024 * 1024)
+#define HASH_CHUNK (256 * 1024)
 
-int cache_file_hash(struct cache_file *f, char sha256[65], char *git1, const atomic_int *cancel)
+/* The git blob id's hash, fed its header: "blob <size>" and a NUL. */
+static int git_blob_new(uint64_t size, struct hexhash **out)
+{
+	char head[40];
+	int n = snprintf(head, sizeof(head), "blob %llu", (unsigned long long)size);
+	int rc = hexhash_new_sha1(out);
+
+	if (rc == 0)
+		hexhash_update(*out, head, (size_t)n + 1);	/* with its NUL */
+	return rc;
+}
+
+/* The whole file, read again (every block checked on the way): *gen is
+ * f->gen before the first read. */
+static int hash_whole(struct cache_file *f, char sha256[65], char *git1, const atomic_int *cancel,
+		      uint64_t *gen)
 {
 	char *buf = malloc(HASH_CHUNK);
 	struct hexhash *h = NULL, *g = NULL;
 	int rc = buf ? hexhash_new(&h) : -ENOMEM;
 
-	if (rc == 0 && git1) {
-		char head[40];
-		int n = snprintf(head, sizeof(head), "blob %llu", (unsigned long long)f->size);
-
-		rc = hexhash_new_sha1(&g);
-		if (rc == 0)
-			hexhash_update(g, head, (size_t)n + 1);	/* with its NUL */
-	}
+	if (rc == 0 && git1)
+		rc = git_blob_new(f->size, &g);
+	pthread_mutex_lock(&f->lock);
+	*gen = f->gen;
+	pthread_mutex_unlock(&f->lock);
 	for (uint64_t off = 0; rc == 0 && off < f->size;) {
 		size_t n = f->size - off < HASH_CHUNK ? (size_t)(f->size - off) : HASH_CHUNK;
 		ssize_t got = cache_peek(f, buf, off, n);	/* hashing is not a use */
@@ -1393,11 +1446,152 @@ int cache_file_hash(struct cache_file *f, char sha256[65], char *git1, const ato
 	return rc;
 }
 
+/* ---- the running hash ---------------------------------------------------
+ *
+ * SHA-256 is sequential: a file's bytes can only be hashed in order. As
+ * blocks arrive (in any order, from parallel requests), the running hash
+ * is advanced over the present blocks that follow its end, each read
+ * back from the data file while the page cache still holds it; when the
+ * last block lands, only the digest is left to finish. It vouches for
+ * nothing by itself: a block dropped after it was hashed bumps f->gen,
+ * and a hash is only used (and a state only set from it:
+ * cache_file_set_hashed()) while gen is the one it started at; otherwise
+ * it starts over from the first block. */
+
+static void run_reset_locked(struct cache_file *f)
+{
+	hexhash_free(f->run.sha256);
+	hexhash_free(f->run.git1);
+	f->run.sha256 = f->run.git1 = NULL;
+	f->run.next = 0;
+	f->run.gen = f->gen;
+}
+
+/* Feed present block idx to h and g (g may be NULL) through a reader
+ * reference: 0, -ENODATA (gone, or failed its check) or -errno. */
+static int hash_block_into(struct cache_file *f, uint64_t idx, char *buf, struct hexhash *h,
+			   struct hexhash *g)
+{
+	uint32_t len = cache_block_len(f, idx);
+	int rc = block_get(f, idx);
+
+	if (rc)
+		return rc;
+	for (uint32_t done = 0, n; rc == 0 && done < len; done += n) {
+		n = len - done < HASH_CHUNK ? len - done : HASH_CHUNK;
+		rc = pread_all(f->fd, buf, n, (off_t)(idx * f->block_size + done));
+		if (rc)
+			break;
+		hexhash_update(h, buf, n);
+		if (g)
+			hexhash_update(g, buf, n);
+	}
+	block_unref(f, idx, false);	/* hashing is not a use: LRU order stays */
+	return rc;
+}
+
+int cache_file_hash_advance(struct cache_file *f, bool git1, const atomic_int *cancel)
+{
+	char *buf = NULL;
+	int rc = 0;
+
+	pthread_mutex_lock(&f->lock);
+	if (f->run.busy) {
+		pthread_mutex_unlock(&f->lock);
+		return 0;	/* its advancer goes on to whatever is there */
+	}
+	f->run.busy = true;
+	for (;;) {
+		uint64_t idx;
+
+		if (f->run.gen != f->gen || (git1 && f->run.next && !f->run.git1))
+			run_reset_locked(f);
+		idx = f->run.next;
+		if (idx >= f->nblocks || !state_present(f->blocks[idx].state))
+			break;
+		if (cancel && atomic_load(cancel)) {
+			rc = -ECANCELED;
+			break;
+		}
+		if (!f->run.sha256) {
+			rc = hexhash_new(&f->run.sha256);
+			if (rc == 0 && git1)
+				rc = git_blob_new(f->size, &f->run.git1);
+		}
+		if (rc == 0 && !buf && !(buf = malloc(HASH_CHUNK)))
+			rc = -ENOMEM;
+		if (rc)
+			break;
+		/* busy keeps f->run ours while the lock is let go. */
+		pthread_mutex_unlock(&f->lock);
+		rc = hash_block_into(f, idx, buf, f->run.sha256, f->run.git1);
+		pthread_mutex_lock(&f->lock);
+		if (rc)
+			break;
+		f->run.next = idx + 1;
+	}
+	if (rc && rc != -ECANCELED)
+		run_reset_locked(f);	/* a block went, or half of one was hashed */
+	f->run.busy = false;
+	pthread_mutex_unlock(&f->lock);
+	free(buf);
+	return rc == -ENODATA ? 0 : rc;
+}
+
+bool cache_file_hash_behind(struct cache_file *f)
+{
+	uint64_t next;
+	bool behind;
+
+	pthread_mutex_lock(&f->lock);
+	next = f->run.gen == f->gen ? f->run.next : 0;
+	behind = !f->run.busy && next < f->nblocks && state_present(f->blocks[next].state) &&
+		 f->state != STORE_VERIFIED && f->state != STORE_COMPLETE;
+	pthread_mutex_unlock(&f->lock);
+	return behind;
+}
+
+/* The running hash, finished, when it covers the whole file at its
+ * current gen (and has the git blob id when asked): true, *gen set. */
+static bool run_finish_locked(struct cache_file *f, char sha256[65], char *git1, uint64_t *gen)
+{
+	if (f->run.busy || f->run.gen != f->gen || f->run.next != f->nblocks || !f->run.sha256 ||
+	    (git1 && !f->run.git1))
+		return false;
+	hexhash_final(f->run.sha256, sha256);
+	f->run.sha256 = NULL;
+	if (git1) {
+		hexhash_final(f->run.git1, git1);
+		f->run.git1 = NULL;
+	}
+	*gen = f->gen;
+	run_reset_locked(f);
+	return true;
+}
+
+int cache_file_hash(struct cache_file *f, char sha256[65], char *git1, const atomic_int *cancel,
+		    uint64_t *gen)
+{
+	bool done;
+	int rc;
+
+	/* OPTIMIZATION-IF-TRUE: most files were hashed as they arrived. */
+	rc = cache_file_hash_advance(f, git1 != NULL, cancel);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&f->lock);
+	done = run_finish_locked(f, sha256, git1, gen);
+	pthread_mutex_unlock(&f->lock);
+	return done ? 0 : hash_whole(f, sha256, git1, cancel, gen);
+}
+
 int cache_file_verify(struct cache_file *f, const char *want_sha256, const char *want_git1,
 		      const atomic_int *cancel, struct cache_verify *out)
 {
 	char git1[65] = "";
 	const char *want, *got;
+	enum store_file_state st;
+	uint64_t gen;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -1415,7 +1609,8 @@ int cache_file_verify(struct cache_file *f, const char *want_sha256, const char 
 	}
 	if (!cache_file_complete(f))
 		return 0;
-	rc = cache_file_hash(f, out->sha256, want_git1 && !want_sha256 ? git1 : NULL, cancel);
+	/* Asked to check again: the whole file is read, not a running hash. */
+	rc = hash_whole(f, out->sha256, want_git1 && !want_sha256 ? git1 : NULL, cancel, &gen);
 	if (rc == -ENODATA)
 		return 0;	/* a block went just now (evicted): not complete any more */
 	if (rc)
@@ -1424,14 +1619,20 @@ int cache_file_verify(struct cache_file *f, const char *want_sha256, const char 
 	got = want_sha256 ? out->sha256 : git1;
 	if (!want) {
 		out->hash = CACHE_HASH_COMPLETE;
-		return cache_file_set_state(f, STORE_COMPLETE, out->sha256, NULL);
-	}
-	if (strcmp(want, got) == 0) {
+		st = STORE_COMPLETE;
+	} else if (strcmp(want, got) == 0) {
 		out->hash = CACHE_HASH_VERIFIED;
-		return cache_file_set_state(f, STORE_VERIFIED, out->sha256, NULL);
+		st = STORE_VERIFIED;
+	} else {
+		out->hash = CACHE_HASH_MISMATCH;
+		st = STORE_CORRUPT;
+		snprintf(out->reason, sizeof(out->reason), "checksum mismatch: expected %s %s, got %s",
+			 want_sha256 ? "sha256" : "git blob sha1", want, got);
 	}
-	out->hash = CACHE_HASH_MISMATCH;
-	snprintf(out->reason, sizeof(out->reason), "checksum mismatch: expected %s %s, got %s",
-		 want_sha256 ? "sha256" : "git blob sha1", want, got);
-	return cache_file_set_state(f, STORE_CORRUPT, out->sha256, out->reason);
+	rc = cache_file_set_hashed(f, gen, st, out->sha256, st == STORE_CORRUPT ? out->reason : NULL);
+	if (rc == -ESTALE) {
+		out->hash = CACHE_HASH_SKIPPED;	/* a block went while it was read */
+		return 0;
+	}
+	return rc;
 }

@@ -355,7 +355,7 @@ void engine_forget_unvalidated(const struct source_file *src, struct cache_file 
  * reads, decides what follows (catalog.c's verify_ops). */
 enum verify_verdict {
 	VERIFY_GOOD,		/* verified, or complete with nothing to compare with */
-	VERIFY_INCOMPLETE,	/* a block is no longer cached (evicted): not hashed */
+	VERIFY_INCOMPLETE,	/* not complete (evicted, or not all fetched): no verdict */
 	VERIFY_DEFERRED,	/* not hashed now (stopping, a read error) */
 	VERIFY_MISMATCH,	/* the background hash differs (cf, expected, got, reason);
 				 * its blocks are dropped already */

@@ -1,8 +1,10 @@
 /*
- * verify.c: the background hasher. When the last block of a file
- * arrives, the file is queued here; one thread reads it back through the
- * cache (so every block's XXH3 is checked on the way) and computes its
- * SHA-256, never on a reader's path. The outcome is the file's state:
+ * verify.c: the background hasher. A file is queued here whenever the
+ * block after its running hash's end arrives (cache.h: the file is hashed
+ * in order as it lands, by this one thread, never on a reader's or a
+ * worker's path), and when its last block arrives; the hash is then
+ * finished, or, if a hashed block went meanwhile, the file is read back
+ * whole through the cache (every block's XXH3 checked on the way). The outcome is the file's state:
  * complete (nothing to compare with), verified, or corrupt (its blocks
  * are dropped and reads fail until it is fetched and verified afresh).
  * The verdict goes to the catalog through engine.verify_ops (catalog.c
@@ -41,38 +43,19 @@ static void report(struct engine_file *f, enum verify_verdict verdict, const cha
 	f->eng->verify_ops->report(f, &r);
 }
 
-static void verify_file(struct engine_file *f)
+/* The file is complete: finish its hash and report what it says. */
+static void verify_complete(struct engine_file *f, struct cache_file *cf,
+			    const struct file_hashes *want)
 {
-	struct cache_file *cf;
-	enum store_file_state st;
+	bool by_sha256 = want->sha256[0] != '\0';
 	char actual[65], git1[65], reason[256];
+	enum store_file_state st;
 	const char *expected, *got;
-	struct file_hashes want;
-	bool by_sha256;
+	uint64_t gen;
 	int rc;
 
-	pthread_mutex_lock(&f->lock);
-	cf = f->cf;
-	pthread_mutex_unlock(&f->lock);
-	if (!cf)
-		return;
-	f->eng->verify_ops->hashes(f, &want);
-	by_sha256 = want.sha256[0] != '\0';
-	st = cache_file_state(cf, NULL, NULL);
-	if (st == STORE_VERIFIED || st == STORE_COMPLETE) {
-		report(f, VERIFY_GOOD, NULL);
-		/* Verified in an earlier run (engine_start() queues it): the
-		 * bucket may not have it yet. */
-		if (st == STORE_VERIFIED && by_sha256)
-			share_enqueue(f);
-		return;
-	}
-	if (!cache_file_complete(cf)) {
-		report(f, VERIFY_INCOMPLETE, NULL);	/* evicted since it was queued */
-		return;
-	}
-	rc = cache_file_hash(cf, actual, want.git_sha1[0] && !by_sha256 ? git1 : NULL,
-			     &f->eng->stop);
+	rc = cache_file_hash(cf, actual, want->git_sha1[0] && !by_sha256 ? git1 : NULL,
+			     &f->eng->stop, &gen);
 	if (rc) {
 		log_info("event=verify_deferred path=%s reason=\"%s\"", f->src.path,
 			 rc == -ENODATA ? "a block is no longer cached" : strerror(-rc));
@@ -80,39 +63,78 @@ static void verify_file(struct engine_file *f)
 		return;
 	}
 	/* The source's SHA-256 when it has one, else a git blob id. */
-	expected = by_sha256 ? want.sha256 : want.git_sha1[0] ? want.git_sha1 : NULL;
+	expected = by_sha256 ? want->sha256 : want->git_sha1[0] ? want->git_sha1 : NULL;
 	got = by_sha256 ? actual : git1;
-	if (!expected) {
-		cache_file_set_state(cf, STORE_COMPLETE, actual, NULL);
-		log_info("event=file_complete path=%s sha256=%s", f->src.path, actual);
-		report(f, VERIFY_GOOD, NULL);
+	st = !expected ? STORE_COMPLETE : strcmp(got, expected) == 0 ? STORE_VERIFIED : STORE_CORRUPT;
+	if (st == STORE_CORRUPT)
+		snprintf(reason, sizeof(reason), "checksum mismatch: expected %s %s, got %s",
+			 by_sha256 ? "sha256" : "git blob sha1", expected, got);
+	/* Drops its blocks when corrupt. */
+	rc = cache_file_set_hashed(cf, gen, st, actual, st == STORE_CORRUPT ? reason : NULL);
+	if (rc == -ESTALE) {
+		/* A block hashed went since: what is cached now is hashed again. */
+		if (cache_file_complete(cf))
+			verify_enqueue(f);
+		else
+			report(f, VERIFY_INCOMPLETE, NULL);
 		return;
 	}
-	if (strcmp(got, expected) == 0) {
-		cache_file_set_state(cf, STORE_VERIFIED, actual, NULL);
+	if (st == STORE_COMPLETE) {
+		log_info("event=file_complete path=%s sha256=%s", f->src.path, actual);
+		report(f, VERIFY_GOOD, NULL);
+	} else if (st == STORE_VERIFIED) {
 		log_info("event=file_verified path=%s %s=%s", f->src.path,
 			 by_sha256 ? "sha256" : "git_sha1", got);
 		report(f, VERIFY_GOOD, NULL);
 		if (by_sha256)
 			share_enqueue(f);	/* other nodes read it from the bucket */
+	} else {
+		f->eng->verify_ops->report(f, &(struct verify_report){ .verdict = VERIFY_MISMATCH,
+			.reason = reason, .cf = cf, .expected = expected, .got = got });
+	}
+}
+
+static void verify_file(struct engine_file *f)
+{
+	struct cache_file *cf;
+	enum store_file_state st;
+	struct file_hashes want;
+
+	pthread_mutex_lock(&f->lock);
+	cf = f->cf;
+	pthread_mutex_unlock(&f->lock);
+	if (!cf)
+		return;
+	f->eng->verify_ops->hashes(f, &want);
+	st = cache_file_state(cf, NULL, NULL);
+	if (st == STORE_VERIFIED || st == STORE_COMPLETE) {
+		report(f, VERIFY_GOOD, NULL);
+		/* Verified in an earlier run (engine_start() queues it): the
+		 * bucket may not have it yet. */
+		if (st == STORE_VERIFIED && want.sha256[0])
+			share_enqueue(f);
 		return;
 	}
-	snprintf(reason, sizeof(reason), "checksum mismatch: expected %s %s, got %s",
-		 by_sha256 ? "sha256" : "git blob sha1", expected, got);
-	cache_file_set_state(cf, STORE_CORRUPT, actual, reason);	/* drops its blocks */
-	f->eng->verify_ops->report(f, &(struct verify_report){ .verdict = VERIFY_MISMATCH,
-		.reason = reason, .cf = cf, .expected = expected, .got = got });
+	if (cache_file_complete(cf)) {
+		verify_complete(f, cf, &want);
+		return;
+	}
+	cache_file_hash_advance(cf, want.git_sha1[0] && !want.sha256[0], &f->eng->stop);
+	/* Queued complete and evicted since, or a strict file's pass that
+	 * ended short: its parked reads must not wait for nothing. */
+	report(f, VERIFY_INCOMPLETE, NULL);
 }
 
 static void *verifier_main(void *arg)
 {
 	struct engine *e = arg;
-
 	struct engine_file *f;
 
 	while ((f = file_queue_pop(&e->vqueue)) != NULL) {
-		/* Cleared first: a file completed again while it is hashed
-		 * (refetched for strict reads) is queued again, not lost. */
+		/* Let go first: blocks that arrive while it is hashed queue it
+		 * again, so that none is left unhashed until the next one, and
+		 * a file completed again meanwhile (refetched for strict reads)
+		 * is not lost. */
 		atomic_store(&f->verify_queued, false);
 		verify_file(f);
 	}
