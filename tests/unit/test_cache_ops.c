@@ -2,7 +2,8 @@
  * test_cache_ops.c: what verify, evict and status need of cache.c and
  * store.c: re-checking present blocks (a damaged one is dropped, a good
  * one stays), the whole-file verdict (complete, verified, corrupt), pins
- * with two owners that survive a reopen, and the index's listings: files
+ * with two owners that survive a reopen, the running hash (hashed as
+ * blocks land, started over when a hashed block goes), and the index's listings: files
  * with their cached bytes, every resolution, the newest fetch-log rows.
  */
 #include "modelfs/cache.h"
@@ -146,6 +147,89 @@ static void test_verify(void)
 	cache_close(c);
 }
 
+/* Block idx of f with its bytes, the first one flipped when flip. */
+static void put_block(struct cache_file *f, uint64_t idx, bool flip)
+{
+	uint8_t buf[BS];
+
+	block_bytes(buf, idx);
+	buf[0] ^= flip ? 0xff : 0;
+	CHECK(cache_block_reserve(f, idx) == 0);
+	CHECK(cache_block_write(f, idx, 0, buf, BS) == 0);
+	CHECK(cache_block_commit(f, idx, XXH3_64bits(buf, BS)) == 0);
+	cache_block_release(f, idx);
+}
+
+/* SHA-256 and git blob id of the NBLOCKS blocks, block 0 flipped when flip. */
+static void expected_hashes(bool flip, char sha[65], char git1[65])
+{
+	uint8_t all[BS * NBLOCKS];
+	char head[32];
+	struct hexhash *g = NULL;
+	int n = snprintf(head, sizeof(head), "blob %u", BS * NBLOCKS);
+
+	for (int i = 0; i < NBLOCKS; i++)
+		block_bytes(all + i * BS, (uint64_t)i);
+	all[0] ^= flip ? 0xff : 0;
+	hexhash_sha256(all, sizeof(all), sha);
+	CHECK(hexhash_new_sha1(&g) == 0);
+	hexhash_update(g, head, (size_t)n + 1);
+	hexhash_update(g, all, sizeof(all));
+	hexhash_final(g, git1);
+}
+
+static void test_running_hash(void)
+{
+	struct cache *c = open_cache();
+	struct cache_file *f = NULL;
+	char sha[65], git1[65], flipped[65], flipped_git1[65], got[65], got_git1[65];
+	uint64_t gen;
+
+	expected_hashes(false, sha, git1);
+	expected_hashes(true, flipped, flipped_git1);
+	CHECK(cache_file_open(c, "run", BS * NBLOCKS, BS, &f) == 0);
+	/* Blocks land in any order; the hash follows the start as it grows. */
+	put_block(f, 2, false);
+	CHECK(!cache_file_hash_behind(f));
+	put_block(f, 0, false);
+	CHECK(cache_file_hash_behind(f));
+	CHECK(cache_file_hash_advance(f, true, NULL) == 0);
+	CHECK(!cache_file_hash_behind(f));	/* block 1 is missing */
+	put_block(f, 1, false);
+	CHECK(cache_file_hash_behind(f));
+	CHECK(cache_file_hash_advance(f, true, NULL) == 0);
+	put_block(f, 3, false);
+	/* Bytes hashed as they landed are not read again: damage behind the
+	 * cache's back after that is for the XXH3 check at a restart. */
+	damage(f, 0);
+	CHECK(cache_file_hash(f, got, got_git1, NULL, &gen) == 0);
+	CHECK_STR(got, sha);
+	CHECK_STR(got_git1, git1);
+	/* Finished: the next hash reads the file whole (and sees the damage). */
+	CHECK(cache_file_hash(f, got, NULL, NULL, &gen) == 0);
+	CHECK_STR(got, flipped);
+
+	/* A block dropped after it was hashed: the hash starts over, from the
+	 * bytes cached now, and a verdict for the bytes gone is not recorded. */
+	cache_file_drop(f);
+	CHECK(cache_file_set_hashed(f, gen, STORE_VERIFIED, sha, NULL) == -ESTALE);
+	CHECK(cache_file_state(f, NULL, NULL) != STORE_VERIFIED);
+	put_block(f, 0, false);
+	CHECK(cache_file_hash_advance(f, false, NULL) == 0);
+	cache_file_drop(f);
+	put_block(f, 0, true);
+	for (uint64_t i = 1; i < NBLOCKS; i++) {
+		put_block(f, i, false);
+		CHECK(cache_file_hash_advance(f, false, NULL) == 0);
+	}
+	CHECK(cache_file_hash(f, got, NULL, NULL, &gen) == 0);
+	CHECK_STR(got, flipped);
+	CHECK(cache_file_set_hashed(f, gen, STORE_COMPLETE, got, NULL) == 0);
+	CHECK(cache_file_state(f, NULL, NULL) == STORE_COMPLETE);
+	CHECK(!cache_file_hash_behind(f));	/* nothing to do for a hashed file */
+	cache_close(c);
+}
+
 static void test_pins(void)
 {
 	struct cache *c = open_cache();
@@ -229,6 +313,7 @@ int main(void)
 		return 2;
 	}
 	test_verify();
+	test_running_hash();
 	test_pins();
 	test_listings();
 	nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
