@@ -599,6 +599,7 @@ int engine_open_with(const struct config *cfg, const struct lock *lock, struct c
 	struct engine *e = calloc(1, sizeof(*e));
 	struct resolve_pool pool = { .njobs = cfg->n_entries, .opts = opts };
 	struct source_paths *paths = NULL;
+	pthread_condattr_t ca;
 	int rc;
 
 	if (!e)
@@ -615,6 +616,11 @@ int engine_open_with(const struct config *cfg, const struct lock *lock, struct c
 	pthread_cond_init(&e->mem_cond, NULL);
 	file_queue_init(&e->vqueue, &e->stop);
 	file_queue_init(&e->uqueue, &e->stop);
+	pthread_mutex_init(&e->vdone_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&e->vdone, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&pool.lock, NULL);
 	pthread_mutex_init(&e->add_lock, NULL);
 	rc = source_ctx_new(cfg, &e->sources);
@@ -913,6 +919,8 @@ void engine_close(struct engine *e)
 	file_queue_destroy(&e->vqueue);
 	file_queue_destroy(&e->uqueue);
 	pthread_mutex_destroy(&e->add_lock);
+	pthread_mutex_destroy(&e->vdone_lock);
+	pthread_cond_destroy(&e->vdone);
 	free(e);
 }
 

@@ -304,6 +304,8 @@ struct engine {
 	int nworkers;
 	int prefetch_busy;		/* workers on a prefetch block; protected by qlock */
 	int prefetch_reserve;		/* workers prefetch leaves to readers; protected by qlock */
+	int64_t reader_ms;		/* a reader's block was last queued (clock_now_ms());
+					 * protected by qlock */
 	atomic_int stop;
 	pthread_cond_t stop_cond;	/* with qlock: backoff sleeps wake at stop, and
 					 * fetch_stop() learns that workers exited */
@@ -321,6 +323,9 @@ struct engine {
 	uint64_t kept_clock;		/* protected by mem_lock */
 
 	struct file_queue vqueue;	/* complete files to hash (verify.c) */
+	pthread_mutex_t vdone_lock;	/* a leaf */
+	pthread_cond_t vdone;		/* with vdone_lock: a file's verdict was reported */
+	uint64_t verdicts;		/* how many were; protected by vdone_lock */
 	pthread_t verifier;
 	bool verifier_started;
 	const struct verify_ops *verify_ops;	/* the catalog's; set at open, read-only after */
@@ -377,6 +382,9 @@ struct verify_ops {
 int verify_start(struct engine *e);
 void verify_stop(struct engine *e);
 void verify_enqueue(struct engine_file *f);
+/* Verdicts reported so far; wait up to ms for one more than seen. */
+uint64_t verify_verdicts(struct engine *e);
+void verify_wait(struct engine *e, uint64_t seen, int ms);
 
 /* pool.c */
 int fetch_start(struct engine *e);

@@ -233,12 +233,14 @@ int engine_prefetch(struct engine_file *f, const struct engine_prefetch_opts *o,
 			continue;
 		}
 		if (cf && cache_file_complete(cf)) {
+			/* Hashed as it landed: the verdict is a moment away, and
+			 * the wait ends with it, not at the next tick. */
+			uint64_t seen = verify_verdicts(e);
+
 			rc = hashed(f, cf, reason, reason_len);
 			if (rc)
 				break;
-			pthread_mutex_lock(&pf.lock);
-			wait_tick(&pf, TICK_MS);
-			pthread_mutex_unlock(&pf.lock);
+			verify_wait(e, seen, TICK_MS);
 			continue;
 		}
 		if (++passes >= MAX_PASSES) {

@@ -12,8 +12,9 @@
  * calls nothing of the catalog's, nor engine_read().
  *
  * Locks: the queue of files to hash is a file_queue (its lock a leaf);
- * a file's lock is taken alone, to read f->cf. Nothing is held while
- * hashing or reporting.
+ * vdone_lock guards the count of verdicts (a leaf); a file's lock is
+ * taken alone, to read f->cf. Nothing is held while hashing or
+ * reporting.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 #include <string.h>
 
 #include "engine_i.h"
+#include "modelfs/clock.h"
 #include "modelfs/log.h"
 
 void verify_enqueue(struct engine_file *f)
@@ -35,12 +37,42 @@ void verify_enqueue(struct engine_file *f)
 		atomic_store(&f->verify_queued, false);
 }
 
-/* Tell the catalog what was found. */
+/* Tell the catalog what was found, then whoever waits for a verdict. */
+static void tell(struct engine_file *f, const struct verify_report *r)
+{
+	struct engine *e = f->eng;
+
+	e->verify_ops->report(f, r);
+	pthread_mutex_lock(&e->vdone_lock);
+	e->verdicts++;
+	pthread_cond_broadcast(&e->vdone);
+	pthread_mutex_unlock(&e->vdone_lock);
+}
+
 static void report(struct engine_file *f, enum verify_verdict verdict, const char *reason)
 {
-	struct verify_report r = { .verdict = verdict, .reason = reason };
+	tell(f, &(struct verify_report){ .verdict = verdict, .reason = reason });
+}
 
-	f->eng->verify_ops->report(f, &r);
+uint64_t verify_verdicts(struct engine *e)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&e->vdone_lock);
+	n = e->verdicts;
+	pthread_mutex_unlock(&e->vdone_lock);
+	return n;
+}
+
+void verify_wait(struct engine *e, uint64_t seen, int ms)
+{
+	struct timespec until = clock_deadline(CLOCK_MONOTONIC, ms);
+
+	pthread_mutex_lock(&e->vdone_lock);
+	while (e->verdicts == seen && !atomic_load(&e->stop) &&
+	       pthread_cond_timedwait(&e->vdone, &e->vdone_lock, &until) == 0)
+		;
+	pthread_mutex_unlock(&e->vdone_lock);
 }
 
 /* The file is complete: finish its hash and report what it says. */
@@ -89,8 +121,8 @@ static void verify_complete(struct engine_file *f, struct cache_file *cf,
 		if (by_sha256)
 			share_enqueue(f);	/* other nodes read it from the bucket */
 	} else {
-		f->eng->verify_ops->report(f, &(struct verify_report){ .verdict = VERIFY_MISMATCH,
-			.reason = reason, .cf = cf, .expected = expected, .got = got });
+		tell(f, &(struct verify_report){ .verdict = VERIFY_MISMATCH, .reason = reason,
+						 .cf = cf, .expected = expected, .got = got });
 	}
 }
 
