@@ -165,11 +165,14 @@ int cache_file_hash(struct cache_file *f, char sha256[65], char *git1, const ato
 /* The running hash: the same hashes of the present blocks from the first
  * one on, advanced here over those that follow its end (read from the
  * data file, likely still in the page cache; unchecked ones are checked),
- * so that a file hashed as its blocks arrive is hashed once. One thread
- * advances it at a time: another caller returns at once. Any block that
- * stops being present (evicted, dropped, bad) after it was hashed makes
- * it start over from the first block. 0, -ECANCELED or -ENOMEM. */
-int cache_file_hash_advance(struct cache_file *f, bool git1, const atomic_int *cancel);
+ * by at least most bytes when there are that many, so that a file hashed
+ * as its blocks arrive is hashed once. One thread advances it at a time:
+ * another caller returns at once. Any block that stops being present
+ * (evicted, dropped, bad) after it was hashed makes it start over from
+ * the first block. 0, 1 when it stopped at most with more present
+ * blocks to go, -ECANCELED or -ENOMEM. */
+int cache_file_hash_advance(struct cache_file *f, bool git1, uint64_t most,
+			    const atomic_int *cancel);
 /* The running hash of a file not verified yet could advance now (the block
  * after its end is present, and nobody advances it). */
 bool cache_file_hash_behind(struct cache_file *f);

@@ -58,14 +58,15 @@ struct block {
 };
 
 /* SHA-256 (and, when asked, the git blob id) of blocks [0, next) of a
- * file, read while its gen was gen: advanced as blocks arrive, so that a
- * complete file is hashed without reading it again (the running hash,
- * below). busy: one thread advances it, holding no lock while it reads
- * and hashes; nobody else touches it then. */
+ * file: advanced as blocks arrive, so that a complete file is hashed
+ * without reading it again (the running hash, below). stale: a block it
+ * hashed (or is hashing) went since; it starts over. busy: one thread
+ * advances it, holding no lock while it reads and hashes; nobody else
+ * touches it then, but for setting stale. */
 struct running_hash {
 	struct hexhash *sha256, *git1;
-	uint64_t gen;
 	uint64_t next;
+	bool stale;
 	bool busy;
 };
 
@@ -773,6 +774,8 @@ static uint32_t forget_block_locked(struct cache_file *f, uint64_t idx)
 	f->blocks[idx].state = BLOCK_BAD;
 	f->present_bytes -= len;
 	f->gen++;
+	if (idx < f->run.next || (f->run.busy && idx == f->run.next))
+		f->run.stale = true;
 	store_block_delete(f->cache->store, f->id, idx);
 	/* Bytes fetched again later are new bytes: hash them again. The
 	 * demotion is on disk before the block's bytes are punched, so that
@@ -894,6 +897,7 @@ static int detach_data_locked(struct cache_file *f, uint64_t *freed)
 	for (uint64_t i = 0; i < f->nblocks; i++)
 		f->blocks[i].state = BLOCK_ABSENT;
 	f->gen++;
+	f->run.stale = true;
 	*freed = f->present_bytes;
 	f->present_bytes = 0;
 	f->state = STORE_REMOTE;
@@ -1453,10 +1457,12 @@ static int hash_whole(struct cache_file *f, char sha256[65], char *git1, const a
  * is advanced over the present blocks that follow its end, each read
  * back from the data file while the page cache still holds it; when the
  * last block lands, only the digest is left to finish. It vouches for
- * nothing by itself: a block dropped after it was hashed bumps f->gen,
- * and a hash is only used (and a state only set from it:
- * cache_file_set_hashed()) while gen is the one it started at; otherwise
- * it starts over from the first block. */
+ * nothing by itself: a block dropped after it was hashed makes it stale,
+ * and it starts over from the first block; a block dropped further on
+ * is only fetched again before the hash gets there. A finished hash
+ * vouches for the generation of the blocks it was finished at (f->gen),
+ * and a state is only set from it while that holds
+ * (cache_file_set_hashed()). */
 
 static void run_reset_locked(struct cache_file *f)
 {
@@ -1464,7 +1470,7 @@ static void run_reset_locked(struct cache_file *f)
 	hexhash_free(f->run.git1);
 	f->run.sha256 = f->run.git1 = NULL;
 	f->run.next = 0;
-	f->run.gen = f->gen;
+	f->run.stale = false;
 }
 
 /* Feed present block idx to h and g (g may be NULL) through a reader
@@ -1490,8 +1496,10 @@ static int hash_block_into(struct cache_file *f, uint64_t idx, char *buf, struct
 	return rc;
 }
 
-int cache_file_hash_advance(struct cache_file *f, bool git1, const atomic_int *cancel)
+int cache_file_hash_advance(struct cache_file *f, bool git1, uint64_t most,
+			    const atomic_int *cancel)
 {
+	uint64_t hashed = 0;
 	char *buf = NULL;
 	int rc = 0;
 
@@ -1504,11 +1512,15 @@ int cache_file_hash_advance(struct cache_file *f, bool git1, const atomic_int *c
 	for (;;) {
 		uint64_t idx;
 
-		if (f->run.gen != f->gen || (git1 && f->run.next && !f->run.git1))
+		if (f->run.stale || (git1 && f->run.next && !f->run.git1))
 			run_reset_locked(f);
 		idx = f->run.next;
 		if (idx >= f->nblocks || !state_present(f->blocks[idx].state))
 			break;
+		if (hashed >= most) {
+			rc = 1;		/* more to do */
+			break;
+		}
 		if (cancel && atomic_load(cancel)) {
 			rc = -ECANCELED;
 			break;
@@ -1529,8 +1541,9 @@ int cache_file_hash_advance(struct cache_file *f, bool git1, const atomic_int *c
 		if (rc)
 			break;
 		f->run.next = idx + 1;
+		hashed += cache_block_len(f, idx);
 	}
-	if (rc && rc != -ECANCELED)
+	if (rc < 0 && rc != -ECANCELED)
 		run_reset_locked(f);	/* a block went, or half of one was hashed */
 	f->run.busy = false;
 	pthread_mutex_unlock(&f->lock);
@@ -1544,7 +1557,7 @@ bool cache_file_hash_behind(struct cache_file *f)
 	bool behind;
 
 	pthread_mutex_lock(&f->lock);
-	next = f->run.gen == f->gen ? f->run.next : 0;
+	next = f->run.stale ? 0 : f->run.next;
 	behind = !f->run.busy && next < f->nblocks && state_present(f->blocks[next].state) &&
 		 f->state != STORE_VERIFIED && f->state != STORE_COMPLETE;
 	pthread_mutex_unlock(&f->lock);
@@ -1555,7 +1568,7 @@ bool cache_file_hash_behind(struct cache_file *f)
  * current gen (and has the git blob id when asked): true, *gen set. */
 static bool run_finish_locked(struct cache_file *f, char sha256[65], char *git1, uint64_t *gen)
 {
-	if (f->run.busy || f->run.gen != f->gen || f->run.next != f->nblocks || !f->run.sha256 ||
+	if (f->run.busy || f->run.stale || f->run.next != f->nblocks || !f->run.sha256 ||
 	    (git1 && !f->run.git1))
 		return false;
 	hexhash_final(f->run.sha256, sha256);
@@ -1576,8 +1589,8 @@ int cache_file_hash(struct cache_file *f, char sha256[65], char *git1, const ato
 	int rc;
 
 	/* OPTIMIZATION-IF-TRUE: most files were hashed as they arrived. */
-	rc = cache_file_hash_advance(f, git1 != NULL, cancel);
-	if (rc)
+	rc = cache_file_hash_advance(f, git1 != NULL, UINT64_MAX, cancel);
+	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&f->lock);
 	done = run_finish_locked(f, sha256, git1, gen);

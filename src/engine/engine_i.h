@@ -382,6 +382,10 @@ struct verify_ops {
 int verify_start(struct engine *e);
 void verify_stop(struct engine *e);
 void verify_enqueue(struct engine_file *f);
+/* On the worker that committed a block the running hash of f's cache
+ * file cf waits for: hash up to a download unit of it here, and leave
+ * the rest to the verifier thread. */
+void verify_advance(struct engine_file *f, struct cache_file *cf);
 /* Verdicts reported so far; wait up to ms for one more than seen. */
 uint64_t verify_verdicts(struct engine *e);
 void verify_wait(struct engine *e, uint64_t seen, int ms);

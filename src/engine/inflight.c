@@ -360,9 +360,11 @@ void complete_block(struct engine_file *f, struct cache_file *cf, uint64_t idx, 
 		cache_block_release(cf, idx);
 		if (!atomic_exchange(&f->partial_logged, true))
 			log_info("event=file_state path=%s state=partial", f->src.path);
-		/* Hashed as it lands: the verifier takes each block that
-		 * extends the file's hashed start, and finishes at the last. */
-		if (cache_file_complete(cf) || cache_file_hash_behind(cf))
+		/* Hashed as it lands, in order: the block that extends the
+		 * file's hashed start is hashed here; the last is verified. */
+		if (cache_file_hash_behind(cf))
+			verify_advance(f, cf);
+		if (cache_file_complete(cf))
 			verify_enqueue(f);
 		else
 			strict_refetch(f);

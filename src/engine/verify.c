@@ -1,10 +1,14 @@
 /*
- * verify.c: the background hasher. A file is queued here whenever the
- * block after its running hash's end arrives (cache.h: the file is hashed
- * in order as it lands, by this one thread, never on a reader's or a
- * worker's path), and when its last block arrives; the hash is then
- * finished, or, if a hashed block went meanwhile, the file is read back
- * whole through the cache (every block's XXH3 checked on the way). The outcome is the file's state:
+ * verify.c: hashing files as they land, and the verdict. A file's
+ * SHA-256 follows its cached bytes from the start, in order (cache.h's
+ * running hash): the worker that commits the block the hash waits for
+ * advances it by up to a download unit, with no lock held, before its
+ * next download (so hashing keeps pace with the workers however many
+ * there are); longer stretches, such as a resumed file's earlier blocks,
+ * go to the verifier thread here. When the last block arrives, the file
+ * is queued for the verifier, which finishes the hash or, if a hashed
+ * block went meanwhile, reads the file back whole through the cache
+ * (every block's XXH3 checked on the way), never on a reader's path. The outcome is the file's state:
  * complete (nothing to compare with), verified, or corrupt (its blocks
  * are dropped and reads fail until it is fetched and verified afresh).
  * The verdict goes to the catalog through engine.verify_ops (catalog.c
@@ -75,6 +79,12 @@ void verify_wait(struct engine *e, uint64_t seen, int ms)
 	pthread_mutex_unlock(&e->vdone_lock);
 }
 
+/* Only a source without a SHA-256 needs the git blob id hashed. */
+static bool wants_git1(const struct file_hashes *want)
+{
+	return want->git_sha1[0] && !want->sha256[0];
+}
+
 /* The file is complete: finish its hash and report what it says. */
 static void verify_complete(struct engine_file *f, struct cache_file *cf,
 			    const struct file_hashes *want)
@@ -86,8 +96,7 @@ static void verify_complete(struct engine_file *f, struct cache_file *cf,
 	uint64_t gen;
 	int rc;
 
-	rc = cache_file_hash(cf, actual, want->git_sha1[0] && !by_sha256 ? git1 : NULL,
-			     &f->eng->stop, &gen);
+	rc = cache_file_hash(cf, actual, wants_git1(want) ? git1 : NULL, &f->eng->stop, &gen);
 	if (rc) {
 		log_info("event=verify_deferred path=%s reason=\"%s\"", f->src.path,
 			 rc == -ENODATA ? "a block is no longer cached" : strerror(-rc));
@@ -151,10 +160,20 @@ static void verify_file(struct engine_file *f)
 		verify_complete(f, cf, &want);
 		return;
 	}
-	cache_file_hash_advance(cf, want.git_sha1[0] && !want.sha256[0], &f->eng->stop);
+	cache_file_hash_advance(cf, wants_git1(&want), UINT64_MAX, &f->eng->stop);
 	/* Queued complete and evicted since, or a strict file's pass that
 	 * ended short: its parked reads must not wait for nothing. */
 	report(f, VERIFY_INCOMPLETE, NULL);
+}
+
+void verify_advance(struct engine_file *f, struct cache_file *cf)
+{
+	struct file_hashes want;
+
+	f->eng->verify_ops->hashes(f, &want);
+	if (cache_file_hash_advance(cf, wants_git1(&want), f->eng->cfg->block_size,
+				    &f->eng->stop) == 1)
+		verify_enqueue(f);	/* a long run of blocks, e.g. a resumed file's */
 }
 
 static void *verifier_main(void *arg)
