@@ -91,6 +91,7 @@ struct cache_file {
 	 * Protected by lock. */
 	uint64_t gen;
 	struct running_hash run;	/* protected by lock (see struct running_hash) */
+	pthread_cond_t run_idle;	/* with lock: run.busy was cleared */
 	struct cache_file *next;	/* c->files list, protected by c->space_lock */
 };
 
@@ -285,6 +286,7 @@ static void file_free(struct cache_file *f)
 	if (f->fd >= 0)
 		close(f->fd);
 	pthread_mutex_destroy(&f->lock);
+	pthread_cond_destroy(&f->run_idle);
 	free(f->blocks);
 	hexhash_free(f->run.sha256);
 	hexhash_free(f->run.git1);
@@ -497,6 +499,7 @@ static int file_open_locked(struct cache *c, const char *key, uint64_t size, uin
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->run_idle, NULL);
 	f->cache = c;
 	f->fd = -1;
 	f->id = sf.id;
@@ -1496,14 +1499,18 @@ static int hash_block_into(struct cache_file *f, uint64_t idx, char *buf, struct
 	return rc;
 }
 
-int cache_file_hash_advance(struct cache_file *f, bool git1, uint64_t most,
-			    const atomic_int *cancel)
+/* cache_file_hash_advance(); wait: for another advancer to end first,
+ * instead of leaving the blocks to it. */
+static int run_advance(struct cache_file *f, bool git1, uint64_t most, const atomic_int *cancel,
+		       bool wait)
 {
 	uint64_t hashed = 0;
 	char *buf = NULL;
 	int rc = 0;
 
 	pthread_mutex_lock(&f->lock);
+	while (wait && f->run.busy)
+		pthread_cond_wait(&f->run_idle, &f->lock);
 	if (f->run.busy) {
 		pthread_mutex_unlock(&f->lock);
 		return 0;	/* its advancer goes on to whatever is there */
@@ -1546,9 +1553,16 @@ int cache_file_hash_advance(struct cache_file *f, bool git1, uint64_t most,
 	if (rc < 0 && rc != -ECANCELED)
 		run_reset_locked(f);	/* a block went, or half of one was hashed */
 	f->run.busy = false;
+	pthread_cond_broadcast(&f->run_idle);
 	pthread_mutex_unlock(&f->lock);
 	free(buf);
 	return rc == -ENODATA ? 0 : rc;
+}
+
+int cache_file_hash_advance(struct cache_file *f, bool git1, uint64_t most,
+			    const atomic_int *cancel)
+{
+	return run_advance(f, git1, most, cancel, false);
 }
 
 bool cache_file_hash_behind(struct cache_file *f)
@@ -1588,12 +1602,20 @@ int cache_file_hash(struct cache_file *f, char sha256[65], char *git1, const ato
 	bool done;
 	int rc;
 
-	/* OPTIMIZATION-IF-TRUE: most files were hashed as they arrived. */
-	rc = cache_file_hash_advance(f, git1 != NULL, UINT64_MAX, cancel);
+	/* OPTIMIZATION-IF-TRUE: most files were hashed as they arrived. A
+	 * worker may be hashing the last blocks right now: that is waited
+	 * for (a download unit at most), not done again. */
+	rc = run_advance(f, git1 != NULL, UINT64_MAX, cancel, true);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&f->lock);
+	while (f->run.busy)
+		pthread_cond_wait(&f->run_idle, &f->lock);
 	done = run_finish_locked(f, sha256, git1, gen);
+	if (!done)
+		log_debug("event=hash_read_again file=%lld hashed_blocks=%llu of=%llu stale=%d",
+			  (long long)f->id, (unsigned long long)f->run.next,
+			  (unsigned long long)f->nblocks, f->run.stale);
 	pthread_mutex_unlock(&f->lock);
 	return done ? 0 : hash_whole(f, sha256, git1, cancel, gen);
 }
