@@ -29,7 +29,7 @@
  *               block by block, early answers
  *   refresh.c   resolving a file at first read, renewing its data URL
  *   stream.c    origins without Range: one stream, in order
- *   verify.c    the background hasher
+ *   verify.c    files hashed as they land (the running hash), the verdict
  *   share.c     the shared bucket: verified files uploaded in the background
  *   file_queue.c  files waiting for a background thread (verifier, uploader)
  *   prefetch.c  whole files ahead of readers, and asking for blocks on
@@ -59,14 +59,17 @@
  *      tier_report() alone).
  *   3. The cache's, taken inside cache_* calls, with a file's lock held
  *      or alone: cache.open_lock, then cache.space_lock, then a
- *      cache_file's lock, then the store's (a leaf; store.h).
+ *      cache_file's lock (and its condvar run_idle, waited on by
+ *      cache_file_hash() with no other lock held), then the store's (a
+ *      leaf; store.h).
  *   Leaves taken with no engine lock held but add_lock: the file
  *   queues' locks (file_queue.c: engine.vqueue, the verifier's;
- *   engine.uqueue, the uploader's), the resolver's resolve_pool.lock
- *   (catalog.c), and what sources and http take inside their calls
- *   (source_ctx.facts_lock, a source_token's lock, held across its
- *   token's check request; the bandwidth lock; the shared bucket's lock
- *   and its downtime's).
+ *   engine.uqueue, the uploader's), engine.vdone_lock (verify.c; its
+ *   condvar vdone, which engine_prefetch() waits on), the resolver's
+ *   resolve_pool.lock (catalog.c), and what sources and http take
+ *   inside their calls (source_ctx.facts_lock, a source_token's lock,
+ *   held across its token's check request; the bandwidth lock; the
+ *   shared bucket's lock and its downtime's).
  *   The front's other locks are never held across a call into the engine:
  *   control_server.lock (control.c), a prefetch run's lock
  *   (prefetch_run.c), retention's, fs.refused_lock and the local layer's;
