@@ -238,9 +238,9 @@ int engine_prefetch(struct engine_file *f, const struct engine_prefetch_opts *o,
  * engine_start(); engine_stop() ends it. 0 or -errno. */
 int engine_prefetch_headers_start(struct engine *e);
 /* How many workers prefetch leaves free for readers while readers are
- * fetching (default: a quarter of them; with no reader about, prefetch
- * takes them all); 0 when nothing but prefetch reads, as without a
- * mount. Call before engine_start(). */
+ * fetching (default: a quarter of them; with no reader about, one); 0
+ * when nothing but prefetch reads, as without a mount. Call before
+ * engine_start(). */
 void engine_set_prefetch_reserve(struct engine *e, int workers);
 /* The most bytes the cache could hold now: its size limit, or what it
  * holds plus the free disk above cache_min_free, whichever is less. */

@@ -3,14 +3,14 @@
  * (a reader waits) are taken before readahead blocks, and those before
  * prefetch blocks (engine_prefetch: warming the cache must never delay a
  * program's reads). A queued block that someone starts wanting sooner
- * moves to the earlier queue (promote_locked()). While readers are about
- * (a reader's block was queued in the last READERS_ABOUT_MS), prefetch
- * blocks also leave some workers idle (prefetch_reserve), so that a
- * reader's block starts at once instead of after a prefetch download
- * ends; with none about, a prefetch takes every worker, as a sequential
- * reader's readahead does (a prefetch that kept a quarter idle for
- * nobody took 1.3x as long as cat of the same file), and a reader who
- * comes then waits only for the first worker to end its download. A worker
+ * moves to the earlier queue (promote_locked()). Prefetch blocks also
+ * leave workers idle, so that a reader's block starts at once instead of
+ * after a prefetch download ends: prefetch_reserve of them while readers
+ * are about (a reader's block was queued in the last READERS_ABOUT_MS),
+ * one when none is, for the first reader who comes. So a prefetch alone
+ * fetches on nearly every connection, as a sequential reader's readahead
+ * does (one that kept a quarter idle for nobody took 1.3x as long as cat
+ * of the same file). A worker
  * takes a queued block with the blocks queued right behind it that
  * follow it in its file, as one request (queue_pop(): a run). Before
  * any block, a worker reads afresh the parked reads of a strict file that
@@ -112,7 +112,9 @@ bool is_demand(struct engine *e, struct inflight *inf)
 /* The workers prefetch leaves idle now; the caller holds qlock. */
 static int prefetch_reserve_now(struct engine *e)
 {
-	return clock_now_ms() - e->reader_ms < READERS_ABOUT_MS ? e->prefetch_reserve : 0;
+	if (clock_now_ms() - e->reader_ms < READERS_ABOUT_MS)
+		return e->prefetch_reserve;
+	return e->prefetch_reserve > 0 ? 1 : 0;
 }
 
 /* The next run of blocks to fetch into run[] (its length returned, 0 at
