@@ -192,7 +192,7 @@ def test_a_block_dropped_after_it_was_hashed_is_hashed_again(hub, mount, modelfs
         assert e.errno == errno.EIO     # ...unless the hash was quicker
     wait_for(lambda: xattr(bad_path, "state") in ("corrupt", "error"),
              what="the mismatch to be found")
-    assert "checksum mismatch" in m.log()
+    wait_for(lambda: "checksum mismatch" in m.log(), what="the mismatch logged")
     assert "event=file_verified" not in m.log()
     assert xattr(good_path, "state") != "verified"
 
