@@ -8,9 +8,10 @@
  * go to the verifier thread here. When the last block arrives, the file
  * is queued for the verifier, which finishes the hash or, if a hashed
  * block went meanwhile, reads the file back whole through the cache
- * (every block's XXH3 checked on the way), never on a reader's path. The outcome is the file's state:
- * complete (nothing to compare with), verified, or corrupt (its blocks
- * are dropped and reads fail until it is fetched and verified afresh).
+ * (every block's XXH3 checked on the way), never on a reader's path.
+ * The outcome is the file's state: complete (nothing to compare with),
+ * verified, or corrupt (its blocks are dropped and reads fail until it
+ * is fetched and verified afresh).
  * The verdict goes to the catalog through engine.verify_ops (catalog.c
  * owns the files' state, their errors and their parked reads): this file
  * calls nothing of the catalog's, nor engine_read().
