@@ -148,8 +148,9 @@ uint64_t cache_file_recheck(struct cache_file *f);
  * and its bytes are punched when the last reader holding it is done).
  * Reads the block from disk; takes no lock across the read. */
 int cache_block_check(struct cache_file *f, uint64_t idx);
-/* cache_block_check() of every block: 0 when all are present and match,
- * else -ENODATA (the bad ones are dropped, the others still checked). */
+/* cache_block_check() of every present block: 0 when all match, else
+ * -ENODATA (the bad ones are dropped, the others still checked). Absent
+ * blocks are not checked and not counted. */
 int cache_file_check(struct cache_file *f);
 
 /* SHA-256 of a complete file's cached bytes (64 hex + NUL into sha256)
