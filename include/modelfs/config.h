@@ -135,7 +135,7 @@ struct config {
 	char **serve_allow;
 	int serve_allow_max;		/* default CONFIG_SERVE_ALLOW_MAX */
 	bool header_prefetch;		/* fetch safetensors/GGUF headers at mount
-					 * (engine_prefetch_headers_start()); default true */
+					 * (engine_prefetch_headers()); default true */
 	char **prefetch;		/* [modelfs] prefetch: entry ids, entry names or
 					 * paths in the mount to warm after mounting;
 					 * NULL-terminated or NULL */

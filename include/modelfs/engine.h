@@ -230,13 +230,15 @@ struct engine_prefetch_opts {
  * fetched stays cached, so a later call resumes. */
 int engine_prefetch(struct engine_file *f, const struct engine_prefetch_opts *o,
 		    char *reason, size_t reason_len);
-/* In the background, fetch the header of every .safetensors and .gguf
- * file (a safetensors file's 8 + N bytes, and for checkpoints and
- * ControlNet models Forge's 64 KiB probe at 1 MiB; a GGUF file's metadata
- * and tensor infos), all files at once, at
- * prefetch priority: a webui start then reads cached blocks. Call after
- * engine_start(); engine_stop() ends it. 0 or -errno. */
-int engine_prefetch_headers_start(struct engine *e);
+/* When the config's header_prefetch is on, in the background, fetch the
+ * header of every .safetensors and .gguf file not yet seen by an earlier
+ * call (at mount: all; after engine_add_entries(): the added ones): a
+ * safetensors file's 8 + N bytes, and for checkpoints and ControlNet
+ * models Forge's 64 KiB probe at 1 MiB; a GGUF file's metadata and tensor
+ * infos; all files at once, at prefetch priority: a webui start then
+ * reads cached blocks. Call after engine_start(); engine_stop() ends it.
+ * 0 or -errno. */
+int engine_prefetch_headers(struct engine *e);
 /* How many workers prefetch leaves free for readers while readers are
  * fetching (default: a quarter of them; with no reader about, one); 0
  * when nothing but prefetch reads, as without a mount. Call before

@@ -617,6 +617,7 @@ int engine_open_with(const struct config *cfg, const struct lock *lock, struct c
 	file_queue_init(&e->vqueue, &e->stop);
 	file_queue_init(&e->uqueue, &e->stop);
 	pthread_mutex_init(&e->vdone_lock, NULL);
+	pthread_mutex_init(&e->headers_lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&e->vdone, &ca);
@@ -920,6 +921,7 @@ void engine_close(struct engine *e)
 	file_queue_destroy(&e->uqueue);
 	pthread_mutex_destroy(&e->add_lock);
 	pthread_mutex_destroy(&e->vdone_lock);
+	pthread_mutex_destroy(&e->headers_lock);
 	pthread_cond_destroy(&e->vdone);
 	free(e);
 }

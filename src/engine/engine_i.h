@@ -34,7 +34,8 @@
  *   file_queue.c  files waiting for a background thread (verifier, uploader)
  *   prefetch.c  whole files ahead of readers, and asking for blocks on
  *               behalf of a prefetch (fetch_prefetch_block())
- *   headers.c   model headers at mount (their lengths: formats/modelinfo.c)
+ *   headers.c   model headers at mount and of files a reload adds (their
+ *               lengths: formats/modelinfo.c)
  * download_i.h is what fetch.c, download.c, sink.c, refresh.c,
  * stream.c and backoff.c share.
  *
@@ -64,8 +65,10 @@
  *      leaf; store.h).
  *   Leaves taken with no engine lock held but add_lock: the file
  *   queues' locks (file_queue.c: engine.vqueue, the verifier's;
- *   engine.uqueue, the uploader's), engine.vdone_lock (verify.c; its
- *   condvar vdone, which engine_prefetch() waits on), the resolver's
+ *   engine.uqueue, the uploader's), engine.headers_lock (headers.c;
+ *   let go while it joins the header thread), engine.vdone_lock
+ *   (verify.c; its condvar vdone, which engine_prefetch() waits on), the
+ *   resolver's
  *   resolve_pool.lock (catalog.c), and what sources and http take
  *   inside their calls (source_ctx.facts_lock, a source_token's lock,
  *   held across its token's check request; the bandwidth lock; the
@@ -333,8 +336,11 @@ struct engine {
 	bool verifier_started;
 	const struct verify_ops *verify_ops;	/* the catalog's; set at open, read-only after */
 
-	pthread_t headers;		/* engine_prefetch_headers_start() */
-	bool headers_started;
+	pthread_mutex_t headers_lock;	/* a leaf; guards the four below */
+	pthread_t headers;		/* engine_prefetch_headers() */
+	bool headers_started;		/* not joined yet */
+	bool headers_running;		/* not at its end */
+	size_t headers_done, headers_end;	/* files [0, done) had a pass */
 };
 
 /* catalog.c */

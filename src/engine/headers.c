@@ -129,11 +129,11 @@ static bool wait_all(struct engine *e, struct prefetch_req *pf)
 	return !stopping;
 }
 
-static void *headers_main(void *arg)
+/* One pass over the files [first, end) of e. */
+static void headers_pass(struct engine *e, size_t first, size_t end)
 {
-	struct engine *e = arg;
-	size_t nfiles = e->nfiles;	/* files added later are not in this pass */
-	struct header_job *jobs = calloc(nfiles ? nfiles : 1, sizeof(*jobs));
+	struct engine_file **files = atomic_load(&e->files);
+	struct header_job *jobs = calloc(end - first + 1, sizeof(*jobs));
 	struct prefetch_req pf;
 	int64_t started = clock_now_ms();
 	size_t n = 0, pending;
@@ -142,8 +142,8 @@ static void *headers_main(void *arg)
 	int rc = 0;
 
 	prefetch_req_init(&pf);
-	for (size_t i = 0; jobs && i < nfiles; i++) {
-		struct engine_file *f = e->files[i];
+	for (size_t i = first; jobs && i < end; i++) {
+		struct engine_file *f = files[i];
 		enum header_kind kind = kind_of(f->src.path);
 		bool no_range;
 
@@ -182,23 +182,61 @@ static void *headers_main(void *arg)
 			 running && rc == 0 ? "" : " stopped=true");
 	prefetch_req_destroy(&pf);	/* waits for blocks being completed */
 	free(jobs);
-	return NULL;
 }
 
-int engine_prefetch_headers_start(struct engine *e)
+/* Passes until no file is left without one: a reload may add files while
+ * a pass runs, and they get the next. */
+static void *headers_main(void *arg)
 {
-	int rc = pthread_create(&e->headers, NULL, headers_main, e);
+	struct engine *e = arg;
 
-	if (rc)
-		return -rc;
-	e->headers_started = true;
-	return 0;
+	for (;;) {
+		size_t first, end;
+
+		pthread_mutex_lock(&e->headers_lock);
+		first = e->headers_done;
+		end = e->headers_end;
+		e->headers_done = end;
+		e->headers_running = first < end && !atomic_load(&e->stop);
+		pthread_mutex_unlock(&e->headers_lock);
+		if (first >= end || atomic_load(&e->stop))
+			return NULL;
+		headers_pass(e, first, end);
+	}
+}
+
+int engine_prefetch_headers(struct engine *e)
+{
+	int rc = 0;
+
+	if (!e->cfg->header_prefetch)
+		return 0;
+	pthread_mutex_lock(&e->headers_lock);
+	e->headers_end = atomic_load(&e->nfiles);
+	/* A thread that has ended is joined before the next starts; one that
+	 * runs takes the new files in its next pass. */
+	if (e->headers_started && !e->headers_running) {
+		pthread_mutex_unlock(&e->headers_lock);
+		pthread_join(e->headers, NULL);
+		pthread_mutex_lock(&e->headers_lock);
+		e->headers_started = false;
+	}
+	if (!e->headers_started && e->headers_done < e->headers_end && !atomic_load(&e->stop)) {
+		rc = -pthread_create(&e->headers, NULL, headers_main, e);
+		e->headers_started = e->headers_running = rc == 0;
+	}
+	pthread_mutex_unlock(&e->headers_lock);
+	return rc;
 }
 
 void headers_stop(struct engine *e)
 {
-	if (!e->headers_started)
-		return;
-	pthread_join(e->headers, NULL);
+	bool started;
+
+	pthread_mutex_lock(&e->headers_lock);
+	started = e->headers_started;
 	e->headers_started = false;
+	pthread_mutex_unlock(&e->headers_lock);
+	if (started)
+		pthread_join(e->headers, NULL);
 }

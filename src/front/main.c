@@ -719,7 +719,7 @@ static int do_mount(int argc, char **argv, bool helper)
 	md = (struct metrics_daemon){ .engine = engine, .cache = cache, .cache_dir = cache_dir };
 	if (rc == 0)
 		rc = engine_start(engine);
-	if (rc == 0 && cfg->header_prefetch && engine_prefetch_headers_start(engine) != 0)
+	if (rc == 0 && engine_prefetch_headers(engine) != 0)
 		log_warn("event=header_prefetch_failed error=\"cannot start its thread\"");
 	if (rc == 0)
 		rc = start_serving(engine, cfg, &md, &srv);

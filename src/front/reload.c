@@ -355,6 +355,8 @@ static int apply(struct reloader *r, struct config *cfg, const struct lock *lock
 		goto out;
 	}
 	drop_files(r, &ch);
+	if (nadded && engine_prefetch_headers(r->engine) != 0)
+		log_warn("event=header_prefetch_failed error=\"cannot start its thread\"");
 	if (r->o.serve && serve_refresh(r->o.serve) != 0)
 		log_warn("event=serve_refresh_failed error=\"out of memory\" action=\"the server "
 			 "serves the files of before the reload\"");

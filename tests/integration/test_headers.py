@@ -3,6 +3,7 @@ Forge's 64 KiB probe at 1 MiB) is fetched once, right after mounting, all
 files at once, so that a webui start reads cached blocks."""
 
 import struct
+import subprocess
 import time
 
 from mfs import MiB, config, data_requests, pread, wait_for, xattr
@@ -108,3 +109,28 @@ def test_two_entries_with_the_same_bytes_cache_each_block_once(hub, mount):
         wait_for(lambda: int(xattr(path, "cached")) >= want, what="its blocks cached")
         assert int(xattr(path, "cached")) == want
         assert pread(path, 0, hdr) == src.read_bytes()[:hdr]
+
+
+def test_a_reload_fetches_the_headers_of_the_files_it_adds(hub, mount, modelfs_bin):
+    hub.add_file("first.safetensors", 4 * MiB, kind="safetensors", seed=6)
+    added, _ = hub.add_file("added.safetensors", 8 * MiB, kind="safetensors", seed=7)
+    hdr = 8 + int.from_bytes(added.read_bytes()[:8], "little")
+    entry = {"f": '"%s"' % hub.url("first.safetensors")}
+    m = mount(config({"checkpoints": entry}))
+    wait_for(lambda: m.log().count("event=header_prefetch ") == 1, what="the header prefetch")
+    entry["a"] = '"%s"' % hub.url("added.safetensors")
+    m.config_path.write_text(config({"checkpoints": entry}))
+    r = subprocess.run([str(modelfs_bin), "reload", str(m.path)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    # No program reads it: the header and Forge's probe come on their own.
+    wait_for(lambda: m.log().count("event=header_prefetch ") == 2,
+             what="the added file's header prefetch")
+    want = (-(-hdr // BLOCK) + 1) * BLOCK
+    # The hub logs a request's bytes once sendfile returns: waited for.
+    wait_for(lambda: sum(r["bytes"] for r in data_requests(hub, "added.safetensors")) == want,
+             what="the added file's header and probe bytes")
+    reqs = data_requests(hub, "added.safetensors")
+    assert covered(reqs, 0, hdr) and covered(reqs, MiB, MiB + 64 * 1024), reqs
+    # The first file's pass is not made again.
+    assert "files=1 " in m.log().split("event=header_prefetch ")[2]
