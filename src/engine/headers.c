@@ -5,7 +5,8 @@
  * WEBUI.md). Done for every .safetensors and .gguf file at once, right
  * after the mount, those reads find their blocks cached (or on their way,
  * single-flight, when the webui is quicker), and a later start costs
- * nothing: the blocks stay cached.
+ * nothing: the blocks stay cached. Files a reload adds get the same, in
+ * the next pass of the one header thread.
  *
  * Rounds, all files in parallel: ask for the blocks of what is known to be
  * needed, wait, then learn how long each header is from the cached bytes
