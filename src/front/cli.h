@@ -108,8 +108,12 @@ int cli_mounts_list(char ***out, size_t *n);
 void cli_mounts_free(char **list, size_t n);
 /* The modelfs mount path lies in (the deepest): 0, or -ENOENT. */
 int cli_mount_of(const char *path, char *mnt, size_t mntlen);
-/* The cache dir a mount's root names: 0, -ENOTCONN for a stale mount. */
+/* The cache dir a mount's root names: 0, -ENOTCONN for a stale mount,
+ * -ETIMEDOUT for one whose daemon does not answer within 3 s. Neither
+ * call waits longer than that on a hung mount. */
 int cli_mount_cache_dir(const char *mnt, char *out, size_t len);
+#define CLI_HUNG_RECOVER "recover with: kill -9 its daemon (pgrep -af 'modelfs mount'), then " \
+			 "fusermount3 -uz MOUNTPOINT"
 
 /* Where a command runs. */
 struct cli_target {

@@ -6,13 +6,16 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
@@ -575,13 +578,70 @@ void cli_mounts_free(char **list, size_t n)
 	free(list);
 }
 
+/* A question put to a mount (a stat, a realpath, a getxattr) waits for
+ * ever when its daemon is stopped or stuck, and so would a script calling
+ * modelfs status. Each is asked in a child with a deadline: a FUSE wait
+ * ends at SIGKILL. fn writes at most len bytes to out; its rc, or
+ * -ETIMEDOUT. */
+#define MOUNT_ANSWER_MS 3000
+
+static int ask_within(int (*fn)(const void *arg, char *out, size_t len), const void *arg,
+		      char *out, size_t len)
+{
+	struct pollfd p = { .events = POLLIN };
+	int fds[2], rc = -ETIMEDOUT, answer;
+	size_t got = 0;
+	pid_t pid;
+
+	if (pipe2(fds, O_CLOEXEC) != 0)
+		return -errno;
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		close(fds[0]);
+		answer = fn(arg, out, len);
+		if (write(fds[1], &answer, sizeof(answer)) == (ssize_t)sizeof(answer) &&
+		    write(fds[1], out, len) == (ssize_t)len)
+			_exit(0);
+		_exit(1);
+	}
+	close(fds[1]);
+	if (pid < 0) {
+		close(fds[0]);
+		return -errno;
+	}
+	p.fd = fds[0];
+	/* The child writes well under a pipe's capacity, then exits. */
+	while (poll(&p, 1, MOUNT_ANSWER_MS) > 0) {
+		ssize_t n = got < sizeof(answer) ? read(fds[0], (char *)&answer + got,
+							 sizeof(answer) - got)
+						 : read(fds[0], out + got - sizeof(answer),
+							 len - (got - sizeof(answer)));
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		if (got == sizeof(answer) + len) {
+			rc = answer;
+			break;
+		}
+	}
+	close(fds[0]);
+	if (got != sizeof(answer) + len) {
+		kill(pid, SIGKILL);
+		rc = got ? -EIO : -ETIMEDOUT;
+	}
+	waitpid(pid, NULL, 0);
+	return rc;
+}
+
 /* The absolute form of path, resolved where it can be (a path inside a
- * stale mount cannot: then it is taken as written, from the cwd). */
-static void absolute(const char *path, char *out, size_t len)
+ * stale or hung mount cannot: then it is taken as written, from the cwd). */
+static void absolute(const char *path, bool resolve, char *out, size_t len)
 {
 	char cwd[PATH_MAX];
 
-	if (realpath(path, out))
+	if (resolve && realpath(path, out))
 		return;
 	if (path[0] == '/' || !getcwd(cwd, sizeof(cwd)))
 		snprintf(out, len, "%s", path);
@@ -589,13 +649,13 @@ static void absolute(const char *path, char *out, size_t len)
 		out[0] = '\0';		/* too long to lie in any mount we could name */
 }
 
-int cli_mount_of(const char *path, char *mnt, size_t mntlen)
+static int mount_of(const char *path, bool resolve, char *mnt, size_t mntlen)
 {
 	char abs[PATH_MAX], **list = NULL;
 	size_t n = 0, best = 0;
 	int rc;
 
-	absolute(path, abs, sizeof(abs));
+	absolute(path, resolve, abs, sizeof(abs));
 	rc = cli_mounts_list(&list, &n);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		size_t len = strlen(list[i]);
@@ -610,7 +670,19 @@ int cli_mount_of(const char *path, char *mnt, size_t mntlen)
 	return rc ? rc : best ? 0 : -ENOENT;
 }
 
-int cli_mount_cache_dir(const char *mnt, char *out, size_t len)
+static int mount_of_resolved(const void *path, char *mnt, size_t mntlen)
+{
+	return mount_of(path, true, mnt, mntlen);
+}
+
+int cli_mount_of(const char *path, char *mnt, size_t mntlen)
+{
+	int rc = ask_within(mount_of_resolved, path, mnt, mntlen);
+
+	return rc == -ETIMEDOUT ? mount_of(path, false, mnt, mntlen) : rc;
+}
+
+static int mount_cache_dir(const void *mnt, char *out, size_t len)
 {
 	ssize_t n = getxattr(mnt, "user.modelfs.cache_dir", out, len - 1);
 
@@ -618,6 +690,20 @@ int cli_mount_cache_dir(const char *mnt, char *out, size_t len)
 		return -errno;
 	out[n] = '\0';
 	return 0;
+}
+
+int cli_mount_cache_dir(const char *mnt, char *out, size_t len)
+{
+	return ask_within(mount_cache_dir, mnt, out, len);
+}
+
+static int path_there(const void *path, char *out, size_t len)
+{
+	struct stat st;
+
+	(void)out;
+	(void)len;
+	return stat(path, &st) == 0 ? 0 : -errno;
 }
 
 /* A path among the arguments, or the working directory: the mount it lies
@@ -628,12 +714,13 @@ static int target_from_path(const struct cli_opts *o, const char *cmd, struct cl
 {
 	char mnt[PATH_MAX], cwd[PATH_MAX];
 	const char *path = NULL;
-	struct stat st;
 	int rc;
 
-	for (int i = 0; i < o->nargs && !path; i++)
-		if (stat(o->args[i], &st) == 0 || errno == ENOTCONN)
+	for (int i = 0; i < o->nargs && !path; i++) {
+		rc = ask_within(path_there, o->args[i], NULL, 0);
+		if (rc == 0 || rc == -ENOTCONN || rc == -ETIMEDOUT)
 			path = o->args[i];
+	}
 	if (!path)
 		path = getcwd(cwd, sizeof(cwd)) ? cwd : NULL;
 	if (!path || cli_mount_of(path, mnt, sizeof(mnt)) != 0)
@@ -642,6 +729,11 @@ static int target_from_path(const struct cli_opts *o, const char *cmd, struct cl
 	if (rc == -ENOTCONN) {
 		fprintf(stderr, "modelfs %s: the mount at %s is stale (its daemon is gone); recover "
 			"with: fusermount3 -uz %s, then mount it again\n", cmd, mnt, mnt);
+		return EXIT_MODEL;
+	}
+	if (rc == -ETIMEDOUT) {
+		fprintf(stderr, "modelfs %s: the mount at %s does not answer (its daemon is stopped "
+			"or stuck); %s\n", cmd, mnt, CLI_HUNG_RECOVER);
 		return EXIT_MODEL;
 	}
 	if (rc)

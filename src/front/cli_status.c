@@ -284,6 +284,9 @@ static void hint_other_mounts(const char *cache_dir)
 		if (strcmp(state, "stale") == 0)
 			fprintf(stderr, "note: %s is a stale modelfs mount (its daemon is gone): "
 				"%s, then mount it again\n", list[i], str(m, "recover"));
+		else if (strcmp(state, "hung") == 0)
+			fprintf(stderr, "note: %s is a modelfs mount whose daemon does not answer: "
+				"%s\n", list[i], str(m, "recover"));
 		else if (json_is_string(json_object_get(m, "cache_dir")) &&
 			 strcmp(str(m, "cache_dir"), cache_dir) != 0)
 			fprintf(stderr, "note: %s is mounted with the cache %s: modelfs status %s\n",
@@ -425,7 +428,7 @@ int cli_reload(int argc, char **argv)
 /* ---- mounts -------------------------------------------------------------------- */
 
 /* What one modelfs mount says of itself: {"mountpoint", "state": "live" |
- * "stale" | "unknown", "pid", "cache_dir"}. */
+ * "stale" | "hung" | "unknown", "pid", "cache_dir", "recover"}. */
 static json_t *mount_info(const char *mnt)
 {
 	json_t *m = json_pack("{s:s}", "mountpoint", mnt), *req, *reply = NULL;
@@ -437,6 +440,11 @@ static json_t *mount_info(const char *mnt)
 	if (rc == -ENOTCONN) {
 		json_object_set_new(m, "state", json_string("stale"));
 		json_object_set_new(m, "recover", json_sprintf("fusermount3 -uz %s", mnt));
+		return m;
+	}
+	if (rc == -ETIMEDOUT) {
+		json_object_set_new(m, "state", json_string("hung"));
+		json_object_set_new(m, "recover", json_string(CLI_HUNG_RECOVER));
 		return m;
 	}
 	if (rc == 0)
@@ -490,6 +498,8 @@ int cli_mounts(int argc, char **argv)
 				       json_object_get(m, "pid")), str(m, "cache_dir"));
 			if (strcmp(state, "stale") == 0)
 				printf("  (its daemon is gone: %s, then mount again)", str(m, "recover"));
+			else if (strcmp(state, "hung") == 0)
+				printf("  (its daemon does not answer: %s)", str(m, "recover"));
 			putchar('\n');
 		}
 		if (n == 0)

@@ -830,6 +830,31 @@ def test_commands_find_the_mount_from_a_path_inside_it(hub, mount, modelfs_bin, 
     assert "is stale" in r.stderr and "fusermount3 -uz %s" % m.path in r.stderr, r.stderr
 
 
+def test_a_mount_whose_daemon_hangs_does_not_hang_the_commands(hub, mount, modelfs_bin,
+                                                                tmp_path):
+    """A stopped (or stuck) daemon leaves a getxattr or a stat of its mount
+    waiting for ever: mounts, status and verify answer within seconds and
+    say what to do."""
+    text, _ = one_file_config(hub, "h.bin", 2 * MiB)
+    m = mount(text)
+    path = m.path / "VAE" / "h.bin"
+    os.kill(m.pid, signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        mine = [x for x in cli_json(modelfs_bin, tmp_path, "mounts")
+                if x["mountpoint"] == str(m.path)]
+        assert mine and mine[0]["state"] == "hung", mine
+        assert "fusermount3 -uz" in mine[0]["recover"] and "kill" in mine[0]["recover"]
+        for cmd in ("status", "verify"):
+            r = cli(modelfs_bin, tmp_path, cmd, path, expect=1)
+            assert "%s does not answer" % m.path in r.stderr, r.stderr
+        # Three commands, each waiting one 3 s deadline or two, not for ever.
+        assert time.monotonic() - start < 40
+    finally:
+        os.kill(m.pid, signal.SIGCONT)
+    assert cli_json(modelfs_bin, tmp_path, "status", path)["mounted"] is True
+
+
 def test_prefetch_progress_moves_within_a_block(hub, modelfs_bin, tmp_path):
     """Progress counts bytes as they arrive, not per block: a file of one
     8 MiB block fetched at 4 MiB/s shows values between 0 and its size."""
