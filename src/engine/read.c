@@ -256,8 +256,10 @@ static bool strict_waits(struct engine_file *f)
 }
 
 /* Queue every missing block of f as demand: a strict reader waits for
- * the whole file. */
-static void fetch_all(struct engine_file *f)
+ * the whole file. A refetch that queues blocks counts as a pass: counted
+ * here, under the lock that queues them, so that two blocks ending a
+ * pass at once start (and count) one pass, not two. */
+static void fetch_all(struct engine_file *f, bool refetch)
 {
 	struct inflight **batch = calloc(f->nblocks ? f->nblocks : 1, sizeof(*batch));
 	struct cache_file *cf;
@@ -275,6 +277,8 @@ static void fetch_all(struct engine_file *f)
 		else if ((batch[n] = inflight_add_locked(f, i, PRIO_DEMAND)) != NULL)
 			n++;
 	}
+	if (n && refetch)
+		f->strict_passes++;
 	enqueue_batch(f->eng, batch, n);	/* under f->lock, as in want_block() */
 	pthread_mutex_unlock(&f->lock);
 	free(batch);
@@ -298,10 +302,10 @@ void strict_refetch(struct engine_file *f)
 		pthread_mutex_unlock(&f->lock);
 		return;
 	}
-	again = f->parked && ++f->strict_passes <= STRICT_PASSES;
+	again = f->parked && f->strict_passes < STRICT_PASSES;
 	pthread_mutex_unlock(&f->lock);
 	if (again && (uint64_t)f->src.size <= engine_cache_capacity(f->eng)) {
-		fetch_all(f);
+		fetch_all(f, true);
 	} else if (strict_parked(f)) {
 		log_error("event=strict_unservable path=%s error=\"verify = strict needs the whole "
 			  "file in the cache, and the cache evicts it faster than it arrives\"",
@@ -343,7 +347,7 @@ void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb
 		if (!p)
 			cb(arg, NULL, -ENOMEM);
 		else if (first)
-			fetch_all(f);
+			fetch_all(f, false);
 		return;
 	}
 	pthread_mutex_unlock(&f->lock);
