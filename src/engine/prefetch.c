@@ -139,10 +139,7 @@ static int laid_out(struct engine_file *f, char *reason, size_t len)
 	struct cache_file *cf;
 	int rc;
 
-	pthread_mutex_lock(&f->lock);
-	cf = f->cf;
-	pthread_mutex_unlock(&f->lock);
-	if (cf)
+	if (engine_file_cache(f))
 		return 0;
 	rc = engine_client_new(f->eng->opts, &http);
 	if (rc == 0)

@@ -336,9 +336,7 @@ void parked_resume(struct engine_file *f, struct http_client *http)
 	char reason[256];
 	int rc = 0;
 
-	pthread_mutex_lock(&f->lock);
-	cf = f->cf;
-	pthread_mutex_unlock(&f->lock);
+	cf = engine_file_cache(f);
 	if (!cf)
 		rc = atomic_load(&f->eng->stop) ? -ECANCELED : file_cache_retried(f, http, &cf);
 	if (rc) {
