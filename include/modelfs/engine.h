@@ -228,7 +228,8 @@ struct engine_prefetch_opts {
 
 /* Fetch every missing block of f at the lowest priority (blocks that
  * readers wait for, and their readahead, always go first), then wait
- * until f is hashed. 0 when f is verified (or complete, with nothing to
+ * until f is hashed; a file with no cache file yet (engine_file_cache())
+ * is resolved first, on the caller's thread. 0 when f is verified (or complete, with nothing to
  * compare with); else -errno with a one-line reason: the fetch's final
  * error, -ENOSPC when the cache cannot hold f, -EIO for a checksum
  * mismatch, -ECANCELED at *cancel or engine_stop(). Blocks the caller
