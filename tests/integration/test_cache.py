@@ -266,6 +266,23 @@ def test_an_offline_mount_serves_the_old_release_cache_by_the_sha256(hub, mount,
     assert data_requests(hub, "whole.bin") == []
 
 
+def test_an_offline_mount_with_a_wrong_size_leaves_the_cached_file_alone(hub, mount, tmp_path):
+    """Offline, a sha256 whose cached file has another size than the config
+    says is not opened by it: only the origin can say which size is right,
+    so its blocks stay for a mount with the right one."""
+    whole, wsha, part, psha, cache = old_release_cache(hub, tmp_path)
+    hub.faults(down=True)
+    wrong = config({"vae": {"p": url_entry(hub.url("part.bin"), sha256=psha,
+                                           size=20 * MiB - 1)}}, block_size="8M")
+    m = mount(wrong, cache_dir=cache, expect_partial=True)
+    assert re.search(r"event=cache_not_opened path=VAE/part\.bin .*another size", m.log())
+    assert xattr(m.path / "VAE" / "part.bin", "cached") == "0"
+    m.unmount()
+    m = mount(pinned_sized(hub, wsha, psha), cache_dir=cache, expect_partial=True)
+    assert xattr(m.path / "VAE" / "part.bin", "cached") == str(12 * MiB)
+    assert pread(m.path / "VAE" / "part.bin", 0, MiB) == file_slice(part, 0, MiB)
+
+
 def test_a_file_resolved_late_fetches_only_the_missing_block_of_an_old_release_cache(
         hub, mount, tmp_path):
     """The origin down at mount, back by the first read: the file opened at
