@@ -87,6 +87,12 @@ int cache_fetch_log_recent(struct cache *c, int max, struct store_fetch **out, i
 
 int cache_file_open(struct cache *c, const char *key, uint64_t size, uint32_t block_size,
 		    struct cache_file **out);
+/* cache_file_open() for a size nobody has confirmed (a config's, read
+ * while the origin is down): a file the index holds with another size is
+ * left as it is, blocks and all, and -ESTALE returned, where
+ * cache_file_open() would take the new size and drop them. */
+int cache_file_open_same_size(struct cache *c, const char *key, uint64_t size,
+			      uint32_t block_size, struct cache_file **out);
 /* Add a path the file is known by in the mount, for the cache's own log
  * lines (a bad block names the file, not its id). Two entries with the
  * same content give one file two names; adding a name it has already is

@@ -154,8 +154,14 @@ uint64_t engine_file_size(const struct engine_file *f);
 int64_t engine_file_mtime(const struct engine_file *f);
 /* The config entry f comes from. */
 const struct config_entry *engine_file_entry(const struct engine_file *f);
-/* f's cache file (owned by the cache), or NULL while f is unresolved. */
+/* f's cache file (owned by the cache), or NULL while it has none: f was
+ * listed unresolved (its origin was down at mount) and no sha256 in the
+ * config named its bytes, until it is resolved at its first read. */
 struct cache_file *engine_file_cache(struct engine_file *f);
+/* f was resolved: at mount (from its origin, a stored resolution or a
+ * lock) or since. A file listed unresolved may have its cache file, and
+ * serve the bytes it holds, before it is resolved. */
+bool engine_file_resolved(struct engine_file *f);
 
 /* What f is called at its origin, copied under f's lock (a resolution
  * at first read fills them late): its path there (a repo path, an object
@@ -222,7 +228,8 @@ struct engine_prefetch_opts {
 
 /* Fetch every missing block of f at the lowest priority (blocks that
  * readers wait for, and their readahead, always go first), then wait
- * until f is hashed. 0 when f is verified (or complete, with nothing to
+ * until f is hashed; a file with no cache file yet (engine_file_cache())
+ * is resolved first, on the caller's thread. 0 when f is verified (or complete, with nothing to
  * compare with); else -errno with a one-line reason: the fetch's final
  * error, -ENOSPC when the cache cannot hold f, -EIO for a checksum
  * mismatch, -ECANCELED at *cancel or engine_stop(). Blocks the caller

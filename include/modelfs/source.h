@@ -114,6 +114,11 @@ void source_spec_hash(const struct config_entry *e, char out[65]);
  * without query, validator and size, so that a lock's hashing and a
  * mount without the lock share the cached bytes. */
 int source_content_key(const struct source_file *f, char **out);
+/* f's content key is already what resolving f would make it: a sha256
+ * given before any resolution (the config's) names the bytes, and a
+ * source that states another one fails the file instead of changing it.
+ * So a file whose origin is down can be found in the cache by it. */
+bool source_content_key_settled(const struct source_file *f);
 
 /* The path of a file in the mount: dir + "/" + name, or name. */
 int source_join_path(const char *dir, const char *name, char **out);

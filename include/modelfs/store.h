@@ -84,6 +84,8 @@ int64_t store_created(struct store *s);
  * and the size updated. */
 int store_file_get_or_create(struct store *s, const char *key, uint64_t size,
 			     uint32_t block_size, struct store_file *out);
+/* The file with key, changing nothing: 0, -ENOENT when there is none. */
+int store_file_get(struct store *s, const char *key, struct store_file *out);
 void store_file_clear(struct store_file *f);
 int store_file_set_state(struct store *s, int64_t file_id, enum store_file_state st,
 			 const char *sha256, const char *error);

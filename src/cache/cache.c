@@ -563,6 +563,24 @@ int cache_file_open(struct cache *c, const char *key, uint64_t size, uint32_t bl
 	return rc;
 }
 
+int cache_file_open_same_size(struct cache *c, const char *key, uint64_t size,
+			      uint32_t block_size, struct cache_file **out)
+{
+	struct store_file sf;
+	int rc;
+
+	*out = NULL;
+	pthread_mutex_lock(&c->open_lock);
+	rc = store_file_get(c->store, key, &sf);
+	if (rc == 0 && sf.size != size)
+		rc = -ESTALE;
+	store_file_clear(&sf);
+	if (rc == 0 || rc == -ENOENT)
+		rc = file_open_locked(c, key, size, block_size, out);
+	pthread_mutex_unlock(&c->open_lock);
+	return rc;
+}
+
 /* Is name one of the ","-joined names? */
 static bool has_name(const char *names, const char *name, size_t len)
 {

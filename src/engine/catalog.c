@@ -320,7 +320,7 @@ static void file_free(struct engine_file *f)
 	source_file_clear(&f->src);
 	free(f->inflight);
 	free(f->error);
-	pthread_cond_destroy(&f->resolved);
+	pthread_cond_destroy(&f->resolve_done);
 	pthread_mutex_destroy(&f->lock);
 	free(f);
 }
@@ -357,6 +357,42 @@ static int files_append(struct engine *e, struct engine_file *f)
 	return 0;
 }
 
+void engine_file_lay_out(struct engine_file *f, struct cache_file *cf, struct inflight **inflight)
+{
+	uint32_t bs = cache_file_block_size(cf);
+
+	free(f->inflight);
+	f->inflight = inflight;
+	f->nblocks = cache_file_nblocks(cf);
+	f->block_size = bs;
+	f->run_blocks = f->eng->cfg->block_size > bs ? f->eng->cfg->block_size / bs : 1;
+	f->cf = cf;
+}
+
+/* f is listed unresolved (its origin is down) with its configured size:
+ * when its content key is settled (source.h), its cache file is opened
+ * now, so that the bytes it holds are read with no network, in the
+ * block size they were stored with. A stored file of another size is
+ * left alone: which size is right, only the origin can say. 0 or -ENOMEM. */
+static int open_unresolved(struct engine *e, struct engine_file *f)
+{
+	char *key = NULL;
+	int rc;
+
+	if (!source_content_key_settled(&f->src))
+		return 0;
+	rc = source_content_key(&f->src, &key);
+	if (rc == 0)
+		rc = cache_file_open_same_size(e->cache, key, (uint64_t)f->src.size,
+					       engine_cache_block_size(e->cfg), &f->cf);
+	free(key);
+	if (rc && rc != -ENOMEM)
+		log_warn("event=cache_not_opened path=%s error=\"%s\" action=\"its cached bytes are "
+			 "read once it is resolved\"", f->src.path, rc == -ESTALE ? "the cache holds "
+			 "these bytes with another size than the config's" : strerror(-rc));
+	return rc == -ENOMEM ? rc : 0;
+}
+
 /* An engine file for src (moved in), whose mirrors get bearer (or
  * nothing). The failure of one file never fails the mount: it is listed
  * with its error. */
@@ -364,13 +400,14 @@ static int add_file(struct engine *e, struct source_file *src, const char *beare
 {
 	struct engine_file *f = calloc(1, sizeof(*f));
 	uint32_t bs = engine_cache_block_size(e->cfg);
+	struct inflight **inflight;
 	char *key = NULL;
 	int rc = 0;
 
 	if (!f)
 		return -ENOMEM;
 	pthread_mutex_init(&f->lock, NULL);
-	pthread_cond_init(&f->resolved, NULL);
+	pthread_cond_init(&f->resolve_done, NULL);
 	f->eng = e;
 	f->mirror_bearer = bearer;
 	f->src = *src;
@@ -392,20 +429,22 @@ static int add_file(struct engine *e, struct source_file *src, const char *beare
 				f->error = NULL;
 			log_error("event=entry_failed entry=%s path=%s error=\"%s\"", f->src.entry->id,
 				  f->src.path, f->error);
-		} else {
+		} else if ((rc = open_unresolved(e, f)) == 0) {
 			log_warn("event=entry_unresolved entry=%s path=%s error=\"%s\" action=\"listed "
-				 "with its configured size; resolved at first read\"", f->src.entry->id,
-				 f->src.path, f->src.error ? f->src.error : "origin unreachable");
+				 "with its configured size%s; resolved at first read\"", f->src.entry->id,
+				 f->src.path, f->src.error ? f->src.error : "origin unreachable",
+				 f->cf ? " and its sha256, its cached bytes served" : "");
 		}
 	} else {
 		rc = source_content_key(&f->src, &key);
 		if (rc == 0)
 			rc = cache_file_open(e->cache, key, (uint64_t)f->src.size, bs, &f->cf);
 		free(key);
-		if (rc == -ENOMEM) {
-			file_free(f);
-			return rc;
-		}
+		f->resolved = rc == 0;
+	}
+	if (rc == -ENOMEM) {
+		file_free(f);
+		return rc;
 	}
 	if (rc) {
 		/* One file the cache cannot hold does not fail the mount. */
@@ -417,7 +456,6 @@ static int add_file(struct engine *e, struct source_file *src, const char *beare
 		rc = 0;
 	} else if (f->cf) {
 		cache_file_add_name(f->cf, f->src.path);	/* for its log lines; best effort */
-		bs = cache_file_block_size(f->cf);
 		engine_forget_unvalidated(&f->src, f->cf);
 		if (cache_file_state(f->cf, NULL, NULL) == STORE_CORRUPT) {
 			/* Its blocks were dropped; the origin may be fixed by now. */
@@ -428,11 +466,20 @@ static int add_file(struct engine *e, struct source_file *src, const char *beare
 		/* The config's pin only; one from prefetch --pin stays. */
 		cache_file_set_pinned(f->cf, f->src.entry->pin);
 	}
-	f->nblocks = ((uint64_t)f->src.size + bs - 1) / bs;
-	f->block_size = bs;
-	f->run_blocks = e->cfg->block_size > bs ? e->cfg->block_size / bs : 1;
-	f->inflight = calloc(f->nblocks ? f->nblocks : 1, sizeof(*f->inflight));
-	if (!f->inflight || files_append(e, f) != 0) {
+	if (f->cf) {
+		inflight = calloc(cache_file_nblocks(f->cf) ? cache_file_nblocks(f->cf) : 1,
+				  sizeof(*inflight));
+		if (inflight)
+			engine_file_lay_out(f, f->cf, inflight);
+	} else {
+		/* No cache file, no layout yet: a placeholder no block is asked of
+		 * (engine_i.h). */
+		f->nblocks = ((uint64_t)f->src.size + bs - 1) / bs;
+		f->block_size = bs;
+		f->run_blocks = e->cfg->block_size > bs ? e->cfg->block_size / bs : 1;
+		f->inflight = inflight = calloc(f->nblocks ? f->nblocks : 1, sizeof(*f->inflight));
+	}
+	if (!inflight || files_append(e, f) != 0) {
 		file_free(f);
 		return -ENOMEM;
 	}
@@ -946,6 +993,16 @@ static struct cache_file *file_cf(struct engine_file *f)
 struct cache_file *engine_file_cache(struct engine_file *f)
 {
 	return file_cf(f);
+}
+
+bool engine_file_resolved(struct engine_file *f)
+{
+	bool resolved;
+
+	pthread_mutex_lock(&f->lock);
+	resolved = f->resolved;
+	pthread_mutex_unlock(&f->lock);
+	return resolved;
 }
 
 const char *engine_file_state(struct engine_file *f)

@@ -182,8 +182,7 @@ static int download_from(struct engine_file *f, struct http_client *http, struct
 			rc = refresh_url(f, http, a.url_gen);
 			if (rc == 0)
 				continue;
-			snprintf(reason, reason_len, "cannot resolve: %s",
-				 rc == -EAGAIN ? "origin unreachable" : strerror(-rc));
+			resolve_reason(rc, reason, reason_len);
 			if (rc != -EAGAIN || clock_now_ms() >= deadline)
 				return rc;
 			if (wait_to_retry(f, sink->idx, &attempt, -1, deadline, reason))

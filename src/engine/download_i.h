@@ -72,8 +72,6 @@ int sink_disk(struct block_sink *s, int rc);
 /* refresh.c */
 /* f's cache file, resolving f first if it was listed unresolved. */
 int file_cache(struct engine_file *f, struct http_client *http, struct cache_file **out);
-/* file_cache(), retrying an unreachable origin until retry_timeout. */
-int file_cache_retried(struct engine_file *f, struct http_client *http, struct cache_file **cf);
 /* A fresh data URL, unless renewed since generation gen: 0 or -errno. */
 int refresh_url(struct engine_file *f, struct http_client *http, uint32_t gen);
 

@@ -15,7 +15,8 @@
  *   catalog.c   the files of a mount: resolving, opening, state, and
  *               what follows the verifier's verdicts (verify_ops)
  *   read.c      engine_read(): blocks wanted, readahead, loaders, strict
- *               files' whole-file fetch and resumed reads
+ *               files' whole-file fetch, reads waiting for a file's late
+ *               resolution, and resumed reads
  *   inflight.c  blocks being fetched, their waiters, completing them,
  *               uncached blocks kept in memory, strict files' parked reads
  *   queue.c     the priority queues workers take runs of blocks from
@@ -202,18 +203,34 @@ struct engine_file {
 	struct source_file src;		/* path, size fixed; data_url, validator, sha256 and
 					 * git_sha1 (learnt at a late resolve) under lock */
 	int64_t mtime;
+	/* f's layout: nblocks, block_size, run_blocks and the length of
+	 * inflight[]. It is its cache file's, so it is known once f->cf is
+	 * set: at add_file(), before f is published, or for a file listed
+	 * without a cache file, when file_cache() opens one at its late
+	 * resolution, under f->lock and together with f->cf. Until then no
+	 * block of f is asked for (its reads wait, read.c), so a layout
+	 * never changes under an index computed from it. Read without the
+	 * lock only after f->cf was seen set under it. */
 	uint64_t nblocks;
-	uint32_t block_size;		/* its cache file's; fixed at add_file() */
+	uint32_t block_size;		/* its cache file's (cache.h (2)) */
 	uint32_t run_blocks;		/* blocks one request may cover (block_size / cache
-					 * block, at least 1); fixed at add_file() */
+					 * block, at least 1) */
 	pthread_mutex_t lock;
-	struct cache_file *cf;		/* NULL until resolved; protected by lock */
+	/* Its cache file: set at add_file() for a file listed resolved, and
+	 * for one listed unresolved whose content key is settled (source.h:
+	 * a sha256 the config gives), so that its cached bytes are read
+	 * with its origin down; else at its late resolution. Protected by lock. */
+	struct cache_file *cf;
+	/* Its source was asked, or it was listed from a resolution (the
+	 * origin's, a stored one, a lock): file_cache() resolves the others
+	 * before their first download. Implies cf; protected by lock. */
+	bool resolved;
 	bool resolving;			/* a worker resolves it; protected by lock */
 	bool streaming;			/* no Range: a worker streams it; protected by lock */
 	bool refreshing;		/* a worker renews the data URL; protected by lock */
 	uint32_t url_gen;		/* counts the renewals; protected by lock */
 	int refresh_rc;			/* how the last renewal ended; protected by lock */
-	pthread_cond_t resolved;	/* with lock: resolving or a renewal ended */
+	pthread_cond_t resolve_done;	/* with lock: resolving or a renewal ended */
 	atomic_bool verify_queued;
 	atomic_bool partial_logged;	/* "state=partial" was logged */
 	atomic_bool uncached_logged;	/* "serving_uncached" was logged */
@@ -236,15 +253,20 @@ struct engine_file {
 	uint64_t data_start;		/* where tensor data starts; 0: not known yet; under lock */
 	uint64_t tensor_read;		/* bytes read in tensor data (fetch_whole()); under lock */
 	bool whole_queued;		/* a loader was seen: every block is queued; under lock */
-	struct parked_read *parked;	/* verify = strict: reads waiting; protected by lock */
+	/* Reads waiting: for the layout (no cache file yet, read.c), or
+	 * for the file to be verified (verify = strict); protected by lock. */
+	struct parked_read *parked;
 	int strict_passes;		/* strict_refetch()es for them; protected by lock */
-	/* Verified with reads parked: a worker reads them afresh (queue_resume()). */
+	/* Resolved or verified with reads parked: a worker reads them afresh
+	 * (queue_resume()). */
 	struct engine_file *resume_next;	/* protected by engine.qlock */
 	bool resume_queued;		/* protected by engine.qlock */
 	uint64_t failed_idx;		/* the last block whose fetch failed for good
 					 * (its download unit fails at once)... */
 	int64_t failed_until_ms;	/* ...fails again at once until then; protected by lock */
 	int failed_err;			/* protected by lock */
+	int64_t unresolved_until_ms;	/* its late resolution just failed: reads waiting
+					 * for it fail at once until then; under lock */
 	int err;			/* final error that fails every read; protected by lock */
 	char *error;			/* its reason; protected by lock */
 	/* engine_file_drop() (engine.h): no new opens; those holding it
@@ -303,8 +325,9 @@ struct engine {
 	pthread_mutex_t qlock;
 	pthread_cond_t qcond;		/* work queued, or stopping */
 	struct inflight *qhead[PRIO_COUNT], *qtail[PRIO_COUNT];	/* protected by qlock */
-	/* Strict files whose parked reads a worker reads afresh, before any
-	 * block (they are readers waiting); protected by qlock. */
+	/* Files whose parked reads a worker reads afresh, resolving the file
+	 * first when it has no layout yet, before any block (they are
+	 * readers waiting); protected by qlock. */
 	struct engine_file *resume_head;
 	pthread_t *workers;
 	int nworkers;
@@ -346,6 +369,11 @@ struct engine {
 /* catalog.c */
 /* A new HTTP client for one thread (engine_opts.client_new): 0 or -errno. */
 int engine_client_new(const struct engine_opts *opts, struct http_client **out);
+/* Give f its cache file cf and cf's layout (struct engine_file): inflight
+ * is a zeroed array of cache_file_nblocks(cf) (at least 1) entries, which
+ * f takes. The caller holds f->lock, or f is not published yet; no block
+ * of f is being fetched. */
+void engine_file_lay_out(struct engine_file *f, struct cache_file *cf, struct inflight **inflight);
 
 /* refresh.c: what is learnt of a file's source, late or not */
 /* The hashes f's bytes must have (the source's SHA-256, else a git blob
@@ -362,6 +390,12 @@ void engine_file_hashes(struct engine_file *f, struct file_hashes *out);
  * have changed, same size): a complete copy is one whole version and is
  * kept, a partial one is dropped, so that old and new bytes never mix. */
 void engine_forget_unvalidated(const struct source_file *src, struct cache_file *cf);
+/* f's cache file, resolving f first if it was listed unresolved (and
+ * opening its cache file then, with its layout, if it had none), retrying
+ * an unreachable origin until retry_timeout. Network: no lock held. */
+int file_cache_retried(struct engine_file *f, struct http_client *http, struct cache_file **cf);
+/* "cannot resolve: <why>" for a resolution that failed with rc, into out. */
+void resolve_reason(int rc, char *out, size_t len);
 
 /* verify.c */
 /* What the verifier found for a file. verify.c only reports it; the
@@ -419,7 +453,7 @@ bool is_demand(struct engine *e, struct inflight *inf);
  * strict file whose parked reads to read afresh. */
 int queue_pop(struct engine *e, struct inflight **run, struct run_ctl *ctl, bool *prefetch,
 	      struct engine_file **file, struct engine_file **resume);
-/* Have a worker call strict_resume(f); the caller holds no lock. */
+/* Have a worker call parked_resume(f); the caller holds no lock. */
 void queue_resume(struct engine *e, struct engine_file *f);
 /* At stop, after the workers exited: forget the files queue_resume()d. */
 void queue_resume_drain(struct engine *e);
@@ -467,19 +501,25 @@ bool strict_parked(struct engine_file *f);
 
 /* verify = strict: answer the reads parked on f with err, or (err == 0,
  * the file is now verified) have a worker read them afresh
- * (strict_resume()), not the caller: the verifier never re-enters
- * engine_read(). */
+ * (parked_resume()), not the caller: the verifier never re-enters
+ * engine_read(). Nothing for a file that is not strict: its parked reads
+ * wait for its layout, which its verdicts do not give. */
 void strict_release(struct engine_file *f, int err);
 /* Take f's parked reads (the caller frees each). */
 struct parked_read *parked_take(struct engine_file *f);
+/* Answer every read parked on f with err (at stop, or when a late
+ * resolution failed). */
+void parked_fail(struct engine_file *f, int err);
 
 /* read.c */
 /* verify = strict: f lost a block (evicted) before it was verified; if
  * reads are parked on it, fetch what is missing again, or they would
  * wait for a verification that never comes. */
 void strict_refetch(struct engine_file *f);
-/* On a worker: read f's parked reads afresh (strict_release()). */
-void strict_resume(struct engine_file *f);
+/* On a worker: resolve f if it has no layout yet (read.c: reads wait for
+ * it), then read its parked reads afresh (or fail them when it could not
+ * be resolved). */
+void parked_resume(struct engine_file *f, struct http_client *http);
 
 /* fetch.c */
 /* Fetch run[0..n) (queue_pop()) and complete each of its blocks. */

@@ -132,6 +132,17 @@ static void log_disk_failed(struct engine_file *f, uint64_t idx, int err)
 		 (unsigned long long)idx, strerror(-err));
 }
 
+/* f's origin ignores Range (known once f is resolved). */
+static bool streams(struct engine_file *f)
+{
+	bool no_range;
+
+	pthread_mutex_lock(&f->lock);
+	no_range = f->src.no_range;
+	pthread_mutex_unlock(&f->lock);
+	return no_range;
+}
+
 /* Fetch inf's block, then wake its waiters. */
 static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct http_client *http)
 {
@@ -139,14 +150,11 @@ static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct h
 	struct cache_file *cf = NULL;
 	char *mem = NULL;
 	uint64_t xxh3 = 0;
-	bool held = false, no_range;
+	bool held = false;
 	char reason[256] = "";
 	int rc;
 
-	pthread_mutex_lock(&f->lock);
-	no_range = f->src.no_range;
-	pthread_mutex_unlock(&f->lock);
-	if (no_range) {
+	if (streams(f)) {
 		fetch_streamed(f, http);
 		return;
 	}
@@ -158,6 +166,12 @@ static void fetch_inflight(struct engine_file *f, struct inflight *inf, struct h
 		goto done;
 	}
 	rc = file_cache_retried(f, http, &cf);
+	if (rc)
+		resolve_reason(rc, reason, sizeof(reason));
+	if (rc == 0 && streams(f)) {
+		fetch_streamed(f, http);	/* learnt at this late resolution */
+		return;
+	}
 	if (rc == 0 && cache_block_present(cf, inf->idx))
 		goto done;
 	if (rc == 0) {
@@ -262,14 +276,14 @@ void fetch_run(struct engine_file *f, struct inflight **run, int n, struct run_c
 		      struct http_client *http)
 {
 	struct cache_file *cf = NULL;
-	bool no_range, cur_aborted = false, disk_failed;
+	bool cur_aborted = false, disk_failed;
 	int rc = 0, reserved = 0, committed = 0, disk_err = 0;
 	char reason[256] = "";
 
-	pthread_mutex_lock(&f->lock);
-	no_range = f->src.no_range;
-	pthread_mutex_unlock(&f->lock);
-	if (no_range) {
+	/* Resolved first: a late resolution may find the origin ignores Range. */
+	if (n > 1 && !file_failed(f))	/* a failed file's blocks end one by one, unfetched */
+		rc = file_cache_retried(f, http, &cf);
+	if (streams(f)) {
 		/* The file's one stream completes every block asked for, run[]
 		 * included, as it passes them: another worker's stream may have
 		 * freed them already, so they are reached through f->inflight[]
@@ -282,8 +296,6 @@ void fetch_run(struct engine_file *f, struct inflight **run, int n, struct run_c
 		fetch_streamed(f, http);
 		return;
 	}
-	if (n > 1 && !file_failed(f))	/* a failed file's blocks end one by one, unfetched */
-		rc = file_cache_retried(f, http, &cf);
 	for (; cf && rc == 0 && reserved < n; reserved++)
 		if (cache_block_present(cf, run[reserved]->idx) ||
 		    cache_block_reserve(cf, run[reserved]->idx) != 0)

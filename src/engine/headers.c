@@ -146,13 +146,16 @@ static void headers_pass(struct engine *e, size_t first, size_t end)
 	for (size_t i = first; jobs && i < end; i++) {
 		struct engine_file *f = files[i];
 		enum header_kind kind = kind_of(f->src.path);
-		bool no_range;
+		bool no_range, laid_out;
 
 		pthread_mutex_lock(&f->lock);
 		no_range = f->src.no_range;
+		laid_out = f->cf != NULL;
 		pthread_mutex_unlock(&f->lock);
-		/* Without Range a header costs the whole file: left to readers. */
-		if (kind == KIND_NONE || no_range || f->src.size < 8 || engine_file_open_error(f))
+		/* Without Range a header costs the whole file, and a file with no
+		 * layout yet (engine_i.h) has no blocks to ask for: left to readers. */
+		if (kind == KIND_NONE || no_range || !laid_out || f->src.size < 8 ||
+		    engine_file_open_error(f))
 			continue;
 		jobs[n++] = (struct header_job){ .f = f, .kind = kind,
 						 .want = kind == KIND_GGUF ? GGUF_FIRST : 8 };

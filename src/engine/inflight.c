@@ -10,7 +10,8 @@
  * ENGINE_MEM_BLOCKS buffers; the last few are kept, so that the kernel's
  * next reads of the block do not fetch it again. Reads of a strict file
  * wait for the whole file instead: parked on it until the verifier's
- * verdict releases them (strict_release()).
+ * verdict releases them (strict_release()); so do reads of a file with
+ * no layout yet, until its late resolution (read.c).
  *
  * Locks: f->lock guards f->inflight[], each inflight's waiters and the
  * parked reads. An inflight lives while it is in inflight[], which only
@@ -272,6 +273,8 @@ bool strict_parked(struct engine_file *f)
 {
 	bool parked;
 
+	if (f->src.entry->verify != CONFIG_VERIFY_STRICT)
+		return false;
 	pthread_mutex_lock(&f->lock);
 	parked = f->parked != NULL;
 	pthread_mutex_unlock(&f->lock);
@@ -372,7 +375,7 @@ void complete_block(struct engine_file *f, struct cache_file *cf, uint64_t idx, 
 	free(inf);
 }
 
-/* ---- strict files: reads parked until the file is verified ------------ */
+/* ---- parked reads: until the file is verified (strict), or laid out ---- */
 
 struct parked_read *parked_take(struct engine_file *f)
 {
@@ -388,13 +391,20 @@ struct parked_read *parked_take(struct engine_file *f)
 
 void strict_release(struct engine_file *f, int err)
 {
-	struct parked_read *p, *next;
-
+	if (f->src.entry->verify != CONFIG_VERIFY_STRICT)
+		return;
 	if (err == 0) {
 		if (strict_parked(f))
 			queue_resume(f->eng, f);
 		return;
 	}
+	parked_fail(f, err);
+}
+
+void parked_fail(struct engine_file *f, int err)
+{
+	struct parked_read *p, *next;
+
 	for (p = parked_take(f); p; p = next) {
 		next = p->next;
 		p->cb(p->arg, NULL, err);

@@ -41,7 +41,7 @@ static void *worker_main(void *arg)
 		ctl.answered = false;	/* no block points at ctl between runs */
 		n = queue_pop(e, run, &ctl, &prefetch, &f, &resume);
 		if (resume) {
-			strict_resume(resume);
+			parked_resume(resume, http);
 			continue;
 		}
 		if (n == 0)
@@ -168,6 +168,6 @@ void fetch_stop(struct engine *e)
 	/* Parked reads no worker resumed fail, as every read still waiting. */
 	queue_resume_drain(e);
 	for (size_t i = 0; i < e->nfiles; i++)
-		strict_release(e->files[i], -EIO);
+		parked_fail(e->files[i], -EIO);
 	kept_free(e);
 }

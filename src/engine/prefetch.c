@@ -130,6 +130,26 @@ static int hashed(struct engine_file *f, struct cache_file *cf, char *reason, si
 	return 0;
 }
 
+/* A file listed without a cache file has no layout to ask blocks of yet
+ * (engine_i.h): it is resolved first, here (a prefetch waits anyway). 0,
+ * or -errno with reason filled. */
+static int laid_out(struct engine_file *f, char *reason, size_t len)
+{
+	struct http_client *http = NULL;
+	struct cache_file *cf;
+	int rc;
+
+	if (engine_file_cache(f))
+		return 0;
+	rc = engine_client_new(f->eng->opts, &http);
+	if (rc == 0)
+		rc = file_cache_retried(f, http, &cf);
+	http_client_free(http);
+	if (rc && !file_error(f, reason, len))
+		resolve_reason(rc, reason, len);
+	return rc;
+}
+
 /* cache_file_check() of f, saying so when blocks were dropped. */
 static int recheck(struct engine_file *f, struct cache_file *cf)
 {
@@ -155,6 +175,8 @@ int engine_prefetch(struct engine_file *f, const struct engine_prefetch_opts *o,
 	if (rc)
 		return rc;
 	rc = too_large(f, reason, reason_len);
+	if (rc == 0)
+		rc = laid_out(f, reason, reason_len);
 	if (rc) {
 		log_warn("event=prefetch_failed path=%s error=\"%s\"", f->src.path, reason);
 		return rc;

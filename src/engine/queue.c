@@ -15,7 +15,8 @@
  * follow it in its file, as one request (queue_pop(): a run). Before
  * any block, a worker reads afresh the parked reads of a strict file that
  * was just verified (queue_resume()), so that the verifier's thread never
- * re-enters engine_read().
+ * re-enters engine_read(), or resolves a file with no layout yet and
+ * reads its parked reads then (read.c).
  *
  * Locks: everything here is under engine.qlock, a leaf. It is taken with
  * a file's lock held (promote_locked(), a prefetch's queueing), never

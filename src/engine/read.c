@@ -23,6 +23,17 @@
  * and the whole file is asked for; the verifier's verdict releases them:
  * failed at once, or read afresh on a worker (queue_resume()).
  *
+ * A file listed without a cache file (its origin was down at mount and
+ * its content key is not settled) has no layout yet: the cache may hold
+ * its bytes in another block size than the one it would get, and which
+ * file they are in is known only once the origin names them. Its reads
+ * are parked too, and a worker resolves it (parked_resume()), adopting
+ * the stored layout, before any of them computes a block index. Parking
+ * the read is simpler than laying the file out again once blocks were
+ * asked for in a guessed layout: their waiters, readahead and runs would
+ * all have to move. It costs nothing a resolution did not already cost:
+ * the first read of such a file waited for the origin anyway.
+ *
  * Locks: f->lock guards the readahead and loader state and the parked
  * reads; queue.c's qlock is taken inside it (promote), the cache's reads
  * outside it.
@@ -41,6 +52,9 @@
  * (the kernel reads up to 1 MiB ahead of it) and then Forge's probe at
  * 1 MiB (read through a 1 MiB buffer) look sequential, and are not. */
 #define RA_START_BYTES (2u << 20)
+/* A late resolution that failed fails the reads that follow at once for
+ * this long (as a failed block does, inflight.c). */
+#define UNRESOLVED_RETRY_MS 1000
 
 /* Make pr's part of block idx arrive: now from the cache, or later from
  * the worker that fetches it. */
@@ -242,15 +256,14 @@ static void fetch_whole(struct engine_file *f, uint64_t off, size_t len)
 	free(batch);
 }
 
-/* verify = strict and not verified yet: the caller holds f->lock. */
+/* verify = strict and not verified yet: the caller holds f->lock, and
+ * f has its cache file. */
 static bool strict_waits(struct engine_file *f)
 {
 	enum store_file_state st;
 
 	if (f->src.entry->verify != CONFIG_VERIFY_STRICT)
 		return false;
-	if (!f->cf)
-		return true;
 	st = cache_file_state(f->cf, NULL, NULL);
 	return st != STORE_VERIFIED && st != STORE_COMPLETE;
 }
@@ -294,6 +307,8 @@ void strict_refetch(struct engine_file *f)
 {
 	bool again, passing = false;
 
+	if (f->src.entry->verify != CONFIG_VERIFY_STRICT)
+		return;		/* its parked reads, if any, wait for its layout */
 	pthread_mutex_lock(&f->lock);
 	/* Only once the pass is over: its last block calls again. */
 	for (uint64_t i = 0; f->parked && i < f->nblocks && !passing; i++)
@@ -314,10 +329,28 @@ void strict_refetch(struct engine_file *f)
 	}
 }
 
-void strict_resume(struct engine_file *f)
+void parked_resume(struct engine_file *f, struct http_client *http)
 {
 	struct parked_read *p, *next;
+	struct cache_file *cf;
+	char reason[256];
+	int rc = 0;
 
+	cf = engine_file_cache(f);
+	if (!cf)
+		rc = atomic_load(&f->eng->stop) ? -ECANCELED : file_cache_retried(f, http, &cf);
+	if (rc) {
+		/* The kernel asks again at once, page by page: those fail now too
+		 * rather than each wait for the origin again. */
+		pthread_mutex_lock(&f->lock);
+		f->unresolved_until_ms = clock_now_ms() + UNRESOLVED_RETRY_MS;
+		pthread_mutex_unlock(&f->lock);
+		resolve_reason(rc, reason, sizeof(reason));
+		if (rc != -ECANCELED)
+			log_error("event=fetch_failed path=%s error=\"%s\"", f->src.path, reason);
+		parked_fail(f, rc == -EACCES ? -EACCES : -EIO);
+		return;
+	}
 	for (p = parked_take(f); p; p = next) {
 		next = p->next;
 		engine_read(f, p->off, p->len, p->cb, p->arg);
@@ -334,9 +367,17 @@ void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb
 
 	pthread_mutex_lock(&f->lock);
 	err = f->err;
-	if (!err && strict_waits(f)) {
+	/* No byte to read needs no layout: nothing is asked of the origin. */
+	if (!err && !f->cf && (off >= size || len == 0)) {
+		pthread_mutex_unlock(&f->lock);
+		cb(arg, "", 0);
+		return;
+	}
+	if (!err && !f->cf && clock_now_ms() < f->unresolved_until_ms)
+		err = -EIO;
+	if (!err && (!f->cf || strict_waits(f))) {
 		struct parked_read *p = calloc(1, sizeof(*p));
-		bool first = !f->parked;
+		bool first = !f->parked, laid_out = f->cf != NULL;
 
 		if (p) {
 			*p = (struct parked_read){ .off = off, .len = len, .cb = cb, .arg = arg,
@@ -346,6 +387,8 @@ void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb
 		pthread_mutex_unlock(&f->lock);
 		if (!p)
 			cb(arg, NULL, -ENOMEM);
+		else if (first && !laid_out)
+			queue_resume(f->eng, f);	/* resolved first, then read afresh */
 		else if (first)
 			fetch_all(f, false);
 		return;

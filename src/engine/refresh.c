@@ -1,14 +1,15 @@
 /*
- * refresh.c: the way to a file's bytes, learnt late. A file listed from
- * a stored resolution (its origin was down at mount) is resolved at its
- * first fetch and its cache file opened then (file_cache()); a data URL
+ * refresh.c: the way to a file's bytes, learnt late. A file listed
+ * without a resolution (its origin was down at mount) is resolved before
+ * its first download, and its cache file opened then unless its settled
+ * content key opened it at mount (file_cache()); a data URL
  * that expired (a signed link) or was never known is renewed
  * (refresh_url()). In both, one worker asks the origin and the others
  * wait for its answer. A cache file opened without anything that tells
  * versions apart keeps only a complete copy (engine_forget_unvalidated()).
  *
  * Locks: f->lock guards the source fields adopted here and the
- * resolving/refreshing flags; f->resolved is waited on with it. The
+ * resolving/refreshing flags; f->resolve_done is waited on with it. The
  * origin is asked with no lock held.
  */
 #include <errno.h>
@@ -101,44 +102,72 @@ static void adopt_locked(struct engine_file *f, struct source_file *scratch)
 	src->no_range = scratch->no_range;
 }
 
+/* No block of f is asked for; the caller holds f->lock. */
+static bool none_inflight_locked(const struct engine_file *f)
+{
+	for (uint64_t i = 0; i < f->nblocks; i++)
+		if (f->inflight[i])
+			return false;
+	return true;
+}
+
 /* The file's cache, resolving the file first if it was listed without a
  * resolution (its origin was down at mount). One thread resolves; the
- * others wait for it without holding a lock. */
+ * others wait for it without holding a lock. A file listed with its
+ * cache file (its content key settled) keeps it: the resolution only
+ * brings the way to its bytes. One listed without gets its cache file
+ * here, and the layout that file was stored with (cache.h (2): 8 MiB
+ * blocks from an earlier release, or a small block_size): nothing of it
+ * was asked for until now, as reads wait for this (read.c). */
 int file_cache(struct engine_file *f, struct http_client *http, struct cache_file **out)
 {
 	struct engine *e = f->eng;
 	struct source_file scratch;
 	struct cache_file *cf = NULL;
+	struct inflight **inflight = NULL;
 	char *key = NULL;
+	bool done, had_cf;
 	int rc;
 
 	pthread_mutex_lock(&f->lock);
-	while (!f->cf && f->resolving)
-		pthread_cond_wait(&f->resolved, &f->lock);
-	*out = f->cf;
-	rc = f->cf ? 0 : f->err;
-	if (!f->cf && !f->err)
+	while (!f->resolved && f->resolving)
+		pthread_cond_wait(&f->resolve_done, &f->lock);
+	done = f->resolved;
+	cf = f->cf;
+	rc = done ? 0 : f->err;
+	if (!done && !rc)
 		f->resolving = true;
 	pthread_mutex_unlock(&f->lock);
-	if (*out || rc)
-		return *out ? 0 : rc;
+	*out = done ? cf : NULL;
+	if (done || rc)
+		return rc;
+	had_cf = cf != NULL;
 
 	rc = scratch_of(f, &scratch);
 	if (rc == 0)
 		rc = source_refresh(e->sources, http, &scratch);
-	if (rc == 0)
+	if (rc == 0 && !cf) {
 		rc = source_content_key(&scratch, &key);
-	if (rc == 0)
-		rc = cache_file_open(e->cache, key, (uint64_t)f->src.size, f->block_size, &cf);
-	if (rc == 0 && cache_file_nblocks(cf) != f->nblocks)
-		rc = -EIO;	/* stored with another block size: this mount's blocks don't map */
-	if (rc == 0)
-		engine_forget_unvalidated(&scratch, cf);
+		if (rc == 0)
+			rc = cache_file_open(e->cache, key, (uint64_t)f->src.size,
+					     engine_cache_block_size(e->cfg), &cf);
+		if (rc == 0 && !(inflight = calloc(cache_file_nblocks(cf) ? cache_file_nblocks(cf)
+							: 1, sizeof(*inflight))))
+			rc = -ENOMEM;
+		if (rc == 0)
+			engine_forget_unvalidated(&scratch, cf);
+	}
 	pthread_mutex_lock(&f->lock);
 	f->resolving = false;
+	if (rc == 0 && inflight && !none_inflight_locked(f))
+		rc = -EIO;	/* asked for in the placeholder's blocks: read.c's rule broken */
 	if (rc == 0) {
-		f->cf = cf;
-		cache_file_add_name(cf, f->src.path);	/* for its log lines; best effort */
+		if (inflight) {
+			engine_file_lay_out(f, cf, inflight);
+			inflight = NULL;
+			cache_file_add_name(cf, f->src.path);	/* for its log lines; best effort */
+		}
+		f->resolved = true;
 		adopt_locked(f, &scratch);
 		/* What the source says the bytes hash to, when the config did not. */
 		if (!f->src.sha256 && !f->src.git_sha1) {
@@ -146,9 +175,9 @@ int file_cache(struct engine_file *f, struct http_client *http, struct cache_fil
 			f->src.git_sha1 = scratch.git_sha1;
 			scratch.sha256 = scratch.git_sha1 = NULL;
 		}
-		log_info("event=resolved_late path=%s", f->src.path);
+		log_info("event=resolved_late path=%s block_size=%u", f->src.path, f->block_size);
 	}
-	pthread_cond_broadcast(&f->resolved);
+	pthread_cond_broadcast(&f->resolve_done);
 	pthread_mutex_unlock(&f->lock);
 	if (rc && rc != -EAGAIN) {
 		char reason[256];
@@ -157,9 +186,14 @@ int file_cache(struct engine_file *f, struct http_client *http, struct cache_fil
 			 scratch.error ? scratch.error : strerror(-rc));
 		engine_file_fail(f, rc == -EACCES ? -EACCES : -EIO, reason);
 	}
+	/* Complete already (an earlier run's): hashed as engine_start() hashes
+	 * the files it starts with, as no block of it will arrive to do it. */
+	if (rc == 0 && !had_cf && cache_file_complete(cf))
+		verify_enqueue(f);
+	free(inflight);
 	free(key);
 	source_file_clear(&scratch);
-	*out = cf;
+	*out = rc ? NULL : cf;
 	return rc;
 }
 
@@ -175,7 +209,7 @@ int refresh_url(struct engine_file *f, struct http_client *http, uint32_t gen)
 
 	pthread_mutex_lock(&f->lock);
 	while (f->refreshing)
-		pthread_cond_wait(&f->resolved, &f->lock);
+		pthread_cond_wait(&f->resolve_done, &f->lock);
 	if (f->url_gen != gen) {
 		rc = f->refresh_rc;
 		pthread_mutex_unlock(&f->lock);
@@ -193,7 +227,7 @@ int refresh_url(struct engine_file *f, struct http_client *http, uint32_t gen)
 	f->refreshing = false;
 	f->url_gen++;
 	f->refresh_rc = rc;
-	pthread_cond_broadcast(&f->resolved);
+	pthread_cond_broadcast(&f->resolve_done);
 	pthread_mutex_unlock(&f->lock);
 	if (rc == 0)
 		log_info("event=url_refreshed path=%s", f->src.path);
@@ -205,7 +239,11 @@ int refresh_url(struct engine_file *f, struct http_client *http, uint32_t gen)
 	return rc;
 }
 
-/* file_cache(), retrying an unreachable origin until retry_timeout. */
+void resolve_reason(int rc, char *out, size_t len)
+{
+	snprintf(out, len, "cannot resolve: %s", rc == -EAGAIN ? "origin unreachable" : strerror(-rc));
+}
+
 int file_cache_retried(struct engine_file *f, struct http_client *http,
 			      struct cache_file **cf)
 {

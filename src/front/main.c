@@ -316,10 +316,11 @@ static int local_entry_err(const struct config_entry *ce)
 	return S_ISREG(st.st_mode) ? 0 : EISDIR;
 }
 
-/* A file failed when it has no cache file: it did not resolve, neither
- * from its origin nor from a stored resolution (an offline remount is
- * resolved). An entry failed when one of its files did, or when it has
- * none in the mount. 0 or -ENOMEM; out[] has one row per entry. */
+/* A file failed when it did not resolve, neither from its origin nor
+ * from a stored resolution (an offline remount is resolved); one whose
+ * sha256 found its cached bytes is served, but still not resolved. An
+ * entry failed when one of its files did, or when it has none in the
+ * mount. 0 or -ENOMEM; out[] has one row per entry. */
 static int entry_outcomes(struct engine *e, const struct config *cfg,
 			  struct entry_outcome **out, size_t *nfailed)
 {
@@ -334,7 +335,7 @@ static int entry_outcomes(struct engine *e, const struct config *cfg,
 
 		assert(i < cfg->n_entries);	/* the engine's entries are cfg's */
 		o[i].files++;
-		if (engine_file_cache(f))
+		if (engine_file_resolved(f))
 			continue;
 		o[i].failed++;
 		if (!o[i].first)

@@ -517,6 +517,11 @@ int source_content_key(const struct source_file *f, char **out)
 	return asprintf(out, "url:%s", hash) < 0 ? -ENOMEM : 0;
 }
 
+bool source_content_key_settled(const struct source_file *f)
+{
+	return f->sha256 && !f->hash_fetched;
+}
+
 static void free_secret(char *s)
 {
 	if (s)

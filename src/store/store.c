@@ -402,6 +402,19 @@ out:
 	return rc;
 }
 
+int store_file_get(struct store *s, const char *key, struct store_file *out)
+{
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&s->lock);
+	rc = file_find_locked(s, key, out);
+	pthread_mutex_unlock(&s->lock);
+	if (rc)
+		store_file_clear(out);
+	return rc;
+}
+
 void store_file_clear(struct store_file *f)
 {
 	free(f->key);

@@ -1,6 +1,7 @@
 """The cache survives remounts, works offline, is crash-safe and bounded."""
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -150,17 +151,20 @@ def test_kill_9_mid_download_then_remount_serves_no_wrong_byte(hub, mount, tmp_p
         wait_for(lambda: not os.path.ismount(mnt), what="unmount")
 
 
-def test_a_cache_made_by_the_previous_release_is_read_in_place(hub, mount, tmp_path):
-    """The release before sub-block presence cached files in 8 MiB blocks.
-    Its cache is used as it is: those files keep their blocks (checked at
-    first read like any), a complete one is read with no request, and a
-    partial one fetches only its missing 8 MiB block; nothing is dropped."""
+def old_release_cache(hub, tmp_path, part_key=None):
+    """The cache the release before sub-block presence made, in 8 MiB blocks
+    (data/cache-e537479.sql, its data files rebuilt from the hub's bytes):
+    whole.bin (20 MiB, seed 7) cached whole and verified, part.bin (seed 8)
+    with blocks 0 and 2 only; part_key files part.bin under another key.
+    Returns (whole, its sha256, part, its sha256, the cache dir)."""
     whole, wsha = hub.add_file("whole.bin", 20 * MiB, seed=7)
     part, psha = hub.add_file("part.bin", 20 * MiB, seed=8)
     cache = tmp_path / "cache"
     (cache / "data").mkdir(parents=True)
     sql = (Path(__file__).parent / "data" / "cache-e537479.sql").read_text()
     assert wsha in sql and psha in sql          # the same bytes as then
+    if part_key:
+        sql = sql.replace("'sha256:%s'" % psha, "'%s'" % part_key)
     db = sqlite3.connect(str(cache / "index.sqlite"))
     db.executescript(sql)
     db.close()
@@ -170,6 +174,31 @@ def test_a_cache_made_by_the_previous_release_is_read_in_place(hub, mount, tmp_p
         for off, n in ((0, 8 * MiB), (16 * MiB, 4 * MiB)):
             f.seek(off)
             f.write(file_slice(part, off, n))
+    return whole, wsha, part, psha, cache
+
+
+def read_when_back(path):
+    """The whole file, once the reads that failed while its origin was down
+    (a failed block fails again at once for a moment) stop failing."""
+    got = []
+
+    def attempt():
+        try:
+            got.append(path.read_bytes())
+            return True
+        except OSError as e:
+            assert e.errno == errno.EIO, e
+            return False
+    wait_for(attempt, what="%s readable again" % path.name)
+    return got[0]
+
+
+def test_a_cache_made_by_the_previous_release_is_read_in_place(hub, mount, tmp_path):
+    """The release before sub-block presence cached files in 8 MiB blocks.
+    Its cache is used as it is: those files keep their blocks (checked at
+    first read like any), a complete one is read with no request, and a
+    partial one fetches only its missing 8 MiB block; nothing is dropped."""
+    whole, wsha, part, psha, cache = old_release_cache(hub, tmp_path)
     hub.add_file("new.bin", 4 * MiB, seed=9)
     cfg = config({"vae": {"w": url_entry(hub.url("whole.bin"), sha256=wsha),
                           "p": url_entry(hub.url("part.bin"), sha256=psha),
@@ -195,6 +224,109 @@ def test_a_cache_made_by_the_previous_release_is_read_in_place(hub, mount, tmp_p
     for name, src in (("whole.bin", whole), ("part.bin", part)):
         assert (m.path / "VAE" / name).read_bytes() == src.read_bytes()
         assert data_requests(hub, name) == []
+
+
+def pinned_sized(hub, wsha, psha):
+    """whole.bin and part.bin with the sha256 and the size the config gives:
+    listed with the origin down at mount, found in the cache by the sha256."""
+    return config({"vae": {"w": url_entry(hub.url("whole.bin"), sha256=wsha, size=20 * MiB),
+                           "p": url_entry(hub.url("part.bin"), sha256=psha, size=20 * MiB)}},
+                  block_size="8M", settings="retry_timeout = 1")
+
+
+def test_an_offline_mount_serves_the_old_release_cache_by_the_sha256(hub, mount, tmp_path):
+    """The origin down at mount and no stored resolution (a cache made on
+    another box, or by an older config): a file whose sha256 the config
+    gives is found in the cache by it, in the 8 MiB blocks it was stored
+    with. What is cached is read with no request; a missing block fails
+    cleanly while the origin is down, and comes once it is back."""
+    whole, wsha, part, psha, cache = old_release_cache(hub, tmp_path)
+    hub.faults(down=True)
+    m = mount(pinned_sized(hub, wsha, psha), cache_dir=cache, expect_partial=True,
+              allowed_errors=[r"event=fetch_failed path=VAE/part\.bin block=1 "])
+    vae = m.path / "VAE"
+    asked = len(hub.requests(path="whole.bin"))     # its resolution at mount, refused
+    assert xattr(vae / "whole.bin", "state") == "verified"
+    assert (vae / "whole.bin").read_bytes() == whole.read_bytes()
+    assert len(hub.requests(path="whole.bin")) == asked
+    # The kernel's readahead may ask for the missing block past these reads.
+    assert xattr(vae / "part.bin", "cached") == str(12 * MiB)
+    assert pread(vae / "part.bin", 0, 8 * MiB) == file_slice(part, 0, 8 * MiB)
+    assert pread(vae / "part.bin", 16 * MiB, 4 * MiB) == file_slice(part, 16 * MiB, 4 * MiB)
+    with pytest.raises(OSError) as e:
+        pread(vae / "part.bin", 8 * MiB, 4096)
+    assert e.value.errno == errno.EIO
+    assert re.search(r"error event=fetch_failed path=VAE/part\.bin block=1 .*cannot resolve: "
+                     r"origin unreachable", m.log()), m.log()
+    hub.clear_faults()
+    assert read_when_back(vae / "part.bin") == part.read_bytes()
+    assert [r["range"] for r in data_requests(hub, "part.bin")] == [
+        "bytes=%d-%d" % (8 * MiB, 16 * MiB - 1)]
+    wait_state(vae / "part.bin", "verified")
+    assert data_requests(hub, "whole.bin") == []
+
+
+def test_an_offline_mount_with_a_wrong_size_leaves_the_cached_file_alone(hub, mount, tmp_path):
+    """Offline, a sha256 whose cached file has another size than the config
+    says is not opened by it: only the origin can say which size is right,
+    so its blocks stay for a mount with the right one."""
+    whole, wsha, part, psha, cache = old_release_cache(hub, tmp_path)
+    hub.faults(down=True)
+    wrong = config({"vae": {"p": url_entry(hub.url("part.bin"), sha256=psha,
+                                           size=20 * MiB - 1)}}, block_size="8M")
+    m = mount(wrong, cache_dir=cache, expect_partial=True)
+    assert re.search(r"event=cache_not_opened path=VAE/part\.bin .*another size", m.log())
+    assert xattr(m.path / "VAE" / "part.bin", "cached") == "0"
+    m.unmount()
+    m = mount(pinned_sized(hub, wsha, psha), cache_dir=cache, expect_partial=True)
+    assert xattr(m.path / "VAE" / "part.bin", "cached") == str(12 * MiB)
+    assert pread(m.path / "VAE" / "part.bin", 0, MiB) == file_slice(part, 0, MiB)
+
+
+def test_a_file_resolved_late_fetches_only_the_missing_block_of_an_old_release_cache(
+        hub, mount, tmp_path):
+    """The origin down at mount, back by the first read: the file opened at
+    mount by its sha256 keeps its 8 MiB blocks, and its resolution at the
+    first missing block fetches that block alone."""
+    whole, wsha, part, psha, cache = old_release_cache(hub, tmp_path)
+    hub.faults(down=True)
+    m = mount(pinned_sized(hub, wsha, psha), cache_dir=cache, expect_partial=True)
+    hub.clear_faults()
+    vae = m.path / "VAE"
+    assert (vae / "part.bin").read_bytes() == part.read_bytes()
+    assert [r["range"] for r in data_requests(hub, "part.bin")] == [
+        "bytes=%d-%d" % (8 * MiB, 16 * MiB - 1)]
+    assert "event=resolved_late path=VAE/part.bin block_size=%d" % (8 * MiB) in m.log()
+    assert (vae / "whole.bin").read_bytes() == whole.read_bytes()
+    assert data_requests(hub, "whole.bin") == []
+    wait_state(vae / "part.bin", "verified")
+
+
+def test_a_file_whose_cache_only_its_resolution_names_waits_for_it(hub, mount, tmp_path):
+    """No sha256 in the config: a file listed unresolved has no cache key
+    until its origin answers (its URL, ETag and size), and the cache may
+    hold it in 8 MiB blocks. Its reads wait for that answer and then use
+    those blocks: no EIO for bytes that are there, only the missing block
+    fetched. While the origin is down they fail cleanly."""
+    url = hub.url("part.bin")
+    key = "url:" + hashlib.sha256(("%s\n%s\n%d" % (url, '"v1"', 20 * MiB)).encode()).hexdigest()
+    whole, wsha, part, psha, cache = old_release_cache(hub, tmp_path, part_key=key)
+    hub.faults(down=True)
+    cfg = config({"vae": {"p": url_entry(url, size=20 * MiB)}}, block_size="8M",
+                 settings="retry_timeout = 1")
+    m = mount(cfg, cache_dir=cache, expect_partial=True,
+              allowed_errors=[r"event=fetch_failed path=VAE/part\.bin error=\"cannot resolve"])
+    path = m.path / "VAE" / "part.bin"
+    with pytest.raises(OSError) as e:
+        pread(path, 0, 4096)
+    assert e.value.errno == errno.EIO
+    assert "fetch_failed path=VAE/part.bin error=\"cannot resolve: origin unreachable" in m.log()
+    hub.clear_faults()
+    hub.faults(path="part.bin", etag='"v1"')
+    assert read_when_back(path) == part.read_bytes()
+    assert [r["range"] for r in data_requests(hub, "part.bin")] == [
+        "bytes=%d-%d" % (8 * MiB, 16 * MiB - 1)]
+    assert "event=resolved_late path=VAE/part.bin block_size=%d" % (8 * MiB) in m.log()
 
 
 def test_damaged_block_is_caught_at_first_read_after_restart(hub, mount, tmp_path):

@@ -8,8 +8,12 @@
  * files in a cache made with 2 MiB blocks so that split ranges happen),
  * then runs reader threads (sequential streaks, random, overlapping and
  * past-EOF reads), and perhaps faults, evictions, a cache limit,
- * prefetches, an origin that changes a file, and engine_stop() in the
- * middle followed by an offline remount. Checked for every case:
+ * prefetches, an origin that changes a file, engine_stop() in the
+ * middle followed by an offline remount, and an origin that is down at
+ * mount (every file listed with its configured size, resolved at its
+ * first read; some in a cache whose 2 MiB-block file only the late
+ * resolution's content key finds, engine_i.h's layout). Checked for
+ * every case:
  *   (1) every read is byte-exact, or a clean error (-EIO, -EACCES) where
  *       the case allows one (faults, stop, a corrupt or changed file);
  *   (2) without faults, evictions or a limit, no byte is downloaded twice;
@@ -31,6 +35,7 @@
 #include "modelfs/hexhash.h"
 #include "modelfs/http.h"
 #include "modelfs/log.h"
+#include "modelfs/source.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -75,6 +80,7 @@ struct tfile {
 	char sha256[65];		/* pinned in the config, or "" */
 	bool corrupt;			/* the pin is of other bytes than served */
 	bool ranges, strict, legacy, safetensors;
+	bool legacy_late;		/* unpinned, in 2 MiB blocks under its url key */
 	int validator;			/* 0 none, 1 strong ETag, 2 weak ETag, 3 Last-Modified */
 	struct engine_file *ef;
 	atomic_bool read_failed;	/* some read of it got an error */
@@ -94,6 +100,7 @@ struct tcase {
 	uint32_t block_size;
 	int connections, nreaders;
 	bool faults, transient_only, evict, prefetch, stop_mid, remount, change;
+	bool down_at_mount;		/* the origin answers only once the engine is open */
 	int64_t cache_limit;		/* 0: none */
 	struct mock_faults fcfg;
 
@@ -223,6 +230,16 @@ static void draw_case(struct tcase *c, uint64_t seed)
 			fill(&rng, t->later, t->size, false);
 		}
 	}
+	/* Drawn last, so that the draws above stay those of earlier releases.
+	 * A change would be picked up whole by a late resolution: not drawn. */
+	c->down_at_mount = !c->change && chance(&rng, 10);
+	for (int i = 0; i < c->nfiles; i++) {
+		struct tfile *t = &c->files[i];
+
+		/* Its url key needs a validator: a strong ETag or Last-Modified. */
+		t->legacy_late = c->down_at_mount && !t->sha256[0] && t->ranges && t->size >= 1 * MiB &&
+				 (t->validator == 1 || t->validator == 3);
+	}
 }
 
 static void case_free_files(struct tcase *c)
@@ -251,6 +268,8 @@ static char *config_text(const struct tcase *c)
 			fprintf(f, ", sha256 = \"%s\"", t->sha256);
 		if (t->strict)
 			fprintf(f, ", verify = \"strict\"");
+		if (c->down_at_mount)	/* listed, unresolved, with its size */
+			fprintf(f, ", size = %zu", t->size);
 		fprintf(f, " }\n");
 	}
 	fclose(f);
@@ -268,6 +287,26 @@ static int open_cache(struct tcase *c)
 	struct cache_limits lim = { .max_bytes = c->cache_limit, .min_free_bytes = 0 };
 
 	return cache_open(c->dir, &lim, &c->cache);
+}
+
+/* A file cached by an older release under the key its origin's answer
+ * gives (url and validator: source_content_key()), which an engine
+ * listing it unresolved cannot know before it resolves it. */
+static int open_legacy_late(struct tcase *c, int i)
+{
+	const struct tfile *t = &c->files[i];
+	char etag[64], *key = NULL;
+	struct source_file sf = { .entry = &c->cfg->entries[i], .size = (int64_t)t->size };
+	struct cache_file *cf;
+	int rc;
+
+	snprintf(etag, sizeof(etag), "\"v1-%d\"", i);
+	sf.validator = t->validator == 1 ? etag : "Thu, 01 Jan 2026 00:00:00 GMT";
+	rc = source_content_key(&sf, &key);
+	if (rc == 0)
+		rc = cache_file_open(c->cache, key, t->size, LEGACY_BLOCK, &cf);
+	free(key);
+	return rc;
 }
 
 /* The origin (and its fault layer), the config, the cache and the engine. */
@@ -315,8 +354,14 @@ static int case_open(struct tcase *c)
 		snprintf(key, sizeof(key), "sha256:%s", c->files[i].sha256);
 		rc = cache_file_open(c->cache, key, c->files[i].size, LEGACY_BLOCK, &cf);
 	}
-	if (rc == 0)
-		rc = engine_open_with(c->cfg, NULL, c->cache, &c->opts, &c->eng);
+	for (int i = 0; rc == 0 && i < c->nfiles; i++)
+		if (c->files[i].legacy_late)
+			rc = open_legacy_late(c, i);
+	if (rc)
+		return rc;
+	mock_origin_set_down(c->origin, c->down_at_mount);
+	rc = engine_open_with(c->cfg, NULL, c->cache, &c->opts, &c->eng);
+	mock_origin_set_down(c->origin, false);
 	return rc;
 }
 
@@ -627,6 +672,8 @@ static void check_complete(struct tcase *c)
 			whole = read_check(c, i, off, 1 * MiB, false) && whole;
 		if (c->cache_limit || atomic_load(&t->read_failed))
 			continue;	/* not all of it may fit; or it failed, as allowed */
+		if (c->down_at_mount && !t->sha256[0] && t->size == 0)
+			continue;	/* no byte read: never resolved, so nothing is known */
 		if (!whole)
 			continue;
 		st = settled_state(t);
@@ -669,8 +716,10 @@ static void check_offline(struct tcase *c)
 
 		/* Without a validator (a weak ETag is none) or a sha256 a
 		 * partial copy is dropped at open (engine_forget_unvalidated());
-		 * a corrupt file has none. */
-		if (((t->validator == 0 || t->validator == 2) && !t->sha256[0]) || t->corrupt)
+		 * a corrupt file has none. Resolved late, a file leaves no stored
+		 * resolution: offline, only its sha256 finds its bytes. */
+		if (((t->validator == 0 || t->validator == 2) && !t->sha256[0]) || t->corrupt ||
+		    (c->down_at_mount && !t->sha256[0]))
 			continue;
 		if (!read_check(c, s->file, s->off, s->len, false))
 			fail(c, "offline remount: %s off=%" PRIu64 " len=%zu was read before the stop "
@@ -810,16 +859,17 @@ static int64_t env_num(const char *name, int64_t dflt)
 static void describe(const struct tcase *c)
 {
 	fprintf(stderr, "  block_size=%uK connections=%d readers=%d files=%d faults=%s evict=%d "
-		"prefetch=%d stop=%d remount=%d change=%d cache_limit=%" PRId64 "\n",
+		"prefetch=%d stop=%d remount=%d change=%d cache_limit=%" PRId64 " down_at_mount=%d\n",
 		c->block_size / KiB, c->connections, c->nreaders, c->nfiles,
 		!c->faults ? "no" : c->transient_only ? "transient" : "any", c->evict, c->prefetch,
-		c->stop_mid, c->remount, c->change, c->cache_limit);
+		c->stop_mid, c->remount, c->change, c->cache_limit, c->down_at_mount);
 	for (int i = 0; i < c->nfiles; i++) {
 		const struct tfile *t = &c->files[i];
 
 		fprintf(stderr, "  %s size=%zu ranges=%d validator=%d sha256=%s corrupt=%d strict=%d "
-			"legacy=%d changes=%d\n", t->path, t->size, t->ranges, t->validator,
-			t->sha256[0] ? "pinned" : "no", t->corrupt, t->strict, t->legacy, t->later != NULL);
+			"legacy=%d legacy_late=%d changes=%d\n", t->path, t->size, t->ranges,
+			t->validator, t->sha256[0] ? "pinned" : "no", t->corrupt, t->strict, t->legacy,
+			t->legacy_late, t->later != NULL);
 	}
 }
 
