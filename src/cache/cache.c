@@ -1379,22 +1379,47 @@ void cache_block_release(struct cache_file *f, uint64_t idx)
 	block_put(f, idx);
 }
 
+/* Reader references on blocks [first, last] in one lock round trip, when
+ * all are present and checked: true, or false with none taken. */
+static bool blocks_get_checked(struct cache_file *f, uint64_t first, uint64_t last)
+{
+	uint64_t idx = first;
+
+	pthread_mutex_lock(&f->lock);
+	while (idx <= last && f->blocks[idx].state == BLOCK_PRESENT)
+		idx++;
+	if (idx > last)
+		for (idx = first; idx <= last; idx++)
+			f->blocks[idx].readers++;
+	pthread_mutex_unlock(&f->lock);
+	return idx > last;
+}
+
 static ssize_t read_blocks(struct cache_file *f, void *buf, uint64_t off, size_t len, bool touch)
 {
+	uint64_t first, last, end;
 	char *p = buf;
-	uint64_t end;
+	int rc;
 
 	if (off >= f->size || len == 0)
 		return 0;
 	if (len > f->size - off)
 		len = (size_t)(f->size - off);
 	end = off + len;
+	first = off / f->block_size;
+	last = (end - 1) / f->block_size;
+	if (blocks_get_checked(f, first, last)) {
+		/* The warm path: one pread for the whole range. */
+		rc = pread_all(f->fd, buf, len, (off_t)off);
+		blocks_unref(f, first, last, touch);
+		return rc ? -EIO : (ssize_t)len;
+	}
 	while (off < end) {
 		uint64_t idx = off / f->block_size;
 		uint64_t block_end = (idx + 1) * f->block_size;
 		size_t n = (size_t)((block_end < end ? block_end : end) - off);
-		int rc = block_get(f, idx);
 
+		rc = block_get(f, idx);
 		if (rc)
 			return rc;
 		rc = pread_all(f->fd, p, n, (off_t)off);
