@@ -1275,39 +1275,25 @@ out:
 	return rc;
 }
 
-/* Take a reader reference on a present block, checking an unchecked one
- * first. 0, or -ENODATA when it is (now) absent or failed its check. */
-static int block_get(struct cache_file *f, uint64_t idx)
+/* The verdict on unchecked block idx, on which the caller holds a reader
+ * reference: its XXH3 as read is sum (or reading it failed: rc). 0 when
+ * it matches the recorded one; else -ENODATA, the reference dropped and
+ * the block forgotten (cache.h (1)). */
+static int block_verdict(struct cache_file *f, uint64_t idx, int rc, uint64_t sum)
 {
 	struct block *b = &f->blocks[idx];
 	uint32_t dropped = 0;
 	char *names = NULL;
 	bool decided;
-	uint64_t sum;
-	int rc;
 
 	pthread_mutex_lock(&f->lock);
-	if (!state_present(b->state)) {
-		pthread_mutex_unlock(&f->lock);
-		return -ENODATA;
-	}
-	b->readers++;
-	if (b->state == BLOCK_PRESENT) {
-		pthread_mutex_unlock(&f->lock);
-		return 0;
-	}
-	pthread_mutex_unlock(&f->lock);
-
-	rc = hash_block(f, idx, &sum);
-	pthread_mutex_lock(&f->lock);
-	b->readers--;
 	if (rc == 0 && sum == b->xxh3) {
 		if (b->state == BLOCK_UNCHECKED)
 			b->state = BLOCK_PRESENT;
-		b->readers++;
 		pthread_mutex_unlock(&f->lock);
 		return 0;
 	}
+	b->readers--;
 	/* Readers that hashed it at the same time all get here: the first
 	 * to find it still unchecked forgets it and logs; the rest only let
 	 * go (the last one punches it). */
@@ -1330,6 +1316,29 @@ static int block_get(struct cache_file *f, uint64_t idx)
 			 rc ? strerror(-rc) : "");
 	free(names);
 	return -ENODATA;
+}
+
+/* Take a reader reference on a present block, checking an unchecked one
+ * first. 0, or -ENODATA when it is (now) absent or failed its check. */
+static int block_get(struct cache_file *f, uint64_t idx)
+{
+	struct block *b = &f->blocks[idx];
+	uint64_t sum = 0;
+	int rc;
+
+	pthread_mutex_lock(&f->lock);
+	if (!state_present(b->state)) {
+		pthread_mutex_unlock(&f->lock);
+		return -ENODATA;
+	}
+	b->readers++;
+	if (b->state == BLOCK_PRESENT) {
+		pthread_mutex_unlock(&f->lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&f->lock);
+	rc = hash_block(f, idx, &sum);
+	return block_verdict(f, idx, rc, sum);
 }
 
 /* Drop a reader reference on each of blocks [first, last]; touch: record
@@ -1379,53 +1388,102 @@ void cache_block_release(struct cache_file *f, uint64_t idx)
 	block_put(f, idx);
 }
 
-/* Reader references on blocks [first, last] in one lock round trip, when
- * all are present and checked: true, or false with none taken. */
-static bool blocks_get_checked(struct cache_file *f, uint64_t first, uint64_t last)
+/* Blocks read with one pread (and the width of the mask below). */
+#define READ_WINDOW 64
+
+/* Reader references on blocks [first, last] (at most READ_WINDOW) in one
+ * lock round trip, when all are present: true with *unchecked the mask of
+ * those not checked yet in this mount, or false with none taken. */
+static bool blocks_get_all(struct cache_file *f, uint64_t first, uint64_t last,
+			   uint64_t *unchecked)
 {
 	uint64_t idx = first;
 
+	*unchecked = 0;
 	pthread_mutex_lock(&f->lock);
-	while (idx <= last && f->blocks[idx].state == BLOCK_PRESENT)
+	while (idx <= last && state_present(f->blocks[idx].state))
 		idx++;
 	if (idx > last)
-		for (idx = first; idx <= last; idx++)
+		for (idx = first; idx <= last; idx++) {
 			f->blocks[idx].readers++;
+			if (f->blocks[idx].state == BLOCK_UNCHECKED)
+				*unchecked |= 1ull << (idx - first);
+		}
 	pthread_mutex_unlock(&f->lock);
 	return idx > last;
 }
 
+/* Blocks [first, last], all held, were read into buf (bytes [off, end) of
+ * the file): check those that were unchecked when taken, whatever another
+ * reader decided since, from buf when it holds the whole block (the bytes
+ * checked are the bytes returned), else from disk. 0, or -ENODATA with
+ * every reference dropped. */
+static int blocks_check_read(struct cache_file *f, uint64_t first, uint64_t last,
+			     uint64_t unchecked, const char *buf, uint64_t off, uint64_t end)
+{
+	for (uint64_t idx = first; idx <= last; idx++) {
+		uint64_t start = idx * f->block_size, sum = 0;
+		uint32_t len = cache_block_len(f, idx);
+		int rc = 0;
+
+		if (!(unchecked & (1ull << (idx - first))))
+			continue;
+		if (start >= off && start + len <= end)
+			sum = XXH3_64bits(buf + (start - off), len);
+		else
+			rc = hash_block(f, idx, &sum);
+		if (block_verdict(f, idx, rc, sum) != 0) {
+			if (idx > first)
+				blocks_unref(f, first, idx - 1, false);
+			if (idx < last)
+				blocks_unref(f, idx + 1, last, false);
+			return -ENODATA;
+		}
+	}
+	return 0;
+}
+
+/* Bytes [off, off + len) within READ_WINDOW blocks: one lock round trip,
+ * one pread, one lock round trip (the warm path), and after a restart the
+ * check of the blocks not checked yet (cache.h (1)). */
+static int read_window(struct cache_file *f, char *buf, uint64_t off, size_t len, bool touch)
+{
+	uint64_t first = off / f->block_size, last = (off + len - 1) / f->block_size;
+	uint64_t unchecked;
+	int rc;
+
+	if (!blocks_get_all(f, first, last, &unchecked))
+		return -ENODATA;
+	if (pread_all(f->fd, buf, len, (off_t)off) != 0) {
+		blocks_unref(f, first, last, false);
+		return -EIO;
+	}
+	if (unchecked) {
+		rc = blocks_check_read(f, first, last, unchecked, buf, off, off + len);
+		if (rc)
+			return rc;
+	}
+	blocks_unref(f, first, last, touch);
+	return 0;
+}
+
 static ssize_t read_blocks(struct cache_file *f, void *buf, uint64_t off, size_t len, bool touch)
 {
-	uint64_t first, last, end;
 	char *p = buf;
-	int rc;
+	uint64_t end;
 
 	if (off >= f->size || len == 0)
 		return 0;
 	if (len > f->size - off)
 		len = (size_t)(f->size - off);
 	end = off + len;
-	first = off / f->block_size;
-	last = (end - 1) / f->block_size;
-	if (blocks_get_checked(f, first, last)) {
-		/* The warm path: one pread for the whole range. */
-		rc = pread_all(f->fd, buf, len, (off_t)off);
-		blocks_unref(f, first, last, touch);
-		return rc ? -EIO : (ssize_t)len;
-	}
 	while (off < end) {
-		uint64_t idx = off / f->block_size;
-		uint64_t block_end = (idx + 1) * f->block_size;
-		size_t n = (size_t)((block_end < end ? block_end : end) - off);
+		uint64_t window_end = (off / f->block_size + READ_WINDOW) * f->block_size;
+		size_t n = (size_t)((window_end < end ? window_end : end) - off);
+		int rc = read_window(f, p, off, n, touch);
 
-		rc = block_get(f, idx);
 		if (rc)
 			return rc;
-		rc = pread_all(f->fd, p, n, (off_t)off);
-		block_unref(f, idx, touch);
-		if (rc)
-			return -EIO;
 		p += n;
 		off += n;
 	}
