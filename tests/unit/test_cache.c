@@ -985,6 +985,36 @@ static void test_trim(void)
 	tmp_remove();
 }
 
+/* A read is a use, gathered before it goes to the store: an eviction
+ * still sees it (the batch is written before LRU order is read), and so
+ * does the next process (written at close). */
+static void test_read_uses_reach_lru(void)
+{
+	struct cache *c;
+	struct cache_file *f;
+
+	tmp_make();
+	c = open_at(3 * BS, 0);
+	f = file_at(c, "f", 8 * BS, BS);
+	for (uint64_t i = 0; i < 3; i++) {
+		CHECK(put(f, i) == 0);
+		tick();
+	}
+	usleep(1100 * 1000);		/* a block's use is recorded once a second */
+	CHECK(block_reads_ok(f, 0));	/* 0 becomes the newest */
+	CHECK(put(f, 3) == 0);
+	CHECK(present_mask(f) == 0xd);	/* 1 went, not 0 */
+	usleep(1100 * 1000);
+	CHECK(block_reads_ok(f, 2));	/* 2 becomes the newest, then the cache closes */
+	cache_close(c);
+	c = open_at(3 * BS, 0);
+	f = file_at(c, "f", 8 * BS, BS);
+	CHECK(put(f, 4) == 0);
+	CHECK(present_mask(f) == 0x1c);	/* 0 went (older use than 3's write), not 2 */
+	cache_close(c);
+	tmp_remove();
+}
+
 /* ---- concurrency (run under TSan too) ----------------------------------------------------- */
 
 #define CC_BLOCKS 64
@@ -1307,6 +1337,7 @@ int main(void)
 	test_hold_abort();
 	test_range_hold();
 	test_lru();
+	test_read_uses_reach_lru();
 	test_pinned();
 	test_min_free();
 	test_persistence();
