@@ -321,10 +321,11 @@ void strict_resume(struct engine_file *f)
 	}
 }
 
-/* The warm path: every block of pr in the cache (and checked, cache.h
- * (1)): one cache read for all of it, answered here. A file all in the
- * cache needs no readahead and is no loader's to fetch. False, with
- * nothing done, when some block must come from elsewhere. */
+/* The warm path: every block of pr in the cache: one cache read for all
+ * of it (which checks a block not checked yet in this mount, cache.h
+ * (1)), answered here. A file all in the cache needs no readahead and is
+ * no loader's to fetch. False, with nothing answered, when some block
+ * must come from elsewhere (or failed its check: want_block() fetches it). */
 static bool read_cached(struct pending_read *pr)
 {
 	struct engine_file *f = pr->file;
