@@ -1015,6 +1015,75 @@ static void test_read_uses_reach_lru(void)
 	tmp_remove();
 }
 
+/* Readers of a damaged block not checked yet, all at once: none gets its
+ * bytes, however the checks of the others interleave with its own (one
+ * that found it already judged by another must still hash what it read). */
+#define DR_READERS 6
+#define DR_ROUNDS 40
+
+struct dr_arg {
+	struct cache_file *f;
+	pthread_barrier_t *b;
+	uint64_t off;
+	size_t len;
+	bool served_damage;
+};
+
+static void *dr_reader(void *p)
+{
+	struct dr_arg *a = p;
+	uint8_t *buf = malloc(a->len);
+	ssize_t n;
+
+	pthread_barrier_wait(a->b);
+	n = buf ? cache_read(a->f, buf, a->off, a->len) : -ENOMEM;
+	a->served_damage = n == (ssize_t)a->len &&
+			   !bytes_ok(buf, a->off, a->len, cache_file_block_size(a->f));
+	free(buf);
+	return NULL;
+}
+
+static void test_damaged_block_read_at_once(void)
+{
+	for (int round = 0; round < DR_ROUNDS; round++) {
+		struct dr_arg a[DR_READERS];
+		pthread_t t[DR_READERS];
+		pthread_barrier_t b;
+		struct cache *c;
+		struct cache_file *f;
+		int64_t id;
+
+		tmp_make();
+		c = open_at(0, 0);
+		f = file_at(c, "f", 4 * BS, BS);
+		for (uint64_t i = 0; i < 4; i++)
+			CHECK(put(f, i) == 0);
+		id = cache_file_id(f);
+		cache_close(c);
+		damage(id, (off_t)(2 * BS + 10));
+		c = open_at(0, 0);
+		f = file_at(c, "f", 4 * BS, BS);	/* every block unchecked */
+		pthread_barrier_init(&b, NULL, DR_READERS);
+		for (int i = 0; i < DR_READERS; i++) {
+			/* whole blocks (hashed from the bytes read) and a part of
+			 * one (hashed from disk) */
+			a[i] = (struct dr_arg){ .f = f, .b = &b,
+						.off = i % 2 ? BS : 2 * BS + 8,
+						.len = i % 2 ? 2 * BS : BS / 2 };
+			CHECK(pthread_create(&t[i], NULL, dr_reader, &a[i]) == 0);
+		}
+		for (int i = 0; i < DR_READERS; i++) {
+			pthread_join(t[i], NULL);
+			CHECK(!a[i].served_damage);
+		}
+		pthread_barrier_destroy(&b);
+		CHECK(!cache_block_present(f, 2));
+		CHECK(block_reads_ok(f, 1) && block_reads_ok(f, 3));
+		cache_close(c);
+		tmp_remove();
+	}
+}
+
 /* ---- concurrency (run under TSan too) ----------------------------------------------------- */
 
 #define CC_BLOCKS 64
@@ -1338,6 +1407,7 @@ int main(void)
 	test_range_hold();
 	test_lru();
 	test_read_uses_reach_lru();
+	test_damaged_block_read_at_once();
 	test_pinned();
 	test_min_free();
 	test_persistence();
