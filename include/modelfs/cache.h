@@ -15,7 +15,9 @@
  *     and reserved blocks never exceed the size limit, and free space on
  *     the cache filesystem never drops below the min-free watermark.
  *     Least-recently-used blocks of unpinned files are evicted to make
- *     room; blocks being read or written are never evicted.
+ *     room; blocks being read or written are never evicted. Uses reach
+ *     the index in batches (before any eviction and at close): a crash
+ *     loses the last few seconds of LRU order, never a byte.
  * (4) One process owns a cache dir at a time (an flock on DIR/lock).
  * Layout: DIR/index.sqlite, DIR/data/<file id> (sparse, full size).
  * Ownership: cache_open()/cache_close(); cache_file_open() gives a file

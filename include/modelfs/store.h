@@ -110,6 +110,14 @@ int store_blocks_load(struct store *s, int64_t file_id,
 /* atime: last use, ms since the epoch (orders eviction). */
 int store_block_put(struct store *s, const struct store_block *b, int64_t atime);
 int store_block_touch(struct store *s, int64_t file_id, uint64_t idx, int64_t atime);
+/* Uses of n blocks in one transaction; a row's atime only moves forward
+ * (batches may land out of order). Rows of blocks gone since are skipped. */
+struct store_touch {
+	int64_t file_id;
+	uint64_t idx;
+	int64_t atime;
+};
+int store_blocks_touch(struct store *s, const struct store_touch *t, int n);
 int store_block_delete(struct store *s, int64_t file_id, uint64_t idx);
 int store_blocks_delete_all(struct store *s, int64_t file_id);
 /* Bytes of all block rows. */

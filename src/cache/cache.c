@@ -46,6 +46,11 @@
 #define CHECK_CHUNK (256 * 1024)
 #define LRU_BATCH 256
 #define TOUCH_INTERVAL_MS 1000
+/* Block uses go to the store in batches: a warm 1 GiB read is 4,096 uses,
+ * and one transaction each, under the store's one lock, held every reader
+ * thread up (issue 12, docs/PERFORMANCE.md). */
+#define TOUCH_BATCH 256
+#define TOUCH_FLUSH_MS 2000
 
 /* BLOCK_BAD: failed its check; like ABSENT but still to be punched. */
 enum block_state { BLOCK_ABSENT, BLOCK_WRITING, BLOCK_UNCHECKED, BLOCK_PRESENT, BLOCK_BAD };
@@ -110,6 +115,15 @@ struct cache {
 	uint64_t used;			/* present blocks; protected by space_lock */
 	uint64_t reserved;		/* blocks being written; protected by space_lock */
 	struct cache_file *files;	/* protected by space_lock */
+	/* Block uses not in the store yet: written in one transaction when
+	 * TOUCH_BATCH have gathered or the oldest is TOUCH_FLUSH_MS old, and
+	 * before LRU order is read (eviction, listings) or the cache closes.
+	 * A crash loses at most these: eviction order, not bytes. Protected
+	 * by touch_lock, a leaf (released before the store is written). */
+	pthread_mutex_t touch_lock;
+	struct store_touch touches[TOUCH_BATCH];
+	int ntouches;
+	int64_t touches_since;		/* atime of the oldest gathered, ms */
 };
 
 static int mkdir_p(const char *path)
@@ -232,6 +246,61 @@ static int start_afresh(struct cache *c, const char *index)
 	return store_open(index, &c->store);
 }
 
+/* Move the gathered uses into batch; the caller holds touch_lock. */
+static int touches_take_locked(struct cache *c, struct store_touch *batch)
+{
+	int n = c->ntouches;
+
+	memcpy(batch, c->touches, (size_t)n * sizeof(*batch));
+	c->ntouches = 0;
+	return n;
+}
+
+static void touches_write(struct cache *c, const struct store_touch *batch, int n)
+{
+	if (n)
+		store_blocks_touch(c->store, batch, n);	/* it logs a failure: LRU order only */
+}
+
+static void touches_flush(struct cache *c)
+{
+	struct store_touch batch[TOUCH_BATCH];
+	int n;
+
+	pthread_mutex_lock(&c->touch_lock);
+	n = touches_take_locked(c, batch);
+	pthread_mutex_unlock(&c->touch_lock);
+	touches_write(c, batch, n);
+}
+
+/* A use of block idx for LRU order, gathered (see struct cache): true
+ * when the batch is due, for touches_flush() once f's lock is let go.
+ * Taken with f's lock held or not. */
+static bool touch_gather(struct cache_file *f, uint64_t idx, int64_t now)
+{
+	struct cache *c = f->cache;
+	bool due;
+
+	pthread_mutex_lock(&c->touch_lock);
+	while (c->ntouches == TOUCH_BATCH) {
+		/* One read of many blocks filled it: the store now, under f's
+		 * lock (the store is below it in the lock order). */
+		struct store_touch batch[TOUCH_BATCH];
+		int n = touches_take_locked(c, batch);
+
+		pthread_mutex_unlock(&c->touch_lock);
+		touches_write(c, batch, n);
+		pthread_mutex_lock(&c->touch_lock);
+	}
+	if (c->ntouches == 0)
+		c->touches_since = now;
+	c->touches[c->ntouches++] = (struct store_touch){ .file_id = f->id, .idx = idx,
+							  .atime = now };
+	due = c->ntouches == TOUCH_BATCH || now - c->touches_since >= TOUCH_FLUSH_MS;
+	pthread_mutex_unlock(&c->touch_lock);
+	return due;
+}
+
 int cache_open(const char *dir, const struct cache_limits *lim, struct cache **out)
 {
 	struct cache *c = calloc(1, sizeof(*c));
@@ -243,6 +312,7 @@ int cache_open(const char *dir, const struct cache_limits *lim, struct cache **o
 	c->lock_fd = c->relock_fd = -1;
 	pthread_mutex_init(&c->open_lock, NULL);
 	pthread_mutex_init(&c->space_lock, NULL);
+	pthread_mutex_init(&c->touch_lock, NULL);
 	c->limits = *lim;
 	c->dir = strdup(dir);
 	if (!c->dir) {
@@ -302,6 +372,8 @@ void cache_close(struct cache *c)
 
 	if (!c)
 		return;
+	if (c->store)
+		touches_flush(c);
 	for (f = c->files; f; f = next) {
 		next = f->next;
 		file_free(f);
@@ -311,6 +383,7 @@ void cache_close(struct cache *c)
 		close(c->lock_fd);
 	if (c->relock_fd >= 0)
 		close(c->relock_fd);
+	pthread_mutex_destroy(&c->touch_lock);
 	pthread_mutex_destroy(&c->space_lock);
 	pthread_mutex_destroy(&c->open_lock);
 	free(c->dir);
@@ -324,6 +397,7 @@ int64_t cache_created(struct cache *c)
 
 int cache_files_list(struct cache *c, struct store_file **out, int *n)
 {
+	touches_flush(c);	/* last_used from the store: this process's uses too */
 	return store_files_list(c->store, out, n);
 }
 
@@ -999,6 +1073,7 @@ static uint64_t evict_locked(struct cache *c, uint64_t need)
 	uint64_t freed = 0;
 	int n = 0;
 
+	touches_flush(c);
 	if (store_lru_blocks(c->store, victims, LRU_BATCH, &n) != 0)
 		return 0;
 	for (int i = 0; i < n && freed < need; i++) {
@@ -1218,39 +1293,25 @@ out:
 	return rc;
 }
 
-/* Take a reader reference on a present block, checking an unchecked one
- * first. 0, or -ENODATA when it is (now) absent or failed its check. */
-static int block_get(struct cache_file *f, uint64_t idx)
+/* The verdict on unchecked block idx, on which the caller holds a reader
+ * reference: its XXH3 as read is sum (or reading it failed: rc). 0 when
+ * it matches the recorded one; else -ENODATA, the reference dropped and
+ * the block forgotten (cache.h (1)). */
+static int block_verdict(struct cache_file *f, uint64_t idx, int rc, uint64_t sum)
 {
 	struct block *b = &f->blocks[idx];
 	uint32_t dropped = 0;
 	char *names = NULL;
 	bool decided;
-	uint64_t sum;
-	int rc;
 
 	pthread_mutex_lock(&f->lock);
-	if (!state_present(b->state)) {
-		pthread_mutex_unlock(&f->lock);
-		return -ENODATA;
-	}
-	b->readers++;
-	if (b->state == BLOCK_PRESENT) {
-		pthread_mutex_unlock(&f->lock);
-		return 0;
-	}
-	pthread_mutex_unlock(&f->lock);
-
-	rc = hash_block(f, idx, &sum);
-	pthread_mutex_lock(&f->lock);
-	b->readers--;
 	if (rc == 0 && sum == b->xxh3) {
 		if (b->state == BLOCK_UNCHECKED)
 			b->state = BLOCK_PRESENT;
-		b->readers++;
 		pthread_mutex_unlock(&f->lock);
 		return 0;
 	}
+	b->readers--;
 	/* Readers that hashed it at the same time all get here: the first
 	 * to find it still unchecked forgets it and logs; the rest only let
 	 * go (the last one punches it). */
@@ -1275,32 +1336,64 @@ static int block_get(struct cache_file *f, uint64_t idx)
 	return -ENODATA;
 }
 
-/* Drop a reader reference; touch: record the use for LRU order. */
-static void block_unref(struct cache_file *f, uint64_t idx, bool touch)
+/* Take a reader reference on a present block, checking an unchecked one
+ * first. 0, or -ENODATA when it is (now) absent or failed its check. */
+static int block_get(struct cache_file *f, uint64_t idx)
 {
 	struct block *b = &f->blocks[idx];
-	int64_t now = clock_wall_ms(), touched = 0;
-	uint32_t dropped = 0;
+	uint64_t sum = 0;
+	int rc;
 
 	pthread_mutex_lock(&f->lock);
-	b->readers--;
-	bad_block_settle_locked(f, idx);
-	if (f->state == STORE_CORRUPT && b->readers == 0 && state_present(b->state)) {
-		/* cache_file_drop() skipped it while it was being read. */
-		dropped = drop_block_locked(f, idx);
-	} else if (touch && now - b->touched >= TOUCH_INTERVAL_MS) {
-		b->touched = now;
-		touched = now;
-		f->last_used = now;
+	if (!state_present(b->state)) {
+		pthread_mutex_unlock(&f->lock);
+		return -ENODATA;
+	}
+	b->readers++;
+	if (b->state == BLOCK_PRESENT) {
+		pthread_mutex_unlock(&f->lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&f->lock);
+	rc = hash_block(f, idx, &sum);
+	return block_verdict(f, idx, rc, sum);
+}
+
+/* Drop a reader reference on each of blocks [first, last]; touch: record
+ * the use for LRU order. */
+static void blocks_unref(struct cache_file *f, uint64_t first, uint64_t last, bool touch)
+{
+	int64_t now = clock_wall_ms();
+	uint64_t dropped = 0;
+	bool due = false;
+
+	pthread_mutex_lock(&f->lock);
+	for (uint64_t idx = first; idx <= last; idx++) {
+		struct block *b = &f->blocks[idx];
+
+		b->readers--;
+		bad_block_settle_locked(f, idx);
+		if (f->state == STORE_CORRUPT && b->readers == 0 && state_present(b->state)) {
+			/* cache_file_drop() skipped it while it was being read. */
+			dropped += drop_block_locked(f, idx);
+		} else if (touch && now - b->touched >= TOUCH_INTERVAL_MS) {
+			/* LRU order at a second's grain: a block fetched just now
+			 * (readahead) ranks newer than one read a second ago. */
+			b->touched = now;
+			f->last_used = now;
+			due |= touch_gather(f, idx, now);
+		}
 	}
 	pthread_mutex_unlock(&f->lock);
 	if (dropped)
 		space_release(f->cache, dropped, 0);
-	/* LRU order at a second's grain: at most one store write per block per
-	 * second, and a block fetched just now (readahead) ranks newer than
-	 * one read a second ago. */
-	if (touched)
-		store_block_touch(f->cache->store, f->id, idx, touched);
+	if (due)
+		touches_flush(f->cache);
+}
+
+static void block_unref(struct cache_file *f, uint64_t idx, bool touch)
+{
+	blocks_unref(f, idx, idx, touch);
 }
 
 static void block_put(struct cache_file *f, uint64_t idx)
@@ -1311,6 +1404,85 @@ static void block_put(struct cache_file *f, uint64_t idx)
 void cache_block_release(struct cache_file *f, uint64_t idx)
 {
 	block_put(f, idx);
+}
+
+/* Blocks read with one pread (and the width of the mask below). */
+#define READ_WINDOW 64
+
+/* Reader references on blocks [first, last] (at most READ_WINDOW) in one
+ * lock round trip, when all are present: true with *unchecked the mask of
+ * those not checked yet in this mount, or false with none taken. */
+static bool blocks_get_all(struct cache_file *f, uint64_t first, uint64_t last,
+			   uint64_t *unchecked)
+{
+	uint64_t idx = first;
+
+	*unchecked = 0;
+	pthread_mutex_lock(&f->lock);
+	while (idx <= last && state_present(f->blocks[idx].state))
+		idx++;
+	if (idx > last)
+		for (idx = first; idx <= last; idx++) {
+			f->blocks[idx].readers++;
+			if (f->blocks[idx].state == BLOCK_UNCHECKED)
+				*unchecked |= 1ull << (idx - first);
+		}
+	pthread_mutex_unlock(&f->lock);
+	return idx > last;
+}
+
+/* Blocks [first, last], all held, were read into buf (bytes [off, end) of
+ * the file): check those that were unchecked when taken, whatever another
+ * reader decided since, from buf when it holds the whole block (the bytes
+ * checked are the bytes returned), else from disk. 0, or -ENODATA with
+ * every reference dropped. */
+static int blocks_check_read(struct cache_file *f, uint64_t first, uint64_t last,
+			     uint64_t unchecked, const char *buf, uint64_t off, uint64_t end)
+{
+	for (uint64_t idx = first; idx <= last; idx++) {
+		uint64_t start = idx * f->block_size, sum = 0;
+		uint32_t len = cache_block_len(f, idx);
+		int rc = 0;
+
+		if (!(unchecked & (1ull << (idx - first))))
+			continue;
+		if (start >= off && start + len <= end)
+			sum = XXH3_64bits(buf + (start - off), len);
+		else
+			rc = hash_block(f, idx, &sum);
+		if (block_verdict(f, idx, rc, sum) != 0) {
+			if (idx > first)
+				blocks_unref(f, first, idx - 1, false);
+			if (idx < last)
+				blocks_unref(f, idx + 1, last, false);
+			return -ENODATA;
+		}
+	}
+	return 0;
+}
+
+/* Bytes [off, off + len) within READ_WINDOW blocks: one lock round trip,
+ * one pread, one lock round trip (the warm path), and after a restart the
+ * check of the blocks not checked yet (cache.h (1)). */
+static int read_window(struct cache_file *f, char *buf, uint64_t off, size_t len, bool touch)
+{
+	uint64_t first = off / f->block_size, last = (off + len - 1) / f->block_size;
+	uint64_t unchecked;
+	int rc;
+
+	if (!blocks_get_all(f, first, last, &unchecked))
+		return -ENODATA;
+	if (pread_all(f->fd, buf, len, (off_t)off) != 0) {
+		blocks_unref(f, first, last, false);
+		return -EIO;
+	}
+	if (unchecked) {
+		rc = blocks_check_read(f, first, last, unchecked, buf, off, off + len);
+		if (rc)
+			return rc;
+	}
+	blocks_unref(f, first, last, touch);
+	return 0;
 }
 
 static ssize_t read_blocks(struct cache_file *f, void *buf, uint64_t off, size_t len, bool touch)
@@ -1324,17 +1496,12 @@ static ssize_t read_blocks(struct cache_file *f, void *buf, uint64_t off, size_t
 		len = (size_t)(f->size - off);
 	end = off + len;
 	while (off < end) {
-		uint64_t idx = off / f->block_size;
-		uint64_t block_end = (idx + 1) * f->block_size;
-		size_t n = (size_t)((block_end < end ? block_end : end) - off);
-		int rc = block_get(f, idx);
+		uint64_t window_end = (off / f->block_size + READ_WINDOW) * f->block_size;
+		size_t n = (size_t)((window_end < end ? window_end : end) - off);
+		int rc = read_window(f, p, off, n, touch);
 
 		if (rc)
 			return rc;
-		rc = pread_all(f->fd, p, n, (off_t)off);
-		block_unref(f, idx, touch);
-		if (rc)
-			return -EIO;
 		p += n;
 		off += n;
 	}

@@ -62,8 +62,9 @@
  *   3. The cache's, taken inside cache_* calls, with a file's lock held
  *      or alone: cache.open_lock, then cache.space_lock, then a
  *      cache_file's lock (and its condvar run_idle, waited on by
- *      cache_file_hash() with no other lock held), then the store's (a
- *      leaf; store.h).
+ *      cache_file_hash() with no other lock held), then cache.touch_lock
+ *      (block uses gathered for the store), then the store's (a leaf;
+ *      store.h).
  *   Leaves taken with no engine lock held but add_lock: the file
  *   queues' locks (file_queue.c: engine.vqueue, the verifier's;
  *   engine.uqueue, the uploader's), engine.headers_lock (headers.c;

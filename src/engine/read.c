@@ -358,6 +358,29 @@ void parked_resume(struct engine_file *f, struct http_client *http)
 	}
 }
 
+/* The warm path: every block of pr in the cache: one cache read for all
+ * of it (which checks a block not checked yet in this mount, cache.h
+ * (1)), answered here. A file all in the cache needs no readahead and is
+ * no loader's to fetch. False, with nothing answered, when some block
+ * must come from elsewhere (or failed its check: want_block() fetches it). */
+static bool read_cached(struct pending_read *pr)
+{
+	struct engine_file *f = pr->file;
+	struct cache_file *cf;
+
+	pthread_mutex_lock(&f->lock);
+	cf = f->cf;
+	pthread_mutex_unlock(&f->lock);
+	if (!cf || cache_read(cf, pr->buf, pr->off, pr->len) != (ssize_t)pr->len)
+		return false;
+	if (!cache_file_complete(cf)) {
+		readahead(f, pr->off / pr->block_size, (pr->off + pr->len - 1) / pr->block_size);
+		fetch_whole(f, pr->off, pr->len);
+	}
+	read_finish(pr);
+	return true;
+}
+
 void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb cb, void *arg)
 {
 	struct pending_read *pr;
@@ -422,6 +445,8 @@ void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb
 	atomic_init(&pr->err, 0);
 	bs = f->block_size;
 	pr->block_size = bs;
+	if (read_cached(pr))
+		return;
 	for (uint64_t idx = off / bs; idx <= (off + len - 1) / bs; idx++)
 		want_block(pr, idx);
 	readahead(f, off / bs, (off + len - 1) / bs);

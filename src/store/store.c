@@ -564,28 +564,6 @@ out:
 	return rc;
 }
 
-/* One statement with (file_id, idx) bound first and an optional third
- * integer; the common shape of the small block updates. */
-static int exec_block_stmt(struct store *s, const char *sql, int64_t file_id,
-			   uint64_t idx, const int64_t *third, const char *what)
-{
-	sqlite3_stmt *st = NULL;
-	int rc;
-
-	pthread_mutex_lock(&s->lock);
-	rc = prepare(s, sql, &st);
-	if (rc == 0) {
-		sqlite3_bind_int64(st, 1, file_id);
-		sqlite3_bind_int64(st, 2, (int64_t)idx);
-		if (third)
-			sqlite3_bind_int64(st, 3, *third);
-		rc = sql_errno(s, sqlite3_step(st), what);
-	}
-	sqlite3_finalize(st);
-	pthread_mutex_unlock(&s->lock);
-	return rc;
-}
-
 int store_block_put(struct store *s, const struct store_block *b, int64_t atime)
 {
 	sqlite3_stmt *st = NULL;
@@ -609,14 +587,50 @@ int store_block_put(struct store *s, const struct store_block *b, int64_t atime)
 
 int store_block_touch(struct store *s, int64_t file_id, uint64_t idx, int64_t atime)
 {
-	return exec_block_stmt(s, "UPDATE blocks SET atime=?3 WHERE file_id=?1 AND idx=?2",
-			       file_id, idx, &atime, "block_touch");
+	struct store_touch t = { .file_id = file_id, .idx = idx, .atime = atime };
+
+	return store_blocks_touch(s, &t, 1);
+}
+
+int store_blocks_touch(struct store *s, const struct store_touch *t, int n)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = exec_locked(s, "BEGIN IMMEDIATE", "begin");
+	if (rc)
+		goto out;
+	rc = prepare(s, "UPDATE blocks SET atime=MAX(atime,?3) WHERE file_id=?1 AND idx=?2", &st);
+	for (int i = 0; rc == 0 && i < n; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, t[i].file_id);
+		sqlite3_bind_int64(st, 2, (int64_t)t[i].idx);
+		sqlite3_bind_int64(st, 3, t[i].atime);
+		rc = sql_errno(s, sqlite3_step(st), "blocks_touch");
+	}
+	exec_locked(s, rc ? "ROLLBACK" : "COMMIT", "end");
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
 }
 
 int store_block_delete(struct store *s, int64_t file_id, uint64_t idx)
 {
-	return exec_block_stmt(s, "DELETE FROM blocks WHERE file_id=?1 AND idx=?2",
-			       file_id, idx, NULL, "block_delete");
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = prepare(s, "DELETE FROM blocks WHERE file_id=?1 AND idx=?2", &st);
+	if (rc == 0) {
+		sqlite3_bind_int64(st, 1, file_id);
+		sqlite3_bind_int64(st, 2, (int64_t)idx);
+		rc = sql_errno(s, sqlite3_step(st), "block_delete");
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
 }
 
 int store_blocks_delete_all(struct store *s, int64_t file_id)

@@ -347,6 +347,36 @@ def test_damaged_block_is_caught_at_first_read_after_restart(hub, mount, tmp_pat
     assert "block_checksum_mismatch" in m2.log()
 
 
+def test_a_read_over_checked_and_unchecked_blocks_serves_no_damaged_byte(hub, mount, tmp_path):
+    """After a restart the warm path reads a range in one go only when every
+    block in it was checked in this mount. A read over blocks checked
+    already and blocks not checked yet, one of them damaged on disk, gets
+    the origin's bytes: that block is fetched again."""
+    src, _ = hub.add_file("mix.bin", 4 * MiB)
+    cfg = config({"vae": {"x": '"%s"' % hub.url("mix.bin")}})
+    cache = tmp_path / "cache"
+    m = mount(cfg, cache_dir=cache)
+    want = (m.path / "VAE" / "mix.bin").read_bytes()
+    assert want == src.read_bytes()
+    m.unmount()
+    (datafile,) = list((cache / "data").iterdir())
+    with open(datafile, "r+b") as f:     # damage block 3 (256 KiB blocks)
+        f.seek(3 * 256 * 1024 + 100)
+        f.write(b"\xff" * 16)
+    hub.reset()
+    m2 = mount(cfg, cache_dir=cache)
+    fd = os.open(m2.path / "VAE" / "mix.bin", os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)   # no kernel readahead: reads as asked
+        assert os.pread(fd, 512 * 1024, 0) == want[:512 * 1024]   # blocks 0 and 1 checked
+        # blocks 1 (checked), 2, 3 (damaged) and 4
+        assert os.pread(fd, MiB, 256 * 1024) == want[256 * 1024:256 * 1024 + MiB]
+    finally:
+        os.close(fd)
+    assert [r["range"] for r in data_requests(hub, "mix.bin")] == ["bytes=786432-1048575"]
+    assert "block_checksum_mismatch" in m2.log()
+
+
 def test_cache_max_size_is_never_exceeded(hub, mount, tmp_path):
     src, sha = hub.add_file("huge.bin", 24 * MiB)
     m = mount(config({"vae": {"h": '"%s"' % hub.url("huge.bin")}},

@@ -985,6 +985,105 @@ static void test_trim(void)
 	tmp_remove();
 }
 
+/* A read is a use, gathered before it goes to the store: an eviction
+ * still sees it (the batch is written before LRU order is read), and so
+ * does the next process (written at close). */
+static void test_read_uses_reach_lru(void)
+{
+	struct cache *c;
+	struct cache_file *f;
+
+	tmp_make();
+	c = open_at(3 * BS, 0);
+	f = file_at(c, "f", 8 * BS, BS);
+	for (uint64_t i = 0; i < 3; i++) {
+		CHECK(put(f, i) == 0);
+		tick();
+	}
+	usleep(1100 * 1000);		/* a block's use is recorded once a second */
+	CHECK(block_reads_ok(f, 0));	/* 0 becomes the newest */
+	CHECK(put(f, 3) == 0);
+	CHECK(present_mask(f) == 0xd);	/* 1 went, not 0 */
+	usleep(1100 * 1000);
+	CHECK(block_reads_ok(f, 2));	/* 2 becomes the newest, then the cache closes */
+	cache_close(c);
+	c = open_at(3 * BS, 0);
+	f = file_at(c, "f", 8 * BS, BS);
+	CHECK(put(f, 4) == 0);
+	CHECK(present_mask(f) == 0x1c);	/* 0 went (older use than 3's write), not 2 */
+	cache_close(c);
+	tmp_remove();
+}
+
+/* Readers of a damaged block not checked yet, all at once: none gets its
+ * bytes, however the checks of the others interleave with its own (one
+ * that found it already judged by another must still hash what it read). */
+#define DR_READERS 6
+#define DR_ROUNDS 40
+
+struct dr_arg {
+	struct cache_file *f;
+	pthread_barrier_t *b;
+	uint64_t off;
+	size_t len;
+	bool served_damage;
+};
+
+static void *dr_reader(void *p)
+{
+	struct dr_arg *a = p;
+	uint8_t *buf = malloc(a->len);
+	ssize_t n;
+
+	pthread_barrier_wait(a->b);
+	n = buf ? cache_read(a->f, buf, a->off, a->len) : -ENOMEM;
+	a->served_damage = n == (ssize_t)a->len &&
+			   !bytes_ok(buf, a->off, a->len, cache_file_block_size(a->f));
+	free(buf);
+	return NULL;
+}
+
+static void test_damaged_block_read_at_once(void)
+{
+	for (int round = 0; round < DR_ROUNDS; round++) {
+		struct dr_arg a[DR_READERS];
+		pthread_t t[DR_READERS];
+		pthread_barrier_t b;
+		struct cache *c;
+		struct cache_file *f;
+		int64_t id;
+
+		tmp_make();
+		c = open_at(0, 0);
+		f = file_at(c, "f", 4 * BS, BS);
+		for (uint64_t i = 0; i < 4; i++)
+			CHECK(put(f, i) == 0);
+		id = cache_file_id(f);
+		cache_close(c);
+		damage(id, (off_t)(2 * BS + 10));
+		c = open_at(0, 0);
+		f = file_at(c, "f", 4 * BS, BS);	/* every block unchecked */
+		pthread_barrier_init(&b, NULL, DR_READERS);
+		for (int i = 0; i < DR_READERS; i++) {
+			/* whole blocks (hashed from the bytes read) and a part of
+			 * one (hashed from disk) */
+			a[i] = (struct dr_arg){ .f = f, .b = &b,
+						.off = i % 2 ? BS : 2 * BS + 8,
+						.len = i % 2 ? 2 * BS : BS / 2 };
+			CHECK(pthread_create(&t[i], NULL, dr_reader, &a[i]) == 0);
+		}
+		for (int i = 0; i < DR_READERS; i++) {
+			pthread_join(t[i], NULL);
+			CHECK(!a[i].served_damage);
+		}
+		pthread_barrier_destroy(&b);
+		CHECK(!cache_block_present(f, 2));
+		CHECK(block_reads_ok(f, 1) && block_reads_ok(f, 3));
+		cache_close(c);
+		tmp_remove();
+	}
+}
+
 /* ---- concurrency (run under TSan too) ----------------------------------------------------- */
 
 #define CC_BLOCKS 64
@@ -1307,6 +1406,8 @@ int main(void)
 	test_hold_abort();
 	test_range_hold();
 	test_lru();
+	test_read_uses_reach_lru();
+	test_damaged_block_read_at_once();
 	test_pinned();
 	test_min_free();
 	test_persistence();
