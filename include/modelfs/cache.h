@@ -243,6 +243,23 @@ ssize_t cache_peek(struct cache_file *f, void *buf, uint64_t off, size_t len);
 int cache_range_hold(struct cache_file *f, uint64_t off, uint64_t len, int *fd);
 void cache_range_release(struct cache_file *f, uint64_t off, uint64_t len);
 
+/* [off, off+len) straight from the page cache: cache_range_hold()'s
+ * blocks (checked, held) mapped read-only, so that a reply is copied to
+ * its reader from the data file's pages, not through a buffer first. A
+ * read (the blocks' last use is updated at the unmap). 0 and m->data;
+ * -ENODATA as cache_range_hold(); -EIO when it cannot be mapped, or the
+ * disk failed to read a page of it (nothing is held then: cache_read()
+ * it, which says which). Each 0 is paired with
+ * cache_range_unmap(). */
+struct cache_map {
+	const char *data;		/* the bytes at off */
+	void *base;			/* private to the cache */
+	size_t base_len;
+	uint64_t off, len;
+};
+int cache_range_map(struct cache_file *f, uint64_t off, uint64_t len, struct cache_map *m);
+void cache_range_unmap(struct cache_file *f, struct cache_map *m);
+
 /* Evict until the limits hold again (e.g. after they were lowered). */
 int cache_trim(struct cache *c);
 

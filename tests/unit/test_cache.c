@@ -472,6 +472,36 @@ static void test_range_hold(void)
 	tmp_remove();
 }
 
+/* cache_range_map(): a span read straight from the data file's pages
+ * (not page-aligned at either end) has the span's bytes, and its blocks
+ * are held until the unmap; a span with an absent block maps nothing. */
+static void test_range_map(void)
+{
+	struct cache *c;
+	struct cache_file *f;
+	struct cache_map m;
+
+	tmp_make();
+	c = open_at(3 * BS, 0);
+	f = file_at(c, "f", 8 * BS, BS);
+	CHECK(put(f, 0) == 0);
+	tick();
+	CHECK(put(f, 1) == 0);
+	tick();
+	CHECK(put(f, 2) == 0);
+	CHECK(cache_range_map(f, BS / 2 + 3, 2 * BS, &m) == 0);	/* blocks 0..2 */
+	CHECK(bytes_ok((const uint8_t *)m.data, BS / 2 + 3, 2 * BS, BS));
+	CHECK(cache_block_reserve(f, 3) == -ENOSPC);		/* all three held */
+	cache_range_unmap(f, &m);
+	CHECK(cache_block_reserve(f, 3) == 0);			/* evicts 0, the oldest */
+	cache_block_abort(f, 3);
+	CHECK(cache_range_map(f, 0, BS, &m) == -ENODATA);
+	CHECK(cache_range_map(f, BS, 3 * BS, &m) == -ENODATA);
+	CHECK(cache_range_map(f, 7 * BS, 2 * BS, &m) == -ENODATA);	/* past the end */
+	cache_close(c);
+	tmp_remove();
+}
+
 /* Which blocks an eviction takes. Asserted here is only what holds however
  * many blocks one eviction takes: the least recently used goes first, the
  * new one stays, the limit holds, memory, store and disk agree. Today one
@@ -1306,6 +1336,7 @@ int main(void)
 	test_write_read();
 	test_hold_abort();
 	test_range_hold();
+	test_range_map();
 	test_lru();
 	test_pinned();
 	test_min_free();
