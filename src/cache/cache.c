@@ -33,6 +33,7 @@
 #include <linux/fs.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -66,11 +67,11 @@ struct block {
  * file: advanced as blocks arrive, so that a complete file is hashed
  * without reading it again (the running hash, below). stale: a block it
  * hashed (or is hashing) went since; it starts over. busy: one thread
- * advances it, holding no lock while it reads and hashes; nobody else
- * touches it then, but for setting stale. */
+ * advances it, holding no lock while it reads and hashes blocks
+ * [next, reading); nobody else touches it then, but for setting stale. */
 struct running_hash {
 	struct hexhash *sha256, *git1;
-	uint64_t next;
+	uint64_t next, reading;
 	bool stale;
 	bool busy;
 };
@@ -869,7 +870,7 @@ static uint32_t forget_block_locked(struct cache_file *f, uint64_t idx)
 	f->blocks[idx].state = BLOCK_BAD;
 	f->present_bytes -= len;
 	f->gen++;
-	if (idx < f->run.next || (f->run.busy && idx == f->run.next))
+	if (idx < f->run.next || (f->run.busy && idx < f->run.reading))
 		f->run.stale = true;
 	store_block_delete(f->cache->store, f->id, idx);
 	/* Bytes fetched again later are new bytes: hash them again. The
@@ -1547,6 +1548,23 @@ void cache_range_release(struct cache_file *f, uint64_t off, uint64_t len)
 
 /* ---- checking again: verify -------------------------------------------- */
 
+/* [at, at+len) of the data file mapped read-only with every page in
+ * memory, or MAP_FAILED. Faulted in by MADV_POPULATE_READ, which fails
+ * with EIO where the disk does, so that a bad sector is a read error
+ * (the caller goes on with pread()) rather than a SIGBUS on first touch;
+ * it only leaves the small chance of a page reclaimed between that and
+ * the touch, and failing again. Without it (Linux < 5.14): MAP_FAILED. */
+static void *map_resident(int fd, uint64_t at, size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)at);
+
+	if (p != MAP_FAILED && madvise(p, len, MADV_POPULATE_READ) != 0) {
+		munmap(p, len);
+		p = MAP_FAILED;
+	}
+	return p;
+}
+
 uint64_t cache_file_recheck(struct cache_file *f)
 {
 	uint64_t n = 0;
@@ -1662,26 +1680,61 @@ static void run_reset_locked(struct cache_file *f)
 	f->run.stale = false;
 }
 
-/* Feed present block idx to h and g (g may be NULL) through a reader
- * reference: 0, -ENODATA (gone, or failed its check) or -errno. */
-static int hash_block_into(struct cache_file *f, uint64_t idx, char *buf, struct hexhash *h,
-			   struct hexhash *g)
-{
-	uint32_t len = cache_block_len(f, idx);
-	int rc = block_get(f, idx);
+/* The running hash reads this much of the data file at a time through a
+ * mapping: hashed where the page cache has the bytes, with no copy into
+ * a buffer first (the copy cost 0.1-0.15 CPU s/GiB; a mapping per 256 KiB
+ * block saved little, per 2 MiB most of it). */
+#define HASH_MAP (2u * 1024 * 1024)
 
-	if (rc)
-		return rc;
-	for (uint32_t done = 0, n; rc == 0 && done < len; done += n) {
-		n = len - done < HASH_CHUNK ? len - done : HASH_CHUNK;
-		rc = pread_all(f->fd, buf, n, (off_t)(idx * f->block_size + done));
-		if (rc)
+/* Feed h and g (g may be NULL) blocks [idx, idx + count), each held by a
+ * reader reference while it is read: 0 and *n the blocks hashed (>= 1;
+ * fewer than count when one went meanwhile), -ENODATA (block idx is
+ * gone, or failed its check) or -errno. The mapping is safe from a
+ * SIGBUS past the file's end: the data file keeps its size while any
+ * block is held (it is truncated only when opened, and replaced only when
+ * no block is in use). */
+static int hash_blocks_into(struct cache_file *f, uint64_t idx, uint64_t count, char **buf,
+			    struct hexhash *h, struct hexhash *g, uint64_t *n)
+{
+	uint64_t len = 0, k = 0, pos = idx * f->block_size;
+	long page = sysconf(_SC_PAGESIZE);
+	void *map = MAP_FAILED;
+	int rc = 0;
+
+	while (k < count) {
+		if ((rc = block_get(f, idx + k)) != 0)
 			break;
-		hexhash_update(h, buf, n);
-		if (g)
-			hexhash_update(g, buf, n);
+		len += cache_block_len(f, idx + k++);
 	}
-	block_unref(f, idx, false);	/* hashing is not a use: LRU order stays */
+	if (k == 0)
+		return rc;
+	if (page > 0 && pos % (uint64_t)page == 0)
+		map = map_resident(f->fd, pos, len);
+	rc = 0;
+	if (map != MAP_FAILED) {
+		hexhash_update(h, map, len);
+		if (g)
+			hexhash_update(g, map, len);
+		munmap(map, len);
+	} else {
+		/* A block size that is not a whole number of pages (an old
+		 * cache's), no mapping to be had, or a page the disk failed to
+		 * read: read into a buffer (which says -EIO for the last). */
+		if (!*buf && !(*buf = malloc(HASH_CHUNK)))
+			rc = -ENOMEM;
+		for (uint64_t done = 0, c; rc == 0 && done < len; done += c) {
+			c = len - done < HASH_CHUNK ? len - done : HASH_CHUNK;
+			rc = pread_all(f->fd, *buf, c, (off_t)(pos + done));
+			if (rc == 0) {
+				hexhash_update(h, *buf, c);
+				if (g)
+					hexhash_update(g, *buf, c);
+			}
+		}
+	}
+	for (uint64_t i = 0; i < k; i++)
+		block_unref(f, idx + i, false);	/* hashing is not a use: LRU order stays */
+	*n = k;
 	return rc;
 }
 
@@ -1703,7 +1756,7 @@ static int run_advance(struct cache_file *f, bool git1, uint64_t most, const ato
 	}
 	f->run.busy = true;
 	for (;;) {
-		uint64_t idx;
+		uint64_t idx, n, len;
 
 		if (f->run.stale || (git1 && f->run.next && !f->run.git1))
 			run_reset_locked(f);
@@ -1723,18 +1776,27 @@ static int run_advance(struct cache_file *f, bool git1, uint64_t most, const ato
 			if (rc == 0 && git1)
 				rc = git_blob_new(f->size, &f->run.git1);
 		}
-		if (rc == 0 && !buf && !(buf = malloc(HASH_CHUNK)))
-			rc = -ENOMEM;
 		if (rc)
 			break;
+		/* The present blocks from idx, up to HASH_MAP (at least one). */
+		for (n = 1, len = cache_block_len(f, idx); idx + n < f->nblocks &&
+		     state_present(f->blocks[idx + n].state); n++) {
+			uint64_t more = len + cache_block_len(f, idx + n);
+
+			if (more > HASH_MAP || more > most - hashed)
+				break;
+			len = more;
+		}
+		f->run.reading = idx + n;
 		/* busy keeps f->run ours while the lock is let go. */
 		pthread_mutex_unlock(&f->lock);
-		rc = hash_block_into(f, idx, buf, f->run.sha256, f->run.git1);
+		rc = hash_blocks_into(f, idx, n, &buf, f->run.sha256, f->run.git1, &n);
 		pthread_mutex_lock(&f->lock);
 		if (rc)
 			break;
-		f->run.next = idx + 1;
-		hashed += cache_block_len(f, idx);
+		f->run.next = idx + n;
+		for (uint64_t i = idx; i < idx + n; i++)
+			hashed += cache_block_len(f, i);
 	}
 	if (rc < 0 && rc != -ECANCELED)
 		run_reset_locked(f);	/* a block went, or half of one was hashed */

@@ -7,8 +7,9 @@
  * engine_i.h), so a read fetches little more than it asked for.
  *
  * Readahead is per file, not per handle: once a streak of reads from
- * block b to b+1 is longer than RA_START_BYTES the window doubles (2, 4,
- * ... 32 download units ahead); a jump elsewhere resets it to none. Reads
+ * block b to b+1 is longer than RA_START_BYTES the window doubles with
+ * each read (2, 4, ... blocks, up to 32 download units ahead); a jump
+ * elsewhere resets it to none. Reads
  * that stay near the start (a safetensors header and the kernel's
  * readahead behind it, Forge's 64 KiB probe at 1 MiB) fetch only the
  * blocks they touch.

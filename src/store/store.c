@@ -25,6 +25,9 @@
 struct store {
 	pthread_mutex_t lock;
 	sqlite3 *db;		/* protected by lock */
+	/* A block row is written per 256 KiB that lands (4,096 per GiB): its
+	 * statement is prepared once, not parsed each time. Under lock. */
+	sqlite3_stmt *block_put;
 	int64_t created;
 };
 
@@ -276,6 +279,7 @@ void store_close(struct store *s)
 {
 	if (!s)
 		return;
+	sqlite3_finalize(s->block_put);
 	sqlite3_close(s->db);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
@@ -566,21 +570,25 @@ out:
 
 int store_block_put(struct store *s, const struct store_block *b, int64_t atime)
 {
-	sqlite3_stmt *st = NULL;
-	int rc;
+	int rc = 0;
 
 	pthread_mutex_lock(&s->lock);
-	rc = prepare(s, "INSERT OR REPLACE INTO blocks(file_id,idx,len,xxh3,atime) "
-		     "VALUES(?,?,?,?,?)", &st);
+	if (!s->block_put)
+		rc = sql_errno(s, sqlite3_prepare_v3(s->db, "INSERT OR REPLACE INTO blocks"
+						     "(file_id,idx,len,xxh3,atime) VALUES(?,?,?,?,?)",
+						     -1, SQLITE_PREPARE_PERSISTENT, &s->block_put,
+						     NULL), "prepare");
 	if (rc == 0) {
+		sqlite3_stmt *st = s->block_put;
+
 		sqlite3_bind_int64(st, 1, b->file_id);
 		sqlite3_bind_int64(st, 2, (int64_t)b->idx);
 		sqlite3_bind_int64(st, 3, b->len);
 		sqlite3_bind_int64(st, 4, (int64_t)b->xxh3);
 		sqlite3_bind_int64(st, 5, atime);
 		rc = sql_errno(s, sqlite3_step(st), "block_put");
+		sqlite3_reset(st);
 	}
-	sqlite3_finalize(st);
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }

@@ -430,6 +430,23 @@ static void test_hold_abort(void)
 	tmp_remove();
 }
 
+/* A fresh cache with room for three blocks, holding blocks 0, 1 and 2 of
+ * an 8-block file *f, used in that order (0 the least recently). */
+static struct cache *full_of_three(struct cache_file **f)
+{
+	struct cache *c;
+
+	tmp_make();
+	c = open_at(3 * BS, 0);
+	*f = file_at(c, "f", 8 * BS, BS);
+	CHECK(put(*f, 0) == 0);
+	tick();
+	CHECK(put(*f, 1) == 0);
+	tick();
+	CHECK(put(*f, 2) == 0);
+	return c;
+}
+
 /* cache_range_hold(): a span's blocks held for a send from the data file
  * are not evicted until released; a span with an absent block holds
  * nothing; the fd reads the span's bytes. */
@@ -440,14 +457,7 @@ static void test_range_hold(void)
 	uint8_t buf[BS];
 	int fd = -1;
 
-	tmp_make();
-	c = open_at(3 * BS, 0);
-	f = file_at(c, "f", 8 * BS, BS);
-	CHECK(put(f, 0) == 0);
-	tick();
-	CHECK(put(f, 1) == 0);
-	tick();
-	CHECK(put(f, 2) == 0);
+	c = full_of_three(&f);
 	CHECK(cache_range_hold(f, BS / 2, 2 * BS, &fd) == 0);	/* blocks 0..2 */
 	CHECK(fd >= 0 && pread(fd, buf, BS, BS) == (ssize_t)BS && bytes_ok(buf, BS, BS, BS));
 	CHECK(cache_block_reserve(f, 3) == -ENOSPC);		/* all three held */
