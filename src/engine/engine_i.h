@@ -252,6 +252,10 @@ struct engine_file {
 	bool ra_seen;			/* protected by lock */
 	uint64_t data_start;		/* where tensor data starts; 0: not known yet; under lock */
 	uint64_t tensor_read;		/* bytes read in tensor data (fetch_whole()); under lock */
+	uint64_t *tensor_starts;	/* where its tensors start, ascending, once read from
+					 * the cached header; NULL before; under lock */
+	size_t ntensor_starts;		/* under lock */
+	uint32_t tensor_reads;		/* reads in tensor data that start a tensor; under lock */
 	bool whole_queued;		/* a loader was seen: every block is queued; under lock */
 	/* Reads waiting: for the layout (no cache file yet, read.c), or
 	 * for the file to be verified (verify = strict); protected by lock. */
