@@ -459,6 +459,8 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	log_debug("event=read path=%s off=%lld len=%zu", engine_file_path(f), (long long)off, size);
+	if (off == 0 && fs_read_header(fs_of(req), req, ino, f, size))
+		return;
 	engine_read(f, (uint64_t)off, size, read_done, req);
 }
 

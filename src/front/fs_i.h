@@ -115,6 +115,12 @@ void fs_local_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
 void fs_local_getattr(fuse_req_t req, fuse_ino_t ino);
 void fs_local_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_local_read(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi);
+/* fs_header.c: answer the read at offset 0 of f (inode ino) once the rest
+ * of its safetensors header is in the kernel's page cache. false when it
+ * is not for this read (not such a file, or too many waiting): the
+ * caller answers it. */
+bool fs_read_header(struct fs *fs, fuse_req_t req, fuse_ino_t ino, struct engine_file *f,
+		    size_t size);
 
 void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
 void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets);
