@@ -158,3 +158,17 @@ def test_a_header_read_fetches_only_the_header(hub, mount):
     # The bytes the kernel was given are the file's: read them again, and
     # past the header.
     assert pread(path, 0, 300 * 1024) == data[:300 * 1024]
+
+
+def test_a_buffered_probe_fetches_one_block(hub, mount):
+    # Forge's model_hash(): open() (buffered), seek to 1 MiB, read 64 KiB.
+    # Python buffers by st_blksize: the cache's block, so one is fetched.
+    src, _ = hub.add_file("probe.safetensors", 16 * MiB, kind="safetensors")
+    m = mount(config({"checkpoints": {"p": '"%s"' % hub.url("probe.safetensors")}},
+                     block_size="8M", settings="header_prefetch = false"))
+    path = m.path / "Stable-diffusion" / "probe.safetensors"
+    assert path.stat().st_blksize == BLOCK
+    with open(path, "rb") as f:
+        f.seek(MiB)
+        assert f.read(64 * 1024) == src.read_bytes()[MiB:MiB + 64 * 1024]
+    assert stable(lambda: bytes_fetched(hub, "probe.safetensors")) == BLOCK
