@@ -251,6 +251,14 @@ int engine_prefetch_headers(struct engine *e);
  * when nothing but prefetch reads, as without a mount. Call before
  * engine_start(). */
 void engine_set_prefetch_reserve(struct engine *e, int workers);
+/* Blocks of a file a loader reads (the engine fetches all of it then,
+ * in file order, while the loader reads in its own): each one, once
+ * stored and its readers answered, is handed to sink(arg, f, off, len)
+ * on the worker that stored it, so that the front can put it into the
+ * kernel's page cache ahead of the loader. sink must not block. Set
+ * before reads come; NULL: none. */
+typedef void (*engine_block_sink)(void *arg, struct engine_file *f, uint64_t off, uint32_t len);
+void engine_set_loader_sink(struct engine *e, engine_block_sink sink, void *arg);
 /* The most bytes the cache could hold now: its size limit, or what it
  * holds plus the free disk above cache_min_free, whichever is less. */
 uint64_t engine_cache_capacity(struct engine *e);

@@ -368,6 +368,9 @@ struct engine {
 	bool headers_started;		/* not joined yet */
 	bool headers_running;		/* not at its end */
 	size_t headers_done, headers_end;	/* files [0, done) had a pass */
+	/* engine_set_loader_sink(); under qlock */
+	engine_block_sink loader_sink;
+	void *loader_arg;
 };
 
 /* catalog.c */

@@ -438,6 +438,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	fi->fh = (uint64_t)(uintptr_t)node->file | FS_FH_REMOTE;
 	fi->keep_cache = 1;
+	fs_pages_opened(fs_of(req)->pages, node->file, ino);
 	if (fuse_reply_open(req, fi) != 0)
 		engine_file_release(node->file);
 }
@@ -942,7 +943,10 @@ int fs_run(struct fs *fs)
 	/* Metadata and cached reads are quick; misses don't hold a thread. */
 	fuse_loop_cfg_set_max_threads(cfg, 32);
 	fuse_loop_cfg_set_idle_threads(cfg, 8);
+	if (fs_pages_start(fs, &fs->pages) != 0)
+		log_warn("event=page_store_unavailable error=\"cannot start its thread\"");
 	rc = fuse_session_loop_mt(fs->se, cfg);
+	fs_pages_stop(fs->pages);
 	fuse_loop_cfg_destroy(cfg);
 	return rc < 0 ? rc : 0;
 }
@@ -958,6 +962,7 @@ void fs_unmount(struct fs *fs)
 		fuse_session_destroy(fs->se);
 	}
 	local_close(fs->local);
+	fs_pages_free(fs->pages);
 	pthread_mutex_destroy(&fs->refused_lock);
 	pthread_mutex_destroy(&fs->swap_lock);
 	for (size_t i = 0; i < fs->n_old_trees; i++)

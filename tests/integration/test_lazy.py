@@ -1,5 +1,6 @@
 """Reads are lazy, byte-exact, block-sized; readahead for sequential readers."""
 
+import ctypes
 import hashlib
 import mmap
 import os
@@ -91,6 +92,31 @@ def tensor_spans(path):
                   for k, v in header.items() if k != "__metadata__")
 
 
+def resident_bytes(path):
+    """Bytes of path in the kernel's page cache (mincore() of a mapping,
+    which reads nothing)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    size = os.path.getsize(path)
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    vec = (ctypes.c_ubyte * pages)()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+        try:
+            assert libc.mincore(addr, size, vec) == 0, ctypes.get_errno()
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+    return sum(v & 1 for v in vec) * mmap.PAGESIZE
+
+
 def test_loader_reads_fetch_the_whole_file_in_parallel(hub, mount):
     size = 48 * MiB
     src, sha = hub.add_file("load.safetensors", size, kind="safetensors")
@@ -125,6 +151,11 @@ def test_loader_reads_fetch_the_whole_file_in_parallel(hub, mount):
             f.seek(a)
             assert f.read(b - a) == file_slice(src, a, b - a)
     wait_for(lambda: xattr(path, "cached") == str(size), what="the whole file cached")
+    # Each block went into the kernel's page cache as it arrived: the
+    # loader's next reads find their pages there, with no FUSE round trip
+    # (less what came before the loader was seen, and was not read).
+    wait_for(lambda: resident_bytes(path) >= size - 4 * MiB,
+             what="the loader's blocks in the page cache")
     lines = [l for l in m.log().splitlines() if "event=loader_read" in l]
     assert len(lines) == 1, lines
     at = int(re.search(r"offset=(\d+) ", lines[0]).group(1))
