@@ -187,6 +187,10 @@ int engine_file_open_error(struct engine_file *f);
 
 /* Read len bytes at off; cb gets them (short only at EOF). */
 void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb cb, void *arg);
+/* engine_read() into buf, waiting for it: the length read or -errno.
+ * Never from an engine callback (the worker it waits for may be the one
+ * running it). */
+ssize_t engine_read_wait(struct engine_file *f, void *buf, uint64_t off, size_t len);
 
 /* "remote", "partial", "complete", "verified", "corrupt" or "error". */
 const char *engine_file_state(struct engine_file *f);

@@ -496,3 +496,41 @@ void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb
 	fetch_whole(f, off, len);
 	read_finish(pr);
 }
+
+/* engine_read() made synchronous. */
+struct waited_read {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+	char *dst;
+	ssize_t len;
+};
+
+static void waited_read_done(void *arg, const char *buf, ssize_t len)
+{
+	struct waited_read *w = arg;
+
+	if (len > 0)
+		memcpy(w->dst, buf, (size_t)len);
+	pthread_mutex_lock(&w->lock);
+	w->len = len;
+	w->done = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+ssize_t engine_read_wait(struct engine_file *f, void *buf, uint64_t off, size_t len)
+{
+	struct waited_read w = { .dst = buf };
+
+	pthread_mutex_init(&w.lock, NULL);
+	pthread_cond_init(&w.cond, NULL);
+	engine_read(f, off, len, waited_read_done, &w);
+	pthread_mutex_lock(&w.lock);
+	while (!w.done)
+		pthread_cond_wait(&w.cond, &w.lock);
+	pthread_mutex_unlock(&w.lock);
+	pthread_cond_destroy(&w.cond);
+	pthread_mutex_destroy(&w.lock);
+	return w.len;
+}

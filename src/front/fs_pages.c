@@ -70,46 +70,20 @@ struct fs_pages {
 	} inos[PUSH_INOS];			/* under lock */
 };
 
-struct sync_read {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool done;
-	char *buf;		/* a copy of what was read: the caller frees it */
-	ssize_t len;		/* or -errno */
-};
-
-static void sync_read_done(void *arg, const char *buf, ssize_t len)
-{
-	struct sync_read *s = arg;
-	char *copy = NULL;
-
-	if (len > 0 && (copy = malloc((size_t)len)) == NULL)
-		len = -ENOMEM;
-	else if (len > 0)
-		memcpy(copy, buf, (size_t)len);
-	pthread_mutex_lock(&s->lock);
-	s->buf = copy;
-	s->len = len;
-	s->done = true;
-	pthread_cond_signal(&s->cond);
-	pthread_mutex_unlock(&s->lock);
-}
-
 /* [off, off + len) of f into a new *buf: its length, or -errno. */
 static ssize_t read_sync(struct engine_file *f, uint64_t off, size_t len, char **buf)
 {
-	struct sync_read s = { .lock = PTHREAD_MUTEX_INITIALIZER,
-			       .cond = PTHREAD_COND_INITIALIZER };
+	ssize_t got;
 
-	engine_read(f, off, len, sync_read_done, &s);
-	pthread_mutex_lock(&s.lock);
-	while (!s.done)
-		pthread_cond_wait(&s.cond, &s.lock);
-	pthread_mutex_unlock(&s.lock);
-	pthread_cond_destroy(&s.cond);
-	pthread_mutex_destroy(&s.lock);
-	*buf = s.buf;
-	return s.len;
+	*buf = malloc(len ? len : 1);
+	if (!*buf)
+		return -ENOMEM;
+	got = engine_read_wait(f, *buf, off, len);
+	if (got <= 0) {
+		free(*buf);
+		*buf = NULL;
+	}
+	return got;
 }
 
 /* Store [off, off + len) of buf, f's bytes there, into the kernel's page
