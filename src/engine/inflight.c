@@ -336,11 +336,14 @@ void complete_block(struct engine_file *f, struct cache_file *cf, uint64_t idx, 
 {
 	struct inflight *inf;
 	struct waiter *w, *next;
+	bool waited = false;
 
 	pthread_mutex_lock(&f->lock);
 	inf = f->inflight[idx];
 	f->inflight[idx] = NULL;
 	w = inf ? inf->waiters : NULL;
+	for (struct waiter *x = w; x && !waited; x = x->next)
+		waited = x->pr != NULL;
 	if (rc && rc != -ECANCELED && rc != -ENOSPC) {
 		f->failed_idx = idx;
 		f->failed_until_ms = clock_now_ms() + FAILED_BLOCK_MS;
@@ -381,7 +384,9 @@ void complete_block(struct engine_file *f, struct cache_file *cf, uint64_t idx, 
 			strict_release(f, rc == -EACCES ? -EACCES : -EIO);
 		}
 	}
-	if (held && !rc)
+	/* A block a reader waited for is in the kernel's page cache already
+	 * (the part read, and the loader reads on from there). */
+	if (held && !rc && !waited)
 		to_loader(f, cf, idx);
 	if (held) {
 		cache_block_release(cf, idx);

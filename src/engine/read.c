@@ -180,8 +180,9 @@ static void readahead(struct engine_file *f, uint64_t first, uint64_t last)
 #define LOADER_TENSOR_READS 3
 #define PAGE_BYTES 4096u
 /* Without tensor-shaped reads (no header cached, or a loader of its own
- * kind), this share of the file read in tensor data makes a loader: by
- * then the rest costs at most 4x what was read. */
+ * kind), this share of the file read in tensor data, out of order (a
+ * sequential streak is readahead's), makes a loader: by then the rest
+ * costs at most 4x what was read. */
 #define LOADER_SHARE 4
 #define LOADER_BYTES (4u << 20)
 
@@ -216,14 +217,24 @@ static void load_tensor_starts(struct engine_file *f, struct cache_file *cf, uin
 	unsigned char *head;
 	size_t n = 0;
 
+	ssize_t got;
+	int rc = -ENODATA;
+
 	for (uint64_t i = 0; i <= (start - 1) / cbs; i++)
-		if (!cache_block_present(cf, i))
+		if (!cache_block_present(cf, i)) {
+			log_debug("event=tensor_starts_later path=%s block=%llu", f->src.path,
+				  (unsigned long long)i);
 			return;
+		}
 	head = malloc(start);
 	if (!head)
 		return;
-	if (cache_peek(cf, head, 0, start) == (ssize_t)start &&
-	    modelinfo_tensor_starts(head, start, (uint64_t)f->src.size, &starts, &n, &need) == 0) {
+	got = cache_peek(cf, head, 0, start);
+	if (got == (ssize_t)start)
+		rc = modelinfo_tensor_starts(head, start, (uint64_t)f->src.size, &starts, &n, &need);
+	if (rc)
+		log_debug("event=tensor_starts_unread path=%s got=%zd rc=%d", f->src.path, got, rc);
+	if (rc == 0) {
 		pthread_mutex_lock(&f->lock);
 		if (!f->tensor_starts && starts) {
 			f->tensor_starts = starts;
@@ -293,6 +304,12 @@ static void fetch_whole(struct engine_file *f, uint64_t off, size_t len)
 		load_tensor_starts(f, cf, start);
 	share = size / LOADER_SHARE > LOADER_BYTES ? size / LOADER_SHARE : LOADER_BYTES;
 	pthread_mutex_lock(&f->lock);
+	if (f->ra_window > 0) {
+		/* In a sequential streak (readahead() has seen this read): a
+		 * reader in file order, which readahead serves. */
+		pthread_mutex_unlock(&f->lock);
+		return;
+	}
 	f->tensor_read += len;
 	if (f->tensor_starts && (tensor_page_locked(f, off) ||
 				 (len > PAGE_BYTES && tensor_page_locked(f, off + len / 2))))
