@@ -187,6 +187,10 @@ int engine_file_open_error(struct engine_file *f);
 
 /* Read len bytes at off; cb gets them (short only at EOF). */
 void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb cb, void *arg);
+/* engine_read() into buf, waiting for it: the length read or -errno.
+ * Never from an engine callback (the worker it waits for may be the one
+ * running it). */
+ssize_t engine_read_wait(struct engine_file *f, void *buf, uint64_t off, size_t len);
 
 /* "remote", "partial", "complete", "verified", "corrupt" or "error". */
 const char *engine_file_state(struct engine_file *f);
@@ -251,6 +255,14 @@ int engine_prefetch_headers(struct engine *e);
  * when nothing but prefetch reads, as without a mount. Call before
  * engine_start(). */
 void engine_set_prefetch_reserve(struct engine *e, int workers);
+/* Blocks of a file a loader reads (the engine fetches all of it then,
+ * in file order, while the loader reads in its own): each one, once
+ * stored and its readers answered, is handed to sink(arg, f, off, len)
+ * on the worker that stored it, so that the front can put it into the
+ * kernel's page cache ahead of the loader. sink must not block. Set
+ * before reads come; NULL: none. */
+typedef void (*engine_block_sink)(void *arg, struct engine_file *f, uint64_t off, uint32_t len);
+void engine_set_loader_sink(struct engine *e, engine_block_sink sink, void *arg);
 /* The most bytes the cache could hold now: its size limit, or what it
  * holds plus the free disk above cache_min_free, whichever is less. */
 uint64_t engine_cache_capacity(struct engine *e);

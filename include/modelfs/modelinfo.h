@@ -74,6 +74,15 @@ void modelinfo_clear(struct modelinfo *mi);
 int modelinfo_header_len(enum modelinfo_format fmt, const void *buf, size_t len,
 			 uint64_t file_size, uint64_t *header_len, uint64_t *need);
 
+/* Where each tensor of a safetensors file starts, as file offsets in
+ * ascending order, from its first len bytes (the whole header): 0 with
+ * *starts (the caller frees it; NULL when there are none) and *n;
+ * -EAGAIN with *need; -EINVAL when buf starts no safetensors header, or
+ * a malformed one. For the engine's loader detection: a loader reads
+ * tensors, so its reads start where they do. */
+int modelinfo_tensor_starts(const void *buf, size_t len, uint64_t file_size, uint64_t **starts,
+			    size_t *n, uint64_t *need);
+
 /* Bytes of GPU memory to load the weights: weight_bytes x MODELINFO_OVERHEAD. */
 uint64_t modelinfo_vram_estimate(const struct modelinfo *mi);
 /* The smallest common GPU memory size in GB (8, 12, 16, 24, 40, 48, 80;

@@ -319,6 +319,7 @@ static void file_free(struct engine_file *f)
 		return;
 	source_file_clear(&f->src);
 	free(f->inflight);
+	free(f->tensor_starts);
 	free(f->error);
 	pthread_cond_destroy(&f->resolve_done);
 	pthread_mutex_destroy(&f->lock);

@@ -253,6 +253,10 @@ struct engine_file {
 	bool ra_seen;			/* protected by lock */
 	uint64_t data_start;		/* where tensor data starts; 0: not known yet; under lock */
 	uint64_t tensor_read;		/* bytes read in tensor data (fetch_whole()); under lock */
+	uint64_t *tensor_starts;	/* where its tensors start, ascending, once read from
+					 * the cached header; NULL before; under lock */
+	size_t ntensor_starts;		/* under lock */
+	uint32_t tensor_reads;		/* reads in tensor data that start a tensor; under lock */
 	bool whole_queued;		/* a loader was seen: every block is queued; under lock */
 	/* Reads waiting: for the layout (no cache file yet, read.c), or
 	 * for the file to be verified (verify = strict); protected by lock. */
@@ -365,6 +369,9 @@ struct engine {
 	bool headers_started;		/* not joined yet */
 	bool headers_running;		/* not at its end */
 	size_t headers_done, headers_end;	/* files [0, done) had a pass */
+	/* engine_set_loader_sink(); under qlock */
+	engine_block_sink loader_sink;
+	void *loader_arg;
 };
 
 /* catalog.c */

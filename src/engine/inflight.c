@@ -306,6 +306,28 @@ bool drop_unwanted(struct engine_file *f, struct inflight *inf, int err, const c
 	return true;
 }
 
+/* A loader reads f (read.c: fetch_whole()): hand block idx, stored, to
+ * the loader sink. */
+static void to_loader(struct engine_file *f, struct cache_file *cf, uint64_t idx)
+{
+	struct engine *e = f->eng;
+	engine_block_sink sink;
+	void *arg;
+	bool loader;
+
+	pthread_mutex_lock(&f->lock);
+	loader = f->whole_queued;
+	pthread_mutex_unlock(&f->lock);
+	if (!loader)
+		return;
+	pthread_mutex_lock(&e->qlock);
+	sink = e->loader_sink;
+	arg = e->loader_arg;
+	pthread_mutex_unlock(&e->qlock);
+	if (sink)
+		sink(arg, f, idx * cache_file_block_size(cf), cache_block_len(cf, idx));
+}
+
 /* Block idx of f is done: rc, and its bytes are in the cache (held by
  * the caller when held) or in mem. Take its inflight out and answer
  * every reader waiting for it. */
@@ -314,11 +336,14 @@ void complete_block(struct engine_file *f, struct cache_file *cf, uint64_t idx, 
 {
 	struct inflight *inf;
 	struct waiter *w, *next;
+	bool waited = false;
 
 	pthread_mutex_lock(&f->lock);
 	inf = f->inflight[idx];
 	f->inflight[idx] = NULL;
 	w = inf ? inf->waiters : NULL;
+	for (struct waiter *x = w; x && !waited; x = x->next)
+		waited = x->pr != NULL;
 	if (rc && rc != -ECANCELED && rc != -ENOSPC) {
 		f->failed_idx = idx;
 		f->failed_until_ms = clock_now_ms() + FAILED_BLOCK_MS;
@@ -359,6 +384,10 @@ void complete_block(struct engine_file *f, struct cache_file *cf, uint64_t idx, 
 			strict_release(f, rc == -EACCES ? -EACCES : -EIO);
 		}
 	}
+	/* A block a reader waited for is in the kernel's page cache already
+	 * (the part read, and the loader reads on from there). */
+	if (held && !rc && !waited)
+		to_loader(f, cf, idx);
 	if (held) {
 		cache_block_release(cf, idx);
 		if (!atomic_exchange(&f->partial_logged, true))

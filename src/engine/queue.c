@@ -230,3 +230,11 @@ void engine_set_prefetch_reserve(struct engine *e, int workers)
 	e->prefetch_reserve = workers;
 	pthread_mutex_unlock(&e->qlock);
 }
+
+void engine_set_loader_sink(struct engine *e, engine_block_sink sink, void *arg)
+{
+	pthread_mutex_lock(&e->qlock);
+	e->loader_sink = sink;
+	e->loader_arg = arg;
+	pthread_mutex_unlock(&e->qlock);
+}

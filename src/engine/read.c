@@ -15,10 +15,12 @@
  * blocks they touch.
  *
  * Loaders read tensors in model order, not file order, which readahead
- * cannot follow: once reads in a model's tensor data add up to
- * LOADER_BYTES, every missing block of the file is queued as readahead
- * (fetch_whole()). Fewer are a tool's or a benchmark's few random reads,
- * which fetch only their blocks.
+ * cannot follow: once LOADER_TENSOR_READS reads in a safetensors file's
+ * tensor data have started where a tensor starts, every missing block of
+ * the file is queued as readahead (fetch_whole()). Random reads (a tool,
+ * a benchmark) rarely start a tensor, so they fetch only their blocks,
+ * however many MiB they add up to, until they have read a good part of
+ * the file (LOADER_SHARE).
  *
  * verify = "strict": reads of a file not verified yet are parked on it
  * and the whole file is asked for; the verifier's verdict releases them:
@@ -170,10 +172,19 @@ static void readahead(struct engine_file *f, uint64_t first, uint64_t last)
 #define KERNEL_READAHEAD_SLACK (4u << 20)
 #define FORGE_PROBE_OFFSET (1u << 20)
 #define FORGE_PROBE_LEN (64u << 10)
-/* Tensor data read before the reader counts as a loader: a loader reads
- * it by the MiB (mmap faults of up to 1 MiB, a tensor per readinto), a
- * tool reads a few tensors; 16 random 4 KiB reads with the kernel's
- * readahead are under 2 MiB. */
+/* A loader reads tensor by tensor: a per-tensor read() starts at its
+ * tensor's page, and an mmap fault on a tensor's first page makes the
+ * kernel read around it, the fault page in the middle of the read
+ * (read_ahead_kb / 2 in). A few such reads make a loader; random reads
+ * land on a tensor's first page about once in (data / tensors / 4 KiB)
+ * tries: 1 in 160 for a 1 GiB checkpoint. */
+#define LOADER_TENSOR_READS 3
+#define PAGE_BYTES 4096u
+/* Without tensor-shaped reads (no header cached, or a loader of its own
+ * kind), this share of the file read in tensor data, out of order (a
+ * sequential streak is readahead's), makes a loader: by then the rest
+ * costs at most 4x what was read. */
+#define LOADER_SHARE 4
 #define LOADER_BYTES (4u << 20)
 
 /* Where f's tensor data starts, from its first bytes in the cache: 8 + N
@@ -197,24 +208,83 @@ static uint64_t find_data_start(struct engine_file *f, struct cache_file *cf)
 	return len;
 }
 
+/* f's tensor starts, from its header in the cache (the header blocks
+ * must all be there: a loader has read them), into f->tensor_starts.
+ * Called without f->lock. */
+static void load_tensor_starts(struct engine_file *f, struct cache_file *cf, uint64_t start)
+{
+	uint64_t *starts = NULL, need;
+	uint32_t cbs = cache_file_block_size(cf);
+	unsigned char *head;
+	size_t n = 0;
+
+	ssize_t got;
+	int rc = -ENODATA;
+
+	for (uint64_t i = 0; i <= (start - 1) / cbs; i++)
+		if (!cache_block_present(cf, i)) {
+			log_debug("event=tensor_starts_later path=%s block=%llu", f->src.path,
+				  (unsigned long long)i);
+			return;
+		}
+	head = malloc(start);
+	if (!head)
+		return;
+	got = cache_peek(cf, head, 0, start);
+	if (got == (ssize_t)start)
+		rc = modelinfo_tensor_starts(head, start, (uint64_t)f->src.size, &starts, &n, &need);
+	if (rc)
+		log_debug("event=tensor_starts_unread path=%s got=%zd rc=%d", f->src.path, got, rc);
+	if (rc == 0) {
+		pthread_mutex_lock(&f->lock);
+		if (!f->tensor_starts && starts) {
+			f->tensor_starts = starts;
+			f->ntensor_starts = n;
+			starts = NULL;
+		}
+		pthread_mutex_unlock(&f->lock);
+	}
+	free(starts);
+	free(head);
+}
+
+/* Whether a tensor of f starts in the page at off; under f->lock. */
+static bool tensor_page_locked(const struct engine_file *f, uint64_t off)
+{
+	uint64_t lo = off / PAGE_BYTES * PAGE_BYTES;
+	size_t a = 0, b = f->ntensor_starts;
+
+	while (a < b) {		/* the first start >= lo */
+		size_t m = a + (b - a) / 2;
+
+		if (f->tensor_starts[m] < lo)
+			a = m + 1;
+		else
+			b = m;
+	}
+	return a < f->ntensor_starts && f->tensor_starts[a] < lo + PAGE_BYTES;
+}
+
 /* A read of len at off: when reads in tensor data, away from what a
- * webui's header read and probe touch, reach LOADER_BYTES, a loader is at
- * work. Queue every missing
- * block, in file order from off, as readahead: the blocks the loader
- * waits for still go first, and it gets every connection (at prefetch
- * priority, which leaves a quarter idle for readers, a 1 GiB load under
- * a 20 MiB/s cap took 3.7-3.9 s instead of 3.2). */
+ * webui's header read and probe touch, look like a loader's (see
+ * LOADER_TENSOR_READS), queue every missing block, in file order from
+ * off, as readahead: the blocks the loader waits for still go first, and
+ * it gets every connection (at prefetch priority, which leaves a quarter
+ * idle for readers, a 1 GiB load under a 20 MiB/s cap took 3.7-3.9 s
+ * instead of 3.2). */
 static void fetch_whole(struct engine_file *f, uint64_t off, size_t len)
 {
 	struct inflight **batch = NULL;
 	struct cache_file *cf;
-	uint64_t start;
+	uint64_t start, size = (uint64_t)f->src.size, share, read;
+	uint32_t tensor_reads;
 	size_t n = 0;
-	bool loader;
+	bool loader, have_starts;
 
 	pthread_mutex_lock(&f->lock);
 	cf = f->cf;
 	start = f->data_start;
+	have_starts = f->tensor_starts != NULL;
 	if (f->whole_queued || !cf || f->nblocks < 3 || f->src.no_range) {
 		pthread_mutex_unlock(&f->lock);
 		return;
@@ -231,9 +301,23 @@ static void fetch_whole(struct engine_file *f, uint64_t off, size_t len)
 	    (off >= FORGE_PROBE_OFFSET &&
 	     off < FORGE_PROBE_OFFSET + FORGE_PROBE_LEN + KERNEL_READAHEAD_SLACK))
 		return;
+	if (!have_starts)
+		load_tensor_starts(f, cf, start);
+	share = size / LOADER_SHARE > LOADER_BYTES ? size / LOADER_SHARE : LOADER_BYTES;
 	pthread_mutex_lock(&f->lock);
+	if (f->ra_window > 0) {
+		/* In a sequential streak (readahead() has seen this read): a
+		 * reader in file order, which readahead serves. */
+		pthread_mutex_unlock(&f->lock);
+		return;
+	}
 	f->tensor_read += len;
-	loader = f->tensor_read >= LOADER_BYTES;
+	if (f->tensor_starts && (tensor_page_locked(f, off) ||
+				 (len > PAGE_BYTES && tensor_page_locked(f, off + len / 2))))
+		f->tensor_reads++;
+	tensor_reads = f->tensor_reads;
+	read = f->tensor_read;
+	loader = tensor_reads >= LOADER_TENSOR_READS || read >= share;
 	pthread_mutex_unlock(&f->lock);
 	if (!loader)
 		return;
@@ -251,8 +335,9 @@ static void fetch_whole(struct engine_file *f, uint64_t off, size_t len)
 			n++;
 	pthread_mutex_unlock(&f->lock);
 	if (n)
-		log_info("event=loader_read path=%s offset=%llu action=\"fetching the other %zu "
-			 "missing blocks in parallel\"", f->src.path, (unsigned long long)off, n);
+		log_info("event=loader_read path=%s offset=%llu tensor_reads=%u read=%llu "
+			 "action=\"fetching the other %zu missing blocks in parallel\"", f->src.path,
+			 (unsigned long long)off, tensor_reads, (unsigned long long)read, n);
 	enqueue_batch(f->eng, batch, n);
 	free(batch);
 }
@@ -453,4 +538,42 @@ void engine_read(struct engine_file *f, uint64_t off, size_t len, engine_read_cb
 	readahead(f, off / bs, (off + len - 1) / bs);
 	fetch_whole(f, off, len);
 	read_finish(pr);
+}
+
+/* engine_read() made synchronous. */
+struct waited_read {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+	char *dst;
+	ssize_t len;
+};
+
+static void waited_read_done(void *arg, const char *buf, ssize_t len)
+{
+	struct waited_read *w = arg;
+
+	if (len > 0)
+		memcpy(w->dst, buf, (size_t)len);
+	pthread_mutex_lock(&w->lock);
+	w->len = len;
+	w->done = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+ssize_t engine_read_wait(struct engine_file *f, void *buf, uint64_t off, size_t len)
+{
+	struct waited_read w = { .dst = buf };
+
+	pthread_mutex_init(&w.lock, NULL);
+	pthread_cond_init(&w.cond, NULL);
+	engine_read(f, off, len, waited_read_done, &w);
+	pthread_mutex_lock(&w.lock);
+	while (!w.done)
+		pthread_cond_wait(&w.cond, &w.lock);
+	pthread_mutex_unlock(&w.lock);
+	pthread_cond_destroy(&w.cond);
+	pthread_mutex_destroy(&w.lock);
+	return w.len;
 }

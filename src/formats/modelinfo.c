@@ -143,7 +143,7 @@ static uint32_t le32(const unsigned char *p)
 /* One tensor entry of a safetensors header; data is the size of the data
  * region. */
 static int st_tensor(struct modelinfo *mi, const char *key, json_t *t, uint64_t data,
-		     char *reason, size_t rlen)
+		     uint64_t *pbegin, char *reason, size_t rlen)
 {
 	json_t *dtype = json_object_get(t, "dtype"), *shape = json_object_get(t, "shape");
 	json_t *offs = json_object_get(t, "data_offsets"), *v;
@@ -185,6 +185,7 @@ static int st_tensor(struct modelinfo *mi, const char *key, json_t *t, uint64_t 
 	    params * want_bits / 8 + (params * want_bits % 8 != 0) != end - begin)
 		return bad(reason, rlen, "tensor \"%.64s\": %llu bytes of data for %llu elements of %s",
 			   key, (unsigned long long)(end - begin), (unsigned long long)params, dt);
+	*pbegin = begin;
 	return add_dtype(mi, dt, params, end - begin);
 }
 
@@ -206,10 +207,13 @@ static int st_header_len(const unsigned char *buf, size_t len, uint64_t file_siz
 	return 0;
 }
 
+/* starts: when not NULL, where each tensor starts (file offsets, in the
+ * header's order) into a new array of *nstarts. */
 static int parse_safetensors(const unsigned char *buf, size_t len, struct modelinfo *mi,
-			     uint64_t *need, char *reason, size_t rlen)
+			     uint64_t **starts, size_t *nstarts, uint64_t *need, char *reason,
+			     size_t rlen)
 {
-	uint64_t n, data;
+	uint64_t n, data, begin = 0;
 	json_error_t jerr;
 	json_t *root, *v;
 	const char *key;
@@ -231,16 +235,31 @@ static int parse_safetensors(const unsigned char *buf, size_t len, struct modeli
 		json_decref(root);
 		return bad(reason, rlen, "safetensors header is not a JSON object");
 	}
+	if (starts) {
+		*nstarts = 0;
+		*starts = malloc((json_object_size(root) ? json_object_size(root) : 1) *
+				 sizeof(**starts));
+		if (!*starts) {
+			json_decref(root);
+			return -ENOMEM;
+		}
+	}
 	json_object_foreach(root, key, v) {
 		if (strcmp(key, "__metadata__") == 0) {
 			mi->metadata_keys = json_is_object(v) ? json_object_size(v) : 0;
 			continue;
 		}
-		rc = st_tensor(mi, key, v, data, reason, rlen);
+		rc = st_tensor(mi, key, v, data, &begin, reason, rlen);
 		if (rc)
 			break;
+		if (starts)
+			(*starts)[(*nstarts)++] = 8 + n + begin;
 	}
 	json_decref(root);
+	if (rc && starts) {
+		free(*starts);
+		*starts = NULL;
+	}
 	return rc;
 }
 
@@ -513,7 +532,7 @@ int modelinfo_parse(const void *buf, size_t len, uint64_t file_size, struct mode
 	if (out->format == MODELINFO_GGUF)
 		rc = parse_gguf(buf, len, out, false, need, reason, reason_len);
 	else if (out->format == MODELINFO_SAFETENSORS)
-		rc = parse_safetensors(buf, len, out, need, reason, reason_len);
+		rc = parse_safetensors(buf, len, out, NULL, NULL, need, reason, reason_len);
 	else
 		rc = bad(reason, reason_len, "neither a safetensors nor a GGUF file");
 	if (rc == -EAGAIN && *need > file_size)
@@ -559,6 +578,38 @@ int modelinfo_header_len(enum modelinfo_format fmt, const void *buf, size_t len,
 	}
 	if (rc == -EAGAIN && *need > file_size)
 		*need = file_size;
+	return rc;
+}
+
+static int by_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int modelinfo_tensor_starts(const void *buf, size_t len, uint64_t file_size, uint64_t **starts,
+			    size_t *n, uint64_t *need)
+{
+	struct modelinfo mi = { .file_size = file_size };
+	char reason[256];		/* the caller asked for none */
+	int rc;
+
+	*starts = NULL;
+	*n = 0;
+	*need = 0;
+	if (len > file_size)
+		len = (size_t)file_size;
+	/* Every tensor is checked (dtype, shape, offsets inside the data), so
+	 * the offsets can be trusted. */
+	rc = parse_safetensors(buf, len, &mi, starts, n, need, reason, sizeof(reason));
+	modelinfo_clear(&mi);
+	if (rc == 0 && *n > 1)
+		qsort(*starts, *n, sizeof(**starts), by_u64);
+	if (rc == 0 && *n == 0) {
+		free(*starts);
+		*starts = NULL;
+	}
 	return rc;
 }
 

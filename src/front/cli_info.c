@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,42 +46,9 @@ static ssize_t fd_read(void *ctx, void *buf, uint64_t off, size_t len)
 	return (ssize_t)done;
 }
 
-/* engine_read() made synchronous. */
-struct sync_read {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool done;
-	char *dst;
-	ssize_t len;
-};
-
-static void on_read(void *arg, const char *buf, ssize_t len)
-{
-	struct sync_read *s = arg;
-
-	if (len > 0)
-		memcpy(s->dst, buf, (size_t)len);
-	pthread_mutex_lock(&s->lock);
-	s->len = len;
-	s->done = true;
-	pthread_cond_signal(&s->cond);
-	pthread_mutex_unlock(&s->lock);
-}
-
 static ssize_t engine_file_read(void *ctx, void *buf, uint64_t off, size_t len)
 {
-	struct sync_read s = { .dst = buf };
-
-	pthread_mutex_init(&s.lock, NULL);
-	pthread_cond_init(&s.cond, NULL);
-	engine_read(ctx, off, len, on_read, &s);
-	pthread_mutex_lock(&s.lock);
-	while (!s.done)
-		pthread_cond_wait(&s.cond, &s.lock);
-	pthread_mutex_unlock(&s.lock);
-	pthread_cond_destroy(&s.cond);
-	pthread_mutex_destroy(&s.lock);
-	return s.len;
+	return engine_read_wait(ctx, buf, off, len);
 }
 
 /* Read as much of the start of the file as its header takes. */

@@ -40,6 +40,7 @@ struct fs {
 	struct engine *engine;
 	struct local *local;		/* NULL: no local layer (a /dev/fd/N mount) */
 	struct fuse_session *se;
+	struct fs_pages *pages;		/* set in fs_run() before the loop */
 	unsigned max_read;		/* -o max_read=N, which INIT must repeat */
 	uid_t uid;			/* what stat shows (fs_options) */
 	gid_t gid;
@@ -115,6 +116,21 @@ void fs_local_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
 void fs_local_getattr(fuse_req_t req, fuse_ino_t ino);
 void fs_local_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_local_read(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi);
+/* fs_pages.c: answer the read at offset 0 of f (inode ino) once the rest
+ * of its safetensors header is in the kernel's page cache. false when it
+ * is not for this read (not such a file, or too many waiting): the
+ * caller answers it. */
+bool fs_read_header(struct fs *fs, fuse_req_t req, fuse_ino_t ino, struct engine_file *f,
+		    size_t size);
+/* A thread that stores a loader's blocks into the kernel's page cache as
+ * they arrive (the engine's loader sink), for files opened since it
+ * started (fs_pages_opened()). Stop it while the session still stands;
+ * the engine may still call the sink until engine_close(), then free it. */
+struct fs_pages;
+int fs_pages_start(struct fs *fs, struct fs_pages **out);
+void fs_pages_opened(struct fs_pages *p, struct engine_file *f, fuse_ino_t ino);
+void fs_pages_stop(struct fs_pages *p);
+void fs_pages_free(struct fs_pages *p);
 
 void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
 void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets);

@@ -2,11 +2,12 @@
 Forge's 64 KiB probe at 1 MiB) is fetched once, right after mounting, all
 files at once, so that a webui start reads cached blocks."""
 
+import json
 import struct
 import subprocess
 import time
 
-from mfs import MiB, config, data_requests, pread, wait_for, xattr
+from mfs import MiB, bytes_fetched, config, data_requests, pread, stable, wait_for, xattr
 
 BLOCK = 256 * 1024          # the cache's block for files new to it
 
@@ -134,3 +135,40 @@ def test_a_reload_fetches_the_headers_of_the_files_it_adds(hub, mount, modelfs_b
     assert covered(reqs, 0, hdr) and covered(reqs, MiB, MiB + 64 * 1024), reqs
     # The first file's pass is not made again.
     assert "files=1 " in m.log().split("event=header_prefetch ")[2]
+
+
+def test_a_header_read_fetches_only_the_header(hub, mount):
+    # A 200 KiB header, read as programs read it: 8 bytes, then the rest.
+    # The kernel would read ahead of that to 464 KiB (two 256 KiB blocks);
+    # the first read is answered once the header's pages are in its page
+    # cache, so it reads nothing more, and only the header's block is
+    # fetched.
+    meta = json.dumps({"__metadata__": {"pad": "x" * (200 * 1024)},
+                       "t": {"dtype": "U8", "shape": [4 * MiB], "data_offsets": [0, 4 * MiB]}})
+    meta += " " * (-len(meta) % 8)
+    data = struct.pack("<Q", len(meta)) + meta.encode() + bytes(range(256)) * (4 * MiB // 256)
+    hub.add_file("pad.safetensors", data=data)
+    m = mount(config({"lora": {"p": '"%s"' % hub.url("pad.safetensors")}}, block_size="8M",
+                     settings="header_prefetch = false"))
+    path = m.path / "Lora" / "pad.safetensors"
+    with open(path, "rb", buffering=0) as f:
+        n = int.from_bytes(f.read(8), "little")
+        assert f.read(n) == meta.encode()
+    assert stable(lambda: bytes_fetched(hub, "pad.safetensors")) == BLOCK
+    # The bytes the kernel was given are the file's: read them again, and
+    # past the header.
+    assert pread(path, 0, 300 * 1024) == data[:300 * 1024]
+
+
+def test_a_buffered_probe_fetches_one_block(hub, mount):
+    # Forge's model_hash(): open() (buffered), seek to 1 MiB, read 64 KiB.
+    # Python buffers by st_blksize: the cache's block, so one is fetched.
+    src, _ = hub.add_file("probe.safetensors", 16 * MiB, kind="safetensors")
+    m = mount(config({"checkpoints": {"p": '"%s"' % hub.url("probe.safetensors")}},
+                     block_size="8M", settings="header_prefetch = false"))
+    path = m.path / "Stable-diffusion" / "probe.safetensors"
+    assert path.stat().st_blksize == BLOCK
+    with open(path, "rb") as f:
+        f.seek(MiB)
+        assert f.read(64 * 1024) == src.read_bytes()[MiB:MiB + 64 * 1024]
+    assert stable(lambda: bytes_fetched(hub, "probe.safetensors")) == BLOCK

@@ -1,5 +1,6 @@
 """Reads are lazy, byte-exact, block-sized; readahead for sequential readers."""
 
+import ctypes
 import hashlib
 import mmap
 import os
@@ -7,8 +8,9 @@ import random
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-from mfs import (MiB, bytes_fetched, config, data_requests, file_slice, pread, url_entry,
-                 wait_for, wait_state, xattr)
+import genmodel
+from mfs import (MiB, bytes_fetched, config, data_requests, file_slice, pread, stable,
+                 url_entry, wait_for, wait_state, xattr)
 
 
 def test_header_read_fetches_one_block(hub, mount):
@@ -80,6 +82,41 @@ def test_a_read_mid_block_has_its_bytes_fetched_first(hub, mount):
     assert sum(r["bytes"] for r in data_requests(hub, "mid.bin")) == size
 
 
+def tensor_spans(path):
+    """(start, end) file offsets of a safetensors file's tensors, by start."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        head += f.read(int.from_bytes(head, "little"))
+    header, start = genmodel.parse_safetensors_header(head)
+    return sorted((start + v["data_offsets"][0], start + v["data_offsets"][1])
+                  for k, v in header.items() if k != "__metadata__")
+
+
+def resident_bytes(path):
+    """Bytes of path in the kernel's page cache (mincore() of a mapping,
+    which reads nothing)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    size = os.path.getsize(path)
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    vec = (ctypes.c_ubyte * pages)()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+        try:
+            assert libc.mincore(addr, size, vec) == 0, ctypes.get_errno()
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+    return sum(v & 1 for v in vec) * mmap.PAGESIZE
+
+
 def test_loader_reads_fetch_the_whole_file_in_parallel(hub, mount):
     size = 48 * MiB
     src, sha = hub.add_file("load.safetensors", size, kind="safetensors")
@@ -87,28 +124,73 @@ def test_loader_reads_fetch_the_whole_file_in_parallel(hub, mount):
     path = m.path / "Stable-diffusion" / "load.safetensors"
     # What a webui does to every model at start: the header, then Forge's
     # 64 KiB probe at 1 MiB. That must not fetch the whole file...
-    with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        f.read(n)
+    spans = tensor_spans(path)
     pread(path, MiB, 64 * 1024)
-    # ...nor do a few random reads among the tensors (a tool's)...
+    # ...nor do a few random reads among the tensors (a tool's), even by
+    # the MiB...
     for off in (20 * MiB + 5, 30 * MiB, 45 * MiB):
         assert pread(path, off, 4096) == file_slice(src, off, 4096)
+    starts = {a // 4096 for a, _ in spans}
+    rng = random.Random(5)
+    for _ in range(4):
+        off = rng.randrange(10 * MiB, 38 * MiB) // 4096 * 4096
+        if not starts & {off // 4096, (off + MiB // 2) // 4096}:
+            assert pread(path, off, MiB) == file_slice(src, off, MiB)
     assert "event=loader_read" not in m.log()
-    # ...but a loader's reads among the tensors, by the MiB, do.
-    assert pread(path, 40 * MiB + 5, 4 * MiB) == file_slice(src, 40 * MiB + 5, 4 * MiB)
+    # ...but a loader's reads, tensor by tensor (seek + readinto), do.
+    # Three tensors (not empty) far enough apart that the kernel's
+    # readahead of one does not reach the next.
+    loaded = []
+    for a, b in spans:
+        if a >= 40 * MiB and b > a and (not loaded or a >= loaded[-1][0] + 3 * MiB // 2):
+            loaded.append((a, b))
+    loaded = loaded[:3]
+    assert len(loaded) == 3, spans
+    with open(path, "rb", buffering=0) as f:
+        for a, b in loaded:
+            f.seek(a)
+            assert f.read(b - a) == file_slice(src, a, b - a)
     wait_for(lambda: xattr(path, "cached") == str(size), what="the whole file cached")
+    # Each block went into the kernel's page cache as it arrived: the
+    # loader's next reads find their pages there, with no FUSE round trip
+    # (less what came before the loader was seen, and was not read).
+    wait_for(lambda: resident_bytes(path) >= size - 4 * MiB,
+             what="the loader's blocks in the page cache")
     lines = [l for l in m.log().splitlines() if "event=loader_read" in l]
-    # The kernel asks for whole pages: the loader's reads, not the probe's.
     assert len(lines) == 1, lines
     at = int(re.search(r"offset=(\d+) ", lines[0]).group(1))
-    assert 40 * MiB <= at < 45 * MiB, lines
+    assert loaded[-1][0] // 4096 * 4096 <= at < loaded[-1][1], (lines, loaded)
     reqs = data_requests(hub, "load.safetensors")
     assert sum(r["bytes"] for r in reqs) == size        # every byte once
     spans = sorted((r["t_start"], r["t_end"]) for r in reqs)
     assert sum(1 for a, b in zip(spans, spans[1:]) if b[0] < a[1]) >= 3, spans
     wait_state(path, "complete")
     assert xattr(path, "sha256") == sha
+
+
+def test_random_reads_by_the_mib_are_no_loader(hub, mount):
+    # A tool's (or a benchmark's) random 1 MiB reads among the tensors
+    # fetch what they read: their blocks, not the whole file.
+    size = 64 * MiB
+    src, _ = hub.add_file("rand.safetensors", size, kind="safetensors")
+    m = mount(config({"checkpoints": {"r": '"%s"' % hub.url("rand.safetensors")}},
+                     block_size="8M", settings="header_prefetch = false"))
+    path = m.path / "Stable-diffusion" / "rand.safetensors"
+    spans = tensor_spans(path)          # the header first, as any reader does
+    starts = {a // 4096 for a, _ in spans}
+    rng = random.Random(3)
+    offs = []
+    while len(offs) < 12:
+        off = rng.randrange(8 * MiB, size - MiB) // 4096 * 4096
+        if not starts & {off // 4096, (off + MiB // 2) // 4096}:
+            offs.append(off)
+    for off in offs:
+        assert pread(path, off, MiB) == file_slice(src, off, MiB)
+    # Each read's 256 KiB blocks (five at most: 1.25 MiB), the header's,
+    # and nothing else once the hub has logged what it sent.
+    most = 12 * (MiB + 256 * 1024) + MiB
+    assert stable(lambda: bytes_fetched(hub, "rand.safetensors")) <= most
+    assert "event=loader_read" not in m.log()
 
 
 def test_random_reads_are_byte_exact(hub, mount):

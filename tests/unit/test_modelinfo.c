@@ -537,6 +537,32 @@ static void test_header_len(void)
 	free(b.p);
 }
 
+/* modelinfo_tensor_starts(): file offsets, ascending whatever the
+ * header's order, only for a whole and valid safetensors header. */
+static void test_tensor_starts(void)
+{
+	struct buf b = { 0 };
+	uint64_t *starts = NULL, need = 0, h;
+	size_t n = 0;
+
+	safetensors(&b, "{\"__metadata__\":{\"a\":\"b\"},"
+		    "\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]},"
+		    "\"b\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 12);
+	h = b.len - 12;
+	CHECK(modelinfo_tensor_starts(b.p, b.len, b.len, &starts, &n, &need) == 0 && n == 2 &&
+	      starts[0] == h && starts[1] == h + 4);
+	free(starts);
+	CHECK(modelinfo_tensor_starts(b.p, (size_t)h - 1, b.len, &starts, &n, &need) == -EAGAIN &&
+	      need == h && !starts && n == 0);
+	safetensors(&b, "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,40]}}", 12);
+	CHECK(modelinfo_tensor_starts(b.p, b.len, b.len, &starts, &n, &need) == -EINVAL && !starts);
+	safetensors(&b, "{\"__metadata__\":{}}", 0);
+	CHECK(modelinfo_tensor_starts(b.p, b.len, b.len, &starts, &n, &need) == 0 && n == 0 &&
+	      !starts);
+	CHECK(modelinfo_tensor_starts("GGUF\3\0\0\0", 8, 8, &starts, &n, &need) == -EINVAL);
+	free(b.p);
+}
+
 int main(void)
 {
 	test_safetensors();
@@ -544,6 +570,7 @@ int main(void)
 	test_gguf();
 	test_gguf_malformed();
 	test_header_len();
+	test_tensor_starts();
 	test_truncations();
 	test_fuzz();
 	test_vram();
