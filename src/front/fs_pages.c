@@ -134,7 +134,10 @@ bool fs_read_header(struct fs *fs, fuse_req_t req, fuse_ino_t ino, struct engine
 	char *buf = NULL;
 	ssize_t len;
 
-	if (!fs->se || !dot || strcasecmp(dot, ".safetensors") != 0)
+	/* A strict file answers nothing before it is verified: a thread
+	 * would wait here for the whole download. */
+	if (!fs->se || !dot || strcasecmp(dot, ".safetensors") != 0 ||
+	    engine_file_entry(f)->verify == CONFIG_VERIFY_STRICT)
 		return false;
 	if (atomic_fetch_add(&header_reads, 1) >= HEADER_READS_AT_ONCE) {
 		atomic_fetch_sub(&header_reads, 1);
