@@ -1548,23 +1548,6 @@ void cache_range_release(struct cache_file *f, uint64_t off, uint64_t len)
 
 /* ---- checking again: verify -------------------------------------------- */
 
-/* [at, at+len) of the data file mapped read-only with every page in
- * memory, or MAP_FAILED. Faulted in by MADV_POPULATE_READ, which fails
- * with EIO where the disk does, so that a bad sector is a read error
- * (the caller goes on with pread()) rather than a SIGBUS on first touch;
- * it only leaves the small chance of a page reclaimed between that and
- * the touch, and failing again. Without it (Linux < 5.14): MAP_FAILED. */
-static void *map_resident(int fd, uint64_t at, size_t len)
-{
-	void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)at);
-
-	if (p != MAP_FAILED && madvise(p, len, MADV_POPULATE_READ) != 0) {
-		munmap(p, len);
-		p = MAP_FAILED;
-	}
-	return p;
-}
-
 uint64_t cache_file_recheck(struct cache_file *f)
 {
 	uint64_t n = 0;
@@ -1670,6 +1653,23 @@ static int hash_whole(struct cache_file *f, char sha256[65], char *git1, const a
  * vouches for the generation of the blocks it was finished at (f->gen),
  * and a state is only set from it while that holds
  * (cache_file_set_hashed()). */
+
+/* [at, at+len) of the data file mapped read-only with every page in
+ * memory, or MAP_FAILED. Faulted in by MADV_POPULATE_READ, which fails
+ * with EIO where the disk does, so that a bad sector is a read error
+ * (the caller goes on with pread()) rather than a SIGBUS on first touch;
+ * it only leaves the small chance of a page reclaimed between that and
+ * the touch, and failing again. Without it (Linux < 5.14): MAP_FAILED. */
+static void *map_resident(int fd, uint64_t at, size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)at);
+
+	if (p != MAP_FAILED && madvise(p, len, MADV_POPULATE_READ) != 0) {
+		munmap(p, len);
+		p = MAP_FAILED;
+	}
+	return p;
+}
 
 static void run_reset_locked(struct cache_file *f)
 {

@@ -217,7 +217,6 @@ static void load_tensor_starts(struct engine_file *f, struct cache_file *cf, uin
 	uint32_t cbs = cache_file_block_size(cf);
 	unsigned char *head;
 	size_t n = 0;
-
 	ssize_t got;
 	int rc = -ENODATA;
 
@@ -276,7 +275,7 @@ static void fetch_whole(struct engine_file *f, uint64_t off, size_t len)
 {
 	struct inflight **batch = NULL;
 	struct cache_file *cf;
-	uint64_t start, size = (uint64_t)f->src.size, share, read;
+	uint64_t start, size = (uint64_t)f->src.size, share, tensor_bytes;
 	uint32_t tensor_reads;
 	size_t n = 0;
 	bool loader, have_starts;
@@ -316,8 +315,8 @@ static void fetch_whole(struct engine_file *f, uint64_t off, size_t len)
 				 (len > PAGE_BYTES && tensor_page_locked(f, off + len / 2))))
 		f->tensor_reads++;
 	tensor_reads = f->tensor_reads;
-	read = f->tensor_read;
-	loader = tensor_reads >= LOADER_TENSOR_READS || read >= share;
+	tensor_bytes = f->tensor_read;
+	loader = tensor_reads >= LOADER_TENSOR_READS || tensor_bytes >= share;
 	pthread_mutex_unlock(&f->lock);
 	if (!loader)
 		return;
@@ -337,7 +336,7 @@ static void fetch_whole(struct engine_file *f, uint64_t off, size_t len)
 	if (n)
 		log_info("event=loader_read path=%s offset=%llu tensor_reads=%u read=%llu "
 			 "action=\"fetching the other %zu missing blocks in parallel\"", f->src.path,
-			 (unsigned long long)off, tensor_reads, (unsigned long long)read, n);
+			 (unsigned long long)off, tensor_reads, (unsigned long long)tensor_bytes, n);
 	enqueue_batch(f->eng, batch, n);
 	free(batch);
 }
